@@ -1,0 +1,126 @@
+"""Hardware classes: named deployment targets and their budgets (ARCHITECTURE 2)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from edgefleet.protocol.document import Document, Name, Part
+from edgefleet.protocol.errors import InvalidDocumentError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "EXECUTION_PROVIDERS",
+    "PRECISIONS",
+    "Budgets",
+    "HardwareClass",
+    "Performance",
+    "RuntimeSpec",
+    "Threads",
+    "parse_classes_toml",
+]
+
+PRECISIONS = ("fp32", "fp16", "int8")
+Precision = Literal["fp32", "fp16", "int8"]
+EXECUTION_PROVIDERS = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "CPUExecutionProvider",
+)
+MAX_CLASSES_FILE_BYTES = 1_000_000
+
+
+class RuntimeSpec(Part):
+    name: Literal["onnxruntime", "openvino", "litert"] = "onnxruntime"
+    min_version: str = "1.16"
+    execution_providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], min_length=1)
+
+    @field_validator("execution_providers")
+    @classmethod
+    def _known_providers(cls, value: list[str]) -> list[str]:
+        unknown = [p for p in value if p not in EXECUTION_PROVIDERS]
+        if unknown:
+            raise ValueError(f"unknown execution providers {unknown}; known: {list(EXECUTION_PROVIDERS)}")
+        if len(set(value)) != len(value):
+            raise ValueError("execution providers must not repeat")
+        return value
+
+
+class Threads(Part):
+    intra_op: int = Field(default=1, ge=1, le=256)
+    inter_op: int = Field(default=1, ge=1, le=64)
+
+
+class Budgets(Part):
+    ram_mb: int = Field(gt=0)
+    storage_mb: int = Field(gt=0)
+    max_model_mb: float = Field(gt=0)
+
+
+class Performance(Part):
+    latency_p95_ms: float = Field(gt=0, description="batch 1, after warm-up")
+    max_batch: int = Field(default=1, ge=1, le=4096)
+
+
+class HardwareClass(Document):
+    """A named deployment target. Operators apply these from a TOML file."""
+
+    KIND = "hardware class"
+
+    name: Name
+    description: str = ""
+    cpu_arch: Literal["x86_64", "aarch64", "armv7l", "riscv64"]
+    accelerator: str = "none"
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    precisions: list[Precision] = Field(default_factory=lambda: ["fp32"], min_length=1)
+    supported_ops: list[str] = Field(default_factory=list, description="empty: all ops of the runtime")
+    threads: Threads = Field(default_factory=Threads)
+    budgets: Budgets
+    performance: Performance
+    thermal_notes: str = ""
+    power_w: float | None = Field(default=None, gt=0)
+    connectivity: Literal["always", "intermittent", "rare"] = "intermittent"
+    update_window: str = Field(default="any", description="e.g. '02:00-04:00 local' or 'any'")
+    telemetry_bytes_per_s: int = Field(default=2048, gt=0)
+
+
+def parse_classes_toml(text: str | bytes) -> list[HardwareClass]:
+    """Parse a classes file: ``[class.<name>]`` tables, each a hardware class.
+
+    Raises ``InvalidDocumentError`` (code ``malformed_toml`` or ``invalid_document``) naming the class.
+    """
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    if len(raw) > MAX_CLASSES_FILE_BYTES:
+        raise InvalidDocumentError(
+            "classes file too large", code="document_too_large", expected=MAX_CLASSES_FILE_BYTES, got=len(raw)
+        )
+    try:
+        data: dict[str, Any] = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidDocumentError(
+            f"classes file is not valid TOML: {exc}", code="malformed_toml", expected="TOML", got=str(exc)
+        ) from exc
+    version = data.get("schema_version", HardwareClass.SCHEMA_VERSION)
+    tables = data.get("class")
+    if not isinstance(tables, dict) or not tables:
+        raise InvalidDocumentError(
+            "classes file has no [class.<name>] tables", expected="[class.<name>] tables", got=sorted(data)
+        )
+    out: list[HardwareClass] = []
+    for name, body in tables.items():
+        if not isinstance(body, dict):
+            raise InvalidDocumentError(f"class {name!r} must be a table", expected="table", got=type(body).__name__)
+        try:
+            out.append(HardwareClass.parse({"schema_version": version, **body, "name": name}))
+        except InvalidDocumentError as exc:
+            exc.message = f"class {name!r}: {exc.message}"
+            exc.args = (exc.message,)
+            raise
+    return out

@@ -1,0 +1,115 @@
+"""The artifact manifest (ARCHITECTURE 3.1): one build of a model version for one hardware class."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from edgefleet.protocol.document import Document, Name, Part, Sha256Hex, is_safe_relpath
+from edgefleet.protocol.hardware_class import Precision, RuntimeSpec
+
+__all__ = [
+    "MAX_MANIFEST_BYTES",
+    "ArtifactFile",
+    "ArtifactManifest",
+    "HealthCheck",
+    "Metrics",
+    "Optimization",
+    "Signature",
+    "TensorSpec",
+]
+
+MAX_MANIFEST_BYTES = 1_000_000
+DType = Literal["float32", "float16", "float64", "int8", "uint8", "int32", "int64", "bool"]
+
+
+class ArtifactFile(Part):
+    path: str
+    sha256: Sha256Hex
+    length: int = Field(ge=0)
+
+    @field_validator("path")
+    @classmethod
+    def _safe(cls, value: str) -> str:
+        if not is_safe_relpath(value):
+            raise ValueError("path must be relative, without '..', of [A-Za-z0-9._/-]")
+        return value
+
+
+class TensorSpec(Part):
+    name: str = Field(min_length=1, max_length=128)
+    dtype: DType
+    shape: list[int | str | None] = Field(description="None or a name for a dynamic dimension")
+
+
+class Signature(Part):
+    inputs: list[TensorSpec] = Field(min_length=1)
+    outputs: list[TensorSpec] = Field(min_length=1)
+
+
+class Optimization(Part):
+    source_sha256: Sha256Hex
+    quantization: Literal["none", "fp16", "int8_static", "int8_dynamic", "mixed"] = "none"
+    calibration_method: str | None = None
+    sparsity: float = Field(default=0.0, ge=0.0, lt=1.0)
+    calibration_sha256: Sha256Hex | None = None
+    candidate: str = "fp32"
+
+
+class Metrics(Part):
+    task_metric: str | None = None
+    task_value: float | None = None
+    reference_value: float | None = None
+    top1_agreement: float | None = Field(default=None, ge=0, le=1)
+    latency_p50_ms: float | None = Field(default=None, ge=0)
+    latency_p95_ms: float | None = Field(default=None, ge=0)
+    size_bytes: int | None = Field(default=None, ge=0)
+    peak_memory_bytes: int | None = Field(default=None, ge=0)
+
+
+class HealthCheck(Part):
+    golden_file: str = Field(description="an .npz among the artifact's files: inputs and expected outputs")
+    atol: float = Field(default=1e-3, ge=0)
+    rtol: float = Field(default=1e-3, ge=0)
+    latency_ceiling_ms: float = Field(gt=0)
+    warmup_runs: int = Field(default=3, ge=0, le=1000)
+
+
+class ArtifactManifest(Document):
+    """What a device needs to trust, load and check one build."""
+
+    KIND = "artifact manifest"
+
+    model: Name
+    version: Name
+    hardware_class: Name
+    runtime: RuntimeSpec
+    precision: Precision = "fp32"
+    entrypoint: str = Field(description="the model file among files, e.g. model.onnx")
+    files: list[ArtifactFile] = Field(min_length=1, max_length=256)
+    signature: Signature
+    optimization: Optimization
+    metrics: Metrics = Field(default_factory=Metrics)
+    health_check: HealthCheck
+    release_counter: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _files_consistent(self) -> ArtifactManifest:
+        paths = [f.path for f in self.files]
+        if len(set(paths)) != len(paths):
+            raise ValueError("file paths must be unique")
+        for needed, what in ((self.entrypoint, "entrypoint"), (self.health_check.golden_file, "golden_file")):
+            if needed not in paths:
+                raise ValueError(f"{what} {needed!r} is not among the files")
+        return self
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.length for f in self.files)
+
+    def file(self, path: str) -> ArtifactFile:
+        for f in self.files:
+            if f.path == path:
+                return f
+        raise KeyError(path)

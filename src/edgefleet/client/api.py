@@ -1,0 +1,427 @@
+"""A typed client for the control-plane HTTP API (docs/api.md): one method per call.
+
+Error answers come back as the matching ``EdgefleetError`` subclass with the server's ``code``; network
+failures become ``ServerUnreachableError`` (``server_unreachable``). The transport is injectable so
+tests can run against the real ASGI app or inject faults.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel
+
+from edgefleet import __version__
+from edgefleet.client.errors import ServerUnreachableError
+from edgefleet.client.resources import (
+    ApplyResult,
+    ArtifactInfo,
+    AuditEntry,
+    BlobInfo,
+    Health,
+    ModelInfo,
+    Page,
+    TokenInfo,
+    VersionInfo,
+)
+from edgefleet.client.transfer import (
+    ProgressCallback,
+    download_verified,
+    file_sha256,
+    iter_file,
+    raise_for_error,
+)
+from edgefleet.protocol.document import NAME_PATTERN, is_safe_relpath
+from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.hardware_class import HardwareClass
+from edgefleet.protocol.manifest import ArtifactManifest
+
+__all__ = ["DEFAULT_TIMEOUT_S", "MAX_PAGE_LIMIT", "EdgefleetClient"]
+
+DEFAULT_TIMEOUT_S = 30.0
+MAX_PAGE_LIMIT = 500
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+R = TypeVar("R", bound=BaseModel)
+
+
+def _name(value: str, what: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(NAME_PATTERN, value):
+        raise InvalidDocumentError(
+            f"invalid {what} name {value!r}", code="invalid_name", expected=NAME_PATTERN, got=value
+        )
+    return value
+
+
+def _ident(value: str | int, what: str) -> str:
+    text = str(value)
+    if not _ID_PATTERN.fullmatch(text):
+        raise InvalidDocumentError(
+            f"invalid {what} {text!r}", code="invalid_name", expected=_ID_PATTERN.pattern, got=text
+        )
+    return text
+
+
+def _sha(value: str) -> str:
+    if not isinstance(value, str) or not _SHA256_PATTERN.fullmatch(value):
+        raise InvalidDocumentError(
+            "invalid sha256", code="invalid_sha256", expected="64 hex digits", got=value
+        )
+    return value
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        out[key] = ("true" if value else "false") if isinstance(value, bool) else value
+    return out
+
+
+class EdgefleetClient:
+    """Synchronous client. Use as a context manager or call ``close()``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        headers = {"User-Agent": f"edgefleet-client/{__version__}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            transport=transport,
+            timeout=httpx.Timeout(timeout_s),
+            follow_redirects=False,
+        )
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> EdgefleetClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerUnreachableError(
+                f"cannot reach the edgefleet server at {self.base_url}: {exc}",
+                details={"url": f"{self.base_url}{path}"},
+                expected="an HTTP answer",
+                got=f"{type(exc).__name__}: {exc}",
+            ) from exc
+        raise_for_error(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise InvalidDocumentError(
+                f"server answered {method} {path} with non-JSON",
+                code="malformed_json",
+                expected="JSON",
+                got=response.text[:200],
+            ) from exc
+
+    def _page(self, model: type[R], path: str, params: Mapping[str, Any]) -> Page[R]:
+        return Page[model].model_validate(self._json("GET", path, params=params))  # type: ignore[valid-type]
+
+    def _iter_all(self, fetch: Any, page_size: int = MAX_PAGE_LIMIT) -> Iterator[Any]:
+        offset = 0
+        while True:
+            page = fetch(limit=page_size, offset=offset)
+            yield from page.items
+            offset += len(page.items)
+            if not page.items or offset >= page.total:
+                return
+
+    # -- health -----------------------------------------------------------------------------------
+
+    def health(self) -> Health:
+        return Health.model_validate(self._json("GET", "/healthz"))
+
+    # -- hardware classes -------------------------------------------------------------------------
+
+    def list_classes(self, *, limit: int = 50, offset: int = 0) -> Page[HardwareClass]:
+        data = self._json("GET", "/v1/classes", params=_params(limit=limit, offset=offset))
+        items = [HardwareClass.parse(item) for item in data.get("items", [])]
+        return Page[HardwareClass](
+            items=items, total=data["total"], limit=data["limit"], offset=data["offset"]
+        )
+
+    def iter_classes(self) -> Iterator[HardwareClass]:
+        return self._iter_all(self.list_classes)
+
+    def get_class(self, name: str) -> HardwareClass:
+        return HardwareClass.parse(self._json("GET", f"/v1/classes/{_name(name, 'class')}"))
+
+    def put_class(self, hardware_class: HardwareClass) -> HardwareClass:
+        name = _name(hardware_class.name, "class")
+        return HardwareClass.parse(self._json("PUT", f"/v1/classes/{name}", json=hardware_class.to_dict()))
+
+    def apply_classes(self, classes: Iterable[HardwareClass]) -> ApplyResult:
+        body = {"classes": [c.to_dict() for c in classes]}
+        return ApplyResult.model_validate(self._json("POST", "/v1/classes/apply", json=body))
+
+    def delete_class(self, name: str) -> None:
+        self._json("DELETE", f"/v1/classes/{_name(name, 'class')}")
+
+    # -- models and versions ----------------------------------------------------------------------
+
+    def create_model(
+        self, name: str, *, description: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> ModelInfo:
+        body: dict[str, Any] = {"name": _name(name, "model")}
+        if description is not None:
+            body["description"] = description
+        if labels is not None:
+            body["labels"] = dict(labels)
+        return ModelInfo.model_validate(self._json("POST", "/v1/models", json=body))
+
+    def list_models(
+        self, *, name_prefix: str | None = None, limit: int = 50, offset: int = 0
+    ) -> Page[ModelInfo]:
+        return self._page(
+            ModelInfo, "/v1/models", _params(name_prefix=name_prefix, limit=limit, offset=offset)
+        )
+
+    def get_model(self, name: str) -> ModelInfo:
+        return ModelInfo.model_validate(self._json("GET", f"/v1/models/{_name(name, 'model')}"))
+
+    def update_model(
+        self, name: str, *, description: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> ModelInfo:
+        body: dict[str, Any] = {}
+        if description is not None:
+            body["description"] = description
+        if labels is not None:
+            body["labels"] = dict(labels)
+        return ModelInfo.model_validate(self._json("PATCH", f"/v1/models/{_name(name, 'model')}", json=body))
+
+    def delete_model(self, name: str) -> None:
+        self._json("DELETE", f"/v1/models/{_name(name, 'model')}")
+
+    def create_version(
+        self, model: str, version: str, *, source_sha256: str, metadata: Mapping[str, Any] | None = None
+    ) -> VersionInfo:
+        body: dict[str, Any] = {"version": _name(version, "version"), "source_sha256": _sha(source_sha256)}
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        path = f"/v1/models/{_name(model, 'model')}/versions"
+        return VersionInfo.model_validate(self._json("POST", path, json=body))
+
+    def add_version_from_file(
+        self,
+        model: str,
+        version: str,
+        source: Path,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> VersionInfo:
+        """Upload ``source`` as a blob, then register the version pointing at it."""
+        blob = self.upload_blob(source, progress=progress)
+        return self.create_version(model, version, source_sha256=blob.sha256, metadata=metadata)
+
+    def list_versions(self, model: str, *, limit: int = 50, offset: int = 0) -> Page[VersionInfo]:
+        path = f"/v1/models/{_name(model, 'model')}/versions"
+        return self._page(VersionInfo, path, _params(limit=limit, offset=offset))
+
+    def get_version(self, model: str, version: str) -> VersionInfo:
+        path = f"/v1/models/{_name(model, 'model')}/versions/{_name(version, 'version')}"
+        return VersionInfo.model_validate(self._json("GET", path))
+
+    def delete_version(self, model: str, version: str) -> None:
+        self._json("DELETE", f"/v1/models/{_name(model, 'model')}/versions/{_name(version, 'version')}")
+
+    # -- blobs ------------------------------------------------------------------------------------
+
+    def blob_length(self, sha256: str) -> int | None:
+        """The stored length of a blob, or ``None`` when the server does not have it."""
+        try:
+            response = self._http.head(f"/v1/blobs/{_sha(sha256)}")
+        except httpx.TransportError as exc:
+            raise ServerUnreachableError(
+                f"cannot reach the edgefleet server at {self.base_url}: {exc}",
+                expected="an HTTP answer",
+                got=f"{type(exc).__name__}: {exc}",
+            ) from exc
+        if response.status_code == 404:
+            return None
+        raise_for_error(response)
+        return int(response.headers.get("content-length", "0"))
+
+    def upload_blob(
+        self,
+        source: Path,
+        *,
+        sha256: str | None = None,
+        progress: ProgressCallback | None = None,
+        skip_existing: bool = True,
+    ) -> BlobInfo:
+        """Stream a file to the blob store. The sha256 is computed first unless given (then checked)."""
+        source = Path(source)
+        digest, length = file_sha256(source)
+        if sha256 is not None and _sha(sha256) != digest:
+            raise InvalidDocumentError(
+                f"{source.name} does not match the promised sha256",
+                code="sha256_mismatch",
+                expected=sha256,
+                got=digest,
+            )
+        if skip_existing and self.blob_length(digest) == length:
+            if progress is not None:
+                progress(length)
+            return BlobInfo(sha256=digest, length=length)
+        data = self._json(
+            "PUT",
+            f"/v1/blobs/{digest}",
+            content=iter_file(source, progress=progress),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)},
+        )
+        return BlobInfo.model_validate(data)
+
+    def upload_blob_bytes(self, data: bytes, *, sha256: str) -> BlobInfo:
+        """Upload in-memory bytes under the sha256 the caller claims (the server verifies it)."""
+        return BlobInfo.model_validate(
+            self._json(
+                "PUT",
+                f"/v1/blobs/{_sha(sha256)}",
+                content=data,
+                headers={"Content-Type": "application/octet-stream"},
+            )
+        )
+
+    def download_blob(
+        self,
+        sha256: str,
+        dest: Path,
+        *,
+        length: int,
+        progress: ProgressCallback | None = None,
+        max_attempts: int = 5,
+    ) -> Path:
+        return download_verified(
+            self._http,
+            f"/v1/blobs/{_sha(sha256)}",
+            Path(dest),
+            sha256=sha256,
+            length=length,
+            progress=progress,
+            max_attempts=max_attempts,
+        )
+
+    # -- artifacts --------------------------------------------------------------------------------
+
+    def register_artifact(self, manifest: ArtifactManifest) -> ArtifactInfo:
+        return ArtifactInfo.model_validate(
+            self._json("POST", "/v1/artifacts", json={"manifest": manifest.to_dict()})
+        )
+
+    def list_artifacts(
+        self,
+        *,
+        model: str | None = None,
+        version: str | None = None,
+        hardware_class: str | None = None,
+        disabled: bool | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page[ArtifactInfo]:
+        params = _params(
+            model=model,
+            version=version,
+            hardware_class=hardware_class,
+            disabled=disabled,
+            limit=limit,
+            offset=offset,
+        )
+        return self._page(ArtifactInfo, "/v1/artifacts", params)
+
+    def get_artifact(self, artifact_id: str) -> ArtifactInfo:
+        return ArtifactInfo.model_validate(
+            self._json("GET", f"/v1/artifacts/{_ident(artifact_id, 'artifact')}")
+        )
+
+    def set_artifact_disabled(
+        self, artifact_id: str, disabled: bool, *, reason: str | None = None
+    ) -> ArtifactInfo:
+        body: dict[str, Any] = {"disabled": disabled}
+        if reason is not None:
+            body["reason"] = reason
+        path = f"/v1/artifacts/{_ident(artifact_id, 'artifact')}"
+        return ArtifactInfo.model_validate(self._json("PATCH", path, json=body))
+
+    def delete_artifact(self, artifact_id: str) -> None:
+        self._json("DELETE", f"/v1/artifacts/{_ident(artifact_id, 'artifact')}")
+
+    def download_artifact_file(
+        self,
+        artifact_id: str,
+        path: str,
+        dest: Path,
+        *,
+        sha256: str,
+        length: int,
+        progress: ProgressCallback | None = None,
+        max_attempts: int = 5,
+    ) -> Path:
+        if not is_safe_relpath(path):
+            raise InvalidDocumentError(
+                "unsafe artifact file path", code="invalid_path", expected="relative", got=path
+            )
+        url = f"/v1/artifacts/{_ident(artifact_id, 'artifact')}/files/{quote(path, safe='/')}"
+        return download_verified(
+            self._http,
+            url,
+            Path(dest),
+            sha256=sha256,
+            length=length,
+            progress=progress,
+            max_attempts=max_attempts,
+        )
+
+    # -- operator tokens and audit ----------------------------------------------------------------
+
+    def create_token(self, name: str, role: str) -> TokenInfo:
+        return TokenInfo.model_validate(self._json("POST", "/v1/tokens", json={"name": name, "role": role}))
+
+    def list_tokens(self, *, limit: int = 50, offset: int = 0) -> Page[TokenInfo]:
+        return self._page(TokenInfo, "/v1/tokens", _params(limit=limit, offset=offset))
+
+    def revoke_token(self, token_id: str | int) -> None:
+        self._json("DELETE", f"/v1/tokens/{_ident(token_id, 'token id')}")
+
+    def list_audit(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page[AuditEntry]:
+        params = _params(actor=actor, action=action, target=target, limit=limit, offset=offset)
+        return self._page(AuditEntry, "/v1/audit", params)

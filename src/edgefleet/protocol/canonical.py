@@ -10,9 +10,9 @@ __all__ = ["canonical_json", "parse_json_bounded"]
 
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no insignificant whitespace, UTF-8. Same value -> same bytes."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-        "utf-8"
-    )
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 def parse_json_bounded(data: bytes | str, *, max_bytes: int, what: str = "document") -> Any:

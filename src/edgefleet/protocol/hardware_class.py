@@ -116,7 +116,9 @@ def parse_classes_toml(text: str | bytes) -> list[HardwareClass]:
     out: list[HardwareClass] = []
     for name, body in tables.items():
         if not isinstance(body, dict):
-            raise InvalidDocumentError(f"class {name!r} must be a table", expected="table", got=type(body).__name__)
+            raise InvalidDocumentError(
+                f"class {name!r} must be a table", expected="table", got=type(body).__name__
+            )
         try:
             out.append(HardwareClass.parse({"schema_version": version, **body, "name": name}))
         except InvalidDocumentError as exc:

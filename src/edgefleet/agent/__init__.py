@@ -1,0 +1,1 @@
+"""The device side: identity, sync, install, serve, telemetry. Never imports server or build."""

@@ -1,0 +1,225 @@
+"""The agent's data directory: its identity, pinned trust anchors and last accepted state.
+
+Layout (all writes atomic and durable):
+
+    identity/device.key        Ed25519 private key, PKCS8 PEM, mode 0600, never leaves the device
+    identity/device.json       device id, server URL, hardware class, labels, director public key
+    identity/tuf-root.json     bootstrap TUF root received at enrollment (when the server has one)
+    state/desired.json         last accepted signed desired state (the envelope, verbatim)
+    state/time-floor           persisted time floor (ISO 8601); only ever moves forward
+    agent.lock                 held (flock) by the one running agent
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from edgefleet.durable import atomic_write_bytes
+from edgefleet.protocol.canonical import canonical_json
+from edgefleet.protocol.errors import ConflictError, EdgefleetError
+from edgefleet.trust.director import load_public_key_pem
+
+__all__ = ["AgentLock", "CorruptStateError", "DataDir", "DeviceIdentity", "NotEnrolledError"]
+
+MAX_STATE_FILE_BYTES = 4_000_000
+
+
+class CorruptStateError(EdgefleetError):
+    """A file in the data dir is unreadable. The agent refuses to guess; re-enroll or repair."""
+
+    code = "corrupt_state_file"
+
+
+class NotEnrolledError(EdgefleetError):
+    code = "not_enrolled"
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    device_id: str
+    server_url: str
+    hardware_class: str
+    director_public_key_pem: str
+    labels: dict[str, str] = field(default_factory=dict)
+    enrolled_at: str = ""
+
+    @property
+    def director_key(self) -> Ed25519PublicKey:
+        return load_public_key_pem(self.director_public_key_pem)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "server_url": self.server_url,
+            "hardware_class": self.hardware_class,
+            "director_public_key_pem": self.director_public_key_pem,
+            "labels": dict(self.labels),
+            "enrolled_at": self.enrolled_at,
+        }
+
+
+class AgentLock:
+    """An exclusive, non-blocking flock on ``agent.lock``; released when the process dies."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise ConflictError(
+                "another agent is running on this data dir", code="agent_already_running", got=str(self._path)
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> AgentLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class DataDir:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    # paths
+    @property
+    def key_path(self) -> Path:
+        return self.root / "identity" / "device.key"
+
+    @property
+    def identity_path(self) -> Path:
+        return self.root / "identity" / "device.json"
+
+    @property
+    def tuf_root_path(self) -> Path:
+        return self.root / "identity" / "tuf-root.json"
+
+    @property
+    def desired_path(self) -> Path:
+        return self.root / "state" / "desired.json"
+
+    @property
+    def time_floor_path(self) -> Path:
+        return self.root / "state" / "time-floor"
+
+    def lock(self) -> AgentLock:
+        return AgentLock(self.root / "agent.lock")
+
+    def is_enrolled(self) -> bool:
+        return self.identity_path.exists() and self.key_path.exists()
+
+    # identity
+    def write_key(self, key: Ed25519PrivateKey) -> None:
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        atomic_write_bytes(self.key_path, pem, mode=0o600)
+
+    def read_key(self) -> Ed25519PrivateKey:
+        raw = self._read_bytes(self.key_path)
+        try:
+            key = serialization.load_pem_private_key(raw, password=None)
+        except ValueError as exc:
+            raise CorruptStateError("device key is unreadable", got=str(self.key_path)) from exc
+        if not isinstance(key, Ed25519PrivateKey):
+            raise CorruptStateError("device key is not Ed25519", got=str(self.key_path))
+        return key
+
+    def write_identity(self, identity: DeviceIdentity, tuf_root: dict[str, Any] | None) -> None:
+        if tuf_root is not None:
+            atomic_write_bytes(self.tuf_root_path, canonical_json(tuf_root), mode=0o644)
+        atomic_write_bytes(self.identity_path, canonical_json(identity.to_dict()), mode=0o644)
+
+    def read_identity(self) -> DeviceIdentity:
+        if not self.is_enrolled():
+            raise NotEnrolledError(
+                "this data dir is not enrolled; run `edgefleet agent enroll`", got=str(self.root)
+            )
+        data = self._read_json(self.identity_path)
+        try:
+            identity = DeviceIdentity(
+                device_id=str(data["device_id"]),
+                server_url=str(data["server_url"]),
+                hardware_class=str(data["hardware_class"]),
+                director_public_key_pem=str(data["director_public_key_pem"]),
+                labels={str(k): str(v) for k, v in dict(data.get("labels", {})).items()},
+                enrolled_at=str(data.get("enrolled_at", "")),
+            )
+            identity.director_key  # noqa: B018  # must parse
+        except (KeyError, TypeError, ValueError, EdgefleetError) as exc:
+            raise CorruptStateError("device identity file is invalid", got=str(self.identity_path)) from exc
+        return identity
+
+    def read_tuf_root(self) -> dict[str, Any] | None:
+        return self._read_json(self.tuf_root_path) if self.tuf_root_path.exists() else None
+
+    # state
+    def read_desired_envelope(self) -> dict[str, Any] | None:
+        return self._read_json(self.desired_path) if self.desired_path.exists() else None
+
+    def write_desired_envelope(self, envelope: dict[str, Any]) -> None:
+        atomic_write_bytes(self.desired_path, canonical_json(envelope))
+
+    def read_time_floor(self) -> datetime | None:
+        if not self.time_floor_path.exists():
+            return None
+        text = self._read_bytes(self.time_floor_path).decode("utf-8", "replace").strip()
+        try:
+            floor = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise CorruptStateError("time floor file is invalid", got=text[:64]) from exc
+        if floor.tzinfo is None:
+            raise CorruptStateError("time floor has no timezone", got=text[:64])
+        return floor
+
+    def raise_time_floor(self, at: datetime) -> datetime:
+        """Move the floor forward to ``at`` (never backward). Returns the floor now in force."""
+        current = self.read_time_floor()
+        if current is not None and current >= at:
+            return current
+        atomic_write_bytes(self.time_floor_path, at.isoformat().encode())
+        return at
+
+    # reading, bounded and with clear errors
+    def _read_bytes(self, path: Path) -> bytes:
+        try:
+            with path.open("rb") as fh:
+                data = fh.read(MAX_STATE_FILE_BYTES + 1)
+        except OSError as exc:
+            raise CorruptStateError(f"cannot read {path.name}: {exc.strerror}", got=str(path)) from exc
+        if len(data) > MAX_STATE_FILE_BYTES:
+            raise CorruptStateError(
+                f"{path.name} is too large", expected=f"<= {MAX_STATE_FILE_BYTES} bytes", got=str(path)
+            )
+        return data
+
+    def _read_json(self, path: Path) -> Any:
+        try:
+            return json.loads(self._read_bytes(path))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CorruptStateError(f"{path.name} is not valid JSON", got=str(path)) from exc

@@ -1,0 +1,43 @@
+"""The interface between the sync coordinator and whatever installs models.
+
+The coordinator hands over only verified desired states. The real installer (A/B slots, health checks,
+rollback) implements this protocol; ``RecordingInstaller`` is the fake that tests and dry runs use.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+from edgefleet.protocol.desired_state import DesiredState, SlotReport
+
+__all__ = ["Installer", "RecordingInstaller"]
+
+
+class Installer(Protocol):
+    def apply(self, state: DesiredState) -> None:
+        """Act on a verified desired state. Must not raise for per-slot failures: record them instead."""
+
+    def slot_reports(self) -> dict[str, SlotReport]:
+        """What each slot runs and is doing, for the device report."""
+
+
+class RecordingInstaller:
+    """Records every state handed over and pretends each assignment became active at once."""
+
+    def __init__(self) -> None:
+        self.applied: list[DesiredState] = []
+        self._lock = threading.Lock()
+
+    def apply(self, state: DesiredState) -> None:
+        with self._lock:
+            self.applied.append(state)
+
+    def slot_reports(self) -> dict[str, SlotReport]:
+        with self._lock:
+            if not self.applied:
+                return {}
+            return {
+                slot: SlotReport(active=a.artifact_id, state="idle")
+                for slot, a in self.applied[-1].slots.items()
+            }

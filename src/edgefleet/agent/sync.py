@@ -1,0 +1,178 @@
+"""The sync coordinator: the one loop that owns the device's connection to the control plane.
+
+Each poll: conditional GET of the desired state (``If-None-Match`` with the last accepted generation), verify
+it (``trust.director``), persist it atomically, hand it to the installer, report. Failures never lose the last
+good state: the device keeps running what it runs and backs off (capped, jittered), recovering by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+from edgefleet.agent.backoff import PollTiming, backoff_delay_s, poll_delay_s
+from edgefleet.agent.channel import DeviceChannel
+from edgefleet.agent.datadir import DataDir, DeviceIdentity
+from edgefleet.agent.enroll import AGENT_VERSION
+from edgefleet.agent.installer import Installer
+from edgefleet.protocol.desired_state import DesiredState, DeviceReport
+from edgefleet.protocol.errors import EdgefleetError
+from edgefleet.trust.director import DesiredStateRejectedError, verify_desired_state
+
+__all__ = ["CLOCK_UNTRUSTED_TOLERANCE", "SyncCoordinator", "SyncOutcome"]
+
+log = logging.getLogger("edgefleet.agent.sync")
+CLOCK_UNTRUSTED_TOLERANCE = timedelta(minutes=5)
+DESIRED_STATE_PATH = "/v1/device/desired-state"
+REPORT_PATH = "/v1/device/report"
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    result: Literal["updated", "unchanged", "rejected", "failed"]
+    delay_s: float
+    generation: int
+    error_code: str | None = None
+
+
+def _kv(**fields: Any) -> str:
+    return " ".join(
+        f"{k}={json.dumps(v) if isinstance(v, str) and ' ' in v else v}" for k, v in fields.items()
+    )
+
+
+class SyncCoordinator:
+    def __init__(
+        self,
+        data_dir: DataDir,
+        channel: DeviceChannel,
+        installer: Installer,
+        *,
+        timing: PollTiming | None = None,
+        rng: random.Random | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ) -> None:
+        self._ddir = data_dir
+        self._channel = channel
+        self._installer = installer
+        self._timing = timing or PollTiming()
+        self._rng = rng or random.Random()  # noqa: S311  # jitter, not secrets
+        self._now = now
+        self.identity: DeviceIdentity = data_dir.read_identity()
+        self.boot_id = uuid.uuid4().hex
+        self._sequence = 0
+        self._failures = 0
+        self._reported_generation = -1
+        self.last_error: dict[str, Any] | None = None
+        self.state: DesiredState | None = self._load_last_state()
+
+    @property
+    def generation(self) -> int:
+        return self.state.generation if self.state else 0
+
+    def _load_last_state(self) -> DesiredState | None:
+        """The last accepted state, re-verified (signature, addressee) but not for expiry or freshness."""
+        envelope = self._ddir.read_desired_envelope()
+        if envelope is None:
+            return None
+        try:
+            return verify_desired_state(
+                envelope,
+                director_key=self.identity.director_key,
+                device_id=self.identity.device_id,
+                last_generation=0,
+                now=datetime.min.replace(tzinfo=timezone.utc),
+                time_floor=None,
+            )
+        except DesiredStateRejectedError as exc:
+            from edgefleet.agent.datadir import CorruptStateError
+
+            raise CorruptStateError(f"stored desired state no longer verifies: {exc.message}") from exc
+
+    # one poll
+    def poll_once(self) -> SyncOutcome:
+        try:
+            outcome = self._poll()
+        except EdgefleetError as exc:
+            self._failures += 1
+            retry_after = exc.details.get("retry_after_s")
+            delay = backoff_delay_s(self._timing, self._failures, self._rng, retry_after_s=retry_after)
+            self._record_error(exc)
+            log.warning(
+                _kv(event="poll_failed", code=exc.code, failures=self._failures, retry_in_s=round(delay, 2))
+            )
+            return SyncOutcome("failed", delay, self.generation, exc.code)
+        self._failures = 0
+        return outcome
+
+    def _poll(self) -> SyncOutcome:
+        headers = {"if-none-match": f'"{self.generation}"'} if self.state else {}
+        response = self._channel.request("GET", DESIRED_STATE_PATH, headers=headers)
+        if response.status_code == 304:
+            self._maybe_report()
+            return SyncOutcome("unchanged", poll_delay_s(self._timing, self._rng), self.generation)
+        try:
+            envelope = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise EdgefleetError("desired state answer is not JSON", code="malformed_response") from exc
+        now = self._now()
+        floor = self._ddir.read_time_floor()
+        if floor is not None and now < floor - CLOCK_UNTRUSTED_TOLERANCE:
+            log.warning(_kv(event="clock_untrusted", now=now.isoformat(), floor=floor.isoformat()))
+        try:
+            state = verify_desired_state(
+                envelope,
+                director_key=self.identity.director_key,
+                device_id=self.identity.device_id,
+                last_generation=self.generation,
+                now=now,
+                time_floor=floor,
+            )
+        except DesiredStateRejectedError as exc:
+            self._record_error(exc)
+            log.warning(_kv(event="desired_state_rejected", code=exc.code, generation=self.generation))
+            self._maybe_report(force=True)
+            return SyncOutcome("rejected", poll_delay_s(self._timing, self._rng), self.generation, exc.code)
+        self._ddir.write_desired_envelope(envelope)
+        self._ddir.raise_time_floor(state.issued_at)
+        self.state = state
+        log.info(_kv(event="desired_state_accepted", generation=state.generation, slots=len(state.slots)))
+        self._installer.apply(state)
+        self._maybe_report(force=True)
+        return SyncOutcome("updated", poll_delay_s(self._timing, self._rng), state.generation)
+
+    def _record_error(self, exc: EdgefleetError) -> None:
+        self.last_error = {"code": exc.code, "message": exc.message, "at": self._now().isoformat()}
+
+    def _maybe_report(self, *, force: bool = False) -> None:
+        if not force and self._reported_generation == self.generation:
+            return
+        self._sequence += 1
+        report = DeviceReport(
+            sequence=self._sequence,
+            boot_id=self.boot_id,
+            reported_at=self._now(),
+            agent_version=AGENT_VERSION,
+            desired_generation=self.generation,
+            slots=self._installer.slot_reports(),
+            status="error" if self.last_error and self._failures else "ok",
+            last_error=self.last_error,
+        )
+        self._channel.request("POST", REPORT_PATH, json_body=report.to_dict())
+        self._reported_generation = self.generation
+
+    # the loop
+    def run(self, stop: threading.Event) -> None:
+        log.info(_kv(event="agent_started", device_id=self.identity.device_id, generation=self.generation))
+        while not stop.is_set():
+            outcome = self.poll_once()
+            if stop.wait(outcome.delay_s):
+                break
+        log.info(_kv(event="agent_stopped", device_id=self.identity.device_id))

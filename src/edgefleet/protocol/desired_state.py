@@ -1,0 +1,81 @@
+"""What the director wants one device to run (ARCHITECTURE 3.2), and what the device reports back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, Field
+
+from edgefleet.protocol.document import Document, Name, Part, Sha256Hex
+from edgefleet.protocol.manifest import ArtifactManifest
+
+__all__ = [
+    "MAX_DESIRED_STATE_BYTES",
+    "MAX_REPORT_BYTES",
+    "Assignment",
+    "DesiredState",
+    "DeviceReport",
+    "SignedEnvelope",
+    "SlotReport",
+]
+
+MAX_DESIRED_STATE_BYTES = 2_000_000
+MAX_REPORT_BYTES = 64_000
+
+
+class Assignment(Part):
+    """One model slot's target: the TUF target path plus its hashes, and the manifest."""
+
+    artifact_id: str = Field(min_length=1, max_length=64)
+    target_path: str = Field(min_length=1, max_length=512)
+    sha256: Sha256Hex
+    length: int = Field(ge=0)
+    manifest: ArtifactManifest
+
+
+class DesiredState(Document):
+    """Signed per device by the director key. Generations strictly increase per device."""
+
+    KIND = "desired state"
+
+    device_id: str = Field(min_length=1, max_length=64)
+    hardware_class: Name
+    generation: int = Field(ge=1)
+    issued_at: AwareDatetime
+    expires_at: AwareDatetime
+    slots: dict[Name, Assignment] = Field(default_factory=dict)
+    disabled_artifacts: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class Signature(Part):
+    keyid: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sig: str = Field(min_length=1, max_length=512, description="base64")
+
+
+class SignedEnvelope(Part):
+    """``signed`` is the document; each signature is over ``canonical_json(signed)``."""
+
+    signed: dict[str, Any]
+    signatures: list[Signature] = Field(min_length=1, max_length=8)
+
+
+class SlotReport(Part):
+    active: str | None = Field(default=None, description="artifact id serving now")
+    previous: str | None = None
+    state: str = Field(default="idle", max_length=64, description="idle, downloading, installing, trial, ...")
+
+
+class DeviceReport(Document):
+    """What the agent runs and does. Idempotent: the server keeps the newest by ``sequence``."""
+
+    KIND = "device report"
+
+    sequence: int = Field(ge=0, description="increases with every report of one boot; with boot_id, orders")
+    boot_id: str = Field(min_length=1, max_length=64)
+    reported_at: datetime
+    agent_version: str = Field(default="", max_length=64)
+    desired_generation: int = Field(default=0, ge=0, description="last desired-state generation accepted")
+    slots: dict[Name, SlotReport] = Field(default_factory=dict)
+    status: Literal["ok", "updating", "degraded", "error"] = "ok"
+    last_error: dict[str, Any] | None = Field(default=None, description="{code, message, at}")

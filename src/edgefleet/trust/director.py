@@ -1,0 +1,148 @@
+"""The director's signed desired state (ARCHITECTURE 3.2): signing on the server, a pure check on the device.
+
+A device accepts a desired state only if all of these hold:
+
+* the envelope is signed by the director key pinned at enrollment (signatures by other keys are ignored);
+* it is addressed to this device;
+* its generation is strictly newer than the last one accepted (replays and rollbacks of the channel fail);
+* it has not expired, judged against ``max(now, time_floor)`` so a clock set back cannot revive an old
+  document (the persisted time floor only moves forward);
+* it parses as a valid ``DesiredState``.
+
+The check that each assignment also appears in verified TUF metadata is separate (content trust).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from edgefleet.protocol.canonical import canonical_json
+from edgefleet.protocol.desired_state import DesiredState, SignedEnvelope
+from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError
+
+__all__ = [
+    "DesiredStateRejectedError",
+    "ed25519_keyid",
+    "effective_now",
+    "load_public_key_pem",
+    "public_key_pem",
+    "sign_desired_state",
+    "verify_desired_state",
+]
+
+
+class DesiredStateRejectedError(EdgefleetError):
+    """A desired state failed verification; the device keeps its last accepted one."""
+
+    code = "desired_state_rejected"
+    http_status = 422
+
+
+def ed25519_keyid(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def public_key_pem(public_key: Ed25519PublicKey) -> str:
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def load_public_key_pem(pem: str | bytes) -> Ed25519PublicKey:
+    data = pem.encode() if isinstance(pem, str) else pem
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError as exc:
+        raise InvalidDocumentError("not a PEM public key", code="invalid_public_key") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise InvalidDocumentError(
+            "public key is not Ed25519", code="invalid_public_key", expected="Ed25519", got=type(key).__name__
+        )
+    return key
+
+
+def sign_desired_state(state: DesiredState, key: Ed25519PrivateKey) -> dict[str, Any]:
+    """The envelope ``{"signed": ..., "signatures": [{"keyid", "sig"}]}`` as a JSON-able dict."""
+    signed = state.to_dict()
+    sig = key.sign(canonical_json(signed))
+    keyid = ed25519_keyid(key.public_key())
+    return {"signed": signed, "signatures": [{"keyid": keyid, "sig": base64.b64encode(sig).decode()}]}
+
+
+def effective_now(now: datetime, time_floor: datetime | None) -> datetime:
+    """The time used for expiry checks: never earlier than the persisted floor."""
+    return now if time_floor is None or now >= time_floor else time_floor
+
+
+def verify_desired_state(
+    envelope: Any,
+    *,
+    director_key: Ed25519PublicKey,
+    device_id: str,
+    last_generation: int,
+    now: datetime,
+    time_floor: datetime | None,
+) -> DesiredState:
+    """Return the verified document, or raise ``DesiredStateRejectedError`` with a precise code."""
+    try:
+        env = SignedEnvelope.model_validate(envelope)
+    except ValueError as exc:
+        raise DesiredStateRejectedError(
+            "desired state envelope is malformed", code="malformed_envelope"
+        ) from exc
+    keyid = ed25519_keyid(director_key)
+    message = canonical_json(env.signed)
+    if not any(s.keyid == keyid and _verifies(director_key, s.sig, message) for s in env.signatures):
+        raise DesiredStateRejectedError(
+            "desired state is not signed by the pinned director key",
+            code="bad_director_signature",
+            expected=keyid,
+            got=[s.keyid for s in env.signatures],
+        )
+    try:
+        state = DesiredState.parse(env.signed)
+    except InvalidDocumentError as exc:
+        raise DesiredStateRejectedError(
+            f"signed desired state is invalid: {exc.message}",
+            code="invalid_desired_state",
+            details=exc.details,
+        ) from exc
+    if state.device_id != device_id:
+        raise DesiredStateRejectedError(
+            "desired state is addressed to another device",
+            code="wrong_device",
+            expected=device_id,
+            got=state.device_id,
+        )
+    if state.generation <= last_generation:
+        raise DesiredStateRejectedError(
+            "desired state generation is not newer than the last accepted",
+            code="stale_generation",
+            expected=f"> {last_generation}",
+            got=state.generation,
+        )
+    judged_at = effective_now(now, time_floor)
+    if state.expires_at <= judged_at:
+        raise DesiredStateRejectedError(
+            "desired state has expired",
+            code="expired_desired_state",
+            expected=f"expires_at > {judged_at.isoformat()}",
+            got=state.expires_at.isoformat(),
+        )
+    return state
+
+
+def _verifies(key: Ed25519PublicKey, sig_b64: str, message: bytes) -> bool:
+    try:
+        key.verify(base64.b64decode(sig_b64, validate=True), message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True

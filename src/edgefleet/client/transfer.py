@@ -151,9 +151,9 @@ def _fetch_into(
 ) -> tuple[hashlib._Hash, int]:
     if have == length:
         return digest, have
-    headers = {}
+    headers = {"Accept-Encoding": "identity"}  # ranges count stored bytes, not compressed ones
     if have:
-        headers = {"Range": f"bytes={have}-", "If-Range": f'"{sha256}"'}
+        headers |= {"Range": f"bytes={have}-", "If-Range": f'"{sha256}"'}
     with http.stream("GET", url, headers=headers) as response:
         if response.status_code >= 400:
             response.read()
@@ -170,7 +170,7 @@ def _fetch_into(
         mode = "ab" if have else "wb"
         with open(part, mode) as handle:
             try:
-                for chunk in response.iter_bytes(CHUNK_BYTES):
+                for chunk in response.iter_bytes():  # unbuffered: every byte received is kept
                     if have + len(chunk) > length:
                         raise IntegrityError(
                             f"server sent more bytes than promised for {url}",

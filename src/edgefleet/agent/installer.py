@@ -11,7 +11,7 @@ from typing import Protocol
 
 from edgefleet.protocol.desired_state import DesiredState, SlotReport
 
-__all__ = ["Installer", "RecordingInstaller"]
+__all__ = ["Installer", "NoInstaller", "RecordingInstaller"]
 
 
 class Installer(Protocol):
@@ -41,3 +41,21 @@ class RecordingInstaller:
                 slot: SlotReport(active=a.artifact_id, state="idle")
                 for slot, a in self.applied[-1].slots.items()
             }
+
+
+class NoInstaller:
+    """Accepts assignments without installing anything and reports them honestly as not active.
+
+    What ``edgefleet agent run`` uses until the A/B installer is configured on a device.
+    """
+
+    def __init__(self) -> None:
+        self._assigned: dict[str, str] = {}
+
+    def apply(self, state: DesiredState) -> None:
+        self._assigned = {slot: a.artifact_id for slot, a in state.slots.items()}
+
+    def slot_reports(self) -> dict[str, SlotReport]:
+        return {
+            slot: SlotReport(active=None, state=f"assigned:{aid}") for slot, aid in self._assigned.items()
+        }

@@ -18,6 +18,7 @@ __all__ = [
     "Optimization",
     "Signature",
     "TensorSpec",
+    "artifact_target_path",
 ]
 
 MAX_MANIFEST_BYTES = 1_000_000
@@ -113,3 +114,8 @@ class ArtifactManifest(Document):
             if f.path == path:
                 return f
         raise KeyError(path)
+
+
+def artifact_target_path(manifest: ArtifactManifest, file_path: str) -> str:
+    """The TUF target path of one of an artifact's files: ``{model}/{version}/{class}/{file}``."""
+    return f"{manifest.model}/{manifest.version}/{manifest.hardware_class}/{file_path}"

@@ -1,0 +1,187 @@
+"""The sync coordinator against an injected transport: verification, persistence, faults, backoff."""
+
+import json
+import random
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edgefleet.agent.backoff import PollTiming
+from edgefleet.agent.channel import DeviceChannel
+from edgefleet.agent.datadir import CorruptStateError, DataDir, DeviceIdentity
+from edgefleet.agent.installer import RecordingInstaller
+from edgefleet.agent.sync import SyncCoordinator
+from edgefleet.protocol.desired_state import DesiredState
+from edgefleet.protocol.request_signing import parse_signed_headers, verify_request_signature
+from edgefleet.trust.director import public_key_pem, sign_desired_state
+
+DIRECTOR = Ed25519PrivateKey.generate()
+DEVICE_KEY = Ed25519PrivateKey.generate()
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+TIMING = PollTiming(poll_interval_s=10, backoff_base_s=1, backoff_cap_s=60)
+
+
+class FakeDirector:
+    """Serves whatever the test sets; checks every request is signed by the device."""
+
+    def __init__(self):
+        self.generation = 1
+        self.envelope = self.sign(generation=1)
+        self.fail_with = None  # an int status, "garbage", or an exception
+        self.reports = []
+
+    def sign(self, *, generation, device_id="dev_a", key=DIRECTOR, expires=NOW + timedelta(days=1)):
+        state = DesiredState(
+            device_id=device_id,
+            hardware_class="medical-cart-cpu",
+            generation=generation,
+            issued_at=NOW,
+            expires_at=expires,
+        )
+        return sign_desired_state(state, key)
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        claims = parse_signed_headers(request.headers)
+        verify_request_signature(
+            DEVICE_KEY.public_key(),
+            claims,
+            method=request.method,
+            path=request.url.raw_path.decode(),
+            body=request.content,
+            now_s=NOW.timestamp(),
+        )
+        if isinstance(self.fail_with, Exception):
+            raise self.fail_with
+        if self.fail_with == "garbage":
+            return httpx.Response(200, content=b"<html>proxy login</html>")
+        if isinstance(self.fail_with, int):
+            return httpx.Response(self.fail_with, json={"code": "boom", "message": "x", "details": {}})
+        if request.method == "POST":
+            self.reports.append(json.loads(request.content))
+            return httpx.Response(200, json={"accepted": True})
+        gen = self.envelope["signed"]["generation"]
+        if request.headers.get("if-none-match") == f'"{gen}"':
+            return httpx.Response(304)
+        return httpx.Response(200, json=self.envelope, headers={"etag": f'"{gen}"'})
+
+
+@pytest.fixture
+def world(tmp_path):
+    ddir = DataDir(tmp_path / "agent")
+    ddir.write_key(DEVICE_KEY)
+    identity = DeviceIdentity(
+        device_id="dev_a",
+        server_url="http://director",
+        hardware_class="medical-cart-cpu",
+        director_public_key_pem=public_key_pem(DIRECTOR.public_key()),
+    )
+    ddir.write_identity(identity, None)
+    director = FakeDirector()
+    channel = DeviceChannel(
+        "http://director",
+        device_id="dev_a",
+        key=DEVICE_KEY,
+        transport=httpx.MockTransport(director.handler),
+        clock=lambda: NOW.timestamp(),
+    )
+    installer = RecordingInstaller()
+
+    def coordinator(now=NOW):
+        return SyncCoordinator(ddir, channel, installer, timing=TIMING, rng=random.Random(0), now=lambda: now)
+
+    return ddir, director, installer, coordinator
+
+
+def test_accepts_persists_installs_and_reports(world):
+    ddir, director, installer, make = world
+    sync = make()
+    outcome = sync.poll_once()
+    assert outcome.result == "updated"
+    assert outcome.generation == 1
+    assert [s.generation for s in installer.applied] == [1]
+    assert ddir.read_desired_envelope() == director.envelope
+    assert ddir.read_time_floor() == NOW
+    assert director.reports[-1]["desired_generation"] == 1
+    # Nothing changed: a conditional poll, no second install.
+    assert sync.poll_once().result == "unchanged"
+    assert len(installer.applied) == 1
+
+
+def test_restart_resumes_from_the_persisted_state(world):
+    _ddir, _director, _installer, make = world
+    make().poll_once()
+    again = make()
+    assert again.generation == 1
+    assert again.poll_once().result == "unchanged"
+
+
+@pytest.mark.parametrize(
+    ("envelope_kwargs", "code"),
+    [
+        ({"generation": 4, "key": Ed25519PrivateKey.generate()}, "bad_director_signature"),
+        ({"generation": 4, "device_id": "dev_b"}, "wrong_device"),
+        ({"generation": 4, "expires": NOW - timedelta(seconds=1)}, "expired_desired_state"),
+        ({"generation": 2}, "stale_generation"),  # a replayed older document
+    ],
+)
+def test_bad_documents_are_rejected_and_the_last_good_state_kept(world, envelope_kwargs, code):
+    ddir, director, installer, make = world
+    director.envelope = director.sign(generation=3)
+    sync = make()
+    assert sync.poll_once().result == "updated"
+    good = ddir.read_desired_envelope()
+    director.envelope = director.sign(**envelope_kwargs)
+    outcome = sync.poll_once()
+    assert outcome.result == "rejected"
+    assert outcome.error_code == code
+    assert ddir.read_desired_envelope() == good
+    assert sync.generation == 3
+    assert len(installer.applied) == 1
+    assert director.reports[-1]["last_error"]["code"] == code
+
+
+def test_a_clock_set_back_cannot_accept_an_expired_document(world):
+    ddir, director, _installer, make = world
+    make().poll_once()
+    # The persisted floor is NOW. A later document that expired an hour after NOW, seen by a device
+    # whose clock was set back two days, must still count as expired once the floor has moved past it.
+    ddir.raise_time_floor(NOW + timedelta(days=3))
+    director.envelope = director.sign(generation=2, expires=NOW + timedelta(hours=1))
+    outcome = make(now=NOW - timedelta(days=2)).poll_once()
+    assert outcome.result == "rejected"
+    assert outcome.error_code == "expired_desired_state"
+
+
+@pytest.mark.parametrize(
+    "fault", [503, 429, 500, "garbage", httpx.ConnectError("refused"), httpx.ReadTimeout("hang")]
+)
+def test_faults_back_off_and_recovery_is_automatic(world, fault):
+    _ddir, director, _installer, make = world
+    sync = make()
+    sync.poll_once()
+    director.fail_with = fault
+    delays = []
+    for _ in range(8):
+        outcome = sync.poll_once()
+        assert outcome.result == "failed"
+        delays.append(outcome.delay_s)
+    assert delays[-1] > delays[0]
+    assert max(delays) <= TIMING.backoff_cap_s
+    assert min(delays) >= TIMING.min_delay_s
+    assert sync.generation == 1  # the last good state is kept
+    director.fail_with = None
+    director.envelope = director.sign(generation=2)
+    assert sync.poll_once().result == "updated"
+    assert sync.generation == 2
+
+
+def test_a_corrupted_state_file_is_a_clear_error(world):
+    ddir, _director, _installer, make = world
+    make().poll_once()
+    ddir.desired_path.write_text("{not json")
+    with pytest.raises(CorruptStateError) as info:
+        make()
+    assert info.value.code == "corrupt_state_file"
+    assert "desired.json" in info.value.message

@@ -1,0 +1,3 @@
+"""HTTP routers, one module per resource; ``edgefleet.server.app.ROUTERS`` registers them."""
+
+__all__: list[str] = []

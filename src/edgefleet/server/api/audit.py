@@ -1,0 +1,30 @@
+"""/v1/audit: who changed what, newest first."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from edgefleet.server.api.dependencies import DbSession, PageQuery, Viewer
+from edgefleet.server.services import audit as svc
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+Filter = Annotated[str | None, Query(max_length=255)]
+
+
+@router.get("")
+def list_audit(
+    session: DbSession,
+    _: Viewer,
+    page: PageQuery,
+    actor: Filter = None,
+    action: Filter = None,
+    target: Filter = None,
+) -> dict[str, Any]:
+    result = svc.list_audit(
+        session, limit=page.limit, offset=page.offset, actor=actor, action=action, target=target
+    )
+    return result.to_wire([svc.audit_to_wire(row) for row in result.items])

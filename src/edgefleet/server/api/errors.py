@@ -1,0 +1,127 @@
+"""Every error leaves the server as ``{"code", "message", "details"}`` with a stable code."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+from edgefleet.protocol.errors import EdgefleetError
+from edgefleet.server.errors import RangeNotSatisfiableError
+
+__all__ = ["error_response", "install_error_handlers", "validation_errors"]
+
+log = logging.getLogger("edgefleet.server")
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    415: "unsupported_media_type",
+}
+_MAX_ERRORS = 50
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        {"code": code, "message": message, "details": details or {}}, status_code=status, headers=headers
+    )
+
+
+def _got(value: Any) -> Any:
+    if isinstance(value, str):
+        return value[:200]
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return type(value).__name__
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in list(exc.errors())[:_MAX_ERRORS]:
+        loc = [str(p) for p in err.get("loc", ())]
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        out.append(
+            {"field": ".".join(loc) or "body", "expected": err.get("msg", ""), "got": _got(err.get("input"))}
+        )
+    return out
+
+
+async def _edgefleet(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, EdgefleetError)
+    headers: dict[str, str] = {}
+    if exc.http_status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, RangeNotSatisfiableError):
+        headers["Content-Range"] = f"bytes */{exc.details.get('size', 0)}"
+    if exc.http_status >= 500:
+        log.error("server error %s: %s", exc.code, exc)
+    return JSONResponse(exc.to_body(), status_code=exc.http_status, headers=headers)
+
+
+async def _validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_errors(exc)
+    if any(e.get("type") == "json_invalid" for e in exc.errors()):
+        return error_response(
+            422,
+            "malformed_json",
+            "request body is not valid JSON",
+            {"expected": "JSON", "got": errors[0]["expected"] if errors else "?"},
+        )
+    first = errors[0] if errors else {"field": "?", "expected": "?"}
+    return error_response(
+        422, "invalid_document", f"invalid request: {first['field']}: {first['expected']}", {"errors": errors}
+    )
+
+
+async def _http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def _integrity(_: Request, exc: Exception) -> JSONResponse:
+    log.info("integrity conflict: %s", exc)
+    return error_response(409, "conflict", "a concurrent change conflicted with this one; retry")
+
+
+async def _operational(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable: %s", exc)
+    return error_response(
+        503,
+        "database_unavailable",
+        "the database is busy or unreachable; retry later",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _disconnect(_: Request, __: Exception) -> JSONResponse:
+    return error_response(400, "client_disconnected", "the client went away before the body was complete")
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=exc)
+    return error_response(500, "internal_error", "unexpected server error; see the server log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(EdgefleetError, _edgefleet)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(IntegrityError, _integrity)
+    app.add_exception_handler(OperationalError, _operational)
+    app.add_exception_handler(ClientDisconnect, _disconnect)
+    app.add_exception_handler(Exception, _unexpected)

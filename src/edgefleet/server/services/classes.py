@@ -1,0 +1,141 @@
+"""Hardware classes: put one, apply many all-or-nothing, delete when unused."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from edgefleet.protocol import HardwareClass, canonical_json
+from edgefleet.protocol.errors import ConflictError, InvalidDocumentError, NotFoundError
+from edgefleet.server.services.audit import record
+from edgefleet.server.store import ArtifactRow, HardwareClassRow
+from edgefleet.server.store.pages import Page, paginate
+
+__all__ = [
+    "MAX_CLASSES_PER_APPLY",
+    "ApplyResult",
+    "apply_classes",
+    "delete_class",
+    "get_class",
+    "list_classes",
+    "load_class",
+    "put_class",
+]
+
+MAX_CLASSES_PER_APPLY = 1000
+
+
+@dataclass
+class ApplyResult:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, list[str]]:
+        return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged}
+
+
+def load_class(data: Any) -> HardwareClass:
+    """Validate a wire dict into a ``HardwareClass`` (checks ``schema_version`` too)."""
+    return HardwareClass.parse(data)
+
+
+def _upsert(session: Session, doc: HardwareClass, now: datetime) -> str:
+    body = doc.to_dict()
+    digest = hashlib.sha256(canonical_json(body)).hexdigest()
+    row = session.get(HardwareClassRow, doc.name)
+    if row is None:
+        session.add(
+            HardwareClassRow(
+                name=doc.name, document=body, document_sha256=digest, created_at=now, updated_at=now
+            )
+        )
+        return "created"
+    if row.document_sha256 == digest:
+        return "unchanged"
+    row.document, row.document_sha256, row.updated_at = body, digest, now
+    return "updated"
+
+
+def put_class(session: Session, doc: HardwareClass, *, actor: str, now: datetime) -> str:
+    """Create or replace one class; returns ``created``, ``updated`` or ``unchanged``."""
+    with session.begin():
+        outcome = _upsert(session, doc, now)
+        record(
+            session,
+            actor=actor,
+            action=f"class.{'create' if outcome == 'created' else 'update'}",
+            target=doc.name,
+            now=now,
+            details={"outcome": outcome},
+        )
+    return outcome
+
+
+def apply_classes(session: Session, docs: list[HardwareClass], *, actor: str, now: datetime) -> ApplyResult:
+    """Upsert every class in one transaction: all of them or none."""
+    if not docs:
+        raise InvalidDocumentError("no classes to apply", expected=">= 1 class", got=0)
+    if len(docs) > MAX_CLASSES_PER_APPLY:
+        raise InvalidDocumentError("too many classes", expected=f"<= {MAX_CLASSES_PER_APPLY}", got=len(docs))
+    names = [d.name for d in docs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidDocumentError(
+            "class names repeat", code="duplicate_name", expected="unique names", got=duplicates
+        )
+    result = ApplyResult()
+    with session.begin():
+        for doc in docs:
+            getattr(result, _upsert(session, doc, now)).append(doc.name)
+        record(
+            session,
+            actor=actor,
+            action="class.apply",
+            target=",".join(names),
+            now=now,
+            details=result.to_wire(),
+        )
+    return result
+
+
+def get_class(session: Session, name: str) -> HardwareClassRow:
+    with session.begin():
+        row = session.get(HardwareClassRow, name[:63])
+    if row is None:
+        raise NotFoundError("no such hardware class", code="class_not_found", got=name[:80])
+    return row
+
+
+def list_classes(session: Session, *, limit: int, offset: int, name_prefix: str | None = None) -> Page[Any]:
+    stmt = select(HardwareClassRow).order_by(HardwareClassRow.name)
+    if name_prefix:
+        stmt = stmt.where(HardwareClassRow.name.startswith(name_prefix, autoescape=True))
+    with session.begin():
+        return paginate(session, stmt, limit=limit, offset=offset)
+
+
+def delete_class(session: Session, name: str, *, actor: str, now: datetime) -> None:
+    with session.begin():
+        row = session.get(HardwareClassRow, name[:63])
+        if row is None:
+            raise NotFoundError("no such hardware class", code="class_not_found", got=name[:80])
+        users = (
+            session.execute(select(ArtifactRow.id).where(ArtifactRow.hardware_class == name).limit(5))
+            .scalars()
+            .all()
+        )
+        if users:
+            raise ConflictError(
+                "hardware class is referenced by artifacts",
+                code="class_in_use",
+                expected="no artifacts of this class",
+                got=list(users),
+            )
+        session.delete(row)
+        record(session, actor=actor, action="class.delete", target=name, now=now)

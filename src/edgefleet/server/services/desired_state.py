@@ -1,0 +1,124 @@
+"""The director: what each device should run, as a signed ``DesiredState``.
+
+The content (slots and disabled artifacts) is computed from pins: a device pin wins over its class's pin.
+A disabled artifact is never assigned and is listed so devices drop it at their next poll. The generation
+moves forward only when the content changes or the signed document is past half its lifetime, so a
+device's conditional poll (``If-None-Match: "<generation>"``) answers 304 almost always.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from edgefleet.protocol.canonical import canonical_json
+from edgefleet.protocol.desired_state import DesiredState
+from edgefleet.protocol.errors import AuthenticationError, NotFoundError, ServiceUnavailableError
+from edgefleet.protocol.manifest import ArtifactManifest, artifact_target_path
+from edgefleet.server.store.devices import DeviceRow, PinRow
+from edgefleet.server.store.registry import ArtifactRow
+from edgefleet.trust.director import sign_desired_state
+
+__all__ = ["DesiredAnswer", "desired_content", "needs_new_generation", "resolve_desired_state"]
+
+
+@dataclass(frozen=True)
+class DesiredAnswer:
+    generation: int
+    envelope: dict[str, Any]
+
+
+def needs_new_generation(
+    *,
+    digest: str,
+    stored_digest: str | None,
+    stored_expires_at: datetime | None,
+    now: datetime,
+    ttl: timedelta,
+) -> bool:
+    """Pure: re-issue when the content changed or the stored document has used half its lifetime."""
+    if stored_digest != digest or stored_expires_at is None:
+        return True
+    return stored_expires_at - now < ttl / 2
+
+
+def desired_content(session: Session, device: DeviceRow) -> dict[str, Any]:
+    """Slots and disabled artifacts for one device (the caller holds a transaction)."""
+    pins = session.execute(
+        select(PinRow).where(
+            ((PinRow.scope == "class") & (PinRow.target == device.hardware_class))
+            | ((PinRow.scope == "device") & (PinRow.target == device.id))
+        )
+    ).scalars()
+    chosen: dict[str, str] = {}
+    for pin in sorted(pins, key=lambda p: p.scope == "device"):  # class pins first, device pins override
+        chosen[pin.slot] = pin.artifact_id
+    slots: dict[str, Any] = {}
+    disabled: list[str] = []
+    for slot, artifact_id in sorted(chosen.items()):
+        artifact = session.get(ArtifactRow, artifact_id)
+        if artifact is None:
+            continue
+        if artifact.disabled:
+            disabled.append(artifact.id)
+            continue
+        manifest = ArtifactManifest.parse(artifact.manifest)
+        entry = manifest.file(manifest.entrypoint)
+        slots[slot] = {
+            "artifact_id": artifact.id,
+            "target_path": artifact_target_path(manifest, entry.path),
+            "sha256": entry.sha256,
+            "length": entry.length,
+            "manifest": manifest.to_dict(),
+        }
+    return {"hardware_class": device.hardware_class, "slots": slots, "disabled_artifacts": sorted(disabled)}
+
+
+def resolve_desired_state(
+    session: Session, device_id: str, *, key: Ed25519PrivateKey, now: datetime, ttl: timedelta
+) -> DesiredAnswer:
+    """The device's current signed desired state, issuing a new generation when needed."""
+    for _attempt in range(3):
+        with session.begin():
+            device = session.get(DeviceRow, device_id)
+            if device is None:
+                raise NotFoundError("no such device", code="device_not_found", got=device_id)
+            if device.revoked_at is not None:
+                raise AuthenticationError("this device has been revoked", code="device_revoked")
+            content = desired_content(session, device)
+            digest = hashlib.sha256(canonical_json(content)).hexdigest()
+            if device.desired_envelope is not None and not needs_new_generation(
+                digest=digest,
+                stored_digest=device.desired_digest,
+                stored_expires_at=device.desired_expires_at,
+                now=now,
+                ttl=ttl,
+            ):
+                return DesiredAnswer(device.desired_generation, device.desired_envelope)
+            generation = device.desired_generation + 1
+            state = DesiredState(
+                device_id=device.id, generation=generation, issued_at=now, expires_at=now + ttl, **content
+            )
+            envelope = sign_desired_state(state, key)
+            # Compare-and-set: two replicas racing issue one generation, never the same number twice.
+            result = session.execute(
+                update(DeviceRow)
+                .where(DeviceRow.id == device.id, DeviceRow.desired_generation == device.desired_generation)
+                .values(
+                    desired_generation=generation,
+                    desired_digest=digest,
+                    desired_envelope=envelope,
+                    desired_expires_at=now + ttl,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount == 1:
+                return DesiredAnswer(generation, envelope)
+        session.expire_all()
+    raise ServiceUnavailableError("could not issue a desired state", code="desired_state_contention")

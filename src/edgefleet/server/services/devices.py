@@ -1,0 +1,284 @@
+"""Devices after enrollment: authenticated requests, reports, status, revocation, pins."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from edgefleet.protocol.desired_state import DeviceReport
+from edgefleet.protocol.errors import AuthenticationError, InvalidDocumentError, NotFoundError
+from edgefleet.protocol.request_signing import (
+    MAX_CLOCK_SKEW_S,
+    SignedRequestClaims,
+    verify_request_signature,
+)
+from edgefleet.server.services.audit import record
+from edgefleet.server.store.devices import DeviceNonceRow, DeviceRow, PinRow
+from edgefleet.server.store.pages import Page, paginate
+from edgefleet.server.store.registry import ArtifactRow
+from edgefleet.trust.director import load_public_key_pem
+
+__all__ = [
+    "DeviceStatus",
+    "StatusThresholds",
+    "accept_report",
+    "authenticate_device",
+    "device_status",
+    "device_to_wire",
+    "get_device",
+    "list_devices",
+    "pin_artifact",
+    "revoke_device",
+]
+
+_SLOT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+class DeviceStatus(str, enum.Enum):
+    online = "online"
+    stale = "stale"
+    offline = "offline"
+    revoked = "revoked"
+
+
+@dataclass(frozen=True)
+class StatusThresholds:
+    stale_after_s: float = 120.0
+    offline_after_s: float = 900.0
+
+
+def device_status(
+    *, last_seen_at: datetime | None, revoked: bool, now: datetime, thresholds: StatusThresholds
+) -> DeviceStatus:
+    """Pure: online until ``stale_after_s`` without contact, stale until ``offline_after_s``, then offline."""
+    if revoked:
+        return DeviceStatus.revoked
+    if last_seen_at is None:
+        return DeviceStatus.offline
+    silent_s = (now - last_seen_at).total_seconds()
+    if silent_s <= thresholds.stale_after_s:
+        return DeviceStatus.online
+    if silent_s <= thresholds.offline_after_s:
+        return DeviceStatus.stale
+    return DeviceStatus.offline
+
+
+def authenticate_device(
+    session: Session,
+    claims: SignedRequestClaims,
+    *,
+    method: str,
+    path: str,
+    body: bytes,
+    now: datetime,
+    max_skew_s: int = MAX_CLOCK_SKEW_S,
+) -> DeviceRow:
+    """Identity from proof only: the signature must verify under the key registered for the claimed id,
+    the device must not be revoked, and the nonce must be new inside the skew window."""
+    with session.begin():
+        device = session.get(DeviceRow, claims.device_id[:32])
+        if device is None:
+            raise AuthenticationError("unknown device", code="unknown_device")
+        verify_request_signature(
+            load_public_key_pem(device.public_key_pem),
+            claims,
+            method=method,
+            path=path,
+            body=body,
+            now_s=now.timestamp(),
+            max_skew_s=max_skew_s,
+        )
+        if device.revoked_at is not None:
+            raise AuthenticationError("this device has been revoked", code="device_revoked")
+        try:
+            with session.begin_nested():
+                session.execute(
+                    insert(DeviceNonceRow).values(device_id=device.id, nonce=claims.nonce, seen_at=now)
+                )
+        except IntegrityError as exc:
+            raise AuthenticationError("request replayed", code="replayed_request") from exc
+        device.last_seen_at = now
+    return device
+
+
+def prune_nonces(session: Session, *, now: datetime, max_skew_s: int = MAX_CLOCK_SKEW_S) -> int:
+    """Forget nonces older than twice the skew window (their timestamps are refused anyway)."""
+    with session.begin():
+        result = session.execute(
+            delete(DeviceNonceRow).where(DeviceNonceRow.seen_at < now - timedelta(seconds=2 * max_skew_s))
+        )
+    return int(result.rowcount or 0)
+
+
+def accept_report(session: Session, device_id: str, body: Any, *, now: datetime) -> bool:
+    """Keep the newest report; an older or repeated (boot, sequence) is acknowledged and ignored."""
+    report = DeviceReport.parse(body)
+    with session.begin():
+        device = session.get(DeviceRow, device_id)
+        if device is None:
+            raise NotFoundError("no such device", code="device_not_found", got=device_id)
+        same_boot = device.report_boot_id == report.boot_id
+        if same_boot and report.sequence <= device.report_sequence:
+            return False
+        device.report = report.to_dict()
+        device.report_boot_id = report.boot_id
+        device.report_sequence = report.sequence
+        device.agent_version = report.agent_version[:64]
+        device.last_seen_at = now
+    return True
+
+
+def get_device(session: Session, device_id: str) -> DeviceRow:
+    with session.begin():
+        device = session.get(DeviceRow, device_id[:32])
+    if device is None:
+        raise NotFoundError("no such device", code="device_not_found", got=device_id[:80])
+    return device
+
+
+def list_devices(
+    session: Session,
+    *,
+    limit: int,
+    offset: int,
+    hardware_class: str | None = None,
+    labels: dict[str, str] | None = None,
+    status: DeviceStatus | None = None,
+    now: datetime,
+    thresholds: StatusThresholds,
+) -> Page[DeviceRow]:
+    """Filter by class in SQL; labels and status in Python over that set (labels are JSON on both DBs)."""
+    stmt = select(DeviceRow).order_by(DeviceRow.enrolled_at, DeviceRow.id)
+    if hardware_class is not None:
+        stmt = stmt.where(DeviceRow.hardware_class == hardware_class)
+    if not labels and status is None:
+        with session.begin():
+            return paginate(session, stmt, limit=limit, offset=offset)
+    with session.begin():
+        rows = list(session.execute(stmt).scalars())
+    wanted = [
+        r
+        for r in rows
+        if all(r.labels.get(k) == v for k, v in (labels or {}).items())
+        and (
+            status is None
+            or device_status(
+                last_seen_at=r.last_seen_at, revoked=r.revoked_at is not None, now=now, thresholds=thresholds
+            )
+            is status
+        )
+    ]
+    return Page(items=wanted[offset : offset + limit], total=len(wanted), limit=limit, offset=offset)
+
+
+def revoke_device(session: Session, device_id: str, *, reason: str, actor: str, now: datetime) -> DeviceRow:
+    with session.begin():
+        device = session.get(DeviceRow, device_id[:32])
+        if device is None:
+            raise NotFoundError("no such device", code="device_not_found", got=device_id[:80])
+        if device.revoked_at is None:
+            device.revoked_at = now
+            device.revoked_reason = reason[:2000]
+        record(
+            session,
+            actor=actor,
+            action="device.revoke",
+            target=device.id,
+            now=now,
+            details={"reason": reason},
+        )
+    return device
+
+
+def pin_artifact(
+    session: Session,
+    *,
+    scope: str,
+    target: str,
+    slot: str,
+    artifact_id: str | None,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Pin (or with ``artifact_id=None`` unpin) an artifact for a class or a device, in one slot."""
+    if scope not in ("class", "device"):
+        raise InvalidDocumentError("scope must be class or device", code="invalid_scope", got=scope)
+    if not _SLOT.fullmatch(slot):
+        raise InvalidDocumentError("invalid slot name", code="invalid_name", expected=_SLOT.pattern, got=slot)
+    with session.begin():
+        if scope == "device":
+            device = session.get(DeviceRow, target[:32])
+            if device is None:
+                raise NotFoundError("no such device", code="device_not_found", got=target[:80])
+            hardware_class = device.hardware_class
+        else:
+            hardware_class = target
+        existing = session.execute(
+            select(PinRow).where(PinRow.scope == scope, PinRow.target == target, PinRow.slot == slot)
+        ).scalar_one_or_none()
+        if artifact_id is None:
+            if existing is not None:
+                session.delete(existing)
+        else:
+            artifact = session.get(ArtifactRow, artifact_id[:20])
+            if artifact is None:
+                raise NotFoundError("no such artifact", code="artifact_not_found", got=artifact_id[:80])
+            if artifact.hardware_class != hardware_class:
+                raise InvalidDocumentError(
+                    "artifact is built for another hardware class",
+                    code="wrong_hardware_class",
+                    expected=hardware_class,
+                    got=artifact.hardware_class,
+                )
+            if artifact.disabled:
+                raise InvalidDocumentError("artifact is disabled", code="artifact_disabled", got=artifact.id)
+            if existing is None:
+                session.add(
+                    PinRow(
+                        scope=scope,
+                        target=target,
+                        slot=slot,
+                        artifact_id=artifact.id,
+                        created_at=now,
+                        created_by=actor,
+                    )
+                )
+            else:
+                existing.artifact_id = artifact.id
+                existing.created_at = now
+                existing.created_by = actor
+        record(
+            session,
+            actor=actor,
+            action="pin.set" if artifact_id else "pin.clear",
+            target=f"{scope}:{target}",
+            now=now,
+            details={"slot": slot, "artifact_id": artifact_id},
+        )
+
+
+def device_to_wire(row: DeviceRow, *, now: datetime, thresholds: StatusThresholds) -> dict[str, Any]:
+    status = device_status(
+        last_seen_at=row.last_seen_at, revoked=row.revoked_at is not None, now=now, thresholds=thresholds
+    )
+    return {
+        "id": row.id,
+        "hardware_class": row.hardware_class,
+        "labels": row.labels,
+        "serial": row.serial,
+        "status": status.value,
+        "enrolled_at": row.enrolled_at.isoformat(),
+        "last_seen_at": row.last_seen_at.isoformat() if row.last_seen_at else None,
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+        "revoked_reason": row.revoked_reason,
+        "agent_version": row.agent_version,
+        "desired_generation": row.desired_generation,
+        "report": row.report,
+    }

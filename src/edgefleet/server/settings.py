@@ -1,0 +1,191 @@
+"""The control plane's configuration: one frozen object, built once at the entry point."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgefleet.server.errors import ConfigurationError
+
+__all__ = ["ADMIN_TOKEN_FILE", "MIN_ADMIN_TOKEN_CHARS", "Settings", "write_private_file"]
+
+MIN_ADMIN_TOKEN_CHARS = 32
+ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
+_ENV_PREFIX = "EDGEFLEET_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs; nothing is read from the environment after this is built.
+
+    ``database_url`` and ``blob_dir`` default to places under ``data_dir``.
+    """
+
+    data_dir: Path = Path(".edgefleet")
+    database_url: str | None = None
+    blob_dir: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8700
+    dev: bool = False
+    admin_token: str | None = None
+    max_blob_bytes: int = 4 * 1024**3
+    max_json_bytes: int = 2 * 1024**2
+    sqlite_busy_timeout_ms: int = 10_000
+    db_pool_size: int = 5
+    temp_file_max_age_s: float = 24 * 3600.0
+    log_level: str = "info"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'edgefleet.db'}"
+
+    @property
+    def resolved_blob_dir(self) -> Path:
+        return self.blob_dir if self.blob_dir is not None else self.data_dir / "blobs"
+
+    @property
+    def database_kind(self) -> str:
+        url = self.resolved_database_url
+        return "postgresql" if url.startswith("postgresql") else "sqlite"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``EDGEFLEET_*`` variables; ``overrides`` that are not ``None`` win (CLI flags)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = env.get(_ENV_PREFIX + field.name.upper())
+            if raw is not None:
+                values[field.name] = _convert(field.name, field.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigurationError("unknown settings", expected="known setting names", got=unknown)
+        for name in ("data_dir", "blob_dir"):
+            if values.get(name) is not None:
+                values[name] = Path(values[name])
+        return cls(**values)
+
+    def with_dev_admin_token(self) -> Settings:
+        """In dev mode without a token: reuse ``{data_dir}/admin-token`` or create it (mode 0600)."""
+        if not self.dev or self.admin_token:
+            return self
+        path = self.data_dir / ADMIN_TOKEN_FILE
+        if path.exists():
+            token = path.read_text(encoding="utf-8").strip()
+            if len(token) >= MIN_ADMIN_TOKEN_CHARS:
+                return self.replace(admin_token=token)
+        token = secrets.token_urlsafe(32)
+        write_private_file(path, token + "\n")
+        return self.replace(admin_token=token)
+
+    def validate(self) -> Settings:
+        """Refuse unusable values always, and insecure ones outside dev mode. Returns ``self``."""
+        if not 0 < self.port < 65536:
+            raise ConfigurationError("port out of range", expected="1..65535", got=self.port)
+        for name in ("max_blob_bytes", "max_json_bytes", "sqlite_busy_timeout_ms", "db_pool_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{name} must be positive", expected="> 0", got=getattr(self, name))
+        url = self.resolved_database_url
+        if not (url.startswith("sqlite:///") or url.startswith("postgresql")):
+            raise ConfigurationError(
+                "unsupported database_url",
+                expected="sqlite:///PATH or postgresql+psycopg://...",
+                got=_redact(url),
+            )
+        if self.dev:
+            if not _is_loopback(self.host):
+                raise ConfigurationError(
+                    "dev mode binds to loopback only; to listen on a network set an admin token, drop --dev",
+                    expected="127.0.0.1, ::1 or localhost",
+                    got=self.host,
+                )
+            return self
+        if not self.admin_token:
+            raise ConfigurationError(
+                "an admin token is required outside dev mode (set EDGEFLEET_ADMIN_TOKEN or use --dev)",
+                expected=f"admin_token of >= {MIN_ADMIN_TOKEN_CHARS} characters",
+                got="empty",
+            )
+        if len(self.admin_token) < MIN_ADMIN_TOKEN_CHARS:
+            raise ConfigurationError(
+                "admin token too short",
+                expected=f">= {MIN_ADMIN_TOKEN_CHARS} characters",
+                got=f"{len(self.admin_token)} characters",
+            )
+        if self.admin_token.strip() != self.admin_token or len(set(self.admin_token)) < 8:
+            raise ConfigurationError(
+                "admin token looks weak (whitespace or too few distinct characters)",
+                expected="a random token, e.g. secrets.token_urlsafe(32)",
+                got="weak token",
+            )
+        return self
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _convert(name: str, annotation: Any, raw: str) -> Any:
+    kind = str(annotation)
+    try:
+        if "bool" in kind:
+            lowered = raw.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(raw)
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"{_ENV_PREFIX}{name.upper()} has a bad value", expected=kind, got=raw
+        ) from None
+    return raw
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Atomically write a secret readable by the owner only (temp 0600, fsync, rename, fsync dir)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

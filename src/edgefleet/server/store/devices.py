@@ -1,0 +1,82 @@
+"""Device tables: enrollment tokens, devices, request nonces, artifact pins."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Integer, PrimaryKeyConstraint, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from edgefleet.server.store.base import Base, UTCDateTime
+
+__all__ = ["DeviceNonceRow", "DeviceRow", "EnrollmentTokenRow", "PinRow"]
+
+
+class EnrollmentTokenRow(Base):
+    __tablename__ = "enrollment_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    hardware_class: Mapped[str] = mapped_column(
+        ForeignKey("hardware_classes.name", ondelete="RESTRICT"), index=True
+    )
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    serial: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    uses_total: Mapped[int] = mapped_column(Integer)
+    uses_left: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(63))
+
+
+class DeviceRow(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    public_key_pem: Mapped[str] = mapped_column(String(512))
+    public_key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    hardware_class: Mapped[str] = mapped_column(
+        ForeignKey("hardware_classes.name", ondelete="RESTRICT"), index=True
+    )
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    serial: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    enrollment_token_id: Mapped[str] = mapped_column(String(32))
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    agent_version: Mapped[str] = mapped_column(String(64), default="")
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_reason: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    report_boot_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    report_sequence: Mapped[int] = mapped_column(Integer, default=0)
+    desired_generation: Mapped[int] = mapped_column(Integer, default=0)
+    desired_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    desired_envelope: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    desired_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class DeviceNonceRow(Base):
+    """Nonces seen inside the clock-skew window: a second use is a replay."""
+
+    __tablename__ = "device_nonces"
+    __table_args__ = (PrimaryKeyConstraint("device_id", "nonce"),)
+
+    device_id: Mapped[str] = mapped_column(String(32))
+    nonce: Mapped[str] = mapped_column(String(64))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class PinRow(Base):
+    """An operator's choice of artifact for a slot, for a whole class or one device (device wins)."""
+
+    __tablename__ = "pins"
+    __table_args__ = (UniqueConstraint("scope", "target", "slot"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(16))  # "class" | "device"
+    target: Mapped[str] = mapped_column(String(63), index=True)
+    slot: Mapped[str] = mapped_column(String(63))
+    artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id", ondelete="RESTRICT"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(63))

@@ -56,7 +56,11 @@ def write_demo_artifact(out: Path, *, hardware_class: str, model: str, version: 
         "model": model,
         "version": version,
         "hardware_class": hardware_class,
-        "runtime": {"name": "onnxruntime", "min_version": "1.16", "execution_providers": ["CPUExecutionProvider"]},
+        "runtime": {
+            "name": "onnxruntime",
+            "min_version": "1.16",
+            "execution_providers": ["CPUExecutionProvider"],
+        },
         "precision": "fp32",
         "entrypoint": "model.onnx",
         "files": [entry("model.onnx"), entry("golden.npz")],
@@ -69,7 +73,9 @@ def write_demo_artifact(out: Path, *, hardware_class: str, model: str, version: 
         "health_check": {"golden_file": "golden.npz", "atol": 1e-4, "rtol": 1e-4, "latency_ceiling_ms": 50.0},
         "release_counter": 1,
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (out / "manifest.json").write_text(
+        json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     return out / "model.onnx"
 
 
@@ -80,7 +86,9 @@ def main() -> None:
     parser.add_argument("--model", default="demo-linear")
     parser.add_argument("--version", default="1.0.0")
     args = parser.parse_args()
-    source = write_demo_artifact(args.out, hardware_class=args.hardware_class, model=args.model, version=args.version)
+    source = write_demo_artifact(
+        args.out, hardware_class=args.hardware_class, model=args.model, version=args.version
+    )
     print(source)
 
 

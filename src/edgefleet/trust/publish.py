@@ -1,0 +1,160 @@
+"""Publisher side: add one artifact to the TUF targets and sign them with the offline release key.
+
+The result (signed ``targets.json`` bytes + the files it lists) is what gets uploaded; the image repository
+checks it without ever holding the release key (``ImageRepository.accept_targets``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from securesystemslib.signer import Signer
+from tuf.api.metadata import Metadata, TargetFile, Targets
+
+from edgefleet.protocol.canonical import parse_json_bounded
+from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.manifest import MAX_MANIFEST_BYTES, ArtifactManifest
+from edgefleet.trust.errors import HashMismatchError, TargetsRejectedError
+from edgefleet.trust.repository import ImageRepository
+from edgefleet.trust.target_custom import TargetCustom, custom_of, target_prefix
+
+__all__ = [
+    "MANIFEST_NAME",
+    "TARGETS_EXPIRY",
+    "SignedRelease",
+    "build_targets",
+    "load_artifact",
+    "publish_to_repository",
+    "resign_targets",
+]
+
+MANIFEST_NAME = "manifest.json"
+TARGETS_EXPIRY = timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class SignedRelease:
+    targets_bytes: bytes
+    version: int
+    files: dict[str, Path]
+    """target path -> local file to upload"""
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    length = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+            length += len(chunk)
+    return digest.hexdigest(), length
+
+
+def load_artifact(artifact_dir: Path) -> tuple[ArtifactManifest, bytes]:
+    """Read ``manifest.json`` and check every listed file is present with its declared sha256 and length."""
+    artifact_dir = Path(artifact_dir)
+    manifest_path = artifact_dir / MANIFEST_NAME
+    try:
+        with open(manifest_path, "rb") as fh:
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise InvalidDocumentError(
+            f"cannot read {manifest_path}", expected="an artifact directory with manifest.json", got=str(exc)
+        ) from exc
+    manifest = ArtifactManifest.parse(parse_json_bounded(raw, max_bytes=MAX_MANIFEST_BYTES, what="manifest"))
+    for entry in manifest.files:
+        path = artifact_dir / entry.path
+        if not path.is_file():
+            raise InvalidDocumentError("artifact file missing", expected=entry.path, got="no such file")
+        sha256, length = _hash_file(path)
+        if (sha256, length) != (entry.sha256, entry.length):
+            raise HashMismatchError(
+                f"artifact file {entry.path} differs from its manifest",
+                expected={"sha256": entry.sha256, "length": entry.length},
+                got={"sha256": sha256, "length": length},
+            )
+    return manifest, raw
+
+
+def _check_release_counter(previous: Targets, manifest: ArtifactManifest, prefix: str) -> None:
+    for path, info in previous.targets.items():
+        if path.startswith(prefix + "/"):
+            continue
+        try:
+            custom = custom_of(info)
+        except InvalidDocumentError:
+            continue
+        same_line = (custom.model, custom.hardware_class) == (manifest.model, manifest.hardware_class)
+        if same_line and custom.release_counter >= manifest.release_counter:
+            raise TargetsRejectedError(
+                "release counter must increase for a model and hardware class",
+                expected=f"> {custom.release_counter} (held by {custom.version})",
+                got=manifest.release_counter,
+            )
+
+
+def build_targets(
+    previous: Metadata[Targets] | None,
+    artifact_dir: Path,
+    release_signer: Signer,
+    *,
+    now: datetime,
+    expires_in: timedelta = TARGETS_EXPIRY,
+) -> SignedRelease:
+    """The next targets version: ``previous`` plus this artifact (replacing its own prefix), signed."""
+    artifact_dir = Path(artifact_dir)
+    manifest, manifest_raw = load_artifact(artifact_dir)
+    prefix = target_prefix(manifest.model, manifest.version, manifest.hardware_class)
+    targets = Targets(version=1, expires=now + expires_in, targets={})
+    if previous is not None:
+        _check_release_counter(previous.signed, manifest, prefix)
+        targets.version = previous.signed.version + 1
+        targets.targets = {p: t for p, t in previous.signed.targets.items() if not p.startswith(prefix + "/")}
+    custom = TargetCustom(
+        model=manifest.model,
+        version=manifest.version,
+        hardware_class=manifest.hardware_class,
+        release_counter=manifest.release_counter,
+        runtime=manifest.runtime.name,
+        manifest_sha256=hashlib.sha256(manifest_raw).hexdigest(),
+    ).to_custom()
+    files: dict[str, Path] = {}
+    entries = [(MANIFEST_NAME, hashlib.sha256(manifest_raw).hexdigest(), len(manifest_raw))]
+    entries += [(f.path, f.sha256, f.length) for f in manifest.files]
+    for rel, sha256, length in entries:
+        path = f"{prefix}/{rel}"
+        targets.targets[path] = TargetFile(
+            length=length, hashes={"sha256": sha256}, path=path, unrecognized_fields={"custom": custom}
+        )
+        files[path] = artifact_dir / rel
+    md = Metadata(targets)
+    md.sign(release_signer)
+    return SignedRelease(md.to_bytes(), targets.version, files)
+
+
+def resign_targets(
+    previous: Metadata[Targets],
+    release_signer: Signer,
+    *,
+    now: datetime,
+    expires_in: timedelta = TARGETS_EXPIRY,
+) -> SignedRelease:
+    """Same targets, next version, new expiry: after a release-key rotation, or to extend expiry."""
+    targets = previous.signed
+    targets.version += 1
+    targets.expires = now + expires_in
+    md = Metadata(targets)
+    md.sign(release_signer)
+    return SignedRelease(md.to_bytes(), targets.version, {})
+
+
+def publish_to_repository(
+    repo: ImageRepository, artifact_dir: Path, release_signer: Signer, *, now: datetime
+) -> SignedRelease:
+    """Local publishing (the repository directory is on this machine): build, sign, and let it check."""
+    release = build_targets(repo.targets(), artifact_dir, release_signer, now=now)
+    repo.accept_targets(release.targets_bytes, release.files, now=now)
+    return release

@@ -1,0 +1,66 @@
+"""The edgefleet fields signed into each TUF target's ``custom`` (by the offline release key).
+
+They bind a file to its model, version, hardware class and release counter, so a device can refuse an
+assignment for another class or below its release floor using only signed data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, ValidationError
+from tuf.api.metadata import TargetFile
+
+from edgefleet.protocol.document import Name, Part, Sha256Hex, validation_details
+from edgefleet.protocol.errors import InvalidDocumentError
+
+__all__ = ["CUSTOM_KEY", "TargetCustom", "custom_of", "target_prefix"]
+
+CUSTOM_KEY = "edgefleet"
+
+
+class TargetCustom(Part):
+    model: Name
+    version: Name
+    hardware_class: Name
+    release_counter: int = Field(ge=0)
+    runtime: str = Field(min_length=1, max_length=64)
+    manifest_sha256: Sha256Hex
+
+    def to_custom(self) -> dict[str, Any]:
+        return {CUSTOM_KEY: self.model_dump(mode="json")}
+
+
+def target_prefix(model: str, version: str, hardware_class: str) -> str:
+    """Every file of one artifact lives under ``<model>/<version>/<hardware_class>/``."""
+    return f"{model}/{version}/{hardware_class}"
+
+
+def custom_of(info: TargetFile) -> TargetCustom:
+    """Parse and check a target's signed custom fields; its path must sit under the artifact's prefix."""
+    custom = info.custom
+    raw = custom.get(CUSTOM_KEY) if isinstance(custom, dict) else None
+    if not isinstance(raw, dict):
+        raise InvalidDocumentError(
+            "target has no edgefleet custom fields",
+            code="invalid_target_custom",
+            expected=f"custom.{CUSTOM_KEY} object",
+            got=info.path,
+        )
+    try:
+        parsed = TargetCustom.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidDocumentError(
+            "invalid edgefleet custom fields",
+            code="invalid_target_custom",
+            details={"errors": validation_details(exc), "path": info.path},
+        ) from exc
+    prefix = target_prefix(parsed.model, parsed.version, parsed.hardware_class) + "/"
+    if not info.path.startswith(prefix):
+        raise InvalidDocumentError(
+            "target path does not match its signed model/version/class",
+            code="invalid_target_custom",
+            expected=prefix + "...",
+            got=info.path,
+        )
+    return parsed

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from edgefleet import __version__
 from edgefleet.client.errors import ServerUnreachableError
@@ -36,8 +36,8 @@ from edgefleet.client.transfer import (
     iter_file,
     raise_for_error,
 )
-from edgefleet.protocol.document import NAME_PATTERN, is_safe_relpath
-from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.document import NAME_PATTERN, is_safe_relpath, validation_details
+from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError
 from edgefleet.protocol.hardware_class import HardwareClass
 from edgefleet.protocol.manifest import ArtifactManifest
 
@@ -73,6 +73,18 @@ def _sha(value: str) -> str:
             "invalid sha256", code="invalid_sha256", expected="64 hex digits", got=value
         )
     return value
+
+
+def _parse(model: type[R], data: Any) -> R:
+    """Validate an answer; a shape we do not understand is our error, not pydantic's."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise EdgefleetError(
+            f"unexpected answer from the server for {model.__name__}",
+            code="unexpected_response",
+            details={"errors": validation_details(exc)},
+        ) from exc
 
 
 def _params(**values: Any) -> dict[str, Any]:
@@ -146,7 +158,7 @@ class EdgefleetClient:
             ) from exc
 
     def _page(self, model: type[R], path: str, params: Mapping[str, Any]) -> Page[R]:
-        return Page[model].model_validate(self._json("GET", path, params=params))  # type: ignore[valid-type]
+        return _parse(Page[model], self._json("GET", path, params=params))  # type: ignore[valid-type]
 
     def _iter_all(self, fetch: Any, page_size: int = MAX_PAGE_LIMIT) -> Iterator[Any]:
         offset = 0
@@ -160,16 +172,16 @@ class EdgefleetClient:
     # -- health -----------------------------------------------------------------------------------
 
     def health(self) -> Health:
-        return Health.model_validate(self._json("GET", "/healthz"))
+        return _parse(Health, self._json("GET", "/healthz"))
 
     # -- hardware classes -------------------------------------------------------------------------
 
     def list_classes(self, *, limit: int = 50, offset: int = 0) -> Page[HardwareClass]:
-        data = self._json("GET", "/v1/classes", params=_params(limit=limit, offset=offset))
-        items = [HardwareClass.parse(item) for item in data.get("items", [])]
-        return Page[HardwareClass](
-            items=items, total=data["total"], limit=data["limit"], offset=data["offset"]
+        raw = _parse(
+            Page[dict[str, Any]], self._json("GET", "/v1/classes", params=_params(limit=limit, offset=offset))
         )
+        items = [HardwareClass.parse(item) for item in raw.items]
+        return Page[HardwareClass](items=items, total=raw.total, limit=raw.limit, offset=raw.offset)
 
     def iter_classes(self) -> Iterator[HardwareClass]:
         return self._iter_all(self.list_classes)
@@ -183,7 +195,7 @@ class EdgefleetClient:
 
     def apply_classes(self, classes: Iterable[HardwareClass]) -> ApplyResult:
         body = {"classes": [c.to_dict() for c in classes]}
-        return ApplyResult.model_validate(self._json("POST", "/v1/classes/apply", json=body))
+        return _parse(ApplyResult, self._json("POST", "/v1/classes/apply", json=body))
 
     def delete_class(self, name: str) -> None:
         self._json("DELETE", f"/v1/classes/{_name(name, 'class')}")
@@ -198,7 +210,7 @@ class EdgefleetClient:
             body["description"] = description
         if labels is not None:
             body["labels"] = dict(labels)
-        return ModelInfo.model_validate(self._json("POST", "/v1/models", json=body))
+        return _parse(ModelInfo, self._json("POST", "/v1/models", json=body))
 
     def list_models(
         self, *, name_prefix: str | None = None, limit: int = 50, offset: int = 0
@@ -208,7 +220,7 @@ class EdgefleetClient:
         )
 
     def get_model(self, name: str) -> ModelInfo:
-        return ModelInfo.model_validate(self._json("GET", f"/v1/models/{_name(name, 'model')}"))
+        return _parse(ModelInfo, self._json("GET", f"/v1/models/{_name(name, 'model')}"))
 
     def update_model(
         self, name: str, *, description: str | None = None, labels: Mapping[str, str] | None = None
@@ -218,7 +230,7 @@ class EdgefleetClient:
             body["description"] = description
         if labels is not None:
             body["labels"] = dict(labels)
-        return ModelInfo.model_validate(self._json("PATCH", f"/v1/models/{_name(name, 'model')}", json=body))
+        return _parse(ModelInfo, self._json("PATCH", f"/v1/models/{_name(name, 'model')}", json=body))
 
     def delete_model(self, name: str) -> None:
         self._json("DELETE", f"/v1/models/{_name(name, 'model')}")
@@ -230,7 +242,7 @@ class EdgefleetClient:
         if metadata is not None:
             body["metadata"] = dict(metadata)
         path = f"/v1/models/{_name(model, 'model')}/versions"
-        return VersionInfo.model_validate(self._json("POST", path, json=body))
+        return _parse(VersionInfo, self._json("POST", path, json=body))
 
     def add_version_from_file(
         self,
@@ -251,7 +263,7 @@ class EdgefleetClient:
 
     def get_version(self, model: str, version: str) -> VersionInfo:
         path = f"/v1/models/{_name(model, 'model')}/versions/{_name(version, 'version')}"
-        return VersionInfo.model_validate(self._json("GET", path))
+        return _parse(VersionInfo, self._json("GET", path))
 
     def delete_version(self, model: str, version: str) -> None:
         self._json("DELETE", f"/v1/models/{_name(model, 'model')}/versions/{_name(version, 'version')}")
@@ -301,17 +313,18 @@ class EdgefleetClient:
             content=iter_file(source, progress=progress),
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)},
         )
-        return BlobInfo.model_validate(data)
+        return _parse(BlobInfo, data)
 
     def upload_blob_bytes(self, data: bytes, *, sha256: str) -> BlobInfo:
         """Upload in-memory bytes under the sha256 the caller claims (the server verifies it)."""
-        return BlobInfo.model_validate(
+        return _parse(
+            BlobInfo,
             self._json(
                 "PUT",
                 f"/v1/blobs/{_sha(sha256)}",
                 content=data,
                 headers={"Content-Type": "application/octet-stream"},
-            )
+            ),
         )
 
     def download_blob(
@@ -336,8 +349,8 @@ class EdgefleetClient:
     # -- artifacts --------------------------------------------------------------------------------
 
     def register_artifact(self, manifest: ArtifactManifest) -> ArtifactInfo:
-        return ArtifactInfo.model_validate(
-            self._json("POST", "/v1/artifacts", json={"manifest": manifest.to_dict()})
+        return _parse(
+            ArtifactInfo, self._json("POST", "/v1/artifacts", json={"manifest": manifest.to_dict()})
         )
 
     def list_artifacts(
@@ -361,9 +374,7 @@ class EdgefleetClient:
         return self._page(ArtifactInfo, "/v1/artifacts", params)
 
     def get_artifact(self, artifact_id: str) -> ArtifactInfo:
-        return ArtifactInfo.model_validate(
-            self._json("GET", f"/v1/artifacts/{_ident(artifact_id, 'artifact')}")
-        )
+        return _parse(ArtifactInfo, self._json("GET", f"/v1/artifacts/{_ident(artifact_id, 'artifact')}"))
 
     def set_artifact_disabled(
         self, artifact_id: str, disabled: bool, *, reason: str | None = None
@@ -372,7 +383,7 @@ class EdgefleetClient:
         if reason is not None:
             body["reason"] = reason
         path = f"/v1/artifacts/{_ident(artifact_id, 'artifact')}"
-        return ArtifactInfo.model_validate(self._json("PATCH", path, json=body))
+        return _parse(ArtifactInfo, self._json("PATCH", path, json=body))
 
     def delete_artifact(self, artifact_id: str) -> None:
         self._json("DELETE", f"/v1/artifacts/{_ident(artifact_id, 'artifact')}")
@@ -406,7 +417,7 @@ class EdgefleetClient:
     # -- operator tokens and audit ----------------------------------------------------------------
 
     def create_token(self, name: str, role: str) -> TokenInfo:
-        return TokenInfo.model_validate(self._json("POST", "/v1/tokens", json={"name": name, "role": role}))
+        return _parse(TokenInfo, self._json("POST", "/v1/tokens", json={"name": name, "role": role}))
 
     def list_tokens(self, *, limit: int = 50, offset: int = 0) -> Page[TokenInfo]:
         return self._page(TokenInfo, "/v1/tokens", _params(limit=limit, offset=offset))

@@ -28,8 +28,8 @@ class _Resource(BaseModel):
 class Page(_Resource, Generic[T]):
     items: list[T]
     total: int
-    limit: int
-    offset: int
+    limit: int = 50
+    offset: int = 0
 
 
 class Health(_Resource):

@@ -1,113 +1,17 @@
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import json
-import sys
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 
-import httpx
 import pytest
 
-from edgefleet.trust.events import ListSink
-from edgefleet.trust.fetch import TransferLimits
-from edgefleet.trust.keys import init_keys, load_signer
-from edgefleet.trust.repository import ImageRepository, OnlineSigners
-from edgefleet.trust.verify import DeviceTrust
-
-_spec = importlib.util.spec_from_file_location(
-    "edgefleet_tests_loopback", Path(__file__).with_name("loopback.py")
-)
-assert _spec is not None
-assert _spec.loader is not None
-loopback = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = loopback
-_spec.loader.exec_module(loopback)
-
-NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
-CLASS = "medical-cart-cpu"
-
-
-def write_artifact(
-    directory: Path,
-    *,
-    model: str = "digits",
-    version: str = "1.0.0",
-    hardware_class: str = CLASS,
-    release_counter: int = 1,
-    model_bytes: bytes = b"onnx-model-bytes" * 64,
-) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    files = {"model.onnx": model_bytes, "golden.npz": b"golden-vectors"}
-    for name, data in files.items():
-        (directory / name).write_bytes(data)
-    manifest = {
-        "schema_version": 1,
-        "model": model,
-        "version": version,
-        "hardware_class": hardware_class,
-        "runtime": {
-            "name": "onnxruntime",
-            "min_version": "1.16",
-            "execution_providers": ["CPUExecutionProvider"],
-        },
-        "entrypoint": "model.onnx",
-        "files": [
-            {"path": n, "sha256": hashlib.sha256(d).hexdigest(), "length": len(d)} for n, d in files.items()
-        ],
-        "signature": {
-            "inputs": [{"name": "x", "dtype": "float32", "shape": ["N", 1, 8, 8]}],
-            "outputs": [{"name": "y", "dtype": "float32", "shape": ["N", 10]}],
-        },
-        "optimization": {"source_sha256": "c" * 64},
-        "health_check": {"golden_file": "golden.npz", "latency_ceiling_ms": 50},
-        "release_counter": release_counter,
-    }
-    (directory / "manifest.json").write_text(json.dumps(manifest))
-    return directory
-
-
-class Fleet:
-    """Keys + image repository + a mirror serving it on loopback + device factory."""
-
-    def __init__(self, tmp: Path, mirror_cls: Callable[[Path], object]) -> None:
-        self.tmp = tmp
-        self.keys = tmp / "keys"
-        self.keyset = init_keys(self.keys, now=NOW)
-        self.signers = OnlineSigners(
-            load_signer(self.keys / "snapshot.key"), load_signer(self.keys / "timestamp.key")
-        )
-        self.repo = ImageRepository.create(tmp / "repo", self.keyset.root_bytes, self.signers, now=NOW)
-        self.release = load_signer(self.keys / "release.key")
-        self.mirror = mirror_cls(tmp / "repo")
-        self.events = ListSink()
-        self.client = httpx.Client()
-        self._n = 0
-
-    def artifact(self, **kw: object) -> Path:
-        self._n += 1
-        return write_artifact(self.tmp / f"artifact-{self._n}", **kw)  # type: ignore[arg-type]
-
-    def device(
-        self, name: str = "device", *, limits: TransferLimits | None = None, bootstrap: bytes | None = None
-    ) -> DeviceTrust:
-        extra = {"limits": limits} if limits else {}
-        return DeviceTrust(
-            self.tmp / name / "metadata",
-            f"{self.mirror.url}/metadata/",  # type: ignore[attr-defined]
-            f"{self.mirror.url}/targets/",  # type: ignore[attr-defined]
-            client=self.client,
-            bootstrap_root=bootstrap or self.keyset.root_bytes,
-            events=self.events,
-            **extra,
-        )
+from .fleet import Fleet
+from .loopback import Mirror
 
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    f = Fleet(tmp_path, loopback.Mirror)
+    f = Fleet(tmp_path, Mirror)
     yield f
     f.client.close()
     f.mirror.close()  # type: ignore[attr-defined]
@@ -118,7 +22,7 @@ def mirror_factory() -> Iterator[Callable[[Path], object]]:
     started: list = []
 
     def make(root: Path) -> object:
-        m = loopback.Mirror(root)
+        m = Mirror(root)
         started.append(m)
         return m
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from fastapi import APIRouter, FastAPI
 
 from edgefleet import __version__
-from edgefleet.server.api import artifacts, audit, blobs, classes, health, models, tokens
+from edgefleet.server.api import artifacts, audit, blobs, classes, devices, health, models, tokens
 from edgefleet.server.api.body_limit import BodyLimitMiddleware
 from edgefleet.server.api.dependencies import ServerContext
 from edgefleet.server.api.errors import install_error_handlers
@@ -29,6 +29,7 @@ ROUTERS: list[APIRouter] = [
     artifacts.router,
     tokens.router,
     audit.router,
+    devices.router,
 ]
 """Every router the app serves. Adding a resource is one line here plus its module in ``api/``."""
 
@@ -78,6 +79,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.context = context
+    app.state.devices = devices.DeviceRuntime.from_settings(settings)
     install_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_json_bytes, streaming_prefixes=("/v1/blobs/",)

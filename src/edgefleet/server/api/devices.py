@@ -1,0 +1,310 @@
+"""Devices: enrollment tokens, enrollment, the signed device channel, and the operators' device views.
+
+Device endpoints (``/v1/device/...``) authenticate by request signature only; the operator endpoints use
+bearer tokens with roles like the rest of the API.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Annotated, Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgefleet.protocol.canonical import parse_json_bounded
+from edgefleet.protocol.desired_state import MAX_REPORT_BYTES
+from edgefleet.protocol.errors import AuthenticationError, InvalidDocumentError
+from edgefleet.protocol.request_signing import parse_signed_headers
+from edgefleet.server.api.dependencies import (
+    Ctx,
+    DbSession,
+    NamePath,
+    Operator,
+    PageQuery,
+    ServerContext,
+    Viewer,
+)
+from edgefleet.server.director_key import DIRECTOR_KEY_FILE, load_director_key
+from edgefleet.server.services import desired_state as desired_svc
+from edgefleet.server.services import devices as svc
+from edgefleet.server.services import enrollment as enroll_svc
+from edgefleet.server.settings import Settings
+from edgefleet.server.store.devices import DeviceRow
+from edgefleet.trust.director import public_key_pem
+
+__all__ = ["DeviceRuntime", "router"]
+
+router = APIRouter(tags=["devices"])
+DEVICE_ID_PATTERN = r"^dev_[0-9a-f]{20}$"
+DeviceIdPath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]
+
+
+@dataclass
+class DeviceRuntime:
+    """Per-process device machinery: the director key, the enrollment limiter, thresholds."""
+
+    director_key: Ed25519PrivateKey
+    desired_ttl: timedelta = timedelta(days=7)
+    thresholds: svc.StatusThresholds = field(default_factory=svc.StatusThresholds)
+    limiter: enroll_svc.EnrollmentLimiter = field(default_factory=enroll_svc.EnrollmentLimiter)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeviceRuntime:
+        path = settings.data_dir / "keys" / DIRECTOR_KEY_FILE
+        return cls(director_key=load_director_key(path, create=settings.dev))
+
+    @property
+    def director_public_key_pem(self) -> str:
+        return public_key_pem(self.director_key.public_key())
+
+
+def _runtime(request: Request) -> DeviceRuntime:
+    runtime: DeviceRuntime = request.app.state.devices
+    return runtime
+
+
+# --- enrollment -------------------------------------------------------------------------------------------
+
+
+class EnrollmentTokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hardware_class: str = Field(max_length=63)
+    labels: dict[str, str] = Field(default_factory=dict)
+    serial: str | None = Field(default=None, max_length=128)
+    ttl_s: int = Field(default=3600, ge=60, le=30 * 86400)
+    uses: int = Field(default=1, ge=1, le=enroll_svc.MAX_TOKEN_USES)
+
+
+@router.post("/v1/enrollment-tokens", status_code=201)
+def create_enrollment_token(
+    body: EnrollmentTokenCreate, ctx: Ctx, session: DbSession, actor: Operator
+) -> dict[str, Any]:
+    created = enroll_svc.create_enrollment_token(
+        session,
+        hardware_class=body.hardware_class,
+        labels=body.labels,
+        serial=body.serial,
+        ttl=timedelta(seconds=body.ttl_s),
+        uses=body.uses,
+        actor=actor.name,
+        now=ctx.clock(),
+    )
+    row = created.row
+    return {
+        "id": row.id,
+        "token": created.secret,
+        "hardware_class": row.hardware_class,
+        "labels": row.labels,
+        "serial": row.serial,
+        "uses": row.uses_total,
+        "expires_at": row.expires_at.isoformat(),
+    }
+
+
+class EnrollBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    token: str = Field(max_length=128)
+    public_key_pem: str = Field(max_length=512)
+    serial: str | None = Field(default=None, max_length=128)
+    agent_version: str = Field(default="", max_length=64)
+
+
+@router.post("/v1/enroll", status_code=201)
+def enroll(body: EnrollBody, request: Request, ctx: Ctx, session: DbSession) -> dict[str, Any]:
+    runtime = _runtime(request)
+    client = request.client.host if request.client else "unknown"
+    now_s = time.monotonic()
+    runtime.limiter.check(client, now_s)
+    try:
+        device = enroll_svc.enroll_device(
+            session,
+            token=body.token,
+            public_key_pem=body.public_key_pem,
+            serial=body.serial,
+            agent_version=body.agent_version,
+            now=ctx.clock(),
+        )
+    except (AuthenticationError, InvalidDocumentError):
+        runtime.limiter.failed(client, now_s)
+        raise
+    return {
+        "device_id": device.id,
+        "hardware_class": device.hardware_class,
+        "labels": device.labels,
+        "director_public_key_pem": runtime.director_public_key_pem,
+        "tuf_root": None,
+        "server_time": ctx.clock().isoformat(),
+    }
+
+
+# --- the signed device channel ------------------------------------------------------------------------------
+
+
+async def _authenticated_device(
+    request: Request, ctx: ServerContext, *, max_body_bytes: int
+) -> tuple[DeviceRow, bytes]:
+    body = await request.body()
+    if len(body) > max_body_bytes:
+        raise InvalidDocumentError("request body too large", code="payload_too_large", got=len(body))
+    claims = parse_signed_headers(request.headers)
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+    def check() -> DeviceRow:
+        with ctx.db.session() as session:
+            return svc.authenticate_device(
+                session, claims, method=request.method, path=path, body=body, now=ctx.clock()
+            )
+
+    return await run_in_threadpool(check), body
+
+
+@router.get("/v1/device/desired-state")
+async def device_desired_state(request: Request, ctx: Ctx) -> Response:
+    device, _ = await _authenticated_device(request, ctx, max_body_bytes=0)
+    runtime = _runtime(request)
+
+    def resolve() -> desired_svc.DesiredAnswer:
+        with ctx.db.session() as session:
+            return desired_svc.resolve_desired_state(
+                session, device.id, key=runtime.director_key, now=ctx.clock(), ttl=runtime.desired_ttl
+            )
+
+    answer = await run_in_threadpool(resolve)
+    etag = f'"{answer.generation}"'
+    headers = {"etag": etag, "cache-control": "private, no-cache"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return JSONResponse(answer.envelope, headers=headers)
+
+
+@router.post("/v1/device/report")
+async def device_report(request: Request, ctx: Ctx) -> dict[str, Any]:
+    device, body = await _authenticated_device(request, ctx, max_body_bytes=MAX_REPORT_BYTES)
+    data = parse_json_bounded(body, max_bytes=MAX_REPORT_BYTES, what="device report")
+
+    def accept() -> bool:
+        with ctx.db.session() as session:
+            return svc.accept_report(session, device.id, data, now=ctx.clock())
+
+    return {"accepted": await run_in_threadpool(accept)}
+
+
+# --- operators' views and actions ---------------------------------------------------------------------------
+
+
+def _parse_label_filters(values: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidDocumentError("label filters are key=value", code="invalid_labels", got=item)
+        out[key] = value
+    return out
+
+
+@router.get("/v1/devices")
+def list_devices(
+    request: Request,
+    ctx: Ctx,
+    session: DbSession,
+    page: PageQuery,
+    _: Viewer,
+    hardware_class: Annotated[str | None, Query(max_length=63)] = None,
+    label: Annotated[list[str] | None, Query(max_length=16)] = None,
+    status: Annotated[svc.DeviceStatus | None, Query()] = None,
+) -> dict[str, Any]:
+    runtime = _runtime(request)
+    now = ctx.clock()
+    result = svc.list_devices(
+        session,
+        limit=page.limit,
+        offset=page.offset,
+        hardware_class=hardware_class,
+        labels=_parse_label_filters(label or []),
+        status=status,
+        now=now,
+        thresholds=runtime.thresholds,
+    )
+    return result.to_wire(
+        [svc.device_to_wire(r, now=now, thresholds=runtime.thresholds) for r in result.items]
+    )
+
+
+@router.get("/v1/devices/{device_id}")
+def get_device(
+    device_id: DeviceIdPath, request: Request, ctx: Ctx, session: DbSession, _: Viewer
+) -> dict[str, Any]:
+    row = svc.get_device(session, device_id)
+    return svc.device_to_wire(row, now=ctx.clock(), thresholds=_runtime(request).thresholds)
+
+
+@router.get("/v1/devices/{device_id}/desired-state")
+def get_device_desired_state(
+    device_id: DeviceIdPath, request: Request, ctx: Ctx, session: DbSession, _: Viewer
+) -> dict[str, Any]:
+    runtime = _runtime(request)
+    answer = desired_svc.resolve_desired_state(
+        session, device_id, key=runtime.director_key, now=ctx.clock(), ttl=runtime.desired_ttl
+    )
+    return answer.envelope
+
+
+class RevokeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=2000)
+
+
+@router.post("/v1/devices/{device_id}/revoke")
+def revoke_device(
+    device_id: DeviceIdPath, body: RevokeBody, request: Request, ctx: Ctx, session: DbSession, actor: Operator
+) -> dict[str, Any]:
+    row = svc.revoke_device(session, device_id, reason=body.reason, actor=actor.name, now=ctx.clock())
+    return svc.device_to_wire(row, now=ctx.clock(), thresholds=_runtime(request).thresholds)
+
+
+class PinBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    artifact_id: str = Field(max_length=20)
+
+
+@router.put("/v1/pins/{scope}/{target}/{slot}", status_code=204)
+def set_pin(
+    scope: Annotated[str, Path(pattern=r"^(class|device)$")],
+    target: Annotated[str, Path(max_length=63)],
+    slot: NamePath,
+    body: PinBody,
+    ctx: Ctx,
+    session: DbSession,
+    actor: Operator,
+) -> Response:
+    svc.pin_artifact(
+        session,
+        scope=scope,
+        target=target,
+        slot=slot,
+        artifact_id=body.artifact_id,
+        actor=actor.name,
+        now=ctx.clock(),
+    )
+    return Response(status_code=204)
+
+
+@router.delete("/v1/pins/{scope}/{target}/{slot}", status_code=204)
+def clear_pin(
+    scope: Annotated[str, Path(pattern=r"^(class|device)$")],
+    target: Annotated[str, Path(max_length=63)],
+    slot: NamePath,
+    ctx: Ctx,
+    session: DbSession,
+    actor: Operator,
+) -> Response:
+    svc.pin_artifact(
+        session, scope=scope, target=target, slot=slot, artifact_id=None, actor=actor.name, now=ctx.clock()
+    )
+    return Response(status_code=204)

@@ -1,0 +1,422 @@
+"""Devices through the real ASGI app: enrollment, signed channel, desired state, reports, revocation."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi.testclient import TestClient
+
+from edgefleet.agent.channel import DeviceChannel
+from edgefleet.agent.datadir import DataDir
+from edgefleet.agent.enroll import enroll
+from edgefleet.protocol import parse_classes_toml
+from edgefleet.protocol.errors import AuthenticationError, ConflictError, InvalidDocumentError
+from edgefleet.protocol.request_signing import sign_request
+from edgefleet.server.app import create_app
+from edgefleet.server.settings import Settings
+from edgefleet.server.store.devices import DeviceRow
+from edgefleet.trust.director import load_public_key_pem, public_key_pem, verify_desired_state
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "hardware-classes.toml"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(timezone.utc).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def fleet(tmp_path, database_url):
+    clock = Clock()
+    app = create_app(Settings(data_dir=tmp_path / "server", dev=True, database_url=database_url), clock=clock)
+    with TestClient(app) as client:
+        admin = {"authorization": f"Bearer {app.state.context.settings.admin_token}"}
+        classes = [c.to_dict() for c in parse_classes_toml(EXAMPLES.read_text())]
+        assert client.post("/v1/classes/apply", json={"classes": classes}, headers=admin).status_code == 200
+        yield Fleet(app, client, admin, clock, tmp_path)
+
+
+class Fleet:
+    def __init__(self, app, client, admin, clock, tmp_path):
+        self.app, self.client, self.admin, self.clock, self.tmp = app, client, admin, clock, tmp_path
+        self.count = 0
+
+    def token(self, **body) -> str:
+        body.setdefault("hardware_class", "medical-cart-cpu")
+        r = self.client.post("/v1/enrollment-tokens", json=body, headers=self.admin)
+        assert r.status_code == 201, r.text
+        return r.json()["token"]
+
+    def enroll(self, token: str | None = None, **kw):
+        self.count += 1
+        ddir = self.tmp / f"agent{self.count}"
+        identity = enroll(
+            server_url="http://testserver",
+            token=token or self.token(),
+            data_dir=ddir,
+            transport=self.client._transport,
+            **kw,
+        )
+        return identity, DataDir(ddir)
+
+    def channel(self, identity, ddir: DataDir) -> DeviceChannel:
+        return DeviceChannel(
+            "http://testserver",
+            device_id=identity.device_id,
+            key=ddir.read_key(),
+            transport=self.client._transport,
+            clock=lambda: self.clock().timestamp(),
+        )
+
+    def artifact(self, version: str = "1.0.0", hardware_class: str = "medical-cart-cpu") -> str:
+        files = {"model.onnx": b"onnx-bytes-" + version.encode(), "golden.npz": b"golden-" + version.encode()}
+        for data in files.values():
+            sha = hashlib.sha256(data).hexdigest()
+            r = self.client.put(f"/v1/blobs/{sha}", content=data, headers=self.admin)
+            assert r.status_code in (200, 201), r.text
+        if self.client.get("/v1/models/digits", headers=self.admin).status_code == 404:
+            self.client.post("/v1/models", json={"name": "digits"}, headers=self.admin)
+        src = hashlib.sha256(files["model.onnx"]).hexdigest()
+        self.client.post(
+            "/v1/models/digits/versions", json={"version": version, "source_sha256": src}, headers=self.admin
+        )
+        manifest = {
+            "model": "digits",
+            "version": version,
+            "hardware_class": hardware_class,
+            "runtime": {"name": "onnxruntime", "execution_providers": ["CPUExecutionProvider"]},
+            "entrypoint": "model.onnx",
+            "files": [
+                {"path": p, "sha256": hashlib.sha256(d).hexdigest(), "length": len(d)}
+                for p, d in files.items()
+            ],
+            "signature": {
+                "inputs": [{"name": "x", "dtype": "float32", "shape": [1, 64]}],
+                "outputs": [{"name": "y", "dtype": "float32", "shape": [1, 10]}],
+            },
+            "optimization": {"source_sha256": src},
+            "health_check": {"golden_file": "golden.npz", "latency_ceiling_ms": 50},
+            "release_counter": 1,
+        }
+        r = self.client.post("/v1/artifacts", json={"manifest": manifest}, headers=self.admin)
+        assert r.status_code in (200, 201), r.text
+        return r.json()["id"]
+
+
+def _code(response: httpx.Response) -> str:
+    return response.json()["code"]
+
+
+def test_enrollment_registers_a_key_the_device_generated(fleet):
+    identity, ddir = fleet.enroll(fleet.token(labels={"site": "ward-3"}))
+    assert identity.hardware_class == "medical-cart-cpu"
+    assert identity.labels == {"site": "ward-3"}
+    assert ddir.key_path.stat().st_mode & 0o777 == 0o600
+    device = fleet.client.get(f"/v1/devices/{identity.device_id}", headers=fleet.admin).json()
+    assert device["status"] == "online"
+    # The server holds only the public half.
+    with fleet.app.state.context.db.session() as session:
+        stored = session.get(DeviceRow, identity.device_id)
+    assert "PRIVATE" not in stored.public_key_pem
+    assert load_public_key_pem(stored.public_key_pem) is not None
+
+
+def test_enroll_refuses_an_enrolled_data_dir_unless_forced(fleet):
+    identity, ddir = fleet.enroll()
+    with pytest.raises(ConflictError) as info:
+        enroll(
+            server_url="http://testserver",
+            token=fleet.token(),
+            data_dir=ddir.root,
+            transport=fleet.client._transport,
+        )
+    assert info.value.code == "already_enrolled"
+    again = enroll(
+        server_url="http://testserver",
+        token=fleet.token(),
+        data_dir=ddir.root,
+        transport=fleet.client._transport,
+        force=True,
+    )
+    assert again.device_id != identity.device_id
+
+
+@pytest.mark.parametrize(
+    ("make_token", "enroll_kwargs", "code"),
+    [
+        ("used", {}, "enrollment_token_used"),
+        ("expired", {}, "enrollment_token_expired"),
+        ("serial", {"serial": "SN-OTHER"}, "enrollment_serial_mismatch"),
+        ("garbage", {}, "invalid_enrollment_token"),
+    ],
+)
+def test_bad_enrollment_tokens_are_refused(fleet, make_token, enroll_kwargs, code):
+    if make_token == "used":
+        token = fleet.token()
+        fleet.enroll(token)
+    elif make_token == "expired":
+        token = fleet.token(ttl_s=60)
+        fleet.clock.now += timedelta(seconds=61)
+    elif make_token == "serial":
+        token = fleet.token(serial="SN-1234")
+    else:
+        token = "efen_" + "x" * 43
+    with pytest.raises(AuthenticationError) as info:
+        fleet.enroll(token, **enroll_kwargs)
+    assert info.value.code == code
+
+
+def test_a_serial_bound_token_enrolls_that_serial(fleet):
+    identity, _ = fleet.enroll(fleet.token(serial="SN-1234"), serial="SN-1234")
+    assert (
+        fleet.client.get(f"/v1/devices/{identity.device_id}", headers=fleet.admin).json()["serial"]
+        == "SN-1234"
+    )
+
+
+def test_token_for_an_unknown_class_is_refused(fleet):
+    r = fleet.client.post("/v1/enrollment-tokens", json={"hardware_class": "toaster"}, headers=fleet.admin)
+    assert r.status_code == 404
+    assert _code(r) == "class_not_found"
+
+
+def test_concurrent_enrollments_with_a_single_use_token_give_one_device(fleet):
+    token = fleet.token(uses=1)
+    results: list[str] = []
+
+    def attempt(i: int) -> None:
+        key = Ed25519PrivateKey.generate()
+        r = fleet.client.post(
+            "/v1/enroll", json={"token": token, "public_key_pem": public_key_pem(key.public_key())}
+        )
+        results.append(str(r.status_code))
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["201"] + ["401"] * 7
+    assert fleet.client.get("/v1/devices", headers=fleet.admin).json()["total"] == 1
+
+
+def test_failed_enrollments_are_rate_limited(fleet):
+    for _ in range(10):
+        r = fleet.client.post("/v1/enroll", json={"token": "efen_nope", "public_key_pem": "x"})
+        assert r.status_code in (401, 422)
+    r = fleet.client.post("/v1/enroll", json={"token": "efen_nope", "public_key_pem": "x"})
+    assert r.status_code == 429
+    assert _code(r) == "enrollment_rate_limited"
+    assert r.json()["details"]["retry_after_s"] >= 1
+
+
+def test_desired_state_follows_pins_and_answers_304_when_unchanged(fleet):
+    identity, ddir = fleet.enroll()
+    channel = fleet.channel(identity, ddir)
+    first = channel.request("GET", "/v1/device/desired-state")
+    assert first.headers["etag"] == '"1"'
+    state = verify_desired_state(
+        first.json(),
+        director_key=identity.director_key,
+        device_id=identity.device_id,
+        last_generation=0,
+        now=fleet.clock(),
+        time_floor=None,
+    )
+    assert state.slots == {}
+    assert (
+        channel.request("GET", "/v1/device/desired-state", headers={"if-none-match": '"1"'}).status_code
+        == 304
+    )
+
+    art = fleet.artifact("1.0.0")
+    r = fleet.client.put(
+        "/v1/pins/class/medical-cart-cpu/default", json={"artifact_id": art}, headers=fleet.admin
+    )
+    assert r.status_code == 204, r.text
+    second = channel.request("GET", "/v1/device/desired-state", headers={"if-none-match": '"1"'})
+    assert second.status_code == 200
+    state2 = verify_desired_state(
+        second.json(),
+        director_key=identity.director_key,
+        device_id=identity.device_id,
+        last_generation=1,
+        now=fleet.clock(),
+        time_floor=None,
+    )
+    assert state2.generation == 2
+    assert state2.slots["default"].artifact_id == art
+    assert state2.slots["default"].target_path == "digits/1.0.0/medical-cart-cpu/model.onnx"
+
+    # A device pin wins over the class pin.
+    art2 = fleet.artifact("1.1.0")
+    fleet.client.put(
+        f"/v1/pins/device/{identity.device_id}/default", json={"artifact_id": art2}, headers=fleet.admin
+    )
+    third = channel.request("GET", "/v1/device/desired-state").json()
+    assert third["signed"]["generation"] == 3
+    assert third["signed"]["slots"]["default"]["artifact_id"] == art2
+
+    # Disabling the artifact removes it fleet-wide at the next poll.
+    fleet.client.patch(f"/v1/artifacts/{art2}", json={"disabled": True, "reason": "bad"}, headers=fleet.admin)
+    fourth = channel.request("GET", "/v1/device/desired-state").json()
+    assert fourth["signed"]["slots"] == {}
+    assert fourth["signed"]["disabled_artifacts"] == [art2]
+
+
+def test_desired_state_is_reissued_before_it_expires(fleet):
+    identity, ddir = fleet.enroll()
+    channel = fleet.channel(identity, ddir)
+    assert channel.request("GET", "/v1/device/desired-state").headers["etag"] == '"1"'
+    fleet.clock.now += timedelta(days=3)
+    assert (
+        channel.request("GET", "/v1/device/desired-state", headers={"if-none-match": '"1"'}).status_code
+        == 304
+    )
+    fleet.clock.now += timedelta(days=1)  # past half of the 7-day lifetime
+    assert (
+        channel.request("GET", "/v1/device/desired-state", headers={"if-none-match": '"1"'}).headers["etag"]
+        == '"2"'
+    )
+
+
+def test_pinning_an_artifact_of_another_class_is_refused(fleet):
+    identity, _ = fleet.enroll()
+    art = fleet.artifact("1.0.0", hardware_class="intel-lowpower-detector")
+    r = fleet.client.put(
+        f"/v1/pins/device/{identity.device_id}/default", json={"artifact_id": art}, headers=fleet.admin
+    )
+    assert r.status_code == 422
+    assert _code(r) == "wrong_hardware_class"
+
+
+def test_device_a_cannot_read_or_write_device_b(fleet):
+    a, a_dir = fleet.enroll()
+    b, _ = fleet.enroll()
+    # A signs with its own key but claims to be B: the signature does not verify under B's key.
+    forged = DeviceChannel(
+        "http://testserver",
+        device_id=b.device_id,
+        key=a_dir.read_key(),
+        transport=fleet.client._transport,
+        clock=lambda: fleet.clock().timestamp(),
+    )
+    with pytest.raises(AuthenticationError) as info:
+        forged.request("GET", "/v1/device/desired-state")
+    assert info.value.code == "bad_signature"
+    with pytest.raises(AuthenticationError):
+        forged.request(
+            "POST",
+            "/v1/device/report",
+            json_body={"sequence": 1, "boot_id": "x", "reported_at": fleet.clock().isoformat()},
+        )
+    assert fleet.client.get(f"/v1/devices/{b.device_id}", headers=fleet.admin).json()["report"] is None
+    # A's own channel only ever sees A's document.
+    doc = fleet.channel(a, a_dir).request("GET", "/v1/device/desired-state").json()
+    assert doc["signed"]["device_id"] == a.device_id
+
+
+def test_replayed_and_unsigned_requests_are_refused(fleet):
+    identity, ddir = fleet.enroll()
+    headers = sign_request(
+        ddir.read_key(),
+        device_id=identity.device_id,
+        method="GET",
+        path="/v1/device/desired-state",
+        body=b"",
+        now_s=fleet.clock().timestamp(),
+    )
+    assert fleet.client.get("/v1/device/desired-state", headers=headers).status_code == 200
+    replay = fleet.client.get("/v1/device/desired-state", headers=headers)
+    assert replay.status_code == 401
+    assert _code(replay) == "replayed_request"
+    unsigned = fleet.client.get("/v1/device/desired-state")
+    assert (unsigned.status_code, _code(unsigned)) == (401, "unsigned_request")
+    old = sign_request(
+        ddir.read_key(),
+        device_id=identity.device_id,
+        method="GET",
+        path="/v1/device/desired-state",
+        body=b"",
+        now_s=fleet.clock().timestamp() - 3600,
+    )
+    stale = fleet.client.get("/v1/device/desired-state", headers=old)
+    assert (stale.status_code, _code(stale)) == (401, "clock_skew")
+
+
+def test_a_revoked_device_is_refused_at_its_next_request(fleet):
+    identity, ddir = fleet.enroll()
+    channel = fleet.channel(identity, ddir)
+    channel.request("GET", "/v1/device/desired-state")
+    r = fleet.client.post(
+        f"/v1/devices/{identity.device_id}/revoke", json={"reason": "stolen"}, headers=fleet.admin
+    )
+    assert r.json()["status"] == "revoked"
+    with pytest.raises(AuthenticationError) as info:
+        channel.request("GET", "/v1/device/desired-state")
+    assert info.value.code == "device_revoked"
+
+
+def test_reports_are_idempotent_and_keep_the_newest(fleet):
+    identity, ddir = fleet.enroll()
+    channel = fleet.channel(identity, ddir)
+    report = {"sequence": 2, "boot_id": "boot1", "reported_at": fleet.clock().isoformat(), "status": "ok"}
+    assert channel.request("POST", "/v1/device/report", json_body=report).json() == {"accepted": True}
+    assert channel.request("POST", "/v1/device/report", json_body=report).json() == {"accepted": False}
+    older = {**report, "sequence": 1, "status": "error"}
+    assert channel.request("POST", "/v1/device/report", json_body=older).json() == {"accepted": False}
+    stored = fleet.client.get(f"/v1/devices/{identity.device_id}", headers=fleet.admin).json()["report"]
+    assert stored["sequence"] == 2
+    assert stored["status"] == "ok"
+    # A new boot starts its sequence again and is accepted.
+    reboot = {**report, "sequence": 1, "boot_id": "boot2"}
+    assert channel.request("POST", "/v1/device/report", json_body=reboot).json() == {"accepted": True}
+    # A malformed report is a 422 with field details, and changes nothing.
+    with pytest.raises(InvalidDocumentError) as info:
+        channel.request("POST", "/v1/device/report", json_body={"sequence": -1})
+    assert info.value.code == "invalid_document"
+    assert (
+        fleet.client.get(f"/v1/devices/{identity.device_id}", headers=fleet.admin).json()["report"]["boot_id"]
+        == "boot2"
+    )
+
+
+def test_devices_become_stale_then_offline_and_list_filters(fleet):
+    a, _ = fleet.enroll(fleet.token(labels={"site": "north"}))
+    fleet.clock.now += timedelta(seconds=300)
+    b, _ = fleet.enroll(fleet.token(labels={"site": "south"}, hardware_class="intel-lowpower-detector"))
+    listing = fleet.client.get("/v1/devices", headers=fleet.admin).json()
+    statuses = {d["id"]: d["status"] for d in listing["items"]}
+    assert statuses == {a.device_id: "stale", b.device_id: "online"}
+    fleet.clock.now += timedelta(seconds=1000)
+    assert fleet.client.get(f"/v1/devices/{a.device_id}", headers=fleet.admin).json()["status"] == "offline"
+    by_label = fleet.client.get("/v1/devices", params={"label": "site=south"}, headers=fleet.admin).json()
+    assert [d["id"] for d in by_label["items"]] == [b.device_id]
+    by_class = fleet.client.get(
+        "/v1/devices", params={"hardware_class": "medical-cart-cpu"}, headers=fleet.admin
+    ).json()
+    assert [d["id"] for d in by_class["items"]] == [a.device_id]
+
+
+def test_viewers_cannot_mint_tokens_or_revoke(fleet):
+    r = fleet.client.post("/v1/tokens", json={"name": "watcher", "role": "viewer"}, headers=fleet.admin)
+    viewer = {"authorization": f"Bearer {r.json()['token']}"}
+    r = fleet.client.post(
+        "/v1/enrollment-tokens", json={"hardware_class": "medical-cart-cpu"}, headers=viewer
+    )
+    assert (r.status_code, _code(r)) == (403, "permission_denied")
+    assert fleet.client.get("/v1/devices", headers=viewer).status_code == 200
+
+
+def test_unknown_device_is_not_found(fleet):
+    r = fleet.client.get("/v1/devices/dev_" + "0" * 20, headers=fleet.admin)
+    assert (r.status_code, _code(r)) == (404, "device_not_found")

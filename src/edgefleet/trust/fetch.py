@@ -30,7 +30,6 @@ class TransferLimits:
     grace_s: float = 15.0
     read_timeout_s: float = 30.0
     connect_timeout_s: float = 10.0
-    chunk_bytes: int = 256 * 1024
 
     def with_max_bytes(self, max_bytes: int) -> TransferLimits:
         return TransferLimits(
@@ -40,7 +39,6 @@ class TransferLimits:
             grace_s=self.grace_s,
             read_timeout_s=self.read_timeout_s,
             connect_timeout_s=self.connect_timeout_s,
-            chunk_bytes=self.chunk_bytes,
         )
 
 
@@ -92,7 +90,7 @@ def open_bounded_stream(
     def chunks(response: httpx.Response) -> Iterator[bytes]:
         received = 0
         try:
-            for chunk in response.iter_bytes(limits.chunk_bytes):
+            for chunk in response.iter_bytes():  # as received: a broken link keeps every byte
                 received += len(chunk)
                 verdict = transfer_verdict(received, clock() - started, limits)
                 if verdict is not None:

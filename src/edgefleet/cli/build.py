@@ -1,0 +1,109 @@
+"""``edgefleet build MODEL.onnx --classes classes.toml --calibration DATA --validation DATA --out DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.hardware_class import MAX_CLASSES_FILE_BYTES, parse_classes_toml
+
+__all__ = ["build"]
+
+
+def _read_classes(path: Path) -> bytes:
+    try:
+        if path.stat().st_size > MAX_CLASSES_FILE_BYTES:
+            raise InvalidDocumentError(
+                "classes file too large",
+                code="document_too_large",
+                expected=MAX_CLASSES_FILE_BYTES,
+                got=str(path),
+            )
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidDocumentError(
+            f"cannot read classes file {path}",
+            code="unreadable_file",
+            expected="a readable TOML file",
+            got=str(exc),
+        ) from exc
+
+
+@click.command("build")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--classes", "classes_file", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--class", "class_names", multiple=True, help="Build only these classes (repeatable).")
+@click.option("--calibration", required=True, type=click.Path(path_type=Path), help=".npz or folder of .npy")
+@click.option("--validation", required=True, type=click.Path(path_type=Path), help=".npz or folder of .npy")
+@click.option(
+    "--task", type=click.Choice(["classification", "regression", "embedding"]), default="classification"
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", "model_name", default=None, help="Model name (default: from the file name).")
+@click.option("--version", "model_version", default="1", show_default=True)
+@click.option("--release-counter", type=click.IntRange(0), default=0, show_default=True)
+@click.option(
+    "--output", "output_name", default=None, help="Output to judge quality on (default: first float)."
+)
+@click.option("--student", "students", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--min-metric-ratio", type=click.FloatRange(0, 1), default=0.99, show_default=True)
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True)
+@click.option(
+    "--latency-runs", type=click.IntRange(1, 100_000), default=None, help="Timed runs per candidate."
+)
+@click.option("--quick", is_flag=True, help="Test-size configuration: fewer candidates and runs.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (they are off when not on a terminal).")
+def build(
+    model: Path,
+    classes_file: Path,
+    class_names: tuple[str, ...],
+    calibration: Path,
+    validation: Path,
+    task: str,
+    out: Path,
+    model_name: str | None,
+    model_version: str,
+    release_counter: int,
+    output_name: str | None,
+    students: tuple[Path, ...],
+    min_metric_ratio: float,
+    min_agreement: float,
+    latency_runs: int | None,
+    quick: bool,
+    no_progress: bool,
+) -> None:
+    """Optimize MODEL for each hardware class, measure every candidate, write one artifact per class."""
+    from edgefleet.build import BuildConfig, BuildError, run_build
+
+    classes = parse_classes_toml(_read_classes(classes_file))
+    settings = {
+        "task": task,
+        "output_name": output_name,
+        "model_name": model_name,
+        "model_version": model_version,
+        "release_counter": release_counter,
+        "students": students,
+        "min_metric_ratio": min_metric_ratio,
+        "min_agreement": min_agreement,
+        "progress": not no_progress,
+    }
+    if latency_runs is not None:
+        settings["latency_runs"] = latency_runs
+    config = BuildConfig.test_size(**settings) if quick else BuildConfig(**settings)  # type: ignore[arg-type]
+    result = run_build(
+        model, classes, calibration, validation, out, config, class_names=list(class_names) or None
+    )
+    for c in result.classes:
+        status = "FAILED" if c.selection.failed else c.selection.chosen
+        click.echo(f"{c.hwclass.name}: {status} - {c.selection.summary}")
+        click.echo(f"  {c.note}")
+    click.echo(f"report: {out / 'report.html'}")
+    if result.failed_classes:
+        raise BuildError(
+            "no candidate fits some classes (see report.json for the numbers that missed)",
+            code="class_build_failed",
+            expected="an artifact for every class",
+            got=result.failed_classes,
+        )

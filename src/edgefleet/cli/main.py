@@ -25,6 +25,9 @@ SUBCOMMANDS: dict[str, str] = {
     "class": "edgefleet.cli.class_cmd:class_group",
     "model": "edgefleet.cli.model_cmd:model",
     "artifact": "edgefleet.cli.artifact_cmd:artifact",
+    "device": "edgefleet.cli.device_cmd:device",
+    "agent": "edgefleet.cli.agent_cmd:agent",
+    "build": "edgefleet.cli.build:build",
 }
 
 

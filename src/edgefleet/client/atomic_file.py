@@ -25,12 +25,13 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def open_atomic(dest: Path) -> Iterator[BinaryIO]:
+def open_atomic(dest: Path, *, mode: int = 0o644) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``dest`` only if the block finishes without an exception."""
     dest = Path(dest)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
@@ -42,6 +43,6 @@ def open_atomic(dest: Path) -> Iterator[BinaryIO]:
         raise
 
 
-def atomic_write_bytes(dest: Path, data: bytes) -> None:
-    with open_atomic(dest) as handle:
+def atomic_write_bytes(dest: Path, data: bytes, *, mode: int = 0o644) -> None:
+    with open_atomic(dest, mode=mode) as handle:
         handle.write(data)

@@ -28,6 +28,8 @@ SUBCOMMANDS: dict[str, str] = {
     "device": "edgefleet.cli.device_cmd:device",
     "agent": "edgefleet.cli.agent_cmd:agent",
     "build": "edgefleet.cli.build:build",
+    "keys": "edgefleet.cli.keys:keys",
+    "publish": "edgefleet.cli.publish:publish",
 }
 
 

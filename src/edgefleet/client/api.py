@@ -17,6 +17,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from edgefleet import __version__
+from edgefleet.client.devices import DevicesApi
 from edgefleet.client.errors import ServerUnreachableError
 from edgefleet.client.resources import (
     ApplyResult,
@@ -96,7 +97,7 @@ def _params(**values: Any) -> dict[str, Any]:
     return out
 
 
-class EdgefleetClient:
+class EdgefleetClient(DevicesApi):
     """Synchronous client. Use as a context manager or call ``close()``."""
 
     def __init__(

@@ -1,0 +1,196 @@
+"""``edgefleet device token create|list|show|revoke|pin``: the operators' view of the fleet."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+from edgefleet.cli.output import Column, echo_json, format_table
+from edgefleet.cli.state import CliState, pass_state
+from edgefleet.protocol.errors import InvalidDocumentError
+
+__all__ = ["device"]
+
+_COLUMNS: list[Column] = [
+    ("ID", "id"),
+    ("CLASS", "hardware_class"),
+    ("STATUS", "status"),
+    ("LABELS", "labels_text"),
+    ("GENERATION", "desired_generation"),
+    ("LAST_SEEN", "last_seen_at"),
+    ("AGENT", "agent_version"),
+]
+_TTL = re.compile(r"^(\d+)([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _ttl_s(text: str) -> int:
+    match = _TTL.fullmatch(text.strip())
+    if not match:
+        raise InvalidDocumentError(
+            "invalid --ttl", code="invalid_ttl", expected="e.g. 90s, 30m, 1h, 7d", got=text
+        )
+    return int(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def _labels(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidDocumentError(
+                "labels are key=value", code="invalid_labels", expected="key=value", got=item
+            )
+        out[key] = value
+    return out
+
+
+@click.group("device")
+def device() -> None:
+    """Enrolled devices: enrollment tokens, listing, revocation, pins."""
+
+
+@device.group("token")
+def token_group() -> None:
+    """One-time enrollment tokens."""
+
+
+@token_group.command("create")
+@click.option("--class", "hardware_class", required=True, help="Hardware class the device will belong to.")
+@click.option("--label", "labels", multiple=True, help="key=value label given to the device (repeatable).")
+@click.option("--serial", default=None, help="Only a device with this serial number may use the token.")
+@click.option("--ttl", default="1h", show_default=True, help="Lifetime: 90s, 30m, 1h, 7d (at most 30d).")
+@click.option("--uses", type=click.IntRange(1, 10_000), default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def token_create(
+    state: CliState,
+    hardware_class: str,
+    labels: tuple[str, ...],
+    serial: str | None,
+    ttl: str,
+    uses: int,
+    as_json: bool,
+) -> None:
+    """Create an enrollment token. The secret is shown once."""
+    with state.client() as client:
+        info = client.create_enrollment_token(
+            hardware_class, labels=_labels(labels), serial=serial, ttl_s=_ttl_s(ttl), uses=uses
+        )
+    if as_json:
+        echo_json(info)
+        return
+    click.echo(info.token)
+    click.echo(
+        f"class {info.hardware_class}, {info.uses} use(s), expires {info.expires_at}"
+        f" -- on the device: edgefleet agent enroll --server {state.server} --token <token> --data-dir DIR",
+        err=True,
+    )
+
+
+@device.command("list")
+@click.option("--class", "hardware_class", default=None)
+@click.option("--label", "labels", multiple=True, help="key=value (repeatable; all must match).")
+@click.option("--status", type=click.Choice(["online", "stale", "offline", "revoked"]), default=None)
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0)
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def list_cmd(
+    state: CliState,
+    hardware_class: str | None,
+    labels: tuple[str, ...],
+    status: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """List devices, filtered by class, labels and status."""
+    with state.client() as client:
+        items, total = client.list_devices(
+            hardware_class=hardware_class, labels=_labels(labels), status=status, limit=limit, offset=offset
+        )
+    if as_json:
+        echo_json({"items": items, "total": total, "limit": limit, "offset": offset})
+        return
+    rows = []
+    for d in items:
+        row = d.model_dump(mode="json")
+        row["labels_text"] = ",".join(f"{k}={v}" for k, v in sorted(d.labels.items())) or "-"
+        rows.append(row)
+    click.echo(format_table(rows, _COLUMNS))
+    if total > offset + len(items):
+        click.echo(f"({len(items)} of {total}; use --offset {offset + len(items)} for more)")
+
+
+@device.command("show")
+@click.argument("device_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def show_cmd(state: CliState, device_id: str, as_json: bool) -> None:
+    """Show one device: identity, status, what it reports running."""
+    with state.client() as client:
+        info = client.get_device(device_id)
+    if as_json:
+        echo_json(info)
+        return
+    report = info.report or {}
+    for key, value in (
+        ("id", info.id),
+        ("class", info.hardware_class),
+        ("status", info.status),
+        ("labels", ",".join(f"{k}={v}" for k, v in sorted(info.labels.items())) or "-"),
+        ("serial", info.serial or "-"),
+        ("enrolled_at", info.enrolled_at),
+        ("last_seen_at", info.last_seen_at or "-"),
+        ("revoked", f"{info.revoked_at} ({info.revoked_reason})" if info.revoked_at else "no"),
+        ("agent_version", info.agent_version or "-"),
+        ("desired_generation", info.desired_generation),
+        ("reported_generation", report.get("desired_generation", "-")),
+        ("last_error", (report.get("last_error") or {}).get("code", "-")),
+    ):
+        click.echo(f"{key:<20} {value}")
+    for slot, slot_report in (report.get("slots") or {}).items():
+        click.echo(f"slot {slot:<15} active={slot_report.get('active')} state={slot_report.get('state')}")
+
+
+@device.command("revoke")
+@click.argument("device_id")
+@click.option("--reason", default="", help="Why (kept in the audit log).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def revoke_cmd(state: CliState, device_id: str, reason: str, yes: bool) -> None:
+    """Revoke a device: its next request is refused. Irreversible (re-enroll to come back)."""
+    if not yes:
+        click.confirm(f"Revoke {device_id}? Its next request will be refused", abort=True)
+    with state.client() as client:
+        info = client.revoke_device(device_id, reason=reason)
+    click.echo(f"{info.id} revoked at {info.revoked_at}")
+
+
+@device.command("pin")
+@click.argument("artifact_id", required=False)
+@click.option("--device", "device_id", default=None, help="Pin for one device ...")
+@click.option("--class", "hardware_class", default=None, help="... or for every device of a class.")
+@click.option("--slot", default="default", show_default=True)
+@click.option("--clear", is_flag=True, help="Remove the pin instead.")
+@pass_state
+def pin_cmd(
+    state: CliState,
+    artifact_id: str | None,
+    device_id: str | None,
+    hardware_class: str | None,
+    slot: str,
+    clear: bool,
+) -> None:
+    """Pin ARTIFACT_ID for a device or a class (a device pin wins over its class's)."""
+    if (device_id is None) == (hardware_class is None):
+        raise click.UsageError("give exactly one of --device or --class")
+    if clear == (artifact_id is not None):
+        raise click.UsageError("give ARTIFACT_ID, or --clear without it")
+    scope, target = ("device", device_id) if device_id else ("class", hardware_class)
+    assert target is not None
+    with state.client() as client:
+        client.pin(scope=scope, target=target, slot=slot, artifact_id=None if clear else artifact_id)
+    click.echo(f"{scope} {target} slot {slot}: " + ("unpinned" if clear else f"pinned {artifact_id}"))

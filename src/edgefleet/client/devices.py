@@ -1,0 +1,112 @@
+"""Device calls of the control-plane client: enrollment tokens, the device registry, pins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from edgefleet.protocol.errors import InvalidDocumentError
+
+__all__ = ["DeviceInfo", "DevicesApi", "EnrollmentTokenInfo"]
+
+
+class _Resource(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class EnrollmentTokenInfo(_Resource):
+    id: str
+    token: str
+    hardware_class: str
+    labels: dict[str, str] = {}
+    serial: str | None = None
+    uses: int
+    expires_at: str
+
+
+class DeviceInfo(_Resource):
+    id: str
+    hardware_class: str
+    labels: dict[str, str] = {}
+    serial: str | None = None
+    status: str
+    enrolled_at: str
+    last_seen_at: str | None = None
+    revoked_at: str | None = None
+    revoked_reason: str | None = None
+    agent_version: str = ""
+    desired_generation: int = 0
+    report: dict[str, Any] | None = None
+
+
+class DevicesApi:
+    """Mixed into ``EdgefleetClient``; relies on its ``_json``."""
+
+    def _json(
+        self, method: str, path: str, **kwargs: Any
+    ) -> Any:  # pragma: no cover - provided by the client
+        raise NotImplementedError
+
+    def create_enrollment_token(
+        self,
+        hardware_class: str,
+        *,
+        labels: dict[str, str] | None = None,
+        serial: str | None = None,
+        ttl_s: int = 3600,
+        uses: int = 1,
+    ) -> EnrollmentTokenInfo:
+        body = {
+            "hardware_class": hardware_class,
+            "labels": labels or {},
+            "serial": serial,
+            "ttl_s": ttl_s,
+            "uses": uses,
+        }
+        return EnrollmentTokenInfo.model_validate(self._json("POST", "/v1/enrollment-tokens", json=body))
+
+    def list_devices(
+        self,
+        *,
+        hardware_class: str | None = None,
+        labels: dict[str, str] | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[DeviceInfo], int]:
+        params: list[tuple[str, Any]] = [("limit", limit), ("offset", offset)]
+        if hardware_class:
+            params.append(("hardware_class", hardware_class))
+        if status:
+            params.append(("status", status))
+        params += [("label", f"{k}={v}") for k, v in (labels or {}).items()]
+        page = self._json("GET", "/v1/devices", params=params)
+        return [DeviceInfo.model_validate(d) for d in page["items"]], int(page["total"])
+
+    def get_device(self, device_id: str) -> DeviceInfo:
+        return DeviceInfo.model_validate(self._json("GET", f"/v1/devices/{_device_id(device_id)}"))
+
+    def get_device_desired_state(self, device_id: str) -> dict[str, Any]:
+        return dict(self._json("GET", f"/v1/devices/{_device_id(device_id)}/desired-state"))
+
+    def revoke_device(self, device_id: str, *, reason: str = "") -> DeviceInfo:
+        data = self._json("POST", f"/v1/devices/{_device_id(device_id)}/revoke", json={"reason": reason})
+        return DeviceInfo.model_validate(data)
+
+    def pin(self, *, scope: str, target: str, slot: str, artifact_id: str | None) -> None:
+        if scope not in ("class", "device"):
+            raise InvalidDocumentError("scope must be class or device", code="invalid_scope", got=scope)
+        path = f"/v1/pins/{scope}/{target}/{slot}"
+        if artifact_id is None:
+            self._json("DELETE", path)
+        else:
+            self._json("PUT", path, json={"artifact_id": artifact_id})
+
+
+def _device_id(value: str) -> str:
+    if not (value.startswith("dev_") and len(value) == 24 and value[4:].isalnum()):
+        raise InvalidDocumentError(
+            "invalid device id", code="invalid_device_id", expected="dev_<20 hex>", got=value
+        )
+    return value

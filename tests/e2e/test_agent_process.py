@@ -189,7 +189,8 @@ def test_agent_keeps_its_state_through_an_outage_and_recovers_by_itself(enrolled
     finally:
         agent.send_signal(signal.SIGTERM)
         _, stderr = agent.communicate(timeout=20)
-    assert "event=poll_failed" in stderr and "server_unreachable" in stderr
+    assert "event=poll_failed" in stderr
+    assert "server_unreachable" in stderr
     # Restart: the agent resumes from its persisted generation without re-installing.
     agent = start_agent(data_dir)
     try:
@@ -233,6 +234,7 @@ def test_device_list_filters_from_the_cli(enrolled):
     none = json.loads(cli(server, "device", "list", "--label", "site=elsewhere", "--json").stdout)
     assert none["items"] == []
     table = cli(server, "device", "list").stdout
-    assert device_id in table and "medical-cart-cpu" in table
+    assert device_id in table
+    assert "medical-cart-cpu" in table
     with httpx.Client() as http:
         assert http.get(f"{server.url}/healthz").status_code == 200

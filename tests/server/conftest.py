@@ -73,7 +73,7 @@ class Api:
 def make_api(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Api]]:
     clients: list[TestClient] = []
 
-    def make(**overrides: Any) -> Api:
+    def make(*, blob_store: Any = None, **overrides: Any) -> Api:
         fields: dict[str, Any] = {
             "data_dir": tmp_path / "data",
             "database_url": database_url,
@@ -82,7 +82,7 @@ def make_api(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Api]]:
         }
         fields.update(overrides)
         settings = Settings(**fields)
-        app = create_app(settings)
+        app = create_app(settings, blob_store=blob_store)
         client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)

@@ -1,0 +1,60 @@
+"""Smoke test of tools/tuf-conformance-client against our repository on a loopback mirror."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import datetime, timezone
+import sys
+from pathlib import Path
+
+from edgefleet.trust.publish import publish_to_repository
+
+from .fleet import NOW, Fleet
+
+TOOL = Path(__file__).parents[2] / "tools" / "tuf-conformance-client"
+
+
+def _client(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_init_refresh_download_and_reject(fleet: Fleet, tmp_path: Path) -> None:
+    publish_to_repository(fleet.repo, fleet.artifact(), fleet.release, now=NOW)
+    meta, targets = tmp_path / "client-meta", tmp_path / "client-targets"
+    meta.mkdir()
+    targets.mkdir()
+    root = tmp_path / "trusted-root.json"
+    root.write_bytes(fleet.keyset.root_bytes)
+    url = fleet.mirror.url
+    assert _client("--metadata-dir", str(meta), "init", str(root)).returncode == 0
+    # the repository was signed with NOW (2030): look at it from then
+    days = str((NOW - datetime.now(timezone.utc)).days)
+    common = ["--metadata-dir", str(meta), "--metadata-url", f"{url}/metadata", "--days-in-future", days]
+    done = _client(*common, "refresh")
+    assert done.returncode == 0, done.stderr
+    assert {"root.json", "timestamp.json", "snapshot.json", "targets.json"} <= {
+        p.name for p in meta.iterdir()
+    }
+    names = ["digits/1.0.0/medical-cart-cpu/model.onnx", "digits/1.0.0/medical-cart-cpu/golden.npz"]
+    done = _client(
+        *common,
+        *[a for n in names for a in ("--target-name", n)],
+        "--target-base-url",
+        f"{url}/targets",
+        "--target-dir",
+        str(targets),
+        "download",
+    )
+    assert done.returncode == 0, done.stderr
+    assert (targets / "digits%2F1.0.0%2Fmedical-cart-cpu%2Fmodel.onnx").stat().st_size > 0
+    # a tampered timestamp: exit code 1
+    path = fleet.repo.metadata_dir / "timestamp.json"
+    doc = json.loads(path.read_bytes())
+    doc["signed"]["version"] += 5
+    path.write_text(json.dumps(doc))
+    assert _client(*common, "refresh").returncode == 1
+    missing = _client(
+        *common, "--target-name", "nope", "--target-base-url", url, "--target-dir", str(targets), "download"
+    )
+    assert missing.returncode == 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import datetime, timezone
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from edgefleet.trust.publish import publish_to_repository

@@ -165,3 +165,14 @@ def test_help_works_with_only_the_core_dependencies() -> None:
     assert result.returncode == 0, result.stderr
     assert "Usage: edgefleet" in result.stdout
     assert "class" in result.stdout
+
+
+def test_a_subcommand_missing_its_dependencies_is_reported_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(SUBCOMMANDS, "ghost", "edgefleet.cli.no_such_module:ghost")
+    code, out, _ = run("--help")
+    assert code == 0
+    assert "ghost" in out
+    assert "unavailable in this install" in out
+    code, _, err = run("ghost")
+    assert code == ExitCode.UNEXPECTED
+    assert err.startswith("error [command_unavailable]: 'ghost' is unavailable in this install")

@@ -51,15 +51,15 @@ class Candidate:
     sparsity: float = 0.0
     excluded_nodes: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    size_bytes: int = -1
 
-    @property
-    def size_bytes(self) -> int:
-        return self.path.stat().st_size
+    def __post_init__(self) -> None:
+        if self.size_bytes < 0:  # recorded once: the work directory does not outlive the build
+            object.__setattr__(self, "size_bytes", self.path.stat().st_size)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["path"] = self.path.name
-        out["size_bytes"] = self.size_bytes
         return out
 
 

@@ -89,7 +89,7 @@ def preprocess(source: Path, out_dir: Path) -> tuple[Path, str | None]:
     logging.getLogger("onnxruntime").setLevel(logging.ERROR)
     try:
         with _quiet():
-            quant_pre_process(str(source), str(target), skip_symbolic_shape=False)
+            quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
     except Exception as exc:
         target, note = source, f"quantization pre-processing skipped: {str(exc)[:160]}"
     else:
@@ -106,10 +106,16 @@ def preprocess(source: Path, out_dir: Path) -> tuple[Path, str | None]:
     return named, note
 
 
-def quantizable_nodes(model_path: Path, op_types: tuple[str, ...] = STATIC_OP_TYPES) -> list[str]:
-    """Names of the nodes a static quantization would turn into int8 kernels, in graph order."""
+def quantizable_nodes(model_path: Path) -> list[str]:
+    """Names of the nodes a static QDQ quantization touches: compute nodes (Conv, MatMul, ...) first, then
+    the others ONNX Runtime wraps in Q/DQ (Relu, MaxPool, Reshape, ...), each group in graph order."""
+    from onnxruntime.quantization.registry import QDQRegistry
+
     model = onnx.load(str(model_path), load_external_data=False)
-    return [n.name for n in model.graph.node if n.op_type in op_types and n.name]
+    named = [n for n in model.graph.node if n.name]
+    compute = [n.name for n in named if n.op_type in STATIC_OP_TYPES]
+    others = [n.name for n in named if n.op_type in QDQRegistry and n.op_type not in STATIC_OP_TYPES]
+    return compute + others
 
 
 def make_int8_static(

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import secrets
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,7 +34,9 @@ class RealApp:
 
 @pytest.fixture
 def real_app(tmp_path: Path) -> Iterator[RealApp]:
-    from starlette.testclient import TestClient
+    with warnings.catch_warnings():  # Starlette nudges towards httpx2; its transport is what we need
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
+        from starlette.testclient import TestClient
 
     from edgefleet.server.app import create_app
     from edgefleet.server.settings import Settings

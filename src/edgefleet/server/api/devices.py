@@ -16,6 +16,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from edgefleet.protocol.canonical import parse_json_bounded
 from edgefleet.protocol.desired_state import MAX_REPORT_BYTES
@@ -146,53 +147,62 @@ def enroll(body: EnrollBody, request: Request, ctx: Ctx, session: DbSession) -> 
 # --- the signed device channel ------------------------------------------------------------------------------
 
 
-async def _authenticated_device(
-    request: Request, ctx: ServerContext, *, max_body_bytes: int
-) -> tuple[DeviceRow, bytes]:
+async def _signed_call(request: Request, ctx: ServerContext, *, max_body_bytes: int, then: Any) -> Any:
+    """Authenticate the signed request, then run ``then(session, device, body)`` in the same session,
+    off the event loop."""
     body = await request.body()
     if len(body) > max_body_bytes:
         raise InvalidDocumentError("request body too large", code="payload_too_large", got=len(body))
     claims = parse_signed_headers(request.headers)
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
 
-    def check() -> DeviceRow:
+    def call() -> Any:
         with ctx.db.session() as session:
-            return svc.authenticate_device(
+            device = svc.authenticate_device(
                 session, claims, method=request.method, path=path, body=body, now=ctx.clock()
             )
+            return then(session, device, body)
 
-    return await run_in_threadpool(check), body
+    return await run_in_threadpool(call)
 
 
 @router.get("/v1/device/desired-state")
 async def device_desired_state(request: Request, ctx: Ctx) -> Response:
-    device, _ = await _authenticated_device(request, ctx, max_body_bytes=0)
     runtime = _runtime(request)
+    held = _held_generation(request.headers.get("if-none-match"))
 
-    def resolve() -> desired_svc.DesiredAnswer:
-        with ctx.db.session() as session:
-            return desired_svc.resolve_desired_state(
-                session, device.id, key=runtime.director_key, now=ctx.clock(), ttl=runtime.desired_ttl
-            )
+    def resolve(session: Session, device: DeviceRow, _body: bytes) -> desired_svc.DesiredAnswer:
+        return desired_svc.resolve_desired_state(
+            session,
+            device.id,
+            key=runtime.director_key,
+            now=ctx.clock(),
+            ttl=runtime.desired_ttl,
+            held_generation=held,
+        )
 
-    answer = await run_in_threadpool(resolve)
-    etag = f'"{answer.generation}"'
-    headers = {"etag": etag, "cache-control": "private, no-cache"}
-    if request.headers.get("if-none-match") == etag:
+    answer = await _signed_call(request, ctx, max_body_bytes=0, then=resolve)
+    headers = {"etag": f'"{answer.generation}"', "cache-control": "private, no-cache"}
+    if answer.envelope is None:
         return Response(status_code=304, headers=headers)
     return JSONResponse(answer.envelope, headers=headers)
 
 
+def _held_generation(if_none_match: str | None) -> int | None:
+    """The generation a device says it holds: ``If-None-Match: "<generation>"``."""
+    if not if_none_match:
+        return None
+    text = if_none_match.strip().removeprefix("W/").strip('"')
+    return int(text) if text.isdigit() and len(text) < 19 else None
+
+
 @router.post("/v1/device/report")
 async def device_report(request: Request, ctx: Ctx) -> dict[str, Any]:
-    device, body = await _authenticated_device(request, ctx, max_body_bytes=MAX_REPORT_BYTES)
-    data = parse_json_bounded(body, max_bytes=MAX_REPORT_BYTES, what="device report")
+    def accept(session: Session, device: DeviceRow, body: bytes) -> bool:
+        data = parse_json_bounded(body, max_bytes=MAX_REPORT_BYTES, what="device report")
+        return svc.accept_report(session, device.id, data, now=ctx.clock())
 
-    def accept() -> bool:
-        with ctx.db.session() as session:
-            return svc.accept_report(session, device.id, data, now=ctx.clock())
-
-    return {"accepted": await run_in_threadpool(accept)}
+    return {"accepted": await _signed_call(request, ctx, max_body_bytes=MAX_REPORT_BYTES, then=accept)}
 
 
 # --- operators' views and actions ---------------------------------------------------------------------------

@@ -21,17 +21,25 @@ from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.desired_state import DesiredState
 from edgefleet.protocol.errors import AuthenticationError, NotFoundError, ServiceUnavailableError
 from edgefleet.protocol.manifest import ArtifactManifest, artifact_target_path
-from edgefleet.server.store.devices import DeviceRow, PinRow
+from edgefleet.server.store.devices import DeviceRow, DirectorEpochRow, PinRow
 from edgefleet.server.store.registry import ArtifactRow
 from edgefleet.trust.director import sign_desired_state
 
-__all__ = ["DesiredAnswer", "desired_content", "needs_new_generation", "resolve_desired_state"]
+__all__ = [
+    "DesiredAnswer",
+    "bump_director_epoch",
+    "current_epoch",
+    "desired_content",
+    "needs_new_generation",
+    "resolve_desired_state",
+]
 
 
 @dataclass(frozen=True)
 class DesiredAnswer:
     generation: int
-    envelope: dict[str, Any]
+    envelope: dict[str, Any] | None
+    """``None`` when the caller already holds this generation (answer 304)."""
 
 
 def needs_new_generation(
@@ -46,6 +54,17 @@ def needs_new_generation(
     if stored_digest != digest or stored_expires_at is None:
         return True
     return stored_expires_at - now < ttl / 2
+
+
+def bump_director_epoch(session: Session) -> None:
+    """Call in the transaction of any change that can alter a desired state (pins, artifact status)."""
+    session.execute(
+        update(DirectorEpochRow).where(DirectorEpochRow.id == 1).values(value=DirectorEpochRow.value + 1)
+    )
+
+
+def current_epoch(session: Session) -> int:
+    return int(session.execute(select(DirectorEpochRow.value).where(DirectorEpochRow.id == 1)).scalar_one())
 
 
 def desired_content(session: Session, device: DeviceRow) -> dict[str, Any]:
@@ -81,9 +100,19 @@ def desired_content(session: Session, device: DeviceRow) -> dict[str, Any]:
 
 
 def resolve_desired_state(
-    session: Session, device_id: str, *, key: Ed25519PrivateKey, now: datetime, ttl: timedelta
+    session: Session,
+    device_id: str,
+    *,
+    key: Ed25519PrivateKey,
+    now: datetime,
+    ttl: timedelta,
+    held_generation: int | None = None,
 ) -> DesiredAnswer:
-    """The device's current signed desired state, issuing a new generation when needed."""
+    """The device's current signed desired state, issuing a new generation when needed.
+
+    Fast path: a stored document computed at the current director epoch and not yet half-expired is
+    returned as is, without recomputing the content.
+    """
     for _attempt in range(3):
         with session.begin():
             device = session.get(DeviceRow, device_id)
@@ -91,6 +120,16 @@ def resolve_desired_state(
                 raise NotFoundError("no such device", code="device_not_found", got=device_id)
             if device.revoked_at is not None:
                 raise AuthenticationError("this device has been revoked", code="device_revoked")
+            epoch = current_epoch(session)
+            if (
+                device.desired_generation > 0
+                and device.desired_epoch == epoch
+                and device.desired_expires_at is not None
+                and device.desired_expires_at - now >= ttl / 2
+            ):
+                if held_generation == device.desired_generation:
+                    return DesiredAnswer(device.desired_generation, None)
+                return DesiredAnswer(device.desired_generation, device.desired_envelope)
             content = desired_content(session, device)
             digest = hashlib.sha256(canonical_json(content)).hexdigest()
             if device.desired_envelope is not None and not needs_new_generation(
@@ -100,6 +139,9 @@ def resolve_desired_state(
                 now=now,
                 ttl=ttl,
             ):
+                device.desired_epoch = epoch
+                if held_generation == device.desired_generation:
+                    return DesiredAnswer(device.desired_generation, None)
                 return DesiredAnswer(device.desired_generation, device.desired_envelope)
             generation = device.desired_generation + 1
             state = DesiredState(
@@ -115,6 +157,7 @@ def resolve_desired_state(
                     desired_digest=digest,
                     desired_envelope=envelope,
                     desired_expires_at=now + ttl,
+                    desired_epoch=epoch,
                 )
                 .execution_options(synchronize_session=False)
             )

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from edgefleet.protocol.desired_state import DeviceReport
 from edgefleet.protocol.errors import AuthenticationError, InvalidDocumentError, NotFoundError
@@ -20,6 +20,7 @@ from edgefleet.protocol.request_signing import (
     verify_request_signature,
 )
 from edgefleet.server.services.audit import record
+from edgefleet.server.services.desired_state import bump_director_epoch
 from edgefleet.server.store.devices import DeviceNonceRow, DeviceRow, PinRow
 from edgefleet.server.store.pages import Page, paginate
 from edgefleet.server.store.registry import ArtifactRow
@@ -98,10 +99,9 @@ def authenticate_device(
         if device.revoked_at is not None:
             raise AuthenticationError("this device has been revoked", code="device_revoked")
         try:
-            with session.begin_nested():
-                session.execute(
-                    insert(DeviceNonceRow).values(device_id=device.id, nonce=claims.nonce, seen_at=now)
-                )
+            session.execute(
+                insert(DeviceNonceRow).values(device_id=device.id, nonce=claims.nonce, seen_at=now)
+            )
         except IntegrityError as exc:
             raise AuthenticationError("request replayed", code="replayed_request") from exc
         device.last_seen_at = now
@@ -137,7 +137,7 @@ def accept_report(session: Session, device_id: str, body: Any, *, now: datetime)
 
 def get_device(session: Session, device_id: str) -> DeviceRow:
     with session.begin():
-        device = session.get(DeviceRow, device_id[:32])
+        device = session.get(DeviceRow, device_id[:32], options=[undefer(DeviceRow.report)])
     if device is None:
         raise NotFoundError("no such device", code="device_not_found", got=device_id[:80])
     return device
@@ -155,7 +155,7 @@ def list_devices(
     thresholds: StatusThresholds,
 ) -> Page[DeviceRow]:
     """Filter by class in SQL; labels and status in Python over that set (labels are JSON on both DBs)."""
-    stmt = select(DeviceRow).order_by(DeviceRow.enrolled_at, DeviceRow.id)
+    stmt = select(DeviceRow).options(undefer(DeviceRow.report)).order_by(DeviceRow.enrolled_at, DeviceRow.id)
     if hardware_class is not None:
         stmt = stmt.where(DeviceRow.hardware_class == hardware_class)
     if not labels and status is None:
@@ -254,6 +254,7 @@ def pin_artifact(
                 existing.artifact_id = artifact.id
                 existing.created_at = now
                 existing.created_by = actor
+        bump_director_epoch(session)
         record(
             session,
             actor=actor,

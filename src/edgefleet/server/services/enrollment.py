@@ -189,6 +189,7 @@ def enroll_device(
             last_seen_at=now,
             report_sequence=0,
             desired_generation=0,
+            desired_epoch=0,
         )
         session.add(device)
         record(

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from edgefleet.server.store.base import Base, UTCDateTime
 
-__all__ = ["DeviceNonceRow", "DeviceRow", "EnrollmentTokenRow", "PinRow"]
+__all__ = ["DeviceNonceRow", "DeviceRow", "DirectorEpochRow", "EnrollmentTokenRow", "PinRow"]
 
 
 class EnrollmentTokenRow(Base):
@@ -47,13 +47,25 @@ class DeviceRow(Base):
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(2000), nullable=True)
-    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, deferred=True)
     report_boot_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     report_sequence: Mapped[int] = mapped_column(Integer, default=0)
     desired_generation: Mapped[int] = mapped_column(Integer, default=0)
     desired_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    desired_envelope: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    desired_envelope: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, deferred=True)
     desired_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    desired_epoch: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DirectorEpochRow(Base):
+    """One row whose value moves forward whenever anything that shapes desired states changes (pins,
+    artifact status). A device whose document was computed at the current epoch needs no recomputation,
+    which makes the fleet's steady-state 304 poll cheap."""
+
+    __tablename__ = "director_epoch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
 
 
 class DeviceNonceRow(Base):

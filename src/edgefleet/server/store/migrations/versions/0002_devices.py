@@ -60,6 +60,7 @@ def upgrade() -> None:
         sa.Column("desired_digest", sa.String(length=64), nullable=True),
         sa.Column("desired_envelope", sa.JSON(), nullable=True),
         sa.Column("desired_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("desired_epoch", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["hardware_class"],
             ["hardware_classes.name"],
@@ -72,6 +73,13 @@ def upgrade() -> None:
     op.create_index(op.f("ix_devices_hardware_class"), "devices", ["hardware_class"])
     op.create_index(op.f("ix_devices_serial"), "devices", ["serial"])
     op.create_index(op.f("ix_devices_last_seen_at"), "devices", ["last_seen_at"])
+    epoch = op.create_table(
+        "director_epoch",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("value", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_director_epoch")),
+    )
+    op.bulk_insert(epoch, [{"id": 1, "value": 1}])
     op.create_table(
         "device_nonces",
         sa.Column("device_id", sa.String(length=32), nullable=False),
@@ -100,5 +108,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("pins", "device_nonces", "devices", "enrollment_tokens"):
+    for table in ("pins", "device_nonces", "director_epoch", "devices", "enrollment_tokens"):
         op.drop_table(table)

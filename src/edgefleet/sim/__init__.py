@@ -1,0 +1,1 @@
+"""Fleet simulator and fault injection, driving real agent code (see the simulator issue)."""

@@ -10,7 +10,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import helper
 
 from edgefleet.build import BuildConfig, BuildInputError, run_build
 from edgefleet.build.pipeline import BuildResult

@@ -71,7 +71,9 @@ def test_tolerance_derives_from_measured_differences() -> None:
 
 
 def test_cpu_flags() -> None:
-    text = "processor: 0\nmodel name\t: Xeon\nflags\t\t: fpu sse4_2 avx avx2 avx512f avx512_vnni\n\nprocessor: 1\n"
+    text = (
+        "processor: 0\nmodel name\t: Xeon\nflags\t: fpu sse4_2 avx avx2 avx512f avx512_vnni\n\nprocessor: 1\n"
+    )
     info = parse_cpuinfo(text, arch="x86_64", logical_cores=2)
     assert info.model_name == "Xeon"
     assert info.vnni

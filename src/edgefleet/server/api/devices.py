@@ -39,7 +39,7 @@ from edgefleet.server.settings import Settings
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.trust.director import public_key_pem
 
-__all__ = ["DeviceRuntime", "router"]
+__all__ = ["DeviceRuntime", "router", "signed_device_call"]
 
 router = APIRouter(tags=["devices"])
 DEVICE_ID_PATTERN = r"^dev_[0-9a-f]{20}$"
@@ -147,7 +147,7 @@ def enroll(body: EnrollBody, request: Request, ctx: Ctx, session: DbSession) -> 
 # --- the signed device channel ------------------------------------------------------------------------------
 
 
-async def _signed_call(request: Request, ctx: ServerContext, *, max_body_bytes: int, then: Any) -> Any:
+async def signed_device_call(request: Request, ctx: ServerContext, *, max_body_bytes: int, then: Any) -> Any:
     """Authenticate the signed request, then run ``then(session, device, body)`` in the same session,
     off the event loop."""
     body = await request.body()
@@ -181,7 +181,7 @@ async def device_desired_state(request: Request, ctx: Ctx) -> Response:
             held_generation=held,
         )
 
-    answer = await _signed_call(request, ctx, max_body_bytes=0, then=resolve)
+    answer = await signed_device_call(request, ctx, max_body_bytes=0, then=resolve)
     headers = {"etag": f'"{answer.generation}"', "cache-control": "private, no-cache"}
     if answer.envelope is None:
         return Response(status_code=304, headers=headers)
@@ -202,7 +202,7 @@ async def device_report(request: Request, ctx: Ctx) -> dict[str, Any]:
         data = parse_json_bounded(body, max_bytes=MAX_REPORT_BYTES, what="device report")
         return svc.accept_report(session, device.id, data, now=ctx.clock())
 
-    return {"accepted": await _signed_call(request, ctx, max_body_bytes=MAX_REPORT_BYTES, then=accept)}
+    return {"accepted": await signed_device_call(request, ctx, max_body_bytes=MAX_REPORT_BYTES, then=accept)}
 
 
 # --- operators' views and actions ---------------------------------------------------------------------------

@@ -56,10 +56,18 @@ class DeviceChannel:
         path: str,
         *,
         json_body: Any = None,
+        body_bytes: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """A signed request. Returns 2xx/304 responses; raises for everything else."""
-        body = b"" if json_body is None else canonical_json(json_body)
+        """A signed request. Returns 2xx/304 responses; raises for everything else.
+
+        ``body_bytes`` sends raw bytes (e.g. a gzip body; set ``content-type``/``content-encoding`` in
+        ``headers``): the signature covers exactly the bytes sent."""
+        if body_bytes is not None and json_body is not None:
+            raise ValueError("give json_body or body_bytes, not both")
+        body = (
+            body_bytes if body_bytes is not None else b"" if json_body is None else canonical_json(json_body)
+        )
         signed = sign_request(
             self._key,
             device_id=self._device_id,

@@ -1,0 +1,308 @@
+"""The recorder the rest of the agent calls: windowed, mergeable summaries instead of raw events.
+
+Hot path (``record_request``): one lock, a few dict increments, no allocation of documents, no IO. A window
+closes when the injected monotonic ``clock`` passes its end (checked on every call and by ``tick()``); the
+closed window is turned into a ``TelemetryWindow`` and appended to the durable queue *outside* the lock by the
+thread that closed it. Events go to the queue at once (they are rare and some must never be lost).
+
+Telemetry never breaks serving: a failing queue write is counted (``write_failures``) and logged, not raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+from edgefleet.agent.telemetry.resources import ResourceSampler
+from edgefleet.protocol.telemetry import (
+    EVENT_KINDS,
+    PRIORITY_BY_EVENT_KIND,
+    PRIORITY_METRICS,
+    EventRecord,
+    HealthChecks,
+    LatencyHistogram,
+    ModelWindow,
+    ShadowStats,
+    TelemetryWindow,
+    latency_bucket_index,
+)
+from edgefleet.trust.events import SecurityEvent
+
+__all__ = ["MAX_MODELS", "OVERFLOW_MODEL", "RecordSink", "SecuritySinkAdapter", "TelemetryRecorder"]
+
+log = logging.getLogger(__name__)
+
+MAX_MODELS = 16
+OVERFLOW_MODEL = "other"
+"""Model versions beyond ``MAX_MODELS`` in one window are summed under this name (bounded memory)."""
+_MAX_KEY_CHARS = 64
+_MAX_DETAIL_KEYS = 32
+_MAX_DETAIL_CHARS = 512
+
+
+class RecordSink(Protocol):
+    """Where records go: ``TelemetryQueue`` is the real one."""
+
+    def append(
+        self, *, boot_id: str, kind: str, label: str, priority: int, body: dict[str, Any]
+    ) -> int | None: ...
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _code(value: str | None, default: str = "unknown") -> str:
+    """Codes and rung names are bounded and restricted on the wire; sanitize once at the edge."""
+    if not value:
+        return default
+    text = "".join(c if (c.isalnum() and c.isascii()) or c in "_.:-" else "_" for c in value.lower())
+    return text[:_MAX_KEY_CHARS] or default
+
+
+@dataclass
+class _ModelAcc:
+    requests: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    rungs: dict[str, int] = field(default_factory=dict)
+    buckets: dict[int, int] = field(default_factory=dict)
+    sum_ms: float = 0.0
+    max_ms: float = 0.0
+    shadow_compared: int = 0
+    shadow_sum: float = 0.0
+    health_passed: int = 0
+    health_failed: int = 0
+    health_codes: dict[str, int] = field(default_factory=dict)
+
+    def to_window(self, model_version: str) -> ModelWindow:
+        return ModelWindow(
+            model_version=model_version,
+            requests=self.requests,
+            errors_by_code=dict(self.errors),
+            requests_by_rung=dict(self.rungs),
+            latency=LatencyHistogram(buckets=dict(self.buckets), sum_ms=self.sum_ms, max_ms=self.max_ms),
+            shadow=ShadowStats(compared=self.shadow_compared, agreement_sum=self.shadow_sum),
+            health_checks=HealthChecks(
+                passed=self.health_passed, failed=self.health_failed, failed_by_code=dict(self.health_codes)
+            ),
+        )
+
+
+@dataclass
+class _Window:
+    start_mono: float
+    end_mono: float
+    start_at: datetime
+    models: dict[str, _ModelAcc] = field(default_factory=dict)
+    degraded_s: dict[str, float] = field(default_factory=dict)
+
+
+class TelemetryRecorder:
+    """Thread-safe. ``clock`` is monotonic seconds (closes windows); ``wall_clock`` only labels them."""
+
+    def __init__(
+        self,
+        sink: RecordSink,
+        *,
+        boot_id: str,
+        window_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = _utc_now,
+        resources: ResourceSampler | None = None,
+    ) -> None:
+        if not 1.0 <= window_s <= 3600.0:
+            raise ValueError(f"window_s must be in [1, 3600], got {window_s}")
+        self._sink = sink
+        self.boot_id = boot_id
+        self.window_s = float(window_s)
+        self._clock = clock
+        self._wall = wall_clock
+        self._resources = resources
+        self._lock = threading.Lock()
+        self._window = self._open(clock())
+        self.write_failures = 0
+        self.windows_written = 0
+
+    # --- the API the serving and install code calls ---------------------------------------------------
+
+    def record_request(
+        self, model_version: str, rung: str, latency_ms: float, error_code: str | None = None
+    ) -> None:
+        now = self._clock()
+        with self._lock:
+            closed = self._roll_locked(now)
+            acc = self._model_locked(model_version)
+            acc.requests += 1
+            rung_key = _code(rung, "default")
+            acc.rungs[rung_key] = acc.rungs.get(rung_key, 0) + 1
+            if error_code is not None:
+                key = _code(error_code)
+                acc.errors[key] = acc.errors.get(key, 0) + 1
+            index = latency_bucket_index(latency_ms)
+            acc.buckets[index] = acc.buckets.get(index, 0) + 1
+            if latency_ms > 0 and math.isfinite(latency_ms):
+                acc.sum_ms += latency_ms
+                if latency_ms > acc.max_ms:
+                    acc.max_ms = latency_ms
+        if closed is not None:
+            self._write_window(closed)
+
+    def record_shadow(self, agreement: float | bool, *, model_version: str = "unknown") -> None:
+        """One shadow comparison of a candidate ``model_version``; ``agreement`` in [0, 1] (or a bool)."""
+        value = float(agreement)
+        if not math.isfinite(value):
+            value = 0.0
+        self._update(model_version, lambda acc: _add_shadow(acc, min(1.0, max(0.0, value))))
+
+    def record_health_check(self, model_version: str, *, passed: bool, error_code: str | None = None) -> None:
+        def apply(acc: _ModelAcc) -> None:
+            if passed:
+                acc.health_passed += 1
+            else:
+                acc.health_failed += 1
+                key = _code(error_code, "health_check_failed")
+                acc.health_codes[key] = acc.health_codes.get(key, 0) + 1
+
+        self._update(model_version, apply)
+
+    def record_degraded_time(self, rung: str, seconds: float) -> None:
+        if not (seconds > 0 and math.isfinite(seconds)):
+            return
+        now = self._clock()
+        with self._lock:
+            closed = self._roll_locked(now)
+            key = _code(rung, "default")
+            self._window.degraded_s[key] = self._window.degraded_s.get(key, 0.0) + float(seconds)
+        if closed is not None:
+            self._write_window(closed)
+
+    def record_event(self, kind: str, code: str, details: dict[str, Any] | None = None) -> int | None:
+        """Queue an event now. ``kind`` is one of ``EVENT_KINDS`` (unknown kinds become ``other``).
+        Returns the queue sequence, or ``None`` if it was dropped or could not be written."""
+        kind = kind if kind in EVENT_KINDS else "other"
+        event = EventRecord(at=self._wall(), kind=kind, code=_code(code), details=_bounded_details(details))  # type: ignore[arg-type]
+        return self._append(
+            kind="event",
+            label=f"event.{kind}",
+            priority=PRIORITY_BY_EVENT_KIND[kind],
+            body=event.model_dump(mode="json"),
+        )
+
+    # --- window lifecycle --------------------------------------------------------------------------
+
+    def tick(self) -> bool:
+        """Close the current window if its time is up (call this from a timer). True if one closed."""
+        with self._lock:
+            closed = self._roll_locked(self._clock())
+        if closed is not None:
+            self._write_window(closed)
+            return True
+        return False
+
+    def flush(self) -> None:
+        """Close the current window now (shutdown)."""
+        now = self._clock()
+        with self._lock:
+            closed = self._window
+            closed.end_mono = max(closed.start_mono, now)
+            self._window = self._open(now)
+        self._write_window(closed)
+
+    def _open(self, now: float) -> _Window:
+        return _Window(start_mono=now, end_mono=now + self.window_s, start_at=self._wall())
+
+    def _roll_locked(self, now: float) -> _Window | None:
+        current = self._window
+        if now < current.end_mono:
+            return None
+        # The next window starts where this one ended, skipping whole idle periods nobody ticked through.
+        skipped = math.floor((now - current.end_mono) / self.window_s)
+        start = current.end_mono + skipped * self.window_s
+        nxt = _Window(start_mono=start, end_mono=start + self.window_s, start_at=self._wall())
+        self._window = nxt
+        return current
+
+    def _model_locked(self, model_version: str) -> _ModelAcc:
+        key = model_version[:_MAX_KEY_CHARS] or "unknown"
+        acc = self._window.models.get(key)
+        if acc is None:
+            if len(self._window.models) >= MAX_MODELS:
+                key = OVERFLOW_MODEL
+                acc = self._window.models.get(key)
+            if acc is None:
+                acc = self._window.models[key] = _ModelAcc()
+        return acc
+
+    def _update(self, model_version: str, apply: Callable[[_ModelAcc], None]) -> None:
+        now = self._clock()
+        with self._lock:
+            closed = self._roll_locked(now)
+            apply(self._model_locked(model_version))
+        if closed is not None:
+            self._write_window(closed)
+
+    def _write_window(self, window: _Window) -> None:
+        duration = timedelta(seconds=max(0.0, window.end_mono - window.start_mono))
+        resources = None
+        if self._resources is not None:
+            try:
+                resources = self._resources.sample()
+            except Exception:  # a broken sensor must not lose the window
+                log.exception("resource sampling failed")
+        doc = TelemetryWindow(
+            start_at=window.start_at,
+            end_at=window.start_at + duration,
+            models=[acc.to_window(name) for name, acc in sorted(window.models.items())],
+            degraded_s=dict(window.degraded_s),
+            resources=resources,
+        )
+        if (
+            self._append(
+                kind="window", label="window", priority=PRIORITY_METRICS, body=doc.model_dump(mode="json")
+            )
+            is not None
+        ):
+            self.windows_written += 1
+
+    def _append(self, *, kind: str, label: str, priority: int, body: dict[str, Any]) -> int | None:
+        try:
+            return self._sink.append(
+                boot_id=self.boot_id, kind=kind, label=label, priority=priority, body=body
+            )
+        except Exception:  # telemetry never breaks serving; the failure is counted
+            self.write_failures += 1
+            log.exception("telemetry queue write failed")
+            return None
+
+
+class SecuritySinkAdapter:
+    """Feeds ``trust.events.SecurityEvent``s into the recorder as kept (``security``) events."""
+
+    def __init__(self, recorder: TelemetryRecorder) -> None:
+        self._recorder = recorder
+
+    def record(self, event: SecurityEvent) -> None:
+        self._recorder.record_event("security", event.code, {"message": event.message, **event.details})
+
+
+def _add_shadow(acc: _ModelAcc, value: float) -> None:
+    acc.shadow_compared += 1
+    acc.shadow_sum += value
+
+
+def _bounded_details(details: dict[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in list((details or {}).items())[:_MAX_DETAIL_KEYS]:
+        if isinstance(value, bool | int | float) or value is None:
+            out[str(key)[:_MAX_KEY_CHARS]] = (
+                value if not isinstance(value, float) or math.isfinite(value) else None
+            )
+        else:
+            out[str(key)[:_MAX_KEY_CHARS]] = str(value)[:_MAX_DETAIL_CHARS]
+    return out

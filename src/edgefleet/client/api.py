@@ -37,6 +37,7 @@ from edgefleet.client.transfer import (
     iter_file,
     raise_for_error,
 )
+from edgefleet.client.tuf import TufApi
 from edgefleet.protocol.document import NAME_PATTERN, is_safe_relpath, validation_details
 from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError
 from edgefleet.protocol.hardware_class import HardwareClass
@@ -97,7 +98,7 @@ def _params(**values: Any) -> dict[str, Any]:
     return out
 
 
-class EdgefleetClient(DevicesApi):
+class EdgefleetClient(DevicesApi, TufApi):
     """Synchronous client. Use as a context manager or call ``close()``."""
 
     def __init__(

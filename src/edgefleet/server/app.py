@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 
 from fastapi import APIRouter, FastAPI
+from fastapi.concurrency import run_in_threadpool
 
 from edgefleet import __version__
-from edgefleet.server.api import artifacts, audit, blobs, classes, devices, health, models, tokens
+from edgefleet.server.api import (
+    artifacts,
+    audit,
+    blobs,
+    classes,
+    devices,
+    health,
+    models,
+    telemetry,
+    tokens,
+    tuf,
+)
 from edgefleet.server.api.body_limit import BodyLimitMiddleware
 from edgefleet.server.api.dependencies import ServerContext
 from edgefleet.server.api.errors import install_error_handlers
@@ -18,8 +32,9 @@ from edgefleet.server.blobs import BlobStore, FsBlobStore
 from edgefleet.server.settings import Settings
 from edgefleet.server.store import Database, make_engine
 from edgefleet.server.store.migrate import upgrade_to_head
+from edgefleet.server.tuf_runtime import TufRuntime
 
-__all__ = ["ROUTERS", "create_app", "utc_now"]
+__all__ = ["ROUTERS", "create_app", "keep_tuf_fresh", "utc_now"]
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -30,12 +45,27 @@ ROUTERS: list[APIRouter] = [
     tokens.router,
     audit.router,
     devices.router,
+    tuf.router,
+    telemetry.router,
 ]
 """Every router the app serves. Adding a resource is one line here plus its module in ``api/``."""
 
 
+TUF_REFRESH_INTERVAL_S = 300.0
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+async def keep_tuf_fresh(tuf: TufRuntime, clock: Callable[[], datetime]) -> None:
+    """Re-sign timestamp/snapshot before they expire, for as long as the app runs."""
+    while True:
+        try:
+            await run_in_threadpool(tuf.refresh, clock())
+        except Exception:  # keep serving; the next round retries
+            logging.getLogger("edgefleet.server.tuf").exception("event=tuf_refresh_failed")
+        await asyncio.sleep(TUF_REFRESH_INTERVAL_S)
 
 
 def create_app(
@@ -68,8 +98,10 @@ def create_app(
     context = ServerContext(settings=settings, db=db, blobs=blobs, clock=clock)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
+        refresher = asyncio.create_task(keep_tuf_fresh(app_.state.tuf, clock))
         yield
+        refresher.cancel()
         db.dispose()
 
     app = FastAPI(
@@ -79,6 +111,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.context = context
+    app.state.tuf = TufRuntime.from_settings(settings, now=clock())  # first: dev mode makes all keys
     app.state.devices = devices.DeviceRuntime.from_settings(settings)
     install_error_handlers(app)
     app.add_middleware(

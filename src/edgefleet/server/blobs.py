@@ -19,7 +19,15 @@ from typing import BinaryIO, Protocol
 
 from edgefleet.protocol.errors import InvalidDocumentError, NotFoundError, PayloadTooLargeError
 
-__all__ = ["BlobStore", "FsBlobStore", "PutResult", "check_sha256", "sha256_mismatch", "too_large"]
+__all__ = [
+    "BlobStore",
+    "FsBlobStore",
+    "PutResult",
+    "check_sha256",
+    "read_file_span",
+    "sha256_mismatch",
+    "too_large",
+]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _READ_CHUNK_BYTES = 256 * 1024
@@ -142,6 +150,11 @@ class FsBlobStore:
     def temp_files(self) -> list[Path]:
         """Temp files present now (tests use this to prove nothing half-written remains)."""
         return sorted(self.root.glob(f"*/.*{_TEMP_SUFFIX}"))
+
+
+def read_file_span(path: Path, start: int, length: int) -> Iterator[bytes]:
+    """Yield ``length`` bytes of the file at ``path`` from ``start`` (opened now: missing -> OSError)."""
+    return _read_span(open(path, "rb"), start, length)
 
 
 def _read_span(fh: BinaryIO, start: int, length: int) -> Iterator[bytes]:

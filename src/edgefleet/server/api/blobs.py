@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
@@ -14,24 +15,27 @@ from edgefleet.server.api.dependencies import Ctx, DbSession, Operator, Viewer
 from edgefleet.server.blobs import BlobStore, check_sha256, too_large
 from edgefleet.server.services.audit import record_alone
 
-__all__ = ["router", "serve_blob"]
+__all__ = ["ranged_response", "router", "serve_blob"]
 
 router = APIRouter(prefix="/v1/blobs", tags=["blobs"])
 Sha256Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
 
 
-def serve_blob(blobs: BlobStore, sha256: str, request: Request, *, media_type: str) -> Response:
-    """A GET/HEAD answer for an immutable blob: ETag, Range (206/416), If-None-Match (304), If-Range."""
-    size = blobs.size(sha256)
-    if size is None:
-        raise NotFoundError("no such blob", code="blob_not_found", got=sha256)
-    etag = f'"{sha256}"'
+def ranged_response(
+    request: Request,
+    *,
+    etag: str,
+    size: int,
+    read: Callable[[int, int], Iterator[bytes]],
+    media_type: str,
+    cache_control: str = "public, max-age=31536000, immutable",
+) -> Response:
+    """A GET/HEAD answer for immutable bytes: ETag, Range (206/416), If-None-Match (304), If-Range.
+
+    ``read(start, length)`` yields the bytes of one span.
+    """
     decision = http_ranges.decide(request.headers, etag=etag, size=size)
-    headers = {
-        "ETag": etag,
-        "Accept-Ranges": "bytes",
-        "Cache-Control": "public, max-age=31536000, immutable",
-    }
+    headers = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": cache_control}
     if decision.status == 304:
         return Response(status_code=304, headers=headers)
     span = decision.span
@@ -42,9 +46,19 @@ def serve_blob(blobs: BlobStore, sha256: str, request: Request, *, media_type: s
     if request.method == "HEAD" or span is None:
         return Response(status_code=decision.status, headers=headers, media_type=media_type)
     return StreamingResponse(
-        blobs.read(sha256, span.start, span.length),
-        status_code=decision.status,
-        headers=headers,
+        read(span.start, span.length), status_code=decision.status, headers=headers, media_type=media_type
+    )
+
+
+def serve_blob(blobs: BlobStore, sha256: str, request: Request, *, media_type: str) -> Response:
+    size = blobs.size(sha256)
+    if size is None:
+        raise NotFoundError("no such blob", code="blob_not_found", got=sha256)
+    return ranged_response(
+        request,
+        etag=f'"{sha256}"',
+        size=size,
+        read=lambda start, length: blobs.read(sha256, start, length),
         media_type=media_type,
     )
 

@@ -139,7 +139,7 @@ def enroll(body: EnrollBody, request: Request, ctx: Ctx, session: DbSession) -> 
         "hardware_class": device.hardware_class,
         "labels": device.labels,
         "director_public_key_pem": runtime.director_public_key_pem,
-        "tuf_root": None,
+        "tuf_root": request.app.state.tuf.root_document(),
         "server_time": ctx.clock().isoformat(),
     }
 

@@ -1,0 +1,161 @@
+"""Content trust end to end: publish with the offline release key through the server, enroll a device that
+pins the TUF root, and fetch an assignment only when it matches what the release key signed."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import httpx
+import pytest
+from tests.e2e.fleet_cli import EXAMPLES, cli, push_artifact
+
+from edgefleet.agent.content import TufArtifactFetcher
+from edgefleet.agent.datadir import DataDir
+from edgefleet.protocol.desired_state import Assignment
+from edgefleet.trust.director import verify_desired_state
+from edgefleet.trust.errors import TrustError
+
+pytestmark = pytest.mark.slow
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.events = []
+
+    def record(self, event) -> None:
+        self.events.append(event)
+
+
+@pytest.fixture
+def published(live_server, tmp_path):
+    cli(live_server, "class", "apply", str(EXAMPLES))
+    release_key = live_server.data_dir / "keys" / "release.key"
+    art = push_artifact(live_server, tmp_path, "1.0.0")
+    out = cli(
+        live_server,
+        "publish",
+        str(tmp_path / "art-1.0.0-medical-cart-cpu"),
+        "--release-key",
+        str(release_key),
+    )
+    assert "published targets version 1" in out.stdout
+    token = cli(live_server, "device", "token", "create", "--class", "medical-cart-cpu").stdout.strip()
+    data_dir = tmp_path / "agent"
+    ident = json.loads(
+        cli(
+            live_server,
+            "agent",
+            "enroll",
+            "--server",
+            live_server.url,
+            "--token",
+            token,
+            "--data-dir",
+            str(data_dir),
+            "--json",
+        ).stdout
+    )
+    return live_server, art, DataDir(data_dir), ident["device_id"], release_key
+
+
+def _assignment(server, device_id: str, ddir: DataDir) -> Assignment:
+    with httpx.Client(base_url=server.url, headers=server.admin_headers) as http:
+        envelope = http.get(f"/v1/devices/{device_id}/desired-state").json()
+    identity = ddir.read_identity()
+    state = verify_desired_state(
+        envelope,
+        director_key=identity.director_key,
+        device_id=device_id,
+        last_generation=0,
+        now=datetime.now(timezone.utc),
+        time_floor=None,
+    )
+    return state.slots["default"]
+
+
+def _fetcher(ddir: DataDir, sink=None) -> tuple[TufArtifactFetcher, httpx.Client]:
+    client = httpx.Client()
+    identity = ddir.read_identity()
+    return (
+        TufArtifactFetcher(
+            ddir, identity, client=client, now=lambda: datetime.now(timezone.utc), events=sink
+        ),
+        client,
+    )
+
+
+def test_a_published_assignment_is_verified_and_downloaded(published, tmp_path):
+    server, art, ddir, device_id, _ = published
+    assert ddir.tuf_root_path.exists(), "enrollment pins the TUF root"
+    cli(server, "device", "pin", art, "--class", "medical-cart-cpu")
+    assignment = _assignment(server, device_id, ddir)
+    fetcher, client = _fetcher(ddir)
+    with client:
+        files = fetcher.fetch(assignment, tmp_path / "staging")
+    assert set(files) == {"manifest.json", "model.onnx", "golden.npz"}
+    assert files["model.onnx"].read_bytes() == b"model-1.0.0"
+
+
+def test_an_unpublished_artifact_is_refused(published, tmp_path):
+    server, _art, ddir, device_id, _ = published
+    unsigned = push_artifact(server, tmp_path, "2.0.0")  # registered, never signed by the release key
+    cli(server, "device", "pin", unsigned, "--device", device_id)
+    assignment = _assignment(server, device_id, ddir)
+    sink = RecordingSink()
+    fetcher, client = _fetcher(ddir, sink)
+    with client, pytest.raises(TrustError) as info:
+        fetcher.fetch(assignment, tmp_path / "staging")
+    assert info.value.code == "target_not_in_tuf"
+    assert [e.code for e in sink.events] == ["target_not_in_tuf"]
+    staging = tmp_path / "staging"
+    assert not staging.exists() or not any(staging.iterdir()), "nothing staged"
+
+
+def test_a_compromised_director_cannot_swap_the_manifest_or_the_class(published, tmp_path):
+    server, art, ddir, device_id, release_key = published
+    cli(server, "device", "pin", art, "--class", "medical-cart-cpu")
+    good = _assignment(server, device_id, ddir)
+    fetcher, client = _fetcher(ddir, RecordingSink())
+    # The director lies about the manifest (e.g. a looser health-check tolerance) but keeps the signed target.
+    lying = good.model_copy(deep=True)
+    lying.manifest.health_check.atol = 10.0
+    with client, pytest.raises(TrustError) as info:
+        fetcher.fetch(lying, tmp_path / "staging")
+    assert info.value.code == "manifest_mismatch"
+    # A target signed for another hardware class.
+    other = push_artifact(server, tmp_path, "1.0.0", hardware_class="intel-lowpower-detector")
+    cli(
+        server,
+        "publish",
+        str(tmp_path / "art-1.0.0-intel-lowpower-detector"),
+        "--release-key",
+        str(release_key),
+    )
+    with httpx.Client(base_url=server.url, headers=server.admin_headers) as http:
+        manifest = http.get(f"/v1/artifacts/{other}").json()["manifest"]
+    entry = next(f for f in manifest["files"] if f["path"] == "model.onnx")
+    foreign = Assignment(
+        artifact_id=other,
+        target_path="digits/1.0.0/intel-lowpower-detector/model.onnx",
+        sha256=entry["sha256"],
+        length=entry["length"],
+        manifest=manifest,
+    )
+    fetcher, client = _fetcher(ddir)
+    with client, pytest.raises(TrustError) as info:
+        fetcher.fetch(foreign, tmp_path / "staging2")
+    assert info.value.code == "wrong_hardware_class"
+
+
+def test_static_repository_is_cacheable_and_publishing_needs_an_operator(published):
+    server, *_ = published
+    with httpx.Client(base_url=server.url) as http:
+        ts = http.get("/tuf/metadata/timestamp.json")
+        assert ts.status_code == 200
+        assert ts.headers["cache-control"] == "public, max-age=60"
+        root = http.get("/tuf/metadata/1.root.json")
+        assert "immutable" in root.headers["cache-control"]
+        assert http.get("/tuf/metadata/../../etc/passwd").status_code == 404
+        refused = http.post("/v1/tuf/targets", json={"targets_b64": "", "files": {}})
+        assert refused.status_code == 401

@@ -1,0 +1,18 @@
+"""The agent's installer: fetch, verify, stage, load, health-check, switch, trial, commit, roll back."""
+
+from edgefleet.agent.install.faults import CRASH_ENV_VAR, crash_hook_from_env
+from edgefleet.agent.install.fetch import ArtifactFetcher, LocalDirFetcher
+from edgefleet.agent.install.installer import InstallerConfig, SlotInstaller
+from edgefleet.agent.install.trial import TrialPolicy, TrialState, trial_verdict
+
+__all__ = [
+    "CRASH_ENV_VAR",
+    "ArtifactFetcher",
+    "InstallerConfig",
+    "LocalDirFetcher",
+    "SlotInstaller",
+    "TrialPolicy",
+    "TrialState",
+    "crash_hook_from_env",
+    "trial_verdict",
+]

@@ -1,0 +1,34 @@
+"""A deliberate fault hook for the crash harness: die by SIGKILL at a named point of an install.
+
+Set ``EDGEFLEET_FAULT_CRASH_AT`` to a point name and the agent kills itself there, exactly like a power cut
+(no ``finally``, no flush). Points: ``before:<step>`` / ``after:<step>`` for each journaled step, and
+``write:<file name>`` between the bytes of a durable write (``active``, ``previous``, ``trial``, ``journal``,
+``manifest.json``, or an artifact file such as ``model.onnx`` while it is copied). Unset: no effect.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Mapping
+
+__all__ = ["CRASH_ENV_VAR", "CrashHook", "crash_hook_from_env", "no_crash"]
+
+CRASH_ENV_VAR = "EDGEFLEET_FAULT_CRASH_AT"
+CrashHook = Callable[[str], None]
+
+
+def no_crash(_point: str) -> None:
+    return None
+
+
+def crash_hook_from_env(environ: Mapping[str, str] | None = None) -> CrashHook:
+    point = (environ if environ is not None else os.environ).get(CRASH_ENV_VAR, "")
+    if not point:
+        return no_crash
+
+    def crash(name: str) -> None:
+        if name == point:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return crash

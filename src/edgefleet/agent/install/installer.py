@@ -1,0 +1,466 @@
+"""The A/B slot installer: never brick (ARCHITECTURE 3.4).
+
+Per model slot, an attempt runs the journaled steps download -> verify -> stage -> load -> health -> switch,
+then a trial, then commit. Until the switch, the old version keeps serving untouched; the switch is one atomic
+replace of the ``active`` pointer and one reference swap in memory (no serving gap). During the trial a crash
+of the agent, a failure rate over the threshold or a missed watchdog rolls back to ``previous`` without the
+network. A release rejected or rolled back ``max_rollbacks`` times is refused locally until a newer one
+arrives.
+
+``recover()`` runs once at start: it replays the journal against the pointers (an attempt cut before its
+switch is abandoned and retried on the next ``apply``; one cut after it is on trial and counts a restart),
+re-verifies and loads the active version, and falls back to ``previous`` when the active one is corrupt.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TypeVar
+
+from edgefleet.agent.datadir import AgentLock
+from edgefleet.agent.health import HealthPolicy, HealthReport, run_health_check
+from edgefleet.agent.install.faults import CrashHook, no_crash
+from edgefleet.agent.install.fetch import ArtifactFetcher
+from edgefleet.agent.install.trial import TrialPolicy, TrialState, trial_verdict
+from edgefleet.agent.journal import Journal, last_attempt
+from edgefleet.agent.runtime.base import LoadedModel, LoadOptions, RuntimeAdapter
+from edgefleet.agent.slots import Pointer, SlotStore, VersionCorruptError, file_digest, version_key
+from edgefleet.protocol.desired_state import Assignment, DesiredState, SlotReport
+from edgefleet.protocol.errors import EdgefleetError
+from edgefleet.protocol.hardware_class import Threads
+from edgefleet.protocol.manifest import ArtifactManifest
+from edgefleet.trust.errors import HashMismatchError
+
+__all__ = ["InstallerConfig", "SlotInstaller"]
+
+log = logging.getLogger("edgefleet.agent.install")
+T = TypeVar("T")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class InstallerConfig:
+    threads: Threads = field(default_factory=Threads)
+    health: HealthPolicy = field(default_factory=HealthPolicy)
+    trial: TrialPolicy = field(default_factory=TrialPolicy)
+    max_rollbacks: int = 2
+    """A release rejected by its health check or rolled back this many times is refused locally."""
+    gc_max_removals: int = 4
+
+
+@dataclass
+class _Slot:
+    store: SlotStore
+    journal: Journal
+    model: LoadedModel | None = None
+    serving_artifact: str | None = None
+    state: str = "idle"
+    last_error: dict[str, object] | None = None
+    trial: TrialState | None = None
+    counters: threading.Lock = field(default_factory=threading.Lock)
+    last_health: HealthReport | None = None
+
+
+class _StepFailed(Exception):
+    def __init__(self, step: str, error: EdgefleetError) -> None:
+        super().__init__(step)
+        self.step = step
+        self.error = error
+
+
+class SlotInstaller:
+    """Implements ``agent.installer.Installer``. Holds ``slots/installer.lock`` while open."""
+
+    def __init__(
+        self,
+        data_root: Path,
+        fetcher: ArtifactFetcher,
+        adapter: RuntimeAdapter,
+        *,
+        config: InstallerConfig | None = None,
+        now: Callable[[], datetime] = _utcnow,
+        crash: CrashHook = no_crash,
+    ) -> None:
+        self._root = Path(data_root)
+        self._fetcher = fetcher
+        self._adapter = adapter
+        self._config = config or InstallerConfig()
+        self._now = now
+        self._crash = crash
+        self._mutex = threading.RLock()
+        self._slots: dict[str, _Slot] = {}
+        self._lock = AgentLock(self._root / "slots" / "installer.lock")
+        self._lock.acquire()
+
+    def close(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> SlotInstaller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # serving-side API
+    def model(self, slot: str) -> LoadedModel | None:
+        s = self._slots.get(slot)
+        return s.model if s else None
+
+    def serving(self, slot: str) -> str | None:
+        """The artifact id whose model ``model(slot)`` returns."""
+        s = self._slots.get(slot)
+        return s.serving_artifact if s else None
+
+    def record_inference(self, slot: str, *, ok: bool) -> None:
+        s = self._slots.get(slot)
+        if s is None or s.trial is None:
+            return
+        with s.counters:
+            if s.trial is not None:
+                s.trial.requests += 1
+                s.trial.failures += 0 if ok else 1
+
+    def heartbeat(self, slot: str) -> None:
+        s = self._slots.get(slot)
+        if s is not None and s.trial is not None:
+            s.trial.heartbeat_at = self._now().isoformat()
+
+    def last_error(self, slot: str) -> dict[str, object] | None:
+        s = self._slots.get(slot)
+        return s.last_error if s else None
+
+    def slot_reports(self) -> dict[str, SlotReport]:
+        out: dict[str, SlotReport] = {}
+        for name, s in sorted(self._slots.items()):
+            active = s.store.read_active()
+            previous = s.store.read_previous()
+            out[name] = SlotReport(
+                active=active.artifact_id if active else None,
+                previous=previous.artifact_id if previous else None,
+                state=s.state[:64],
+            )
+        return out
+
+    # lifecycle
+    def _slot(self, name: str) -> _Slot:
+        s = self._slots.get(name)
+        if s is None:
+            store = SlotStore(self._root, name, crash=self._crash)
+            journal = Journal(self._root / "journal" / f"{name}.jsonl", crash=self._crash)
+            s = self._slots[name] = _Slot(store, journal)
+        return s
+
+    def recover(self) -> None:
+        """Replay the journal of every slot on disk and load what is active. Idempotent."""
+        slots_dir = self._root / "slots"
+        names = sorted(p.name for p in slots_dir.iterdir() if p.is_dir()) if slots_dir.is_dir() else []
+        with self._mutex:
+            for name in names:
+                self._recover_slot(self._slot(name))
+
+    def _recover_slot(self, s: _Slot) -> None:
+        store = s.store
+        store.clear_staging()
+        attempt = last_attempt(s.journal.read())
+        active = store.read_active()
+        if attempt is not None and not attempt.finished:
+            if active is not None and active.version == attempt.version:
+                log.info("event=recover_switched slot=%s artifact=%s", store.slot, attempt.artifact_id)
+            else:
+                self._journal(s, attempt.attempt, event="interrupted")
+                log.info("event=recover_interrupted slot=%s artifact=%s", store.slot, attempt.artifact_id)
+        raw_trial = store.read_trial()
+        trial = TrialState.from_dict(raw_trial) if raw_trial else None
+        committed = attempt is not None and attempt.terminal == "committed"
+        if trial is not None and committed and attempt is not None and attempt.attempt == trial.attempt:
+            store.clear_trial()  # the commit was journaled; only the trial file's removal was cut
+            trial = None
+        if trial is not None and (active is None or trial.version != active.version):
+            store.clear_trial()  # written before a switch that never happened, or left by a rollback
+            trial = None
+        if active is not None and s.model is None:
+            self._load_active_or_fallback(s, active)
+        if trial is not None:
+            trial.restarts += 1
+            store.write_trial(trial.to_dict())
+            s.trial = trial
+            s.state = "trial"
+            self._judge_trial(s)
+        elif s.state == "idle" and store.read_active() is not None:
+            s.state = "committed"
+
+    def _load_active_or_fallback(self, s: _Slot, active: Pointer) -> None:
+        try:
+            s.model = self._load_version(s.store, active.version, warmup=True)
+            s.serving_artifact = active.artifact_id
+            return
+        except EdgefleetError as exc:
+            s.last_error = self._error(exc, f"active version {active.artifact_id} is unusable")
+            log.error("event=active_unusable slot=%s code=%s", s.store.slot, exc.code)
+        previous = s.store.read_previous()
+        if previous is None:
+            s.state = "error:active_unusable"
+            return
+        try:
+            s.model = self._load_version(s.store, previous.version, warmup=True)
+        except EdgefleetError as exc:
+            s.last_error = self._error(exc, "neither the active nor the previous version is usable")
+            s.state = "error:no_usable_version"
+            return
+        s.store.rollback(at=self._now().isoformat())
+        s.store.clear_trial()
+        s.serving_artifact = previous.artifact_id
+        s.state = "rolled_back:active_unusable"
+
+    # apply
+    def apply(self, state: DesiredState) -> None:
+        disabled = set(state.disabled_artifacts)
+        with self._mutex:
+            for name, s in list(self._slots.items()):
+                active = s.store.read_active()
+                if active is not None and active.artifact_id in disabled and name not in state.slots:
+                    self._rollback(s, "artifact_disabled", count=False)
+            for name, assignment in sorted(state.slots.items()):
+                s = self._slot(name)
+                try:
+                    self._apply_slot(s, assignment, disabled)
+                except EdgefleetError as exc:  # never raise per-slot failures to the coordinator
+                    s.last_error = self._error(exc, exc.message)
+                    s.state = f"failed:{exc.code}"
+            self.tick()
+
+    def _apply_slot(self, s: _Slot, a: Assignment, disabled: set[str]) -> None:
+        store = s.store
+        manifest = a.manifest
+        key = version_key(manifest)
+        active = store.read_active()
+        if a.artifact_id in disabled:  # the director normally leaves disabled artifacts out
+            if active is not None and active.artifact_id == a.artifact_id:
+                self._rollback(s, "artifact_disabled", count=False)
+            else:
+                s.state = "refused:disabled"
+            return
+        if active is not None and active.version == key:
+            return  # already serving (or on trial)
+        rollbacks = store.read_refusals().get(a.artifact_id, 0)
+        if rollbacks >= self._config.max_rollbacks:
+            s.state = "refused:rolled_back"
+            s.last_error = {
+                "code": "release_refused_after_rollbacks",
+                "message": f"{a.artifact_id} was rejected {rollbacks} times; waiting for a newer release",
+                "at": self._now().isoformat(),
+            }
+            return
+        attempt = secrets.token_hex(8)
+        self._journal(s, attempt, event="begin", artifact_id=a.artifact_id, version=key)
+        s.state = "installing"
+        try:
+            self._attempt(s, attempt, a, key)
+        except _StepFailed as failed:
+            store.clear_staging()
+            self._journal(s, attempt, event="failed", step=failed.step, code=failed.error.code)
+            if failed.step in ("load", "health"):
+                store.count_rollback(a.artifact_id)
+            s.last_error = self._error(failed.error, failed.error.message)
+            s.state = f"failed:{failed.error.code}"
+            log.warning(
+                "event=install_failed slot=%s artifact=%s step=%s code=%s",
+                store.slot,
+                a.artifact_id,
+                failed.step,
+                failed.error.code,
+            )
+            return
+
+    def _step(self, s: _Slot, attempt: str, name: str, fn: Callable[[], T], **extra: object) -> T:
+        self._crash(f"before:{name}")
+        try:
+            result = fn()
+        except EdgefleetError as exc:
+            raise _StepFailed(name, exc) from exc
+        except OSError as exc:
+            raise _StepFailed(name, EdgefleetError(f"{name}: {exc}", code="io_error", got=str(exc))) from exc
+        self._journal(s, attempt, event="done", step=name, **extra)
+        self._crash(f"after:{name}")
+        return result
+
+    def _attempt(self, s: _Slot, attempt: str, a: Assignment, key: str) -> None:
+        store = s.store
+        manifest = a.manifest
+        reused = store.has_version(key)
+        staged: Path | None = None
+
+        def download() -> None:
+            nonlocal staged
+            if not reused:
+                staged = store.new_staging()
+                self._fetcher.fetch(a, staged / "files")
+
+        def verify() -> None:
+            _check_binding(a)
+            if reused:
+                store.verify(key)
+            else:
+                assert staged is not None
+                _verify_files(manifest, staged / "files")
+
+        def stage() -> None:
+            if staged is not None:
+                store.install_staged(staged, manifest)
+
+        self._step(s, attempt, "download", download, reused=reused)
+        self._step(s, attempt, "verify", verify)
+        self._step(s, attempt, "stage", stage)
+        model = self._step(s, attempt, "load", lambda: self._load_version(store, key, warmup=False))
+        golden = store.files_dir(key) / manifest.health_check.golden_file
+        try:
+            s.last_health = self._step(
+                s,
+                attempt,
+                "health",
+                lambda: run_health_check(model, golden, manifest.health_check, self._config.health),
+            )
+            self._step(s, attempt, "switch", lambda: self._switch(s, attempt, a, key, model))
+        except _StepFailed:
+            model.cancel()
+            raise
+
+    def _switch(self, s: _Slot, attempt: str, a: Assignment, key: str, model: LoadedModel) -> None:
+        """Re-verify the installed files (a change after verification fails here), then switch."""
+        store = s.store
+        store.verify(key)
+        now = self._now().isoformat()
+        trial = TrialState(version=key, artifact_id=a.artifact_id, attempt=attempt, started_at=now)
+        keep_previous = s.trial is not None  # replacing a version on trial: previous stays the last good one
+        store.write_trial(trial.to_dict())
+        pointer = Pointer(key, a.artifact_id, a.manifest.release_counter, now)
+        store.switch(pointer, keep_previous=keep_previous)
+        s.model, s.serving_artifact = model, a.artifact_id  # old model is dropped once in-flight calls end
+        s.trial = trial
+        s.state = "trial"
+        log.info("event=switched slot=%s artifact=%s", store.slot, a.artifact_id)
+
+    # trial
+    def tick(self) -> None:
+        """Judge every trial now: commit, keep going, or roll back. Call it periodically."""
+        with self._mutex:
+            for s in self._slots.values():
+                if s.trial is not None:
+                    self._judge_trial(s)
+
+    def _judge_trial(self, s: _Slot) -> None:
+        assert s.trial is not None
+        with s.counters:
+            snapshot = TrialState.from_dict(s.trial.to_dict())
+        verdict, reason = trial_verdict(snapshot, self._config.trial, self._now())
+        if verdict == "commit":
+            self._commit(s, snapshot)
+        elif verdict == "rollback":
+            self._rollback(s, reason or "trial_failed", count=True)
+        else:
+            s.store.write_trial(snapshot.to_dict())
+
+    def _commit(self, s: _Slot, trial: TrialState) -> None:
+        self._crash("before:commit")
+        self._journal(s, trial.attempt, event="done", step="commit")
+        self._journal(s, trial.attempt, event="committed")
+        s.store.clear_trial()
+        s.trial = None
+        s.state = "committed"
+        self._crash("after:commit")
+        removed = s.store.gc(max_removals=self._config.gc_max_removals)
+        log.info(
+            "event=committed slot=%s artifact=%s gc_removed=%d", s.store.slot, trial.artifact_id, len(removed)
+        )
+
+    def rollback(self, slot: str, reason: str = "operator") -> bool:
+        """Re-activate ``previous`` now (without the network). False when it is missing or corrupt."""
+        with self._mutex:
+            return self._rollback(self._slot(slot), reason, count=False)
+
+    def _rollback(self, s: _Slot, reason: str, *, count: bool) -> bool:
+        store = s.store
+        active = store.read_active()
+        previous = store.read_previous()
+        trial = s.trial
+        s.trial = None
+        if previous is None:
+            store.clear_trial()
+            s.state = f"kept:{reason}:no_previous"[:64]
+            s.last_error = {"code": "no_previous_version", "message": f"cannot roll back ({reason})"}
+            return False
+        try:
+            model = self._load_version(store, previous.version, warmup=True)
+        except EdgefleetError as exc:
+            store.clear_trial()
+            s.state = f"kept:{reason}:previous_corrupt"[:64]
+            s.last_error = self._error(exc, f"previous version is unusable; kept the current one ({reason})")
+            log.error("event=rollback_impossible slot=%s code=%s", store.slot, exc.code)
+            return False
+        if count and active is not None:
+            store.count_rollback(active.artifact_id)
+        store.rollback(at=self._now().isoformat())
+        if trial is not None:
+            self._journal(s, trial.attempt, event="rolled_back", code=reason)
+        store.clear_trial()
+        s.model, s.serving_artifact = model, previous.artifact_id
+        s.state = f"rolled_back:{reason}"[:64]
+        s.last_error = {
+            "code": reason,
+            "message": f"rolled back from {active.artifact_id if active else '?'}",
+        }
+        log.warning("event=rolled_back slot=%s to=%s reason=%s", store.slot, previous.artifact_id, reason)
+        return True
+
+    # helpers
+    def _load_version(self, store: SlotStore, key: str, *, warmup: bool) -> LoadedModel:
+        manifest = store.verify(key) if warmup else store.read_manifest(key)
+        options = LoadOptions(
+            execution_providers=tuple(manifest.runtime.execution_providers),
+            intra_op_threads=self._config.threads.intra_op,
+            inter_op_threads=self._config.threads.inter_op,
+            warmup_runs=manifest.health_check.warmup_runs if warmup else 0,
+        )
+        return self._adapter.load(store.files_dir(key) / manifest.entrypoint, manifest.signature, options)
+
+    def _journal(self, s: _Slot, attempt: str, **fields: object) -> None:
+        s.journal.append({"attempt": attempt, "at": self._now().isoformat(), **fields})
+
+    def _error(self, exc: EdgefleetError, message: str) -> dict[str, object]:
+        return {"code": exc.code, "message": message, "details": exc.details, "at": self._now().isoformat()}
+
+
+def _check_binding(a: Assignment) -> None:
+    """The signed assignment names the manifest's entrypoint: same sha256 and length."""
+    entry = a.manifest.file(a.manifest.entrypoint)
+    if (entry.sha256, entry.length) != (a.sha256, a.length):
+        raise HashMismatchError(
+            "assignment and manifest disagree on the model file",
+            expected={"sha256": a.sha256, "length": a.length},
+            got={"sha256": entry.sha256, "length": entry.length},
+        )
+
+
+def _verify_files(manifest: ArtifactManifest, files_dir: Path) -> None:
+    for entry in manifest.files:
+        try:
+            sha, size = file_digest(files_dir / entry.path)
+        except OSError as exc:
+            raise VersionCorruptError(
+                f"staged file {entry.path} is missing", code="version_file_missing"
+            ) from exc
+        if (sha, size) != (entry.sha256, entry.length):
+            raise HashMismatchError(
+                f"staged file {entry.path} does not match the manifest",
+                expected={"sha256": entry.sha256, "length": entry.length},
+                got={"sha256": sha, "length": size},
+            )

@@ -1,0 +1,128 @@
+"""The ONNX Runtime adapter: providers in the class's preference order, class thread settings, warm-up."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from edgefleet.agent.runtime.base import (
+    InferenceFailedError,
+    LoadOptions,
+    ModelLoadError,
+    check_signature,
+    sample_inputs,
+)
+from edgefleet.protocol.manifest import Signature, TensorSpec
+
+__all__ = ["OnnxRuntimeAdapter", "OrtModel", "select_providers"]
+
+log = logging.getLogger("edgefleet.agent.runtime")
+
+_ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(bool)": "bool",
+}
+
+
+def select_providers(preferred: Sequence[str], available: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Pure: (the preferred providers present here, in order; the ones skipped). CPU is always last resort."""
+    chosen = [p for p in preferred if p in available]
+    skipped = [p for p in preferred if p not in available]
+    if "CPUExecutionProvider" not in chosen and "CPUExecutionProvider" in available:
+        chosen.append("CPUExecutionProvider")
+    return chosen, skipped
+
+
+def _spec(arg: ort.NodeArg) -> TensorSpec:
+    return TensorSpec.model_construct(
+        name=arg.name, dtype=_ORT_DTYPES.get(arg.type, arg.type), shape=arg.shape
+    )
+
+
+class OrtModel:
+    """One ``InferenceSession``. ``predict`` is thread-safe; ``cancel`` terminates runs in flight."""
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self._session = session
+        self._lock = threading.Lock()
+        self._in_flight: set[ort.RunOptions] = set()
+        self._closed = False
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return tuple(self._session.get_providers())
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        options = ort.RunOptions()
+        with self._lock:
+            if self._closed:
+                raise InferenceFailedError("model is closed", code="model_closed")
+            self._in_flight.add(options)
+        try:
+            outputs = self._session.run(None, dict(inputs), options)
+        except Exception as exc:  # onnxruntime raises its own, unexported exception types
+            code = "inference_cancelled" if options.terminate else "inference_failed"
+            raise InferenceFailedError(f"inference failed: {exc}", code=code) from exc
+        finally:
+            with self._lock:
+                self._in_flight.discard(options)
+        names = [o.name for o in self._session.get_outputs()]
+        return dict(zip(names, outputs, strict=True))
+
+    def cancel(self) -> None:
+        with self._lock:
+            for options in self._in_flight:
+                options.terminate = True
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self.cancel()
+
+
+class OnnxRuntimeAdapter:
+    name = "onnxruntime"
+
+    def __init__(self, available_providers: Sequence[str] | None = None) -> None:
+        self._available = (
+            list(available_providers) if available_providers is not None else ort.get_available_providers()
+        )
+
+    def load(self, model_path: Path, signature: Signature, options: LoadOptions) -> OrtModel:
+        providers, skipped = select_providers(options.execution_providers, self._available)
+        if skipped:
+            log.info("event=providers_skipped skipped=%s using=%s", ",".join(skipped), ",".join(providers))
+        if not providers:
+            raise ModelLoadError(
+                "none of the execution providers is present on this device",
+                code="no_execution_provider",
+                expected=list(options.execution_providers),
+                got=list(self._available),
+            )
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = options.intra_op_threads
+        so.inter_op_num_threads = options.inter_op_threads
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(str(model_path), sess_options=so, providers=providers)
+        except Exception as exc:  # InvalidGraph, Fail, NoSuchFile, ... all unexported
+            raise ModelLoadError(f"onnxruntime could not load the model: {exc}", got=str(model_path)) from exc
+        check_signature(
+            signature, [_spec(a) for a in session.get_inputs()], [_spec(a) for a in session.get_outputs()]
+        )
+        model = OrtModel(session)
+        warm = sample_inputs(signature)
+        for _ in range(options.warmup_runs):
+            model.predict(warm)
+        return model

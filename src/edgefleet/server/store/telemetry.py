@@ -1,0 +1,93 @@
+"""Telemetry tables: device windows, their per-model-version rows, events, and per-device queue state.
+
+``(device_id, boot_id, sequence)`` is unique in windows and in events: the database itself refuses to
+count a record twice, whatever the API layer does.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from edgefleet.server.store.base import Base, UTCDateTime
+
+__all__ = ["TelemetryDeviceRow", "TelemetryEventRow", "TelemetryModelWindowRow", "TelemetryWindowRow"]
+
+
+class TelemetryWindowRow(Base):
+    """One device window. ``start_at``/``end_at`` are on the server's clock (device time corrected by the
+    offset seen at upload); ``device_end_at`` is what the device said."""
+
+    __tablename__ = "telemetry_windows"
+    __table_args__ = (UniqueConstraint("device_id", "boot_id", "sequence"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(32), index=True)
+    hardware_class: Mapped[str] = mapped_column(String(63), index=True)
+    boot_id: Mapped[str] = mapped_column(String(64))
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    device_end_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    late_s: Mapped[float] = mapped_column(Float)
+    degraded_s: Mapped[dict[str, float]] = mapped_column(JSON)
+    resources: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class TelemetryModelWindowRow(Base):
+    """One model version's numbers inside one window: what fleet health sums (histograms merge exactly)."""
+
+    __tablename__ = "telemetry_model_windows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    window_id: Mapped[int] = mapped_column(ForeignKey("telemetry_windows.id", ondelete="CASCADE"), index=True)
+    device_id: Mapped[str] = mapped_column(String(32), index=True)
+    hardware_class: Mapped[str] = mapped_column(String(63), index=True)
+    model_version: Mapped[str] = mapped_column(String(64), index=True)
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    errors_by_code: Mapped[dict[str, int]] = mapped_column(JSON)
+    requests_by_rung: Mapped[dict[str, int]] = mapped_column(JSON)
+    latency_buckets: Mapped[dict[str, int]] = mapped_column(JSON)
+    latency_sum_ms: Mapped[float] = mapped_column(Float)
+    latency_max_ms: Mapped[float] = mapped_column(Float)
+    shadow_compared: Mapped[int] = mapped_column(BigInteger)
+    shadow_agreement_sum: Mapped[float] = mapped_column(Float)
+    health_passed: Mapped[int] = mapped_column(BigInteger)
+    health_failed: Mapped[int] = mapped_column(BigInteger)
+    health_failed_by_code: Mapped[dict[str, int]] = mapped_column(JSON)
+
+
+class TelemetryEventRow(Base):
+    __tablename__ = "telemetry_events"
+    __table_args__ = (UniqueConstraint("device_id", "boot_id", "sequence"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(32), index=True)
+    boot_id: Mapped[str] = mapped_column(String(64))
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class TelemetryDeviceRow(Base):
+    """What the device last said about its queue: cumulative drop counters (monotonic, max-merged)."""
+
+    __tablename__ = "telemetry_devices"
+
+    device_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dropped: Mapped[dict[str, int]] = mapped_column(JSON)
+    queue_bytes: Mapped[int] = mapped_column(BigInteger)
+    queue_records: Mapped[int] = mapped_column(BigInteger)
+    last_batch_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_window_end_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    records_accepted: Mapped[int] = mapped_column(BigInteger)
+    records_duplicate: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,207 @@
+"""The rollout policy, table-driven: membership, gates, soak, deadlines, promotion, serving decisions."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from edgefleet.server.rollouts.policy import (
+    Candidate,
+    DeviceProgress,
+    StageHealth,
+    assign_stages,
+    cumulative_sizes,
+    decide,
+    serves_target,
+)
+from edgefleet.server.rollouts.spec import Gates, RolloutSpec, StageSpec
+
+T0 = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+SPEC = RolloutSpec()  # 1 device, 5 %, 25 %, 100 %
+
+
+@pytest.mark.parametrize(
+    ("fleet", "expected"),
+    [
+        (1, [1, 1, 1, 1]),
+        (10, [1, 1, 3, 10]),
+        (100, [1, 5, 25, 100]),
+        (1000, [1, 50, 250, 1000]),
+        (0, [0, 0, 0, 0]),
+    ],
+)
+def test_default_stage_sizes_are_cumulative(fleet, expected):
+    assert cumulative_sizes(SPEC, fleet) == expected
+
+
+def _fleet(n, *, offline_every=0, sites=4):
+    return [
+        Candidate(
+            f"dev_{i:04d}",
+            online=not (offline_every and i % offline_every == 0),
+            healthy=True,
+            spread_value=f"site-{i % sites}",
+        )
+        for i in range(n)
+    ]
+
+
+def test_membership_is_deterministic_stable_and_complete():
+    fleet = _fleet(200)
+    a = assign_stages("ro_1", fleet, SPEC)
+    assert a == assign_stages("ro_1", list(reversed(fleet)), SPEC)  # input order does not matter
+    assert set(a) == {d.device_id for d in fleet}
+    assert Counter(a.values()) == {0: 1, 1: 9, 2: 40, 3: 150}
+    assert a != assign_stages("ro_2", fleet, SPEC)  # another rollout, another canary
+
+
+def test_the_first_stage_prefers_online_healthy_devices():
+    fleet = [Candidate(f"dev_{i}", online=i == 7, healthy=True) for i in range(50)]
+    fleet[7] = Candidate("dev_7", online=True, healthy=True)
+    fleet.append(Candidate("dev_sick", online=True, healthy=False))
+    stages = assign_stages("ro_x", fleet, SPEC)
+    assert [d for d, s in stages.items() if s == 0] == ["dev_7"]
+
+
+def test_members_spread_across_sites():
+    fleet = _fleet(100, sites=4)
+    stages = assign_stages("ro_s", fleet, RolloutSpec(stages=[StageSpec(count=8), StageSpec(percent=100)]))
+    first = [d for d in fleet if stages[d.device_id] == 0]
+    assert Counter(d.spread_value for d in first) == {f"site-{i}": 2 for i in range(4)}
+
+
+def _progress(statuses, stage=0, online=True):
+    return [DeviceProgress(f"dev_{i}", stage, s, online) for i, s in enumerate(statuses)]
+
+
+HEALTHY = StageHealth(requests=1000, errors=2, latency_p95_ms=10, baseline_p95_ms=9, reporting_devices=3)
+ONE_STAGE = RolloutSpec(stages=[StageSpec(count=3, soak_s=60, deadline_s=600), StageSpec(percent=100)])
+
+
+def _decide(
+    *, spec=ONE_STAGE, status="running", progress=None, health=HEALTHY, at_s=120, promoted=-1, stage=0
+):
+    return decide(
+        spec,
+        status=status,
+        stage=stage,
+        stage_started_at=T0,
+        promoted_stage=promoted,
+        progress=progress if progress is not None else _progress(["done"] * 3),
+        health=health,
+        class_p95_ms=50,
+        now=T0 + timedelta(seconds=at_s),
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "action", "why"),
+    [
+        ({}, "advance", None),
+        ({"at_s": 30}, "wait", "soaking"),
+        ({"progress": _progress(["done", "done", "pending"])}, "wait", "devices pending"),
+        ({"progress": _progress(["done", "done", "failed"])}, "halt", "install_failure_rate"),
+        ({"health": StageHealth(requests=1000, errors=50, reporting_devices=3)}, "halt", "error_rate"),
+        (
+            {"health": StageHealth(requests=1000, latency_p95_ms=80, reporting_devices=3)},
+            "halt",
+            "latency_p95_ms",
+        ),
+        (
+            {
+                "health": StageHealth(
+                    requests=1000, latency_p95_ms=30, baseline_p95_ms=10, reporting_devices=3
+                )
+            },
+            "halt",
+            "latency_p95_ratio",
+        ),
+        ({"health": StageHealth(requests=0, reporting_devices=0)}, "wait", "not enough evidence"),
+        ({"status": "paused"}, "wait", "paused"),
+        ({"status": "halted"}, "wait", "rollout is halted"),
+        ({"stage": 1, "progress": _progress(["done"] * 3, stage=1), "at_s": 400}, "complete", None),
+    ],
+)
+def test_stage_decisions(kwargs, action, why):
+    decision = _decide(**kwargs)
+    assert decision.action == action
+    if why is not None:
+        assert why in (decision.reason.get("gate"), decision.reason.get("note"))
+
+
+def test_a_breach_halts_even_while_paused_and_says_which_numbers():
+    d = _decide(status="paused", health=StageHealth(requests=200, errors=20, reporting_devices=2))
+    assert d.action == "halt"
+    assert d.reason == {
+        "gate": "error_rate",
+        "observed": 0.1,
+        "threshold": 0.01,
+        "requests": 200,
+        "errors": 20,
+        "stage": 0,
+    }
+
+
+def test_shadow_agreement_gate():
+    spec = RolloutSpec(
+        stages=[StageSpec(count=3, soak_s=0, gates=Gates(min_shadow_agreement=0.98)), StageSpec(percent=100)]
+    )
+    low = StageHealth(requests=100, shadow_agreement=0.9, reporting_devices=3)
+    assert _decide(spec=spec, health=low).reason["gate"] == "shadow_agreement"
+    high = StageHealth(requests=100, shadow_agreement=0.995, reporting_devices=3)
+    assert _decide(spec=spec, health=high).action == "advance"
+
+
+@pytest.mark.parametrize(
+    ("policy", "action"),
+    [("wait", "wait"), ("proceed", "advance"), ("halt", "halt")],
+)
+def test_pending_devices_past_the_deadline_follow_the_stage_policy(policy, action):
+    spec = RolloutSpec(
+        stages=[StageSpec(count=3, soak_s=0, deadline_s=600, on_deadline=policy), StageSpec(percent=100)]
+    )
+    progress = _progress(["done", "done", "pending"])
+    before = _decide(spec=spec, progress=progress, at_s=300)
+    assert before.action == "wait"
+    assert before.pending == ("dev_2",)
+    after = _decide(spec=spec, progress=progress, at_s=601)
+    assert after.action == action
+    assert after.pending == ("dev_2",)  # reported, never counted as success or failure
+
+
+def test_manual_promotion_waits_for_the_operator():
+    spec = RolloutSpec(stages=[StageSpec(count=3, soak_s=0, manual_promotion=True), StageSpec(percent=100)])
+    assert _decide(spec=spec).reason["note"] == "awaiting manual promotion"
+    assert _decide(spec=spec, promoted=0).action == "advance"
+
+
+def test_offline_devices_are_not_failures():
+    progress = [DeviceProgress("dev_0", 0, "done", True), DeviceProgress("dev_1", 0, "pending", False)]
+    spec = RolloutSpec(stages=[StageSpec(count=2, soak_s=0, deadline_s=10_000), StageSpec(percent=100)])
+    d = _decide(spec=spec, progress=progress)
+    assert d.action == "wait"
+    assert d.pending == ("dev_1",)
+
+
+@pytest.mark.parametrize(
+    ("status", "member_stage", "current", "enrolling", "expected"),
+    [
+        ("running", 0, 0, "old", True),
+        ("running", 1, 0, "old", False),
+        ("running", None, 2, "old", False),
+        ("running", None, 0, "new", True),
+        ("paused", 0, 1, "old", True),
+        ("halted", 0, 3, "new", False),
+        ("aborted", 0, 3, "new", False),
+        ("completed", None, 3, "old", True),
+    ],
+)
+def test_which_devices_serve_the_new_artifact(status, member_stage, current, enrolling, expected):
+    assert (
+        serves_target(
+            status=status, member_stage=member_stage, current_stage=current, enrolling_devices=enrolling
+        )
+        is expected
+    )

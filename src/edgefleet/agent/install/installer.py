@@ -14,6 +14,7 @@ re-verifies and loads the active version, and falls back to ``previous`` when th
 
 from __future__ import annotations
 
+import errno
 import logging
 import secrets
 import threading
@@ -35,7 +36,7 @@ from edgefleet.protocol.desired_state import Assignment, DesiredState, SlotRepor
 from edgefleet.protocol.errors import EdgefleetError
 from edgefleet.protocol.hardware_class import Threads
 from edgefleet.protocol.manifest import ArtifactManifest
-from edgefleet.trust.errors import HashMismatchError
+from edgefleet.trust.errors import DiskFullError, HashMismatchError
 
 __all__ = ["InstallerConfig", "SlotInstaller"]
 
@@ -288,7 +289,12 @@ class SlotInstaller:
         except EdgefleetError as exc:
             raise _StepFailed(name, exc) from exc
         except OSError as exc:
-            raise _StepFailed(name, EdgefleetError(f"{name}: {exc}", code="io_error", got=str(exc))) from exc
+            error = (
+                DiskFullError(f"disk full during {name}", got=str(exc))
+                if exc.errno == errno.ENOSPC
+                else EdgefleetError(f"{name}: {exc}", code="io_error", got=str(exc))
+            )
+            raise _StepFailed(name, error) from exc
         self._journal(s, attempt, event="done", step=name, **extra)
         self._crash(f"after:{name}")
         return result

@@ -1,0 +1,419 @@
+"""The slot installer end to end on real files and real ONNX models, and the faults of issue 5."""
+
+from __future__ import annotations
+
+import errno
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from crash.artifacts import (
+    assignment,
+    classifier,
+    desired,
+    golden_inputs,
+    nan_model,
+    run_model,
+    slow_model,
+    write_artifact,
+)
+
+from edgefleet.agent.health import HealthPolicy
+from edgefleet.agent.install import InstallerConfig, LocalDirFetcher, SlotInstaller, TrialPolicy
+from edgefleet.agent.journal import Journal, last_attempt
+from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
+from edgefleet.agent.slots import SlotStore
+from edgefleet.protocol.errors import ConflictError
+
+X = golden_inputs(1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2030, 1, 1, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class Env:
+    def __init__(self, tmp_path) -> None:
+        self.data = tmp_path / "data"
+        self.artifacts = tmp_path / "artifacts"
+        self.clock = Clock()
+        self.installers: list[SlotInstaller] = []
+        self.fetches: list[str] = []
+
+    def artifact(self, artifact_id: str, model: bytes, **kw):
+        return assignment(artifact_id, write_artifact(self.artifacts, artifact_id, model, **kw))
+
+    def installer(
+        self, *, trial: TrialPolicy | None = None, fetcher=None, crash=None, **config
+    ) -> SlotInstaller:
+        for old in self.installers:
+            old.close()
+        env = self
+
+        class CountingFetcher(LocalDirFetcher):
+            def fetch(self, a, staging_dir):
+                env.fetches.append(a.artifact_id)
+                return super().fetch(a, staging_dir)
+
+        inst = SlotInstaller(
+            self.data,
+            fetcher or CountingFetcher(self.artifacts),
+            OnnxRuntimeAdapter(),
+            config=InstallerConfig(trial=trial or TrialPolicy(window_s=0), **config),
+            now=self.clock,
+            **({"crash": crash} if crash else {}),
+        )
+        inst.recover()
+        self.installers.append(inst)
+        return inst
+
+    def store(self) -> SlotStore:
+        return SlotStore(self.data, "default")
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = Env(tmp_path)
+    yield e
+    for inst in e.installers:
+        inst.close()
+
+
+def staging_empty(store: SlotStore) -> bool:
+    return not store.staging_dir.exists() or not any(store.staging_dir.iterdir())
+
+
+def serves(inst: SlotInstaller, model_bytes: bytes) -> bool:
+    got = inst.model("default").predict({"x": X})["probs"]
+    return bool(np.allclose(got, run_model(model_bytes, X), atol=1e-5))
+
+
+def test_fresh_install_commits_and_serves(env):
+    inst = env.installer()
+    inst.apply(desired({"default": env.artifact("a1", classifier(1))}))
+    report = inst.slot_reports()["default"]
+    assert (report.active, report.previous, report.state) == ("a1", None, "committed")
+    assert serves(inst, classifier(1))
+    att = last_attempt(Journal(env.data / "journal" / "default.jsonl").read())
+    assert att.steps_done == ["download", "verify", "stage", "load", "health", "switch", "commit"]
+    assert att.terminal == "committed"
+
+
+def test_upgrade_keeps_previous_on_disk(env):
+    inst = env.installer()
+    inst.apply(desired({"default": env.artifact("a1", classifier(1))}))
+    inst.apply(desired({"default": env.artifact("a2", classifier(2), release_counter=2)}, generation=2))
+    report = inst.slot_reports()["default"]
+    assert (report.active, report.previous) == ("a2", "a1")
+    assert serves(inst, classifier(2))
+    assert env.store().verify(env.store().read_previous().version)
+
+
+def test_same_state_again_is_a_no_op(env):
+    inst = env.installer()
+    state = desired({"default": env.artifact("a1", classifier(1))})
+    inst.apply(state)
+    inst.apply(state)
+    assert env.fetches == ["a1"]
+
+
+def test_restart_serves_the_active_version_without_the_network(env):
+    inst = env.installer()
+    inst.apply(desired({"default": env.artifact("a1", classifier(1))}))
+    again = env.installer(fetcher=LocalDirFetcher(env.artifacts / "nowhere"))
+    assert again.serving("default") == "a1"
+    assert serves(again, classifier(1))
+
+
+@pytest.mark.parametrize(
+    ("model", "kw", "code"),
+    [
+        (nan_model(), {"expected": run_model(classifier(1), golden_inputs(4))}, "health_output_not_finite"),
+        (classifier(2), {"expected": run_model(classifier(1), golden_inputs(4))}, "health_output_mismatch"),
+        (slow_model(), {"latency_ceiling_ms": 0.5}, "health_latency_over_ceiling"),
+    ],
+    ids=["nan", "wrong-outputs", "10x-slower-than-ceiling"],
+)
+def test_unhealthy_candidate_is_not_activated(env, model, kw, code):
+    inst = env.installer()
+    inst.apply(desired({"default": env.artifact("a1", classifier(1))}))
+    inst.apply(desired({"default": env.artifact("bad", model, release_counter=2, **kw)}, generation=2))
+    report = inst.slot_reports()["default"]
+    assert (report.active, report.state) == ("a1", f"failed:{code}")
+    assert inst.last_error("default")["code"] == code
+    assert serves(inst, classifier(1))
+
+
+def test_hanging_health_check_is_bounded(env):
+    inst = env.installer(health=HealthPolicy(timeout_s=0.3))
+    inst.apply(desired({"default": env.artifact("a1", classifier(1))}))
+    hang = env.artifact("hang", slow_model(chain=3000), release_counter=2, warmup_runs=0)
+    inst.apply(desired({"default": hang}, generation=2))
+    assert inst.slot_reports()["default"].state == "failed:health_check_timeout"
+    assert inst.serving("default") == "a1"
+
+
+def test_first_install_that_fails_leaves_no_active(env):
+    inst = env.installer()
+    bad = env.artifact("bad", nan_model(), expected=run_model(classifier(1), golden_inputs(4)))
+    inst.apply(desired({"default": bad}))
+    assert inst.slot_reports()["default"].active is None
+    assert inst.model("default") is None
+
+
+def test_release_rejected_n_times_is_refused_until_a_newer_one_arrives(env):
+    inst = env.installer(max_rollbacks=2)
+    inst.apply(desired({"default": env.artifact("a1", classifier(1))}))
+    bad = env.artifact(
+        "bad", nan_model(), release_counter=2, expected=run_model(classifier(1), golden_inputs(4))
+    )
+    for generation in (2, 3):
+        inst.apply(desired({"default": bad}, generation=generation))
+        assert inst.slot_reports()["default"].state == "failed:health_output_not_finite"
+    fetched = len(env.fetches)
+    inst.apply(desired({"default": bad}, generation=4))
+    assert inst.slot_reports()["default"].state == "refused:rolled_back"
+    assert inst.last_error("default")["code"] == "release_refused_after_rollbacks"
+    assert len(env.fetches) == fetched  # not even downloaded again
+    inst.apply(desired({"default": env.artifact("a3", classifier(3), release_counter=3)}, generation=5))
+    assert inst.slot_reports()["default"].active == "a3"
+
+
+def test_disk_full_before_staging(env):
+    inst = env.installer(fetcher=LocalDirFetcher(env.artifacts, free_bytes=lambda _p: 10))
+    inst.apply(desired({"default": env.artifact("a1", classifier(1))}))
+    assert inst.slot_reports()["default"].state == "failed:disk_full"
+    assert staging_empty(env.store())
+
+
+def test_disk_full_during_staging_keeps_the_active_version(env, monkeypatch):
+    inst = env.installer()
+    inst.apply(desired({"default": env.artifact("a1", classifier(1))}))
+
+    class FullDiskFetcher(LocalDirFetcher):
+        def fetch(self, a, staging_dir):
+            staging_dir.mkdir(parents=True, exist_ok=True)
+            (staging_dir / "model.onnx").write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    inst2 = env.installer(fetcher=FullDiskFetcher(env.artifacts))
+    inst2.apply(desired({"default": env.artifact("a2", classifier(2), release_counter=2)}, generation=2))
+    report = inst2.slot_reports()["default"]
+    assert (report.active, report.state) == ("a1", "failed:disk_full")
+    assert staging_empty(env.store())
+    assert serves(inst2, classifier(1))
+
+
+def test_translated_enospc_from_the_local_fetcher(env, monkeypatch):
+    inst = env.installer()
+    real_open = type(env.data).open
+
+    def full_open(self, mode="r", *a, **kw):
+        if "w" in mode and "staging" in str(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(self, mode, *a, **kw)
+
+    monkeypatch.setattr(type(env.data), "open", full_open)
+    inst.apply(desired({"default": env.artifact("a1", classifier(1))}))
+    assert inst.slot_reports()["default"].state == "failed:disk_full"
+
+
+def test_staged_file_changed_after_verification_is_caught_at_the_switch(env):
+    env.installer().apply(desired({"default": env.artifact("a1", classifier(1))}))
+    a2 = env.artifact("a2", classifier(2), release_counter=2)
+    store = env.store()
+
+    def tamper(point: str) -> None:  # injected fault: someone rewrites the file after the health check
+        if point == "after:health":
+            key = next(k for k in store.versions() if k != store.read_active().version)
+            path = store.files_dir(key) / "golden.npz"
+            path.write_bytes(path.read_bytes() + b"x")
+
+    inst = env.installer(crash=tamper)
+    inst.apply(desired({"default": a2}, generation=2))
+    report = inst.slot_reports()["default"]
+    assert (report.active, report.state) == ("a1", "failed:version_corrupt")
+    assert serves(inst, classifier(1))
+
+
+def test_assignment_not_matching_its_manifest_is_refused(env):
+    inst = env.installer()
+    a1 = env.artifact("a1", classifier(1))
+    forged = a1.model_copy(update={"sha256": "0" * 64})
+    inst.apply(desired({"default": forged}))
+    assert inst.slot_reports()["default"].state == "failed:hash_mismatch"
+
+
+def test_artifact_source_not_matching_the_manifest_is_refused(env):
+    inst = env.installer()
+    a1 = env.artifact("a1", classifier(1))
+    (env.artifacts / "a1" / "model.onnx").write_bytes(classifier(9))
+    inst.apply(desired({"default": a1}))
+    assert inst.slot_reports()["default"].state == "failed:hash_mismatch"
+
+
+# trial and rollback
+def trial_env(env, **policy):
+    env.installer().apply(desired({"default": env.artifact("a1", classifier(1))}))
+    inst = env.installer(trial=TrialPolicy(window_s=600, **policy))
+    assert inst.slot_reports()["default"].state == "committed"
+    inst.apply(desired({"default": env.artifact("a2", classifier(2), release_counter=2)}, generation=2))
+    assert inst.slot_reports()["default"].state == "trial"
+    return inst
+
+
+def test_trial_commits_after_the_window(env):
+    inst = trial_env(env, min_requests=3)
+    env.clock.advance(601)
+    inst.tick()
+    assert inst.slot_reports()["default"].state == "trial"  # not enough requests yet
+    for _ in range(3):
+        inst.record_inference("default", ok=True)
+    inst.tick()
+    assert inst.slot_reports()["default"].state == "committed"
+    assert inst.slot_reports()["default"].previous == "a1"
+
+
+def test_failure_rate_over_threshold_rolls_back_without_the_network(env):
+    inst = trial_env(env, max_failure_rate=0.1, min_requests_for_rate=10)
+    for i in range(10):
+        inst.record_inference("default", ok=i % 3 != 0)
+    inst.tick()
+    report = inst.slot_reports()["default"]
+    assert (report.active, report.previous, report.state) == ("a1", None, "rolled_back:trial_failure_rate")
+    assert serves(inst, classifier(1))
+
+
+def test_watchdog_rolls_back_a_silent_trial(env):
+    inst = trial_env(env, watchdog_s=30)
+    env.clock.advance(10)
+    inst.heartbeat("default")
+    env.clock.advance(25)
+    inst.tick()
+    assert inst.slot_reports()["default"].state == "trial"
+    env.clock.advance(31)
+    inst.tick()
+    assert inst.slot_reports()["default"].state == "rolled_back:trial_watchdog"
+
+
+def test_repeated_crashes_during_the_trial_roll_back(env):
+    trial_env(env, max_restarts=1)
+    inst = env.installer(trial=TrialPolicy(window_s=600, max_restarts=1))  # restart 1: tolerated
+    assert inst.slot_reports()["default"].state == "trial"
+    inst = env.installer(trial=TrialPolicy(window_s=600, max_restarts=1))  # restart 2: rolled back
+    report = inst.slot_reports()["default"]
+    assert (report.active, report.state) == ("a1", "rolled_back:trial_crashed")
+    assert serves(inst, classifier(1))
+
+
+def test_release_rolled_back_n_times_is_refused(env):
+    inst = trial_env(env, max_failure_rate=0.0, min_requests_for_rate=1)
+    a2 = inst._slots["default"].trial.artifact_id
+    for generation in (3, 4):
+        inst.record_inference("default", ok=False)
+        inst.tick()
+        assert inst.slot_reports()["default"].state == "rolled_back:trial_failure_rate"
+        inst.apply(
+            desired({"default": env.artifact(a2, classifier(2), release_counter=2)}, generation=generation)
+        )
+    assert inst.slot_reports()["default"].state == "refused:rolled_back"
+    assert inst.serving("default") == "a1"
+
+
+def test_previous_corrupted_keeps_the_current_version_and_reports_it(env):
+    inst = trial_env(env, max_failure_rate=0.0, min_requests_for_rate=1)
+    store = env.store()
+    prev = store.read_previous()
+    (store.files_dir(prev.version) / "model.onnx").write_bytes(b"bit rot")
+    inst.record_inference("default", ok=False)
+    inst.tick()
+    report = inst.slot_reports()["default"]
+    assert (report.active, report.previous) == ("a2", "a1")
+    assert report.state == "kept:trial_failure_rate:previous_corrupt"
+    assert inst.last_error("default")["code"] == "version_corrupt"
+    assert store.has_version(prev.version)  # never deleted, even corrupt
+    inst.record_inference("default", ok=True)
+    assert serves(inst, classifier(2))
+
+
+def test_new_assignment_during_a_trial_keeps_the_last_good_previous(env):
+    inst = trial_env(env)
+    inst.apply(desired({"default": env.artifact("a3", classifier(3), release_counter=3)}, generation=3))
+    report = inst.slot_reports()["default"]
+    assert (report.active, report.previous) == ("a3", "a1")
+
+
+# operator paths
+def test_operator_pin_to_previous_reactivates_from_disk(env):
+    inst = env.installer()
+    a1 = env.artifact("a1", classifier(1))
+    inst.apply(desired({"default": a1}))
+    inst.apply(desired({"default": env.artifact("a2", classifier(2), release_counter=2)}, generation=2))
+    fetched = list(env.fetches)
+    inst.apply(desired({"default": a1}, generation=3))
+    report = inst.slot_reports()["default"]
+    assert (report.active, report.previous) == ("a1", "a2")
+    assert env.fetches == fetched
+    assert serves(inst, classifier(1))
+
+
+def test_local_rollback_without_the_network(env):
+    inst = env.installer()
+    inst.apply(desired({"default": env.artifact("a1", classifier(1))}))
+    inst.apply(desired({"default": env.artifact("a2", classifier(2), release_counter=2)}, generation=2))
+    assert inst.rollback("default") is True
+    assert inst.serving("default") == "a1"
+    assert inst.rollback("default") is False  # nothing further back
+
+
+def test_disabled_active_artifact_rolls_back(env):
+    inst = env.installer()
+    inst.apply(desired({"default": env.artifact("a1", classifier(1))}))
+    inst.apply(desired({"default": env.artifact("a2", classifier(2), release_counter=2)}, generation=2))
+    inst.apply(desired({}, generation=3, disabled=["a2"]))
+    report = inst.slot_reports()["default"]
+    assert (report.active, report.state) == ("a1", "rolled_back:artifact_disabled")
+
+
+def test_disabled_assignment_is_not_installed(env):
+    inst = env.installer()
+    inst.apply(desired({"default": env.artifact("a1", classifier(1))}, disabled=["a1"]))
+    assert inst.slot_reports()["default"].state == "refused:disabled"
+    assert env.fetches == []
+
+
+# recovery
+def test_corrupt_active_at_boot_falls_back_to_previous(env):
+    inst = env.installer()
+    inst.apply(desired({"default": env.artifact("a1", classifier(1))}))
+    inst.apply(desired({"default": env.artifact("a2", classifier(2), release_counter=2)}, generation=2))
+    store = env.store()
+    (store.files_dir(store.read_active().version) / "model.onnx").write_bytes(b"bit rot")
+    again = env.installer()
+    report = again.slot_reports()["default"]
+    assert (report.active, report.state) == ("a1", "rolled_back:active_unusable")
+    assert serves(again, classifier(1))
+
+
+def test_two_installers_on_one_data_dir(env):
+    env.installer()
+    with pytest.raises(ConflictError) as err:
+        SlotInstaller(env.data, LocalDirFetcher(env.artifacts), OnnxRuntimeAdapter())
+    assert err.value.code == "agent_already_running"
+
+
+def test_gc_after_commits_keeps_active_and_previous(env):
+    inst = env.installer(gc_max_removals=10)
+    for i in range(1, 6):
+        inst.apply(
+            desired({"default": env.artifact(f"a{i}", classifier(i), release_counter=i)}, generation=i)
+        )
+    store = env.store()
+    assert sorted(store.versions()) == sorted([store.read_active().version, store.read_previous().version])

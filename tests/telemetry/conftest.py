@@ -1,4 +1,4 @@
-"""A real control plane (ASGI app, in process) on each database, real enrolled devices, an injectable clock."""
+"""A real control plane (in-process ASGI app) on each database, real enrolled devices, an injectable clock."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 Set ``EDGEFLEET_FAULT_CRASH_AT`` to a point name and the agent kills itself there, exactly like a power cut
 (no ``finally``, no flush). Points: ``before:<step>`` / ``after:<step>`` for each journaled step, and
 ``write:<file name>`` between the bytes of a durable write (``active``, ``previous``, ``trial``, ``journal``,
-``manifest.json``, or an artifact file such as ``model.onnx`` while it is copied). Unset: no effect.
+``manifest.json``, or an artifact file such as ``model.onnx`` while it is copied). ``<point>#<n>`` dies at
+the n-th time the point is reached (default: the first). Unset: no effect.
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ def no_crash(_point: str) -> None:
 
 
 def crash_hook_from_env(environ: Mapping[str, str] | None = None) -> CrashHook:
-    point = (environ if environ is not None else os.environ).get(CRASH_ENV_VAR, "")
-    if not point:
+    spec = (environ if environ is not None else os.environ).get(CRASH_ENV_VAR, "")
+    if not spec:
         return no_crash
+    point, _, nth = spec.partition("#")
+    remaining = [int(nth) if nth.isdigit() and int(nth) > 0 else 1]
 
     def crash(name: str) -> None:
         if name == point:
-            os.kill(os.getpid(), signal.SIGKILL)
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                os.kill(os.getpid(), signal.SIGKILL)
 
     return crash

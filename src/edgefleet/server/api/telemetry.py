@@ -17,6 +17,7 @@ from edgefleet.protocol.telemetry import MAX_BATCH_UNCOMPRESSED_BYTES, Telemetry
 from edgefleet.server.api.dependencies import Ctx, DbSession, ServerContext, Viewer
 from edgefleet.server.api.devices import DEVICE_ID_PATTERN, signed_device_call
 from edgefleet.server.services import telemetry as svc
+from edgefleet.server.services import telemetry_views as views
 from edgefleet.server.services.devices import StatusThresholds
 from edgefleet.server.store.devices import DeviceRow
 
@@ -137,7 +138,7 @@ def get_fleet_health(
     label: Annotated[list[str] | None, Query(max_length=16)] = None,
 ) -> dict[str, Any]:
     now, start = _since(ctx, since, timedelta(hours=1))
-    return svc.fleet_health(
+    return views.fleet_health(
         session,
         now=now,
         since=start,
@@ -160,7 +161,7 @@ def get_device_telemetry(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     now, start = _since(ctx, since, timedelta(hours=24))
-    return svc.device_telemetry(
+    return views.device_telemetry(
         session,
         device_id,
         now=now,
@@ -175,11 +176,11 @@ def get_device_telemetry(
 def metrics(request: Request, ctx: Ctx, session: DbSession, _: Viewer) -> Response:
     """Fleet aggregates over the last 5 minutes in Prometheus text format (scrape with a viewer token)."""
     now = ctx.clock()
-    health = svc.fleet_health(
+    health = views.fleet_health(
         session,
         now=now,
         since=now - timedelta(minutes=5),
         freshness=_freshness(request),
         thresholds=_thresholds(request),
     )
-    return Response(svc.prometheus_text(health), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(views.prometheus_text(health), media_type="text/plain; version=0.0.4; charset=utf-8")

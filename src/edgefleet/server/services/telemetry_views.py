@@ -1,0 +1,441 @@
+"""Reading telemetry: exact fleet aggregates, one device's view, and the Prometheus exposition.
+
+Aggregation is exact: counts add and latency histograms merge bucket by bucket (fixed buckets from
+``protocol.telemetry``), so p50/p95/p99 of a fleet are read from the merged histogram, never averaged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from edgefleet.protocol.errors import NotFoundError
+from edgefleet.protocol.telemetry import merge_counts, quantile_from_buckets
+from edgefleet.server.services.devices import StatusThresholds, device_status
+from edgefleet.server.services.telemetry import Freshness
+from edgefleet.server.store.devices import DeviceRow
+from edgefleet.server.store.telemetry import (
+    TelemetryDeviceRow,
+    TelemetryEventRow,
+    TelemetryModelWindowRow,
+    TelemetryWindowRow,
+)
+
+__all__ = ["device_telemetry", "fleet_health", "prometheus_text"]
+
+MAX_DETAIL_DEVICES = 100
+
+
+# --- aggregation (pure) -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Agg:
+    """An exact sum of model windows: counts add, histogram buckets add."""
+
+    requests: int = 0
+    errors: int = 0
+    errors_by_code: dict[str, int] = field(default_factory=dict)
+    requests_by_rung: dict[str, int] = field(default_factory=dict)
+    buckets: dict[int, int] = field(default_factory=dict)
+    latency_sum_ms: float = 0.0
+    latency_max_ms: float = 0.0
+    shadow_compared: int = 0
+    shadow_agreement_sum: float = 0.0
+    health_passed: int = 0
+    health_failed: int = 0
+    health_failed_by_code: dict[str, int] = field(default_factory=dict)
+    devices: set[str] = field(default_factory=set)
+
+    def add(self, row: TelemetryModelWindowRow) -> None:
+        self.requests += row.requests
+        self.errors += row.errors
+        merge_counts(self.errors_by_code, row.errors_by_code)
+        merge_counts(self.requests_by_rung, row.requests_by_rung)
+        merge_counts(self.buckets, {int(k): int(v) for k, v in row.latency_buckets.items()})
+        self.latency_sum_ms += row.latency_sum_ms
+        self.latency_max_ms = max(self.latency_max_ms, row.latency_max_ms)
+        self.shadow_compared += row.shadow_compared
+        self.shadow_agreement_sum += row.shadow_agreement_sum
+        self.health_passed += row.health_passed
+        self.health_failed += row.health_failed
+        merge_counts(self.health_failed_by_code, row.health_failed_by_code)
+        self.devices.add(row.device_id)
+
+    def to_wire(self, *, span_s: float) -> dict[str, Any]:
+        latency_count = sum(self.buckets.values())
+        return {
+            "devices": len(self.devices),
+            "requests": self.requests,
+            "errors": self.errors,
+            "request_rate_per_s": self.requests / span_s if span_s > 0 else None,
+            "error_rate": self.errors / self.requests if self.requests else None,
+            "errors_by_code": dict(sorted(self.errors_by_code.items())),
+            "requests_by_rung": dict(sorted(self.requests_by_rung.items())),
+            "latency_ms": {
+                "p50": quantile_from_buckets(self.buckets, 0.50),
+                "p95": quantile_from_buckets(self.buckets, 0.95),
+                "p99": quantile_from_buckets(self.buckets, 0.99),
+                "mean": self.latency_sum_ms / latency_count if latency_count else None,
+                "max": self.latency_max_ms if latency_count else None,
+                "count": latency_count,
+                "buckets": {str(k): v for k, v in sorted(self.buckets.items())},
+            },
+            "shadow": {
+                "compared": self.shadow_compared,
+                "agreement": self.shadow_agreement_sum / self.shadow_compared
+                if self.shadow_compared
+                else None,
+            },
+            "health_checks": {
+                "passed": self.health_passed,
+                "failed": self.health_failed,
+                "failed_by_code": dict(sorted(self.health_failed_by_code.items())),
+            },
+        }
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
+def _lag_s(at: datetime | None, now: datetime) -> float | None:
+    return None if at is None else max(0.0, (now - at).total_seconds())
+
+
+# --- queries ------------------------------------------------------------------------------------------------
+
+
+def fleet_health(
+    session: Session,
+    *,
+    now: datetime,
+    since: datetime,
+    hardware_class: str | None = None,
+    model_version: str | None = None,
+    labels: dict[str, str] | None = None,
+    freshness: Freshness,
+    thresholds: StatusThresholds,
+) -> dict[str, Any]:
+    """Exact fleet aggregates of windows ending in ``[since, now]``, with how fresh the data is."""
+    span_s = max(0.0, (now - since).total_seconds())
+    with session.begin():
+        dev_stmt = select(DeviceRow)
+        if hardware_class is not None:
+            dev_stmt = dev_stmt.where(DeviceRow.hardware_class == hardware_class)
+        devices = [
+            d
+            for d in session.execute(dev_stmt).scalars()
+            if all(d.labels.get(k) == v for k, v in (labels or {}).items())
+        ]
+        device_ids = {d.id for d in devices}
+        stmt = select(TelemetryModelWindowRow).where(
+            TelemetryModelWindowRow.end_at >= since, TelemetryModelWindowRow.end_at <= now
+        )
+        if hardware_class is not None:
+            stmt = stmt.where(TelemetryModelWindowRow.hardware_class == hardware_class)
+        if model_version is not None:
+            stmt = stmt.where(TelemetryModelWindowRow.model_version == model_version)
+        rows = [r for r in session.execute(stmt).scalars() if r.device_id in device_ids]
+        win_stmt = select(
+            TelemetryWindowRow.device_id,
+            TelemetryWindowRow.hardware_class,
+            TelemetryWindowRow.degraded_s,
+            TelemetryWindowRow.late_s,
+        ).where(TelemetryWindowRow.end_at >= since, TelemetryWindowRow.end_at <= now)
+        if hardware_class is not None:
+            win_stmt = win_stmt.where(TelemetryWindowRow.hardware_class == hardware_class)
+        windows = [w for w in session.execute(win_stmt) if w.device_id in device_ids]
+        states = (
+            {
+                s.device_id: s
+                for s in session.execute(
+                    select(TelemetryDeviceRow).where(TelemetryDeviceRow.device_id.in_(device_ids))
+                ).scalars()
+            }
+            if device_ids
+            else {}
+        )
+
+    total = _Agg()
+    by_version: dict[str, _Agg] = {}
+    by_class: dict[str, _Agg] = {}
+    by_site: dict[str, _Agg] = {}
+    site_of = {d.id: d.labels.get("site") for d in devices}
+    for row in rows:
+        total.add(row)
+        by_version.setdefault(row.model_version, _Agg()).add(row)
+        by_class.setdefault(row.hardware_class, _Agg()).add(row)
+        site = site_of.get(row.device_id)
+        if site is not None:
+            by_site.setdefault(site, _Agg()).add(row)
+    degraded: dict[str, float] = {}
+    max_late_s = 0.0
+    if model_version is None:  # degraded time is per device, not per model version
+        for w in windows:
+            merge_counts(degraded, w.degraded_s or {})
+    for w in windows:
+        max_late_s = max(max_late_s, float(w.late_s))
+
+    stale: list[str] = []
+    newest: datetime | None = None
+    status_counts: dict[str, int] = {}
+    for d in devices:
+        status = device_status(
+            last_seen_at=d.last_seen_at, revoked=d.revoked_at is not None, now=now, thresholds=thresholds
+        ).value
+        status_counts[status] = status_counts.get(status, 0) + 1
+        state = states.get(d.id)
+        end = state.last_window_end_at if state else None
+        if end is not None:
+            newest = end if newest is None else max(newest, end)
+        if d.revoked_at is None and (end is None or (now - end).total_seconds() > freshness.stale_after_s):
+            stale.append(d.id)
+    dropped: dict[str, int] = {}
+    for state in states.values():
+        merge_counts(dropped, state.dropped or {})
+
+    def groups(aggs: dict[str, _Agg], key: str) -> list[dict[str, Any]]:
+        return [{key: name, **agg.to_wire(span_s=span_s)} for name, agg in sorted(aggs.items())]
+
+    return {
+        "since": since.isoformat(),
+        "until": now.isoformat(),
+        "filters": {"hardware_class": hardware_class, "model_version": model_version, "labels": labels or {}},
+        "totals": {**total.to_wire(span_s=span_s), "degraded_s": dict(sorted(degraded.items()))},
+        "by_model_version": groups(by_version, "model_version"),
+        "by_hardware_class": groups(by_class, "hardware_class"),
+        "by_site": groups(by_site, "site"),
+        "devices": {
+            "total": len(devices),
+            "reporting": len(total.devices),
+            "by_status": dict(sorted(status_counts.items())),
+            "stale_data": len(stale),
+            "stale_data_ids": sorted(stale)[:MAX_DETAIL_DEVICES],
+        },
+        "data": {
+            "newest_window_end_at": _iso(newest),
+            "lag_s": _lag_s(newest, now),
+            "max_late_s": max_late_s,
+            "stale_after_s": freshness.stale_after_s,
+        },
+        "dropped": dict(sorted(dropped.items())),
+    }
+
+
+def device_telemetry(
+    session: Session,
+    device_id: str,
+    *,
+    now: datetime,
+    since: datetime,
+    limit: int,
+    freshness: Freshness,
+    thresholds: StatusThresholds,
+) -> dict[str, Any]:
+    """One device: totals since ``since``, its newest windows and events (by sequence), data freshness."""
+    with session.begin():
+        device = session.get(DeviceRow, device_id[:32])
+        if device is None:
+            raise NotFoundError("no such device", code="device_not_found", got=device_id[:80])
+        state = session.get(TelemetryDeviceRow, device.id)
+        rows = session.execute(
+            select(TelemetryModelWindowRow).where(
+                TelemetryModelWindowRow.device_id == device.id,
+                TelemetryModelWindowRow.end_at >= since,
+                TelemetryModelWindowRow.end_at <= now,
+            )
+        ).scalars()
+        total = _Agg()
+        by_version: dict[str, _Agg] = {}
+        for row in rows:
+            total.add(row)
+            by_version.setdefault(row.model_version, _Agg()).add(row)
+        windows = list(
+            session.execute(
+                select(TelemetryWindowRow)
+                .where(TelemetryWindowRow.device_id == device.id)
+                .order_by(TelemetryWindowRow.sequence.desc(), TelemetryWindowRow.id.desc())
+                .limit(limit)
+            ).scalars()
+        )
+        per_window: dict[int, list[TelemetryModelWindowRow]] = {}
+        if windows:
+            for m in session.execute(
+                select(TelemetryModelWindowRow).where(
+                    TelemetryModelWindowRow.window_id.in_([w.id for w in windows])
+                )
+            ).scalars():
+                per_window.setdefault(m.window_id, []).append(m)
+        events = list(
+            session.execute(
+                select(TelemetryEventRow)
+                .where(TelemetryEventRow.device_id == device.id)
+                .order_by(TelemetryEventRow.sequence.desc(), TelemetryEventRow.id.desc())
+                .limit(limit)
+            ).scalars()
+        )
+    span_s = max(0.0, (now - since).total_seconds())
+    last_end = state.last_window_end_at if state else None
+    lag = _lag_s(last_end, now)
+    return {
+        "device_id": device.id,
+        "hardware_class": device.hardware_class,
+        "labels": device.labels,
+        "status": device_status(
+            last_seen_at=device.last_seen_at,
+            revoked=device.revoked_at is not None,
+            now=now,
+            thresholds=thresholds,
+        ).value,
+        "last_seen_at": _iso(device.last_seen_at),
+        "data": {
+            "last_window_end_at": _iso(last_end),
+            "lag_s": lag,
+            "stale": lag is None or lag > freshness.stale_after_s,
+            "last_batch_at": _iso(state.last_batch_at if state else None),
+        },
+        "queue": {
+            "bytes": state.queue_bytes if state else None,
+            "records": state.queue_records if state else None,
+            "dropped": dict(sorted((state.dropped or {}).items())) if state else {},
+            "records_accepted": state.records_accepted if state else 0,
+            "records_duplicate": state.records_duplicate if state else 0,
+        },
+        "since": since.isoformat(),
+        "totals": total.to_wire(span_s=span_s),
+        "by_model_version": [
+            {"model_version": name, **agg.to_wire(span_s=span_s)} for name, agg in sorted(by_version.items())
+        ],
+        "windows": [_window_to_wire(w, per_window.get(w.id, []), freshness=freshness) for w in windows],
+        "events": [
+            {
+                "boot_id": e.boot_id,
+                "sequence": e.sequence,
+                "at": e.at.isoformat(),
+                "received_at": e.received_at.isoformat(),
+                "kind": e.kind,
+                "code": e.code,
+                "details": e.details,
+            }
+            for e in events
+        ],
+    }
+
+
+def _window_to_wire(
+    w: TelemetryWindowRow, models: list[TelemetryModelWindowRow], *, freshness: Freshness
+) -> dict[str, Any]:
+    return {
+        "boot_id": w.boot_id,
+        "sequence": w.sequence,
+        "start_at": w.start_at.isoformat(),
+        "end_at": w.end_at.isoformat(),
+        "device_end_at": w.device_end_at.isoformat(),
+        "received_at": w.received_at.isoformat(),
+        "late_s": w.late_s,
+        "late": w.late_s > freshness.stale_after_s,
+        "degraded_s": w.degraded_s,
+        "resources": w.resources,
+        "models": [
+            {
+                "model_version": m.model_version,
+                "requests": m.requests,
+                "errors": m.errors,
+                "errors_by_code": m.errors_by_code,
+                "requests_by_rung": m.requests_by_rung,
+                "latency_p95_ms": quantile_from_buckets(
+                    {int(k): v for k, v in m.latency_buckets.items()}, 0.95
+                ),
+            }
+            for m in sorted(models, key=lambda m: m.model_version)
+        ],
+    }
+
+
+def _prom_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus_text(health: dict[str, Any]) -> str:
+    """Prometheus text exposition (0.0.4) of a ``fleet_health`` answer, one series per class and version."""
+    lines: list[str] = []
+
+    def metric(
+        name: str, kind: str, help_text: str, samples: list[tuple[dict[str, str], float | None]]
+    ) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            if value is None or not math.isfinite(value):
+                continue
+            text = ",".join(f'{k}="{_prom_escape(v)}"' for k, v in labels.items())
+            lines.append(f"{name}{{{text}}} {value:g}" if text else f"{name} {value:g}")
+
+    groups = [({"hardware_class": g["hardware_class"]}, g) for g in health["by_hardware_class"]]
+    versions = [({"model_version": g["model_version"]}, g) for g in health["by_model_version"]]
+    both = groups + versions
+    metric(
+        "edgefleet_fleet_request_rate",
+        "gauge",
+        "Inference requests per second over the window.",
+        [(lab, g["request_rate_per_s"]) for lab, g in both],
+    )
+    metric(
+        "edgefleet_fleet_error_ratio",
+        "gauge",
+        "Failed requests / requests over the window.",
+        [(lab, g["error_rate"]) for lab, g in both],
+    )
+    metric(
+        "edgefleet_fleet_latency_ms",
+        "gauge",
+        "Latency quantiles from merged device histograms.",
+        [
+            ({**lab, "quantile": q}, g["latency_ms"][f"p{int(float(q) * 100)}"])
+            for lab, g in both
+            for q in ("0.5", "0.95", "0.99")
+        ],
+    )
+    metric(
+        "edgefleet_fleet_reporting_devices",
+        "gauge",
+        "Devices with telemetry in the window.",
+        [(lab, float(g["devices"])) for lab, g in both],
+    )
+    metric(
+        "edgefleet_devices",
+        "gauge",
+        "Enrolled devices by connection status.",
+        [({"status": s}, float(n)) for s, n in health["devices"]["by_status"].items()],
+    )
+    metric(
+        "edgefleet_devices_stale_telemetry",
+        "gauge",
+        "Devices whose newest telemetry is stale.",
+        [({}, float(health["devices"]["stale_data"]))],
+    )
+    metric(
+        "edgefleet_telemetry_lag_seconds",
+        "gauge",
+        "Age of the newest telemetry window in the fleet.",
+        [({}, health["data"]["lag_s"])],
+    )
+    metric(
+        "edgefleet_degraded_seconds",
+        "gauge",
+        "Seconds served on each degraded rung over the window.",
+        [({"rung": r}, float(s)) for r, s in health["totals"]["degraded_s"].items()],
+    )
+    metric(
+        "edgefleet_telemetry_dropped_records_total",
+        "counter",
+        "Records devices dropped under queue pressure.",
+        [({"kind": k}, float(n)) for k, n in health["dropped"].items()],
+    )
+    return "\n".join(lines) + "\n"

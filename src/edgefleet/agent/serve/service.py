@@ -1,0 +1,425 @@
+"""The in-process inference service: hot-swapped model, bounded admission, degraded ladder, shadow.
+
+The hot path reads one immutable ``_Serving`` snapshot (rung, model, signature rules) and calls the model
+outside any lock. A swap (a new active artifact, a step down, a successful probe) loads the new model first
+and then replaces the snapshot in one assignment: requests in flight finish on the model they started with,
+which is released by reference counting once the last of them returns; none is dropped. Old models are never
+``close()``d while they may still be serving, because closing cancels runs in flight.
+
+Ladder transitions are decided by the pure functions in ``ladder``; this module only loads and swaps.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgefleet.agent.runtime.base import LoadedModel, LoadOptions, RuntimeAdapter, sample_inputs
+from edgefleet.agent.serve import ladder
+from edgefleet.agent.serve.admission import AdmissionGate
+from edgefleet.agent.serve.config import ServingConfig, rule_outputs
+from edgefleet.agent.serve.errors import InferenceDeferredError, NoModelError
+from edgefleet.agent.serve.ladder import LadderState, Rung
+from edgefleet.agent.serve.metrics import MetricsSink, NullMetrics
+from edgefleet.agent.serve.shadow import AgreementStats, ShadowConfig, ShadowEvaluator
+from edgefleet.agent.serve.source import ActiveArtifact, ActiveSource, read_artifact_dir
+from edgefleet.agent.serve.status import write_status
+from edgefleet.agent.serve.validate import InputRules, validate_inputs
+from edgefleet.protocol.errors import EdgefleetError
+from edgefleet.protocol.manifest import Signature
+
+__all__ = ["InferenceService", "Prediction"]
+
+log = logging.getLogger("edgefleet.agent.serve")
+_CPU = ("CPUExecutionProvider",)
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    outputs: dict[str, np.ndarray]
+    model_version: str
+    """``<model>/<version>`` of the artifact that answered (``none`` for a rule with no model)."""
+    artifact_id: str
+    mode: Rung
+    latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Serving:
+    rung: Rung
+    model: LoadedModel | None
+    artifact: ActiveArtifact | None
+    rules: InputRules | None
+    signature: Signature | None
+    model_version: str
+    artifact_id: str
+
+
+class InferenceService:
+    """One model slot's serving. ``predict`` is thread-safe; call ``start()`` for the probe timer (or call
+    ``tick()`` yourself) and ``close()`` at the end."""
+
+    def __init__(
+        self,
+        source: ActiveSource,
+        adapter: RuntimeAdapter,
+        config: ServingConfig | None = None,
+        *,
+        metrics: MetricsSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config or ServingConfig()
+        self._source = source
+        self._adapter = adapter
+        self._metrics: MetricsSink = metrics or NullMetrics()
+        self._clock = clock
+        self._gate = AdmissionGate(self.config.admission)
+        self._mutex = threading.RLock()
+        self._primary: ActiveArtifact | None = None
+        self._preferred_is_cpu = False
+        self._fallback: ActiveArtifact | None = None
+        self._fallback_error: dict[str, Any] | None = None
+        self._shadow: ShadowEvaluator | None = None
+        self._last_error: dict[str, Any] | None = None
+        self._reported_s: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        with self._mutex:
+            self._primary = source.active()
+            self._serving, rung = self._select(0, reason="start")
+            self._ladder = ladder.enter(None, rung, self.config.ladder, clock())
+        self._write_status()
+        source.subscribe(self._on_active_changed)
+
+    # --- the hot path --------------------------------------------------------------------------------
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> Prediction:
+        """Validate, wait for a turn (bounded), run on the current rung. Raises ``BadTensorError``,
+        ``ServerBusyError``, ``InferenceDeferredError``, ``NoModelError`` or ``InferenceFailedError``."""
+        serving = self._serving
+        rules = serving.rules
+        batch = validate_inputs(rules, inputs) if rules is not None else 1
+        self._gate.acquire()
+        start = time.perf_counter()
+        error_code: str | None = None
+        try:
+            outputs, serving = self._run(serving, inputs, batch, retry=True)
+        except EdgefleetError as exc:
+            error_code = exc.code
+            raise
+        finally:
+            latency_s = time.perf_counter() - start
+            self._gate.release(latency_s)
+            self._metrics.record_request(serving.model_version, serving.rung, latency_s * 1000.0, error_code)
+        shadow = self._shadow
+        if shadow is not None and serving.rung != "rule":
+            shadow.offer(inputs, outputs, latency_s * 1000.0)
+        return Prediction(
+            outputs, serving.model_version, serving.artifact_id, serving.rung, latency_s * 1000.0
+        )
+
+    def _run(
+        self, serving: _Serving, inputs: Mapping[str, np.ndarray], batch: int, *, retry: bool
+    ) -> tuple[dict[str, np.ndarray], _Serving]:
+        model = serving.model
+        if model is None:
+            return self._rule_answer(serving, batch), serving
+        try:
+            outputs = model.predict(inputs)
+        except EdgefleetError as exc:
+            replacement = self._on_failure(serving, exc)
+            if retry and replacement is not serving:
+                return self._run(replacement, inputs, batch, retry=False)
+            raise
+        if self._ladder.failures:
+            with self._mutex:
+                self._ladder = ladder.after_success(self._ladder)
+        return outputs, serving
+
+    def _rule_answer(self, serving: _Serving, batch: int) -> dict[str, np.ndarray]:
+        rule = self.config.rule
+        if serving.signature is None:  # nothing installed and no fallback: nothing to answer for
+            raise NoModelError("no model is installed", expected="an active artifact", got=None)
+        if rule.kind == "fixed":
+            return rule_outputs(rule, serving.signature, batch)
+        raise InferenceDeferredError(
+            "the model is unavailable and the configured rule is to defer",
+            retry_after_s=rule.retry_after_s,
+            details={"last_error": self._last_error},
+        )
+
+    # --- the ladder ----------------------------------------------------------------------------------
+
+    def _on_failure(self, failed: _Serving, exc: EdgefleetError) -> _Serving:
+        with self._mutex:
+            if self._serving is not failed:  # someone already moved on
+                return self._serving
+            self._last_error = {"code": exc.code, "message": exc.message[:500], "rung": failed.rung}
+            self._ladder, descend = ladder.after_failure(self._ladder, self.config.ladder)
+            if not descend:
+                return failed
+            index = ladder.RUNGS.index(failed.rung) + 1
+            serving, rung = self._select(index, reason=exc.code)
+            self._swap(serving, rung, reason=exc.code)
+            return serving
+
+    def _select(self, start: int, *, reason: str) -> tuple[_Serving, Rung]:
+        """Load the best rung at or below ``RUNGS[start]`` that works; ``rule`` always does."""
+        for rung in ladder.RUNGS[start:]:
+            try:
+                serving = self._build(rung)
+            except EdgefleetError as exc:
+                self._last_error = {"code": exc.code, "message": exc.message[:500], "rung": rung}
+                log.warning("event=rung_unavailable rung=%s code=%s reason=%s", rung, exc.code, reason)
+                self._metrics.record_event("degraded", f"{rung}_unavailable", {"code": exc.code})
+                continue
+            if serving is not None:
+                return serving, rung
+        raise AssertionError("unreachable: the rule rung always builds")  # pragma: no cover
+
+    def _build(self, rung: Rung) -> _Serving | None:
+        """A snapshot for ``rung``; ``None`` when the rung does not apply (e.g. cpu == preferred)."""
+        primary = self._primary
+        if rung == "preferred" or rung == "cpu":
+            if primary is None:
+                return None
+            if rung == "cpu" and self._preferred_is_cpu:
+                return None
+            providers = tuple(primary.manifest.runtime.execution_providers) if rung == "preferred" else _CPU
+            model = self._load(primary, providers)
+            if rung == "preferred":
+                self._preferred_is_cpu = tuple(model.providers) == _CPU
+            return self._snapshot(rung, model, primary)
+        if rung == "fallback":
+            fallback = self._load_fallback()
+            if fallback is None:
+                return None
+            return self._snapshot(rung, self._load(fallback, _CPU), fallback)
+        signature = primary.manifest.signature if primary is not None else None
+        if signature is None and self._fallback is not None:
+            signature = self._fallback.manifest.signature
+        serving = _Serving(
+            rung="rule",
+            model=None,
+            artifact=None,
+            rules=self._rules(signature) if signature is not None else None,
+            signature=signature,
+            model_version="rule",
+            artifact_id="rule",
+        )
+        if self.config.rule.kind == "fixed" and signature is not None:
+            rule_outputs(self.config.rule, signature, 1)  # refuse a rule that does not fit, at load time
+        return serving
+
+    def _rules(self, signature: Signature) -> InputRules:
+        return InputRules(signature, max_batch=self.config.max_batch, max_elements=self.config.max_elements)
+
+    def _snapshot(self, rung: Rung, model: LoadedModel, artifact: ActiveArtifact) -> _Serving:
+        # Requests are validated against the active artifact's signature on every rung.
+        signature = (self._primary or artifact).manifest.signature
+        return _Serving(
+            rung=rung,
+            model=model,
+            artifact=artifact,
+            rules=self._rules(signature),
+            signature=signature,
+            model_version=artifact.model_version,
+            artifact_id=artifact.artifact_id,
+        )
+
+    def _load(self, artifact: ActiveArtifact, providers: tuple[str, ...]) -> LoadedModel:
+        options = LoadOptions(
+            execution_providers=providers,
+            intra_op_threads=self.config.threads.intra_op,
+            inter_op_threads=self.config.threads.inter_op,
+            warmup_runs=artifact.manifest.health_check.warmup_runs,
+        )
+        return self._adapter.load(artifact.model_path, artifact.manifest.signature, options)
+
+    def _load_fallback(self) -> ActiveArtifact | None:
+        path = self.config.fallback_dir
+        if path is None:
+            return None
+        fallback = read_artifact_dir(path)  # raises artifact_unreadable when missing: a visible event
+        primary = self._primary
+        if primary is not None:
+            want = primary.manifest.signature
+            got = fallback.manifest.signature
+            if [t.model_dump() for t in want.inputs] != [t.model_dump() for t in got.inputs] or [
+                t.name for t in want.outputs
+            ] != [t.name for t in got.outputs]:
+                raise EdgefleetError(
+                    "the fallback artifact's signature differs from the active one",
+                    code="fallback_signature_mismatch",
+                    expected=want.model_dump(),
+                    got=got.model_dump(),
+                )
+        self._fallback = fallback
+        return fallback
+
+    def _swap(self, serving: _Serving, rung: Rung, *, reason: str) -> None:
+        """Under ``_mutex``. Replace the snapshot in one assignment and record the move."""
+        before = self._serving.rung
+        self._serving = serving
+        self._ladder = ladder.enter(self._ladder, rung, self.config.ladder, self._clock())
+        if before != rung:
+            log.warning("event=rung_changed from=%s to=%s reason=%s", before, rung, reason)
+            self._metrics.record_event(
+                "degraded", "rung_changed", {"from": before, "to": rung, "reason": reason}
+            )
+        self._write_status()
+
+    # --- swaps from outside and probes ---------------------------------------------------------------
+
+    def _on_active_changed(self, artifact: ActiveArtifact | None) -> None:
+        with self._mutex:
+            self._primary = artifact
+            self._preferred_is_cpu = False
+            serving, rung = self._select(0, reason="active_changed")
+            self._swap(serving, rung, reason="active_changed")
+        self._metrics.record_event(
+            "update", "serving_swapped", {"artifact": serving.artifact_id, "rung": rung}
+        )
+
+    def tick(self) -> None:
+        """Probe the rungs above the current one when due, and report the time spent per rung."""
+        now = self._clock()
+        with self._mutex:
+            if ladder.probe_due(self._ladder, now):
+                self._probe(now)
+            times = ladder.rung_times(self._ladder, now)
+        for rung, total in times.items():
+            delta = total - self._reported_s.get(rung, 0.0)
+            if delta > 0 and rung != "preferred":
+                self._metrics.record_degraded_time(rung, delta)
+            self._reported_s[rung] = total
+
+    def _probe(self, now: float) -> None:
+        current = ladder.RUNGS.index(self._ladder.rung)
+        for rung in ladder.RUNGS[:current]:
+            try:
+                serving = self._build(rung)
+                if serving is None:
+                    continue
+                assert serving.model is not None
+                assert serving.signature is not None
+                self._check(serving.model, serving.signature)
+            except EdgefleetError as exc:
+                log.info("event=probe_failed rung=%s code=%s", rung, exc.code)
+                continue
+            self._swap(serving, rung, reason="probe_ok")
+            return
+        self._ladder = ladder.after_probe(self._ladder, self.config.ladder, now)
+
+    @staticmethod
+    def _check(model: LoadedModel, signature: Signature) -> None:
+        outputs = model.predict(sample_inputs(signature))
+        for name, value in outputs.items():
+            if np.asarray(value).dtype.kind in "fc" and not np.isfinite(value).all():
+                raise EdgefleetError(f"probe output {name!r} is not finite", code="probe_output_not_finite")
+
+    def start(self) -> InferenceService:
+        """Run ``tick`` every ``tick_interval_s`` in a daemon thread until ``close``."""
+        if self._ticker is None:
+            self._ticker = threading.Thread(target=self._tick_loop, name="edgefleet-serve-tick", daemon=True)
+            self._ticker.start()
+        return self
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(self.config.tick_interval_s):
+            try:
+                self.tick()
+            except Exception:  # the timer must outlive a bad tick
+                log.exception("event=serve_tick_crashed")
+
+    # --- shadow ----------------------------------------------------------------------------------------
+
+    def start_shadow(self, candidate: ActiveArtifact, config: ShadowConfig | None = None) -> None:
+        """Load ``candidate`` beside the active model and compare on a sampled fraction of requests."""
+        model = self._load(candidate, tuple(candidate.manifest.runtime.execution_providers))
+        primary = candidate.manifest.signature.outputs[0].name
+        evaluator = ShadowEvaluator(
+            model, candidate.model_version, primary, config or ShadowConfig(), metrics=self._metrics
+        )
+        old, self._shadow = self._shadow, evaluator
+        if old is not None:
+            old.close()
+
+    def stop_shadow(self) -> AgreementStats | None:
+        old, self._shadow = self._shadow, None
+        return old.close() if old is not None else None
+
+    def shadow_stats(self) -> AgreementStats | None:
+        shadow = self._shadow
+        return shadow.stats() if shadow is not None else None
+
+    def drain_shadow(self, timeout_s: float = 30.0) -> None:
+        shadow = self._shadow
+        if shadow is not None:
+            shadow.drain(timeout_s)
+
+    # --- introspection ---------------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> Rung:
+        return self._serving.rung
+
+    @property
+    def input_rules(self) -> InputRules | None:
+        """What requests are validated against now (``None`` when nothing is installed)."""
+        return self._serving.rules
+
+    @property
+    def model_version(self) -> str | None:
+        serving = self._serving
+        return None if serving.rung == "rule" else serving.model_version
+
+    @property
+    def artifact_id(self) -> str | None:
+        serving = self._serving
+        return None if serving.rung == "rule" else serving.artifact_id
+
+    def status(self) -> dict[str, Any]:
+        serving = self._serving
+        state: LadderState = self._ladder
+        now = self._clock()
+        shadow = self.shadow_stats()
+        return {
+            "mode": serving.rung,
+            "model_version": self.model_version,
+            "artifact_id": self.artifact_id,
+            "providers": list(serving.model.providers) if serving.model is not None else [],
+            "consecutive_failures": state.failures,
+            "next_probe_in_s": None if state.probe_at is None else max(0.0, state.probe_at - now),
+            "time_in_rung_s": {k: round(v, 3) for k, v in ladder.rung_times(state, now).items()},
+            "queue": {
+                "running": self._gate.running,
+                "waiting": self._gate.waiting,
+                "refused": self._gate.refused,
+                "max_concurrent": self._gate.policy.max_concurrent,
+                "max_queue": self._gate.policy.max_queue,
+            },
+            "last_error": self._last_error,
+            "fallback_configured": self.config.fallback_dir is not None,
+            "shadow": shadow.to_dict() if shadow is not None else None,
+        }
+
+    def _write_status(self) -> None:
+        if self.config.status_path is None:
+            return
+        try:
+            write_status(self.config.status_path, self.status())
+        except OSError as exc:  # the status file is informative; serving goes on without it
+            log.warning("event=status_write_failed error=%s", exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=10)
+        self.stop_shadow()

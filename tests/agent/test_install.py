@@ -100,6 +100,7 @@ def test_fresh_install_commits_and_serves(env):
     inst.apply(desired({"default": env.artifact("a1", classifier(1))}))
     report = inst.slot_reports()["default"]
     assert (report.active, report.previous, report.state) == ("a1", None, "committed")
+    assert report.failed_artifact is None
     assert serves(inst, classifier(1))
     att = last_attempt(Journal(env.data / "journal" / "default.jsonl").read())
     assert att.steps_done == ["download", "verify", "stage", "load", "health", "switch", "commit"]
@@ -147,6 +148,7 @@ def test_unhealthy_candidate_is_not_activated(env, model, kw, code):
     inst.apply(desired({"default": env.artifact("bad", model, release_counter=2, **kw)}, generation=2))
     report = inst.slot_reports()["default"]
     assert (report.active, report.state) == ("a1", f"failed:{code}")
+    assert (report.failed_artifact, report.failure_code) == ("bad", code)
     assert inst.last_error("default")["code"] == code
     assert serves(inst, classifier(1))
 
@@ -288,6 +290,7 @@ def test_failure_rate_over_threshold_rolls_back_without_the_network(env):
     inst.tick()
     report = inst.slot_reports()["default"]
     assert (report.active, report.previous, report.state) == ("a1", None, "rolled_back:trial_failure_rate")
+    assert (report.failed_artifact, report.failure_code) == ("a2", "trial_failure_rate")
     assert serves(inst, classifier(1))
 
 
@@ -417,3 +420,17 @@ def test_gc_after_commits_keeps_active_and_previous(env):
         )
     store = env.store()
     assert sorted(store.versions()) == sorted([store.read_active().version, store.read_previous().version])
+
+
+def test_corrupt_only_version_is_repaired_by_the_next_assignment(env):
+    inst = env.installer()
+    a1 = env.artifact("a1", classifier(1))
+    inst.apply(desired({"default": a1}))
+    store = env.store()
+    (store.files_dir(store.read_active().version) / "model.onnx").write_bytes(b"bit rot")
+    again = env.installer()
+    assert again.slot_reports()["default"].state == "error:active_unusable"
+    assert again.model("default") is None
+    again.apply(desired({"default": a1}, generation=2))
+    assert again.slot_reports()["default"].state == "committed"
+    assert serves(again, classifier(1))

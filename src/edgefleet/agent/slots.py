@@ -280,8 +280,13 @@ class SlotStore:
             fsync_dir(Path(root))
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         if self.has_version(key):
-            shutil.rmtree(staged, ignore_errors=True)
-            return key
+            try:
+                self.verify(key)
+            except VersionCorruptError:
+                self._to_trash(key)  # a damaged copy of the same content: the fresh one replaces it
+            else:
+                shutil.rmtree(staged, ignore_errors=True)
+                return key
         os.rename(staged, self.version_dir(key))
         fsync_dir(self.versions_dir)
         return key
@@ -306,12 +311,15 @@ class SlotStore:
         candidates = [k for k in self.versions() if k not in protected]
         candidates.sort(key=lambda k: self.version_dir(k).stat().st_mtime)
         removed: list[str] = []
-        trash = self.dir / "trash"
         for key in candidates[:max_removals]:
-            trash.mkdir(parents=True, exist_ok=True)
-            target = trash / f"{key}.{secrets.token_hex(4)}"
-            os.rename(self.version_dir(key), target)
-            fsync_dir(self.versions_dir)
-            shutil.rmtree(target, ignore_errors=True)
+            self._to_trash(key)
             removed.append(key)
         return removed
+
+    def _to_trash(self, key: str) -> None:
+        trash = self.dir / "trash"
+        trash.mkdir(parents=True, exist_ok=True)
+        target = trash / f"{key}.{secrets.token_hex(4)}"
+        os.rename(self.version_dir(key), target)
+        fsync_dir(self.versions_dir)
+        shutil.rmtree(target, ignore_errors=True)

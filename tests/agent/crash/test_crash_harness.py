@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from crash.artifacts import assignment, classifier, desired, write_artifact
 
+from crash.artifacts import assignment, classifier, desired, write_artifact
 from edgefleet.agent.install import CRASH_ENV_VAR
 from edgefleet.agent.slots import SlotStore
 

@@ -69,6 +69,8 @@ class _Slot:
     trial: TrialState | None = None
     counters: threading.Lock = field(default_factory=threading.Lock)
     last_health: HealthReport | None = None
+    failed: tuple[str, str] | None = None
+    """(artifact id, code) of the last install, health check or trial that failed in this slot."""
 
 
 class _StepFailed(Exception):
@@ -148,6 +150,8 @@ class SlotInstaller:
                 active=active.artifact_id if active else None,
                 previous=previous.artifact_id if previous else None,
                 state=s.state[:64],
+                failed_artifact=s.failed[0][:64] if s.failed else None,
+                failure_code=s.failed[1][:64] if s.failed else None,
             )
         return out
 
@@ -188,8 +192,8 @@ class SlotInstaller:
         if trial is not None and (active is None or trial.version != active.version):
             store.clear_trial()  # written before a switch that never happened, or left by a rollback
             trial = None
-        if active is not None and s.model is None:
-            self._load_active_or_fallback(s, active)
+        if active is not None and s.model is None and not self._load_active_or_fallback(s, active):
+            trial = None  # the version on trial was unusable and has been replaced by previous
         if trial is not None:
             trial.restarts += 1
             store.write_trial(trial.to_dict())
@@ -199,28 +203,31 @@ class SlotInstaller:
         elif s.state == "idle" and store.read_active() is not None:
             s.state = "committed"
 
-    def _load_active_or_fallback(self, s: _Slot, active: Pointer) -> None:
+    def _load_active_or_fallback(self, s: _Slot, active: Pointer) -> bool:
+        """Load the active version; if it is unusable, fall back to previous. True if active loaded."""
         try:
             s.model = self._load_version(s.store, active.version, warmup=True)
             s.serving_artifact = active.artifact_id
-            return
+            return True
         except EdgefleetError as exc:
             s.last_error = self._error(exc, f"active version {active.artifact_id} is unusable")
+            s.failed = (active.artifact_id, exc.code)
             log.error("event=active_unusable slot=%s code=%s", s.store.slot, exc.code)
         previous = s.store.read_previous()
         if previous is None:
-            s.state = "error:active_unusable"
-            return
+            s.state = "error:active_unusable"  # a new assignment (even of the same artifact) repairs it
+            return False
         try:
             s.model = self._load_version(s.store, previous.version, warmup=True)
         except EdgefleetError as exc:
             s.last_error = self._error(exc, "neither the active nor the previous version is usable")
             s.state = "error:no_usable_version"
-            return
+            return False
         s.store.rollback(at=self._now().isoformat())
         s.store.clear_trial()
         s.serving_artifact = previous.artifact_id
         s.state = "rolled_back:active_unusable"
+        return False
 
     # apply
     def apply(self, state: DesiredState) -> None:
@@ -237,6 +244,7 @@ class SlotInstaller:
                 except EdgefleetError as exc:  # never raise per-slot failures to the coordinator
                     s.last_error = self._error(exc, exc.message)
                     s.state = f"failed:{exc.code}"
+                    s.failed = (assignment.artifact_id, exc.code)
             self.tick()
 
     def _apply_slot(self, s: _Slot, a: Assignment, disabled: set[str]) -> None:
@@ -249,12 +257,14 @@ class SlotInstaller:
                 self._rollback(s, "artifact_disabled", count=False)
             else:
                 s.state = "refused:disabled"
+                s.failed = (a.artifact_id, "artifact_disabled")
             return
-        if active is not None and active.version == key:
+        if active is not None and active.version == key and s.model is not None:
             return  # already serving (or on trial)
         rollbacks = store.read_refusals().get(a.artifact_id, 0)
         if rollbacks >= self._config.max_rollbacks:
             s.state = "refused:rolled_back"
+            s.failed = (a.artifact_id, "release_refused_after_rollbacks")
             s.last_error = {
                 "code": "release_refused_after_rollbacks",
                 "message": f"{a.artifact_id} was rejected {rollbacks} times; waiting for a newer release",
@@ -273,6 +283,7 @@ class SlotInstaller:
                 store.count_rollback(a.artifact_id)
             s.last_error = self._error(failed.error, failed.error.message)
             s.state = f"failed:{failed.error.code}"
+            s.failed = (a.artifact_id, failed.error.code)
             log.warning(
                 "event=install_failed slot=%s artifact=%s step=%s code=%s",
                 store.slot,
@@ -302,7 +313,7 @@ class SlotInstaller:
     def _attempt(self, s: _Slot, attempt: str, a: Assignment, key: str) -> None:
         store = s.store
         manifest = a.manifest
-        reused = store.has_version(key)
+        reused = store.has_version(key) and _verifies(store, key)
         staged: Path | None = None
 
         def download() -> None:
@@ -382,6 +393,8 @@ class SlotInstaller:
         s.store.clear_trial()
         s.trial = None
         s.state = "committed"
+        if s.failed is not None and s.failed[0] == trial.artifact_id:
+            s.failed = None
         self._crash("after:commit")
         removed = s.store.gc(max_removals=self._config.gc_max_removals)
         log.info(
@@ -402,6 +415,7 @@ class SlotInstaller:
         if previous is None:
             store.clear_trial()
             s.state = f"kept:{reason}:no_previous"[:64]
+            s.failed = (active.artifact_id, reason) if active else None
             s.last_error = {"code": "no_previous_version", "message": f"cannot roll back ({reason})"}
             return False
         try:
@@ -409,6 +423,7 @@ class SlotInstaller:
         except EdgefleetError as exc:
             store.clear_trial()
             s.state = f"kept:{reason}:previous_corrupt"[:64]
+            s.failed = (active.artifact_id, reason) if active else None
             s.last_error = self._error(exc, f"previous version is unusable; kept the current one ({reason})")
             log.error("event=rollback_impossible slot=%s code=%s", store.slot, exc.code)
             return False
@@ -420,6 +435,7 @@ class SlotInstaller:
         store.clear_trial()
         s.model, s.serving_artifact = model, previous.artifact_id
         s.state = f"rolled_back:{reason}"[:64]
+        s.failed = (active.artifact_id, reason) if active else None
         s.last_error = {
             "code": reason,
             "message": f"rolled back from {active.artifact_id if active else '?'}",
@@ -443,6 +459,14 @@ class SlotInstaller:
 
     def _error(self, exc: EdgefleetError, message: str) -> dict[str, object]:
         return {"code": exc.code, "message": message, "details": exc.details, "at": self._now().isoformat()}
+
+
+def _verifies(store: SlotStore, key: str) -> bool:
+    try:
+        store.verify(key)
+    except VersionCorruptError:
+        return False
+    return True
 
 
 def _check_binding(a: Assignment) -> None:

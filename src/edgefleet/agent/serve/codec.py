@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgefleet.agent.serve.errors import BadTensorError
+from edgefleet.agent.serve.errors import BadTensorError, BodyTooLargeError, UnsupportedBodyError
 from edgefleet.agent.serve.validate import InputRules, coerce_json_tensor
 
 __all__ = [
@@ -81,9 +81,8 @@ def _npz_inputs(body: bytes, max_decoded_bytes: int) -> dict[str, np.ndarray]:
         ) from exc
     total = sum(m.file_size for m in members)
     if len(members) > 64 or total > max_decoded_bytes:
-        raise BadTensorError(
+        raise BodyTooLargeError(
             ".npz archive is too large once decompressed",
-            code="body_too_large",
             expected=f"<= 64 arrays, <= {max_decoded_bytes} bytes",
             got={"arrays": len(members), "bytes": total},
         )
@@ -123,9 +122,8 @@ def decode_inputs(
         return {rules.specs[0][0]: _load_npy(body, "body")}
     if kind == NPZ_TYPE:
         return _npz_inputs(body, max_decoded_bytes)
-    raise BadTensorError(
+    raise UnsupportedBodyError(
         "unsupported content type",
-        code="body_unsupported_type",
         expected=[JSON_TYPE, NPY_TYPE, NPZ_TYPE],
         got=kind[:100],
     )

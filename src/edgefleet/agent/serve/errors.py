@@ -6,10 +6,12 @@ from edgefleet.protocol.errors import EdgefleetError
 
 __all__ = [
     "BadTensorError",
+    "BodyTooLargeError",
     "InferenceDeferredError",
     "NoModelError",
     "ServerBusyError",
     "ServingError",
+    "UnsupportedBodyError",
 ]
 
 
@@ -26,6 +28,16 @@ class BadTensorError(ServingError):
 
     code = "tensor_invalid"
     http_status = 400
+
+
+class UnsupportedBodyError(BadTensorError):
+    code = "body_unsupported_type"
+    http_status = 415
+
+
+class BodyTooLargeError(BadTensorError):
+    code = "body_too_large"
+    http_status = 413
 
 
 class ServerBusyError(ServingError):

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -67,7 +68,11 @@ def read_artifact_dir(files_dir: Path, *, artifact_id: str | None = None) -> Act
         raise EdgefleetError(
             f"artifact manifest is unreadable: {exc}", code="artifact_unreadable", got=str(path)
         ) from exc
-    manifest = ArtifactManifest.parse(raw)
+    try:
+        data = json.loads(raw) if len(raw) <= MAX_MANIFEST_FILE_BYTES else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = None
+    manifest = ArtifactManifest.parse(data)
     ident = artifact_id or f"{manifest.model}/{manifest.version}/{manifest.hardware_class}"
     return ActiveArtifact(artifact_id=ident, files_dir=files_dir, manifest=manifest)
 

@@ -163,3 +163,6 @@ def manifest_for(api: Api, registry: dict[str, Any]) -> Callable[..., dict[str, 
         return manifest
 
     return build
+
+
+from tests.server.fleet import fleet  # noqa: E402, F401  # the simulated-fleet fixture, shared by device and rollout tests

@@ -2,114 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fastapi.testclient import TestClient
 
 from edgefleet.agent.channel import DeviceChannel
-from edgefleet.agent.datadir import DataDir
 from edgefleet.agent.enroll import enroll
-from edgefleet.protocol import parse_classes_toml
 from edgefleet.protocol.errors import AuthenticationError, ConflictError, InvalidDocumentError
 from edgefleet.protocol.request_signing import sign_request
-from edgefleet.server.app import create_app
-from edgefleet.server.settings import Settings
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.trust.director import load_public_key_pem, public_key_pem, verify_desired_state
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "hardware-classes.toml"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(timezone.utc).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def fleet(tmp_path, database_url):
-    clock = Clock()
-    app = create_app(Settings(data_dir=tmp_path / "server", dev=True, database_url=database_url), clock=clock)
-    with TestClient(app) as client:
-        admin = {"authorization": f"Bearer {app.state.context.settings.admin_token}"}
-        classes = [c.to_dict() for c in parse_classes_toml(EXAMPLES.read_text())]
-        assert client.post("/v1/classes/apply", json={"classes": classes}, headers=admin).status_code == 200
-        yield Fleet(app, client, admin, clock, tmp_path)
-
-
-class Fleet:
-    def __init__(self, app, client, admin, clock, tmp_path):
-        self.app, self.client, self.admin, self.clock, self.tmp = app, client, admin, clock, tmp_path
-        self.count = 0
-
-    def token(self, **body) -> str:
-        body.setdefault("hardware_class", "medical-cart-cpu")
-        r = self.client.post("/v1/enrollment-tokens", json=body, headers=self.admin)
-        assert r.status_code == 201, r.text
-        return r.json()["token"]
-
-    def enroll(self, token: str | None = None, **kw):
-        self.count += 1
-        ddir = self.tmp / f"agent{self.count}"
-        identity = enroll(
-            server_url="http://testserver",
-            token=token or self.token(),
-            data_dir=ddir,
-            transport=self.client._transport,
-            **kw,
-        )
-        return identity, DataDir(ddir)
-
-    def channel(self, identity, ddir: DataDir) -> DeviceChannel:
-        return DeviceChannel(
-            "http://testserver",
-            device_id=identity.device_id,
-            key=ddir.read_key(),
-            transport=self.client._transport,
-            clock=lambda: self.clock().timestamp(),
-        )
-
-    def artifact(self, version: str = "1.0.0", hardware_class: str = "medical-cart-cpu") -> str:
-        files = {"model.onnx": b"onnx-bytes-" + version.encode(), "golden.npz": b"golden-" + version.encode()}
-        for data in files.values():
-            sha = hashlib.sha256(data).hexdigest()
-            r = self.client.put(f"/v1/blobs/{sha}", content=data, headers=self.admin)
-            assert r.status_code in (200, 201), r.text
-        if self.client.get("/v1/models/digits", headers=self.admin).status_code == 404:
-            self.client.post("/v1/models", json={"name": "digits"}, headers=self.admin)
-        src = hashlib.sha256(files["model.onnx"]).hexdigest()
-        self.client.post(
-            "/v1/models/digits/versions", json={"version": version, "source_sha256": src}, headers=self.admin
-        )
-        manifest = {
-            "model": "digits",
-            "version": version,
-            "hardware_class": hardware_class,
-            "runtime": {"name": "onnxruntime", "execution_providers": ["CPUExecutionProvider"]},
-            "entrypoint": "model.onnx",
-            "files": [
-                {"path": p, "sha256": hashlib.sha256(d).hexdigest(), "length": len(d)}
-                for p, d in files.items()
-            ],
-            "signature": {
-                "inputs": [{"name": "x", "dtype": "float32", "shape": [1, 64]}],
-                "outputs": [{"name": "y", "dtype": "float32", "shape": [1, 10]}],
-            },
-            "optimization": {"source_sha256": src},
-            "health_check": {"golden_file": "golden.npz", "latency_ceiling_ms": 50},
-            "release_counter": 1,
-        }
-        r = self.client.post("/v1/artifacts", json={"manifest": manifest}, headers=self.admin)
-        assert r.status_code in (200, 201), r.text
-        return r.json()["id"]
 
 
 def _code(response: httpx.Response) -> str:

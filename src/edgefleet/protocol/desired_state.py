@@ -64,6 +64,12 @@ class SlotReport(Part):
     active: str | None = Field(default=None, description="artifact id serving now")
     previous: str | None = None
     state: str = Field(default="idle", max_length=64, description="idle, downloading, installing, trial, ...")
+    failed_artifact: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the last artifact whose install, health check or trial failed",
+    )
+    failure_code: str | None = Field(default=None, max_length=64)
 
 
 class DeviceReport(Document):

@@ -21,6 +21,7 @@ from edgefleet.server.api import (
     devices,
     health,
     models,
+    rollouts,
     telemetry,
     tokens,
     tuf,
@@ -29,12 +30,14 @@ from edgefleet.server.api.body_limit import BodyLimitMiddleware
 from edgefleet.server.api.dependencies import ServerContext
 from edgefleet.server.api.errors import install_error_handlers
 from edgefleet.server.blobs import BlobStore, FsBlobStore
+from edgefleet.server.rollouts import engine as rollout_engine
+from edgefleet.server.services.devices import StatusThresholds
 from edgefleet.server.settings import Settings
 from edgefleet.server.store import Database, make_engine
 from edgefleet.server.store.migrate import upgrade_to_head
 from edgefleet.server.tuf_runtime import TufRuntime
 
-__all__ = ["ROUTERS", "create_app", "keep_tuf_fresh", "utc_now"]
+__all__ = ["ROUTERS", "create_app", "drive_rollouts", "keep_tuf_fresh", "utc_now"]
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -46,6 +49,7 @@ ROUTERS: list[APIRouter] = [
     audit.router,
     devices.router,
     tuf.router,
+    rollouts.router,
     telemetry.router,
 ]
 """Every router the app serves. Adding a resource is one line here plus its module in ``api/``."""
@@ -56,6 +60,22 @@ TUF_REFRESH_INTERVAL_S = 300.0
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+async def drive_rollouts(context: ServerContext, thresholds: StatusThresholds) -> None:
+    """Evaluate every active rollout each ``rollout_tick_s``, for as long as the app runs."""
+    log = logging.getLogger("edgefleet.server.rollouts")
+
+    def once() -> None:
+        with context.db.session() as session:
+            rollout_engine.tick(session, now=context.clock(), thresholds=thresholds)
+
+    while True:
+        try:
+            await run_in_threadpool(once)
+        except Exception:  # keep serving; the next tick retries
+            log.exception("event=rollout_tick_failed")
+        await asyncio.sleep(context.settings.rollout_tick_s)
 
 
 async def keep_tuf_fresh(tuf: TufRuntime, clock: Callable[[], datetime]) -> None:
@@ -100,8 +120,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
         refresher = asyncio.create_task(keep_tuf_fresh(app_.state.tuf, clock))
+        engine = asyncio.create_task(drive_rollouts(context, app_.state.devices.thresholds))
         yield
         refresher.cancel()
+        engine.cancel()
         db.dispose()
 
     app = FastAPI(

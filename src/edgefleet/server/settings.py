@@ -42,6 +42,7 @@ class Settings:
     db_pool_size: int = 5
     temp_file_max_age_s: float = 24 * 3600.0
     log_level: str = "info"
+    rollout_tick_s: float = 1.0
 
     @property
     def resolved_database_url(self) -> str:

@@ -21,6 +21,7 @@ from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.desired_state import DesiredState
 from edgefleet.protocol.errors import AuthenticationError, NotFoundError, ServiceUnavailableError
 from edgefleet.protocol.manifest import ArtifactManifest, artifact_target_path
+from edgefleet.server.rollouts.overlay import rollout_overlay
 from edgefleet.server.store.devices import DeviceRow, DirectorEpochRow, PinRow
 from edgefleet.server.store.registry import ArtifactRow
 from edgefleet.trust.director import sign_desired_state
@@ -57,7 +58,8 @@ def needs_new_generation(
 
 
 def bump_director_epoch(session: Session) -> None:
-    """Call in the transaction of any change that can alter a desired state (pins, artifact status)."""
+    """Call in the transaction of any change that can alter a desired state (pins, artifact status,
+    rollout transitions)."""
     session.execute(
         update(DirectorEpochRow).where(DirectorEpochRow.id == 1).values(value=DirectorEpochRow.value + 1)
     )
@@ -75,9 +77,11 @@ def desired_content(session: Session, device: DeviceRow) -> dict[str, Any]:
             | ((PinRow.scope == "device") & (PinRow.target == device.id))
         )
     ).scalars()
-    chosen: dict[str, str] = {}
-    for pin in sorted(pins, key=lambda p: p.scope == "device"):  # class pins first, device pins override
-        chosen[pin.slot] = pin.artifact_id
+    ordered = sorted(pins, key=lambda p: p.scope == "device")
+    # class pins, then what active rollouts serve this device, then device pins (explicit operator choice)
+    chosen: dict[str, str] = {p.slot: p.artifact_id for p in ordered if p.scope == "class"}
+    chosen.update(rollout_overlay(session, device))
+    chosen.update({p.slot: p.artifact_id for p in ordered if p.scope == "device"})
     slots: dict[str, Any] = {}
     disabled: list[str] = []
     for slot, artifact_id in sorted(chosen.items()):

@@ -1,0 +1,87 @@
+"""/v1/rollouts: create, inspect and steer staged rollouts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgefleet.server.api.dependencies import Ctx, DbSession, Operator, PageQuery, Viewer
+from edgefleet.server.rollouts import service as svc
+from edgefleet.server.rollouts.spec import RolloutSpec
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/rollouts", tags=["rollouts"])
+RolloutIdPath = Annotated[str, Path(pattern=r"^ro_[0-9a-f]{16}$")]
+
+
+class RolloutCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(max_length=63)
+    targets: dict[str, str] = Field(min_length=1, max_length=32, description="hardware class -> artifact id")
+    selector: dict[str, str] = Field(
+        default_factory=dict, max_length=16, description="labels devices must have"
+    )
+    slot: str = Field(default="default", max_length=63)
+    spec: RolloutSpec = Field(default_factory=RolloutSpec)
+
+
+class ActionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=2000)
+
+
+def _thresholds(request: Request) -> Any:
+    return request.app.state.devices.thresholds
+
+
+@router.post("", status_code=201)
+def create_rollout(
+    body: RolloutCreate, request: Request, ctx: Ctx, session: DbSession, actor: Operator
+) -> dict[str, Any]:
+    row = svc.create_rollout(
+        session,
+        model=body.model,
+        targets=body.targets,
+        selector=body.selector,
+        slot=body.slot,
+        spec=body.spec,
+        actor=actor.name,
+        now=ctx.clock(),
+        thresholds=_thresholds(request),
+    )
+    return svc.rollout_to_wire(session, row, detail=True)
+
+
+@router.get("")
+def list_rollouts(
+    session: DbSession,
+    page: PageQuery,
+    _: Viewer,
+    status: Annotated[str | None, Query(pattern=r"^(running|paused|halted|completed|aborted)$")] = None,
+    model: Annotated[str | None, Query(max_length=63)] = None,
+) -> dict[str, Any]:
+    result = svc.list_rollouts(session, limit=page.limit, offset=page.offset, status=status, model=model)
+    return result.to_wire([svc.rollout_to_wire(session, r) for r in result.items])
+
+
+@router.get("/{rollout_id}")
+def get_rollout(rollout_id: RolloutIdPath, session: DbSession, _: Viewer) -> dict[str, Any]:
+    return svc.rollout_to_wire(session, svc.get_rollout(session, rollout_id), detail=True)
+
+
+@router.post("/{rollout_id}/{action}")
+def act(
+    rollout_id: RolloutIdPath,
+    action: Annotated[str, Path(pattern=r"^(pause|resume|promote|abort)$")],
+    body: ActionBody,
+    ctx: Ctx,
+    session: DbSession,
+    actor: Operator,
+) -> dict[str, Any]:
+    row = svc.operator_action(
+        session, rollout_id, action, actor=actor.name, now=ctx.clock(), reason=body.reason
+    )
+    return svc.rollout_to_wire(session, row, detail=True)

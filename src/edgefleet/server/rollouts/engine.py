@@ -1,0 +1,244 @@
+"""The rollout engine: gathers each active rollout's inputs, asks the policy, applies its decision.
+
+Run by every server replica on a short interval. Each rollout is handled in its own transaction under a row
+lock (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite has one writer) and every transition bumps the
+rollout's ``version``, so replicas racing on one database never advance a stage twice or lose a transition.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from edgefleet.protocol.hardware_class import HardwareClass
+from edgefleet.server.rollouts.health import stage_health
+from edgefleet.server.rollouts.policy import ACTIVE_STATUSES, Decision, DeviceProgress, decide
+from edgefleet.server.rollouts.service import add_event, release_locks
+from edgefleet.server.rollouts.spec import RolloutSpec
+from edgefleet.server.services.audit import record
+from edgefleet.server.services.desired_state import bump_director_epoch
+from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status
+from edgefleet.server.store.devices import DeviceRow, PinRow
+from edgefleet.server.store.registry import ArtifactRow, HardwareClassRow
+from edgefleet.server.store.rollouts import RolloutDeviceRow, RolloutRow
+
+__all__ = ["ENGINE_ACTOR", "TickResult", "device_progress", "tick", "tick_rollout"]
+
+log = logging.getLogger("edgefleet.server.rollouts")
+ENGINE_ACTOR = "rollout-engine"
+
+
+@dataclass(frozen=True)
+class TickResult:
+    rollout_id: str
+    action: str
+    reason: dict[str, Any]
+
+
+def device_progress(
+    member: RolloutDeviceRow,
+    device: DeviceRow,
+    *,
+    slot: str,
+    target: str,
+    now: datetime,
+    thresholds: StatusThresholds,
+) -> DeviceProgress:
+    """done: the device reports the target active; failed: it reports the target's install failed."""
+    report = (device.report or {}).get("slots", {}).get(slot, {})
+    online = (
+        device_status(last_seen_at=device.last_seen_at, revoked=False, now=now, thresholds=thresholds)
+        is DeviceStatus.online
+    )
+    if report.get("active") == target:
+        status = "done"
+    elif report.get("failed_artifact") == target:
+        status = "failed"
+    else:
+        status = "pending"
+    return DeviceProgress(device.id, member.stage, status, online)  # type: ignore[arg-type]
+
+
+def tick(session: Session, *, now: datetime, thresholds: StatusThresholds) -> list[TickResult]:
+    with session.begin():
+        ids = list(
+            session.execute(select(RolloutRow.id).where(RolloutRow.status.in_(ACTIVE_STATUSES))).scalars()
+        )
+    return [r for rid in ids if (r := tick_rollout(session, rid, now=now, thresholds=thresholds)) is not None]
+
+
+def tick_rollout(
+    session: Session, rollout_id: str, *, now: datetime, thresholds: StatusThresholds
+) -> TickResult | None:
+    with session.begin():
+        row = session.execute(
+            select(RolloutRow).where(RolloutRow.id == rollout_id).with_for_update()
+        ).scalar_one()
+        if row.status not in ACTIVE_STATUSES:
+            return None
+        spec = RolloutSpec.model_validate(row.spec)
+        members = list(
+            session.execute(select(RolloutDeviceRow).where(RolloutDeviceRow.rollout_id == row.id)).scalars()
+        )
+        devices = {
+            d.id: d
+            for d in session.execute(
+                select(DeviceRow).where(DeviceRow.id.in_([m.device_id for m in members]))
+            ).scalars()
+        }
+        progress = [
+            device_progress(
+                m,
+                devices[m.device_id],
+                slot=row.slot,
+                target=row.targets[m.hardware_class]["to"] or "",
+                now=now,
+                thresholds=thresholds,
+            )
+            for m in members
+            if m.device_id in devices and devices[m.device_id].revoked_at is None
+        ]
+        exposed = [p.device_id for p in progress if p.stage <= row.stage]
+        disabled = _disabled_targets(session, row)
+        if disabled:
+            decision = Decision(
+                "halt", {"gate": "artifact_disabled", "artifacts": disabled, "stage": row.stage}
+            )
+        else:
+            health = stage_health(
+                session,
+                device_ids=exposed,
+                target_ids=[t["to"] for t in row.targets.values() if t["to"]],
+                baseline_ids=[t["from"] for t in row.targets.values() if t["from"]],
+                since=row.created_at,
+            )
+            decision = decide(
+                spec,
+                status=row.status,  # type: ignore[arg-type]
+                stage=row.stage,
+                stage_started_at=row.stage_started_at,
+                promoted_stage=row.promoted_stage,
+                progress=progress,
+                health=health,
+                class_p95_ms=_class_p95_ms(session, row),
+                now=now,
+            )
+        _apply(session, row, spec, decision, progress, now)
+    return TickResult(row.id, decision.action, decision.reason)
+
+
+def _disabled_targets(session: Session, row: RolloutRow) -> list[str]:
+    ids = [t["to"] for t in row.targets.values() if t["to"]]
+    return sorted(
+        a.id
+        for a in session.execute(select(ArtifactRow).where(ArtifactRow.id.in_(ids))).scalars()
+        if a.disabled
+    )
+
+
+def _class_p95_ms(session: Session, row: RolloutRow) -> float:
+    """The tightest latency envelope among the rollout's classes."""
+    envelopes = []
+    for name in row.targets:
+        cls = session.get(HardwareClassRow, name)
+        if cls is not None:
+            envelopes.append(HardwareClass.parse(cls.document).performance.latency_p95_ms)
+    return min(envelopes) if envelopes else float("inf")
+
+
+def _summary(progress: list[DeviceProgress], stages: int) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {
+        str(i): {"done": 0, "pending": 0, "failed": 0, "offline": 0} for i in range(stages)
+    }
+    for p in progress:
+        bucket = out[str(p.stage)]
+        bucket[p.status] += 1
+        bucket["offline"] += 0 if p.online else 1
+    return out
+
+
+def _apply(
+    session: Session,
+    row: RolloutRow,
+    spec: RolloutSpec,
+    decision: Decision,
+    progress: list[DeviceProgress],
+    now: datetime,
+) -> None:
+    snapshot = {
+        "action": decision.action,
+        "reason": decision.reason,
+        "pending": list(decision.pending[:50]),
+        "pending_count": len(decision.pending),
+        "progress": _summary(progress, len(spec.stages)),
+    }
+    if decision.action == "wait":
+        if snapshot != row.last_decision:
+            row.last_decision = snapshot
+        return
+    row.last_decision = {**snapshot, "at": now.isoformat()}
+    row.version += 1
+    row.updated_at = now
+    if decision.action == "advance":
+        row.stage += 1
+        row.stage_started_at = now
+    elif decision.action == "halt":
+        row.status = "halted"
+        row.halt_reason = {**decision.reason, "at": now.isoformat()}
+        release_locks(session, row)
+    elif decision.action == "complete":
+        row.status = "completed"
+        _move_pins(session, row, now)
+        release_locks(session, row)
+    bump_director_epoch(session)
+    add_event(session, row, kind=decision.action, actor=ENGINE_ACTOR, now=now, **decision.reason)
+    record(
+        session,
+        actor=ENGINE_ACTOR,
+        action=f"rollout.{decision.action}",
+        target=row.id,
+        now=now,
+        details=decision.reason,
+    )
+    log.info("event=rollout_%s rollout=%s reason=%s", decision.action, row.id, decision.reason)
+
+
+def _move_pins(session: Session, row: RolloutRow, now: datetime) -> None:
+    """On completion the new artifact becomes the class pin (whole class) or each member's device pin."""
+    for hardware_class, target in row.targets.items():
+        if row.selector:
+            members = session.execute(
+                select(RolloutDeviceRow.device_id).where(
+                    RolloutDeviceRow.rollout_id == row.id, RolloutDeviceRow.hardware_class == hardware_class
+                )
+            ).scalars()
+            for device_id in members:
+                _upsert_pin(session, "device", device_id, row.slot, target["to"] or "", now)
+        else:
+            _upsert_pin(session, "class", hardware_class, row.slot, target["to"] or "", now)
+
+
+def _upsert_pin(
+    session: Session, scope: str, target: str, slot: str, artifact_id: str, now: datetime
+) -> None:
+    pin = session.execute(
+        select(PinRow).where(PinRow.scope == scope, PinRow.target == target, PinRow.slot == slot)
+    ).scalar_one_or_none()
+    if pin is None:
+        session.add(
+            PinRow(
+                scope=scope,
+                target=target,
+                slot=slot,
+                artifact_id=artifact_id,
+                created_at=now,
+                created_by=ENGINE_ACTOR,
+            )
+        )
+    else:
+        pin.artifact_id, pin.created_at, pin.created_by = artifact_id, now, ENGINE_ACTOR

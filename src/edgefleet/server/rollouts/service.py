@@ -1,0 +1,284 @@
+"""Rollout use cases: create, the operators' actions, and the views. Every change is audited."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from edgefleet.protocol.errors import ConflictError, InvalidDocumentError, NotFoundError
+from edgefleet.server.rollouts.overlay import selector_matches
+from edgefleet.server.rollouts.policy import ACTIVE_STATUSES, Candidate, assign_stages
+from edgefleet.server.rollouts.spec import RolloutSpec
+from edgefleet.server.services.audit import record
+from edgefleet.server.services.desired_state import bump_director_epoch
+from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status
+from edgefleet.server.store.devices import DeviceRow, PinRow
+from edgefleet.server.store.pages import Page, paginate
+from edgefleet.server.store.registry import ArtifactRow, ModelRow, ModelVersionRow
+from edgefleet.server.store.rollouts import RolloutDeviceRow, RolloutEventRow, RolloutLockRow, RolloutRow
+
+__all__ = [
+    "add_event",
+    "create_rollout",
+    "get_rollout",
+    "list_rollouts",
+    "operator_action",
+    "release_locks",
+    "rollout_to_wire",
+]
+
+
+def add_event(
+    session: Session, rollout: RolloutRow, *, kind: str, actor: str, now: datetime, **details: Any
+) -> None:
+    session.add(RolloutEventRow(rollout_id=rollout.id, at=now, kind=kind, actor=actor, details=details))
+
+
+def release_locks(session: Session, rollout: RolloutRow) -> None:
+    session.execute(delete(RolloutLockRow).where(RolloutLockRow.rollout_id == rollout.id))
+
+
+def _artifact_model(session: Session, artifact: ArtifactRow) -> str:
+    version = session.get(ModelVersionRow, artifact.model_version_id)
+    model = session.get(ModelRow, version.model_id) if version else None
+    return model.name if model else ""
+
+
+def create_rollout(
+    session: Session,
+    *,
+    model: str,
+    targets: dict[str, str],
+    selector: dict[str, str],
+    slot: str,
+    spec: RolloutSpec,
+    actor: str,
+    now: datetime,
+    thresholds: StatusThresholds,
+) -> RolloutRow:
+    """Start a rollout of ``model``: per hardware class, from its class pin to ``targets[class]``."""
+    if not targets:
+        raise InvalidDocumentError(
+            "a rollout needs at least one target", code="invalid_rollout", expected="{class: artifact}"
+        )
+    rollout_id = "ro_" + secrets.token_hex(8)
+    with session.begin():
+        resolved: dict[str, dict[str, str | None]] = {}
+        for hardware_class, artifact_id in sorted(targets.items()):
+            artifact = session.get(ArtifactRow, artifact_id[:20])
+            if artifact is None:
+                raise NotFoundError("no such artifact", code="artifact_not_found", got=artifact_id)
+            if artifact.hardware_class != hardware_class:
+                raise InvalidDocumentError(
+                    "artifact is built for another hardware class",
+                    code="wrong_hardware_class",
+                    expected=hardware_class,
+                    got=artifact.hardware_class,
+                )
+            if _artifact_model(session, artifact) != model:
+                raise InvalidDocumentError(
+                    "artifact belongs to another model", code="wrong_model", expected=model, got=artifact.id
+                )
+            if artifact.disabled:
+                raise InvalidDocumentError("artifact is disabled", code="artifact_disabled", got=artifact.id)
+            pin = session.execute(
+                select(PinRow).where(
+                    PinRow.scope == "class", PinRow.target == hardware_class, PinRow.slot == slot
+                )
+            ).scalar_one_or_none()
+            resolved[hardware_class] = {"from": pin.artifact_id if pin else None, "to": artifact.id}
+        row = RolloutRow(
+            id=rollout_id,
+            model=model,
+            slot=slot,
+            targets=resolved,
+            selector=selector,
+            spec=spec.model_dump(mode="json"),
+            status="running",
+            stage=0,
+            stage_started_at=now,
+            promoted_stage=-1,
+            halt_reason=None,
+            last_decision=None,
+            version=1,
+            created_by=actor,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        session.flush()
+        try:
+            with session.begin_nested():
+                for hardware_class in resolved:
+                    session.add(
+                        RolloutLockRow(model=model, hardware_class=hardware_class, rollout_id=rollout_id)
+                    )
+        except IntegrityError as exc:
+            raise ConflictError(
+                "a rollout of this model is already active for one of these classes",
+                code="rollout_conflict",
+                expected="no active rollout per (model, hardware class)",
+                got=sorted(resolved),
+            ) from exc
+        selected = select(DeviceRow).where(
+            DeviceRow.hardware_class.in_(list(resolved)), DeviceRow.revoked_at.is_(None)
+        )
+        devices = [d for d in session.execute(selected).scalars() if selector_matches(selector, d.labels)]
+        candidates = [
+            Candidate(
+                d.id,
+                online=device_status(
+                    last_seen_at=d.last_seen_at, revoked=False, now=now, thresholds=thresholds
+                )
+                is DeviceStatus.online,
+                healthy=(d.report or {}).get("status", "ok") == "ok",
+                spread_value=d.labels.get(spec.spread_label),
+            )
+            for d in devices
+        ]
+        classes = {d.id: d.hardware_class for d in devices}
+        for device_id, stage in assign_stages(rollout_id, candidates, spec).items():
+            session.add(
+                RolloutDeviceRow(
+                    rollout_id=rollout_id, device_id=device_id, hardware_class=classes[device_id], stage=stage
+                )
+            )
+        add_event(
+            session, row, kind="created", actor=actor, now=now, devices=len(candidates), targets=resolved
+        )
+        bump_director_epoch(session)
+        record(
+            session,
+            actor=actor,
+            action="rollout.create",
+            target=rollout_id,
+            now=now,
+            details={"model": model, "targets": resolved, "devices": len(candidates)},
+        )
+    return row
+
+
+def operator_action(
+    session: Session, rollout_id: str, action: str, *, actor: str, now: datetime, reason: str = ""
+) -> RolloutRow:
+    """pause, resume, promote (grant manual promotion of the current stage) or abort (with rollback)."""
+    with session.begin():
+        row = session.execute(
+            select(RolloutRow).where(RolloutRow.id == rollout_id[:32]).with_for_update()
+        ).scalar_one_or_none()
+        if row is None:
+            raise NotFoundError("no such rollout", code="rollout_not_found", got=rollout_id[:80])
+        allowed = {
+            "pause": row.status == "running",
+            "resume": row.status == "paused",
+            "promote": row.status in ACTIVE_STATUSES,
+            "abort": row.status in ACTIVE_STATUSES,
+        }
+        if action not in allowed:
+            raise InvalidDocumentError(
+                "unknown action", code="invalid_action", expected=sorted(allowed), got=action
+            )
+        if not allowed[action]:
+            raise ConflictError(
+                f"cannot {action} a rollout that is {row.status}", code="invalid_transition", got=row.status
+            )
+        if action == "pause":
+            row.status = "paused"
+        elif action == "resume":
+            row.status = "running"
+        elif action == "promote":
+            row.promoted_stage = row.stage
+        else:
+            row.status = "aborted"
+            row.halt_reason = {"gate": "operator_abort", "reason": reason, "by": actor}
+            release_locks(session, row)
+            bump_director_epoch(session)  # exposed devices go back to the previous artifact
+        row.version += 1
+        row.updated_at = now
+        add_event(session, row, kind=action, actor=actor, now=now, reason=reason)
+        record(
+            session,
+            actor=actor,
+            action=f"rollout.{action}",
+            target=row.id,
+            now=now,
+            details={"reason": reason},
+        )
+    return row
+
+
+def get_rollout(session: Session, rollout_id: str) -> RolloutRow:
+    with session.begin():
+        row = session.get(RolloutRow, rollout_id[:32])
+    if row is None:
+        raise NotFoundError("no such rollout", code="rollout_not_found", got=rollout_id[:80])
+    return row
+
+
+def list_rollouts(
+    session: Session, *, limit: int, offset: int, status: str | None, model: str | None
+) -> Page[RolloutRow]:
+    stmt = select(RolloutRow).order_by(RolloutRow.created_at.desc(), RolloutRow.id)
+    if status is not None:
+        stmt = stmt.where(RolloutRow.status == status)
+    if model is not None:
+        stmt = stmt.where(RolloutRow.model == model)
+    with session.begin():
+        return paginate(session, stmt, limit=limit, offset=offset)
+
+
+def rollout_to_wire(session: Session, row: RolloutRow, *, detail: bool = False) -> dict[str, Any]:
+    spec = RolloutSpec.model_validate(row.spec)
+    out: dict[str, Any] = {
+        "id": row.id,
+        "model": row.model,
+        "slot": row.slot,
+        "targets": row.targets,
+        "selector": row.selector,
+        "status": row.status,
+        "stage": row.stage,
+        "stages": len(spec.stages),
+        "stage_started_at": row.stage_started_at.isoformat(),
+        "halt_reason": row.halt_reason,
+        "last_decision": row.last_decision,
+        "created_by": row.created_by,
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+    }
+    if not detail:
+        return out
+    with session.begin():
+        counts = dict(
+            session.execute(
+                select(RolloutDeviceRow.stage, func.count())
+                .where(RolloutDeviceRow.rollout_id == row.id)
+                .group_by(RolloutDeviceRow.stage)
+            ).all()
+        )
+        events = session.execute(
+            select(RolloutEventRow).where(RolloutEventRow.rollout_id == row.id).order_by(RolloutEventRow.id)
+        ).scalars()
+        out["events"] = [
+            {"at": e.at.isoformat(), "kind": e.kind, "actor": e.actor, "details": e.details} for e in events
+        ]
+    progress = (row.last_decision or {}).get("progress", {})
+    out["spec"] = spec.model_dump(mode="json")
+    out["stage_detail"] = [
+        {
+            "index": i,
+            "members": int(counts.get(i, 0)),
+            "soak_s": stage.soak_s,
+            "gates": stage.gates.model_dump(mode="json"),
+            "state": "done"
+            if i < row.stage or row.status == "completed"
+            else ("current" if i == row.stage else "waiting"),
+            **(progress.get(str(i), {})),
+        }
+        for i, stage in enumerate(spec.stages)
+    ]
+    return out

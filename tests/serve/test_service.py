@@ -38,7 +38,11 @@ def test_predict_matches_a_plain_session_and_names_version_and_mode(artifact, me
     service = InferenceService(StaticSource(artifact), OnnxRuntimeAdapter(), metrics=metrics)
     answer = service.predict({"x": x()})
     np.testing.assert_allclose(answer.outputs["probs"], raw_run(classifier(1), x()), rtol=1e-6)
-    assert (answer.model_version, answer.artifact_id, answer.mode) == ("digits/1.0.0", "digits-1.0.0", "preferred")
+    assert (answer.model_version, answer.artifact_id, answer.mode) == (
+        "digits/1.0.0",
+        "digits-1.0.0",
+        "preferred",
+    )
     assert [r[:2] for r in metrics.requests] == [("digits/1.0.0", "preferred")]
 
 
@@ -146,7 +150,9 @@ def test_fixed_rule_answers_a_safe_value_per_sample(tmp_path, faults):
     art = write_artifact(tmp_path / "main", classifier(1))
     faults.unloadable_paths.add(art.model_path)
     rule = RuleConfig(kind="fixed", outputs={"probs": [1.0, 0.0, 0.0, 0.0]})
-    service = InferenceService(StaticSource(art), FaultyAdapter(faults), ServingConfig(max_batch=3, rule=rule))
+    service = InferenceService(
+        StaticSource(art), FaultyAdapter(faults), ServingConfig(max_batch=3, rule=rule)
+    )
     answer = service.predict({"x": x(3)})
     assert answer.mode == "rule"
     assert answer.outputs["probs"].tolist() == [[1.0, 0.0, 0.0, 0.0]] * 3

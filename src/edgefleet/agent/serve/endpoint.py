@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import socketserver
+import sys
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -240,6 +241,13 @@ class _BoundedConnections:
             self.shutdown_request(request)  # type: ignore[attr-defined]
             return
         super().process_request(request, client_address)  # type: ignore[misc]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):  # a client hung up or stalled
+            log.debug("event=http_client_gone error=%s", exc)
+            return
+        log.exception("event=http_handler_crashed")
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:

@@ -233,14 +233,16 @@ class InferenceService:
             artifact_id=artifact.artifact_id,
         )
 
-    def _load(self, artifact: ActiveArtifact, providers: tuple[str, ...]) -> LoadedModel:
+    def _load(
+        self, artifact: ActiveArtifact, providers: tuple[str, ...], adapter: RuntimeAdapter | None = None
+    ) -> LoadedModel:
         options = LoadOptions(
             execution_providers=providers,
             intra_op_threads=self.config.threads.intra_op,
             inter_op_threads=self.config.threads.inter_op,
             warmup_runs=artifact.manifest.health_check.warmup_runs,
         )
-        return self._adapter.load(artifact.model_path, artifact.manifest.signature, options)
+        return (adapter or self._adapter).load(artifact.model_path, artifact.manifest.signature, options)
 
     def _load_fallback(self) -> ActiveArtifact | None:
         path = self.config.fallback_dir
@@ -340,9 +342,16 @@ class InferenceService:
 
     # --- shadow ----------------------------------------------------------------------------------------
 
-    def start_shadow(self, candidate: ActiveArtifact, config: ShadowConfig | None = None) -> None:
-        """Load ``candidate`` beside the active model and compare on a sampled fraction of requests."""
-        model = self._load(candidate, tuple(candidate.manifest.runtime.execution_providers))
+    def start_shadow(
+        self,
+        candidate: ActiveArtifact,
+        config: ShadowConfig | None = None,
+        *,
+        adapter: RuntimeAdapter | None = None,
+    ) -> None:
+        """Load ``candidate`` (with ``adapter`` when its runtime differs) beside the active model and
+        compare on a sampled fraction of requests."""
+        model = self._load(candidate, tuple(candidate.manifest.runtime.execution_providers), adapter)
         primary = candidate.manifest.signature.outputs[0].name
         evaluator = ShadowEvaluator(
             model, candidate.model_version, primary, config or ShadowConfig(), metrics=self._metrics

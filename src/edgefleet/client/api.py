@@ -30,6 +30,7 @@ from edgefleet.client.resources import (
     TokenInfo,
     VersionInfo,
 )
+from edgefleet.client.rollouts import RolloutsApi
 from edgefleet.client.transfer import (
     ProgressCallback,
     download_verified,
@@ -98,7 +99,7 @@ def _params(**values: Any) -> dict[str, Any]:
     return out
 
 
-class EdgefleetClient(DevicesApi, TufApi):
+class EdgefleetClient(DevicesApi, TufApi, RolloutsApi):
     """Synchronous client. Use as a context manager or call ``close()``."""
 
     def __init__(

@@ -8,16 +8,17 @@ rollout's ``version``, so replicas racing on one database never advance a stage 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from edgefleet.protocol.hardware_class import HardwareClass
 from edgefleet.server.rollouts.health import stage_health
-from edgefleet.server.rollouts.policy import ACTIVE_STATUSES, Decision, DeviceProgress, decide
+from edgefleet.server.rollouts.policy import ACTIVE_STATUSES, Decision, DeviceProgress, StageHealth, decide
 from edgefleet.server.rollouts.service import add_event, release_locks
 from edgefleet.server.rollouts.spec import RolloutSpec
 from edgefleet.server.services.audit import record
@@ -88,7 +89,9 @@ def tick_rollout(
         devices = {
             d.id: d
             for d in session.execute(
-                select(DeviceRow).where(DeviceRow.id.in_([m.device_id for m in members]))
+                select(DeviceRow)
+                .options(undefer(DeviceRow.report))  # one query, not one per member
+                .where(DeviceRow.id.in_([m.device_id for m in members]))
             ).scalars()
         }
         progress = [
@@ -105,6 +108,8 @@ def tick_rollout(
         ]
         exposed = [p.device_id for p in progress if p.stage <= row.stage]
         disabled = _disabled_targets(session, row)
+        health: StageHealth | None = None
+        class_p95_ms = _class_p95_ms(session, row)
         if disabled:
             decision = Decision(
                 "halt", {"gate": "artifact_disabled", "artifacts": disabled, "stage": row.stage}
@@ -125,10 +130,12 @@ def tick_rollout(
                 promoted_stage=row.promoted_stage,
                 progress=progress,
                 health=health,
-                class_p95_ms=_class_p95_ms(session, row),
+                class_p95_ms=class_p95_ms,
                 now=now,
             )
-        _apply(session, row, spec, decision, progress, now)
+        envelope_ms = class_p95_ms if math.isfinite(class_p95_ms) else None  # JSON has no infinity
+        observed = None if health is None else {**asdict(health), "class_p95_ms": envelope_ms}
+        _apply(session, row, spec, decision, progress, now, observed)
     return TickResult(row.id, decision.action, decision.reason)
 
 
@@ -169,9 +176,11 @@ def _apply(
     decision: Decision,
     progress: list[DeviceProgress],
     now: datetime,
+    health: dict[str, Any] | None = None,
 ) -> None:
     snapshot = {
         "action": decision.action,
+        "health": health,
         "reason": decision.reason,
         "pending": list(decision.pending[:50]),
         "pending_count": len(decision.pending),

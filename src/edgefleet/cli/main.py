@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, str] = {
     "build": "edgefleet.cli.build:build",
     "keys": "edgefleet.cli.keys:keys",
     "publish": "edgefleet.cli.publish:publish",
+    "rollout": "edgefleet.cli.rollout_cmd:rollout",
 }
 
 

@@ -35,7 +35,8 @@ def retry_after_s(waiting: int, max_concurrent: int, mean_latency_s: float) -> i
 class AdmissionGate:
     def __init__(self, policy: AdmissionPolicy) -> None:
         self.policy = policy
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._running = 0
         self._waiting = 0
         self.refused = 0
@@ -59,7 +60,7 @@ class AdmissionGate:
         )
 
     def acquire(self) -> None:
-        with self._cond:
+        with self._lock:  # the uncontended path takes one plain lock, no condition machinery
             if self._running < self.policy.max_concurrent and not self._waiting:
                 self._running += 1
                 return
@@ -77,7 +78,8 @@ class AdmissionGate:
                 self._waiting -= 1
 
     def release(self, latency_s: float) -> None:
-        with self._cond:
+        with self._lock:
             self._running -= 1
             self.mean_latency_s += (latency_s - self.mean_latency_s) * 0.05
-            self._cond.notify()
+            if self._waiting:
+                self._cond.notify()

@@ -37,10 +37,11 @@ from edgefleet.protocol.manifest import Signature
 __all__ = ["InferenceService", "Prediction"]
 
 log = logging.getLogger("edgefleet.agent.serve")
+_perf_counter = time.perf_counter
 _CPU = ("CPUExecutionProvider",)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prediction:
     outputs: dict[str, np.ndarray]
     model_version: str
@@ -78,6 +79,7 @@ class InferenceService:
         self._source = source
         self._adapter = adapter
         self._metrics: MetricsSink = metrics or NullMetrics()
+        self._recording = not isinstance(self._metrics, NullMetrics)
         self._clock = clock
         self._gate = AdmissionGate(self.config.admission)
         self._mutex = threading.RLock()
@@ -105,42 +107,56 @@ class InferenceService:
         serving = self._serving
         rules = serving.rules
         batch = validate_inputs(rules, inputs) if rules is not None else 1
-        self._gate.acquire()
-        start = time.perf_counter()
+        gate = self._gate
+        gate.acquire()
+        start = _perf_counter()
         error_code: str | None = None
         try:
-            outputs, serving = self._run(serving, inputs, batch, retry=True)
+            model = serving.model
+            if model is None:
+                outputs = self._rule_answer(serving, batch)
+            else:
+                try:
+                    outputs = model.predict(inputs)
+                except EdgefleetError as exc:
+                    outputs, serving = self._recover(serving, inputs, batch, exc)
+                else:
+                    if self._ladder.failures:
+                        self._reset_failures()
         except EdgefleetError as exc:
             error_code = exc.code
             raise
         finally:
-            latency_s = time.perf_counter() - start
-            self._gate.release(latency_s)
-            self._metrics.record_request(serving.model_version, serving.rung, latency_s * 1000.0, error_code)
+            latency_s = _perf_counter() - start
+            gate.release(latency_s)
+            if self._recording or error_code is not None:
+                self._metrics.record_request(
+                    serving.model_version, serving.rung, latency_s * 1000.0, error_code
+                )
+        latency_ms = latency_s * 1000.0
         shadow = self._shadow
         if shadow is not None and serving.rung != "rule":
-            shadow.offer(inputs, outputs, latency_s * 1000.0)
-        return Prediction(
-            outputs, serving.model_version, serving.artifact_id, serving.rung, latency_s * 1000.0
-        )
+            shadow.offer(inputs, outputs, latency_ms)
+        return Prediction(outputs, serving.model_version, serving.artifact_id, serving.rung, latency_ms)
 
-    def _run(
-        self, serving: _Serving, inputs: Mapping[str, np.ndarray], batch: int, *, retry: bool
+    def _reset_failures(self) -> None:
+        with self._mutex:
+            self._ladder = ladder.after_success(self._ladder)
+
+    def _recover(
+        self, failed: _Serving, inputs: Mapping[str, np.ndarray], batch: int, exc: EdgefleetError
     ) -> tuple[dict[str, np.ndarray], _Serving]:
-        model = serving.model
-        if model is None:
-            return self._rule_answer(serving, batch), serving
+        """A run failed: count it; when that moved the ladder, answer this request once on the new rung."""
+        replacement = self._on_failure(failed, exc)
+        if replacement is failed:
+            raise exc
+        if replacement.model is None:
+            return self._rule_answer(replacement, batch), replacement
         try:
-            outputs = model.predict(inputs)
-        except EdgefleetError as exc:
-            replacement = self._on_failure(serving, exc)
-            if retry and replacement is not serving:
-                return self._run(replacement, inputs, batch, retry=False)
+            return replacement.model.predict(inputs), replacement
+        except EdgefleetError as again:
+            self._on_failure(replacement, again)
             raise
-        if self._ladder.failures:
-            with self._mutex:
-                self._ladder = ladder.after_success(self._ladder)
-        return outputs, serving
 
     def _rule_answer(self, serving: _Serving, batch: int) -> dict[str, np.ndarray]:
         rule = self.config.rule

@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from edgefleet import __version__
+from edgefleet.server import dashboard
 from edgefleet.server.api import (
     artifacts,
     audit,
@@ -51,6 +52,7 @@ ROUTERS: list[APIRouter] = [
     tuf.router,
     rollouts.router,
     telemetry.router,
+    dashboard.router,
 ]
 """Every router the app serves. Adding a resource is one line here plus its module in ``api/``."""
 

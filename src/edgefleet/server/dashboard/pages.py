@@ -1,0 +1,396 @@
+"""The dashboard's pages (viewer role): fleet, rollouts, devices, models and artifacts, audit log.
+
+Each page reads through the existing services; the only queries here are the column-only device scan of
+the overview and the rollout members a rollout page needs for live gate values.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from edgefleet.protocol.hardware_class import HardwareClass
+from edgefleet.server.api.dependencies import Ctx, DbSession
+from edgefleet.server.dashboard.auth import SignedIn
+from edgefleet.server.dashboard.render import DashboardRoute, html
+from edgefleet.server.dashboard.views import (
+    STATUS_ORDER,
+    DeviceFacts,
+    device_series,
+    fleet_summary,
+    gate_rows,
+    rollback_progress,
+    sum_degraded,
+)
+from edgefleet.server.rollouts import service as rollouts
+from edgefleet.server.rollouts.health import stage_health
+from edgefleet.server.services import artifacts, audit, devices, models, telemetry_views
+from edgefleet.server.services.devices import StatusThresholds
+from edgefleet.server.services.telemetry import Freshness
+from edgefleet.server.store import ArtifactRow, HardwareClassRow
+from edgefleet.server.store.devices import DeviceRow
+from edgefleet.server.store.rollouts import RolloutDeviceRow, RolloutRow
+
+__all__ = ["UNSEEN_AFTER", "rollout_context", "router"]
+
+router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
+UNSEEN_AFTER = timedelta(hours=24)
+PAGE_SIZE = 50
+MAX_CHART_VERSIONS = 30
+Offset = Annotated[int, Query(ge=0, le=10**9)]
+OptionalName = Annotated[str | None, Query(max_length=63)]
+RolloutId = Annotated[str, Path(pattern=r"^ro_[0-9a-f]{16}$")]
+DeviceId = Annotated[str, Path(pattern=r"^dev_[0-9a-f]{20}$")]
+ArtifactId = Annotated[str, Path(pattern=r"^art_[0-9a-f]{16}$")]
+NOTICES = {
+    "pause": "Rollout paused.",
+    "resume": "Rollout resumed.",
+    "promote": "Current stage promoted.",
+    "abort": "Rollout aborted; its devices return to the previous artifact at their next poll.",
+    "revoke": "Device revoked; its requests are refused from now on.",
+    "disable": "Artifact disabled fleet-wide; devices drop it at their next poll.",
+    "enable": "Artifact enabled again.",
+}
+
+
+def _thresholds(request: Request) -> StatusThresholds:
+    thresholds: StatusThresholds = request.app.state.devices.thresholds
+    return thresholds
+
+
+def _freshness(request: Request) -> Freshness:
+    value = getattr(request.app.state, "telemetry", None)
+    return value if isinstance(value, Freshness) else Freshness()
+
+
+def _notice(done: str | None) -> str | None:
+    return NOTICES.get(done or "")
+
+
+def _artifact_labels(session: Session, ids: list[str]) -> dict[str, dict[str, Any]]:
+    if not ids:
+        return {}
+    with session.begin():
+        rows = session.execute(select(ArtifactRow).where(ArtifactRow.id.in_(ids))).scalars()
+        return {
+            r.id: {
+                "model": r.manifest.get("model"),
+                "version": r.manifest.get("version"),
+                "hardware_class": r.hardware_class,
+                "disabled": r.disabled,
+            }
+            for r in rows
+        }
+
+
+@router.get("/")
+def overview(request: Request, ctx: Ctx, session: DbSession, user: SignedIn) -> Response:
+    now = ctx.clock()
+    thresholds = _thresholds(request)
+    with session.begin():
+        facts = [
+            DeviceFacts(r.id, r.hardware_class, r.last_seen_at, r.revoked_at is not None, r.report)
+            for r in session.execute(
+                select(
+                    DeviceRow.id,
+                    DeviceRow.hardware_class,
+                    DeviceRow.last_seen_at,
+                    DeviceRow.revoked_at,
+                    DeviceRow.report,
+                )
+            )
+        ]
+    summary = fleet_summary(
+        facts, now=now, thresholds=thresholds, unseen_after_s=UNSEEN_AFTER.total_seconds()
+    )
+    top = list(summary.versions.items())[:MAX_CHART_VERSIONS]
+    labels = _artifact_labels(session, [a for a, _ in top])
+    versions = [
+        {
+            "artifact_id": a,
+            "devices": n,
+            "label": f"{labels[a]['model']} {labels[a]['version']} · {labels[a]['hardware_class']}"
+            if a in labels
+            else a,
+            "disabled": labels.get(a, {}).get("disabled", False),
+        }
+        for a, n in top
+    ]
+    health = telemetry_views.fleet_health(
+        session,
+        now=now,
+        since=now - timedelta(hours=1),
+        freshness=_freshness(request),
+        thresholds=thresholds,
+    )
+    active = [
+        rollouts.rollout_to_wire(session, r)
+        for status in ("running", "paused")
+        for r in rollouts.list_rollouts(session, limit=20, offset=0, status=status, model=None).items
+    ]
+    return html(
+        request,
+        "overview.html",
+        summary=summary,
+        statuses=STATUS_ORDER,
+        versions=versions,
+        chart={"labels": [v["label"] for v in versions], "values": [v["devices"] for v in versions]},
+        health=health,
+        active=active,
+        unseen_after=UNSEEN_AFTER,
+        user=user,
+    )
+
+
+@router.get("/rollouts")
+def rollout_list(
+    request: Request,
+    session: DbSession,
+    user: SignedIn,
+    offset: Offset = 0,
+    status: Annotated[str | None, Query(pattern=r"^(running|paused|halted|completed|aborted)$")] = None,
+) -> Response:
+    page = rollouts.list_rollouts(session, limit=PAGE_SIZE, offset=offset, status=status, model=None)
+    return html(
+        request,
+        "rollouts.html",
+        page=page,
+        items=[rollouts.rollout_to_wire(session, r) for r in page.items],
+        status=status,
+        base="/dashboard/rollouts" + (f"?status={status}" if status else ""),
+        user=user,
+    )
+
+
+def _class_p95_ms(session: Session, classes: list[str]) -> float | None:
+    envelopes = []
+    for name in classes:
+        row = session.get(HardwareClassRow, name)
+        if row is not None:
+            envelopes.append(HardwareClass.parse(row.document).performance.latency_p95_ms)
+    return min(envelopes) if envelopes else None
+
+
+def rollout_context(session: Session, row: RolloutRow) -> dict[str, Any]:
+    """The rollout as the API shows it, plus the current stage's gates with live values and, once halted
+    or aborted, how far the rollback has gone."""
+    wire = rollouts.rollout_to_wire(session, row, detail=True)
+    stage = wire["stage_detail"][min(row.stage, len(wire["stage_detail"]) - 1)]
+    exposed_details = [s for s in wire["stage_detail"] if s["index"] <= row.stage]
+    done = sum(int(s.get("done", 0)) for s in exposed_details)
+    failed = sum(int(s.get("failed", 0)) for s in exposed_details)
+    with session.begin():
+        exposed = list(
+            session.execute(
+                select(RolloutDeviceRow.device_id).where(
+                    RolloutDeviceRow.rollout_id == row.id, RolloutDeviceRow.stage <= row.stage
+                )
+            ).scalars()
+        )
+        health = stage_health(
+            session,
+            device_ids=exposed,
+            target_ids=[t["to"] for t in row.targets.values() if t["to"]],
+            baseline_ids=[t["from"] for t in row.targets.values() if t["from"]],
+            since=row.created_at,
+        )
+        class_p95 = _class_p95_ms(session, list(row.targets))
+        rollback: list[dict[str, Any]] = []
+        if row.status in ("halted", "aborted") and exposed:
+            reports: dict[str, list[tuple[str, Any]]] = {}
+            for r in session.execute(
+                select(DeviceRow.id, DeviceRow.hardware_class, DeviceRow.report).where(
+                    DeviceRow.id.in_(exposed)
+                )
+            ):
+                reports.setdefault(r.hardware_class, []).append((r.id, r.report))
+            for hardware_class, target in sorted(row.targets.items()):
+                rollback.append(
+                    {
+                        "hardware_class": hardware_class,
+                        "from": target["from"],
+                        "to": target["to"],
+                        **rollback_progress(
+                            reports.get(hardware_class, []),
+                            slot=row.slot,
+                            target=target["to"] or "",
+                            previous=target["from"],
+                        ),
+                    }
+                )
+    totals = {"done": 0, "pending": 0, "failed": 0, "offline": 0, "members": 0}
+    for s in wire["stage_detail"]:
+        for key in totals:
+            totals[key] += int(s.get(key, 0))
+    return {
+        "ro": wire,
+        "current": stage,
+        "gates": gate_rows(stage["gates"], health, done=done, failed=failed, class_p95_ms=class_p95),
+        "health": health,
+        "rollback": rollback,
+        "totals": totals,
+        "final": row.status in ("halted", "aborted", "completed"),
+    }
+
+
+@router.get("/rollouts/{rollout_id}")
+def rollout_page(
+    rollout_id: RolloutId,
+    request: Request,
+    session: DbSession,
+    user: SignedIn,
+    done: Annotated[str | None, Query(max_length=16)] = None,
+) -> Response:
+    row = rollouts.get_rollout(session, rollout_id)
+    return html(request, "rollout.html", user=user, notice=_notice(done), **rollout_context(session, row))
+
+
+@router.get("/rollouts/{rollout_id}/live")
+def rollout_live(rollout_id: RolloutId, request: Request, session: DbSession, user: SignedIn) -> Response:
+    """The live part of the rollout page, re-fetched by dashboard.js every few seconds."""
+    row = rollouts.get_rollout(session, rollout_id)
+    return html(request, "_rollout_live.html", user=user, **rollout_context(session, row))
+
+
+@router.get("/devices")
+def device_list(
+    request: Request,
+    ctx: Ctx,
+    session: DbSession,
+    user: SignedIn,
+    offset: Offset = 0,
+    hardware_class: OptionalName = None,
+    status: Annotated[devices.DeviceStatus | None, Query()] = None,
+) -> Response:
+    now = ctx.clock()
+    thresholds = _thresholds(request)
+    page = devices.list_devices(
+        session,
+        limit=PAGE_SIZE,
+        offset=offset,
+        hardware_class=hardware_class or None,
+        status=status,
+        now=now,
+        thresholds=thresholds,
+    )
+    query = urlencode(
+        [
+            (k, v)
+            for k, v in (("hardware_class", hardware_class), ("status", status.value if status else None))
+            if v
+        ]
+    )
+    return html(
+        request,
+        "devices.html",
+        page=page,
+        items=[devices.device_to_wire(r, now=now, thresholds=thresholds) for r in page.items],
+        hardware_class=hardware_class or "",
+        status=status.value if status else "",
+        statuses=STATUS_ORDER,
+        base="/dashboard/devices" + (f"?{query}" if query else ""),
+        user=user,
+    )
+
+
+@router.get("/devices/{device_id}")
+def device_page(
+    device_id: DeviceId,
+    request: Request,
+    ctx: Ctx,
+    session: DbSession,
+    user: SignedIn,
+    done: Annotated[str | None, Query(max_length=16)] = None,
+) -> Response:
+    now = ctx.clock()
+    thresholds = _thresholds(request)
+    device = devices.device_to_wire(devices.get_device(session, device_id), now=now, thresholds=thresholds)
+    telemetry = telemetry_views.device_telemetry(
+        session,
+        device_id,
+        now=now,
+        since=now - timedelta(hours=24),
+        limit=120,
+        freshness=_freshness(request),
+        thresholds=thresholds,
+    )
+    slots = (device.get("report") or {}).get("slots") or {}
+    ids = sorted({a for s in slots.values() for a in (s.get("active"), s.get("previous")) if a})
+    return html(
+        request,
+        "device.html",
+        device=device,
+        telemetry=telemetry,
+        slots=slots,
+        artifacts=_artifact_labels(session, ids),
+        series=device_series(telemetry["windows"]),
+        degraded=sum_degraded(telemetry["windows"]),
+        notice=_notice(done),
+        user=user,
+    )
+
+
+@router.get("/models")
+def model_list(request: Request, session: DbSession, user: SignedIn, offset: Offset = 0) -> Response:
+    listed = models.list_models(session, limit=PAGE_SIZE, offset=offset, name_prefix=None)
+    entries = []
+    for m in listed["items"]:
+        versions = models.list_versions(session, m["name"], limit=50, offset=0)["items"]
+        builds = artifacts.list_artifacts(session, limit=500, offset=0, model=m["name"]).items
+        by_version: dict[str, list[dict[str, Any]]] = {}
+        for b in builds:
+            by_version.setdefault(b.manifest["version"], []).append(artifacts.artifact_to_wire(b))
+        entries.append(
+            {"model": m, "versions": [{**v, "builds": by_version.get(v["version"], [])} for v in versions]}
+        )
+    page = {"total": listed["total"], "limit": listed["limit"], "offset": listed["offset"]}
+    return html(request, "models.html", entries=entries, page=page, base="/dashboard/models", user=user)
+
+
+@router.get("/artifacts/{artifact_id}")
+def artifact_page(
+    artifact_id: ArtifactId,
+    request: Request,
+    session: DbSession,
+    user: SignedIn,
+    done: Annotated[str | None, Query(max_length=16)] = None,
+) -> Response:
+    art = artifacts.artifact_to_wire(artifacts.get_artifact(session, artifact_id))
+    version = models.get_version(session, art["model"], art["version"])
+    return html(request, "artifact.html", art=art, version=version, notice=_notice(done), user=user)
+
+
+@router.get("/audit")
+def audit_page(
+    request: Request,
+    session: DbSession,
+    user: SignedIn,
+    offset: Offset = 0,
+    actor: Annotated[str | None, Query(max_length=255)] = None,
+    action: Annotated[str | None, Query(max_length=255)] = None,
+    target: Annotated[str | None, Query(max_length=255)] = None,
+) -> Response:
+    page = audit.list_audit(
+        session,
+        limit=PAGE_SIZE,
+        offset=offset,
+        actor=actor or None,
+        action=action or None,
+        target=target or None,
+    )
+    filters = {"actor": actor or "", "action": action or "", "target": target or ""}
+    query = urlencode([(k, v) for k, v in filters.items() if v])
+    return html(
+        request,
+        "audit.html",
+        page=page,
+        items=[audit.audit_to_wire(r) for r in page.items],
+        filters=filters,
+        base="/dashboard/audit" + (f"?{query}" if query else ""),
+        user=user,
+    )

@@ -1,0 +1,67 @@
+"""Dashboard fixtures: the simulated fleet (real ASGI app, real signed device channel) on SQLite, and
+helpers to sign in and post forms the way a browser does."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.server.fleet import fleet  # noqa: F401  # the simulated-fleet fixture
+
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:
+    """SQLite only: the dashboard reads through services already tested on both databases."""
+    return f"sqlite:///{tmp_path / 'edgefleet.db'}"
+
+
+def csrf_of(html: str) -> str:
+    match = _CSRF.search(html)
+    assert match, "no CSRF field on the page"
+    return match.group(1)
+
+
+def make_token(fleet, role: str, name: str | None = None) -> str:
+    r = fleet.client.post("/v1/tokens", json={"name": name or role, "role": role}, headers=fleet.admin)
+    assert r.status_code == 201, r.text
+    return r.json()["token"]
+
+
+def sign_in(client: TestClient, token: str) -> None:
+    page = client.get("/dashboard/login")
+    assert page.status_code == 200
+    r = client.post(
+        "/dashboard/login",
+        data={"csrf": csrf_of(page.text), "token": token, "next": "/dashboard/"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    client.cookies.delete("ef_login", path="/dashboard/login")
+
+
+def browser(fleet, *, https: bool = False) -> TestClient:
+    """A second client on the same app with its own cookie jar."""
+    return TestClient(fleet.app, base_url="https://testserver" if https else "http://testserver")
+
+
+@pytest.fixture
+def world(fleet):
+    """Six devices on v1 with telemetry, v2 registered, five minutes later."""
+    v1 = fleet.artifact("1.0.0")
+    v2 = fleet.artifact("2.0.0")
+    r = fleet.client.put(
+        "/v1/pins/class/medical-cart-cpu/default", json={"artifact_id": v1}, headers=fleet.admin
+    )
+    assert r.status_code == 204
+    devices = [fleet.enroll(fleet.token(labels={"site": f"site-{i % 2}"})) for i in range(6)]
+    for identity, ddir in devices:
+        assert fleet.poll(identity, ddir) == {"default": v1}
+        fleet.report(identity, ddir, active=v1)
+        fleet.serve(identity, ddir, v1, requests=50, latency_ms=10)
+    fleet.clock.now += timedelta(minutes=5)
+    return fleet, v1, v2, devices

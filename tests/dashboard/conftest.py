@@ -9,8 +9,6 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.server.fleet import fleet  # noqa: F401  # the simulated-fleet fixture
-
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -26,8 +24,8 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
-def make_token(fleet, role: str, name: str | None = None) -> str:
-    r = fleet.client.post("/v1/tokens", json={"name": name or role, "role": role}, headers=fleet.admin)
+def make_token(sim, role: str, name: str | None = None) -> str:
+    r = sim.client.post("/v1/tokens", json={"name": name or role, "role": role}, headers=sim.admin)
     assert r.status_code == 201, r.text
     return r.json()["token"]
 
@@ -44,13 +42,13 @@ def sign_in(client: TestClient, token: str) -> None:
     client.cookies.delete("ef_login", path="/dashboard/login")
 
 
-def browser(fleet, *, https: bool = False) -> TestClient:
-    """A second client on the same app with its own cookie jar."""
-    return TestClient(fleet.app, base_url="https://testserver" if https else "http://testserver")
+def browser(sim, *, https: bool = False) -> TestClient:
+    """A second client on ``sim``'s app with its own cookie jar."""
+    return TestClient(sim.app, base_url="https://testserver" if https else "http://testserver")
 
 
 @pytest.fixture
-def world(fleet):
+def world(fleet):  # noqa: F811 - the fixture imported below
     """Six devices on v1 with telemetry, v2 registered, five minutes later."""
     v1 = fleet.artifact("1.0.0")
     v2 = fleet.artifact("2.0.0")
@@ -65,3 +63,6 @@ def world(fleet):
         fleet.serve(identity, ddir, v1, requests=50, latency_ms=10)
     fleet.clock.now += timedelta(minutes=5)
     return fleet, v1, v2, devices
+
+
+from tests.server.fleet import fleet  # noqa: E402, F401  # the simulated-fleet fixture

@@ -1,0 +1,291 @@
+"""The dashboard through the real ASGI app with real enrolled devices on the signed channel: sign-in and
+its cookie, every page, operator actions with confirmation, viewers refused, CSRF and origin checks."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from tests.dashboard.conftest import browser, csrf_of, make_token, sign_in
+
+SLOW_STAGES = {
+    "stages": [
+        {"count": 1, "soak_s": 60, "gates": {"min_requests": 10}},
+        {"percent": 50, "soak_s": 60, "gates": {"min_requests": 10}},
+        {"percent": 100, "soak_s": 0, "gates": {"min_requests": 10}},
+    ]
+}
+
+
+def _rollout(fleet, v2, spec=SLOW_STAGES):
+    r = fleet.client.post(
+        "/v1/rollouts",
+        json={"model": "digits", "targets": {"medical-cart-cpu": v2}, "spec": spec},
+        headers=fleet.admin,
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def _status(fleet, rid):
+    return fleet.client.get(f"/v1/rollouts/{rid}", headers=fleet.admin).json()["status"]
+
+
+def _post(client, path, page_html, **fields):
+    return client.post(path, data={"csrf": csrf_of(page_html), **fields}, follow_redirects=False)
+
+
+@pytest.fixture
+def operator(world):
+    fleet = world[0]
+    client = browser(fleet)
+    sign_in(client, make_token(fleet, "operator", "alice"))
+    return client
+
+
+@pytest.fixture
+def viewer(world):
+    fleet = world[0]
+    client = browser(fleet)
+    sign_in(client, make_token(fleet, "viewer", "victor"))
+    return client
+
+
+def test_pages_need_a_session(world):
+    fleet, v1, _v2, devices = world
+    client = browser(fleet)
+    for path in ("/dashboard/", "/dashboard/audit", f"/dashboard/devices/{devices[0][0].device_id}"):
+        r = client.get(path, follow_redirects=False)
+        assert r.status_code == 303
+        assert r.headers["location"].startswith("/dashboard/login?next=")
+    r = client.post(f"/dashboard/artifacts/{v1}/disable", data={"csrf": "x"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert fleet.client.get(f"/v1/artifacts/{v1}", headers=fleet.admin).json()["disabled"] is False
+    # A forged or tampered cookie is no session either.
+    client.cookies.set("ef_session", "A" * 80, path="/dashboard")
+    assert client.get("/dashboard/", follow_redirects=False).status_code == 303
+
+
+def test_sign_in_sets_a_strict_http_only_cookie_and_secure_over_https(world):
+    fleet = world[0]
+    token = make_token(fleet, "viewer", "vera")
+    for https in (False, True):
+        client = browser(fleet, https=https)
+        page = client.get("/dashboard/login")
+        r = client.post(
+            "/dashboard/login",
+            data={"csrf": csrf_of(page.text), "token": token, "next": "/dashboard/audit"},
+            follow_redirects=False,
+        )
+        assert (r.status_code, r.headers["location"]) == (303, "/dashboard/audit")
+        cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("ef_session="))
+        attrs = {a.strip().split("=")[0].lower() for a in cookie.split(";")[1:]}
+        assert {"httponly", "samesite", "path", "max-age"} <= attrs
+        assert "samesite=strict" in cookie.lower()
+        assert "path=/dashboard" in cookie.lower()
+        assert ("secure" in attrs) is https
+        assert token not in cookie
+        assert client.get("/dashboard/audit").status_code == 200
+
+
+def test_sign_in_refuses_a_bad_token_and_a_missing_form_token(world):
+    fleet = world[0]
+    client = browser(fleet)
+    page = client.get("/dashboard/login")
+    r = client.post("/dashboard/login", data={"csrf": csrf_of(page.text), "token": "efop_wrong"})
+    assert r.status_code == 401
+    assert "not valid" in r.text
+    assert "ef_session" not in r.headers.get("set-cookie", "")
+    r = client.post("/dashboard/login", data={"token": fleet.admin["authorization"].split()[1]})
+    assert r.status_code == 403
+    assert "csrf_failed" in r.text
+
+
+def test_every_page_renders_what_the_fleet_holds(world, operator):
+    fleet, v1, v2, devices = world
+    rid = _rollout(fleet, v2)
+    device_id = devices[0][0].device_id
+    pages = {
+        "/dashboard/": ["medical-cart-cpu", "digits 1.0.0", rid, "Model versions in the field"],
+        "/dashboard/rollouts": [rid, "running"],
+        f"/dashboard/rollouts/{rid}": ["stage 1 of 3", "Gates of stage 1", "Latency p95 vs previous version"],
+        f"/dashboard/rollouts/{rid}/live": ["stage 1 of 3"],
+        "/dashboard/devices": [device_id, "site="],
+        f"/dashboard/devices/{device_id}": [device_id, "Slots", "digits 1.0.0", "Latency p95"],
+        "/dashboard/devices?status=stale&hardware_class=medical-cart-cpu": [device_id],  # 5 min silent
+        "/dashboard/models": ["digits", "Version 2.0.0", v2],
+        f"/dashboard/artifacts/{v1}": ["Measured metrics", "model.onnx", "onnxruntime"],
+        "/dashboard/audit": ["rollout.create", rid, "bootstrap-admin"],
+        f"/dashboard/audit?target={rid}": ["rollout.create"],
+    }
+    for path, expected in pages.items():
+        r = operator.get(path)
+        assert r.status_code == 200, (path, r.text[:500])
+        assert r.headers["content-security-policy"].startswith("default-src 'none'")
+        assert r.headers["cache-control"] == "no-store"
+        for text in expected:
+            assert text in r.text, (path, text)
+    assert operator.get("/dashboard/rollouts/ro_0000000000000000").status_code == 404
+    assert operator.get("/dashboard/devices/not-a-device").status_code == 404
+
+
+def test_an_operator_aborts_a_rollout_after_confirming(world, operator):
+    fleet, v1, v2, devices = world
+    rid = _rollout(fleet, v2)
+    page = operator.get(f"/dashboard/rollouts/{rid}").text
+    assert "Abort…" in page
+    first = _post(operator, f"/dashboard/rollouts/{rid}/abort", page)
+    assert first.status_code == 200
+    assert "Abort rollout" in first.text
+    assert _status(fleet, rid) == "running"  # asking is not doing
+    done = _post(
+        operator, f"/dashboard/rollouts/{rid}/abort", first.text, confirm="yes", reason="customer complaint"
+    )
+    assert (done.status_code, done.headers["location"]) == (303, f"/dashboard/rollouts/{rid}?done=abort")
+    assert _status(fleet, rid) == "aborted"
+    shown = operator.get(done.headers["location"]).text
+    assert "Rollout aborted" in shown
+    assert "operator_abort" in shown
+    assert "customer complaint" in shown
+    assert "Rollback" in shown
+    audit = fleet.client.get("/v1/audit", params={"target": rid}, headers=fleet.admin).json()["items"]
+    assert (audit[0]["action"], audit[0]["actor"]) == ("rollout.abort", "alice")
+    assert all(fleet.poll(i, d) == {"default": v1} for i, d in devices)
+
+
+def test_pause_resume_promote_are_one_click(world, operator):
+    fleet, _v1, v2, _devices = world
+    rid = _rollout(fleet, v2)
+    for action, status in (("pause", "paused"), ("resume", "running"), ("promote", "running")):
+        page = operator.get(f"/dashboard/rollouts/{rid}").text
+        r = _post(operator, f"/dashboard/rollouts/{rid}/{action}", page)
+        assert r.status_code == 303, r.text
+        assert _status(fleet, rid) == status
+
+
+def test_a_viewer_sees_but_is_refused_the_same_action(world, viewer):
+    fleet, _v1, v2, devices = world
+    rid = _rollout(fleet, v2)
+    page = viewer.get(f"/dashboard/rollouts/{rid}").text
+    assert "Abort…" not in page
+    assert "actions need the operator role" in page
+    for path, fields in (
+        (f"/dashboard/rollouts/{rid}/abort", {"confirm": "yes"}),
+        (f"/dashboard/rollouts/{rid}/pause", {}),
+        (f"/dashboard/devices/{devices[0][0].device_id}/revoke", {"confirm": "yes"}),
+        (f"/dashboard/artifacts/{v2}/disable", {"confirm": "yes"}),
+    ):
+        r = _post(viewer, path, page, **fields)
+        assert r.status_code == 403, path
+        assert "permission_denied" in r.text
+        assert "operator" in r.text
+    assert _status(fleet, rid) == "running"
+    assert fleet.client.get(f"/v1/artifacts/{v2}", headers=fleet.admin).json()["disabled"] is False
+
+
+def test_forms_without_the_sessions_csrf_token_or_from_another_origin_are_refused(world, operator):
+    fleet, _v1, v2, _devices = world
+    rid = _rollout(fleet, v2)
+    path = f"/dashboard/rollouts/{rid}/pause"
+    assert operator.post(path, data={"reason": ""}, follow_redirects=False).status_code == 403
+    assert operator.post(path, data={"csrf": "guess"}, follow_redirects=False).status_code == 403
+    page = operator.get(f"/dashboard/rollouts/{rid}").text
+    r = operator.post(
+        path, data={"csrf": csrf_of(page)}, headers={"origin": "https://evil.example"}, follow_redirects=False
+    )
+    assert r.status_code == 403
+    r = operator.post(path, content=b'{"csrf": "x"}', headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert _status(fleet, rid) == "running"
+
+
+def test_revoking_the_token_ends_its_sessions_at_once(world):
+    fleet = world[0]
+    r = fleet.client.post("/v1/tokens", json={"name": "temp", "role": "operator"}, headers=fleet.admin)
+    token, token_id = r.json()["token"], r.json()["id"]
+    client = browser(fleet)
+    sign_in(client, token)
+    assert client.get("/dashboard/").status_code == 200
+    assert fleet.client.delete(f"/v1/tokens/{token_id}", headers=fleet.admin).status_code in (200, 204)
+    assert client.get("/dashboard/", follow_redirects=False).status_code == 303
+
+
+def test_revoke_a_device_and_disable_an_artifact(world, operator):
+    fleet, _v1, v2, devices = world
+    identity, ddir = devices[0]
+    page = operator.get(f"/dashboard/devices/{identity.device_id}").text
+    asked = _post(operator, f"/dashboard/devices/{identity.device_id}/revoke", page)
+    assert "Revoke device" in asked.text
+    r = _post(
+        operator,
+        f"/dashboard/devices/{identity.device_id}/revoke",
+        asked.text,
+        confirm="yes",
+        reason="stolen",
+    )
+    assert r.status_code == 303
+    shown = operator.get(r.headers["location"]).text
+    assert "stolen" in shown
+    assert "revoked" in shown
+    with pytest.raises(Exception, match="revoked"):
+        fleet.poll(identity, ddir)
+
+    page = operator.get(f"/dashboard/artifacts/{v2}").text
+    asked = _post(operator, f"/dashboard/artifacts/{v2}/disable", page)
+    r = _post(operator, f"/dashboard/artifacts/{v2}/disable", asked.text, confirm="yes", reason="bad build")
+    assert r.status_code == 303
+    assert fleet.client.get(f"/v1/artifacts/{v2}", headers=fleet.admin).json()["disabled"] is True
+    page = operator.get(f"/dashboard/artifacts/{v2}").text
+    assert "bad build" in page
+    r = _post(operator, f"/dashboard/artifacts/{v2}/enable", page)  # not destructive: no confirmation
+    assert r.status_code == 303
+    assert fleet.client.get(f"/v1/artifacts/{v2}", headers=fleet.admin).json()["disabled"] is False
+
+
+def test_a_halted_rollout_shows_its_gate_numbers_and_rollback(world, operator):
+    fleet, _v1, v2, devices = world
+    rid = _rollout(fleet, v2)
+    for identity, ddir in devices:
+        if fleet.poll(identity, ddir).get("default") == v2:
+            fleet.report(identity, ddir, active=v2)
+            fleet.serve(identity, ddir, v2, requests=40, latency_ms=30)  # 3x slower than v1
+    fleet.clock.now += timedelta(seconds=5)
+    fleet.tick()
+    assert _status(fleet, rid) == "halted"
+    live = operator.get(f"/dashboard/rollouts/{rid}/live").text
+    assert 'data-final="true"' in live
+    assert "latency_p95_ratio" in live
+    assert re.search(r'data-gate="latency_p95_ratio"[^>]*>', live)
+    assert 'class="gate g-breach" data-gate="latency_p95_ratio"' in live
+    assert "Rollback" in live
+    full = operator.get(f"/dashboard/rollouts/{rid}").text
+    assert "data-live-src" not in full  # a finished rollout stops polling
+    for identity, ddir in devices:
+        fleet.report(identity, ddir, active=fleet.poll(identity, ddir)["default"])
+    live = operator.get(f"/dashboard/rollouts/{rid}/live").text
+    assert re.search(r"<td class=\"n\">1</td><td class=\"n\">0</td><td class=\"n\">0</td>", live)
+
+
+def test_static_files_are_served_from_a_fixed_list(world):
+    fleet = world[0]
+    client = browser(fleet)
+    r = client.get("/dashboard/static/uPlot.iife.min.js")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/javascript")
+    assert (
+        client.get(
+            "/dashboard/static/uPlot.iife.min.js", headers={"if-none-match": r.headers["etag"]}
+        ).status_code
+        == 304
+    )
+    assert "MIT" in client.get("/dashboard/static/uPlot.LICENSE").text
+    assert client.get("/dashboard/static/..%2Fpages.py").status_code == 404
+    assert client.get("/dashboard/static/session.py").status_code == 404
+
+
+def test_logout_clears_the_session(world, operator):
+    page = operator.get("/dashboard/").text
+    r = _post(operator, "/dashboard/logout", page)
+    assert (r.status_code, r.headers["location"]) == (303, "/dashboard/login")
+    assert operator.get("/dashboard/", follow_redirects=False).status_code == 303

@@ -291,7 +291,7 @@ def gate_rows(info: RolloutInfo) -> list[dict[str, Any]]:
 def _size_text(spec_stage: Mapping[str, Any]) -> str:
     if spec_stage.get("count") is not None:
         return str(spec_stage["count"])
-    return f"{spec_stage.get('percent')}%"
+    return f"{float(spec_stage.get('percent') or 0):g}%"
 
 
 def _stage_rows(info: RolloutInfo) -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -32,43 +31,38 @@ def wait_for(predicate, timeout_s: float = 30.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def push_artifact(server, tmp_path: Path, version: str, hardware_class: str = "medical-cart-cpu") -> str:
-    """A registered artifact (bytes need not be a real model for the channel's purposes)."""
+def push_artifact(
+    server,
+    tmp_path: Path,
+    version: str,
+    hardware_class: str = "medical-cart-cpu",
+    *,
+    model_bytes: bytes | None = None,
+    publish: bool = True,
+    release_counter: int | None = None,
+    latency_ceiling_ms: float = 500.0,
+) -> str:
+    """A real artifact (a tiny ONNX classifier + golden vectors), registered and, unless ``publish=False``,
+    signed with the server's (dev) release key into its TUF repository. Returns the artifact id; the
+    directory is ``tmp_path / f"art-{version}-{hardware_class}"``."""
+    from tests.agent.crash.artifacts import classifier, write_artifact
+
     art = tmp_path / f"art-{version}-{hardware_class}"
-    art.mkdir()
-    files = {"model.onnx": b"model-" + version.encode(), "golden.npz": b"golden-" + version.encode()}
-    for name, data in files.items():
-        (art / name).write_bytes(data)
-    src = hashlib.sha256(files["model.onnx"]).hexdigest()
-    manifest = {
-        "model": "digits",
-        "version": version,
-        "hardware_class": hardware_class,
-        "runtime": {"name": "onnxruntime", "execution_providers": ["CPUExecutionProvider"]},
-        "entrypoint": "model.onnx",
-        "files": [
-            {"path": n, "sha256": hashlib.sha256(d).hexdigest(), "length": len(d)} for n, d in files.items()
-        ],
-        "signature": {
-            "inputs": [{"name": "x", "dtype": "float32", "shape": [1, 64]}],
-            "outputs": [{"name": "y", "dtype": "float32", "shape": [1, 10]}],
-        },
-        "optimization": {"source_sha256": src},
-        "health_check": {"golden_file": "golden.npz", "latency_ceiling_ms": 50},
-        "release_counter": 1,
-    }
+    counter = release_counter if release_counter is not None else int(version.split(".")[0])
+    model = model_bytes if model_bytes is not None else classifier(seed=counter)
+    manifest = write_artifact(
+        tmp_path,
+        art.name,
+        model,
+        version=version,
+        release_counter=counter,
+        latency_ceiling_ms=latency_ceiling_ms,
+    ).to_dict()
+    manifest["hardware_class"] = hardware_class
     (art / "manifest.json").write_text(json.dumps(manifest))
     cli(server, "model", "create", "digits", check=False)
-    (tmp_path / f"src-{version}.onnx").write_bytes(files["model.onnx"])
-    cli(
-        server,
-        "model",
-        "version",
-        "add",
-        "digits",
-        version,
-        str(tmp_path / f"src-{version}.onnx"),
-        check=False,
-    )
-    out = cli(server, "artifact", "push", str(art), "--json")
-    return json.loads(out.stdout)["id"]
+    cli(server, "model", "version", "add", "digits", version, str(art / "model.onnx"), check=False)
+    artifact_id = json.loads(cli(server, "artifact", "push", str(art), "--json").stdout)["id"]
+    if publish:
+        cli(server, "publish", str(art), "--release-key", str(server.data_dir / "keys" / "release.key"))
+    return artifact_id

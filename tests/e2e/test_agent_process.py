@@ -20,6 +20,10 @@ def device_json(server, device_id: str) -> dict:
     return json.loads(cli(server, "device", "show", device_id, "--json").stdout)
 
 
+def _slot(server, device_id: str) -> dict:
+    return ((device_json(server, device_id).get("report") or {}).get("slots") or {}).get("default") or {}
+
+
 def start_agent(data_dir: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
@@ -72,10 +76,10 @@ def test_agent_syncs_reports_and_stops_cleanly_on_sigterm(enrolled, tmp_path):
     agent = start_agent(data_dir)
     try:
         report = wait_for(
-            lambda: (device_json(server, device_id).get("report") or {}).get("slots", {}).get("default"),
-            what="the agent's report of its assignment",
+            lambda: _slot(server, device_id).get("active") == art and _slot(server, device_id),
+            what="the agent installing and reporting its assignment",
         )
-        assert report["state"] == f"assigned:{art}"
+        assert report["state"] in ("trial", "idle", "committed")
         # A second agent on the same data dir refuses to run.
         second = subprocess.run(
             [*EDGEFLEET, "agent", "run", "--data-dir", str(data_dir)],
@@ -100,6 +104,8 @@ def test_agent_syncs_reports_and_stops_cleanly_on_sigterm(enrolled, tmp_path):
         ).stdout
     )
     assert status["slots"] == {"default": art}
+    assert status["active"] == {"default": art}
+    assert status["serving"]["mode"]
 
 
 def test_agent_keeps_its_state_through_an_outage_and_recovers_by_itself(enrolled, tmp_path):
@@ -108,28 +114,25 @@ def test_agent_keeps_its_state_through_an_outage_and_recovers_by_itself(enrolled
     cli(server, "device", "pin", art1, "--class", "medical-cart-cpu")
     agent = start_agent(data_dir)
     try:
-        wait_for(lambda: device_json(server, device_id).get("report"), what="first report")
+        wait_for(lambda: _slot(server, device_id).get("active") == art1, what="first install")
         link.cut()
         art2 = push_artifact(server, tmp_path, "2.0.0")
         cli(server, "device", "pin", art2, "--device", device_id)
         time.sleep(3)  # several failed polls, backing off
-        assert (device_json(server, device_id)["report"]["slots"]["default"]["state"]) == f"assigned:{art1}"
+        assert _slot(server, device_id)["active"] == art1  # nothing new reached the device
         link.restore()
-        wait_for(
-            lambda: (
-                device_json(server, device_id)["report"]["slots"]["default"]["state"] == f"assigned:{art2}"
-            ),
-            what="catch-up after the outage",
-        )
+        wait_for(lambda: _slot(server, device_id).get("active") == art2, what="catch-up after the outage")
     finally:
         agent.send_signal(signal.SIGTERM)
         _, stderr = agent.communicate(timeout=20)
     assert "event=poll_failed" in stderr
     assert "server_unreachable" in stderr
     # Restart: the agent resumes from its persisted generation without re-installing.
+    (data_dir / "serving-endpoint").unlink()
     agent = start_agent(data_dir)
     try:
-        time.sleep(1.5)
+        wait_for(lambda: (data_dir / "serving-endpoint").exists(), what="the restarted agent serving")
+        time.sleep(1.0)  # a few polls
     finally:
         agent.send_signal(signal.SIGTERM)
         _, stderr = agent.communicate(timeout=20)
@@ -173,3 +176,42 @@ def test_device_list_filters_from_the_cli(enrolled):
     assert "medical-cart-cpu" in table
     with httpx.Client() as http:
         assert http.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_the_agent_serves_its_active_model_and_its_telemetry_reaches_the_server(enrolled, tmp_path):
+    server, _link, data_dir, device_id = enrolled
+    art = push_artifact(server, tmp_path, "1.0.0")
+    cli(server, "device", "pin", art, "--class", "medical-cart-cpu")
+    agent = start_agent(data_dir, "--telemetry-window", "1", "--telemetry-interval", "0.5")
+    try:
+        wait_for(lambda: _slot(server, device_id).get("active") == art, what="install")
+        endpoint = wait_for(
+            lambda: (data_dir / "serving-endpoint").exists() and (data_dir / "serving-endpoint").read_text()
+        )
+        x = [[0.1 * i for i in range(16)]]
+        answers = []
+        with httpx.Client(base_url=endpoint, timeout=10) as http:
+            for _ in range(20):
+                r = http.post("/v1/predict", json={"inputs": {"x": x}})
+                if r.status_code == 200 and r.json()["artifact_id"] == art:
+                    answers.append(r.json())
+                time.sleep(0.05)
+            bad = http.post("/v1/predict", json={"inputs": {"x": [[1.0, 2.0]]}})
+        assert answers, "the active model answered"
+        assert answers[-1]["model_version"] == "digits/1.0.0"
+        assert answers[-1]["mode"]
+        assert len(answers[-1]["outputs"]["probs"]["data"][0]) == 4
+        assert bad.status_code == 400  # wrong shape: a clear 4xx, the agent keeps serving
+
+        wait_for(
+            lambda: _requests_seen(server, device_id) >= len(answers), what="telemetry arriving at the server"
+        )
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.communicate(timeout=20)
+
+
+def _requests_seen(server, device_id: str) -> int:
+    with httpx.Client(base_url=server.url, headers=server.admin_headers) as http:
+        health = http.get("/v1/fleet/health", params={"hardware_class": "medical-cart-cpu"}).json()
+    return int(health["totals"]["requests"])

@@ -31,15 +31,9 @@ class RecordingSink:
 def published(live_server, tmp_path):
     cli(live_server, "class", "apply", str(EXAMPLES))
     release_key = live_server.data_dir / "keys" / "release.key"
-    art = push_artifact(live_server, tmp_path, "1.0.0")
-    out = cli(
-        live_server,
-        "publish",
-        str(tmp_path / "art-1.0.0-medical-cart-cpu"),
-        "--release-key",
-        str(release_key),
-    )
-    assert "published targets version 1" in out.stdout
+    art = push_artifact(live_server, tmp_path, "1.0.0")  # signed with the release key, uploaded
+    with httpx.Client(base_url=live_server.url, headers=live_server.admin_headers) as http:
+        assert http.get("/v1/tuf").json()["targets_version"] == 1  # push_artifact signed and uploaded it
     token = cli(live_server, "device", "token", "create", "--class", "medical-cart-cpu").stdout.strip()
     data_dir = tmp_path / "agent"
     ident = json.loads(
@@ -93,13 +87,17 @@ def test_a_published_assignment_is_verified_and_downloaded(published, tmp_path):
     fetcher, client = _fetcher(ddir)
     with client:
         files = fetcher.fetch(assignment, tmp_path / "staging")
-    assert set(files) == {"manifest.json", "model.onnx", "golden.npz"}
-    assert files["model.onnx"].read_bytes() == b"model-1.0.0"
+    assert set(files) == {"model.onnx", "golden.npz"}
+    assert files["model.onnx"] == tmp_path / "staging" / "model.onnx"
+    assert (
+        files["model.onnx"].read_bytes()
+        == (tmp_path / "art-1.0.0-medical-cart-cpu" / "model.onnx").read_bytes()
+    )
 
 
 def test_an_unpublished_artifact_is_refused(published, tmp_path):
     server, _art, ddir, device_id, _ = published
-    unsigned = push_artifact(server, tmp_path, "2.0.0")  # registered, never signed by the release key
+    unsigned = push_artifact(server, tmp_path, "2.0.0", publish=False)  # registered, never signed
     cli(server, "device", "pin", unsigned, "--device", device_id)
     assignment = _assignment(server, device_id, ddir)
     sink = RecordingSink()

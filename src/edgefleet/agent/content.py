@@ -11,6 +11,7 @@ not make the device install bytes the release key did not sign.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,11 +68,17 @@ class TufArtifactFetcher:
         self._policy = policy
 
     def fetch(self, assignment: Assignment, staging_dir: Path) -> dict[str, Path]:
-        """Verified local copies of every file of the assigned artifact, by manifest path."""
+        """Place verified copies of every file of the assigned artifact at ``staging_dir/<manifest path>``.
+
+        Downloads go to ``<data dir>/downloads/<sha256>`` first (resumable across attempts and restarts) and
+        are moved into ``staging_dir`` only once their hash verified.
+        """
         now = effective_now(self._now(), self._ddir.read_time_floor())
         trust = self._trust()
         trust.refresh(now)
-        downloader = Downloader(staging_dir, self._client, self._policy, events=self._events)
+        downloader = Downloader(
+            self._ddir.root / "downloads", self._client, self._policy, events=self._events
+        )
         check = {"hardware_class": self._identity.hardware_class, "release_floor": self._floor, "now": now}
         trust.verify_assignment(assignment, **check)
 
@@ -88,6 +95,7 @@ class TufArtifactFetcher:
             length=manifest_target.length,
         )
         signed = _read_manifest(signed_manifest_file)
+        signed_manifest_file.unlink(missing_ok=True)
         if signed.to_dict() != manifest.to_dict():
             raise self._reject(
                 HashMismatchError(
@@ -98,13 +106,15 @@ class TufArtifactFetcher:
                 ),
                 now,
             )
-        files: dict[str, Path] = {MANIFEST_FILE: signed_manifest_file}
+        files: dict[str, Path] = {}
         for entry in signed.files:
             target = _Target(artifact_target_path(signed, entry.path), entry.sha256, entry.length)
             verified = trust.verify_assignment(target, **check)
-            files[entry.path] = downloader.fetch(
-                trust.url_for(verified), sha256=entry.sha256, length=entry.length
-            )
+            downloaded = downloader.fetch(trust.url_for(verified), sha256=entry.sha256, length=entry.length)
+            placed = staging_dir / entry.path
+            placed.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(downloaded, placed)
+            files[entry.path] = placed
         return files
 
     def _trust(self) -> DeviceTrust:

@@ -5,6 +5,7 @@ Layout (all writes atomic and durable):
     identity/device.key        Ed25519 private key, PKCS8 PEM, mode 0600, never leaves the device
     identity/device.json       device id, server URL, hardware class, labels, director public key
     identity/tuf-root.json     bootstrap TUF root received at enrollment (when the server has one)
+    identity/class.json        the hardware class document (threads, budgets, telemetry bandwidth)
     state/desired.json         last accepted signed desired state (the envelope, verbatim)
     state/time-floor           persisted time floor (ISO 8601); only ever moves forward
     agent.lock                 held (flock) by the one running agent
@@ -25,7 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from edgefleet.durable import atomic_write_bytes
 from edgefleet.protocol.canonical import canonical_json
-from edgefleet.protocol.errors import ConflictError, EdgefleetError
+from edgefleet.protocol.errors import ConflictError, EdgefleetError, InvalidDocumentError
+from edgefleet.protocol.hardware_class import HardwareClass
 from edgefleet.trust.director import load_public_key_pem
 
 __all__ = ["AgentLock", "CorruptStateError", "DataDir", "DeviceIdentity", "NotEnrolledError"]
@@ -120,6 +122,10 @@ class DataDir:
         return self.root / "identity" / "tuf-root.json"
 
     @property
+    def class_path(self) -> Path:
+        return self.root / "identity" / "class.json"
+
+    @property
     def desired_path(self) -> Path:
         return self.root / "state" / "desired.json"
 
@@ -150,9 +156,16 @@ class DataDir:
             raise CorruptStateError("device key is not Ed25519", got=str(self.key_path))
         return key
 
-    def write_identity(self, identity: DeviceIdentity, tuf_root: dict[str, Any] | None) -> None:
+    def write_identity(
+        self,
+        identity: DeviceIdentity,
+        tuf_root: dict[str, Any] | None,
+        hardware_class: dict[str, Any] | None = None,
+    ) -> None:
         if tuf_root is not None:
             atomic_write_bytes(self.tuf_root_path, canonical_json(tuf_root), mode=0o644)
+        if hardware_class is not None:
+            atomic_write_bytes(self.class_path, canonical_json(hardware_class), mode=0o644)
         atomic_write_bytes(self.identity_path, canonical_json(identity.to_dict()), mode=0o644)
 
     def read_identity(self) -> DeviceIdentity:
@@ -174,6 +187,15 @@ class DataDir:
         except (KeyError, TypeError, ValueError, EdgefleetError) as exc:
             raise CorruptStateError("device identity file is invalid", got=str(self.identity_path)) from exc
         return identity
+
+    def read_hardware_class(self) -> HardwareClass | None:
+        """The class document pinned at enrollment, or ``None`` (enrolled by an older server)."""
+        if not self.class_path.exists():
+            return None
+        try:
+            return HardwareClass.parse(self._read_json(self.class_path))
+        except InvalidDocumentError as exc:
+            raise CorruptStateError("hardware class file is invalid", got=str(self.class_path)) from exc
 
     def read_tuf_root(self) -> dict[str, Any] | None:
         return self._read_json(self.tuf_root_path) if self.tuf_root_path.exists() else None

@@ -72,5 +72,5 @@ def enroll(
         # A new identity: the old accepted state belongs to the old device id.
         shutil.rmtree(ddir.root / "state", ignore_errors=True)
     ddir.write_key(key)
-    ddir.write_identity(identity, data.get("tuf_root"))
+    ddir.write_identity(identity, data.get("tuf_root"), data.get("hardware_class_document"))
     return identity

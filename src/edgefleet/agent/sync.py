@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from edgefleet.agent.backoff import PollTiming, backoff_delay_s, poll_delay_s
 from edgefleet.agent.channel import DeviceChannel
@@ -26,12 +26,23 @@ from edgefleet.protocol.desired_state import DesiredState, DeviceReport
 from edgefleet.protocol.errors import EdgefleetError
 from edgefleet.trust.director import DesiredStateRejectedError, verify_desired_state
 
-__all__ = ["CLOCK_UNTRUSTED_TOLERANCE", "SyncCoordinator", "SyncOutcome"]
+__all__ = ["CLOCK_UNTRUSTED_TOLERANCE", "EventSink", "SyncCoordinator", "SyncOutcome"]
 
 log = logging.getLogger("edgefleet.agent.sync")
 CLOCK_UNTRUSTED_TOLERANCE = timedelta(minutes=5)
 DESIRED_STATE_PATH = "/v1/device/desired-state"
 REPORT_PATH = "/v1/device/report"
+
+
+class EventSink(Protocol):
+    """Where security and clock events go (the telemetry recorder satisfies it)."""
+
+    def record_event(self, kind: str, code: str, details: dict[str, Any] | None = None) -> int | None: ...
+
+
+class _NoEvents:
+    def record_event(self, kind: str, code: str, details: dict[str, Any] | None = None) -> int | None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -58,8 +69,10 @@ class SyncCoordinator:
         timing: PollTiming | None = None,
         rng: random.Random | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        events: EventSink | None = None,
     ) -> None:
         self._ddir = data_dir
+        self._events: EventSink = events or _NoEvents()
         self._channel = channel
         self._installer = installer
         self._timing = timing or PollTiming()
@@ -70,6 +83,7 @@ class SyncCoordinator:
         self._sequence = 0
         self._failures = 0
         self._reported_generation = -1
+        self._reported_slots: dict[str, Any] = {}
         self.last_error: dict[str, Any] | None = None
         self.state: DesiredState | None = self._load_last_state()
 
@@ -126,6 +140,9 @@ class SyncCoordinator:
         floor = self._ddir.read_time_floor()
         if floor is not None and now < floor - CLOCK_UNTRUSTED_TOLERANCE:
             log.warning(_kv(event="clock_untrusted", now=now.isoformat(), floor=floor.isoformat()))
+            self._events.record_event(
+                "clock_untrusted", "clock_untrusted", {"now": now.isoformat(), "floor": floor.isoformat()}
+            )
         try:
             state = verify_desired_state(
                 envelope,
@@ -138,6 +155,9 @@ class SyncCoordinator:
         except DesiredStateRejectedError as exc:
             self._record_error(exc)
             log.warning(_kv(event="desired_state_rejected", code=exc.code, generation=self.generation))
+            self._events.record_event(
+                "security", exc.code, {"message": exc.message, "generation": self.generation}
+            )
             self._maybe_report(force=True)
             return SyncOutcome("rejected", poll_delay_s(self._timing, self._rng), self.generation, exc.code)
         self._ddir.write_desired_envelope(envelope)
@@ -152,7 +172,13 @@ class SyncCoordinator:
         self.last_error = {"code": exc.code, "message": exc.message, "at": self._now().isoformat()}
 
     def _maybe_report(self, *, force: bool = False) -> None:
-        if not force and self._reported_generation == self.generation:
+        """Report when something changed: a new generation, a slot's state (trial -> committed, a rollback),
+        or an error. Unchanged polls send nothing."""
+        slots = self._installer.slot_reports()
+        snapshot = {
+            name: r.to_dict() if hasattr(r, "to_dict") else r.model_dump() for name, r in slots.items()
+        }
+        if not force and self._reported_generation == self.generation and snapshot == self._reported_slots:
             return
         self._sequence += 1
         report = DeviceReport(
@@ -161,12 +187,13 @@ class SyncCoordinator:
             reported_at=self._now(),
             agent_version=AGENT_VERSION,
             desired_generation=self.generation,
-            slots=self._installer.slot_reports(),
+            slots=slots,
             status="error" if self.last_error and self._failures else "ok",
             last_error=self.last_error,
         )
         self._channel.request("POST", REPORT_PATH, json_body=report.to_dict())
         self._reported_generation = self.generation
+        self._reported_slots = snapshot
 
     # the loop
     def run(self, stop: threading.Event) -> None:

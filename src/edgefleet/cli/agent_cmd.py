@@ -60,37 +60,83 @@ def enroll_cmd(
 @click.option(
     "--backoff-cap", "backoff_cap_s", type=click.FloatRange(0.1, 86400), default=300.0, show_default=True
 )
+@click.option(
+    "--telemetry-window",
+    "window_s",
+    type=click.FloatRange(1, 3600),
+    default=60.0,
+    show_default=True,
+    help="Seconds per telemetry summary window.",
+)
+@click.option(
+    "--telemetry-interval",
+    "upload_s",
+    type=click.FloatRange(0.1, 86400),
+    default=60.0,
+    show_default=True,
+    help="Seconds between telemetry uploads (backlogs drain faster, within the class's bandwidth).",
+)
+@click.option(
+    "--serve-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Local inference endpoint port on 127.0.0.1 (0: any free port, see <data-dir>/serving-endpoint).",
+)
+@click.option(
+    "--serve-socket",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Serve inference on this Unix socket instead of TCP.",
+)
+@click.option("--no-serve", is_flag=True, help="Do not serve inference (sync and install only).")
+@click.option(
+    "--fallback-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The class's fallback artifact (an `edgefleet build` output dir) for the degraded ladder.",
+)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
-def run_cmd(data_dir: Path, poll_interval_s: float, backoff_cap_s: float, log_level: str) -> None:
-    """Run the sync loop until SIGTERM/SIGINT: poll, verify, install, report."""
-    from edgefleet.agent.backoff import PollTiming
-    from edgefleet.agent.channel import DeviceChannel
-    from edgefleet.agent.datadir import DataDir
-    from edgefleet.agent.installer import NoInstaller
-    from edgefleet.agent.sync import SyncCoordinator
-
+def run_cmd(
+    data_dir: Path,
+    poll_interval_s: float,
+    backoff_cap_s: float,
+    window_s: float,
+    upload_s: float,
+    serve_port: int,
+    serve_socket: Path | None,
+    no_serve: bool,
+    fallback_dir: Path | None,
+    log_level: str,
+) -> None:
+    """Run the device until SIGTERM/SIGINT: sync, verify, install, serve, report, send telemetry."""
     logging.basicConfig(
         level=log_level.upper(),
         stream=sys.stderr,
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
     )
-    ddir = DataDir(data_dir)
-    identity = ddir.read_identity()
     stop = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
         logging.getLogger("edgefleet.agent").info("event=signal signal=%s", signal.Signals(signum).name)
         stop.set()
 
+    # Before the heavy imports: a SIGTERM during start-up still stops the agent cleanly.
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    with ddir.lock():
-        channel = DeviceChannel(identity.server_url, device_id=identity.device_id, key=ddir.read_key())
-        try:
-            timing = PollTiming(poll_interval_s=poll_interval_s, backoff_cap_s=backoff_cap_s)
-            SyncCoordinator(ddir, channel, NoInstaller(), timing=timing).run(stop)
-        finally:
-            channel.close()
+    from edgefleet.agent.app import AgentApp, AgentOptions
+
+    options = AgentOptions(
+        poll_interval_s=poll_interval_s,
+        backoff_cap_s=backoff_cap_s,
+        telemetry_window_s=window_s,
+        telemetry_upload_interval_s=upload_s,
+        serve=not no_serve,
+        serve_port=serve_port,
+        serve_socket=serve_socket,
+        fallback_dir=fallback_dir,
+    )
+    AgentApp(data_dir, options).run(stop)
 
 
 @agent.command("status")
@@ -105,7 +151,7 @@ def status_cmd(data_dir: Path, as_json: bool) -> None:
     envelope = ddir.read_desired_envelope()
     signed = envelope.get("signed", {}) if isinstance(envelope, dict) else {}
     floor = ddir.read_time_floor()
-    info = {
+    info: dict[str, object] = {
         "device_id": identity.device_id,
         "hardware_class": identity.hardware_class,
         "server_url": identity.server_url,
@@ -113,9 +159,38 @@ def status_cmd(data_dir: Path, as_json: bool) -> None:
         "desired_generation": signed.get("generation", 0),
         "slots": {k: v.get("artifact_id") for k, v in signed.get("slots", {}).items()},
         "time_floor": floor.isoformat() if floor else None,
+        "active": _active_slots(ddir.root),
+        "serving": _serving_status(ddir.root),
     }
     if as_json:
         echo_json(info)
         return
     for key, value in info.items():
         click.echo(f"{key:20} {value}")
+
+
+def _active_slots(root: Path) -> dict[str, str | None]:
+    from edgefleet.agent.slots import SlotStore
+
+    slots = root / "slots"
+    names = sorted(p.name for p in slots.iterdir() if p.is_dir()) if slots.is_dir() else []
+    out: dict[str, str | None] = {}
+    for name in names:
+        pointer = SlotStore(root, name).read_active()
+        out[name] = pointer.artifact_id if pointer else None
+    return out
+
+
+def _serving_status(root: Path) -> dict[str, object] | None:
+    """The serving layer's status file (mode/rung, version), read as JSON without importing numpy."""
+    import json
+
+    path = root / "serving.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    endpoint = root / "serving-endpoint"
+    if endpoint.exists():
+        data["endpoint"] = endpoint.read_text(encoding="utf-8").strip()
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,165 @@
+"""The agent process: one data dir, one lock, one connection, and the parts that share them.
+
+``AgentApp.run`` composes, in this order: the data-dir lock; the signed channel; the telemetry queue and
+recorder (security, update and clock events go there); the TUF-backed fetcher and the A/B slot installer
+(recovered from its journal before anything else touches the slots); the telemetry uploader thread (which
+also ticks the recorder and the installer's trial); and the sync coordinator, which owns the loop until
+SIGTERM. Every piece is a small object with its own tests; this module only wires them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+
+from edgefleet.agent.backoff import PollTiming
+from edgefleet.agent.channel import DeviceChannel
+from edgefleet.agent.content import TufArtifactFetcher
+from edgefleet.agent.datadir import DataDir
+from edgefleet.agent.install.installer import InstallerConfig, SlotInstaller
+from edgefleet.agent.observed import ObservedInstaller
+from edgefleet.agent.serve.endpoint import EndpointConfig
+from edgefleet.agent.serving_wiring import Serving, TrialMetrics, start_serving
+from edgefleet.agent.sync import SyncCoordinator
+from edgefleet.agent.telemetry.queue import TelemetryQueue
+from edgefleet.agent.telemetry.recorder import SecuritySinkAdapter, TelemetryRecorder
+from edgefleet.agent.telemetry.resources import SysResources
+from edgefleet.agent.telemetry.uploader import ChannelUpload, TelemetryUploader
+from edgefleet.protocol.hardware_class import HardwareClass, Threads
+
+__all__ = ["AgentApp", "AgentOptions"]
+
+log = logging.getLogger("edgefleet.agent")
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    poll_interval_s: float = 30.0
+    backoff_cap_s: float = 300.0
+    telemetry_window_s: float = 60.0
+    telemetry_upload_interval_s: float = 60.0
+    telemetry_max_bytes: int = 16 * 1024**2
+    download_timeout_s: float = 60.0
+    tick_interval_s: float = 1.0
+    serve: bool = True
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 0
+    """0: any free port; the URL is written to ``<data dir>/serving-endpoint``."""
+    serve_socket: Path | None = None
+    fallback_dir: Path | None = None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class AgentApp:
+    def __init__(self, data_dir: Path | str, options: AgentOptions | None = None) -> None:
+        self.ddir = DataDir(data_dir)
+        self.options = options or AgentOptions()
+        self.installer: ObservedInstaller | None = None
+        self.recorder: TelemetryRecorder | None = None
+        self.serving: Serving | None = None
+        self._on_ready: list[Callable[[AgentApp], None]] = []
+
+    def on_ready(self, callback: Callable[[AgentApp], None]) -> None:
+        """Called once the installer and recorder exist (the serving layer attaches here)."""
+        self._on_ready.append(callback)
+
+    def _start_serving(
+        self, hardware_class: HardwareClass | None, recorder: TelemetryRecorder, installer: ObservedInstaller
+    ) -> Serving:
+        opts = self.options
+        return start_serving(
+            self.ddir.root,
+            hardware_class=hardware_class,
+            metrics=TrialMetrics(recorder, installer, "default"),
+            endpoint=EndpointConfig(
+                host=opts.serve_host, port=opts.serve_port, unix_socket=opts.serve_socket
+            ),
+            fallback_dir=opts.fallback_dir,
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        opts = self.options
+        identity = self.ddir.read_identity()
+        hardware_class = self.ddir.read_hardware_class()
+        with self.ddir.lock():
+            channel = DeviceChannel(
+                identity.server_url, device_id=identity.device_id, key=self.ddir.read_key()
+            )
+            queue = TelemetryQueue(
+                self.ddir.root / "telemetry" / "queue.db", max_bytes=opts.telemetry_max_bytes
+            )
+            boot_id = uuid.uuid4().hex
+            recorder = TelemetryRecorder(
+                queue,
+                boot_id=boot_id,
+                window_s=opts.telemetry_window_s,
+                resources=SysResources(disk_path=self.ddir.root),
+            )
+            http = httpx.Client(timeout=opts.download_timeout_s, follow_redirects=False)
+            fetcher = TufArtifactFetcher(
+                self.ddir, identity, client=http, now=_utc_now, events=SecuritySinkAdapter(recorder)
+            )
+            threads = hardware_class.threads if hardware_class else Threads()
+            from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
+
+            slot_installer = SlotInstaller(
+                self.ddir.root, fetcher, OnnxRuntimeAdapter(), config=InstallerConfig(threads=threads)
+            )
+            try:
+                slot_installer.recover()
+                installer = ObservedInstaller(slot_installer, recorder)
+                self.installer, self.recorder = installer, recorder
+                serving = self._start_serving(hardware_class, recorder, installer) if opts.serve else None
+                if serving is not None:
+                    installer.after_change.append(serving.poll)
+                self.serving = serving
+                for callback in self._on_ready:
+                    callback(self)
+                budget = hardware_class.telemetry_bytes_per_s if hardware_class else 2048
+                uploader = TelemetryUploader(
+                    queue,
+                    ChannelUpload(channel),
+                    device_id=identity.device_id,
+                    bandwidth_bytes_per_s=budget,
+                    timing=PollTiming(
+                        poll_interval_s=opts.telemetry_upload_interval_s, backoff_cap_s=opts.backoff_cap_s
+                    ),
+                )
+
+                def tick_forever() -> None:
+                    """Close telemetry windows and advance the installer's trial, once a second."""
+                    while not stop.wait(opts.tick_interval_s):
+                        try:
+                            recorder.tick()
+                            installer.tick()
+                        except Exception:  # a bad tick must not stop the next one
+                            log.exception("event=tick_failed")
+
+                workers = [
+                    threading.Thread(target=uploader.run, args=(stop,), name="telemetry-upload", daemon=True),
+                    threading.Thread(target=tick_forever, name="agent-tick", daemon=True),
+                ]
+                for worker in workers:
+                    worker.start()
+                timing = PollTiming(poll_interval_s=opts.poll_interval_s, backoff_cap_s=opts.backoff_cap_s)
+                SyncCoordinator(self.ddir, channel, installer, timing=timing, events=recorder).run(stop)
+                for worker in workers:
+                    worker.join(timeout=10)
+                recorder.flush()
+            finally:
+                if self.serving is not None:
+                    self.serving.close()
+                slot_installer.close()
+                queue.close()
+                http.close()
+                channel.close()

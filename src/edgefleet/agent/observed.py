@@ -1,0 +1,94 @@
+"""An installer wrapper that turns slot changes into telemetry events (updates, rollbacks, health checks)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from edgefleet.agent.installer import Installer
+from edgefleet.protocol.desired_state import DesiredState, SlotReport
+
+__all__ = ["ObservedInstaller", "SlotEventSink"]
+
+
+class SlotEventSink(Protocol):
+    def record_event(self, kind: str, code: str, details: dict[str, Any] | None = None) -> int | None: ...
+
+    def record_health_check(
+        self, model_version: str, *, passed: bool, error_code: str | None = None
+    ) -> None: ...
+
+
+class _Tickable(Installer, Protocol):
+    def tick(self) -> None: ...
+
+    def record_inference(self, slot: str, *, ok: bool) -> None: ...
+
+
+class ObservedInstaller:
+    """Delegates to ``inner`` and records what changed in its slot reports after each call."""
+
+    def __init__(self, inner: _Tickable, sink: SlotEventSink) -> None:
+        self._inner = inner
+        self._sink = sink
+        self.after_change: list[Callable[[], None]] = []
+        """Called after every apply and tick (the serving layer re-reads the active pointer)."""
+        self._lock = threading.Lock()
+        self._last: dict[str, SlotReport] = inner.slot_reports()
+
+    def apply(self, state: DesiredState) -> None:
+        self._inner.apply(state)
+        self._observe()
+
+    def tick(self) -> None:
+        self._inner.tick()
+        self._observe()
+
+    def record_inference(self, slot: str, *, ok: bool) -> None:
+        self._inner.record_inference(slot, ok=ok)
+
+    def slot_reports(self) -> dict[str, SlotReport]:
+        return self._inner.slot_reports()
+
+    def _observe(self) -> None:
+        with self._lock:
+            now = self._inner.slot_reports()
+            for slot, report in now.items():
+                before = self._last.get(slot, SlotReport())
+                for kind, code, details in slot_events(slot, before, report):
+                    self._sink.record_event(kind, code, details)
+                new_failure = report.failed_artifact and (
+                    (report.failed_artifact, report.failure_code)
+                    != (before.failed_artifact, before.failure_code)
+                )
+                if new_failure and report.failure_code and report.failure_code.startswith("health"):
+                    self._sink.record_health_check(
+                        report.failed_artifact or "", passed=False, error_code=report.failure_code
+                    )
+                if report.active and report.active != before.active and report.active != before.previous:
+                    self._sink.record_health_check(report.active, passed=True)
+            self._last = now
+        for callback in self.after_change:
+            callback()
+
+
+def slot_events(slot: str, before: SlotReport, after: SlotReport) -> list[tuple[str, str, dict[str, Any]]]:
+    """Pure: the telemetry events one slot's report change stands for."""
+    events: list[tuple[str, str, dict[str, Any]]] = []
+    if after.active != before.active:
+        rolled_back = after.active is not None and after.active == before.previous
+        kind, code = ("rollback", "rolled_back") if rolled_back else ("update", "activated")
+        events.append((kind, code, {"slot": slot, "from": before.active, "to": after.active}))
+    if after.failed_artifact and (after.failed_artifact, after.failure_code) != (
+        before.failed_artifact,
+        before.failure_code,
+    ):
+        events.append(
+            (
+                "update",
+                after.failure_code or "install_failed",
+                {"slot": slot, "artifact": after.failed_artifact},
+            )
+        )
+    return events

@@ -1,0 +1,91 @@
+"""How the serving layer meets the installer and telemetry inside one agent process.
+
+* ``TrialMetrics`` forwards every served request to telemetry and counts it for the installer's trial window
+  (a failure rate above the trial threshold rolls the new version back without the network);
+* ``start_serving`` builds the ``InferenceService`` on the installer's active slot (with the class's
+  fallback artifact, a local ``edgefleet build`` output directory, when one is configured) and the local
+  HTTP endpoint, and writes where it listens to ``<data dir>/serving-endpoint`` for local clients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from edgefleet.agent.serve.config import ServingConfig
+from edgefleet.agent.serve.endpoint import EndpointConfig, LocalEndpoint
+from edgefleet.agent.serve.metrics import MetricsSink
+from edgefleet.agent.serve.service import InferenceService
+from edgefleet.agent.serve.source import SlotActiveSource
+from edgefleet.durable import atomic_write_bytes
+from edgefleet.protocol.hardware_class import HardwareClass
+
+__all__ = ["ENDPOINT_FILE", "Serving", "TrialMetrics", "start_serving"]
+
+ENDPOINT_FILE = "serving-endpoint"
+
+
+class _TrialCounter(Protocol):
+    def record_inference(self, slot: str, *, ok: bool) -> None: ...
+
+
+class TrialMetrics:
+    """A ``MetricsSink`` that also feeds the installer's trial counters for one slot."""
+
+    def __init__(self, inner: MetricsSink, installer: _TrialCounter, slot: str) -> None:
+        self._inner = inner
+        self._installer = installer
+        self._slot = slot
+
+    def record_request(
+        self, model_version: str, rung: str, latency_ms: float, error_code: str | None = None
+    ) -> None:
+        self._inner.record_request(model_version, rung, latency_ms, error_code)
+        self._installer.record_inference(self._slot, ok=error_code is None)
+
+    def record_shadow(self, agreement: float | bool, *, model_version: str = "unknown") -> None:
+        self._inner.record_shadow(agreement, model_version=model_version)
+
+    def record_degraded_time(self, rung: str, seconds: float) -> None:
+        self._inner.record_degraded_time(rung, seconds)
+
+    def record_event(self, kind: str, code: str, details: dict[str, Any] | None = None) -> int | None:
+        return self._inner.record_event(kind, code, details)
+
+
+@dataclass
+class Serving:
+    source: SlotActiveSource
+    service: InferenceService
+    endpoint: LocalEndpoint
+
+    def poll(self) -> None:
+        """Pick up a new active version (call after install steps)."""
+        self.source.poll()
+
+    def close(self) -> None:
+        self.endpoint.close()
+        self.service.close()
+
+
+def start_serving(
+    data_root: Path,
+    *,
+    hardware_class: HardwareClass | None,
+    metrics: MetricsSink,
+    endpoint: EndpointConfig,
+    fallback_dir: Path | None = None,
+    slot: str = "default",
+) -> Serving:
+    from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
+
+    source = SlotActiveSource(data_root, slot)
+    overrides: dict[str, Any] = {"status_path": data_root / "serving.json", "fallback_dir": fallback_dir}
+    config = (
+        ServingConfig.for_class(hardware_class, **overrides) if hardware_class else ServingConfig(**overrides)
+    )
+    service = InferenceService(source, OnnxRuntimeAdapter(), config, metrics=metrics).start()
+    local = LocalEndpoint(service, endpoint).start()
+    atomic_write_bytes(data_root / ENDPOINT_FILE, local.url.encode())
+    return Serving(source, service, local)

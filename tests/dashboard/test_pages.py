@@ -257,7 +257,7 @@ def test_a_halted_rollout_shows_its_gate_numbers_and_rollback(world, operator):
     assert 'data-final="true"' in live
     assert "latency_p95_ratio" in live
     assert re.search(r'data-gate="latency_p95_ratio"[^>]*>', live)
-    assert 'class="gate g-breach" data-gate="latency_p95_ratio"' in live
+    assert 'class="gate gate-breach" data-gate="latency_p95_ratio"' in live
     assert "Rollback" in live
     full = operator.get(f"/dashboard/rollouts/{rid}").text
     assert "data-live-src" not in full  # a finished rollout stops polling

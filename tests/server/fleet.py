@@ -133,7 +133,10 @@ class Fleet:
     def serve(
         self, identity, ddir: DataDir, artifact_id: str, *, requests: int, latency_ms: float, errors: int = 0
     ) -> None:
-        """One telemetry window of ``requests`` answered by ``artifact_id`` at ``latency_ms``."""
+        """One telemetry window of ``requests`` answered by ``artifact_id`` at ``latency_ms`` (named in
+        telemetry as devices do: ``<model>/<version>``)."""
+        manifest = self.client.get(f"/v1/artifacts/{artifact_id}", headers=self.admin).json()["manifest"]
+        model_version = f"{manifest['model']}/{manifest['version']}"
         from edgefleet.protocol.telemetry import LatencyHistogram
 
         self.sequence = getattr(self, "sequence", 0) + 1
@@ -154,7 +157,7 @@ class Fleet:
                         "end_at": now.isoformat(),
                         "models": [
                             {
-                                "model_version": artifact_id,
+                                "model_version": model_version,
                                 "requests": requests,
                                 "errors_by_code": {"inference_failed": errors} if errors else {},
                                 "latency": hist.model_dump(mode="json"),

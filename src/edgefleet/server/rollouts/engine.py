@@ -118,8 +118,8 @@ def tick_rollout(
             health = stage_health(
                 session,
                 device_ids=exposed,
-                target_ids=[t["to"] for t in row.targets.values() if t["to"]],
-                baseline_ids=[t["from"] for t in row.targets.values() if t["from"]],
+                target_versions=_model_versions(session, [t["to"] for t in row.targets.values()]),
+                baseline_versions=_model_versions(session, [t["from"] for t in row.targets.values()]),
                 since=row.created_at,
             )
             decision = decide(
@@ -137,6 +137,13 @@ def tick_rollout(
         observed = None if health is None else {**asdict(health), "class_p95_ms": envelope_ms}
         _apply(session, row, spec, decision, progress, now, observed)
     return TickResult(row.id, decision.action, decision.reason)
+
+
+def _model_versions(session: Session, artifact_ids: list[str | None]) -> list[str]:
+    """What devices name these artifacts in telemetry: ``<model>/<version>`` (the device adds its class)."""
+    ids = [a for a in artifact_ids if a]
+    rows = session.execute(select(ArtifactRow).where(ArtifactRow.id.in_(ids))).scalars() if ids else []
+    return sorted({f"{r.manifest['model']}/{r.manifest['version']}" for r in rows})
 
 
 def _disabled_targets(session: Session, row: RolloutRow) -> list[str]:

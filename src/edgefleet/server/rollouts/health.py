@@ -1,6 +1,7 @@
 """Live model health for rollout gates, read from ingested telemetry (exact merges of device windows).
 
-Telemetry's ``model_version`` is the artifact id the device served (or shadowed) with.
+Telemetry's ``model_version`` is ``<model>/<version>``; with the device's hardware class it names one
+artifact, and a rollout's devices all belong to its classes.
 """
 
 from __future__ import annotations
@@ -24,18 +25,18 @@ def stage_health(
     session: Session,
     *,
     device_ids: Collection[str],
-    target_ids: Collection[str],
-    baseline_ids: Collection[str],
+    target_versions: Collection[str],
+    baseline_versions: Collection[str],
     since: datetime,
 ) -> StageHealth:
     """The new version on ``device_ids`` since ``since``, and the previous version's p95 on the same devices
     during the day before (the relative-latency baseline)."""
-    if not device_ids or not target_ids:
+    if not device_ids or not target_versions:
         return StageHealth()
     rows = session.execute(
         select(TelemetryModelWindowRow).where(
             TelemetryModelWindowRow.device_id.in_(list(device_ids)),
-            TelemetryModelWindowRow.model_version.in_(list(target_ids)),
+            TelemetryModelWindowRow.model_version.in_(list(target_versions)),
             TelemetryModelWindowRow.end_at >= since,
         )
     ).scalars()
@@ -55,22 +56,22 @@ def stage_health(
         requests=requests,
         errors=errors,
         latency_p95_ms=quantile_from_buckets(buckets, 0.95),
-        baseline_p95_ms=_baseline_p95(session, device_ids, baseline_ids, since),
+        baseline_p95_ms=_baseline_p95(session, device_ids, baseline_versions, since),
         shadow_agreement=shadow_sum / shadow_compared if shadow_compared else None,
         reporting_devices=len(reporting),
     )
 
 
 def _baseline_p95(
-    session: Session, device_ids: Collection[str], baseline_ids: Collection[str], since: datetime
+    session: Session, device_ids: Collection[str], baseline_versions: Collection[str], since: datetime
 ) -> float | None:
-    if not baseline_ids:
+    if not baseline_versions:
         return None
     buckets: dict[int, int] = {}
     for latency in session.execute(
         select(TelemetryModelWindowRow.latency_buckets).where(
             TelemetryModelWindowRow.device_id.in_(list(device_ids)),
-            TelemetryModelWindowRow.model_version.in_(list(baseline_ids)),
+            TelemetryModelWindowRow.model_version.in_(list(baseline_versions)),
             TelemetryModelWindowRow.end_at >= since - BASELINE_LOOKBACK,
             TelemetryModelWindowRow.end_at <= since,
         )

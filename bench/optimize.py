@@ -9,7 +9,6 @@ not chosen; and for the tiny MLP, whether FP32 was kept because INT8 did not pay
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import tempfile
 import time
@@ -23,12 +22,8 @@ CPU_CLASS = "medical-cart-cpu"
 
 
 def _digits_module():
-    spec = importlib.util.spec_from_file_location(
-        "digits_cnn", REPO / "examples" / "digits" / "digits_cnn.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
+    import edgefleet.build.digits as module
+
     return module
 
 

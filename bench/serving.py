@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
-import importlib.util
 import io
 import json
 import os
@@ -35,13 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def build_artifact(work: Path) -> Path:
     """Train the reference CNN (seeded, a few seconds) and lay it out as an artifact directory."""
-    spec = importlib.util.spec_from_file_location(
-        "digits_cnn", REPO / "examples" / "digits" / "digits_cnn.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    import edgefleet.build.digits as module
+
     trained = work / "trained"
     if not (trained / "model.onnx").exists():
         assert module.main([str(trained)]) == 0

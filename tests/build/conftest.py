@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,12 +33,8 @@ execution_providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 def load_digits_module():
-    spec = importlib.util.spec_from_file_location(
-        "digits_cnn", REPO / "examples" / "digits" / "digits_cnn.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
+    import edgefleet.build.digits as module
+
     return module
 
 

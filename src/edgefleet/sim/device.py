@@ -61,12 +61,15 @@ class SimDevice:
     report_sequence: int = 0
     telemetry_sequence: int = 0
     rng: random.Random = field(default_factory=random.Random)
+    versions: dict[str, str] = field(default_factory=dict)
+    """artifact id -> ``<model>/<version>`` as learnt from desired states (telemetry names versions so)"""
 
     def step(self, behaviour: Behaviour, *, now: datetime, window_s: float, serve: bool = True) -> StepResult:
         """One poll interval while online: poll, act on a change, report it, send one telemetry window."""
         view = self.link.poll(self.generation)
         if view is not None:
             self.generation = view.generation
+            self.versions.update(view.versions)
             self.desired = view.slots.get(self.slot)
         switched = failed = None
         if self.desired is not None and self.desired not in (self.active, self.failed_artifact):
@@ -127,7 +130,7 @@ class SimDevice:
                             "end_at": now.isoformat(),
                             "models": [
                                 {
-                                    "model_version": self.active,
+                                    "model_version": self.versions.get(self.active, self.active),
                                     "requests": requests,
                                     "errors_by_code": {"inference_failed": errors} if errors else {},
                                     "latency": histogram.model_dump(mode="json"),

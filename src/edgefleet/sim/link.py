@@ -8,7 +8,7 @@ the server's use cases in-process instead; the simulated device does not know th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
@@ -29,6 +29,8 @@ class DesiredView:
     generation: int
     slots: dict[str, str]
     """slot -> artifact id"""
+    versions: dict[str, str] = field(default_factory=dict)
+    """artifact id -> ``<model>/<version>``, the name telemetry reports it under"""
 
 
 class DeviceLink(Protocol):
@@ -44,9 +46,15 @@ class DeviceLink(Protocol):
 
 def view_of(envelope: dict[str, Any]) -> DesiredView:
     signed = envelope["signed"]
+    slots = signed.get("slots", {})
     return DesiredView(
         generation=int(signed["generation"]),
-        slots={slot: str(a["artifact_id"]) for slot, a in signed.get("slots", {}).items()},
+        slots={slot: str(a["artifact_id"]) for slot, a in slots.items()},
+        versions={
+            str(a["artifact_id"]): f"{a['manifest']['model']}/{a['manifest']['version']}"
+            for a in slots.values()
+            if isinstance(a.get("manifest"), dict)
+        },
     )
 
 

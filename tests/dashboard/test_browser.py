@@ -85,7 +85,7 @@ class LiveFleet(Fleet):
 TWO_STAGES = {
     "stages": [
         {"count": 1, "soak_s": 0, "gates": {"min_requests": 10}},
-        {"percent": 100, "soak_s": 0, "gates": {"min_requests": 10}},
+        {"percent": 100, "soak_s": 600, "gates": {"min_requests": 10}},  # soaks: only a breach ends it
     ]
 }
 
@@ -158,7 +158,7 @@ def test_operators_watch_a_rollout_halt_abort_another_and_viewers_are_refused(li
     page.goto(f"{url}/dashboard/rollouts/{rid}")
     expect(page.locator("#stage-label")).to_have_text("stage 1 of 2")
     page.screenshot(path=shots / "rollout-running.png", full_page=True)
-    assert fleet.step(latency_ms=10) == 1
+    assert fleet.step(latency_ms=10) >= 1  # the engine may advance while the devices take their turns
     expect(page.locator("#stage-label")).to_have_text("stage 2 of 2", timeout=LIVE_TIMEOUT_MS)
     # Three times slower than v1 on the same devices: the engine halts as soon as the first slow window lands.
     assert fleet.step(latency_ms=30) >= 1

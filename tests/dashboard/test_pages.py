@@ -108,6 +108,7 @@ def test_every_page_renders_what_the_fleet_holds(world, operator):
     device_id = devices[0][0].device_id
     pages = {
         "/dashboard/": ["medical-cart-cpu", "digits 1.0.0", rid, "Model versions in the field"],
+        "/dashboard/fleet/health": ["Model health, last hour", "medical-cart-cpu", "300"],
         "/dashboard/rollouts": [rid, "running"],
         f"/dashboard/rollouts/{rid}": ["stage 1 of 3", "Gates of stage 1", "Latency p95 vs previous version"],
         f"/dashboard/rollouts/{rid}/live": ["stage 1 of 3"],

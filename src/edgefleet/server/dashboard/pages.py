@@ -121,13 +121,6 @@ def overview(request: Request, ctx: Ctx, session: DbSession, user: SignedIn) -> 
         }
         for a, n in top
     ]
-    health = telemetry_views.fleet_health(
-        session,
-        now=now,
-        since=now - timedelta(hours=1),
-        freshness=_freshness(request),
-        thresholds=thresholds,
-    )
     active = [
         rollouts.rollout_to_wire(session, r)
         for status in ("running", "paused")
@@ -140,11 +133,25 @@ def overview(request: Request, ctx: Ctx, session: DbSession, user: SignedIn) -> 
         statuses=STATUS_ORDER,
         versions=versions,
         chart={"labels": [v["label"] for v in versions], "values": [v["devices"] for v in versions]},
-        health=health,
         active=active,
         unseen_after=UNSEEN_AFTER,
         user=user,
     )
+
+
+@router.get("/fleet/health")
+def fleet_health_part(request: Request, ctx: Ctx, session: DbSession, user: SignedIn) -> Response:
+    """The overview's "model health" section, loaded after the page (it scans the last hour of telemetry)."""
+    now = ctx.clock()
+    health = telemetry_views.fleet_health(
+        session,
+        now=now,
+        since=now - timedelta(hours=1),
+        freshness=_freshness(request),
+        thresholds=_thresholds(request),
+    )
+    fragment = request.headers.get("x-requested-with") == "dashboard"
+    return html(request, "_fleet_health.html" if fragment else "fleet_health.html", health=health, user=user)
 
 
 @router.get("/rollouts")
@@ -176,6 +183,15 @@ def _class_p95_ms(session: Session, classes: list[str]) -> float | None:
     return min(envelopes) if envelopes else None
 
 
+def _telemetry_names(session: Session, artifact_ids: list[str | None]) -> list[str]:
+    """How devices name these artifacts in telemetry: ``<model>/<version>`` (as the rollout engine reads)."""
+    ids = [a for a in artifact_ids if a]
+    if not ids:
+        return []
+    rows = session.execute(select(ArtifactRow).where(ArtifactRow.id.in_(ids))).scalars()
+    return sorted({f"{r.manifest['model']}/{r.manifest['version']}" for r in rows})
+
+
 def rollout_context(session: Session, row: RolloutRow) -> dict[str, Any]:
     """The rollout as the API shows it, plus the current stage's gates with live values and, once halted
     or aborted, how far the rollback has gone."""
@@ -195,8 +211,8 @@ def rollout_context(session: Session, row: RolloutRow) -> dict[str, Any]:
         health = stage_health(
             session,
             device_ids=exposed,
-            target_ids=[t["to"] for t in row.targets.values() if t["to"]],
-            baseline_ids=[t["from"] for t in row.targets.values() if t["from"]],
+            target_versions=_telemetry_names(session, [t["to"] for t in row.targets.values()]),
+            baseline_versions=_telemetry_names(session, [t["from"] for t in row.targets.values()]),
             since=row.created_at,
         )
         class_p95 = _class_p95_ms(session, list(row.targets))

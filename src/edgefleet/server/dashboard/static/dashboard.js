@@ -10,7 +10,7 @@
     var timer = null;
     function tick() {
       if (document.hidden) { timer = setTimeout(tick, interval); return; }
-      fetch(src, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      fetch(src, { credentials: "same-origin", headers: { "X-Requested-With": "dashboard" } })
         .then(function (r) {
           if (r.redirected || r.status === 401) { window.location.reload(); return null; }
           return r.ok ? r.text() : null;
@@ -78,8 +78,16 @@
     });
   }
 
+  function loadOnce(el) {
+    fetch(el.getAttribute("data-load-src"), { credentials: "same-origin", headers: { "X-Requested-With": "dashboard" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) { if (html !== null) { el.innerHTML = html; drawCharts(el); } })
+      .catch(function () {});
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     drawCharts(document);
+    document.querySelectorAll("[data-load-src]").forEach(loadOnce);
     document.querySelectorAll("[data-live-src]").forEach(startLive);
   });
 })();

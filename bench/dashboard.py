@@ -1,0 +1,234 @@
+"""Dashboard render time with 10,000 devices in the database.
+
+Builds the real app in process (SQLite by default, or ``--database-url postgresql+psycopg://...``), registers
+two builds of a model through the API, then bulk-inserts ``--devices`` devices with reports (most on v1, a
+share degraded, some silent for days) and one telemetry window each in the last hour, and starts a rollout
+over all of them. It then renders each dashboard page ``--repeat`` times through the ASGI app (no network)
+as a signed-in admin and prints the median server-side time per page, as a ratio of the sign-in page's time
+(a trivial template render, measured in the same run), against the 300 ms target.
+Usage: ``.venv/bin/python bench/dashboard.py [--devices 10000] [--repeat 5] [--database-url URL]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import statistics
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import insert
+
+from edgefleet.protocol import parse_classes_toml
+from edgefleet.protocol.telemetry import LatencyHistogram
+from edgefleet.server import Settings, create_app
+from edgefleet.server.store.devices import DeviceRow
+from edgefleet.server.store.telemetry import TelemetryDeviceRow, TelemetryModelWindowRow, TelemetryWindowRow
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASS = "medical-cart-cpu"
+TARGET_MS = 300.0
+
+
+def _artifact(client: TestClient, admin: dict[str, str], version: str) -> str:
+    files = {"model.onnx": b"onnx-" + version.encode() * 100, "golden.npz": b"golden-" + version.encode()}
+    for data in files.values():
+        client.put(f"/v1/blobs/{hashlib.sha256(data).hexdigest()}", content=data, headers=admin)
+    if client.get("/v1/models/bench", headers=admin).status_code == 404:
+        client.post("/v1/models", json={"name": "bench"}, headers=admin)
+    src = hashlib.sha256(files["model.onnx"]).hexdigest()
+    client.post("/v1/models/bench/versions", json={"version": version, "source_sha256": src}, headers=admin)
+    manifest = {
+        "model": "bench",
+        "version": version,
+        "hardware_class": CLASS,
+        "runtime": {"name": "onnxruntime", "execution_providers": ["CPUExecutionProvider"]},
+        "entrypoint": "model.onnx",
+        "files": [
+            {"path": p, "sha256": hashlib.sha256(d).hexdigest(), "length": len(d)} for p, d in files.items()
+        ],
+        "signature": {
+            "inputs": [{"name": "x", "dtype": "float32", "shape": [1, 64]}],
+            "outputs": [{"name": "y", "dtype": "float32", "shape": [1, 10]}],
+        },
+        "optimization": {"source_sha256": src, "quantization": "int8_static"},
+        "metrics": {
+            "latency_p50_ms": 4.0,
+            "latency_p95_ms": 6.5,
+            "task_metric": "accuracy",
+            "task_value": 0.97,
+        },
+        "health_check": {"golden_file": "golden.npz", "latency_ceiling_ms": 50},
+        "release_counter": 1,
+    }
+    r = client.post("/v1/artifacts", json={"manifest": manifest}, headers=admin)
+    assert r.status_code in (200, 201), r.text
+    return str(r.json()["id"])
+
+
+def _populate(app, devices: int, v1: str, now: datetime) -> str:
+    hist = LatencyHistogram()
+    for ms in (4.0, 5.0, 6.0, 9.0):
+        for _ in range(25):
+            hist.add(ms)
+    buckets = {str(k): v for k, v in hist.model_dump(mode="json")["buckets"].items()}
+    device_rows, window_rows, model_rows, state_rows = [], [], [], []
+    for i in range(devices):
+        device_id = f"dev_{i:020x}"
+        silent = timedelta(days=3) if i % 97 == 0 else timedelta(seconds=i % 600)
+        status = "degraded" if i % 53 == 0 else "ok"
+        device_rows.append(
+            {
+                "id": device_id,
+                "public_key_pem": "bench",
+                "public_key_sha256": hashlib.sha256(device_id.encode()).hexdigest(),
+                "hardware_class": CLASS,
+                "labels": {"site": f"site-{i % 40}", "line": f"line-{i % 7}"},
+                "serial": None,
+                "enrollment_token_id": "bench",
+                "enrolled_at": now - timedelta(days=30),
+                "agent_version": "0.1.0",
+                "last_seen_at": now - silent,
+                "report": {
+                    "schema_version": 1,
+                    "sequence": 1,
+                    "boot_id": "b",
+                    "reported_at": now.isoformat(),
+                    "status": status,
+                    "slots": {"default": {"active": v1, "previous": None, "state": "idle"}},
+                },
+                "report_sequence": 1,
+            }
+        )
+        window_rows.append(
+            {
+                "id": i + 1,
+                "device_id": device_id,
+                "hardware_class": CLASS,
+                "boot_id": "b",
+                "sequence": 1,
+                "start_at": now - timedelta(minutes=2),
+                "end_at": now - timedelta(minutes=1),
+                "device_end_at": now - timedelta(minutes=1),
+                "received_at": now,
+                "late_s": 1.0,
+                "degraded_s": {"cpu_fallback": 12.0} if status == "degraded" else {},
+                "resources": None,
+            }
+        )
+        model_rows.append(
+            {
+                "window_id": i + 1,
+                "device_id": device_id,
+                "hardware_class": CLASS,
+                "model_version": "bench/1.0.0",
+                "end_at": now - timedelta(minutes=1),
+                "requests": 100,
+                "errors": i % 3,
+                "errors_by_code": {"inference_failed": i % 3} if i % 3 else {},
+                "requests_by_rung": {"preferred": 100},
+                "latency_buckets": buckets,
+                "latency_sum_ms": 600.0,
+                "latency_max_ms": 9.0,
+                "shadow_compared": 0,
+                "shadow_agreement_sum": 0.0,
+                "health_passed": 0,
+                "health_failed": 0,
+                "health_failed_by_code": {},
+            }
+        )
+        state_rows.append(
+            {
+                "device_id": device_id,
+                "dropped": {},
+                "queue_bytes": 0,
+                "queue_records": 0,
+                "last_batch_at": now,
+                "last_window_end_at": now - timedelta(minutes=1),
+                "records_accepted": 1,
+                "records_duplicate": 0,
+            }
+        )
+    db = app.state.context.db
+    with db.session() as session, session.begin():
+        for table, rows in (
+            (DeviceRow, device_rows),
+            (TelemetryWindowRow, window_rows),
+            (TelemetryModelWindowRow, model_rows),
+            (TelemetryDeviceRow, state_rows),
+        ):
+            for start in range(0, len(rows), 2000):
+                session.execute(insert(table), rows[start : start + 2000])
+    return device_rows[1]["id"]
+
+
+def _median_ms(client: TestClient, path: str, repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        r = client.get(path)
+        samples.append((time.perf_counter() - started) * 1000)
+        assert r.status_code == 200, (path, r.status_code, r.text[:300])
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            data_dir=Path(tmp), dev=True, database_url=args.database_url, rollout_tick_s=3600.0
+        )
+        app = create_app(settings)
+        with TestClient(app) as client:
+            admin = {"authorization": f"Bearer {app.state.context.settings.admin_token}"}
+            classes = [
+                c.to_dict()
+                for c in parse_classes_toml((ROOT / "examples" / "hardware-classes.toml").read_text())
+            ]
+            client.post("/v1/classes/apply", json={"classes": classes}, headers=admin)
+            v1, v2 = _artifact(client, admin, "1.0.0"), _artifact(client, admin, "2.0.0")
+            client.put(f"/v1/pins/class/{CLASS}/default", json={"artifact_id": v1}, headers=admin)
+            now = datetime.now(timezone.utc)
+            started = time.perf_counter()
+            device_id = _populate(app, args.devices, v1, now)
+            took_s = time.perf_counter() - started
+            print(f"inserted {args.devices} devices with reports and telemetry in {took_s:.1f} s")
+            r = client.post("/v1/rollouts", json={"model": "bench", "targets": {CLASS: v2}}, headers=admin)
+            assert r.status_code == 201, r.text
+            rollout_id = r.json()["id"]
+            page = client.get("/dashboard/login")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+            token = admin["authorization"].split()[1]
+            client.post("/dashboard/login", data={"csrf": csrf, "token": token}, follow_redirects=False)
+            baseline = _median_ms(client, "/dashboard/login", args.repeat * 4)
+            pages = {
+                "fleet overview": "/dashboard/",
+                "fleet health (part)": "/dashboard/fleet/health",
+                "rollouts": "/dashboard/rollouts",
+                "rollout": f"/dashboard/rollouts/{rollout_id}",
+                "rollout (live part)": f"/dashboard/rollouts/{rollout_id}/live",
+                "devices": "/dashboard/devices",
+                "devices (status filter)": "/dashboard/devices?status=offline",
+                "device": f"/dashboard/devices/{device_id}",
+                "models and artifacts": "/dashboard/models",
+                "artifact": f"/dashboard/artifacts/{v1}",
+                "audit log": "/dashboard/audit",
+            }
+            backend = settings.database_kind
+            print(f"\n{backend}, {args.devices} devices; baseline (sign-in page) {baseline:.2f} ms\n")
+            print(f"{'page':<26}{'median ms':>10}{'x baseline':>12}  under {TARGET_MS:.0f} ms")
+            for name, path in pages.items():
+                ms = _median_ms(client, path, args.repeat)
+                print(f"{name:<26}{ms:>10.1f}{ms / baseline:>12.1f}  {'yes' if ms < TARGET_MS else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
     "model": "edgefleet.cli.model_cmd:model",
     "artifact": "edgefleet.cli.artifact_cmd:artifact",
     "device": "edgefleet.cli.device_cmd:device",
+    "demo": "edgefleet.cli.demo_cmd:demo",
     "agent": "edgefleet.cli.agent_cmd:agent",
     "build": "edgefleet.cli.build:build",
     "keys": "edgefleet.cli.keys:keys",

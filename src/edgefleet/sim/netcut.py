@@ -1,4 +1,5 @@
-"""A loopback TCP proxy whose link can be cut and restored: the network fault we inject on purpose."""
+"""A loopback TCP proxy whose link can be cut and restored: the network fault the tests and the quickstart
+inject on purpose (a device losing its uplink)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,34 @@
+"""``edgefleet demo``: the quickstart (see ``edgefleet.quickstart.demo``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+__all__ = ["demo"]
+
+
+@click.command("demo")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".edgefleet-demo"),
+    show_default=True,
+    help="Where the server, agents, builds and logs live (the trained model is cached here).",
+)
+@click.option(
+    "--keep", is_flag=True, help="Leave the server, agents and dashboard running; print their URLs."
+)
+@click.option("--fast", is_flag=True, help="Fewer agents, shorter soaks, quick builds (what the tests run).")
+@click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def demo(workdir: Path, keep: bool, fast: bool, summary_json: Path | None) -> None:
+    """Run the whole main job on this machine: build, sign, enroll, roll out, halt a bad model, observe."""
+    from edgefleet.quickstart.demo import DemoOptions, run_demo
+
+    summary = run_demo(
+        DemoOptions(workdir=workdir.resolve(), keep=keep, fast=fast, summary_json=summary_json)
+    )
+    if summary.get("processes_left"):
+        raise click.ClickException(f"processes left running: {summary['processes_left']}")
+    click.echo("demo finished: 1.0.0 served everywhere, 2.0.0 halted and rolled back", err=True)

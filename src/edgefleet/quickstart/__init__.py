@@ -1,0 +1,1 @@
+"""The quickstart: the whole main job on one machine (``edgefleet demo``)."""

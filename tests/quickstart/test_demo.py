@@ -1,0 +1,75 @@
+"""The quickstart is the main job: run it (fast mode) exactly as a user would and check its promises."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
+    summary_file = tmp_path / "summary.json"
+    cache = (
+        Path(os.environ.get("EDGEFLEET_DEMO_CACHE", "")) if os.environ.get("EDGEFLEET_DEMO_CACHE") else None
+    )
+    workdir = tmp_path / "demo"
+    if cache is not None and (cache / "model.onnx").exists():  # reuse a trained model between local runs
+        (workdir / "cache").mkdir(parents=True)
+        (workdir / "cache" / "digits").symlink_to(cache)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgefleet.cli",
+            "demo",
+            "--fast",
+            "--workdir",
+            str(workdir),
+            "--summary-json",
+            str(summary_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    summary = json.loads(summary_file.read_text())
+    v1 = summary["artifacts"]["1.0.0"]
+    agents = {"robot-1": "jetson-vision-standard", "cart-1": "medical-cart-cpu", "cart-2": "medical-cart-cpu"}
+    # 1.0.0 is served everywhere, with the accuracy of the reference model on held-out digits.
+    assert summary["active"] == {name: v1[cls] for name, cls in agents.items()}
+    assert summary["v1_rollout"]["status"] == "completed"
+    for name, row in summary["v1_accuracy"].items():
+        assert row["answered"] > 0, name
+        assert row["accuracy"] >= 0.9, (name, row)
+    # The bad 2.0.0 was halted in its first stage by a gate, with numbers, and rolled back.
+    v2 = summary["v2_rollout"]
+    assert v2["status"] == "halted"
+    assert v2["halt_reason"]["stage"] == 0
+    assert v2["halt_reason"]["gate"] in {"latency_p95_ms", "latency_p95_ratio", "error_rate"}
+    assert v2["halt_reason"]["observed"] > v2["halt_reason"]["threshold"]
+    assert v2["exposed_devices"] == 1
+    # The agent cut off during the rollout caught up, and its buffered telemetry arrived late.
+    offline = summary["offline_agent"]
+    assert offline["caught_up"] is True
+    assert offline["count"] >= 1
+    assert offline["max_late_s"] > 5
+    # Nothing left behind.
+    assert summary["processes_left"] == []
+    assert set(summary["pids"]) == {"server", "agent-robot-1", "agent-cart-1", "agent-cart-2"}
+    assert [name for name, pid in summary["pids"].items() if _alive(pid)] == []
+    assert "halted and rolled back" in proc.stderr

@@ -328,3 +328,30 @@ def test_viewers_cannot_mint_tokens_or_revoke(fleet):
 def test_unknown_device_is_not_found(fleet):
     r = fleet.client.get("/v1/devices/dev_" + "0" * 20, headers=fleet.admin)
     assert (r.status_code, _code(r)) == (404, "device_not_found")
+
+
+def test_status_filter_in_sql_agrees_with_the_status_rule(fleet):
+    """Devices exactly at each threshold land in the same bucket in the listing filter and in device_status."""
+    made = {}
+    for age_s in (0, 120, 121, 900, 901):
+        identity, _ = fleet.enroll(fleet.token(labels={"age": str(age_s)}))
+        made[identity.device_id] = age_s
+        fleet.clock.now += timedelta(seconds=1)
+    base = fleet.clock.now
+    from edgefleet.server.store.devices import DeviceRow as Row
+
+    with fleet.app.state.context.db.session() as session, session.begin():
+        for device_id, age_s in made.items():
+            session.get(Row, device_id).last_seen_at = base - timedelta(seconds=age_s)
+    shown = {
+        d["id"]: d["status"] for d in fleet.client.get("/v1/devices", headers=fleet.admin).json()["items"]
+    }
+    assert [shown[d] for d in made] == ["online", "online", "stale", "stale", "offline"]
+    for status in ("online", "stale", "offline"):
+        filtered = fleet.client.get("/v1/devices", params={"status": status}, headers=fleet.admin).json()
+        assert {d["id"] for d in filtered["items"]} == {d for d, s in shown.items() if s == status}
+        assert filtered["total"] == sum(1 for s in shown.values() if s == status)
+    both = fleet.client.get(
+        "/v1/devices", params={"status": "stale", "label": "age=900"}, headers=fleet.admin
+    ).json()
+    assert [d["id"] for d in both["items"]] == [d for d, a in made.items() if a == 900]

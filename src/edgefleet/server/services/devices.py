@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
@@ -37,6 +37,7 @@ __all__ = [
     "list_devices",
     "pin_artifact",
     "revoke_device",
+    "status_clauses",
 ]
 
 _SLOT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -154,28 +155,47 @@ def list_devices(
     now: datetime,
     thresholds: StatusThresholds,
 ) -> Page[DeviceRow]:
-    """Filter by class in SQL; labels and status in Python over that set (labels are JSON on both DBs)."""
+    """Class and status filter in SQL (status is a range on ``last_seen_at``, the same rule as
+    ``device_status``); labels, stored as JSON, are matched in Python over what SQL selected, reading only
+    ids and labels before loading the page's rows."""
     stmt = select(DeviceRow).options(undefer(DeviceRow.report)).order_by(DeviceRow.enrolled_at, DeviceRow.id)
     if hardware_class is not None:
         stmt = stmt.where(DeviceRow.hardware_class == hardware_class)
-    if not labels and status is None:
+    if status is not None:
+        stmt = stmt.where(*status_clauses(status, now=now, thresholds=thresholds))
+    if not labels:
         with session.begin():
             return paginate(session, stmt, limit=limit, offset=offset)
+    keys = stmt.with_only_columns(DeviceRow.id, DeviceRow.labels)
     with session.begin():
-        rows = list(session.execute(stmt).scalars())
-    wanted = [
-        r
-        for r in rows
-        if all(r.labels.get(k) == v for k, v in (labels or {}).items())
-        and (
-            status is None
-            or device_status(
-                last_seen_at=r.last_seen_at, revoked=r.revoked_at is not None, now=now, thresholds=thresholds
-            )
-            is status
+        matching = [
+            device_id
+            for device_id, device_labels in session.execute(keys)
+            if all(device_labels.get(k) == v for k, v in labels.items())
+        ]
+        page_ids = matching[offset : offset + limit]
+        rows = (
+            {r.id: r for r in session.execute(stmt.where(DeviceRow.id.in_(page_ids))).scalars()}
+            if page_ids
+            else {}
         )
-    ]
-    return Page(items=wanted[offset : offset + limit], total=len(wanted), limit=limit, offset=offset)
+    return Page(
+        items=[rows[i] for i in page_ids if i in rows], total=len(matching), limit=limit, offset=offset
+    )
+
+
+def status_clauses(status: DeviceStatus, *, now: datetime, thresholds: StatusThresholds) -> list[Any]:
+    """SQL conditions equivalent to ``device_status(...) is status``."""
+    stale_from = now - timedelta(seconds=thresholds.stale_after_s)
+    offline_from = now - timedelta(seconds=thresholds.offline_after_s)
+    alive = DeviceRow.revoked_at.is_(None)
+    if status is DeviceStatus.revoked:
+        return [DeviceRow.revoked_at.is_not(None)]
+    if status is DeviceStatus.online:
+        return [alive, DeviceRow.last_seen_at >= stale_from]
+    if status is DeviceStatus.stale:
+        return [alive, DeviceRow.last_seen_at < stale_from, DeviceRow.last_seen_at >= offline_from]
+    return [alive, or_(DeviceRow.last_seen_at.is_(None), DeviceRow.last_seen_at < offline_from)]
 
 
 def revoke_device(session: Session, device_id: str, *, reason: str, actor: str, now: datetime) -> DeviceRow:

@@ -34,6 +34,29 @@ MAX_DETAIL_DEVICES = 100
 # --- aggregation (pure) -------------------------------------------------------------------------------------
 
 
+_AGG_COLUMNS = tuple(
+    getattr(TelemetryModelWindowRow, name)
+    for name in (
+        "device_id",
+        "hardware_class",
+        "model_version",
+        "requests",
+        "errors",
+        "errors_by_code",
+        "requests_by_rung",
+        "latency_buckets",
+        "latency_sum_ms",
+        "latency_max_ms",
+        "shadow_compared",
+        "shadow_agreement_sum",
+        "health_passed",
+        "health_failed",
+        "health_failed_by_code",
+    )
+)
+"""What ``_Agg.add`` and the grouping read: selected as columns, so rows stay plain tuples."""
+
+
 @dataclass
 class _Agg:
     """An exact sum of model windows: counts add, histogram buckets add."""
@@ -52,7 +75,7 @@ class _Agg:
     health_failed_by_code: dict[str, int] = field(default_factory=dict)
     devices: set[str] = field(default_factory=set)
 
-    def add(self, row: TelemetryModelWindowRow) -> None:
+    def add(self, row: Any) -> None:  # a row of _AGG_COLUMNS (or a TelemetryModelWindowRow)
         self.requests += row.requests
         self.errors += row.errors
         merge_counts(self.errors_by_code, row.errors_by_code)
@@ -125,23 +148,24 @@ def fleet_health(
     """Exact fleet aggregates of windows ending in ``[since, now]``, with how fresh the data is."""
     span_s = max(0.0, (now - since).total_seconds())
     with session.begin():
-        dev_stmt = select(DeviceRow)
+        # Plain column tuples, not ORM objects: this view reads every device and window of the period.
+        dev_stmt = select(DeviceRow.id, DeviceRow.labels, DeviceRow.last_seen_at, DeviceRow.revoked_at)
         if hardware_class is not None:
             dev_stmt = dev_stmt.where(DeviceRow.hardware_class == hardware_class)
         devices = [
             d
-            for d in session.execute(dev_stmt).scalars()
+            for d in session.execute(dev_stmt)
             if all(d.labels.get(k) == v for k, v in (labels or {}).items())
         ]
         device_ids = {d.id for d in devices}
-        stmt = select(TelemetryModelWindowRow).where(
+        stmt = select(*_AGG_COLUMNS).where(
             TelemetryModelWindowRow.end_at >= since, TelemetryModelWindowRow.end_at <= now
         )
         if hardware_class is not None:
             stmt = stmt.where(TelemetryModelWindowRow.hardware_class == hardware_class)
         if model_version is not None:
             stmt = stmt.where(TelemetryModelWindowRow.model_version == model_version)
-        rows = [r for r in session.execute(stmt).scalars() if r.device_id in device_ids]
+        rows = [r for r in session.execute(stmt) if r.device_id in device_ids]
         win_stmt = select(
             TelemetryWindowRow.device_id,
             TelemetryWindowRow.hardware_class,

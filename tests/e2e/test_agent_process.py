@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.e2e.fleet_cli import EDGEFLEET, EXAMPLES, cli, push_artifact, wait_for
+
 from edgefleet.sim.netcut import CuttableLink
 
 pytestmark = pytest.mark.slow

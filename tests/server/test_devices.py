@@ -331,7 +331,7 @@ def test_unknown_device_is_not_found(fleet):
 
 
 def test_status_filter_in_sql_agrees_with_the_status_rule(fleet):
-    """Devices exactly at each threshold land in the same bucket in the listing filter and in device_status."""
+    """Devices at each threshold land in the same bucket in the SQL filter and in device_status."""
     made = {}
     for age_s in (0, 120, 121, 900, 901):
         identity, _ = fleet.enroll(fleet.token(labels={"age": str(age_s)}))

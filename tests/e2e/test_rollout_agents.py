@@ -1,0 +1,106 @@
+"""Rollouts with real agent processes: a model that fails its on-device health check stops the rollout in its
+first stage, and nothing it touched leaves the good version."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from tests.agent.crash.artifacts import nan_model
+from tests.e2e.fleet_cli import EDGEFLEET, EXAMPLES, cli, push_artifact, wait_for
+
+
+pytestmark = pytest.mark.slow
+
+
+def _active(server, device_id: str) -> str | None:
+    report = json.loads(cli(server, "device", "show", device_id, "--json").stdout).get("report") or {}
+    return ((report.get("slots") or {}).get("default") or {}).get("active")
+
+
+def test_a_model_failing_its_health_check_is_stopped_at_the_first_stage(live_server, tmp_path: Path):
+    server = live_server
+    cli(server, "class", "apply", str(EXAMPLES))
+    v1 = push_artifact(server, tmp_path, "1.0.0")
+    cli(server, "device", "pin", v1, "--class", "medical-cart-cpu")
+    agents, devices = [], []
+    try:
+        for i in range(3):
+            token = cli(server, "device", "token", "create", "--class", "medical-cart-cpu").stdout.strip()
+            data_dir = tmp_path / f"agent{i}"
+            out = cli(
+                server,
+                "agent",
+                "enroll",
+                "--server",
+                server.url,
+                "--token",
+                token,
+                "--data-dir",
+                str(data_dir),
+                "--json",
+            )
+            devices.append(json.loads(out.stdout)["device_id"])
+            agents.append(
+                subprocess.Popen(
+                    [
+                        *EDGEFLEET,
+                        "agent",
+                        "run",
+                        "--data-dir",
+                        str(data_dir),
+                        "--poll-interval",
+                        "0.3",
+                        "--no-serve",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        wait_for(
+            lambda: all(_active(server, d) == v1 for d in devices), timeout_s=90, what="1.0.0 everywhere"
+        )
+        broken = push_artifact(server, tmp_path, "2.0.0", model_bytes=nan_model())  # signed, but outputs NaN
+        created = cli(
+            server,
+            "rollout",
+            "create",
+            "--model",
+            "digits",
+            "--target",
+            f"medical-cart-cpu={broken}",
+            "--stages",
+            "1,100%",
+            "--soak",
+            "1s",
+            "--json",
+        )
+        rollout_id = json.loads(created.stdout)["id"]
+        watch = subprocess.run(
+            [*EDGEFLEET, "rollout", "watch", rollout_id, "--interval", "0.5s"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={
+                **__import__("os").environ,
+                "EDGEFLEET_SERVER": server.url,
+                "EDGEFLEET_TOKEN": server.admin_token,
+            },
+        )
+        rollout = json.loads(cli(server, "rollout", "status", rollout_id, "--json").stdout)
+        assert rollout["status"] == "halted", watch.stdout[-2000:]
+        assert rollout["halt_reason"]["gate"] == "install_failure_rate"
+        assert rollout["halt_reason"]["stage"] == 0
+        assert rollout["halt_reason"]["failed_devices"] == 1
+        # Every device, the canary included, still runs 1.0.0: the candidate never became active.
+        wait_for(lambda: all(_active(server, d) == v1 for d in devices), timeout_s=30, what="all on 1.0.0")
+    finally:
+        for agent in agents:
+            agent.send_signal(signal.SIGTERM)
+        for agent in agents:
+            agent.communicate(timeout=30)

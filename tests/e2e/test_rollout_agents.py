@@ -13,7 +13,6 @@ import pytest
 from tests.agent.crash.artifacts import nan_model
 from tests.e2e.fleet_cli import EDGEFLEET, EXAMPLES, cli, push_artifact, wait_for
 
-
 pytestmark = pytest.mark.slow
 
 
@@ -87,7 +86,7 @@ def test_a_model_failing_its_health_check_is_stopped_at_the_first_stage(live_ser
             text=True,
             timeout=120,
             env={
-                **__import__("os").environ,
+                **os.environ,
                 "EDGEFLEET_SERVER": server.url,
                 "EDGEFLEET_TOKEN": server.admin_token,
             },

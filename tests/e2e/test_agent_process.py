@@ -207,6 +207,14 @@ def test_the_agent_serves_its_active_model_and_its_telemetry_reaches_the_server(
         wait_for(
             lambda: _requests_seen(server, device_id) >= len(answers), what="telemetry arriving at the server"
         )
+        health = json.loads(cli(server, "fleet", "health", "--class", "medical-cart-cpu", "--json").stdout)
+        [group] = [g for g in health["by_model_version"] if g["model_version"] == "digits/1.0.0"]
+        assert group["requests"] >= len(answers)
+        assert group["latency_ms"]["p95"] > 0
+        assert "digits/1.0.0" in cli(server, "fleet", "health").stdout
+        device_view = cli(server, "device", "telemetry", device_id).stdout
+        assert device_id in device_view
+        assert "LATE_S" in device_view
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.communicate(timeout=20)

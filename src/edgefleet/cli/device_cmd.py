@@ -194,3 +194,30 @@ def pin_cmd(
     with state.client() as client:
         client.pin(scope=scope, target=target, slot=slot, artifact_id=None if clear else artifact_id)
     click.echo(f"{scope} {target} slot {slot}: " + ("unpinned" if clear else f"pinned {artifact_id}"))
+
+
+@device.command("telemetry")
+@click.argument("device_id")
+@click.option("--since", default=None, help="ISO 8601 start (default: the last 24 hours).")
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def telemetry_cmd(state: CliState, device_id: str, since: str | None, limit: int, as_json: bool) -> None:
+    """A device's recent windows, events, how late its data is, and its queue's drops."""
+    with state.client() as client:
+        data = client.device_telemetry(device_id, since=since, limit=limit)
+    if as_json:
+        echo_json(data)
+        return
+    lag = data["data"]
+    click.echo(f"{data['device_id']}  {data['hardware_class']}  status={data['status']}")
+    click.echo(f"newest window {lag['last_window_end_at']}  lag {lag['lag_s']} s  stale={lag['stale']}")
+    click.echo(f"queue {data['queue']}")
+    windows = [
+        {**w, "requests": sum(m.get("requests", 0) for m in w.get("models", [])) if "models" in w else "-"}
+        for w in data["windows"]
+    ]
+    click.echo(format_table(windows, [("END", "end_at"), ("LATE_S", "late_s"), ("REQUESTS", "requests")]))
+    if data["events"]:
+        click.echo("")
+        click.echo(format_table(data["events"], [("AT", "at"), ("KIND", "kind"), ("CODE", "code")]))

@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, str] = {
     "artifact": "edgefleet.cli.artifact_cmd:artifact",
     "device": "edgefleet.cli.device_cmd:device",
     "demo": "edgefleet.cli.demo_cmd:demo",
+    "fleet": "edgefleet.cli.fleet_cmd:fleet",
     "agent": "edgefleet.cli.agent_cmd:agent",
     "build": "edgefleet.cli.build:build",
     "keys": "edgefleet.cli.keys:keys",

@@ -31,6 +31,7 @@ from edgefleet.client.resources import (
     VersionInfo,
 )
 from edgefleet.client.rollouts import RolloutsApi
+from edgefleet.client.telemetry import TelemetryApi
 from edgefleet.client.transfer import (
     ProgressCallback,
     download_verified,
@@ -99,7 +100,7 @@ def _params(**values: Any) -> dict[str, Any]:
     return out
 
 
-class EdgefleetClient(DevicesApi, TufApi, RolloutsApi):
+class EdgefleetClient(DevicesApi, TufApi, TelemetryApi, RolloutsApi):
     """Synchronous client. Use as a context manager or call ``close()``."""
 
     def __init__(

@@ -90,6 +90,22 @@ class _Agg:
         merge_counts(self.health_failed_by_code, row.health_failed_by_code)
         self.devices.add(row.device_id)
 
+    def merge(self, other: _Agg) -> None:
+        """Add another aggregate (exact: every field is a sum, a max or a set union)."""
+        self.requests += other.requests
+        self.errors += other.errors
+        merge_counts(self.errors_by_code, other.errors_by_code)
+        merge_counts(self.requests_by_rung, other.requests_by_rung)
+        merge_counts(self.buckets, other.buckets)
+        self.latency_sum_ms += other.latency_sum_ms
+        self.latency_max_ms = max(self.latency_max_ms, other.latency_max_ms)
+        self.shadow_compared += other.shadow_compared
+        self.shadow_agreement_sum += other.shadow_agreement_sum
+        self.health_passed += other.health_passed
+        self.health_failed += other.health_failed
+        merge_counts(self.health_failed_by_code, other.health_failed_by_code)
+        self.devices |= other.devices
+
     def to_wire(self, *, span_s: float) -> dict[str, Any]:
         latency_count = sum(self.buckets.values())
         return {
@@ -191,13 +207,20 @@ def fleet_health(
     by_class: dict[str, _Agg] = {}
     by_site: dict[str, _Agg] = {}
     site_of = {d.id: d.labels.get("site") for d in devices}
+    # Each row is added once, to its (version, class, site) cell; the groupings merge cells (few of them).
+    cells: dict[tuple[str, str, str | None], _Agg] = {}
     for row in rows:
-        total.add(row)
-        by_version.setdefault(row.model_version, _Agg()).add(row)
-        by_class.setdefault(row.hardware_class, _Agg()).add(row)
-        site = site_of.get(row.device_id)
+        key = (row.model_version, row.hardware_class, site_of.get(row.device_id))
+        cell = cells.get(key)
+        if cell is None:
+            cell = cells[key] = _Agg()
+        cell.add(row)
+    for (version, hw_class, site), cell in cells.items():
+        total.merge(cell)
+        by_version.setdefault(version, _Agg()).merge(cell)
+        by_class.setdefault(hw_class, _Agg()).merge(cell)
         if site is not None:
-            by_site.setdefault(site, _Agg()).add(row)
+            by_site.setdefault(site, _Agg()).merge(cell)
     degraded: dict[str, float] = {}
     max_late_s = 0.0
     if model_version is None:  # degraded time is per device, not per model version

@@ -15,10 +15,10 @@ import os
 from pathlib import Path
 
 from edgefleet.client.api import EdgefleetClient
-from edgefleet.client.atomic_file import atomic_write_bytes, fsync_dir
 from edgefleet.client.errors import IntegrityError
 from edgefleet.client.resources import ArtifactInfo
 from edgefleet.client.transfer import ProgressCallback, file_sha256
+from edgefleet.durable import atomic_write_bytes, fsync_dir
 from edgefleet.protocol.canonical import canonical_json, parse_json_bounded
 from edgefleet.protocol.errors import ConflictError, InvalidDocumentError, NotFoundError
 from edgefleet.protocol.manifest import MAX_MANIFEST_BYTES, ArtifactManifest

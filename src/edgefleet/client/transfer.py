@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from edgefleet.client.atomic_file import fsync_dir
 from edgefleet.client.errors import IntegrityError, ServerUnreachableError
+from edgefleet.durable import fsync_dir
 from edgefleet.protocol.errors import EdgefleetError, error_from_body
 
 __all__ = [

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgefleet.durable import atomic_write_bytes
 from edgefleet.server.errors import ConfigurationError
 
 __all__ = ["ADMIN_TOKEN_FILE", "MIN_ADMIN_TOKEN_CHARS", "Settings", "write_private_file"]
@@ -173,20 +174,4 @@ def _is_loopback(host: str) -> bool:
 
 def write_private_file(path: Path, text: str) -> None:
     """Atomically write a secret readable by the owner only (temp 0600, fsync, rename, fsync dir)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write_bytes(path, text.encode("utf-8"), mode=0o600)

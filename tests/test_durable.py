@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.client.atomic_file import atomic_write_bytes, open_atomic
+from edgefleet.durable import atomic_write_bytes, open_atomic
 
 
 def test_replaces_whole_file(tmp_path: Path) -> None:

@@ -205,3 +205,64 @@ def test_which_devices_serve_the_new_artifact(status, member_stage, current, enr
         )
         is expected
     )
+
+
+SHADOW_FIRST = RolloutSpec(
+    stages=[
+        StageSpec(count=3, soak_s=0, shadow=True, gates=Gates(min_shadow_agreement=0.98, min_requests=50)),
+        StageSpec(percent=100, soak_s=0),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("health", "action", "why"),
+    [
+        (StageHealth(shadow_compared=200, shadow_agreement=0.995, reporting_devices=3), "advance", None),
+        (
+            StageHealth(shadow_compared=200, shadow_agreement=0.90, reporting_devices=3),
+            "halt",
+            "shadow_agreement",
+        ),
+        (
+            StageHealth(shadow_compared=10, shadow_agreement=1.0, reporting_devices=3),
+            "wait",
+            "not enough evidence",
+        ),
+        # the new version serves nothing in a shadow stage: no requests is not a reason to wait
+        (
+            StageHealth(requests=0, shadow_compared=60, shadow_agreement=0.99, reporting_devices=2),
+            "advance",
+            None,
+        ),
+    ],
+)
+def test_a_shadow_stage_is_judged_on_agreement_over_enough_comparisons(health, action, why):
+    decision = _decide(spec=SHADOW_FIRST, health=health)
+    assert decision.action == action
+    if why is not None:
+        assert why in (decision.reason.get("gate"), decision.reason.get("note"))
+
+
+@pytest.mark.parametrize(
+    ("status", "member_stage", "current", "shadow_stage", "serves", "shadows"),
+    [
+        ("running", 0, 0, True, False, True),  # exposed, in a shadow stage: keeps serving the old one
+        ("running", 1, 0, True, False, False),  # not exposed yet
+        ("running", 0, 1, False, True, False),  # the serving stage after the shadow stage
+        ("paused", 0, 0, True, False, True),
+        ("halted", 0, 0, True, False, False),  # a halt drops the shadow candidate too
+        ("completed", 0, 1, False, True, False),
+    ],
+)
+def test_shadow_and_serving_assignments(status, member_stage, current, shadow_stage, serves, shadows):
+    from edgefleet.server.rollouts.policy import shadows_target
+
+    kwargs = {
+        "status": status,
+        "member_stage": member_stage,
+        "current_stage": current,
+        "shadow_stage": shadow_stage,
+    }
+    assert serves_target(**kwargs, enrolling_devices="old") is serves
+    assert shadows_target(**kwargs) is shadows

@@ -114,7 +114,15 @@ class Fleet:
         envelope = self.channel(identity, ddir).request("GET", "/v1/device/desired-state").json()
         return {slot: a["artifact_id"] for slot, a in envelope["signed"]["slots"].items()}
 
-    def report(self, identity, ddir: DataDir, *, active: str | None, failed: str | None = None) -> None:
+    def report(
+        self,
+        identity,
+        ddir: DataDir,
+        *,
+        active: str | None,
+        failed: str | None = None,
+        shadow: str | None = None,
+    ) -> None:
         self.reports = getattr(self, "reports", 0) + 1
         slot = {
             "active": active,
@@ -126,12 +134,24 @@ class Fleet:
             "sequence": self.reports,
             "boot_id": "boot-" + identity.device_id,
             "reported_at": self.clock().isoformat(),
-            "slots": {"default": slot},
+            "slots": {
+                "default": slot,
+                **({"default.shadow": {"active": shadow, "state": "idle"}} if shadow else {}),
+            },
         }
         self.channel(identity, ddir).request("POST", "/v1/device/report", json_body=body)
 
     def serve(
-        self, identity, ddir: DataDir, artifact_id: str, *, requests: int, latency_ms: float, errors: int = 0
+        self,
+        identity,
+        ddir: DataDir,
+        artifact_id: str,
+        *,
+        requests: int,
+        latency_ms: float,
+        errors: int = 0,
+        shadow_compared: int = 0,
+        shadow_agreement: float = 1.0,
     ) -> None:
         """One telemetry window of ``requests`` answered by ``artifact_id`` at ``latency_ms`` (named in
         telemetry as devices do: ``<model>/<version>``)."""
@@ -161,6 +181,10 @@ class Fleet:
                                 "requests": requests,
                                 "errors_by_code": {"inference_failed": errors} if errors else {},
                                 "latency": hist.model_dump(mode="json"),
+                                "shadow": {
+                                    "compared": shadow_compared,
+                                    "agreement_sum": shadow_agreement * shadow_compared,
+                                },
                             }
                         ],
                     },

@@ -260,3 +260,45 @@ def test_bad_rollout_requests(world):
         headers=fleet.admin,
     )
     assert r.status_code == 422
+
+
+SHADOW_FIRST = {
+    "stages": [
+        {
+            "count": 2,
+            "soak_s": 0,
+            "shadow": True,
+            "gates": {"min_shadow_agreement": 0.98, "min_requests": 30},
+        },
+        {"percent": 100, "soak_s": 0, "gates": {"min_requests": 1}},
+    ]
+}
+
+
+@pytest.mark.parametrize(("agreement", "outcome"), [(0.995, "advance"), (0.80, "halt")])
+def test_a_shadow_stage_runs_the_candidate_beside_the_current_version(world, agreement, outcome):
+    fleet, v1, v2, devices = world
+    rid = _create(fleet, v2, SHADOW_FIRST).json()["id"]
+    shadowing = []
+    for identity, ddir in devices:
+        envelope = fleet.channel(identity, ddir).request("GET", "/v1/device/desired-state").json()["signed"]
+        slots = {slot: a["artifact_id"] for slot, a in envelope["slots"].items()}
+        assert slots["default"] == v1  # everyone keeps serving 1.0.0
+        if slots.get("default.shadow") == v2:
+            shadowing.append((identity, ddir))
+    assert len(shadowing) == 2
+    for identity, ddir in shadowing:
+        fleet.report(identity, ddir, active=v1, shadow=v2)
+        fleet.serve(
+            identity, ddir, v2, requests=0, latency_ms=1, shadow_compared=40, shadow_agreement=agreement
+        )
+    fleet.tick()
+    ro = _rollout(fleet, rid)
+    if outcome == "advance":
+        assert ro["stage"] == 1
+        assert all(fleet.poll(i, d) == {"default": v2} for i, d in shadowing)  # now serving, shadow slot gone
+    else:
+        assert ro["status"] == "halted"
+        assert ro["halt_reason"]["gate"] == "shadow_agreement"
+        assert ro["halt_reason"]["observed"] == pytest.approx(0.8)
+        assert all(fleet.poll(i, d) == {"default": v1} for i, d in devices)

@@ -54,6 +54,8 @@ class AgentOptions:
     """0: any free port; the URL is written to ``<data dir>/serving-endpoint``."""
     serve_socket: Path | None = None
     fallback_dir: Path | None = None
+    shadow_fraction: float = 0.1
+    """Share of live requests also run through a shadow candidate (off the answer's path)."""
 
 
 def _utc_now() -> datetime:
@@ -85,6 +87,7 @@ class AgentApp:
                 host=opts.serve_host, port=opts.serve_port, unix_socket=opts.serve_socket
             ),
             fallback_dir=opts.fallback_dir,
+            shadow_fraction=opts.shadow_fraction,
         )
 
     def run(self, stop: threading.Event) -> None:
@@ -121,7 +124,7 @@ class AgentApp:
                 self.installer, self.recorder = installer, recorder
                 serving = self._start_serving(hardware_class, recorder, installer) if opts.serve else None
                 if serving is not None:
-                    installer.after_change.append(serving.poll)
+                    installer.after_change.append(lambda: serving.sync(installer.desired))
                 self.serving = serving
                 for callback in self._on_ready:
                     callback(self)

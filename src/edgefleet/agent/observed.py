@@ -32,12 +32,15 @@ class ObservedInstaller:
     def __init__(self, inner: _Tickable, sink: SlotEventSink) -> None:
         self._inner = inner
         self._sink = sink
+        self.desired: dict[str, str] = {}
+        """Slot -> artifact id of the last desired state applied (what the director asks for now)."""
         self.after_change: list[Callable[[], None]] = []
         """Called after every apply and tick (the serving layer re-reads the active pointer)."""
         self._lock = threading.Lock()
         self._last: dict[str, SlotReport] = inner.slot_reports()
 
     def apply(self, state: DesiredState) -> None:
+        self.desired = {slot: a.artifact_id for slot, a in state.slots.items()}
         self._inner.apply(state)
         self._observe()
 

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,13 +17,16 @@ from edgefleet.agent.serve.config import ServingConfig
 from edgefleet.agent.serve.endpoint import EndpointConfig, LocalEndpoint
 from edgefleet.agent.serve.metrics import MetricsSink
 from edgefleet.agent.serve.service import InferenceService
+from edgefleet.agent.serve.shadow import ShadowConfig
 from edgefleet.agent.serve.source import SlotActiveSource
 from edgefleet.durable import atomic_write_bytes
 from edgefleet.protocol.hardware_class import HardwareClass
 
-__all__ = ["ENDPOINT_FILE", "Serving", "TrialMetrics", "start_serving"]
+__all__ = ["ENDPOINT_FILE", "SHADOW_SUFFIX", "Serving", "TrialMetrics", "start_serving"]
 
 ENDPOINT_FILE = "serving-endpoint"
+SHADOW_SUFFIX = ".shadow"
+"""A rollout's shadow stage assigns the candidate to ``<slot>.shadow`` (the server's ``shadow_slot``)."""
 
 
 class _TrialCounter(Protocol):
@@ -59,10 +62,29 @@ class Serving:
     source: SlotActiveSource
     service: InferenceService
     endpoint: LocalEndpoint
+    shadow_source: SlotActiveSource
+    shadow_config: ShadowConfig = field(default_factory=ShadowConfig)
+    shadowing: str | None = None
+    """The artifact id running in shadow now, if any."""
 
     def poll(self) -> None:
         """Pick up a new active version (call after install steps)."""
         self.source.poll()
+
+    def sync(self, desired: dict[str, str], slot: str = "default") -> None:
+        """After install steps: serve the slot's active version, and run ``<slot>.shadow`` beside it exactly
+        while the desired state asks for it and the candidate passed its install health check."""
+        self.source.poll()
+        self.shadow_source.poll()
+        wanted = desired.get(slot + SHADOW_SUFFIX)
+        candidate = self.shadow_source.active()
+        ready = candidate if candidate is not None and candidate.artifact_id == wanted else None
+        if ready is None and self.shadowing is not None:
+            self.service.stop_shadow()
+            self.shadowing = None
+        elif ready is not None and self.shadowing != ready.artifact_id:
+            self.service.start_shadow(ready, self.shadow_config)
+            self.shadowing = ready.artifact_id
 
     def close(self) -> None:
         self.endpoint.close()
@@ -76,6 +98,7 @@ def start_serving(
     metrics: MetricsSink,
     endpoint: EndpointConfig,
     fallback_dir: Path | None = None,
+    shadow_fraction: float = 0.1,
     slot: str = "default",
 ) -> Serving:
     from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
@@ -88,4 +111,5 @@ def start_serving(
     service = InferenceService(source, OnnxRuntimeAdapter(), config, metrics=metrics).start()
     local = LocalEndpoint(service, endpoint).start()
     atomic_write_bytes(data_root / ENDPOINT_FILE, local.url.encode())
-    return Serving(source, service, local)
+    shadow_source = SlotActiveSource(data_root, slot + SHADOW_SUFFIX)
+    return Serving(source, service, local, shadow_source, ShadowConfig(sample_fraction=shadow_fraction))

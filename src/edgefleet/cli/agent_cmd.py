@@ -96,6 +96,13 @@ def enroll_cmd(
     default=None,
     help="The class's fallback artifact (an `edgefleet build` output dir) for the degraded ladder.",
 )
+@click.option(
+    "--shadow-fraction",
+    type=click.FloatRange(0.001, 1.0),
+    default=0.1,
+    show_default=True,
+    help="Share of live requests also run through a shadow candidate when a rollout asks for one.",
+)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def run_cmd(
     data_dir: Path,
@@ -107,6 +114,7 @@ def run_cmd(
     serve_socket: Path | None,
     no_serve: bool,
     fallback_dir: Path | None,
+    shadow_fraction: float,
     log_level: str,
 ) -> None:
     """Run the device until SIGTERM/SIGINT: sync, verify, install, serve, report, send telemetry."""
@@ -137,6 +145,7 @@ def run_cmd(
         serve_port=serve_port,
         serve_socket=serve_socket,
         fallback_dir=fallback_dir,
+        shadow_fraction=shadow_fraction,
     )
     AgentApp(data_dir, options).run(stop)
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, undefer
 
 from edgefleet.protocol.hardware_class import HardwareClass
 from edgefleet.server.rollouts.health import stage_health
+from edgefleet.server.rollouts.overlay import shadow_slot
 from edgefleet.server.rollouts.policy import ACTIVE_STATUSES, Decision, DeviceProgress, StageHealth, decide
 from edgefleet.server.rollouts.service import add_event, release_locks
 from edgefleet.server.rollouts.spec import RolloutSpec
@@ -98,7 +99,7 @@ def tick_rollout(
             device_progress(
                 m,
                 devices[m.device_id],
-                slot=row.slot,
+                slot=shadow_slot(row.slot) if spec.stages[row.stage].shadow else row.slot,
                 target=row.targets[m.hardware_class]["to"] or "",
                 now=now,
                 thresholds=thresholds,

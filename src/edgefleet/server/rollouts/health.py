@@ -58,6 +58,7 @@ def stage_health(
         latency_p95_ms=quantile_from_buckets(buckets, 0.95),
         baseline_p95_ms=_baseline_p95(session, device_ids, baseline_versions, since),
         shadow_agreement=shadow_sum / shadow_compared if shadow_compared else None,
+        shadow_compared=shadow_compared,
         reporting_devices=len(reporting),
     )
 

@@ -5,11 +5,18 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from edgefleet.server.rollouts.policy import ACTIVE_STATUSES, serves_target
+from edgefleet.server.rollouts.policy import ACTIVE_STATUSES, serves_target, shadows_target
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.rollouts import RolloutDeviceRow, RolloutLockRow, RolloutRow
 
-__all__ = ["rollout_overlay", "selector_matches"]
+__all__ = ["SHADOW_SUFFIX", "rollout_overlay", "selector_matches", "shadow_slot"]
+
+SHADOW_SUFFIX = ".shadow"
+
+
+def shadow_slot(slot: str) -> str:
+    """The slot a device installs a shadow candidate into, beside ``slot`` (which keeps serving)."""
+    return slot + SHADOW_SUFFIX
 
 
 def selector_matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -20,7 +27,8 @@ def rollout_overlay(session: Session, device: DeviceRow) -> dict[str, str]:
     """Slot -> artifact id for every active rollout that covers this device and now serves it the new one.
 
     Halted and aborted rollouts overlay nothing: the device falls back to its pins (the previous artifact),
-    which is the rollback. Completed rollouts have already moved the pins.
+    which is the rollback. Completed rollouts have already moved the pins. While the current stage is a shadow
+    stage, exposed members get the new artifact in ``<slot>.shadow`` and keep their pinned one in ``<slot>``.
     """
     rows = session.execute(
         select(RolloutRow)
@@ -32,13 +40,25 @@ def rollout_overlay(session: Session, device: DeviceRow) -> dict[str, str]:
         if not selector_matches(rollout.selector, device.labels):
             continue
         member = session.get(RolloutDeviceRow, (rollout.id, device.id))
+        stages = rollout.spec.get("stages") or []
+        in_shadow = bool(stages[rollout.stage].get("shadow")) if rollout.stage < len(stages) else False
+        member_stage = member.stage if member is not None else None
+        target = rollout.targets.get(device.hardware_class, {}).get("to")
+        if not target:
+            continue
         if serves_target(
             status=rollout.status,  # type: ignore[arg-type]
-            member_stage=member.stage if member is not None else None,
+            member_stage=member_stage,
             current_stage=rollout.stage,
             enrolling_devices=str(rollout.spec.get("enrolling_devices", "old")),
+            shadow_stage=in_shadow,
         ):
-            target = rollout.targets.get(device.hardware_class, {}).get("to")
-            if target:
-                out[rollout.slot] = target
+            out[rollout.slot] = target
+        elif shadows_target(
+            status=rollout.status,  # type: ignore[arg-type]
+            member_stage=member_stage,
+            current_stage=rollout.stage,
+            shadow_stage=in_shadow,
+        ):
+            out[shadow_slot(rollout.slot)] = target
     return out

@@ -35,6 +35,7 @@ __all__ = [
     "cumulative_sizes",
     "decide",
     "serves_target",
+    "shadows_target",
 ]
 
 RolloutStatus = Literal["running", "paused", "halted", "completed", "aborted"]
@@ -67,6 +68,7 @@ class StageHealth:
     baseline_p95_ms: float | None = None
     """p95 of the previous version on the same devices, before the rollout."""
     shadow_agreement: float | None = None
+    shadow_compared: int = 0
     reporting_devices: int = 0
 
 
@@ -220,8 +222,11 @@ def decide(
         return Decision(
             "wait", {"note": "soaking", "soak_left_s": round(current.soak_s - in_stage_s, 1)}, pending
         )
+    # A shadow stage's evidence is comparisons; a serving stage's is requests answered by the new version.
+    observed = health.shadow_compared if current.shadow else health.requests
+    needs_observations = current.shadow or current.gates.max_error_rate is not None
     evidence_ok = health.reporting_devices >= current.gates.min_reporting_devices and (
-        current.gates.max_error_rate is None or health.requests >= current.gates.min_requests
+        not needs_observations or observed >= current.gates.min_requests
     )
     if not evidence_ok and not (past_deadline and current.on_deadline == "proceed"):
         return Decision(
@@ -230,7 +235,7 @@ def decide(
                 "note": "not enough evidence",
                 "reporting_devices": health.reporting_devices,
                 "min_reporting_devices": current.gates.min_reporting_devices,
-                "requests": health.requests,
+                "shadow_compared" if current.shadow else "requests": observed,
                 "min_requests": current.gates.min_requests,
             },
             pending,
@@ -242,10 +247,30 @@ def decide(
     return Decision("advance", {"from_stage": stage, "to_stage": stage + 1}, pending)
 
 
-def serves_target(
-    *, status: RolloutStatus, member_stage: int | None, current_stage: int, enrolling_devices: str
+def shadows_target(
+    *, status: RolloutStatus, member_stage: int | None, current_stage: int, shadow_stage: bool
 ) -> bool:
-    """Whether a device of the rollout's selection should run the new artifact now."""
+    """Whether a device should run the new artifact *in shadow* now: an exposed member while the rollout's
+    current stage is a shadow stage (it keeps serving the previous version)."""
+    return (
+        status in ACTIVE_STATUSES
+        and shadow_stage
+        and member_stage is not None
+        and member_stage <= current_stage
+    )
+
+
+def serves_target(
+    *,
+    status: RolloutStatus,
+    member_stage: int | None,
+    current_stage: int,
+    enrolling_devices: str,
+    shadow_stage: bool = False,
+) -> bool:
+    """Whether a device of the rollout's selection should serve the new artifact now."""
+    if shadow_stage and status in ACTIVE_STATUSES:
+        return False
     if status in ("halted", "aborted"):
         return False
     if status == "completed":

@@ -39,6 +39,10 @@ class StageSpec(BaseModel):
     ``on_deadline`` applies."""
     on_deadline: Literal["wait", "proceed", "halt"] = "proceed"
     manual_promotion: bool = False
+    shadow: bool = False
+    """Run this stage in shadow: its devices keep serving the previous version and run the new one beside it
+    on sampled live requests; only agreement statistics leave the device. Pair it with
+    ``gates.min_shadow_agreement``; the inference gates (errors, latency) wait for a serving stage."""
     gates: Gates = Field(default_factory=Gates)
 
     @model_validator(mode="after")

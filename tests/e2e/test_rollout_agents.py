@@ -7,10 +7,13 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
-from tests.agent.crash.artifacts import nan_model
+from tests.agent.crash.artifacts import classifier, nan_model
 from tests.e2e.fleet_cli import EDGEFLEET, EXAMPLES, cli, push_artifact, wait_for
 
 pytestmark = pytest.mark.slow
@@ -109,10 +112,6 @@ def test_a_shadow_stage_measures_agreement_on_live_traffic_and_halts_a_disagreei
     live_server, tmp_path: Path
 ):
     """The candidate runs beside the serving model on real requests; only agreement statistics travel."""
-    import time
-
-    import httpx
-    from tests.agent.crash.artifacts import classifier
 
     server = live_server
     cli(server, "class", "apply", str(EXAMPLES))

@@ -266,3 +266,14 @@ def test_shadow_and_serving_assignments(status, member_stage, current, shadow_st
     }
     assert serves_target(**kwargs, enrolling_devices="old") is serves
     assert shadows_target(**kwargs) is shadows
+
+
+def test_a_deadline_never_excuses_missing_evidence():
+    """Past the deadline, "proceed" moves on without offline devices, but not without health data."""
+    spec = RolloutSpec(
+        stages=[StageSpec(count=3, soak_s=0, deadline_s=60, on_deadline="proceed"), StageSpec(percent=100)]
+    )
+    no_data = StageHealth(requests=0, reporting_devices=0)
+    decision = _decide(spec=spec, health=no_data, at_s=10_000)
+    assert decision.action == "wait"
+    assert decision.reason["note"] == "not enough evidence"

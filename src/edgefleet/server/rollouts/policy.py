@@ -228,7 +228,7 @@ def decide(
     evidence_ok = health.reporting_devices >= current.gates.min_reporting_devices and (
         not needs_observations or observed >= current.gates.min_requests
     )
-    if not evidence_ok and not (past_deadline and current.on_deadline == "proceed"):
+    if not evidence_ok:  # a deadline excuses pending devices, never missing evidence
         return Decision(
             "wait",
             {

@@ -53,7 +53,8 @@ def _static(request: Request, path: Any, *, cache_control: str, media_type: str)
     )
 
 
-@router.api_route("/tuf/metadata/{name}", methods=["GET", "HEAD"])
+@router.get("/tuf/metadata/{name}", operation_id="get_tuf_metadata")
+@router.head("/tuf/metadata/{name}", operation_id="head_tuf_metadata")
 def tuf_metadata(name: Annotated[str, Path(max_length=64)], request: Request) -> Response:
     try:
         path = _repo(request).metadata_path(name)
@@ -63,7 +64,8 @@ def tuf_metadata(name: Annotated[str, Path(max_length=64)], request: Request) ->
     return _static(request, path, cache_control=cache, media_type="application/json")
 
 
-@router.api_route("/tuf/targets/{name:path}", methods=["GET", "HEAD"])
+@router.get("/tuf/targets/{name:path}", operation_id="get_tuf_target")
+@router.head("/tuf/targets/{name:path}", operation_id="head_tuf_target")
 def tuf_target(name: Annotated[str, Path(max_length=512)], request: Request) -> Response:
     try:
         path = _repo(request).target_file_path(name)

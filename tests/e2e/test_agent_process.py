@@ -224,3 +224,36 @@ def _requests_seen(server, device_id: str) -> int:
     with httpx.Client(base_url=server.url, headers=server.admin_headers) as http:
         health = http.get("/v1/fleet/health", params={"hardware_class": "medical-cart-cpu"}).json()
     return int(health["totals"]["requests"])
+
+
+def test_a_class_pinned_fallback_is_installed_and_ready_for_the_degraded_ladder(enrolled, tmp_path):
+    server, _link, data_dir, device_id = enrolled
+    art = push_artifact(server, tmp_path, "1.0.0")
+    small = push_artifact(server, tmp_path, "3.0.0")  # stands in for the class's small fallback model
+    cli(server, "device", "pin", art, "--class", "medical-cart-cpu")
+    cli(server, "device", "pin", small, "--class", "medical-cart-cpu", "--slot", "fallback")
+    agent = start_agent(data_dir)
+    try:
+        wait_for(
+            lambda: (
+                _slot(server, device_id).get("active") == art
+                and (
+                    (device_json(server, device_id)["report"]["slots"].get("fallback") or {}).get("active")
+                    == small
+                )
+            ),
+            what="the active model and the fallback installed",
+        )
+        status = json.loads(
+            subprocess.run(
+                [*EDGEFLEET, "agent", "status", "--data-dir", str(data_dir), "--json"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        assert status["active"] == {"default": art, "fallback": small}
+        assert status["serving"]["fallback_configured"] is True
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.communicate(timeout=20)

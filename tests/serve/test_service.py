@@ -132,6 +132,31 @@ def test_model_that_fails_to_load_serves_the_fallback_artifact(tmp_path, faults,
     assert {code for _, code, _ in metrics.events} >= {"preferred_unavailable", "cpu_unavailable"}
 
 
+def test_fallback_can_come_from_an_installed_slot_source(tmp_path, faults, metrics):
+    """A class-pinned fallback installed in the agent's ``fallback`` slot wins over a provisioned directory."""
+    art = write_artifact(tmp_path / "main", classifier(1))
+    installed = write_artifact(tmp_path / "installed", classifier(7), model="digits-small", version="0.2.0")
+    faults.unloadable_paths.add(art.model_path)
+    config = ServingConfig(fallback_dir=tmp_path / "no-such-dir", ladder=LADDER)
+    service = InferenceService(
+        StaticSource(art),
+        FaultyAdapter(faults),
+        config,
+        metrics=metrics,
+        fallback_source=StaticSource(installed),
+    )
+    answer = service.predict({"x": x()})
+    assert (answer.mode, answer.model_version) == ("fallback", "digits-small/0.2.0")
+    assert service.status()["fallback_configured"] is True
+    empty = InferenceService(
+        StaticSource(art),
+        FaultyAdapter(faults),
+        ServingConfig(ladder=LADDER),
+        fallback_source=StaticSource(None),
+    )
+    assert empty.mode == "rule"  # nothing installed in the fallback slot yet: the rule answers
+
+
 def test_missing_fallback_lands_on_the_rule_and_keeps_serving(tmp_path, faults, metrics):
     art = write_artifact(tmp_path / "main", classifier(1))
     faults.unloadable_paths.add(art.model_path)

@@ -2,9 +2,10 @@
 
 * ``TrialMetrics`` forwards every served request to telemetry and counts it for the installer's trial window
   (a failure rate above the trial threshold rolls the new version back without the network);
-* ``start_serving`` builds the ``InferenceService`` on the installer's active slot (with the class's
-  fallback artifact, a local ``edgefleet build`` output directory, when one is configured) and the local
-  HTTP endpoint, and writes where it listens to ``<data dir>/serving-endpoint`` for local clients.
+* ``start_serving`` builds the ``InferenceService`` on the installer's active slot, with the class's fallback
+  artifact from the installer's ``fallback`` slot (pin one per class: ``edgefleet device pin ART --class C
+  --slot fallback``) or a provisioned ``--fallback-dir``, and the local HTTP endpoint; it writes where it
+  listens to ``<data dir>/serving-endpoint`` for local clients.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from edgefleet.agent.serve.source import SlotActiveSource
 from edgefleet.durable import atomic_write_bytes
 from edgefleet.protocol.hardware_class import HardwareClass
 
-__all__ = ["ENDPOINT_FILE", "SHADOW_SUFFIX", "Serving", "TrialMetrics", "start_serving"]
+__all__ = ["ENDPOINT_FILE", "FALLBACK_SLOT", "SHADOW_SUFFIX", "Serving", "TrialMetrics", "start_serving"]
 
 ENDPOINT_FILE = "serving-endpoint"
 SHADOW_SUFFIX = ".shadow"
+FALLBACK_SLOT = "fallback"
 """A rollout's shadow stage assigns the candidate to ``<slot>.shadow`` (the server's ``shadow_slot``)."""
 
 
@@ -63,6 +65,7 @@ class Serving:
     service: InferenceService
     endpoint: LocalEndpoint
     shadow_source: SlotActiveSource
+    fallback_source: SlotActiveSource
     shadow_config: ShadowConfig = field(default_factory=ShadowConfig)
     shadowing: str | None = None
     """The artifact id running in shadow now, if any."""
@@ -76,6 +79,7 @@ class Serving:
         while the desired state asks for it and the candidate passed its install health check."""
         self.source.poll()
         self.shadow_source.poll()
+        self.fallback_source.poll()
         wanted = desired.get(slot + SHADOW_SUFFIX)
         candidate = self.shadow_source.active()
         ready = candidate if candidate is not None and candidate.artifact_id == wanted else None
@@ -108,8 +112,19 @@ def start_serving(
     config = (
         ServingConfig.for_class(hardware_class, **overrides) if hardware_class else ServingConfig(**overrides)
     )
-    service = InferenceService(source, OnnxRuntimeAdapter(), config, metrics=metrics).start()
+    # The class's fallback artifact: pinned per class in slot "fallback" (installed and health-checked like
+    # any version); a provisioned --fallback-dir is used only when given.
+    fallback_source = SlotActiveSource(data_root, FALLBACK_SLOT)
+    service = InferenceService(
+        source,
+        OnnxRuntimeAdapter(),
+        config,
+        metrics=metrics,
+        fallback_source=fallback_source if fallback_dir is None else None,
+    ).start()
     local = LocalEndpoint(service, endpoint).start()
     atomic_write_bytes(data_root / ENDPOINT_FILE, local.url.encode())
     shadow_source = SlotActiveSource(data_root, slot + SHADOW_SUFFIX)
-    return Serving(source, service, local, shadow_source, ShadowConfig(sample_fraction=shadow_fraction))
+    return Serving(
+        source, service, local, shadow_source, fallback_source, ShadowConfig(sample_fraction=shadow_fraction)
+    )

@@ -74,9 +74,13 @@ class InferenceService:
         *,
         metrics: MetricsSink | None = None,
         clock: Callable[[], float] = time.monotonic,
+        fallback_source: ActiveSource | None = None,
     ) -> None:
+        """``fallback_source`` (e.g. the installer's ``fallback`` slot, from a class pin) takes precedence
+        over ``config.fallback_dir`` (a directory provisioned on the device)."""
         self.config = config or ServingConfig()
         self._source = source
+        self._fallback_source = fallback_source
         self._adapter = adapter
         self._metrics: MetricsSink = metrics or NullMetrics()
         self._recording = not isinstance(self._metrics, NullMetrics)
@@ -261,10 +265,14 @@ class InferenceService:
         return (adapter or self._adapter).load(artifact.model_path, artifact.manifest.signature, options)
 
     def _load_fallback(self) -> ActiveArtifact | None:
-        path = self.config.fallback_dir
-        if path is None:
+        if self._fallback_source is not None:
+            fallback = self._fallback_source.active()
+            if fallback is None:
+                return None
+        elif self.config.fallback_dir is None:
             return None
-        fallback = read_artifact_dir(path)  # raises artifact_unreadable when missing: a visible event
+        else:  # raises artifact_unreadable when missing: a visible event
+            fallback = read_artifact_dir(self.config.fallback_dir)
         primary = self._primary
         if primary is not None:
             want = primary.manifest.signature
@@ -431,7 +439,7 @@ class InferenceService:
                 "max_queue": self._gate.policy.max_queue,
             },
             "last_error": self._last_error,
-            "fallback_configured": self.config.fallback_dir is not None,
+            "fallback_configured": self.config.fallback_dir is not None or self._fallback_source is not None,
             "shadow": shadow.to_dict() if shadow is not None else None,
         }
 

@@ -102,6 +102,8 @@ def _populate(app, devices: int, v1: str, now: datetime) -> str:
                     "slots": {"default": {"active": v1, "previous": None, "state": "idle"}},
                 },
                 "report_sequence": 1,
+                "report_status": status,
+                "report_active": f"default={v1}",
             }
         )
         window_rows.append(

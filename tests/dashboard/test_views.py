@@ -28,7 +28,8 @@ def _dev(i, cls="a", seen_s_ago=10.0, revoked=False, status="ok", active="art_1"
         hardware_class=cls,
         last_seen_at=None if seen_s_ago is None else NOW - timedelta(seconds=seen_s_ago),
         revoked=revoked,
-        report={"status": status, "slots": {"default": {"active": active}}, "last_error": None},
+        report_status=status,
+        report_active=f"default={active}" if active else None,
     )
 
 

@@ -93,15 +93,26 @@ def overview(request: Request, ctx: Ctx, session: DbSession, user: SignedIn) -> 
     now = ctx.clock()
     thresholds = _thresholds(request)
     with session.begin():
+        # The report summary columns, not the JSON reports: this page reads every device.
         facts = [
-            DeviceFacts(r.id, r.hardware_class, r.last_seen_at, r.revoked_at is not None, r.report)
+            DeviceFacts(
+                r.id,
+                r.hardware_class,
+                r.last_seen_at,
+                r.revoked_at is not None,
+                r.report_status,
+                r.report_active,
+                r.report_error_code,
+            )
             for r in session.execute(
                 select(
                     DeviceRow.id,
                     DeviceRow.hardware_class,
                     DeviceRow.last_seen_at,
                     DeviceRow.revoked_at,
-                    DeviceRow.report,
+                    DeviceRow.report_status,
+                    DeviceRow.report_active,
+                    DeviceRow.report_error_code,
                 )
             )
         ]

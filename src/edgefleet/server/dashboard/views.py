@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from edgefleet.server.rollouts.policy import StageHealth
 from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status
@@ -26,15 +26,18 @@ STATUS_ORDER = tuple(s.value for s in DeviceStatus)
 MAX_LISTED = 50
 
 
-@dataclass(frozen=True)
-class DeviceFacts:
-    """The columns the overview needs of one device (no labels, no key)."""
+class DeviceFacts(NamedTuple):
+    """What the overview needs of one device: no labels, no key, no JSON report (its summary columns).
+    A named tuple: the overview builds one per device of the fleet."""
 
     id: str
     hardware_class: str
     last_seen_at: datetime | None
     revoked: bool
-    report: dict[str, Any] | None
+    report_status: str | None = None
+    report_active: str | None = None
+    """``slot=artifact_id`` pairs joined by ``;``"""
+    report_error_code: str | None = None
 
 
 @dataclass
@@ -73,18 +76,17 @@ def fleet_summary(
         out.by_status[status] = out.by_status.get(status, 0) + 1
         if d.revoked:
             continue
-        report = d.report or {}
-        for slot in (report.get("slots") or {}).values():
-            active = slot.get("active") if isinstance(slot, dict) else None
+        for pair in d.report_active.split(";") if d.report_active else ():
+            active = pair.partition("=")[2]
             if active:
                 out.versions[active] = out.versions.get(active, 0) + 1
-        if report.get("status") in ("degraded", "error"):
+        if d.report_status in ("degraded", "error"):
             degraded.append(
                 {
                     "id": d.id,
                     "hardware_class": d.hardware_class,
-                    "report_status": report.get("status"),
-                    "last_error": report.get("last_error"),
+                    "report_status": d.report_status,
+                    "last_error": {"code": d.report_error_code} if d.report_error_code else None,
                     "status": status,
                 }
             )

@@ -30,11 +30,13 @@ __all__ = [
     "DeviceStatus",
     "StatusThresholds",
     "accept_report",
+    "active_summary",
     "authenticate_device",
     "device_status",
     "device_to_wire",
     "get_device",
     "list_devices",
+    "parse_active_summary",
     "pin_artifact",
     "revoke_device",
     "status_clauses",
@@ -129,11 +131,29 @@ def accept_report(session: Session, device_id: str, body: Any, *, now: datetime)
         if same_boot and report.sequence <= device.report_sequence:
             return False
         device.report = report.to_dict()
+        device.report_status = report.status
+        device.report_active = active_summary(report.to_dict())
+        device.report_error_code = str((report.last_error or {}).get("code") or "")[:64] or None
         device.report_boot_id = report.boot_id
         device.report_sequence = report.sequence
         device.agent_version = report.agent_version[:64]
         device.last_seen_at = now
     return True
+
+
+def active_summary(report: dict[str, Any]) -> str | None:
+    """``slot=artifact_id`` pairs of the slots a report says are active, ``;``-joined (bounded)."""
+    slots = report.get("slots") or {}
+    pairs = [
+        f"{name}={s['active']}"
+        for name, s in sorted(slots.items())
+        if isinstance(s, dict) and s.get("active")
+    ]
+    return ";".join(pairs)[:1000] or None
+
+
+def parse_active_summary(summary: str | None) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in summary.split(";") if "=" in pair) if summary else {}
 
 
 def get_device(session: Session, device_id: str) -> DeviceRow:

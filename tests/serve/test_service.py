@@ -133,7 +133,7 @@ def test_model_that_fails_to_load_serves_the_fallback_artifact(tmp_path, faults,
 
 
 def test_fallback_can_come_from_an_installed_slot_source(tmp_path, faults, metrics):
-    """A class-pinned fallback installed in the agent's ``fallback`` slot wins over a provisioned directory."""
+    """A class-pinned fallback in the agent's ``fallback`` slot wins over a provisioned directory."""
     art = write_artifact(tmp_path / "main", classifier(1))
     installed = write_artifact(tmp_path / "installed", classifier(7), model="digits-small", version="0.2.0")
     faults.unloadable_paths.add(art.model_path)

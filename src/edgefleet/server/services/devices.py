@@ -36,7 +36,6 @@ __all__ = [
     "device_to_wire",
     "get_device",
     "list_devices",
-    "parse_active_summary",
     "pin_artifact",
     "revoke_device",
     "status_clauses",
@@ -150,10 +149,6 @@ def active_summary(report: dict[str, Any]) -> str | None:
         if isinstance(s, dict) and s.get("active")
     ]
     return ";".join(pairs)[:1000] or None
-
-
-def parse_active_summary(summary: str | None) -> dict[str, str]:
-    return dict(pair.split("=", 1) for pair in summary.split(";") if "=" in pair) if summary else {}
 
 
 def get_device(session: Session, device_id: str) -> DeviceRow:

@@ -15,7 +15,6 @@ Usage: ``.venv/bin/python bench/checkin.py [--devices 50] [--seconds 8] [--threa
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import secrets
 import sys
@@ -33,7 +32,8 @@ from edgefleet.agent.channel import DeviceChannel
 from edgefleet.agent.datadir import DataDir
 from edgefleet.agent.enroll import enroll
 from edgefleet.client import EdgefleetClient
-from edgefleet.protocol import ArtifactManifest, parse_classes_toml
+from edgefleet.protocol import parse_classes_toml
+from edgefleet.sim.artifacts import register_stand_in_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -42,34 +42,10 @@ PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 def _prepare(server: ServerProcess, work: Path, devices: int) -> list[DeviceChannel]:
     with EdgefleetClient(server.url, server.token) as client:
         client.apply_classes(parse_classes_toml((ROOT / "examples" / "hardware-classes.toml").read_text()))
-        files = {"model.onnx": b"m" * 4096, "golden.npz": b"g" * 512}
-        for data in files.values():
-            client.upload_blob_bytes(data, sha256=hashlib.sha256(data).hexdigest())
-        src = hashlib.sha256(files["model.onnx"]).hexdigest()
-        client.create_model("bench")
-        client.create_version("bench", "1.0.0", source_sha256=src)
-        manifest = ArtifactManifest.parse(
-            {
-                "model": "bench",
-                "version": "1.0.0",
-                "hardware_class": "medical-cart-cpu",
-                "runtime": {"name": "onnxruntime"},
-                "entrypoint": "model.onnx",
-                "files": [
-                    {"path": p, "sha256": hashlib.sha256(d).hexdigest(), "length": len(d)}
-                    for p, d in files.items()
-                ],
-                "signature": {
-                    "inputs": [{"name": "x", "dtype": "float32", "shape": [1, 64]}],
-                    "outputs": [{"name": "y", "dtype": "float32", "shape": [1, 10]}],
-                },
-                "optimization": {"source_sha256": src},
-                "health_check": {"golden_file": "golden.npz", "latency_ceiling_ms": 50},
-                "release_counter": 1,
-            }
+        art_id = register_stand_in_artifact(
+            client, model="bench", version="1.0.0", hardware_class="medical-cart-cpu", model_bytes=b"m" * 4096
         )
-        art = client.register_artifact(manifest)
-        client.pin(scope="class", target="medical-cart-cpu", slot="default", artifact_id=art.id)
+        client.pin(scope="class", target="medical-cart-cpu", slot="default", artifact_id=art_id)
         token = client.create_enrollment_token("medical-cart-cpu", uses=devices).token
     channels = []
     for i in range(devices):

@@ -23,7 +23,6 @@ Run: ``.venv/bin/python bench/rollout.py [--devices 1000] [--link service|http] 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import random
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from edgefleet.server.services import telemetry as telemetry_svc
 from edgefleet.server.settings import Settings
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.rollouts import RolloutEventRow
+from edgefleet.sim.artifacts import register_stand_in_artifact
 from edgefleet.sim.device import Behaviour, SimDevice
 from edgefleet.sim.fleet import SimFleet, plan_outages
 from edgefleet.sim.link import DesiredView, HttpDeviceLink, enroll_in_memory, view_of
@@ -134,34 +134,7 @@ class World:
 
 
 def _artifact(client: EdgefleetClient, version: str) -> str:
-    files = {"model.onnx": b"onnx-bytes-" + version.encode(), "golden.npz": b"golden-" + version.encode()}
-    for data in files.values():
-        client.upload_blob_bytes(data, sha256=hashlib.sha256(data).hexdigest())
-    src = hashlib.sha256(files["model.onnx"]).hexdigest()
-    client.create_version("digits", version, source_sha256=src)
-    from edgefleet.protocol.manifest import ArtifactManifest
-
-    manifest = ArtifactManifest.parse(
-        {
-            "model": "digits",
-            "version": version,
-            "hardware_class": CLASS,
-            "runtime": {"name": "onnxruntime", "execution_providers": ["CPUExecutionProvider"]},
-            "entrypoint": "model.onnx",
-            "files": [
-                {"path": p, "sha256": hashlib.sha256(d).hexdigest(), "length": len(d)}
-                for p, d in files.items()
-            ],
-            "signature": {
-                "inputs": [{"name": "x", "dtype": "float32", "shape": [1, 64]}],
-                "outputs": [{"name": "y", "dtype": "float32", "shape": [1, 10]}],
-            },
-            "optimization": {"source_sha256": src},
-            "health_check": {"golden_file": "golden.npz", "latency_ceiling_ms": 50},
-            "release_counter": 1,
-        }
-    )
-    return client.register_artifact(manifest).id
+    return register_stand_in_artifact(client, model="digits", version=version, hardware_class=CLASS)
 
 
 def build_world(args: argparse.Namespace, data_dir: Path) -> tuple[World, Any]:

@@ -3,7 +3,6 @@ rollout needs (classes, a model, artifacts, a class pin) and devices on the real
 
 from __future__ import annotations
 
-import hashlib
 import random
 import threading
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import httpx
 
 from edgefleet.client import EdgefleetClient
 from edgefleet.protocol import parse_classes_toml
-from edgefleet.protocol.manifest import ArtifactManifest
+from edgefleet.sim.artifacts import register_stand_in_artifact
 from edgefleet.sim.device import Behaviour, SimDevice
 from edgefleet.sim.fleet import SimFleet
 from edgefleet.sim.link import HttpDeviceLink, enroll_in_memory
@@ -27,32 +26,7 @@ MODEL = "digits"
 
 
 def register_artifact(client: EdgefleetClient, version: str, hardware_class: str = CLASS) -> str:
-    files = {"model.onnx": b"onnx-bytes-" + version.encode(), "golden.npz": b"golden-" + version.encode()}
-    for data in files.values():
-        client.upload_blob_bytes(data, sha256=hashlib.sha256(data).hexdigest())
-    src = hashlib.sha256(files["model.onnx"]).hexdigest()
-    client.create_version(MODEL, version, source_sha256=src)
-    manifest = ArtifactManifest.parse(
-        {
-            "model": MODEL,
-            "version": version,
-            "hardware_class": hardware_class,
-            "runtime": {"name": "onnxruntime", "execution_providers": ["CPUExecutionProvider"]},
-            "entrypoint": "model.onnx",
-            "files": [
-                {"path": p, "sha256": hashlib.sha256(d).hexdigest(), "length": len(d)}
-                for p, d in files.items()
-            ],
-            "signature": {
-                "inputs": [{"name": "x", "dtype": "float32", "shape": [1, 64]}],
-                "outputs": [{"name": "y", "dtype": "float32", "shape": [1, 10]}],
-            },
-            "optimization": {"source_sha256": src},
-            "health_check": {"golden_file": "golden.npz", "latency_ceiling_ms": 50},
-            "release_counter": 1,
-        }
-    )
-    return client.register_artifact(manifest).id
+    return register_stand_in_artifact(client, model=MODEL, version=version, hardware_class=hardware_class)
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,9 +11,11 @@ from fastapi.testclient import TestClient
 from edgefleet.agent.channel import DeviceChannel
 from edgefleet.agent.datadir import DataDir
 from edgefleet.agent.enroll import enroll
+from edgefleet.client import EdgefleetClient
 from edgefleet.protocol import parse_classes_toml
 from edgefleet.server.app import create_app
 from edgefleet.server.settings import Settings
+from edgefleet.sim.artifacts import register_stand_in_artifact
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "hardware-classes.toml"
 
@@ -74,38 +75,12 @@ class Fleet:
         )
 
     def artifact(self, version: str = "1.0.0", hardware_class: str = "medical-cart-cpu") -> str:
-        files = {"model.onnx": b"onnx-bytes-" + version.encode(), "golden.npz": b"golden-" + version.encode()}
-        for data in files.values():
-            sha = hashlib.sha256(data).hexdigest()
-            r = self.client.put(f"/v1/blobs/{sha}", content=data, headers=self.admin)
-            assert r.status_code in (200, 201), r.text
-        if self.client.get("/v1/models/digits", headers=self.admin).status_code == 404:
-            self.client.post("/v1/models", json={"name": "digits"}, headers=self.admin)
-        src = hashlib.sha256(files["model.onnx"]).hexdigest()
-        self.client.post(
-            "/v1/models/digits/versions", json={"version": version, "source_sha256": src}, headers=self.admin
+        """A registered stand-in artifact of model ``digits`` (simulated devices never load it)."""
+        token = self.admin["authorization"].split()[1]
+        client = EdgefleetClient("http://testserver", token, transport=self.client._transport)
+        return register_stand_in_artifact(
+            client, model="digits", version=version, hardware_class=hardware_class
         )
-        manifest = {
-            "model": "digits",
-            "version": version,
-            "hardware_class": hardware_class,
-            "runtime": {"name": "onnxruntime", "execution_providers": ["CPUExecutionProvider"]},
-            "entrypoint": "model.onnx",
-            "files": [
-                {"path": p, "sha256": hashlib.sha256(d).hexdigest(), "length": len(d)}
-                for p, d in files.items()
-            ],
-            "signature": {
-                "inputs": [{"name": "x", "dtype": "float32", "shape": [1, 64]}],
-                "outputs": [{"name": "y", "dtype": "float32", "shape": [1, 10]}],
-            },
-            "optimization": {"source_sha256": src},
-            "health_check": {"golden_file": "golden.npz", "latency_ceiling_ms": 50},
-            "release_counter": 1,
-        }
-        r = self.client.post("/v1/artifacts", json={"manifest": manifest}, headers=self.admin)
-        assert r.status_code in (200, 201), r.text
-        return r.json()["id"]
 
     # --- a device's side of a rollout, simulated over the real signed channel ---------------------------
 

@@ -191,16 +191,10 @@ def fleet_health(
         if hardware_class is not None:
             win_stmt = win_stmt.where(TelemetryWindowRow.hardware_class == hardware_class)
         windows = [w for w in session.execute(win_stmt) if w.device_id in device_ids]
-        states = (
-            {
-                s.device_id: s
-                for s in session.execute(
-                    select(TelemetryDeviceRow).where(TelemetryDeviceRow.device_id.in_(device_ids))
-                ).scalars()
-            }
-            if device_ids
-            else {}
+        state_stmt = select(
+            TelemetryDeviceRow.device_id, TelemetryDeviceRow.last_window_end_at, TelemetryDeviceRow.dropped
         )
+        states = {s.device_id: s for s in session.execute(state_stmt) if s.device_id in device_ids}
 
     total = _Agg()
     by_version: dict[str, _Agg] = {}

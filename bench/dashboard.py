@@ -24,10 +24,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
 from edgefleet.protocol import parse_classes_toml
-from edgefleet.protocol.telemetry import LatencyHistogram
+from edgefleet.protocol.telemetry import LatencyHistogram, merge_counts
 from edgefleet.server import Settings, create_app
 from edgefleet.server.store.devices import DeviceRow
-from edgefleet.server.store.telemetry import TelemetryDeviceRow, TelemetryModelWindowRow, TelemetryWindowRow
+from edgefleet.server.store.telemetry import (
+    TelemetryDeviceRow,
+    TelemetryModelWindowRow,
+    TelemetryRollupRow,
+    TelemetryWindowRow,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASS = "medical-cart-cpu"
@@ -155,6 +160,36 @@ def _populate(app, devices: int, v1: str, now: datetime) -> str:
                 "records_duplicate": 0,
             }
         )
+    # What ingest writes beside the windows: per-minute rollups by class, version and site.
+    rollups: dict[tuple[str, str], dict[str, object]] = {}
+    for device, row in zip(device_rows, model_rows, strict=True):
+        site = device["labels"]["site"]  # type: ignore[index]
+        cell = rollups.setdefault(
+            (site, str(row["model_version"])),
+            {
+                "minute_at": (now - timedelta(minutes=1)).replace(second=0, microsecond=0),
+                "hardware_class": CLASS,
+                "model_version": row["model_version"],
+                "site": site,
+                "requests": 0,
+                "errors": 0,
+                "errors_by_code": {},
+                "requests_by_rung": {},
+                "latency_buckets": {},
+                "latency_sum_ms": 0.0,
+                "latency_max_ms": 0.0,
+                "shadow_compared": 0,
+                "shadow_agreement_sum": 0.0,
+                "health_passed": 0,
+                "health_failed": 0,
+                "health_failed_by_code": {},
+            },
+        )
+        for name in ("requests", "errors", "latency_sum_ms"):
+            cell[name] += row[name]  # type: ignore[operator]
+        cell["latency_max_ms"] = max(cell["latency_max_ms"], row["latency_max_ms"])  # type: ignore[type-var]
+        for name in ("errors_by_code", "requests_by_rung", "latency_buckets"):
+            merge_counts(cell[name], row[name])  # type: ignore[arg-type]
     db = app.state.context.db
     with db.session() as session, session.begin():
         for table, rows in (
@@ -162,6 +197,7 @@ def _populate(app, devices: int, v1: str, now: datetime) -> str:
             (TelemetryWindowRow, window_rows),
             (TelemetryModelWindowRow, model_rows),
             (TelemetryDeviceRow, state_rows),
+            (TelemetryRollupRow, list(rollups.values())),
         ):
             for start in range(0, len(rows), 2000):
                 session.execute(insert(table), rows[start : start + 2000])

@@ -78,6 +78,13 @@ def test_fleet_health_merges_windows_and_devices_exactly(fleet: Fleet) -> None:
     assert health["totals"]["requests_by_rung"] == {"cpu": 370, "fallback": 10}
     assert health["devices"]["reporting"] == 2
     assert {g["site"]: g["requests"] for g in health["by_site"]} == {"ward-1": 260, "ward-2": 120}
+    # The whole fleet is read from per-minute rollups, a label selection from the windows themselves:
+    # both paths give the same numbers for each site.
+    since = (fleet.clock() - timedelta(minutes=10)).isoformat()
+    for site_group in health["by_site"]:
+        selected = fleet.health(since=since, label=[f"site={site_group['site']}"])["totals"]
+        for field in ("requests", "errors", "errors_by_code", "requests_by_rung", "latency_ms", "devices"):
+            assert selected[field] == site_group[field], (site_group["site"], field)
     only_v2 = fleet.health(model_version="2.0.0", since=(fleet.clock() - timedelta(minutes=10)).isoformat())
     assert only_v2["totals"]["requests"] == 10
     assert only_v2["totals"]["error_rate"] == pytest.approx(0.1)
@@ -332,6 +339,30 @@ def test_retention_forgets_old_windows(fleet: Fleet) -> None:
     fleet.clock.advance(31 * 86400)
     with fleet.app.state.context.db.session() as session:
         deleted = svc.prune_telemetry(session, now=fleet.clock(), freshness=svc.Freshness())
-    assert deleted == 2  # the window and its one model row
+    assert deleted == 3  # the window, its one model row and the rollup of its minute
     since = (fleet.clock() - timedelta(days=399)).isoformat()
     assert fleet.device_telemetry(d.id, since=since)["windows"] == []
+
+
+def test_device_summaries_agree_between_the_sql_and_the_label_paths(fleet: Fleet) -> None:
+    """The whole fleet is summarized by the database, a label selection in Python: same answer."""
+    fresh = fleet.device(labels={"fleet": "all", "site": "a"})
+    quiet = fleet.device(labels={"fleet": "all", "site": "b"})
+    _serve(fresh, "1.0.0", [2.0] * 5)
+    _serve(quiet, "1.0.0", [2.0] * 5)
+    fleet.clock.advance(61)
+    for d in (fresh, quiet):
+        d.recorder.tick()
+        d.drain()
+    fleet.clock.advance(400)  # both windows are now older than the stale threshold ...
+    _serve(fresh, "1.0.0", [2.0] * 5)
+    fleet.clock.advance(61)
+    fresh.recorder.tick()
+    fresh.drain()  # ... except the fresh device's new one
+    since = (fleet.clock() - timedelta(minutes=30)).isoformat()
+    whole = fleet.health(since=since)
+    selected = fleet.health(since=since, label=["fleet=all"])
+    for section in ("devices", "data", "dropped"):
+        assert whole[section] == selected[section], section
+    assert whole["devices"]["stale_data_ids"] == [quiet.id]
+    assert whole["devices"]["total"] == 2

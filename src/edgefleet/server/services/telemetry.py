@@ -22,12 +22,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from edgefleet.protocol.errors import ConflictError, PermissionDeniedError
-from edgefleet.protocol.telemetry import TelemetryBatch, TelemetryRecord
+from edgefleet.protocol.telemetry import TelemetryBatch, TelemetryRecord, merge_counts
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.telemetry import (
     TelemetryDeviceRow,
     TelemetryEventRow,
     TelemetryModelWindowRow,
+    TelemetryRollupRow,
     TelemetryWindowRow,
 )
 
@@ -164,8 +165,70 @@ def _ingest(
                         health_failed_by_code=dict(model.health_checks.failed_by_code),
                     )
                 )
+        _roll_up(session, device, new_windows)
         _update_device_state(session, device.id, batch, result, newest_end=newest_end, now=now)
     return result
+
+
+_ROLLUP_SUMS = (
+    "requests",
+    "errors",
+    "latency_sum_ms",
+    "shadow_compared",
+    "shadow_agreement_sum",
+    "health_passed",
+    "health_failed",
+)
+_ROLLUP_MAPS = ("errors_by_code", "requests_by_rung", "latency_buckets", "health_failed_by_code")
+
+
+def _roll_up(
+    session: Session, device: DeviceRow, new_windows: list[tuple[TelemetryWindowRow, TelemetryRecord]]
+) -> None:
+    """Add this batch's model windows to the per-minute rollups (under row locks; a concurrent first insert
+    of the same key raises IntegrityError, and the caller retries the whole ingest)."""
+    site = str(device.labels.get("site", ""))[:128]
+    batch_cells: dict[tuple[datetime, str, str, str], dict[str, Any]] = {}
+    for row, record in new_windows:
+        assert record.window is not None
+        minute = row.end_at.replace(second=0, microsecond=0)
+        for model in record.window.models:
+            key = (minute, device.hardware_class, model.model_version, site)
+            cell = batch_cells.setdefault(key, {name: 0 for name in _ROLLUP_SUMS} | {"latency_max_ms": 0.0})
+            for name, value in (
+                ("requests", model.requests),
+                ("errors", model.errors),
+                ("latency_sum_ms", model.latency.sum_ms),
+                ("shadow_compared", model.shadow.compared),
+                ("shadow_agreement_sum", model.shadow.agreement_sum),
+                ("health_passed", model.health_checks.passed),
+                ("health_failed", model.health_checks.failed),
+            ):
+                cell[name] += value
+            cell["latency_max_ms"] = max(cell["latency_max_ms"], model.latency.max_ms)
+            for name, counts in (
+                ("errors_by_code", model.errors_by_code),
+                ("requests_by_rung", model.requests_by_rung),
+                ("latency_buckets", {str(k): v for k, v in model.latency.buckets.items()}),
+                ("health_failed_by_code", model.health_checks.failed_by_code),
+            ):
+                merge_counts(cell.setdefault(name, {}), counts)
+    for key, cell in batch_cells.items():
+        stored = session.get(TelemetryRollupRow, key, with_for_update=True)
+        if stored is None:
+            session.add(
+                TelemetryRollupRow(
+                    minute_at=key[0], hardware_class=key[1], model_version=key[2], site=key[3], **cell
+                )
+            )
+            continue
+        for name in _ROLLUP_SUMS:
+            setattr(stored, name, getattr(stored, name) + cell[name])
+        stored.latency_max_ms = max(stored.latency_max_ms, cell["latency_max_ms"])
+        for name in _ROLLUP_MAPS:
+            merged = dict(getattr(stored, name) or {})
+            merge_counts(merged, cell[name])
+            setattr(stored, name, merged)  # a new dict: the JSON column sees the change
 
 
 def _stored_keys(session: Session, device_id: str, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
@@ -227,4 +290,5 @@ def prune_telemetry(session: Session, *, now: datetime, freshness: Freshness) ->
         n = session.execute(delete(TelemetryModelWindowRow).where(TelemetryModelWindowRow.end_at < cutoff))
         w = session.execute(delete(TelemetryWindowRow).where(TelemetryWindowRow.end_at < cutoff))
         e = session.execute(delete(TelemetryEventRow).where(TelemetryEventRow.received_at < cutoff))
-    return int((n.rowcount or 0) + (w.rowcount or 0) + (e.rowcount or 0))
+        r = session.execute(delete(TelemetryRollupRow).where(TelemetryRollupRow.minute_at < cutoff))
+    return int((n.rowcount or 0) + (w.rowcount or 0) + (e.rowcount or 0) + (r.rowcount or 0))

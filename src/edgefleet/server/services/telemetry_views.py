@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from edgefleet.protocol.errors import NotFoundError
 from edgefleet.protocol.telemetry import merge_counts, quantile_from_buckets
-from edgefleet.server.services.devices import StatusThresholds, device_status
+from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status, status_clauses
 from edgefleet.server.services.telemetry import Freshness
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.telemetry import (
     TelemetryDeviceRow,
     TelemetryEventRow,
     TelemetryModelWindowRow,
+    TelemetryRollupRow,
     TelemetryWindowRow,
 )
 
@@ -75,7 +76,7 @@ class _Agg:
     health_failed_by_code: dict[str, int] = field(default_factory=dict)
     devices: set[str] = field(default_factory=set)
 
-    def add(self, row: Any) -> None:  # a row of _AGG_COLUMNS (or a TelemetryModelWindowRow)
+    def add(self, row: Any) -> None:  # a row of _AGG_COLUMNS, a TelemetryModelWindowRow or a rollup
         self.requests += row.requests
         self.errors += row.errors
         merge_counts(self.errors_by_code, row.errors_by_code)
@@ -88,7 +89,9 @@ class _Agg:
         self.health_passed += row.health_passed
         self.health_failed += row.health_failed
         merge_counts(self.health_failed_by_code, row.health_failed_by_code)
-        self.devices.add(row.device_id)
+        device_id = getattr(row, "device_id", None)  # rollups carry no device: counted from _reporters
+        if device_id is not None:
+            self.devices.add(device_id)
 
     def merge(self, other: _Agg) -> None:
         """Add another aggregate (exact: every field is a sum, a max or a set union)."""
@@ -150,6 +153,59 @@ def _lag_s(at: datetime | None, now: datetime) -> float | None:
 # --- queries ------------------------------------------------------------------------------------------------
 
 
+def _model_rows(
+    session: Session,
+    since: datetime,
+    now: datetime,
+    hardware_class: str | None,
+    model_version: str | None,
+    device_ids: set[str],
+) -> list[Any]:
+    stmt = select(*_AGG_COLUMNS).where(
+        TelemetryModelWindowRow.end_at >= since, TelemetryModelWindowRow.end_at <= now
+    )
+    if hardware_class is not None:
+        stmt = stmt.where(TelemetryModelWindowRow.hardware_class == hardware_class)
+    if model_version is not None:
+        stmt = stmt.where(TelemetryModelWindowRow.model_version == model_version)
+    return [r for r in session.execute(stmt) if r.device_id in device_ids]
+
+
+def _rollup_rows(
+    session: Session, since: datetime, now: datetime, hardware_class: str | None, model_version: str | None
+) -> list[TelemetryRollupRow]:
+    """Rollups of the minutes from the one holding ``since`` to ``now`` (minute resolution)."""
+    stmt = select(TelemetryRollupRow).where(
+        TelemetryRollupRow.minute_at >= since.replace(second=0, microsecond=0),
+        TelemetryRollupRow.minute_at <= now,
+    )
+    if hardware_class is not None:
+        stmt = stmt.where(TelemetryRollupRow.hardware_class == hardware_class)
+    if model_version is not None:
+        stmt = stmt.where(TelemetryRollupRow.model_version == model_version)
+    return list(session.execute(stmt).scalars())
+
+
+def _reporters(
+    session: Session, since: datetime, now: datetime, hardware_class: str | None, model_version: str | None
+) -> list[Any]:
+    """Distinct (device, version, class) that reported in the period: the groups' device counts."""
+    stmt = (
+        select(
+            TelemetryModelWindowRow.device_id,
+            TelemetryModelWindowRow.model_version,
+            TelemetryModelWindowRow.hardware_class,
+        )
+        .where(TelemetryModelWindowRow.end_at >= since, TelemetryModelWindowRow.end_at <= now)
+        .distinct()
+    )
+    if hardware_class is not None:
+        stmt = stmt.where(TelemetryModelWindowRow.hardware_class == hardware_class)
+    if model_version is not None:
+        stmt = stmt.where(TelemetryModelWindowRow.model_version == model_version)
+    return list(session.execute(stmt))
+
+
 def fleet_health(
     session: Session,
     *,
@@ -165,7 +221,11 @@ def fleet_health(
     span_s = max(0.0, (now - since).total_seconds())
     with session.begin():
         # Plain column tuples, not ORM objects: this view reads every device and window of the period.
-        dev_stmt = select(DeviceRow.id, DeviceRow.labels, DeviceRow.last_seen_at, DeviceRow.revoked_at)
+        dev_stmt = (
+            select(DeviceRow.id, DeviceRow.labels, DeviceRow.last_seen_at, DeviceRow.revoked_at)
+            if labels
+            else select(DeviceRow.id, DeviceRow.labels)
+        )
         if hardware_class is not None:
             dev_stmt = dev_stmt.where(DeviceRow.hardware_class == hardware_class)
         devices = [
@@ -174,14 +234,12 @@ def fleet_health(
             if all(d.labels.get(k) == v for k, v in (labels or {}).items())
         ]
         device_ids = {d.id for d in devices}
-        stmt = select(*_AGG_COLUMNS).where(
-            TelemetryModelWindowRow.end_at >= since, TelemetryModelWindowRow.end_at <= now
-        )
-        if hardware_class is not None:
-            stmt = stmt.where(TelemetryModelWindowRow.hardware_class == hardware_class)
-        if model_version is not None:
-            stmt = stmt.where(TelemetryModelWindowRow.model_version == model_version)
-        rows = [r for r in session.execute(stmt) if r.device_id in device_ids]
+        if labels:  # a label selection: sum the selected devices' windows
+            rows = _model_rows(session, since, now, hardware_class, model_version, device_ids)
+            reporting = None
+        else:  # the whole fleet (or a class): the per-minute rollups, plus who reported
+            rows = _rollup_rows(session, since, now, hardware_class, model_version)
+            reporting = _reporters(session, since, now, hardware_class, model_version)
         win_stmt = select(
             TelemetryWindowRow.device_id,
             TelemetryWindowRow.hardware_class,
@@ -191,10 +249,14 @@ def fleet_health(
         if hardware_class is not None:
             win_stmt = win_stmt.where(TelemetryWindowRow.hardware_class == hardware_class)
         windows = [w for w in session.execute(win_stmt) if w.device_id in device_ids]
-        state_stmt = select(
-            TelemetryDeviceRow.device_id, TelemetryDeviceRow.last_window_end_at, TelemetryDeviceRow.dropped
-        )
-        states = {s.device_id: s for s in session.execute(state_stmt) if s.device_id in device_ids}
+        states = {}
+        if labels:
+            state_stmt = select(
+                TelemetryDeviceRow.device_id,
+                TelemetryDeviceRow.last_window_end_at,
+                TelemetryDeviceRow.dropped,
+            )
+            states = {s.device_id: s for s in session.execute(state_stmt) if s.device_id in device_ids}
 
     total = _Agg()
     by_version: dict[str, _Agg] = {}
@@ -204,11 +266,16 @@ def fleet_health(
     # Each row is added once, to its (version, class, site) cell; the groupings merge cells (few of them).
     cells: dict[tuple[str, str, str | None], _Agg] = {}
     for row in rows:
-        key = (row.model_version, row.hardware_class, site_of.get(row.device_id))
+        site = row.site or None if reporting is not None else site_of.get(row.device_id)
+        key = (row.model_version, row.hardware_class, site)
         cell = cells.get(key)
         if cell is None:
             cell = cells[key] = _Agg()
         cell.add(row)
+    for device_id, version, hw_class in reporting or ():
+        cell = cells.get((version, hw_class, site_of.get(device_id)))
+        if cell is not None:
+            cell.devices.add(device_id)
     for (version, hw_class, site), cell in cells.items():
         total.merge(cell)
         by_version.setdefault(version, _Agg()).merge(cell)
@@ -223,6 +290,50 @@ def fleet_health(
     for w in windows:
         max_late_s = max(max_late_s, float(w.late_s))
 
+    if labels:
+        status_counts, stale, newest, dropped = _device_summary(devices, states, now, freshness, thresholds)
+    else:  # the whole fleet or a class: counted in SQL (no per-device datetimes to parse)
+        with session.begin():
+            status_counts, stale, newest, dropped = _device_summary_sql(
+                session, hardware_class, now, freshness, thresholds
+            )
+
+    def groups(aggs: dict[str, _Agg], key: str) -> list[dict[str, Any]]:
+        return [{key: name, **agg.to_wire(span_s=span_s)} for name, agg in sorted(aggs.items())]
+
+    return {
+        "since": since.isoformat(),
+        "until": now.isoformat(),
+        "filters": {"hardware_class": hardware_class, "model_version": model_version, "labels": labels or {}},
+        "totals": {**total.to_wire(span_s=span_s), "degraded_s": dict(sorted(degraded.items()))},
+        "by_model_version": groups(by_version, "model_version"),
+        "by_hardware_class": groups(by_class, "hardware_class"),
+        "by_site": groups(by_site, "site"),
+        "devices": {
+            "total": sum(status_counts.values()),
+            "reporting": len(total.devices),
+            "by_status": dict(sorted(status_counts.items())),
+            "stale_data": len(stale),
+            "stale_data_ids": sorted(stale)[:MAX_DETAIL_DEVICES],
+        },
+        "data": {
+            "newest_window_end_at": _iso(newest),
+            "lag_s": _lag_s(newest, now),
+            "max_late_s": max_late_s,
+            "stale_after_s": freshness.stale_after_s,
+        },
+        "dropped": dict(sorted(dropped.items())),
+    }
+
+
+def _device_summary(
+    devices: list[Any],
+    states: dict[str, Any],
+    now: datetime,
+    freshness: Freshness,
+    thresholds: StatusThresholds,
+) -> tuple[dict[str, int], list[str], datetime | None, dict[str, int]]:
+    """Status counts, devices with stale data, the newest window and the queues' drops, over ``devices``."""
     stale: list[str] = []
     newest: datetime | None = None
     status_counts: dict[str, int] = {}
@@ -240,33 +351,53 @@ def fleet_health(
     dropped: dict[str, int] = {}
     for state in states.values():
         merge_counts(dropped, state.dropped or {})
+    return status_counts, stale, newest, dropped
 
-    def groups(aggs: dict[str, _Agg], key: str) -> list[dict[str, Any]]:
-        return [{key: name, **agg.to_wire(span_s=span_s)} for name, agg in sorted(aggs.items())]
 
-    return {
-        "since": since.isoformat(),
-        "until": now.isoformat(),
-        "filters": {"hardware_class": hardware_class, "model_version": model_version, "labels": labels or {}},
-        "totals": {**total.to_wire(span_s=span_s), "degraded_s": dict(sorted(degraded.items()))},
-        "by_model_version": groups(by_version, "model_version"),
-        "by_hardware_class": groups(by_class, "hardware_class"),
-        "by_site": groups(by_site, "site"),
-        "devices": {
-            "total": len(devices),
-            "reporting": len(total.devices),
-            "by_status": dict(sorted(status_counts.items())),
-            "stale_data": len(stale),
-            "stale_data_ids": sorted(stale)[:MAX_DETAIL_DEVICES],
-        },
-        "data": {
-            "newest_window_end_at": _iso(newest),
-            "lag_s": _lag_s(newest, now),
-            "max_late_s": max_late_s,
-            "stale_after_s": freshness.stale_after_s,
-        },
-        "dropped": dict(sorted(dropped.items())),
-    }
+def _device_summary_sql(
+    session: Session,
+    hardware_class: str | None,
+    now: datetime,
+    freshness: Freshness,
+    thresholds: StatusThresholds,
+) -> tuple[dict[str, int], list[str], datetime | None, dict[str, int]]:
+    """The same as ``_device_summary`` for a whole class or fleet, computed by the database."""
+    in_scope = [DeviceRow.hardware_class == hardware_class] if hardware_class is not None else []
+    status_counts: dict[str, int] = {}
+    for status in DeviceStatus:
+        where = [*in_scope, *status_clauses(status, now=now, thresholds=thresholds)]
+        n = int(session.execute(select(func.count()).select_from(DeviceRow).where(*where)).scalar_one())
+        if n:
+            status_counts[status.value] = n
+    joined = select(DeviceRow.id).outerjoin(TelemetryDeviceRow, TelemetryDeviceRow.device_id == DeviceRow.id)
+    stale_before = now - timedelta(seconds=freshness.stale_after_s)
+    stale = list(
+        session.execute(
+            joined.where(
+                *in_scope,
+                DeviceRow.revoked_at.is_(None),
+                or_(
+                    TelemetryDeviceRow.last_window_end_at.is_(None),
+                    TelemetryDeviceRow.last_window_end_at < stale_before,
+                ),
+            )
+        ).scalars()
+    )
+    newest = session.execute(
+        select(func.max(TelemetryDeviceRow.last_window_end_at))
+        .join(DeviceRow, TelemetryDeviceRow.device_id == DeviceRow.id)
+        .where(*in_scope)
+    ).scalar_one_or_none()
+    if newest is not None and newest.tzinfo is None:  # an aggregate skips the column type's conversion
+        newest = newest.replace(tzinfo=timezone.utc)
+    dropped: dict[str, int] = {}
+    for counts in session.execute(
+        select(TelemetryDeviceRow.dropped)
+        .join(DeviceRow, TelemetryDeviceRow.device_id == DeviceRow.id)
+        .where(*in_scope)
+    ).scalars():
+        merge_counts(dropped, counts or {})
+    return status_counts, stale, newest, dropped
 
 
 def device_telemetry(

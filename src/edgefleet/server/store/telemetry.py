@@ -9,12 +9,27 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from edgefleet.server.store.base import Base, UTCDateTime
 
-__all__ = ["TelemetryDeviceRow", "TelemetryEventRow", "TelemetryModelWindowRow", "TelemetryWindowRow"]
+__all__ = [
+    "TelemetryDeviceRow",
+    "TelemetryEventRow",
+    "TelemetryModelWindowRow",
+    "TelemetryRollupRow",
+    "TelemetryWindowRow",
+]
 
 
 class TelemetryWindowRow(Base):
@@ -91,3 +106,30 @@ class TelemetryDeviceRow(Base):
     last_window_end_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     records_accepted: Mapped[int] = mapped_column(BigInteger)
     records_duplicate: Mapped[int] = mapped_column(BigInteger)
+
+
+class TelemetryRollupRow(Base):
+    """Model windows summed per minute (of the window's end), class, version and site, at ingest: fleet health
+    over an hour reads tens of these instead of one row per device and window. Exact (counts and histogram
+    buckets add); the time resolution is the minute."""
+
+    __tablename__ = "telemetry_rollups"
+    __table_args__ = (PrimaryKeyConstraint("minute_at", "hardware_class", "model_version", "site"),)
+
+    minute_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    hardware_class: Mapped[str] = mapped_column(String(63))
+    model_version: Mapped[str] = mapped_column(String(64))
+    site: Mapped[str] = mapped_column(String(128))
+    """the device's ``site`` label, ``""`` when it has none"""
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    errors_by_code: Mapped[dict[str, int]] = mapped_column(JSON)
+    requests_by_rung: Mapped[dict[str, int]] = mapped_column(JSON)
+    latency_buckets: Mapped[dict[str, int]] = mapped_column(JSON)
+    latency_sum_ms: Mapped[float] = mapped_column(Float)
+    latency_max_ms: Mapped[float] = mapped_column(Float)
+    shadow_compared: Mapped[int] = mapped_column(BigInteger)
+    shadow_agreement_sum: Mapped[float] = mapped_column(Float)
+    health_passed: Mapped[int] = mapped_column(BigInteger)
+    health_failed: Mapped[int] = mapped_column(BigInteger)
+    health_failed_by_code: Mapped[dict[str, int]] = mapped_column(JSON)

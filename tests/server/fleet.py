@@ -77,7 +77,7 @@ class Fleet:
     def artifact(self, version: str = "1.0.0", hardware_class: str = "medical-cart-cpu") -> str:
         """A registered stand-in artifact of model ``digits`` (simulated devices never load it)."""
         token = self.admin["authorization"].split()[1]
-        client = EdgefleetClient("http://testserver", token, transport=self.client._transport)
+        client = EdgefleetClient(str(self.client.base_url), token, transport=self.client._transport)
         return register_stand_in_artifact(
             client, model="digits", version=version, hardware_class=hardware_class
         )

@@ -75,6 +75,30 @@ def _artifact(client: TestClient, admin: dict[str, str], version: str) -> str:
     return str(r.json()["id"])
 
 
+def _rollup_cell(now: datetime, site: str, model_version: str) -> dict[str, object]:
+    """An empty per-minute rollup row, as ingest writes them."""
+    return {
+        "minute_at": (now - timedelta(minutes=1)).replace(second=0, microsecond=0),
+        "hardware_class": CLASS,
+        "model_version": model_version,
+        "site": site,
+        "requests": 0,
+        "errors": 0,
+        "errors_by_code": {},
+        "requests_by_rung": {},
+        "latency_buckets": {},
+        "latency_sum_ms": 0.0,
+        "latency_max_ms": 0.0,
+        "shadow_compared": 0,
+        "shadow_agreement_sum": 0.0,
+        "health_passed": 0,
+        "health_failed": 0,
+        "health_failed_by_code": {},
+        "degraded_s": {},
+        "max_late_s": 0.0,
+    }
+
+
 def _populate(app, devices: int, v1: str, now: datetime) -> str:
     hist = LatencyHistogram()
     for ms in (4.0, 5.0, 6.0, 9.0):
@@ -133,6 +157,7 @@ def _populate(app, devices: int, v1: str, now: datetime) -> str:
                 "device_id": device_id,
                 "hardware_class": CLASS,
                 "model_version": "bench/1.0.0",
+                "site": f"site-{i % 40}",
                 "end_at": now - timedelta(minutes=1),
                 "requests": 100,
                 "errors": i % 3,
@@ -162,28 +187,13 @@ def _populate(app, devices: int, v1: str, now: datetime) -> str:
         )
     # What ingest writes beside the windows: per-minute rollups by class, version and site.
     rollups: dict[tuple[str, str], dict[str, object]] = {}
-    for device, row in zip(device_rows, model_rows, strict=True):
+    for device, row, window in zip(device_rows, model_rows, window_rows, strict=True):
         site = device["labels"]["site"]  # type: ignore[index]
+        whole = rollups.setdefault((site, ""), _rollup_cell(now, site, ""))
+        merge_counts(whole["degraded_s"], window["degraded_s"])  # type: ignore[arg-type]
+        whole["max_late_s"] = max(whole["max_late_s"], window["late_s"])  # type: ignore[type-var]
         cell = rollups.setdefault(
-            (site, str(row["model_version"])),
-            {
-                "minute_at": (now - timedelta(minutes=1)).replace(second=0, microsecond=0),
-                "hardware_class": CLASS,
-                "model_version": row["model_version"],
-                "site": site,
-                "requests": 0,
-                "errors": 0,
-                "errors_by_code": {},
-                "requests_by_rung": {},
-                "latency_buckets": {},
-                "latency_sum_ms": 0.0,
-                "latency_max_ms": 0.0,
-                "shadow_compared": 0,
-                "shadow_agreement_sum": 0.0,
-                "health_passed": 0,
-                "health_failed": 0,
-                "health_failed_by_code": {},
-            },
+            (site, str(row["model_version"])), _rollup_cell(now, site, str(row["model_version"]))
         )
         for name in ("requests", "errors", "latency_sum_ms"):
             cell[name] += row[name]  # type: ignore[operator]

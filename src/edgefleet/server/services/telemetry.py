@@ -150,6 +150,7 @@ def _ingest(
                         device_id=device.id,
                         hardware_class=device.hardware_class,
                         model_version=model.model_version,
+                        site=_site(device),
                         end_at=row.end_at,
                         requests=model.requests,
                         errors=model.errors,
@@ -182,19 +183,37 @@ _ROLLUP_SUMS = (
 _ROLLUP_MAPS = ("errors_by_code", "requests_by_rung", "latency_buckets", "health_failed_by_code")
 
 
+def _empty_cell() -> dict[str, Any]:
+    return {
+        **dict.fromkeys(_ROLLUP_SUMS, 0),
+        **{name: {} for name in (*_ROLLUP_MAPS, "degraded_s")},
+        "latency_max_ms": 0.0,
+        "max_late_s": 0.0,
+    }
+
+
+def _site(device: DeviceRow) -> str:
+    """The device's ``site`` label as rollups and model windows store it (``""``: none)."""
+    return str(device.labels.get("site", ""))[:128]
+
+
 def _roll_up(
     session: Session, device: DeviceRow, new_windows: list[tuple[TelemetryWindowRow, TelemetryRecord]]
 ) -> None:
     """Add this batch's model windows to the per-minute rollups (under row locks; a concurrent first insert
     of the same key raises IntegrityError, and the caller retries the whole ingest)."""
-    site = str(device.labels.get("site", ""))[:128]
+    site = _site(device)
     batch_cells: dict[tuple[datetime, str, str, str], dict[str, Any]] = {}
     for row, record in new_windows:
         assert record.window is not None
         minute = row.end_at.replace(second=0, microsecond=0)
+        # Window-level figures (degraded time, lateness) on the class/site row with model_version "".
+        whole = batch_cells.setdefault((minute, device.hardware_class, "", site), _empty_cell())
+        merge_counts(whole["degraded_s"], row.degraded_s)
+        whole["max_late_s"] = max(whole["max_late_s"], row.late_s)
         for model in record.window.models:
             key = (minute, device.hardware_class, model.model_version, site)
-            cell = batch_cells.setdefault(key, {name: 0 for name in _ROLLUP_SUMS} | {"latency_max_ms": 0.0})
+            cell = batch_cells.setdefault(key, _empty_cell())
             for name, value in (
                 ("requests", model.requests),
                 ("errors", model.errors),
@@ -225,7 +244,8 @@ def _roll_up(
         for name in _ROLLUP_SUMS:
             setattr(stored, name, getattr(stored, name) + cell[name])
         stored.latency_max_ms = max(stored.latency_max_ms, cell["latency_max_ms"])
-        for name in _ROLLUP_MAPS:
+        stored.max_late_s = max(stored.max_late_s, cell["max_late_s"])
+        for name in (*_ROLLUP_MAPS, "degraded_s"):
             merged = dict(getattr(stored, name) or {})
             merge_counts(merged, cell[name])
             setattr(stored, name, merged)  # a new dict: the JSON column sees the change

@@ -189,12 +189,13 @@ def _rollup_rows(
 def _reporters(
     session: Session, since: datetime, now: datetime, hardware_class: str | None, model_version: str | None
 ) -> list[Any]:
-    """Distinct (device, version, class) that reported in the period: the groups' device counts."""
+    """Distinct (device, version, class, site) that reported in the period: the groups' device counts."""
     stmt = (
         select(
             TelemetryModelWindowRow.device_id,
             TelemetryModelWindowRow.model_version,
             TelemetryModelWindowRow.hardware_class,
+            TelemetryModelWindowRow.site,
         )
         .where(TelemetryModelWindowRow.end_at >= since, TelemetryModelWindowRow.end_at <= now)
         .distinct()
@@ -219,76 +220,73 @@ def fleet_health(
 ) -> dict[str, Any]:
     """Exact fleet aggregates of windows ending in ``[since, now]``, with how fresh the data is."""
     span_s = max(0.0, (now - since).total_seconds())
+    # Each model row is added once, to its (version, class, site) cell; groupings merge the (few) cells.
+    cells: dict[tuple[str, str, str | None], _Agg] = {}
+
+    def cell_of(version: str, hw_class: str, site: str | None) -> _Agg:
+        cell = cells.get((version, hw_class, site))
+        if cell is None:
+            cell = cells[(version, hw_class, site)] = _Agg()
+        return cell
+
+    degraded: dict[str, float] = {}
+    max_late_s = 0.0
+    devices: list[Any] = []
+    states: dict[str, Any] = {}
     with session.begin():
-        # Plain column tuples, not ORM objects: this view reads every device and window of the period.
-        dev_stmt = (
-            select(DeviceRow.id, DeviceRow.labels, DeviceRow.last_seen_at, DeviceRow.revoked_at)
-            if labels
-            else select(DeviceRow.id, DeviceRow.labels)
-        )
-        if hardware_class is not None:
-            dev_stmt = dev_stmt.where(DeviceRow.hardware_class == hardware_class)
-        devices = [
-            d
-            for d in session.execute(dev_stmt)
-            if all(d.labels.get(k) == v for k, v in (labels or {}).items())
-        ]
-        device_ids = {d.id for d in devices}
-        if labels:  # a label selection: sum the selected devices' windows
-            rows = _model_rows(session, since, now, hardware_class, model_version, device_ids)
-            reporting = None
-        else:  # the whole fleet (or a class): the per-minute rollups, plus who reported
-            rows = _rollup_rows(session, since, now, hardware_class, model_version)
-            reporting = _reporters(session, since, now, hardware_class, model_version)
-        win_stmt = select(
-            TelemetryWindowRow.device_id,
-            TelemetryWindowRow.hardware_class,
-            TelemetryWindowRow.degraded_s,
-            TelemetryWindowRow.late_s,
-        ).where(TelemetryWindowRow.end_at >= since, TelemetryWindowRow.end_at <= now)
-        if hardware_class is not None:
-            win_stmt = win_stmt.where(TelemetryWindowRow.hardware_class == hardware_class)
-        windows = [w for w in session.execute(win_stmt) if w.device_id in device_ids]
-        states = {}
         if labels:
+            # A label selection: the selected devices' own windows (plain column tuples, not ORM objects).
+            dev_stmt = select(DeviceRow.id, DeviceRow.labels, DeviceRow.last_seen_at, DeviceRow.revoked_at)
+            if hardware_class is not None:
+                dev_stmt = dev_stmt.where(DeviceRow.hardware_class == hardware_class)
+            devices = [
+                d for d in session.execute(dev_stmt) if all(d.labels.get(k) == v for k, v in labels.items())
+            ]
+            device_ids = {d.id for d in devices}
+            site_of = {d.id: d.labels.get("site") for d in devices}
+            for row in _model_rows(session, since, now, hardware_class, model_version, device_ids):
+                cell_of(row.model_version, row.hardware_class, site_of.get(row.device_id)).add(row)
+            win_stmt = select(
+                TelemetryWindowRow.device_id, TelemetryWindowRow.degraded_s, TelemetryWindowRow.late_s
+            ).where(TelemetryWindowRow.end_at >= since, TelemetryWindowRow.end_at <= now)
+            if hardware_class is not None:
+                win_stmt = win_stmt.where(TelemetryWindowRow.hardware_class == hardware_class)
+            for w in session.execute(win_stmt):
+                if w.device_id in device_ids:
+                    if model_version is None:  # degraded time is per device, not per model version
+                        merge_counts(degraded, w.degraded_s or {})
+                    max_late_s = max(max_late_s, float(w.late_s))
             state_stmt = select(
                 TelemetryDeviceRow.device_id,
                 TelemetryDeviceRow.last_window_end_at,
                 TelemetryDeviceRow.dropped,
             )
             states = {s.device_id: s for s in session.execute(state_stmt) if s.device_id in device_ids}
+        else:
+            # The whole fleet or a class: per-minute rollups (window-level figures on model_version ""),
+            # and who reported from the model windows' (device, version, class, site).
+            for row in _rollup_rows(session, since, now, hardware_class, None):
+                if row.model_version == "":
+                    if model_version is None:
+                        merge_counts(degraded, row.degraded_s or {})
+                    max_late_s = max(max_late_s, float(row.max_late_s))
+                elif model_version is None or row.model_version == model_version:
+                    cell_of(row.model_version, row.hardware_class, row.site or None).add(row)
+            for device_id, version, hw_class, site in _reporters(
+                session, since, now, hardware_class, model_version
+            ):
+                cell_of(version, hw_class, site or None).devices.add(device_id)
 
     total = _Agg()
     by_version: dict[str, _Agg] = {}
     by_class: dict[str, _Agg] = {}
     by_site: dict[str, _Agg] = {}
-    site_of = {d.id: d.labels.get("site") for d in devices}
-    # Each row is added once, to its (version, class, site) cell; the groupings merge cells (few of them).
-    cells: dict[tuple[str, str, str | None], _Agg] = {}
-    for row in rows:
-        site = row.site or None if reporting is not None else site_of.get(row.device_id)
-        key = (row.model_version, row.hardware_class, site)
-        cell = cells.get(key)
-        if cell is None:
-            cell = cells[key] = _Agg()
-        cell.add(row)
-    for device_id, version, hw_class in reporting or ():
-        cell = cells.get((version, hw_class, site_of.get(device_id)))
-        if cell is not None:
-            cell.devices.add(device_id)
     for (version, hw_class, site), cell in cells.items():
         total.merge(cell)
         by_version.setdefault(version, _Agg()).merge(cell)
         by_class.setdefault(hw_class, _Agg()).merge(cell)
         if site is not None:
             by_site.setdefault(site, _Agg()).merge(cell)
-    degraded: dict[str, float] = {}
-    max_late_s = 0.0
-    if model_version is None:  # degraded time is per device, not per model version
-        for w in windows:
-            merge_counts(degraded, w.degraded_s or {})
-    for w in windows:
-        max_late_s = max(max_late_s, float(w.late_s))
 
     if labels:
         status_counts, stale, newest, dropped = _device_summary(devices, states, now, freshness, thresholds)

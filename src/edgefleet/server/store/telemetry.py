@@ -63,6 +63,8 @@ class TelemetryModelWindowRow(Base):
     device_id: Mapped[str] = mapped_column(String(32), index=True)
     hardware_class: Mapped[str] = mapped_column(String(63), index=True)
     model_version: Mapped[str] = mapped_column(String(64), index=True)
+    site: Mapped[str] = mapped_column(String(128), default="")
+    """the device's ``site`` label when the window arrived (``""``: none)"""
     end_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     requests: Mapped[int] = mapped_column(BigInteger)
     errors: Mapped[int] = mapped_column(BigInteger)
@@ -133,3 +135,7 @@ class TelemetryRollupRow(Base):
     health_passed: Mapped[int] = mapped_column(BigInteger)
     health_failed: Mapped[int] = mapped_column(BigInteger)
     health_failed_by_code: Mapped[dict[str, int]] = mapped_column(JSON)
+    degraded_s: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    """window-level figures, on the row whose ``model_version`` is ``""``: seconds per degraded rung ..."""
+    max_late_s: Mapped[float] = mapped_column(Float, default=0.0)
+    """... and the latest-arriving window's lateness"""

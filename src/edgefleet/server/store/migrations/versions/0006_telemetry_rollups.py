@@ -1,4 +1,4 @@
-"""telemetry: per-minute rollups for fleet health
+"""telemetry: per-minute rollups for fleet health; the device's site on model windows
 
 Revision ID: 0006
 Revises: 0005
@@ -38,11 +38,46 @@ def upgrade() -> None:
         sa.Column("health_passed", sa.BigInteger(), nullable=False),
         sa.Column("health_failed", sa.BigInteger(), nullable=False),
         sa.Column("health_failed_by_code", sa.JSON(), nullable=False),
+        sa.Column("degraded_s", sa.JSON(), nullable=False),
+        sa.Column("max_late_s", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint(
             "minute_at", "hardware_class", "model_version", "site", name=op.f("pk_telemetry_rollups")
         ),
     )
+    with op.batch_alter_table("telemetry_model_windows") as batch:
+        batch.add_column(sa.Column("site", sa.String(length=128), nullable=False, server_default=""))
     _backfill()
+
+
+_SUMS = (
+    "requests",
+    "errors",
+    "latency_sum_ms",
+    "shadow_compared",
+    "shadow_agreement_sum",
+    "health_passed",
+    "health_failed",
+)
+_MAPS = ("errors_by_code", "requests_by_rung", "latency_buckets", "health_failed_by_code")
+
+
+def _empty_cell() -> dict:
+    return {
+        **dict.fromkeys(_SUMS, 0),
+        **{m: {} for m in _MAPS},
+        "latency_max_ms": 0.0,
+        "degraded_s": {},
+        "max_late_s": 0.0,
+    }
+
+
+def _minute(end_at: object) -> datetime:
+    if isinstance(end_at, str):
+        end_at = datetime.fromisoformat(end_at)
+    assert isinstance(end_at, datetime)
+    if end_at.tzinfo is None:
+        end_at = end_at.replace(tzinfo=timezone.utc)
+    return end_at.astimezone(timezone.utc).replace(second=0, microsecond=0)
 
 
 def _counts(value: object) -> dict[str, float]:
@@ -64,51 +99,40 @@ def _backfill() -> None:
         "requests_by_rung, latency_buckets, latency_sum_ms, latency_max_ms, shadow_compared, "
         "shadow_agreement_sum, health_passed, health_failed, health_failed_by_code"
     )
+    for device_id, site in sites.items():
+        if site:
+            bind.execute(
+                sa.text("UPDATE telemetry_model_windows SET site = :site WHERE device_id = :device"),
+                {"site": site, "device": device_id},
+            )
     for row in bind.execute(sa.text(f"SELECT {columns} FROM telemetry_model_windows")).mappings():  # noqa: S608
-        end_at = row["end_at"]
-        if isinstance(end_at, str):
-            end_at = datetime.fromisoformat(end_at)
-        if end_at.tzinfo is None:
-            end_at = end_at.replace(tzinfo=timezone.utc)
-        minute = end_at.astimezone(timezone.utc).replace(second=0, microsecond=0)
-        key = (minute, row["hardware_class"], row["model_version"], sites.get(row["device_id"], ""))
-        cell = cells.setdefault(key, {"latency_max_ms": 0.0})
-        for name in (
-            "requests",
-            "errors",
-            "latency_sum_ms",
-            "shadow_compared",
-            "shadow_agreement_sum",
-            "health_passed",
-            "health_failed",
-        ):
+        key = (
+            _minute(row["end_at"]),
+            row["hardware_class"],
+            row["model_version"],
+            sites.get(row["device_id"], ""),
+        )
+        cell = cells.setdefault(key, _empty_cell())
+        for name in _SUMS:
             cell[name] = cell.get(name, 0) + (row[name] or 0)
         cell["latency_max_ms"] = max(cell["latency_max_ms"], row["latency_max_ms"] or 0.0)
-        for name in ("errors_by_code", "requests_by_rung", "latency_buckets", "health_failed_by_code"):
+        for name in _MAPS:
             merged = cell.setdefault(name, {})
             for k, v in _counts(row[name]).items():
                 merged[k] = merged.get(k, 0) + v
+    windows = "SELECT device_id, hardware_class, end_at, degraded_s, late_s FROM telemetry_windows"
+    for row in bind.execute(sa.text(windows)).mappings():
+        key = (_minute(row["end_at"]), row["hardware_class"], "", sites.get(row["device_id"], ""))
+        cell = cells.setdefault(key, _empty_cell())
+        for k, v in _counts(row["degraded_s"]).items():
+            cell["degraded_s"][k] = cell["degraded_s"].get(k, 0) + v
+        cell["max_late_s"] = max(cell["max_late_s"], row["late_s"] or 0.0)
     if cells:
         table = sa.table(
             "telemetry_rollups",
             *(sa.column(c) for c in ("minute_at", "hardware_class", "model_version", "site")),
-            *(
-                sa.column(c)
-                for c in (
-                    "requests",
-                    "errors",
-                    "latency_sum_ms",
-                    "latency_max_ms",
-                    "shadow_compared",
-                    "shadow_agreement_sum",
-                    "health_passed",
-                    "health_failed",
-                )
-            ),
-            *(
-                sa.column(c, sa.JSON)
-                for c in ("errors_by_code", "requests_by_rung", "latency_buckets", "health_failed_by_code")
-            ),
+            *(sa.column(c) for c in (*_SUMS, "latency_max_ms", "max_late_s")),
+            *(sa.column(c, sa.JSON) for c in (*_MAPS, "degraded_s")),
         )
         op.bulk_insert(
             table,

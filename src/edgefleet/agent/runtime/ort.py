@@ -55,6 +55,7 @@ class OrtModel:
 
     def __init__(self, session: ort.InferenceSession) -> None:
         self._session = session
+        self._output_names = [o.name for o in session.get_outputs()]  # asked once, not per call
         self._lock = threading.Lock()
         self._in_flight: set[ort.RunOptions] = set()
         self._closed = False
@@ -70,15 +71,15 @@ class OrtModel:
                 raise InferenceFailedError("model is closed", code="model_closed")
             self._in_flight.add(options)
         try:
-            outputs = self._session.run(None, dict(inputs), options)
+            feed = inputs if isinstance(inputs, dict) else dict(inputs)
+            outputs = self._session.run(self._output_names, feed, options)
         except Exception as exc:  # onnxruntime raises its own, unexported exception types
             code = "inference_cancelled" if options.terminate else "inference_failed"
             raise InferenceFailedError(f"inference failed: {exc}", code=code) from exc
         finally:
             with self._lock:
                 self._in_flight.discard(options)
-        names = [o.name for o in self._session.get_outputs()]
-        return dict(zip(names, outputs, strict=True))
+        return dict(zip(self._output_names, outputs, strict=True))
 
     def cancel(self) -> None:
         with self._lock:

@@ -54,6 +54,25 @@ def test_bad_inputs_get_a_clear_code_with_expected_and_got(inputs, code):
     assert "expected" in err.value.details
 
 
+@pytest.mark.parametrize(
+    ("swap", "code"),
+    [
+        ({"a": np.zeros((2, 3), np.float64)}, "tensor_dtype_mismatch"),
+        ({"a": np.zeros((2, 4), np.float32)}, "tensor_shape_mismatch"),
+        ({"a": [[0.0] * 3] * 2}, "tensor_not_array"),
+        ({"b": np.zeros((3, 3), np.int64)}, "tensor_batch_mismatch"),
+    ],
+)
+def test_the_accepted_shape_shortcut_never_lets_a_different_request_through(swap, code):
+    rules = InputRules(SIG, max_batch=4, max_elements=100)
+    assert validate_inputs(rules, ok(2)) == 2
+    assert rules.accepted is not None
+    assert validate_inputs(rules, ok(2)) == 2  # the shortcut
+    with pytest.raises(BadTensorError) as err:
+        validate_inputs(rules, {**ok(2), **swap})
+    assert err.value.code == code
+
+
 def test_total_values_are_bounded():
     rules = InputRules(SIG, max_batch=4096, max_elements=10)
     with pytest.raises(BadTensorError) as err:

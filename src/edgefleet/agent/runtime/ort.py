@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -56,8 +55,9 @@ class OrtModel:
     def __init__(self, session: ort.InferenceSession) -> None:
         self._session = session
         self._output_names = [o.name for o in session.get_outputs()]  # asked once, not per call
-        self._lock = threading.Lock()
-        self._in_flight: set[ort.RunOptions] = set()
+        # One RunOptions shared by every run: ``cancel`` terminates all runs in flight and refuses later ones
+        # (a cancelled model is only ever closed), so the hot path needs no per-call options or lock.
+        self._options = ort.RunOptions()
         self._closed = False
 
     @property
@@ -65,30 +65,22 @@ class OrtModel:
         return tuple(self._session.get_providers())
 
     def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        options = ort.RunOptions()
-        with self._lock:
-            if self._closed:
-                raise InferenceFailedError("model is closed", code="model_closed")
-            self._in_flight.add(options)
+        if self._closed:
+            raise InferenceFailedError("model is closed", code="model_closed")
+        options = self._options
         try:
             feed = inputs if isinstance(inputs, dict) else dict(inputs)
             outputs = self._session.run(self._output_names, feed, options)
         except Exception as exc:  # onnxruntime raises its own, unexported exception types
             code = "inference_cancelled" if options.terminate else "inference_failed"
             raise InferenceFailedError(f"inference failed: {exc}", code=code) from exc
-        finally:
-            with self._lock:
-                self._in_flight.discard(options)
         return dict(zip(self._output_names, outputs, strict=True))
 
     def cancel(self) -> None:
-        with self._lock:
-            for options in self._in_flight:
-                options.terminate = True
+        self._options.terminate = True
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
+        self._closed = True
         self.cancel()
 
 

@@ -66,3 +66,32 @@ def push_artifact(
     if publish:
         cli(server, "publish", str(art), "--release-key", str(server.data_dir / "keys" / "release.key"))
     return artifact_id
+
+
+def enroll_agent(
+    server,
+    data_dir: Path,
+    *,
+    hardware_class: str = "medical-cart-cpu",
+    server_url: str | None = None,
+    labels: tuple[str, ...] = (),
+) -> str:
+    """Create a one-time token and enroll ``data_dir`` with it, as an operator and a device would."""
+    token_args = ["device", "token", "create", "--class", hardware_class]
+    for label in labels:
+        token_args += ["--label", label]
+    token = cli(server, *token_args).stdout.strip()
+    url = server_url or server.url
+    out = cli(
+        server, "agent", "enroll", "--server", url, "--token", token, "--data-dir", str(data_dir), "--json"
+    )
+    return json.loads(out.stdout)["device_id"]
+
+
+def run_agent(data_dir: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``edgefleet agent run`` in a subprocess (output discarded); stop it with SIGTERM."""
+    return subprocess.Popen(
+        [*EDGEFLEET, "agent", "run", "--data-dir", str(data_dir), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.e2e.fleet_cli import EDGEFLEET, EXAMPLES, cli, push_artifact, wait_for
+from tests.e2e.fleet_cli import EDGEFLEET, EXAMPLES, cli, enroll_agent, push_artifact, wait_for
 
 from edgefleet.sim.netcut import CuttableLink
 
@@ -49,23 +49,8 @@ def start_agent(data_dir: Path, *extra: str) -> subprocess.Popen[str]:
 def enrolled(live_server, tmp_path):
     link = CuttableLink("127.0.0.1", int(live_server.url.rsplit(":", 1)[1]))
     cli(live_server, "class", "apply", str(EXAMPLES))
-    token = cli(
-        live_server, "device", "token", "create", "--class", "medical-cart-cpu", "--label", "site=ward-3"
-    ).stdout.strip()
     data_dir = tmp_path / "agent"
-    out = cli(
-        live_server,
-        "agent",
-        "enroll",
-        "--server",
-        link.url,
-        "--token",
-        token,
-        "--data-dir",
-        str(data_dir),
-        "--json",
-    )
-    device_id = json.loads(out.stdout)["device_id"]
+    device_id = enroll_agent(live_server, data_dir, server_url=link.url, labels=("site=ward-3",))
     yield live_server, link, data_dir, device_id
     link.close()
 

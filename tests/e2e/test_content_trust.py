@@ -3,12 +3,11 @@ pins the TUF root, and fetch an assignment only when it matches what the release
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 
 import httpx
 import pytest
-from tests.e2e.fleet_cli import EXAMPLES, cli, push_artifact
+from tests.e2e.fleet_cli import EXAMPLES, cli, enroll_agent, push_artifact
 
 from edgefleet.agent.content import TufArtifactFetcher
 from edgefleet.agent.datadir import DataDir
@@ -34,23 +33,9 @@ def published(live_server, tmp_path):
     art = push_artifact(live_server, tmp_path, "1.0.0")  # signed with the release key, uploaded
     with httpx.Client(base_url=live_server.url, headers=live_server.admin_headers) as http:
         assert http.get("/v1/tuf").json()["targets_version"] == 1  # push_artifact signed and uploaded it
-    token = cli(live_server, "device", "token", "create", "--class", "medical-cart-cpu").stdout.strip()
     data_dir = tmp_path / "agent"
-    ident = json.loads(
-        cli(
-            live_server,
-            "agent",
-            "enroll",
-            "--server",
-            live_server.url,
-            "--token",
-            token,
-            "--data-dir",
-            str(data_dir),
-            "--json",
-        ).stdout
-    )
-    return live_server, art, DataDir(data_dir), ident["device_id"], release_key
+    device_id = enroll_agent(live_server, data_dir)
+    return live_server, art, DataDir(data_dir), device_id, release_key
 
 
 def _assignment(server, device_id: str, ddir: DataDir) -> Assignment:

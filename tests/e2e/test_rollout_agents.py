@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from tests.agent.crash.artifacts import classifier, nan_model
-from tests.e2e.fleet_cli import EDGEFLEET, EXAMPLES, cli, push_artifact, wait_for
+from tests.e2e.fleet_cli import EDGEFLEET, EXAMPLES, cli, enroll_agent, push_artifact, run_agent, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -32,38 +32,8 @@ def test_a_model_failing_its_health_check_is_stopped_at_the_first_stage(live_ser
     agents, devices = [], []
     try:
         for i in range(3):
-            token = cli(server, "device", "token", "create", "--class", "medical-cart-cpu").stdout.strip()
-            data_dir = tmp_path / f"agent{i}"
-            out = cli(
-                server,
-                "agent",
-                "enroll",
-                "--server",
-                server.url,
-                "--token",
-                token,
-                "--data-dir",
-                str(data_dir),
-                "--json",
-            )
-            devices.append(json.loads(out.stdout)["device_id"])
-            agents.append(
-                subprocess.Popen(
-                    [
-                        *EDGEFLEET,
-                        "agent",
-                        "run",
-                        "--data-dir",
-                        str(data_dir),
-                        "--poll-interval",
-                        "0.3",
-                        "--no-serve",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-            )
+            devices.append(enroll_agent(server, tmp_path / f"agent{i}"))
+            agents.append(run_agent(tmp_path / f"agent{i}", "--poll-interval", "0.3", "--no-serve"))
         wait_for(
             lambda: all(_active(server, d) == v1 for d in devices), timeout_s=90, what="1.0.0 everywhere"
         )
@@ -117,39 +87,18 @@ def test_a_shadow_stage_measures_agreement_on_live_traffic_and_halts_a_disagreei
     cli(server, "class", "apply", str(EXAMPLES))
     v1 = push_artifact(server, tmp_path, "1.0.0")
     cli(server, "device", "pin", v1, "--class", "medical-cart-cpu")
-    token = cli(server, "device", "token", "create", "--class", "medical-cart-cpu").stdout.strip()
     data_dir = tmp_path / "agent"
-    out = cli(
-        server,
-        "agent",
-        "enroll",
-        "--server",
-        server.url,
-        "--token",
-        token,
-        "--data-dir",
-        str(data_dir),
-        "--json",
-    )
-    device_id = json.loads(out.stdout)["device_id"]
-    agent = subprocess.Popen(
-        [
-            *EDGEFLEET,
-            "agent",
-            "run",
-            "--data-dir",
-            str(data_dir),
-            "--poll-interval",
-            "0.3",
-            "--telemetry-window",
-            "1",
-            "--telemetry-interval",
-            "0.5",
-            "--shadow-fraction",
-            "1.0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    device_id = enroll_agent(server, data_dir)
+    agent = run_agent(
+        data_dir,
+        "--poll-interval",
+        "0.3",
+        "--telemetry-window",
+        "1",
+        "--telemetry-interval",
+        "0.5",
+        "--shadow-fraction",
+        "1.0",
     )
     try:
         wait_for(lambda: _active(server, device_id) == v1, timeout_s=90, what="1.0.0 active")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
+from edgefleet.cli.local_file import read_local_file
 from edgefleet.cli.output import Column, echo_json, format_table
 from edgefleet.cli.state import CliState, pass_state
-from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.hardware_class import MAX_CLASSES_FILE_BYTES, parse_classes_toml
 
 __all__ = ["class_group"]
@@ -37,20 +37,7 @@ def class_group() -> None:
 @pass_state
 def apply_cmd(state: CliState, file: Path, as_json: bool) -> None:
     """Create or update every class in a TOML FILE, all or nothing."""
-    try:
-        size = file.stat().st_size
-        if size > MAX_CLASSES_FILE_BYTES:
-            raise InvalidDocumentError(
-                "classes file too large", code="document_too_large", expected=MAX_CLASSES_FILE_BYTES, got=size
-            )
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise InvalidDocumentError(
-            f"cannot read {file}: {exc.strerror}",
-            code="file_unreadable",
-            expected="a readable file",
-            got=str(file),
-        ) from exc
+    raw = read_local_file(file, max_bytes=MAX_CLASSES_FILE_BYTES, what="classes file")
     classes = parse_classes_toml(raw)
     with state.client() as client:
         result = client.apply_classes(classes)

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from edgefleet.cli.local_file import read_local_file
 from edgefleet.cli.output import Column, echo_json, format_table
 from edgefleet.cli.state import CliState, pass_state, transfer_progress
 from edgefleet.protocol.errors import InvalidDocumentError
@@ -49,23 +50,8 @@ def _metadata(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
     if text.startswith("@"):
-        path = Path(text[1:])
-        try:
-            if path.stat().st_size > MAX_METADATA_BYTES:
-                raise InvalidDocumentError(
-                    "metadata file too large",
-                    code="document_too_large",
-                    expected=f"<= {MAX_METADATA_BYTES} bytes",
-                    got=path.stat().st_size,
-                )
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InvalidDocumentError(
-                f"cannot read {path}: {exc.strerror}",
-                code="file_unreadable",
-                expected="a readable file",
-                got=str(path),
-            ) from exc
+        raw = read_local_file(Path(text[1:]), max_bytes=MAX_METADATA_BYTES, what="metadata file")
+        text = raw.decode("utf-8")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:

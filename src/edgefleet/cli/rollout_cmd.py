@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from edgefleet.cli.local_file import read_local_file
 from edgefleet.cli.output import Column, echo_json, format_table
 from edgefleet.cli.state import CliState, pass_state
 from edgefleet.protocol.errors import InvalidDocumentError
@@ -189,20 +190,7 @@ def build_spec(
 
 
 def _read_spec_file(path: Path) -> dict[str, Any]:
-    try:
-        size = path.stat().st_size
-        if size > MAX_SPEC_FILE_BYTES:
-            raise InvalidDocumentError(
-                "spec file too large", code="document_too_large", expected=MAX_SPEC_FILE_BYTES, got=size
-            )
-        raw = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidDocumentError(
-            f"cannot read {path}: {exc.strerror}",
-            code="file_unreadable",
-            expected="a readable file",
-            got=str(path),
-        ) from exc
+    raw = read_local_file(path, max_bytes=MAX_SPEC_FILE_BYTES, what="spec file")
     try:
         data = json.loads(raw)
     except ValueError as exc:

@@ -10,7 +10,7 @@ from edgefleet.cli.output import Column, echo_json, format_table
 from edgefleet.cli.state import CliState, pass_state
 from edgefleet.protocol.errors import InvalidDocumentError
 
-__all__ = ["device"]
+__all__ = ["device", "parse_labels"]
 
 _COLUMNS: list[Column] = [
     ("ID", "id"),
@@ -34,7 +34,7 @@ def _ttl_s(text: str) -> int:
     return int(match.group(1)) * _UNIT_S[match.group(2)]
 
 
-def _labels(values: tuple[str, ...]) -> dict[str, str]:
+def parse_labels(values: tuple[str, ...]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in values:
         key, sep, value = item.partition("=")
@@ -76,7 +76,7 @@ def token_create(
     """Create an enrollment token. The secret is shown once."""
     with state.client() as client:
         info = client.create_enrollment_token(
-            hardware_class, labels=_labels(labels), serial=serial, ttl_s=_ttl_s(ttl), uses=uses
+            hardware_class, labels=parse_labels(labels), serial=serial, ttl_s=_ttl_s(ttl), uses=uses
         )
     if as_json:
         echo_json(info)
@@ -109,7 +109,11 @@ def list_cmd(
     """List devices, filtered by class, labels and status."""
     with state.client() as client:
         items, total = client.list_devices(
-            hardware_class=hardware_class, labels=_labels(labels), status=status, limit=limit, offset=offset
+            hardware_class=hardware_class,
+            labels=parse_labels(labels),
+            status=status,
+            limit=limit,
+            offset=offset,
         )
     if as_json:
         echo_json({"items": items, "total": total, "limit": limit, "offset": offset})

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from edgefleet.cli.device_cmd import _labels
+from edgefleet.cli.device_cmd import parse_labels
 from edgefleet.cli.output import Column, echo_json, format_table
 from edgefleet.cli.state import CliState, pass_state
 
@@ -49,7 +49,10 @@ def health_cmd(
     """Requests, error rate, latency and shadow agreement, grouped, with how fresh the data is."""
     with state.client() as client:
         health = client.fleet_health(
-            hardware_class=hardware_class, model_version=model_version, since=since, labels=_labels(labels)
+            hardware_class=hardware_class,
+            model_version=model_version,
+            since=since,
+            labels=parse_labels(labels),
         )
     if as_json:
         echo_json(health)

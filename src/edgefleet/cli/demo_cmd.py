@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -26,6 +28,12 @@ def demo(workdir: Path, keep: bool, fast: bool, summary_json: Path | None) -> No
     """Run the whole main job on this machine: build, sign, enroll, roll out, halt a bad model, observe."""
     from edgefleet.quickstart.demo import DemoOptions, run_demo
 
+    def _interrupted(signum: int, _frame: FrameType | None) -> None:
+        # Turn SIGTERM into an exception so run_demo's clean-up stops the server and agents it started
+        # (they run in their own sessions and would otherwise outlive a killed demo).
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, _interrupted)
     summary = run_demo(
         DemoOptions(workdir=workdir.resolve(), keep=keep, fast=fast, summary_json=summary_json)
     )

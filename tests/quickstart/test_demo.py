@@ -79,6 +79,10 @@ def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
     # 1.0.0 is served everywhere, with the accuracy of the reference model on held-out digits.
     assert summary["active"] == {name: v1[cls] for name, cls in agents.items()}
     assert summary["v1_rollout"]["status"] == "completed"
+    # The agent cut off before the rollout was placed in its last stage and counted pending, not done.
+    progress = summary["v1_rollout"]["progress"]
+    assert progress["0"] == {"done": 1, "pending": 0, "failed": 0, "offline": 0}
+    assert progress["2"] == {"done": 0, "pending": 1, "failed": 0, "offline": 1}
     for name, row in summary["v1_accuracy"].items():
         assert row["answered"] > 0, name
         assert row["accuracy"] >= 0.9, (name, row)

@@ -85,3 +85,41 @@ def test_explicit_token_and_non_dev_do_not_touch_disk(tmp_path: Path) -> None:
     ).with_dev_admin_token().admin_token == (GOOD_TOKEN)
     assert Settings(data_dir=tmp_path).with_dev_admin_token().admin_token is None
     assert not (tmp_path / "admin-token").exists()
+
+
+def test_device_status_thresholds_come_from_settings(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from edgefleet.server.api.devices import DeviceRuntime
+    from edgefleet.server.services.devices import DeviceStatus, device_status
+
+    s = Settings.from_env(
+        {"EDGEFLEET_DEVICE_STALE_AFTER_S": "5", "EDGEFLEET_DEVICE_OFFLINE_AFTER_S": "30"},
+        data_dir=tmp_path,
+        dev=True,
+    ).validate()
+    thresholds = DeviceRuntime.from_settings(s).thresholds
+    now = datetime(2026, 11, 29, tzinfo=timezone.utc)
+
+    def status(silent_s: float) -> DeviceStatus:
+        seen = now - timedelta(seconds=silent_s)
+        return device_status(last_seen_at=seen, revoked=False, now=now, thresholds=thresholds)
+
+    assert [status(4), status(6), status(31)] == [
+        DeviceStatus.online,
+        DeviceStatus.stale,
+        DeviceStatus.offline,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"device_stale_after_s": 0}, "device_stale_after_s must be positive"),
+        ({"device_stale_after_s": 60, "device_offline_after_s": 30}, "shorter than"),
+    ],
+)
+def test_device_thresholds_are_validated(tmp_path: Path, fields: dict, needle: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings(data_dir=tmp_path, dev=True, **fields).validate()
+    assert needle in info.value.message

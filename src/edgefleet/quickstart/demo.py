@@ -44,6 +44,7 @@ AGENTS: tuple[tuple[str, str, str], ...] = (
 )
 FAST_AGENTS = ("robot-1", "cart-1", "cart-2")
 CUT_AGENT = "cart-2"
+STALE_AFTER_S = 6
 
 
 def demo_agents(fast: bool) -> tuple[tuple[str, str, str], ...]:
@@ -97,8 +98,12 @@ class _World:
         r.raise_for_status()
         return r.json()
 
+    def device(self, name: str) -> dict[str, Any]:
+        device: dict[str, Any] = self.api(f"/v1/devices/{self.agents[name]['device_id']}")
+        return device
+
     def slot(self, name: str) -> dict[str, Any]:
-        device = self.api(f"/v1/devices/{self.agents[name]['device_id']}")
+        device = self.device(name)
         return ((device.get("report") or {}).get("slots") or {}).get("default") or {}
 
     def wait(self, what: str, predicate: Any, timeout_s: float) -> Any:
@@ -154,7 +159,13 @@ def _start_server(world: _World) -> None:
         world.admin_token = secrets.token_urlsafe(32)
         world.server_url = f"http://127.0.0.1:{port}"
         data_dir = world.opts.workdir / "server"
-        env = {"EDGEFLEET_ADMIN_TOKEN": world.admin_token, "EDGEFLEET_ROLLOUT_TICK_S": "0.5"}
+        env = {
+            "EDGEFLEET_ADMIN_TOKEN": world.admin_token,
+            "EDGEFLEET_ROLLOUT_TICK_S": "0.5",
+            # The agents poll every second: a device silent for a few seconds is no longer online.
+            "EDGEFLEET_DEVICE_STALE_AFTER_S": str(STALE_AFTER_S),
+            "EDGEFLEET_DEVICE_OFFLINE_AFTER_S": "60",
+        }
         argv = edgefleet_argv("server", "--dev", "--data-dir", str(data_dir), "--port", str(port))
         world.progress.command(
             ["edgefleet", "server", "--dev", "--data-dir", str(data_dir), "--port", str(port)]
@@ -329,18 +340,29 @@ def _watch(world: _World, rollout_id: str, timeout_s: float) -> dict[str, Any]:
 
 
 def _roll_out_v1(world: _World, traffic: TrafficDriver) -> None:
-    with world.progress.step("Roll out digits 1.0.0 in stages (1 device, 50 %, 100 %) while traffic flows"):
-        rollout_id = _rollout(world, "1.0.0", soak="3s" if world.opts.fast else "8s", deadline="15s")
+    with world.progress.step(f"Cut {CUT_AGENT} off the network; the control plane sees it go silent"):
         assert world.link is not None
         world.link.cut()
-        world.progress.say(f"{CUT_AGENT} is now cut off the network (its uplink is down)")
+        world.progress.say(f"{CUT_AGENT}'s uplink is down; it keeps serving its local clients")
+        status = world.wait(
+            f"the control plane to see {CUT_AGENT} silent",
+            lambda: (s := world.device(CUT_AGENT)["status"]) != "online" and s,
+            STALE_AFTER_S + 60,
+        )
+        world.progress.say(
+            f"{CUT_AGENT} is {status}: a rollout places it last and counts it pending, never as a success"
+        )
+    with world.progress.step("Roll out digits 1.0.0 in stages (1 device, 50 %, 100 %) while traffic flows"):
+        rollout_id = _rollout(world, "1.0.0", soak="3s" if world.opts.fast else "8s", deadline="15s")
         result = _watch(world, rollout_id, timeout_s=600)
         if result["status"] != "completed":
             raise DemoFailed(f"rollout of 1.0.0 ended {result['status']}: {result.get('halt_reason')}")
+        progress = ((result.get("last_decision") or {}).get("progress")) or {}
         world.summary["v1_rollout"] = {
             "id": rollout_id,
             "status": result["status"],
             "events": [e["kind"] for e in result["events"]],
+            "progress": progress,
         }
     with world.progress.step(f"Bring {CUT_AGENT} back: it catches up and its buffered telemetry arrives"):
         world.link.restore()

@@ -44,6 +44,10 @@ class Settings:
     temp_file_max_age_s: float = 24 * 3600.0
     log_level: str = "info"
     rollout_tick_s: float = 1.0
+    device_stale_after_s: float = 120.0
+    """A device silent this long is ``stale``: no longer ``online``, so a new rollout places it last."""
+    device_offline_after_s: float = 900.0
+    """A device silent this long is ``offline``. Set both to a few poll intervals of your agents."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -96,9 +100,21 @@ class Settings:
         """Refuse unusable values always, and insecure ones outside dev mode. Returns ``self``."""
         if not 0 < self.port < 65536:
             raise ConfigurationError("port out of range", expected="1..65535", got=self.port)
-        for name in ("max_blob_bytes", "max_json_bytes", "sqlite_busy_timeout_ms", "db_pool_size"):
+        for name in (
+            "max_blob_bytes",
+            "max_json_bytes",
+            "sqlite_busy_timeout_ms",
+            "db_pool_size",
+            "device_stale_after_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive", expected="> 0", got=getattr(self, name))
+        if self.device_offline_after_s < self.device_stale_after_s:
+            raise ConfigurationError(
+                "device_offline_after_s is shorter than device_stale_after_s",
+                expected=f">= {self.device_stale_after_s}",
+                got=self.device_offline_after_s,
+            )
         url = self.resolved_database_url
         if not (url.startswith("sqlite:///") or url.startswith("postgresql")):
             raise ConfigurationError(

@@ -59,7 +59,12 @@ class DeviceRuntime:
     @classmethod
     def from_settings(cls, settings: Settings) -> DeviceRuntime:
         path = settings.data_dir / "keys" / DIRECTOR_KEY_FILE
-        return cls(director_key=load_director_key(path, create=settings.dev))
+        return cls(
+            director_key=load_director_key(path, create=settings.dev),
+            thresholds=svc.StatusThresholds(
+                stale_after_s=settings.device_stale_after_s, offline_after_s=settings.device_offline_after_s
+            ),
+        )
 
     @property
     def director_public_key_pem(self) -> str:

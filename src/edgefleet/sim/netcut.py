@@ -24,15 +24,15 @@ class CuttableLink:
         self._closed = False
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, name="netcut-accept", daemon=True)
+        self._acceptor.start()
 
     def cut(self) -> None:
-        self._up.clear()
         with self._lock:
-            for conn in self._conns:
-                with contextlib.suppress(OSError):
-                    conn.close()
-            self._conns.clear()
+            self._up.clear()
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            _drop(conn)
 
     def restore(self) -> None:
         self._up.set()
@@ -40,7 +40,17 @@ class CuttableLink:
     def close(self) -> None:
         self._closed = True
         self.cut()
+        # On Linux, close() alone does not wake a thread blocked in accept(); shutdown() does.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
+        self._acceptor.join(timeout=5)
+
+    def __enter__(self) -> CuttableLink:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def _accept(self) -> None:
         while not self._closed:
@@ -57,18 +67,31 @@ class CuttableLink:
                 client.close()
                 continue
             with self._lock:
+                if not self._up.is_set():  # cut while connecting
+                    _drop(client)
+                    _drop(upstream)
+                    continue
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while chunk := src.recv(65536):
                 dst.sendall(chunk)
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.close()
+            with self._lock:
+                self._conns = [c for c in self._conns if c is not src and c is not dst]
+            _drop(src)
+            _drop(dst)
+
+
+def _drop(conn: socket.socket) -> None:
+    """Really end a connection: shutdown() wakes any thread blocked in recv() on it and sends the peer a FIN;
+    close() alone leaves the connection open while another thread is still reading it."""
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        conn.close()

@@ -16,7 +16,7 @@ from edgefleet.agent.runtime import (
     SignatureMismatchError,
     sample_inputs,
 )
-from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter, select_providers
+from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter, OrtModel, select_providers
 from edgefleet.protocol.manifest import Signature
 
 
@@ -73,6 +73,41 @@ def test_predict_matches_a_plain_inference_session(model_file):
     x = golden_inputs(3)
     got = model.predict({"x": x})
     np.testing.assert_allclose(got["probs"], run_model(classifier(3), x), rtol=1e-6)
+
+
+class _PublicOnly:
+    """An InferenceSession seen through its public API only (an onnxruntime without the ``_sess`` binding,
+    or a session with an accelerator provider): ``OrtModel`` must use the public ``run``."""
+
+    def __init__(self, session, providers):
+        self._session, self._providers, self.runs = session, providers, 0
+
+    def get_outputs(self):
+        return self._session.get_outputs()
+
+    def get_providers(self):
+        return self._providers
+
+    def run(self, *args):
+        self.runs += 1
+        return self._session.run(*args)
+
+
+@pytest.mark.parametrize(
+    "providers", [["CPUExecutionProvider"], ["CUDAExecutionProvider", "CPUExecutionProvider"]]
+)
+def test_predict_falls_back_to_the_public_run(model_file, providers):
+    import onnxruntime as ort
+
+    session = _PublicOnly(
+        ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"]), providers
+    )
+    model = OrtModel(session)
+    x = golden_inputs(2)
+    np.testing.assert_allclose(model.predict({"x": x})["probs"], run_model(classifier(3), x), rtol=1e-6)
+    assert session.runs == 1
+    with pytest.raises(InferenceFailedError):
+        model.predict({"nope": x})
 
 
 def test_no_present_provider_is_a_clear_load_error(model_file):

@@ -14,7 +14,7 @@ from .conftest import IN_DIM, classifier, write_artifact, x
 
 pytest.importorskip("openvino")
 
-from edgefleet.agent.runtime.openvino_native import OpenVinoAdapter, select_device
+from edgefleet.agent.runtime.openvino_native import OpenVinoAdapter, compile_config, select_device
 
 
 def sig(in_dim: int = IN_DIM) -> Signature:
@@ -39,7 +39,15 @@ def test_device_follows_the_class_and_skips_absent_accelerators(providers, avail
     assert select_device(providers, available) == (device, skipped)
 
 
+@pytest.mark.parametrize(("device", "precision"), [("CPU", "f32"), ("GPU.1", "f32"), ("NPU", None)])
+def test_cpu_and_gpu_are_held_to_f32_execution(device, precision):
+    config = compile_config(device, LoadOptions(intra_op_threads=2))
+    assert config["INFERENCE_NUM_THREADS"] == 2
+    assert config.get("INFERENCE_PRECISION_HINT") == precision
+
+
 def test_openvino_answers_like_onnxruntime(tmp_path):
+    # On a CPU with AMX or AVX512-BF16, OpenVINO's default bf16 execution is ~3 % off; f32 must be kept.
     path = tmp_path / "m.onnx"
     path.write_bytes(classifier(4))
     model = OpenVinoAdapter().load(path, sig(), LoadOptions(warmup_runs=2))

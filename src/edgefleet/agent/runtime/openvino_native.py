@@ -26,7 +26,7 @@ from edgefleet.agent.runtime.base import (
 )
 from edgefleet.protocol.manifest import Signature, TensorSpec
 
-__all__ = ["OpenVinoAdapter", "OpenVinoModel", "select_device"]
+__all__ = ["OpenVinoAdapter", "OpenVinoModel", "compile_config", "select_device"]
 
 log = logging.getLogger("edgefleet.agent.runtime")
 
@@ -114,6 +114,17 @@ class OpenVinoModel:
         self.cancel()
 
 
+def compile_config(device: str, options: LoadOptions) -> dict[str, Any]:
+    """Pure: OpenVINO properties for ``device``. CPU and GPU are held to f32 execution: left to itself the
+    CPU plugin runs bf16 on cores with AMX or AVX512-BF16 (and GPU runs f16), which silently changes the
+    answers the build validated (seen here: 3 % relative error on a small classifier). Quantized layers stay
+    int8."""
+    config: dict[str, Any] = {"INFERENCE_NUM_THREADS": options.intra_op_threads}
+    if device.split(".")[0] in ("CPU", "GPU"):
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    return config
+
+
 class OpenVinoAdapter:
     name = "openvino"
 
@@ -132,9 +143,7 @@ class OpenVinoAdapter:
             ) from exc
         check_signature(signature, [_spec(p) for p in model.inputs], [_spec(p) for p in model.outputs])
         try:
-            compiled = self._core.compile_model(
-                model, device, {"INFERENCE_NUM_THREADS": options.intra_op_threads}
-            )
+            compiled = self._core.compile_model(model, device, compile_config(device, options))
         except Exception as exc:
             raise ModelLoadError(
                 f"openvino could not compile the model for {device}: {str(exc)[:300]}", got=device

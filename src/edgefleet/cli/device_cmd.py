@@ -7,6 +7,7 @@ import re
 import click
 
 from edgefleet.cli.output import Column, echo_json, format_table
+from edgefleet.cli.pairs import parse_labels
 from edgefleet.cli.state import CliState, pass_state
 from edgefleet.protocol.errors import InvalidDocumentError
 
@@ -32,18 +33,6 @@ def _ttl_s(text: str) -> int:
             "invalid --ttl", code="invalid_ttl", expected="e.g. 90s, 30m, 1h, 7d", got=text
         )
     return int(match.group(1)) * _UNIT_S[match.group(2)]
-
-
-def parse_labels(values: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidDocumentError(
-                "labels are key=value", code="invalid_labels", expected="key=value", got=item
-            )
-        out[key] = value
-    return out
 
 
 @click.group("device")

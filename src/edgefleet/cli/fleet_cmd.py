@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from edgefleet.cli.device_cmd import parse_labels
 from edgefleet.cli.output import Column, echo_json, format_table
+from edgefleet.cli.pairs import parse_labels
 from edgefleet.cli.state import CliState, pass_state
 
 __all__ = ["fleet"]

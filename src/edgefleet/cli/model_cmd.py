@@ -10,6 +10,7 @@ import click
 
 from edgefleet.cli.local_file import read_local_file
 from edgefleet.cli.output import Column, echo_json, format_table
+from edgefleet.cli.pairs import parse_labels
 from edgefleet.cli.state import CliState, pass_state, transfer_progress
 from edgefleet.protocol.errors import InvalidDocumentError
 
@@ -30,20 +31,6 @@ _VERSION_COLUMNS: list[Column] = [
     ("BYTES", "source_length"),
     ("CREATED", "created_at"),
 ]
-
-
-def _labels(values: tuple[str, ...]) -> dict[str, str] | None:
-    if not values:
-        return None
-    out: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidDocumentError(
-                "labels are key=value", code="invalid_label", expected="key=value", got=item
-            )
-        out[key] = value
-    return out
 
 
 def _metadata(text: str | None) -> dict[str, Any] | None:
@@ -87,7 +74,7 @@ def create_cmd(
 ) -> None:
     """Register a model NAME."""
     with state.client() as client:
-        created = client.create_model(name, description=description, labels=_labels(labels))
+        created = client.create_model(name, description=description, labels=parse_labels(labels) or None)
     if as_json:
         echo_json(created)
     else:

@@ -19,6 +19,7 @@ import click
 
 from edgefleet.cli.local_file import read_local_file
 from edgefleet.cli.output import Column, echo_json, format_table
+from edgefleet.cli.pairs import parse_labels, parse_pairs
 from edgefleet.cli.state import CliState, pass_state
 from edgefleet.protocol.errors import InvalidDocumentError
 
@@ -207,18 +208,6 @@ def _read_spec_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _pairs(values: Sequence[str], what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise InvalidDocumentError(
-                f"{what} is key=value", code=f"invalid_{what}", expected="key=value", got=item
-            )
-        out[key] = value
-    return out
-
-
 # --- pure: the server's view -> what an operator reads ------------------------------------------------------
 
 
@@ -405,7 +394,11 @@ def create_cmd(
     )
     with state.client() as client:
         info = client.create_rollout(
-            model, _pairs(targets, "target"), selector=_pairs(labels, "label"), slot=slot, spec=spec
+            model,
+            parse_pairs(targets, what="--target", code="invalid_target", require_value=True),
+            selector=parse_labels(labels),
+            slot=slot,
+            spec=spec,
         )
     if as_json:
         echo_json(info)

@@ -16,6 +16,7 @@ from edgefleet.agent.sync import SyncCoordinator
 from edgefleet.protocol.desired_state import DesiredState
 from edgefleet.protocol.request_signing import parse_signed_headers, verify_request_signature
 from edgefleet.trust.director import public_key_pem, sign_desired_state
+from edgefleet.trust.errors import DownloadFailedError
 
 DIRECTOR = Ed25519PrivateKey.generate()
 DEVICE_KEY = Ed25519PrivateKey.generate()
@@ -185,3 +186,61 @@ def test_a_corrupted_state_file_is_a_clear_error(world):
         make()
     assert info.value.code == "corrupt_state_file"
     assert "desired.json" in info.value.message
+
+
+def test_a_rotated_director_key_named_by_the_trusted_root_is_adopted(world):
+    ddir, director, installer, _make = world
+    rotated = Ed25519PrivateKey.generate()
+    named = [rotated.public_key()]
+    sync = SyncCoordinator(
+        ddir, _channel(ddir, director), installer, timing=TIMING, now=lambda: NOW, director_keys=lambda: named
+    )
+    assert sync.poll_once().result == "updated"
+    director.envelope = director.sign(generation=2, key=rotated)
+    outcome = sync.poll_once()
+    assert outcome.result == "updated"
+    assert sync.generation == 2
+    pinned = ddir.read_identity().director_public_key_pem
+    assert pinned == public_key_pem(rotated.public_key())
+    # The old key is no longer trusted, and a restart keeps the new pin and the state it signed.
+    director.envelope = director.sign(generation=3)
+    assert sync.poll_once().error_code == "bad_director_signature"
+    again = SyncCoordinator(ddir, _channel(ddir, director), installer, timing=TIMING, now=lambda: NOW)
+    assert again.generation == 2
+
+
+@pytest.mark.parametrize("named", ["other", "none", "unreachable"])
+def test_a_key_the_root_does_not_name_is_still_rejected(world, named):
+    ddir, director, installer, _make = world
+
+    def keys():
+        if named == "unreachable":
+            raise DownloadFailedError("mirror down")
+        return [Ed25519PrivateKey.generate().public_key()] if named == "other" else []
+
+    sync = SyncCoordinator(
+        ddir, _channel(ddir, director), installer, timing=TIMING, now=lambda: NOW, director_keys=keys
+    )
+    assert sync.poll_once().result == "updated"
+    director.envelope = director.sign(generation=2, key=Ed25519PrivateKey.generate())
+    outcome = sync.poll_once()
+    assert (outcome.result, outcome.error_code) == ("rejected", "bad_director_signature")
+    assert ddir.read_identity().director_public_key_pem == public_key_pem(DIRECTOR.public_key())
+    assert sync.generation == 1
+
+
+def test_a_stored_state_the_pinned_key_cannot_verify_restarts_from_zero(world):
+    ddir, director, _installer, make = world
+    make().poll_once()
+    ddir.write_desired_envelope(director.sign(generation=5, key=Ed25519PrivateKey.generate()))
+    assert make().generation == 0
+
+
+def _channel(ddir, director):
+    return DeviceChannel(
+        "http://director",
+        device_id="dev_a",
+        key=DEVICE_KEY,
+        transport=httpx.MockTransport(director.handler),
+        clock=lambda: NOW.timestamp(),
+    )

@@ -87,3 +87,40 @@ def test_a_signed_but_invalid_document_is_rejected():
     with pytest.raises(DesiredStateRejectedError) as info:
         _verify(env)
     assert info.value.code == "invalid_desired_state"
+
+
+def test_the_root_names_the_director_key_and_a_rotation_names_the_new_one(tmp_path):
+    from tuf.api.metadata import Metadata, Root
+
+    from edgefleet.trust.director import director_keys_in_root, public_key_pem
+    from edgefleet.trust.keys import init_keys, rotate_role_key
+
+    keys = tmp_path / "keys"
+    init_keys(keys, now=NOW)
+    v1 = Metadata[Root].from_bytes((keys / "root.json").read_bytes())
+    named = [public_key_pem(k) for k in director_keys_in_root(v1.signed.unrecognized_fields)]
+    assert named == [(keys / "director.pub").read_text()]
+    rotate_role_key(keys, "director", now=NOW)
+    v2 = Metadata[Root].from_bytes((keys / "root.json").read_bytes())
+    v1.verify_delegate("root", v2)  # signed by the root keys of version 1: devices follow the chain
+    assert v2.signed.version == 2
+    named2 = [public_key_pem(k) for k in director_keys_in_root(v2.signed.unrecognized_fields)]
+    assert named2 == [(keys / "director.pub").read_text()] != named
+    assert (keys / "director.v1.key.old").exists()  # kept until the servers have switched
+    # The field is part of what the root keys signed: editing it breaks the signature.
+    v2.signed.unrecognized_fields["x-edgefleet-director-keys"] = named
+    from tuf.api.exceptions import UnsignedMetadataError
+
+    with pytest.raises(UnsignedMetadataError, match=r"signed by 0/1 keys"):
+        v1.verify_delegate("root", v2)
+
+
+def test_director_keys_in_root_skips_junk_and_is_bounded():
+    from edgefleet.trust.director import MAX_DIRECTOR_KEYS, director_keys_in_root, public_key_pem
+
+    pems = [public_key_pem(Ed25519PrivateKey.generate().public_key()) for _ in range(MAX_DIRECTOR_KEYS + 2)]
+    field = "x-edgefleet-director-keys"
+    assert director_keys_in_root({}) == []
+    assert director_keys_in_root({field: "not a list"}) == []
+    got = director_keys_in_root({field: [7, "junk", "x" * 5000, *pems]})
+    assert [public_key_pem(k) for k in got] == pems[: MAX_DIRECTOR_KEYS - 3]

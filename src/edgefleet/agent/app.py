@@ -155,7 +155,14 @@ class AgentApp:
                 for worker in workers:
                     worker.start()
                 timing = PollTiming(poll_interval_s=opts.poll_interval_s, backoff_cap_s=opts.backoff_cap_s)
-                SyncCoordinator(self.ddir, channel, installer, timing=timing, events=recorder).run(stop)
+                SyncCoordinator(
+                    self.ddir,
+                    channel,
+                    installer,
+                    timing=timing,
+                    events=recorder,
+                    director_keys=fetcher.director_keys,  # a rotation, named by the verified TUF root
+                ).run(stop)
                 for worker in workers:
                     worker.join(timeout=10)
                 recorder.flush()

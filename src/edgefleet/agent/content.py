@@ -18,13 +18,14 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
 from edgefleet.agent.download import Downloader, DownloadPolicy
 from edgefleet.protocol.desired_state import Assignment
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.manifest import MAX_MANIFEST_BYTES, ArtifactManifest, artifact_target_path
-from edgefleet.trust.director import effective_now
+from edgefleet.trust.director import director_keys_in_root, effective_now
 from edgefleet.trust.errors import HashMismatchError, TargetNotInTufError, TrustError
 from edgefleet.trust.events import SecurityEventSink, event_from_error
 from edgefleet.trust.verify import DeviceTrust
@@ -116,6 +117,12 @@ class TufArtifactFetcher:
             os.replace(downloaded, placed)
             files[entry.path] = placed
         return files
+
+    def director_keys(self) -> list[Ed25519PublicKey]:
+        """Refresh TUF metadata and return the director keys its verified root names (key rotation)."""
+        trust = self._trust()
+        trust.refresh(effective_now(self._now(), self._ddir.read_time_floor()))
+        return director_keys_in_root(trust.trusted_root().unrecognized_fields)
 
     def _trust(self) -> DeviceTrust:
         root = self._ddir.tuf_root_path

@@ -3,6 +3,10 @@
 Each poll: conditional GET of the desired state (``If-None-Match`` with the last accepted generation), verify
 it (``trust.director``), persist it atomically, hand it to the installer, report. Failures never lose the last
 good state: the device keeps running what it runs and backs off (capped, jittered), recovering by itself.
+
+A desired state that the pinned director key does not verify makes the coordinator ask ``director_keys``
+(the keys the device's verified TUF root names: an offline-root-signed rotation). If one of those verifies
+the document, the device pins it (identity file, atomically) and goes on; otherwise the document is rejected.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import logging
 import random
 import threading
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edgefleet.agent.backoff import PollTiming, backoff_delay_s, poll_delay_s
 from edgefleet.agent.channel import DeviceChannel
@@ -24,7 +30,12 @@ from edgefleet.agent.enroll import AGENT_VERSION
 from edgefleet.agent.installer import Installer
 from edgefleet.protocol.desired_state import DesiredState, DeviceReport
 from edgefleet.protocol.errors import EdgefleetError
-from edgefleet.trust.director import DesiredStateRejectedError, verify_desired_state
+from edgefleet.trust.director import (
+    DesiredStateRejectedError,
+    ed25519_keyid,
+    public_key_pem,
+    verify_desired_state,
+)
 
 __all__ = ["CLOCK_UNTRUSTED_TOLERANCE", "EventSink", "SyncCoordinator", "SyncOutcome"]
 
@@ -70,8 +81,10 @@ class SyncCoordinator:
         rng: random.Random | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         events: EventSink | None = None,
+        director_keys: Callable[[], Sequence[Ed25519PublicKey]] | None = None,
     ) -> None:
         self._ddir = data_dir
+        self._director_keys = director_keys
         self._events: EventSink = events or _NoEvents()
         self._channel = channel
         self._installer = installer
@@ -108,6 +121,11 @@ class SyncCoordinator:
         except DesiredStateRejectedError as exc:
             from edgefleet.agent.datadir import CorruptStateError
 
+            if exc.code == "bad_director_signature":
+                # A crash between pinning a rotated director key and storing the state it signed: start
+                # from generation 0; the next poll brings the current state, verified under the pinned key.
+                log.warning(_kv(event="stored_state_unverifiable", code=exc.code))
+                return None
             raise CorruptStateError(f"stored desired state no longer verifies: {exc.message}") from exc
 
     # one poll
@@ -144,14 +162,7 @@ class SyncCoordinator:
                 "clock_untrusted", "clock_untrusted", {"now": now.isoformat(), "floor": floor.isoformat()}
             )
         try:
-            state = verify_desired_state(
-                envelope,
-                director_key=self.identity.director_key,
-                device_id=self.identity.device_id,
-                last_generation=self.generation,
-                now=now,
-                time_floor=floor,
-            )
+            state = self._verify(envelope, now, floor)
         except DesiredStateRejectedError as exc:
             self._record_error(exc)
             log.warning(_kv(event="desired_state_rejected", code=exc.code, generation=self.generation))
@@ -167,6 +178,43 @@ class SyncCoordinator:
         self._installer.apply(state)
         self._maybe_report(force=True)
         return SyncOutcome("updated", poll_delay_s(self._timing, self._rng), state.generation)
+
+    def _verify(self, envelope: Any, now: datetime, floor: datetime | None) -> DesiredState:
+        check = {
+            "device_id": self.identity.device_id,
+            "last_generation": self.generation,
+            "now": now,
+            "time_floor": floor,
+        }
+        try:
+            return verify_desired_state(envelope, director_key=self.identity.director_key, **check)
+        except DesiredStateRejectedError as exc:
+            if exc.code != "bad_director_signature" or self._director_keys is None:
+                raise
+            pinned = ed25519_keyid(self.identity.director_key)
+            try:
+                candidates = [k for k in self._director_keys() if ed25519_keyid(k) != pinned]
+            except EdgefleetError as trust_exc:  # TUF unreachable or rejected: judge with the pinned key
+                log.warning(_kv(event="director_keys_unavailable", code=trust_exc.code))
+                raise exc from trust_exc
+            for key in candidates:
+                try:
+                    state = verify_desired_state(envelope, director_key=key, **check)
+                except DesiredStateRejectedError:
+                    continue
+                self._adopt_director_key(key)
+                return state
+            raise
+
+    def _adopt_director_key(self, key: Ed25519PublicKey) -> None:
+        old = ed25519_keyid(self.identity.director_key)
+        identity = replace(self.identity, director_public_key_pem=public_key_pem(key))
+        self._ddir.write_identity(identity, None)
+        self.identity = identity
+        log.info(_kv(event="director_key_rotated", old=old[:16], new=ed25519_keyid(key)[:16]))
+        self._events.record_event(
+            "security", "director_key_rotated", {"old_keyid": old, "new_keyid": ed25519_keyid(key)}
+        )
 
     def _record_error(self, exc: EdgefleetError) -> None:
         self.last_error = {"code": exc.code, "message": exc.message, "at": self._now().isoformat()}

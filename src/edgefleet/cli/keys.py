@@ -62,14 +62,16 @@ def init_cmd(directory: Path, root_threshold: int, root_keys: int, repo: Path | 
 
 @keys.command("rotate")
 @click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--role", type=click.Choice(["release", "snapshot", "timestamp"]), required=True)
+@click.option("--role", type=click.Choice(["release", "snapshot", "timestamp", "director"]), required=True)
 @click.option(
     "--repo", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Install the new root here."
 )
 def rotate_cmd(directory: Path, role: str, repo: Path | None) -> None:
     """Replace one role key; writes root N+1 signed by the root keys present in DIRECTORY.
 
-    After rotating ``release``, run ``edgefleet publish --resign`` so targets carry the new key.
+    After rotating ``release``, run ``edgefleet publish --resign`` so targets carry the new key. After
+    rotating ``snapshot``, ``timestamp`` or ``director``, copy the new key to the servers and restart them;
+    devices learn a new director key from the new root at their next poll.
     """
     root = rotate_role_key(directory, role, now=_now())
     click.echo(f"rotated {role}; new root written to {directory / 'root.json'}")

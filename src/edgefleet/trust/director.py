@@ -10,12 +10,18 @@ A device accepts a desired state only if all of these hold:
 * it parses as a valid ``DesiredState``.
 
 The check that each assignment also appears in verified TUF metadata is separate (content trust).
+
+Director key rotation: the signed TUF root carries the current director public key(s) in the field
+``x-edgefleet-director-keys``. A device whose pinned key no longer verifies a desired state refreshes its TUF
+metadata (following the root chain from its bootstrap root, signed by the offline root keys) and adopts a key
+that root names, if that key verifies the document. The server alone cannot rotate the director key.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +34,9 @@ from edgefleet.protocol.desired_state import DesiredState, SignedEnvelope
 from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError
 
 __all__ = [
+    "DIRECTOR_KEYS_FIELD",
     "DesiredStateRejectedError",
+    "director_keys_in_root",
     "ed25519_keyid",
     "effective_now",
     "load_public_key_pem",
@@ -75,6 +83,28 @@ def sign_desired_state(state: DesiredState, key: Ed25519PrivateKey) -> dict[str,
     sig = key.sign(canonical_json(signed))
     keyid = ed25519_keyid(key.public_key())
     return {"signed": signed, "signatures": [{"keyid": keyid, "sig": base64.b64encode(sig).decode()}]}
+
+
+DIRECTOR_KEYS_FIELD = "x-edgefleet-director-keys"
+MAX_DIRECTOR_KEYS = 4
+MAX_PEM_CHARS = 1024
+
+
+def director_keys_in_root(unrecognized_fields: Mapping[str, Any]) -> list[Ed25519PublicKey]:
+    """Pure: the director keys a (verified) root's signed part names, in order. Entries that are not
+    Ed25519 PEM public keys of bounded size are skipped; at most ``MAX_DIRECTOR_KEYS`` are read."""
+    entries = unrecognized_fields.get(DIRECTOR_KEYS_FIELD)
+    if not isinstance(entries, list):
+        return []
+    keys: list[Ed25519PublicKey] = []
+    for entry in entries[:MAX_DIRECTOR_KEYS]:
+        if not isinstance(entry, str) or len(entry) > MAX_PEM_CHARS:
+            continue
+        try:
+            keys.append(load_public_key_pem(entry))
+        except InvalidDocumentError:
+            continue
+    return keys
 
 
 def effective_now(now: datetime, time_floor: datetime | None) -> datetime:

@@ -11,6 +11,9 @@ Layout of a key directory (``edgefleet keys init DIR``)::
 
 Private keys are Ed25519, PKCS8 PEM, mode 0600; loading refuses a key readable by group or others.
 
+The root also names the director's public key (``x-edgefleet-director-keys``, signed with the rest of the
+root), so rotating the director key is a root version bump that devices follow like any other.
+
 A root rotation writes ``N+1.root.json`` signed by a threshold of the *old* root keys and of the *new* ones
 (TUF 5.3.4), so a device holding version N follows the chain to N+1 on its next refresh.
 """
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -36,6 +39,7 @@ from securesystemslib.signer import CryptoSigner, SSlibKey
 from tuf.api.metadata import Metadata, Role, Root
 
 from edgefleet.durable import atomic_write_bytes
+from edgefleet.trust.director import DIRECTOR_KEYS_FIELD, public_key_pem
 from edgefleet.trust.errors import KeyFileError
 
 __all__ = [
@@ -56,7 +60,9 @@ __all__ = [
 ROOT_EXPIRY = timedelta(days=365)
 ONLINE_KEY_NAMES = ("snapshot", "timestamp", "director")
 ROLE_OF_KEY = {"release": "targets", "snapshot": "snapshot", "timestamp": "timestamp"}
-"""Key file name -> the TUF role it signs. The director key is not a TUF role (it is pinned at enrollment)."""
+"""Key file name -> the TUF role it signs. The director key is not a TUF role: devices pin it at enrollment
+and learn a rotated one from the root's ``x-edgefleet-director-keys`` field."""
+ROTATABLE_KEYS = (*ROLE_OF_KEY, "director")
 
 MAX_KEY_FILE_BYTES = 16_384
 
@@ -161,8 +167,10 @@ def init_keys(directory: Path, *, now: datetime, root_threshold: int = 1, root_k
         )
     root_signers = [generate_key(directory, n) for n in root_key_names(root_keys)]
     role_signers = {name: generate_key(directory, name) for name in ("release", "snapshot", "timestamp")}
-    generate_key(directory, "director")
+    director = Ed25519PrivateKey.generate()
+    _store_key(directory, "director", director)
     root = Root(expires=now + ROOT_EXPIRY, consistent_snapshot=True)
+    _name_director_key(root, director.public_key())
     root.roles["root"] = Role([], root_threshold)
     for signer in root_signers:
         root.add_key(signer.public_key, "root")
@@ -203,18 +211,26 @@ def _sign_with(md: Metadata[Root], signers: list[CryptoSigner], role_root: Root)
         )
 
 
+def _name_director_key(root: Root, public_key: Ed25519PublicKey) -> None:
+    root.unrecognized_fields[DIRECTOR_KEYS_FIELD] = [public_key_pem(public_key)]
+
+
 def rotate_role_key(directory: Path, name: str, *, now: datetime) -> bytes:
-    """Replace the release, snapshot or timestamp key: new key pair, new root N+1. Returns the root."""
-    if name not in ROLE_OF_KEY:
-        raise KeyFileError("cannot rotate this key through root", expected=sorted(ROLE_OF_KEY), got=name)
+    """Replace the release, snapshot, timestamp or director key: new key pair, new root N+1 (naming the new
+    key). Returns the root."""
+    if name not in ROTATABLE_KEYS:
+        raise KeyFileError("cannot rotate this key through root", expected=list(ROTATABLE_KEYS), got=name)
     directory = Path(directory)
     signers = load_root_signers(directory)
     md = _next_root(directory, now)
-    role = ROLE_OF_KEY[name]
-    for keyid in list(md.signed.roles[role].keyids):
-        md.signed.revoke_key(keyid, role)
     private = Ed25519PrivateKey.generate()
-    md.signed.add_key(SSlibKey.from_crypto(private.public_key()), role)
+    if name == "director":
+        _name_director_key(md.signed, private.public_key())
+    else:
+        role = ROLE_OF_KEY[name]
+        for keyid in list(md.signed.roles[role].keyids):
+            md.signed.revoke_key(keyid, role)
+        md.signed.add_key(SSlibKey.from_crypto(private.public_key()), role)
     _sign_with(md, signers, md.signed)
     old = directory / f"{name}.key"
     if old.exists():  # kept until the servers have switched; delete it afterwards

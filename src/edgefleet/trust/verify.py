@@ -277,9 +277,13 @@ class DeviceTrust:
         self._updater = updater
 
     def root_version(self) -> int:
+        return self.trusted_root().version
+
+    def trusted_root(self) -> Root:
+        """The newest root the last ``refresh`` verified through the chain from the bootstrap root."""
         if self._updater is None:
             raise RuntimeError("refresh() first")
-        return self._updater._trusted_set.root.version
+        return self._updater._trusted_set.root
 
     def target_info(self, path: str, now: datetime) -> TargetFile | None:
         if self._updater is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -24,10 +25,15 @@ def free_port() -> int:
 
 @dataclass
 class ProcessGroup:
-    """Every child started through ``start`` is stopped by ``stop_all`` (SIGTERM, then SIGKILL)."""
+    """Every child started through ``start`` is stopped by ``stop_all`` (SIGTERM, then SIGKILL).
+
+    Each child leads its own session and process group, so stopping it also reaches anything it started;
+    ``alive`` asks the operating system, for every child ever started, whether its group still has a member.
+    """
 
     log_dir: Path
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    stopped: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -45,21 +51,51 @@ class ProcessGroup:
 
     def stop(self, name: str, timeout_s: float = 20.0) -> None:
         proc = self.children.pop(name, None)
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout_s)
+        self.stopped[name] = proc
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=timeout_s)
+        _kill_group(proc.pid)  # whatever the child itself started and left behind
 
     def stop_all(self) -> None:
         for name in list(self.children):
             self.stop(name)
 
     def alive(self) -> list[str]:
-        return [name for name, proc in self.children.items() if proc.poll() is None]
+        """Names of the children, running or stopped, whose process or process group is still alive."""
+        every = {**self.stopped, **self.children}
+        return sorted(name for name, proc in every.items() if proc.poll() is None or _group_alive(proc.pid))
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a running (not zombie) process is in group ``pgid``; /proc where there is one."""
+    proc_root = Path("/proc")
+    if not proc_root.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    for stat in proc_root.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # it exited while we looked
+        # After the command: state, ppid, pgrp, ...
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def edgefleet_argv(*args: str) -> list[str]:

@@ -46,6 +46,18 @@ def test_every_class_gets_a_valid_artifact(built: BuildResult, example_classes) 
         assert manifest.metrics.latency_p50_ms > 0
 
 
+def test_int8_weights_follow_the_classes_not_the_build_machine(built: BuildResult) -> None:
+    # The example classes include x86-64 CPUs without VNNI (intel-lowpower-detector, medical-cart-cpu), so
+    # every INT8 candidate has 7-bit weights, whatever CPU ran this build.
+    int8 = [c for c in built.candidates if c.precision == "int8"]
+    assert int8
+    assert all(c.reduce_range for c in int8)
+    for c in built.classes:
+        manifest = json.loads((built.out / c.hwclass.name / "manifest.json").read_text())
+        if manifest["optimization"]["quantization"] in ("int8_static", "int8_dynamic", "mixed"):
+            assert manifest["optimization"]["reduce_range"] is True
+
+
 def test_golden_vectors_reproduce_on_the_artifact(built: BuildResult, digits: Digits) -> None:
     for c in built.classes:
         root = built.out / c.hwclass.name

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgefleet.build.cpu_features import parse_cpuinfo
+from edgefleet.build.cpu_features import build_reduce_range, class_needs_reduce_range, parse_cpuinfo
 from edgefleet.build.errors import BuildInputError
 from edgefleet.build.package import derive_tolerance
 from edgefleet.build.quality import check_labels, measure_quality, within_bound
 from edgefleet.build.report import pareto_front
+from edgefleet.protocol import HardwareClass
+from edgefleet.protocol.errors import InvalidDocumentError
 
 
 def test_classification_quality_against_reference_and_labels() -> None:
@@ -88,3 +90,54 @@ def test_cpu_flags() -> None:
 def test_pareto_front() -> None:
     points = [("a", 1.0, 0.99), ("b", 2.0, 1.0), ("c", 2.5, 0.98), ("d", 1.0, 0.95)]
     assert pareto_front(points) == ["a", "b"]
+
+
+def _cls(
+    arch: str, features: list[str] | None, precisions: tuple[str, ...] = ("fp32", "int8")
+) -> HardwareClass:
+    return HardwareClass.parse(
+        {
+            "schema_version": 1,
+            "name": f"c-{arch}-{len(features or [])}-{len(precisions)}",
+            "cpu_arch": arch,
+            "cpu_features": features,
+            "precisions": list(precisions),
+            "budgets": {"ram_mb": 512, "storage_mb": 512, "max_model_mb": 10},
+            "performance": {"latency_p95_ms": 20},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("arch", "features", "needs"),
+    [
+        ("x86_64", ["avx2", "fma"], True),  # U8S8 without VNNI saturates: 7-bit weights
+        ("x86_64", ["sse4_2"], True),
+        ("x86_64", None, True),  # unknown CPU: the conservative choice
+        ("x86_64", [], True),
+        ("x86_64", ["avx2", "avx512_vnni"], False),
+        ("x86_64", ["avx_vnni"], False),
+        ("x86_64", ["AMX_INT8"], False),  # flags are case-folded
+        ("aarch64", None, False),  # the int16 accumulation is an x86 kernel
+        ("aarch64", ["asimd"], False),
+    ],
+)
+def test_the_class_not_the_build_machine_decides_the_int8_range(
+    arch: str, features: list[str] | None, needs: bool
+) -> None:
+    assert class_needs_reduce_range(_cls(arch, features)) is needs
+
+
+def test_one_class_that_needs_7_bit_weights_decides_the_shared_candidates() -> None:
+    vnni = _cls("x86_64", ["avx512_vnni"])
+    plain = _cls("x86_64", ["avx2"])
+    jetson = _cls("aarch64", ["asimddp"])
+    assert build_reduce_range([vnni, jetson]) is False
+    assert build_reduce_range([vnni, plain]) is True
+    # a non-VNNI class that does not allow INT8 gets no INT8 candidate, so it does not decide
+    assert build_reduce_range([vnni, _cls("x86_64", ["avx2"], ("fp32",))]) is False
+
+
+def test_cpu_feature_names_are_validated() -> None:
+    with pytest.raises(InvalidDocumentError):
+        _cls("x86_64", ["avx2; rm -rf"])

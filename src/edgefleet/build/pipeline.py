@@ -21,7 +21,7 @@ from tqdm import tqdm
 from edgefleet.build import package, report
 from edgefleet.build.candidates import Candidate, make_fp16, make_fp32, make_pruned, make_student
 from edgefleet.build.config import BuildConfig, class_policy, model_name_from
-from edgefleet.build.cpu_features import CpuInfo, detect_cpu
+from edgefleet.build.cpu_features import CpuInfo, build_reduce_range, detect_cpu
 from edgefleet.build.dataset import Dataset, load_dataset
 from edgefleet.build.errors import BuildError, BuildInputError
 from edgefleet.build.measure import check_compatibility, measure_performance
@@ -126,12 +126,11 @@ def _make_candidates(
     classes: list[HardwareClass],
     calib: Dataset,
     config: BuildConfig,
-    cpu: CpuInfo,
 ) -> tuple[list[Candidate], dict[str, str], Path | None, bool]:
     precisions = {p for c in classes for p in c.precisions}
     candidates = [make_fp32(source, work, REFERENCE_SETTINGS)]
     failures: dict[str, str] = {}
-    reduce_range = cpu.arch == "x86_64" and not cpu.vnni
+    reduce_range = build_reduce_range(classes)
     steps: list[tuple[str, Any]] = []
     if "fp16" in precisions:
         steps.append(("fp16", lambda: make_fp16(source, work)))
@@ -220,7 +219,7 @@ def run_build(
     with tempfile.TemporaryDirectory(prefix="edgefleet-build-") as tmp:
         work = Path(tmp)
         candidates, result.failures, pre, reduce_range = _make_candidates(
-            model_path, work, info, chosen_classes, calib, config, cpu
+            model_path, work, info, chosen_classes, calib, config
         )
         with _bar(config, len(candidates), "quality") as bar:
             for candidate in list(candidates):

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
+from onnx import version_converter
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -42,6 +43,8 @@ __all__ = [
     "preprocess",
     "quantizable_nodes",
 ]
+
+QDQ_MIN_OPSET = 13  # per-channel DequantizeLinear (axis) needs 13
 
 METHODS: dict[str, CalibrationMethod] = {
     "minmax": CalibrationMethod.MinMax,
@@ -87,13 +90,14 @@ def preprocess(source: Path, out_dir: Path) -> tuple[Path, str | None]:
 
     target = out_dir / "preprocessed.onnx"
     logging.getLogger("onnxruntime").setLevel(logging.ERROR)
+    normalized, notes = _normalize_for_qdq(source, out_dir)
     try:
         with _quiet():
-            quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+            quant_pre_process(str(normalized), str(target), skip_symbolic_shape=True)
     except Exception as exc:
-        target, note = source, f"quantization pre-processing skipped: {str(exc)[:160]}"
-    else:
-        note = None
+        target = normalized
+        notes.append(f"quantization pre-processing skipped: {str(exc)[:160]}")
+    note = "; ".join(notes) or None
     model = onnx.load(str(target))
     used = {n.name for n in model.graph.node if n.name}
     for index, node in enumerate(model.graph.node):
@@ -104,6 +108,35 @@ def preprocess(source: Path, out_dir: Path) -> tuple[Path, str | None]:
     named = out_dir / "preprocessed-named.onnx"
     onnx.save(model, str(named))
     return named, note
+
+
+def _normalize_for_qdq(source: Path, out_dir: Path) -> tuple[Path, list[str]]:
+    """Old exports (IR < 4, opset < 13, e.g. the ONNX model zoo's) break QDQ: weights listed as graph inputs
+    stay float inputs beside their quantized copies (an invalid graph), and per-channel DequantizeLinear needs
+    opset 13. Such a model is rewritten (weights are constants, opset 13); a current one is used as it is."""
+    model = onnx.load(str(source))
+    notes: list[str] = []
+    inits = {i.name for i in model.graph.initializer}
+    weight_inputs = [i for i in model.graph.input if i.name in inits]
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), QDQ_MIN_OPSET)
+    if not weight_inputs and opset >= QDQ_MIN_OPSET:
+        return source, notes
+    if weight_inputs:
+        kept = [i for i in model.graph.input if i.name not in inits]
+        del model.graph.input[:]
+        model.graph.input.extend(kept)
+        model.ir_version = max(model.ir_version, 7)
+        notes.append(f"{len(weight_inputs)} weights listed as graph inputs made constants for quantization")
+    if opset < QDQ_MIN_OPSET:
+        try:
+            model = version_converter.convert_version(model, QDQ_MIN_OPSET)
+        except Exception as exc:  # the converter lacks an adapter for some op: quantize at the old opset
+            notes.append(f"opset {opset} kept (upgrade to {QDQ_MIN_OPSET} failed: {str(exc)[:120]})")
+        else:
+            notes.append(f"opset {opset} upgraded to {QDQ_MIN_OPSET} for QDQ")
+    out = out_dir / "normalized.onnx"
+    onnx.save(model, str(out))
+    return out, notes
 
 
 def quantizable_nodes(model_path: Path) -> list[str]:

@@ -72,6 +72,16 @@ class Performance(Part):
 class HardwareClass(Document):
     """A named deployment target. Operators apply these from a TOML file."""
 
+    @field_validator("cpu_features")
+    @classmethod
+    def _flag_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        bad = [f for f in value if not f or len(f) > 32 or not f.replace("_", "").isalnum()]
+        if bad:
+            raise ValueError(f"cpu feature names are /proc/cpuinfo flags (letters, digits, _); got {bad}")
+        return sorted({f.lower() for f in value})
+
     KIND = "hardware class"
 
     name: Name
@@ -81,6 +91,11 @@ class HardwareClass(Document):
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     precisions: list[Precision] = Field(default_factory=lambda: ["fp32"], min_length=1)
     supported_ops: list[str] = Field(default_factory=list, description="empty: all ops of the runtime")
+    cpu_features: list[str] | None = Field(
+        default=None,
+        description="the devices' CPU flags as /proc/cpuinfo names them (e.g. avx2, avx512_vnni, asimddp); "
+        "None: unknown, and the build assumes the most conservative CPU of the arch",
+    )
     threads: Threads = Field(default_factory=Threads)
     budgets: Budgets
     performance: Performance

@@ -3,8 +3,11 @@ helpers to sign in and post forms the way a browser does."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -66,3 +69,30 @@ def world(fleet):  # noqa: F811 - the fixture imported below
 
 
 from tests.server.fleet import fleet  # noqa: E402, F401  # the simulated-fleet fixture
+
+
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the browser tests put their screenshots: ``$EDGEFLEET_TEST_ARTIFACTS/dashboard`` (emptied at
+    the start of the session, so nothing stale passes for new), or a pytest temp folder."""
+    root = os.environ.get("EDGEFLEET_TEST_ARTIFACTS")
+    folder = Path(root) / "dashboard" if root else tmp_path_factory.mktemp("dashboard-screenshots")
+    if root:
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\ndashboard screenshots: {folder}")
+    return folder
+
+
+@pytest.fixture
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    from .browser import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -5,7 +5,6 @@ engine ticking on the wall clock. Screenshots of every page go to ``$EDGEFLEET_T
 
 from __future__ import annotations
 
-import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,16 +18,8 @@ from edgefleet.agent.datadir import DataDir
 from edgefleet.agent.enroll import enroll
 from edgefleet.protocol import parse_classes_toml
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from .browser import CHROMIUM, sign_in_page
+
 LIVE_TIMEOUT_MS = 20_000
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -113,33 +104,6 @@ def live_fleet(live_server_factory, tmp_path):
     fleet.client.close()
 
 
-@pytest.fixture
-def shots(tmp_path_factory) -> Path:
-    root = os.environ.get("EDGEFLEET_TEST_ARTIFACTS")
-    folder = Path(root) / "dashboard" if root else tmp_path_factory.mktemp("dashboard-screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"\ndashboard screenshots: {folder}")
-    return folder
-
-
-@pytest.fixture
-def chromium():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def _sign_in(page, url: str, token: str) -> None:
-    page.goto(f"{url}/dashboard/")
-    sync_api.expect(page).to_have_url(f"{url}/dashboard/login?next=%2Fdashboard%2F")
-    page.get_by_label("Operator token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    sync_api.expect(page.get_by_role("heading", name="Fleet", exact=True)).to_be_visible()
-
-
 def test_operators_watch_a_rollout_halt_abort_another_and_viewers_are_refused(live_fleet, chromium, shots):
     fleet, expect = live_fleet, sync_api.expect
     url = fleet.url
@@ -148,7 +112,7 @@ def test_operators_watch_a_rollout_halt_abort_another_and_viewers_are_refused(li
 
     page.goto(f"{url}/dashboard/login")
     page.screenshot(path=shots / "login.png")
-    _sign_in(page, url, fleet.operator_token("olive", "operator"))
+    sign_in_page(page, url, fleet.operator_token("olive", "operator"))
     expect(page.locator("#versions-data")).to_have_count(1)
     expect(page.locator(".chart canvas").first).to_be_visible()  # uPlot drew the versions chart
     page.screenshot(path=shots / "overview.png", full_page=True)
@@ -198,6 +162,8 @@ def test_operators_watch_a_rollout_halt_abort_another_and_viewers_are_refused(li
     page.screenshot(path=shots / "models.png", full_page=True)
     page.goto(f"{url}/dashboard/artifacts/{fleet.v2}")
     page.screenshot(path=shots / "artifact.png", full_page=True)
+    page.goto(f"{url}/dashboard/fleet/health")
+    page.screenshot(path=shots / "fleet-health.png", full_page=True)
     page.goto(f"{url}/dashboard/audit")
     expect(page.locator("main")).to_contain_text("rollout.abort")
     page.screenshot(path=shots / "audit.png", full_page=True)
@@ -209,7 +175,7 @@ def test_operators_watch_a_rollout_halt_abort_another_and_viewers_are_refused(li
     rid3 = fleet.rollout({"stages": [{"count": 1, "soak_s": 3600}, {"percent": 100, "soak_s": 0}]})
     viewer = chromium.new_context(viewport={"width": 820, "height": 1180})  # a tablet
     vpage = viewer.new_page()
-    _sign_in(vpage, url, fleet.operator_token("vic", "viewer"))
+    sign_in_page(vpage, url, fleet.operator_token("vic", "viewer"))
     vpage.screenshot(path=shots / "overview-tablet.png", full_page=True)
     vpage.goto(f"{url}/dashboard/rollouts/{rid3}")
     expect(vpage.get_by_role("button", name="Abort…")).to_have_count(0)
@@ -233,4 +199,22 @@ def test_operators_watch_a_rollout_halt_abort_another_and_viewers_are_refused(li
     vpage.screenshot(path=shots / "viewer-refused.png", full_page=True)
     assert fleet.client.get(f"/v1/rollouts/{rid3}", headers=fleet.admin).json()["status"] == "running"
     viewer.close()
-    assert len(list(shots.glob("*.png"))) >= 15
+    written = {
+        "login",
+        "overview",
+        "rollout-running",
+        "rollout-halted",
+        "confirm-abort",
+        "rollout-aborted",
+        "rollouts",
+        "devices",
+        "device",
+        "models",
+        "artifact",
+        "audit",
+        "overview-tablet",
+        "rollout-viewer-tablet",
+        "viewer-refused",
+        "fleet-health",
+    }
+    assert {f"{name}.png" for name in written} <= {p.name for p in shots.glob("*.png")}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import importlib.util
+import os
 import sys
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -196,3 +198,56 @@ def test_corrupted_staged_file_is_downloaded_again(tmp_path, served) -> None:
     path = dl.fetch(f"{mirror.url}/{NAME}", sha256=SHA, length=len(DATA))
     path.write_bytes(b"rotten")
     assert dl.fetch(f"{mirror.url}/{NAME}", sha256=SHA, length=len(DATA)).read_bytes() == DATA
+
+
+def _aged(path: Path, data: bytes, age_s: float) -> Path:
+    path.write_bytes(data)
+    stamp = time.time() - age_s
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_starting_a_download_sweeps_stale_partials_of_other_targets(tmp_path, served) -> None:
+    mirror, client = served
+    dl = _downloader(tmp_path, client, ListSink())
+    old_assignment = _aged(dl.partial_path("1" * 64), b"x" * 1000, age_s=FAST.stale_partial_s + 60)
+    other_slot = _aged(dl.partial_path("2" * 64), b"y" * 1000, age_s=5)  # being resumed by another slot
+    same_artifact = _aged(dl.partial_path("3" * 64), b"z" * 1000, age_s=FAST.stale_partial_s + 60)
+    unrelated = _aged(tmp_path / "staging" / "notes.txt", b"keep me", age_s=FAST.stale_partial_s + 60)
+    own = dl.partial_path(SHA)
+    own.write_bytes(DATA[:300_000])
+
+    path = dl.fetch(f"{mirror.url}/{NAME}", sha256=SHA, length=len(DATA), keep={"3" * 64})
+    assert path.read_bytes() == DATA
+    assert mirror.requests[-1] == (NAME, "bytes=300000-"), "its own partial was resumed"
+    assert not old_assignment.exists()
+    assert other_slot.exists()
+    assert same_artifact.exists()
+    assert unrelated.exists()
+
+
+def test_short_of_disk_every_other_partial_is_swept_before_refusing(tmp_path, served) -> None:
+    mirror, client = served
+    dl = _downloader(tmp_path, client, ListSink(), free_bytes=lambda _p: 0)
+    fresh = _aged(dl.partial_path("2" * 64), b"y" * 1000, age_s=0)
+    kept = _aged(dl.partial_path("3" * 64), b"z" * 1000, age_s=0)
+    with pytest.raises(DiskFullError):
+        dl.fetch(f"{mirror.url}/{NAME}", sha256=SHA, length=len(DATA), keep={"3" * 64})
+    assert not fresh.exists(), "swept to make room"
+    assert kept.exists()
+
+    # the space freed by the sweep is enough: the download goes ahead
+    other = _aged(dl.partial_path("4" * 64), b"w" * 1000, age_s=0)
+    dl = _downloader(tmp_path, client, ListSink(), free_bytes=lambda _p: 0 if other.exists() else len(DATA))
+    assert dl.fetch(f"{mirror.url}/{NAME}", sha256=SHA, length=len(DATA)).read_bytes() == DATA
+    assert _staged(tmp_path) == [SHA]
+
+
+def test_sweep_partials_reports_what_it_removed(tmp_path, served) -> None:
+    _mirror, client = served
+    dl = _downloader(tmp_path, client, ListSink())
+    a = _aged(dl.partial_path("a" * 64), b"1", age_s=10)
+    b = _aged(dl.partial_path("b" * 64), b"2", age_s=10)
+    assert dl.sweep_partials({"b" * 64}, min_age_s=60) == []
+    assert dl.sweep_partials({"b" * 64}, min_age_s=5) == [a]
+    assert b.exists()

@@ -142,3 +142,67 @@ def test_static_repository_is_cacheable_and_publishing_needs_an_operator(publish
         assert http.get("/tuf/metadata/../../etc/passwd").status_code == 404
         refused = http.post("/v1/tuf/targets", json={"targets_b64": "", "files": {}})
         assert refused.status_code == 401
+
+
+def test_publish_refuses_targets_the_server_tampered_with(published, tmp_path):
+    """A compromised control plane adds its own entry to the current targets and re-signs them with another
+    key: `edgefleet publish` refuses before signing anything, and uploads nothing."""
+    from securesystemslib.signer import CryptoSigner
+    from tuf.api.metadata import Metadata, TargetFile, Targets
+
+    server, _art, _ddir, _device_id, release_key = published
+    current = server.data_dir / "tuf" / "metadata" / "1.targets.json"
+    md = Metadata[Targets].from_bytes(current.read_bytes())
+    signed_path, signed_info = next(iter(md.signed.targets.items()))
+    evil = signed_path.replace("/1.0.0/", "/6.6.6/")
+    md.signed.targets[evil] = TargetFile(
+        length=signed_info.length, hashes=dict(signed_info.hashes), path=evil,
+        unrecognized_fields={"custom": signed_info.custom},
+    )  # fmt: skip
+    md.signatures.clear()
+    md.sign(CryptoSigner.generate_ed25519())
+    current.write_bytes(md.to_bytes())
+    kept = (release_key.parent / "published-targets.json").read_bytes()
+
+    push_artifact(server, tmp_path, "2.0.0", publish=False)
+    refused = cli(
+        server, "publish", str(tmp_path / "art-2.0.0-medical-cart-cpu"), "--release-key", str(release_key),
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1, refused.stderr
+    assert "targets_not_signed_by_release_key" in refused.stderr
+    with httpx.Client(base_url=server.url, headers=server.admin_headers) as http:
+        assert http.get("/v1/tuf").json()["targets_version"] == 1, "nothing was uploaded"
+    assert (release_key.parent / "published-targets.json").read_bytes() == kept
+    assert not (server.data_dir / "tuf" / "metadata" / "2.targets.json").exists()
+
+
+def test_a_signed_release_floor_refuses_older_assignments(published, tmp_path):
+    """The release team raises the floor with the offline key; the device reads it from verified TUF
+    targets and refuses the director's assignment of a release below it, with a security event."""
+    server, art1, ddir, device_id, release_key = published
+    art2 = push_artifact(server, tmp_path, "2.0.0")
+    out = cli(
+        server, "publish", "--resign", "--release-floor", "digits/medical-cart-cpu=2",
+        "--release-key", str(release_key),
+    ).stdout  # fmt: skip
+    assert "release floor digits/medical-cart-cpu >= 2" in out
+
+    cli(server, "device", "pin", art1, "--device", device_id)
+    sink = RecordingSink()
+    fetcher, client = _fetcher(ddir, sink)
+    with client, pytest.raises(TrustError) as info:
+        fetcher.fetch(_assignment(server, device_id, ddir), tmp_path / "staging-1")
+    assert info.value.code == "below_release_floor"
+    assert [e.code for e in sink.events] == ["below_release_floor"]
+    assert not (tmp_path / "staging-1").exists()
+
+    cli(server, "device", "pin", art2, "--device", device_id)
+    fetcher, client = _fetcher(ddir, sink)
+    with client:
+        files = fetcher.fetch(_assignment(server, device_id, ddir), tmp_path / "staging-2")
+    assert (
+        files["model.onnx"].read_bytes()
+        == (tmp_path / "art-2.0.0-medical-cart-cpu" / "model.onnx").read_bytes()
+    )
+    assert [e.code for e in sink.events] == ["below_release_floor"]

@@ -58,3 +58,44 @@ def test_init_refresh_download_and_reject(fleet: Fleet, tmp_path: Path) -> None:
         *common, "--target-name", "nope", "--target-base-url", url, "--target-dir", str(targets), "download"
     )
     assert missing.returncode == 1
+
+
+def test_argument_errors_exit_1_not_2(tmp_path: Path) -> None:
+    for args in (
+        [],  # no --metadata-dir, no command
+        ["--metadata-dir", str(tmp_path), "bogus"],
+        ["--metadata-dir", str(tmp_path), "init"],  # no TRUSTED_ROOT
+        ["--metadata-dir", str(tmp_path), "refresh"],  # no --metadata-url
+        ["--metadata-dir", str(tmp_path), "--metadata-url", "http://127.0.0.1:9/", "download"],
+        ["--metadata-dir", str(tmp_path), "--days-in-future", "soon", "refresh"],
+    ):
+        done = _client(*args)
+        assert done.returncode == 1, (args, done.returncode, done.stderr)
+        assert "error" in done.stderr
+
+
+def test_consistent_snapshot_targets_are_fetched_by_hash_prefixed_name_only(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    publish_to_repository(fleet.repo, fleet.artifact(), fleet.release, now=NOW)
+    meta, targets = tmp_path / "client-meta", tmp_path / "client-targets"
+    meta.mkdir()
+    targets.mkdir()
+    root = tmp_path / "trusted-root.json"
+    root.write_bytes(fleet.keyset.root_bytes)
+    assert _client("--metadata-dir", str(meta), "init", str(root)).returncode == 0
+    # a mirror that stores the target under its plain name only (not as the spec names it)
+    name = "digits/1.0.0/medical-cart-cpu/golden.npz"
+    sha = fleet.repo.targets().signed.targets[name].hashes["sha256"]
+    prefixed = fleet.repo.targets_dir / "digits/1.0.0/medical-cart-cpu" / f"{sha}.golden.npz"
+    prefixed.rename(fleet.repo.targets_dir / name)
+    days = str((NOW - datetime.now(timezone.utc)).days)
+    done = _client(
+        "--metadata-dir", str(meta), "--metadata-url", f"{fleet.mirror.url}/metadata",
+        "--days-in-future", days, "--target-name", name, "--target-base-url", f"{fleet.mirror.url}/targets",
+        "--target-dir", str(targets), "download",
+    )  # fmt: skip
+    assert done.returncode == 1
+    asked = [path for path, _range in fleet.mirror.requests if path.startswith("targets/")]
+    assert asked == [f"targets/digits/1.0.0/medical-cart-cpu/{sha}.golden.npz"], "no plain-name retry"
+    assert not any(targets.iterdir())

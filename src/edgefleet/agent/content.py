@@ -6,6 +6,14 @@ release key signed, for this device's class, at a release counter not below the 
 verifies the signed ``manifest.json`` and refuses an assignment whose manifest differs from it; (4) checks and
 downloads every file that signed manifest lists. A compromised control plane can therefore delay updates but
 not make the device install bytes the release key did not sign.
+
+The floor is derived from the verified metadata itself: the release floor the release key signed into the
+targets for the target's model and class (``x-edgefleet-release-floors``). TUF never lets a device go back
+to an older targets version, so a raised floor stays raised. The constructor's ``release_floor`` is only
+an extra local minimum (default 0).
+
+Downloads resume from ``<data dir>/downloads/<sha256>.partial``; starting one sweeps stale partial files
+of targets outside the artifact being fetched (an assignment that changed), see ``agent.download``.
 """
 
 from __future__ import annotations
@@ -90,10 +98,13 @@ class TufArtifactFetcher:
             raise self._reject(
                 TargetNotInTufError("the artifact's manifest is not a signed target", got=manifest_path), now
             )
+        # Keep the partial downloads of this artifact (the director's file list only decides what is kept).
+        keep = {manifest_target.hashes["sha256"], *(f.sha256 for f in manifest.files)}
         signed_manifest_file = downloader.fetch(
             trust.url_for(manifest_target),
             sha256=manifest_target.hashes["sha256"],
             length=manifest_target.length,
+            keep=keep,
         )
         signed = _read_manifest(signed_manifest_file)
         signed_manifest_file.unlink(missing_ok=True)
@@ -108,10 +119,13 @@ class TufArtifactFetcher:
                 now,
             )
         files: dict[str, Path] = {}
+        keep = {manifest_target.hashes["sha256"], *(f.sha256 for f in signed.files)}
         for entry in signed.files:
             target = _Target(artifact_target_path(signed, entry.path), entry.sha256, entry.length)
             verified = trust.verify_assignment(target, **check)
-            downloaded = downloader.fetch(trust.url_for(verified), sha256=entry.sha256, length=entry.length)
+            downloaded = downloader.fetch(
+                trust.url_for(verified), sha256=entry.sha256, length=entry.length, keep=keep
+            )
             placed = staging_dir / entry.path
             placed.parent.mkdir(parents=True, exist_ok=True)
             os.replace(downloaded, placed)

@@ -11,7 +11,11 @@ exactly the signed bytes, fsynced. Along the way:
 * the sha256 covers the resumed prefix too, so a resumed download whose tail changed fails the hash;
 * on a hash/length mismatch, an oversized body or a full disk, the partial file is removed; on plain
   network trouble (connection dropped, too slow) it is fsynced and kept, because its prefix is still valid
-  for the next attempt.
+  for the next attempt;
+* partial files of *other* targets (an assignment that changed) are swept when a download starts: those not
+  written for ``DownloadPolicy.stale_partial_s``, and all of them when the free space is short. Targets in
+  ``keep`` (the other files of the artifact being fetched) are never swept. The grace period lets several
+  slots resume their downloads in turn without wiping each other's progress.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +49,7 @@ from edgefleet.trust.fetch import TransferLimits, open_bounded_stream
 __all__ = ["DownloadPolicy", "Downloader", "disk_free_bytes"]
 
 _READ_BYTES = 1 << 20
+_PARTIAL_NAME = re.compile(r"^([0-9a-f]{64})\.partial$")
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,8 @@ class DownloadPolicy:
     reserve_bytes: int = 64 * 1024 * 1024
     """Free space that must remain after the download (the running model, logs, telemetry)."""
     max_length: int = 8 * 1024**3
+    stale_partial_s: float = 3600.0
+    """A partial download of another target unwritten this long is removed when a download starts."""
 
     def limits(self, max_bytes: int) -> TransferLimits:
         return TransferLimits(
@@ -85,6 +94,7 @@ class Downloader:
         events: SecurityEventSink | None = None,
         free_bytes: Callable[[Path], int] = disk_free_bytes,
         open_append: Callable[[Path], BinaryIO] = _open_append,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.staging_dir = Path(staging_dir)
         self.staging_dir.mkdir(parents=True, exist_ok=True)
@@ -93,6 +103,7 @@ class Downloader:
         self._events: SecurityEventSink = events or NullSink()
         self._free_bytes = free_bytes
         self._open_append = open_append
+        self._wall_clock = wall_clock
 
     def final_path(self, sha256: str) -> Path:
         return self.staging_dir / sha256
@@ -100,16 +111,39 @@ class Downloader:
     def partial_path(self, sha256: str) -> Path:
         return self.staging_dir / f"{sha256}.partial"
 
-    def fetch(self, url: str, *, sha256: str, length: int) -> Path:
-        """Download (or resume) ``url`` into ``staging/<sha256>``; raise a ``TrustError`` on any failure."""
+    def fetch(self, url: str, *, sha256: str, length: int, keep: Collection[str] = ()) -> Path:
+        """Download (or resume) ``url`` into ``staging/<sha256>``; raise a ``TrustError`` on any failure.
+
+        ``keep``: sha256 of other targets whose partial downloads must survive (the same artifact)."""
         try:
-            return self._fetch(url, sha256=sha256, length=length)
+            return self._fetch(url, sha256=sha256, length=length, keep=frozenset(keep) | {sha256})
         except TrustError as exc:
             if type(exc) is not DownloadFailedError:
                 self._events.record(event_from_error(exc, at=datetime.now(timezone.utc)))
             raise
 
-    def _fetch(self, url: str, *, sha256: str, length: int) -> Path:
+    def sweep_partials(self, keep: Collection[str], *, min_age_s: float = 0.0) -> list[Path]:
+        """Remove ``<sha256>.partial`` files of targets not in ``keep`` unwritten for ``min_age_s``.
+
+        Returns what was removed. Other files in the staging directory are left alone."""
+        removed: list[Path] = []
+        now = self._wall_clock()
+        for path in sorted(self.staging_dir.iterdir()):
+            match = _PARTIAL_NAME.fullmatch(path.name)
+            if match is None or match.group(1) in keep:
+                continue
+            try:
+                if now - path.stat().st_mtime < min_age_s:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(path)
+        if removed:
+            fsync_dir(self.staging_dir)
+        return removed
+
+    def _fetch(self, url: str, *, sha256: str, length: int, keep: frozenset[str]) -> Path:
         if not 0 <= length <= self._policy.max_length:
             raise DownloadTooLargeError(
                 "artifact exceeds the device's bound", expected=f"<= {self._policy.max_length}", got=length
@@ -124,8 +158,11 @@ class Downloader:
         if offset > length:
             partial.unlink()
             offset = 0
+        self.sweep_partials(keep, min_age_s=self._policy.stale_partial_s)
         needed = length - offset + self._policy.reserve_bytes
         free = self._free_bytes(self.staging_dir)
+        if free < needed and self.sweep_partials(keep):  # short of space: no grace for other targets
+            free = self._free_bytes(self.staging_dir)
         if free < needed:
             raise DiskFullError(
                 "not enough free disk for the download", expected=f">= {needed} bytes free", got=free

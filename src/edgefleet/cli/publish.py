@@ -4,10 +4,19 @@ Two ways: ``--repo DIR --online-keys DIR`` on the host that holds the repository
 way) against a control plane with the global ``--server``/``--token``: the current targets are fetched,
 the new version is signed here with the offline release key, and the files plus the signed metadata are
 uploaded. The server checks them against root's targets role and never sees the release key.
+
+The current targets are *not* taken on the server's word: every entry of them is signed again, so they must
+verify against the targets keys of the root this publisher trusts, and must not be older than (or differ
+at the same version from) the copy it kept of what it published last (``edgefleet.trust.publisher_trust``).
+Otherwise nothing is signed; ``--from-targets FILE`` builds on a copy the operator trusts instead.
+
+``--release-floor`` raises the signed release floor of a model and hardware class: devices refuse any
+assignment below it (``edgefleet.trust.release_floor``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,10 +27,20 @@ from tuf.api.metadata import Metadata, Targets
 from edgefleet.cli.state import CliState, pass_state, transfer_progress
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.trust.keys import load_signer
-from edgefleet.trust.publish import SignedRelease, build_targets, resign_targets
+from edgefleet.trust.publish import SignedRelease, build_targets, read_manifest, resign_targets
+from edgefleet.trust.publisher_trust import (
+    LAST_TARGETS_NAME,
+    PublisherTrust,
+    check_base_targets,
+    load_publisher_trust,
+    record_published,
+)
+from edgefleet.trust.release_floor import MAX_RELEASE_FLOOR, line_key, parse_line_key
 from edgefleet.trust.repository import ImageRepository, OnlineSigners
 
-__all__ = ["publish"]
+__all__ = ["parse_release_floors", "publish"]
+
+_FILE = click.Path(dir_okay=False, path_type=Path)
 
 
 @click.command("publish")
@@ -42,6 +61,34 @@ __all__ = ["publish"]
 @click.option(
     "--resign", is_flag=True, help="Only re-sign the current targets (after a release-key rotation)."
 )
+@click.option(
+    "--release-floor",
+    "release_floor",
+    multiple=True,
+    metavar="N|MODEL/CLASS=N",
+    help="Raise the signed release floor: N for the artifact's model and class, or MODEL/CLASS=N "
+    "(repeatable).",
+)
+@click.option(
+    "--trusted-root",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The root whose targets keys the current targets must be signed by "
+    "[default: root.json beside the release key; without one, the release key itself].",
+)
+@click.option(
+    "--kept-targets",
+    type=_FILE,
+    default=None,
+    help=f"This publisher's copy of the targets it published last [default: {LAST_TARGETS_NAME} beside "
+    "the release key]; the server's current targets may not be older.",
+)
+@click.option(
+    "--from-targets",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Recovery: build on this targets.json (a copy you trust) instead of the server's current one.",
+)
 @pass_state
 def publish(
     state: CliState,
@@ -50,62 +97,141 @@ def publish(
     repo: Path | None,
     online_keys: Path | None,
     resign: bool,
+    release_floor: tuple[str, ...],
+    trusted_root: Path | None,
+    kept_targets: Path | None,
+    from_targets: Path | None,
 ) -> None:
     """Add ARTIFACT_DIR (manifest.json + files) to the signed targets of the image repository."""
     now = datetime.now(timezone.utc)
-    signer = load_signer(release_key)
-    if repo is None:
-        _publish_to_server(state, artifact_dir, signer, resign=resign, now=now)
-        return
-    if online_keys is None:
+    if resign == (artifact_dir is not None):
+        raise click.UsageError("give ARTIFACT_DIR, or --resign without it")
+    if repo is not None and online_keys is None:
         raise click.UsageError("--repo needs --online-keys")
+    floors = parse_release_floors(release_floor, artifact_dir)
+    signer = load_signer(release_key)
+    if trusted_root is None and (release_key.parent / "root.json").is_file():
+        trusted_root = release_key.parent / "root.json"
+    if trusted_root is None:
+        click.echo(
+            "warning: no trusted root (--trusted-root): "
+            "the current targets must be signed by this release key",
+            err=True,
+        )
+    kept = kept_targets or release_key.parent / LAST_TARGETS_NAME
+    trust = load_publisher_trust(
+        trusted_root=trusted_root, release_public_key=signer.public_key, last_published=kept
+    )
+    build = _Build(artifact_dir, signer, floors, trust, from_targets, now)
+    if repo is None:
+        with state.client() as client:
+            version = int(client.tuf_status()["targets_version"])
+            raw = client.tuf_metadata(f"{version}.targets.json") if version else None
+            release = build.next_release(raw, version, where=f"the server {state.server}")
+            total = sum(p.stat().st_size for p in release.files.values())
+            with transfer_progress(total, "uploading") as bar:
+                published = client.publish_targets(release.targets_bytes, release.files, progress=bar.update)
+        _keep(kept, release)
+        click.echo(f"published targets version {published} ({len(release.files)} files) to {state.server}")
+        _echo_floors(floors)
+        return
+    assert online_keys is not None
     signers = OnlineSigners(
         load_signer(online_keys / "snapshot.key"), load_signer(online_keys / "timestamp.key")
     )
     image_repo = ImageRepository(repo, signers)
-    release = _next_release(image_repo.targets(), artifact_dir, signer, resign=resign, now=now)
+    version = image_repo.targets_version()
+    raw = image_repo.metadata_path(f"{version}.targets.json").read_bytes() if version else None
+    release = build.next_release(raw, version, where=f"the repository {repo}")
     version = image_repo.accept_targets(release.targets_bytes, release.files, now=now)
+    _keep(kept, release)
     click.echo(f"published targets version {version} ({len(release.files)} files uploaded)")
+    _echo_floors(floors)
 
 
-def _publish_to_server(
-    state: CliState, artifact_dir: Path | None, signer: Signer, *, resign: bool, now: datetime
-) -> None:
-    with state.client() as client:
-        version = int(client.tuf_status()["targets_version"])
-        current = (
-            Metadata[Targets].from_bytes(client.tuf_metadata(f"{version}.targets.json")) if version else None
-        )
-        if resign:
-            if current is None:
+def parse_release_floors(values: tuple[str, ...], artifact_dir: Path | None) -> dict[str, int]:
+    """``("3", "digits/cpu=2")`` -> ``{"<artifact's model>/<class>": 3, "digits/cpu": 2}``."""
+    floors: dict[str, int] = {}
+    for value in values:
+        line, sep, number = value.rpartition("=")
+        if not sep:
+            if artifact_dir is None:
+                raise click.UsageError(f"--release-floor {value}: without ARTIFACT_DIR give MODEL/CLASS=N")
+            manifest, _ = read_manifest(artifact_dir)
+            line = line_key(manifest.model, manifest.hardware_class)
+        else:
+            parse_line_key(line)
+        if not number.isdigit() or int(number) > MAX_RELEASE_FLOOR:
+            raise InvalidDocumentError(
+                "invalid --release-floor",
+                code="invalid_release_floors",
+                expected=f"N or MODEL/CLASS=N with 0 <= N <= {MAX_RELEASE_FLOOR}",
+                got=value,
+            )
+        if line in floors and floors[line] != int(number):
+            raise InvalidDocumentError(
+                "two release floors for one line", code="invalid_release_floors", expected=line, got=value
+            )
+        floors[line] = int(number)
+    return floors
+
+
+@dataclasses.dataclass(frozen=True)
+class _Build:
+    artifact_dir: Path | None
+    signer: Signer
+    floors: dict[str, int]
+    trust: PublisherTrust
+    from_targets: Path | None
+    now: datetime
+
+    def next_release(self, current_raw: bytes | None, current_version: int, *, where: str) -> SignedRelease:
+        """Check what to build on, then build and sign the next targets version."""
+        base, above = self._base(current_raw, current_version, where=where)
+        if self.artifact_dir is None:
+            if base is None:
                 raise InvalidDocumentError(
                     "nothing to re-sign yet", expected="a published targets.json", got=None
                 )
-            release = resign_targets(current, signer, now=now)
-        else:
-            if artifact_dir is None:
-                raise click.UsageError("ARTIFACT_DIR is required unless --resign")
-            release = build_targets(current, artifact_dir, signer, now=now)
-        total = sum(p.stat().st_size for p in release.files.values())
-        with transfer_progress(total, "uploading") as bar:
-            published = client.publish_targets(release.targets_bytes, release.files, progress=bar.update)
-    click.echo(f"published targets version {published} ({len(release.files)} files) to {state.server}")
-
-
-def _next_release(
-    current: Metadata[Targets] | None,
-    artifact_dir: Path | None,
-    signer: Signer,
-    *,
-    resign: bool,
-    now: datetime,
-) -> SignedRelease:
-    if resign:
-        if current is None:
-            raise InvalidDocumentError(
-                "nothing to re-sign yet", expected="a published targets.json", got=None
+            return resign_targets(
+                base, self.signer, now=self.now, release_floors=self.floors, above_version=above
             )
-        return resign_targets(current, signer, now=now)
-    if artifact_dir is None:
-        raise click.UsageError("ARTIFACT_DIR is required unless --resign")
-    return build_targets(current, artifact_dir, signer, now=now)
+        return build_targets(
+            base,
+            self.artifact_dir,
+            self.signer,
+            now=self.now,
+            release_floors=self.floors,
+            above_version=above,
+        )
+
+    def _base(
+        self, current_raw: bytes | None, current_version: int, *, where: str
+    ) -> tuple[Metadata[Targets] | None, int]:
+        if self.from_targets is None:
+            return check_base_targets(current_raw, self.trust, where=where), current_version
+        # The operator vouches for this copy: it must still be signed by a release key of the local root
+        # chain (the current or a retired one); the new version goes above everything seen.
+        copy = self.from_targets.read_bytes()
+        base = check_base_targets(
+            copy, dataclasses.replace(self.trust, last_published=copy), where=str(self.from_targets)
+        )
+        kept = check_base_targets(self.trust.last_published, self.trust, where="the kept copy")
+        above = max(current_version, kept.signed.version if kept is not None else 0)
+        return base, above
+
+
+def _keep(path: Path, release: SignedRelease) -> None:
+    try:
+        record_published(path, release.targets_bytes)
+    except OSError as exc:
+        click.echo(
+            f"warning: published, but could not keep a copy in {path} ({exc}); the next publish cannot "
+            "detect a rollback without it (--kept-targets)",
+            err=True,
+        )
+
+
+def _echo_floors(floors: dict[str, int]) -> None:
+    for line, floor in sorted(floors.items()):
+        click.echo(f"release floor {line} >= {floor}")

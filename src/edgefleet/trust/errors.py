@@ -20,6 +20,7 @@ __all__ = [
     "TargetsRejectedError",
     "TrustError",
     "TufMetadataRejectedError",
+    "UntrustedTargetsError",
     "WrongHardwareClassError",
 ]
 
@@ -41,6 +42,14 @@ class TargetsRejectedError(TrustError):
     """The image repository refused an uploaded targets metadata (publisher side)."""
 
     code = "targets_rejected"
+
+
+class UntrustedTargetsError(TrustError):
+    """Publisher side: the targets it would build on (the server's current ones) are not what the release key
+    signed last. Specific codes: ``targets_not_signed_by_release_key``, ``targets_signed_by_retired_key``,
+    ``targets_rollback``, ``targets_fork``. Nothing is signed."""
+
+    code = "untrusted_targets"
 
 
 class AssignmentRejectedError(TrustError):

@@ -2,11 +2,17 @@
 
 The result (signed ``targets.json`` bytes + the files it lists) is what gets uploaded; the image repository
 checks it without ever holding the release key (``ImageRepository.accept_targets``).
+
+Every entry of ``previous`` is carried into the new version and signed again, so ``previous`` must be a
+document the release key signed: check it first (``edgefleet.trust.publisher_trust.check_base_targets``).
+The signed release floors (``edgefleet.trust.release_floor``) are carried too, and only ever raised.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,6 +24,13 @@ from edgefleet.protocol.canonical import parse_json_bounded
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.manifest import MAX_MANIFEST_BYTES, ArtifactManifest
 from edgefleet.trust.errors import HashMismatchError, TargetsRejectedError
+from edgefleet.trust.release_floor import (
+    floor_for,
+    line_key,
+    raise_floors,
+    release_floors_of,
+    set_release_floors,
+)
 from edgefleet.trust.repository import ImageRepository
 from edgefleet.trust.target_custom import TargetCustom, custom_of, target_prefix
 
@@ -28,6 +41,7 @@ __all__ = [
     "build_targets",
     "load_artifact",
     "publish_to_repository",
+    "read_manifest",
     "resign_targets",
 ]
 
@@ -53,10 +67,9 @@ def _hash_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), length
 
 
-def load_artifact(artifact_dir: Path) -> tuple[ArtifactManifest, bytes]:
-    """Read ``manifest.json`` and check every listed file is present with its declared sha256 and length."""
-    artifact_dir = Path(artifact_dir)
-    manifest_path = artifact_dir / MANIFEST_NAME
+def read_manifest(artifact_dir: Path) -> tuple[ArtifactManifest, bytes]:
+    """Parse ``artifact_dir/manifest.json`` (files not checked: :func:`load_artifact` does that)."""
+    manifest_path = Path(artifact_dir) / MANIFEST_NAME
     try:
         with open(manifest_path, "rb") as fh:
             raw = fh.read(MAX_MANIFEST_BYTES + 1)
@@ -64,7 +77,13 @@ def load_artifact(artifact_dir: Path) -> tuple[ArtifactManifest, bytes]:
         raise InvalidDocumentError(
             f"cannot read {manifest_path}", expected="an artifact directory with manifest.json", got=str(exc)
         ) from exc
-    manifest = ArtifactManifest.parse(parse_json_bounded(raw, max_bytes=MAX_MANIFEST_BYTES, what="manifest"))
+    return ArtifactManifest.parse(parse_json_bounded(raw, max_bytes=MAX_MANIFEST_BYTES, what="manifest")), raw
+
+
+def load_artifact(artifact_dir: Path) -> tuple[ArtifactManifest, bytes]:
+    """Read ``manifest.json`` and check every listed file is present with its declared sha256 and length."""
+    artifact_dir = Path(artifact_dir)
+    manifest, raw = read_manifest(artifact_dir)
     for entry in manifest.files:
         path = artifact_dir / entry.path
         if not path.is_file():
@@ -96,6 +115,11 @@ def _check_release_counter(previous: Targets, manifest: ArtifactManifest, prefix
             )
 
 
+def _next_floors(previous: Metadata[Targets] | None, requested: Mapping[str, int] | None) -> dict[str, int]:
+    current = release_floors_of(previous.signed) if previous is not None else {}
+    return raise_floors(current, requested or {})
+
+
 def build_targets(
     previous: Metadata[Targets] | None,
     artifact_dir: Path,
@@ -103,16 +127,32 @@ def build_targets(
     *,
     now: datetime,
     expires_in: timedelta = TARGETS_EXPIRY,
+    release_floors: Mapping[str, int] | None = None,
+    above_version: int = 0,
 ) -> SignedRelease:
-    """The next targets version: ``previous`` plus this artifact (replacing its own prefix), signed."""
+    """The next targets version: ``previous`` plus this artifact (replacing its own prefix), signed.
+
+    ``release_floors`` (``{"<model>/<class>": counter}``) raises the signed floors; the artifact itself must
+    be at or above its line's floor. The new version exceeds both ``previous`` and ``above_version`` (the
+    server's current version, when building on a locally kept copy)."""
     artifact_dir = Path(artifact_dir)
     manifest, manifest_raw = load_artifact(artifact_dir)
     prefix = target_prefix(manifest.model, manifest.version, manifest.hardware_class)
-    targets = Targets(version=1, expires=now + expires_in, targets={})
+    floors = _next_floors(previous, release_floors)
+    floor = floor_for(floors, manifest.model, manifest.hardware_class)
+    if manifest.release_counter < floor:
+        raise TargetsRejectedError(
+            f"the artifact is below the release floor of {line_key(manifest.model, manifest.hardware_class)}",
+            code="below_release_floor",
+            expected=f">= {floor}",
+            got=manifest.release_counter,
+        )
+    targets = Targets(version=max(0, above_version) + 1, expires=now + expires_in, targets={})
     if previous is not None:
         _check_release_counter(previous.signed, manifest, prefix)
-        targets.version = previous.signed.version + 1
+        targets.version = max(previous.signed.version, above_version) + 1
         targets.targets = {p: t for p, t in previous.signed.targets.items() if not p.startswith(prefix + "/")}
+    set_release_floors(targets, floors)
     custom = TargetCustom(
         model=manifest.model,
         version=manifest.version,
@@ -141,20 +181,33 @@ def resign_targets(
     *,
     now: datetime,
     expires_in: timedelta = TARGETS_EXPIRY,
+    release_floors: Mapping[str, int] | None = None,
+    above_version: int = 0,
 ) -> SignedRelease:
-    """Same targets, next version, new expiry: after a release-key rotation, or to extend expiry."""
-    targets = previous.signed
-    targets.version += 1
+    """Same targets, next version, new expiry: after a release-key rotation, to extend expiry, or to raise
+    release floors (``release_floors``). ``previous`` is left unchanged."""
+    floors = _next_floors(previous, release_floors)
+    targets = copy.deepcopy(previous.signed)
+    targets.version = max(targets.version, above_version) + 1
     targets.expires = now + expires_in
+    set_release_floors(targets, floors)
     md = Metadata(targets)
     md.sign(release_signer)
     return SignedRelease(md.to_bytes(), targets.version, {})
 
 
 def publish_to_repository(
-    repo: ImageRepository, artifact_dir: Path, release_signer: Signer, *, now: datetime
+    repo: ImageRepository,
+    artifact_dir: Path,
+    release_signer: Signer,
+    *,
+    now: datetime,
+    release_floors: Mapping[str, int] | None = None,
 ) -> SignedRelease:
-    """Local publishing (the repository directory is on this machine): build, sign, and let it check."""
-    release = build_targets(repo.targets(), artifact_dir, release_signer, now=now)
+    """Local publishing (the repository directory is on this machine and trusted, e.g. tests and benches):
+    build on its current targets, sign, and let it check."""
+    release = build_targets(
+        repo.targets(), artifact_dir, release_signer, now=now, release_floors=release_floors
+    )
     repo.accept_targets(release.targets_bytes, release.files, now=now)
     return release

@@ -39,6 +39,7 @@ from edgefleet.durable import atomic_write_bytes, fsync_dir
 from edgefleet.protocol.document import is_safe_relpath
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.trust.errors import TargetsRejectedError
+from edgefleet.trust.release_floor import release_floors_of
 from edgefleet.trust.target_custom import custom_of
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "ImageRepository",
     "OnlineSigners",
     "refresh_due",
+    "signed_by_distinct_threshold",
     "target_storage_name",
 ]
 
@@ -75,6 +77,15 @@ def target_storage_name(path: str, sha256: str) -> str:
     """``a/b/model.onnx`` -> ``a/b/<sha256>.model.onnx`` (the name python-tuf's client asks for)."""
     dirname, sep, basename = path.rpartition("/")
     return f"{dirname}{sep}{sha256}.{basename}"
+
+
+def signed_by_distinct_threshold(root: Root, role: str, md: Metadata) -> bool:
+    """Pure: ``md`` carries valid signatures of a threshold of *distinct* keys of ``root``'s ``role``.
+
+    python-tuf counts key ids; a root listing one public key under two ids would count it twice."""
+    result = root.get_verification_result(role, md.signed_bytes, md.signatures)
+    distinct = {str(key.keyval) for key in result.signed.values()}
+    return result.verified and len(distinct) >= result.threshold
 
 
 def _reject(message: str, *, expected: object, got: object) -> TargetsRejectedError:
@@ -181,6 +192,7 @@ class ImageRepository:
                 )
             if md.signed.delegations is not None:
                 raise _reject("delegations are not supported", expected="no delegations", got="delegations")
+            self._check_release_floors(md.signed)
             to_store: dict[str, Path] = {}
             for path, info in md.signed.targets.items():
                 if not is_safe_relpath(path):
@@ -277,14 +289,31 @@ class ImageRepository:
             raise _reject("wrong metadata type", expected=kind.type, got=md.signed.type)
         return md
 
+    def _check_release_floors(self, targets: Targets) -> None:
+        """The signed floors must be well formed and never lower than the current ones."""
+        try:
+            floors = release_floors_of(targets)
+        except InvalidDocumentError as exc:
+            raise _reject(
+                exc.message, expected=exc.details.get("expected"), got=exc.details.get("got")
+            ) from exc
+        current = self.targets()
+        before = release_floors_of(current.signed) if current is not None else {}
+        for line, floor in sorted(before.items()):
+            if floors.get(line, 0) < floor:
+                raise TargetsRejectedError(
+                    f"release floors never go down ({line})",
+                    code="release_floor_lowered",
+                    expected=f">= {floor}",
+                    got=floors.get(line),
+                )
+
     @staticmethod
     def _check_signed_by_role(root: Root, role: str, md: Metadata) -> None:
-        result = root.get_verification_result(role, md.signed_bytes, md.signatures)
-        distinct = {str(key.keyval) for key in result.signed.values()}
-        if not result.verified or len(distinct) < result.threshold:
+        if not signed_by_distinct_threshold(root, role, md):
             raise _reject(
                 f"{role} metadata is not signed by a threshold of distinct {role} keys",
-                expected=f"{result.threshold} of {sorted(root.roles[role].keyids)}",
+                expected=f"{root.roles[role].threshold} of {sorted(root.roles[role].keyids)}",
                 got=sorted(md.signatures),
             )
 

@@ -6,8 +6,10 @@
   back by an attacker can be replaced by the persisted time floor.
 * :func:`check_assignment` (pure) accepts a director assignment only if the same target path is in
   verified TUF metadata with the same sha256 and length, signed for this device's hardware class, at a
-  release counter not below the device's floor. The director alone can therefore delay updates, never
-  choose bytes the release key did not sign.
+  release counter not below the floor: the release floor signed into the verified targets for the target's
+  model and class (``x-edgefleet-release-floors``, see ``edgefleet.trust.release_floor``), or a higher local
+  minimum. The director alone can therefore delay updates, never choose bytes the release key did not sign
+  nor a release the release team has put below its floor.
 
 Every rejection is recorded as a :class:`~edgefleet.trust.events.SecurityEvent` before it is raised.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +45,7 @@ from edgefleet.trust.errors import (
 )
 from edgefleet.trust.events import NullSink, SecurityEventSink, event_from_error
 from edgefleet.trust.fetch import TransferLimits, open_bounded_stream
+from edgefleet.trust.release_floor import floor_for, line_key, release_floors_of
 from edgefleet.trust.target_custom import custom_of
 
 __all__ = [
@@ -84,9 +87,16 @@ class VerifiedTarget:
 
 
 def check_assignment(
-    target_info: TargetFile | None, assignment: AssignedTarget, hardware_class: str, release_floor: int
+    target_info: TargetFile | None,
+    assignment: AssignedTarget,
+    hardware_class: str,
+    release_floor: int,
+    signed_floors: Mapping[str, int] | None = None,
 ) -> VerifiedTarget:
-    """Pure: accept ``assignment`` only if it matches signed ``target_info`` for this device."""
+    """Pure: accept ``assignment`` only if it matches signed ``target_info`` for this device.
+
+    The floor is the larger of ``release_floor`` (a local minimum) and the signed floor of the target's
+    ``<model>/<hardware_class>`` in ``signed_floors`` (from the same verified targets metadata)."""
     if target_info is None or target_info.path != assignment.target_path:
         raise TargetNotInTufError(
             "assigned target is not in verified TUF metadata",
@@ -112,11 +122,15 @@ def check_assignment(
             expected=hardware_class,
             got=custom.hardware_class,
         )
-    if custom.release_counter < release_floor:
+    signed_floor = floor_for(signed_floors or {}, custom.model, custom.hardware_class)
+    floor = max(release_floor, signed_floor)
+    if custom.release_counter < floor:
         raise BelowReleaseFloorError(
-            "target release counter is below this device's floor",
-            expected=f">= {release_floor}",
+            f"target release counter is below the release floor of "
+            f"{line_key(custom.model, custom.hardware_class)}",
+            expected=f">= {floor}",
             got=custom.release_counter,
+            details={"signed_floor": signed_floor, "local_floor": release_floor, "path": target_info.path},
         )
     return VerifiedTarget(
         path=target_info.path,
@@ -285,6 +299,22 @@ class DeviceTrust:
             raise RuntimeError("refresh() first")
         return self._updater._trusted_set.root
 
+    def release_floors(self, now: datetime) -> dict[str, int]:
+        """The release floors signed into the verified targets (``{"<model>/<class>": counter}``)."""
+        if self._updater is None:
+            self.refresh(now)
+        assert self._updater is not None
+        try:
+            return release_floors_of(self._updater._trusted_set.targets)
+        except InvalidDocumentError as exc:  # signed, yet malformed: fail closed
+            raise self._fail(
+                TufMetadataRejectedError(
+                    f"verified targets carry invalid release floors: {exc.message}",
+                    details={"reason": "invalid_release_floors", **exc.details},
+                ),
+                now,
+            ) from exc
+
     def target_info(self, path: str, now: datetime) -> TargetFile | None:
         if self._updater is None:
             self.refresh(now)
@@ -297,10 +327,12 @@ class DeviceTrust:
     def verify_assignment(
         self, assignment: AssignedTarget, *, hardware_class: str, release_floor: int, now: datetime
     ) -> VerifiedTarget:
-        """Refreshed metadata + :func:`check_assignment`; rejections become security events."""
+        """Refreshed metadata + :func:`check_assignment` with the signed release floors (``release_floor``
+        is an extra local minimum); rejections become security events."""
         info = self.target_info(assignment.target_path, now)
+        floors = self.release_floors(now)
         try:
-            return check_assignment(info, assignment, hardware_class, release_floor)
+            return check_assignment(info, assignment, hardware_class, release_floor, floors)
         except TrustError as exc:
             raise self._fail(exc, now) from None
 

@@ -9,6 +9,7 @@ import pytest
 
 from edgefleet.server.rollouts.policy import (
     Candidate,
+    ClassHealth,
     DeviceProgress,
     StageHealth,
     assign_stages,
@@ -72,8 +73,11 @@ def test_members_spread_across_sites():
     assert Counter(d.spread_value for d in first) == {f"site-{i}": 2 for i in range(4)}
 
 
-def _progress(statuses, stage=0, online=True):
-    return [DeviceProgress(f"dev_{i}", stage, s, online) for i, s in enumerate(statuses)]
+CLASS = "medical-cart-cpu"
+
+
+def _progress(statuses, stage=0, online=True, hardware_class=CLASS, prefix="dev"):
+    return [DeviceProgress(f"{prefix}_{i}", stage, s, online, hardware_class) for i, s in enumerate(statuses)]
 
 
 HEALTHY = StageHealth(requests=1000, errors=2, latency_p95_ms=10, baseline_p95_ms=9, reporting_devices=3)
@@ -90,8 +94,7 @@ def _decide(
         stage_started_at=T0,
         promoted_stage=promoted,
         progress=progress if progress is not None else _progress(["done"] * 3),
-        health=health,
-        class_p95_ms=50,
+        classes={CLASS: ClassHealth(health, envelope_p95_ms=50)},
         now=T0 + timedelta(seconds=at_s),
     )
 
@@ -140,6 +143,7 @@ def test_a_breach_halts_even_while_paused_and_says_which_numbers():
         "threshold": 0.01,
         "requests": 200,
         "errors": 20,
+        "hardware_class": CLASS,
         "stage": 0,
     }
 
@@ -178,7 +182,10 @@ def test_manual_promotion_waits_for_the_operator():
 
 
 def test_offline_devices_are_not_failures():
-    progress = [DeviceProgress("dev_0", 0, "done", True), DeviceProgress("dev_1", 0, "pending", False)]
+    progress = [
+        DeviceProgress("dev_0", 0, "done", True, CLASS),
+        DeviceProgress("dev_1", 0, "pending", False, CLASS),
+    ]
     spec = RolloutSpec(stages=[StageSpec(count=2, soak_s=0, deadline_s=10_000), StageSpec(percent=100)])
     d = _decide(spec=spec, progress=progress)
     assert d.action == "wait"
@@ -277,3 +284,110 @@ def test_a_deadline_never_excuses_missing_evidence():
     decision = _decide(spec=spec, health=no_data, at_s=10_000)
     assert decision.action == "wait"
     assert decision.reason["note"] == "not enough evidence"
+
+
+# --- per hardware class: each class against its own envelope and its own previous version ---------------
+
+GPU, CPU = "factory-gateway-gpu", "medical-cart-cpu"  # envelopes: 10 ms and 50 ms
+ENVELOPES_MS = {GPU: 10.0, CPU: 50.0}
+TWO_CLASS = RolloutSpec(
+    stages=[
+        StageSpec(count=20, soak_s=0, gates=Gates(max_install_failure_rate=0.05)),
+        StageSpec(percent=100, soak_s=0),
+    ]
+)
+
+
+def _h(requests=1000, p95=None, baseline=None, errors=0, reporting=3):
+    return StageHealth(
+        requests=requests,
+        errors=errors,
+        latency_p95_ms=p95,
+        baseline_p95_ms=baseline,
+        reporting_devices=reporting,
+    )
+
+
+def _two_class_progress(gpu_failed=0, cpu_stage=0):
+    gpu = _progress(["failed"] * gpu_failed + ["done"] * (10 - gpu_failed), hardware_class=GPU, prefix="gpu")
+    cpu = _progress(["done"] * 100, stage=cpu_stage, hardware_class=CPU, prefix="cpu")
+    return gpu + cpu
+
+
+@pytest.mark.parametrize(
+    ("gpu", "cpu", "progress", "action", "gate", "hardware_class"),
+    [
+        # Each class inside its own envelope; the CPU class's 40 ms would breach the GPU class's 10 ms.
+        (_h(p95=8, baseline=7), _h(p95=40, baseline=35), {}, "advance", None, None),
+        # The GPU class breaches its own envelope; the CPU class's wider one does not excuse it.
+        (_h(p95=12, baseline=11), _h(p95=40, baseline=35), {}, "halt", "latency_p95_ms", GPU),
+        # The CPU class is 3x slower than its own previous version (a merged p95 would hide it).
+        (
+            _h(requests=100_000, p95=8, baseline=7),
+            _h(p95=30, baseline=10),
+            {},
+            "halt",
+            "latency_p95_ratio",
+            CPU,
+        ),
+        # The ratio uses each class's own baseline: 8 ms is 1.6x the GPU class's 5 ms.
+        (_h(p95=8, baseline=5), _h(p95=40, baseline=35), {}, "halt", "latency_p95_ratio", GPU),
+        # Error rate per class: 2 % on the GPU class; merged with the CPU class it would be 0.1 %.
+        (_h(requests=500, errors=10), _h(requests=10_000), {}, "halt", "error_rate", GPU),
+        # Install failures per class: 1 of 10 GPU devices; merged with 100 CPU devices it would be 0.9 %.
+        (_h(), _h(), {"gpu_failed": 1}, "halt", "install_failure_rate", GPU),
+        # Evidence per class: the CPU class's devices sent nothing, the GPU class's telemetry does not count.
+        (_h(), _h(requests=0, reporting=0), {}, "wait", "not enough evidence", CPU),
+        # A class with no exposed device in this stage needs no evidence yet.
+        (_h(), _h(requests=0, reporting=0), {"cpu_stage": 1}, "advance", None, None),
+    ],
+)
+def test_gates_are_judged_per_hardware_class(gpu, cpu, progress, action, gate, hardware_class):
+    decision = decide(
+        TWO_CLASS,
+        status="running",
+        stage=0,
+        stage_started_at=T0,
+        promoted_stage=-1,
+        progress=_two_class_progress(**progress),
+        classes={
+            GPU: ClassHealth(gpu, envelope_p95_ms=ENVELOPES_MS[GPU]),
+            CPU: ClassHealth(cpu, envelope_p95_ms=ENVELOPES_MS[CPU]),
+        },
+        now=T0 + timedelta(seconds=60),
+    )
+    assert decision.action == action
+    if gate is not None:
+        assert gate in (decision.reason.get("gate"), decision.reason.get("note"))
+        assert decision.reason["hardware_class"] == hardware_class
+    if action == "halt" and gate == "latency_p95_ms":
+        assert decision.reason["threshold"] == ENVELOPES_MS[hardware_class]  # the class's own envelope
+
+
+def test_a_class_without_an_envelope_is_judged_on_its_ratio_only():
+    """A class the rollout names but whose definition is gone has no envelope (no absolute ceiling)."""
+    decision = decide(
+        TWO_CLASS,
+        status="running",
+        stage=0,
+        stage_started_at=T0,
+        promoted_stage=-1,
+        progress=_progress(["done"] * 3, hardware_class=CPU),
+        classes={CPU: ClassHealth(_h(p95=900, baseline=800))},
+        now=T0 + timedelta(seconds=60),
+    )
+    assert decision.action == "advance"
+
+
+def test_no_exposed_device_means_no_evidence():
+    decision = decide(
+        TWO_CLASS,
+        status="running",
+        stage=0,
+        stage_started_at=T0,
+        promoted_stage=-1,
+        progress=[],
+        classes={GPU: ClassHealth(StageHealth()), CPU: ClassHealth(StageHealth())},
+        now=T0 + timedelta(seconds=60),
+    )
+    assert (decision.action, decision.reason["note"]) == ("wait", "not enough evidence")

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from edgefleet.protocol import parse_classes_toml
 
 NAMES = ["factory-gateway-gpu", "intel-lowpower-detector", "jetson-vision-standard", "medical-cart-cpu"]
@@ -106,3 +108,42 @@ def test_delete_and_not_found(api, classes_toml) -> None:
     r = api.client.delete(f"/v1/classes/{doc['name']}", headers=api.admin)
     assert r.status_code == 404
     assert r.json()["code"] == "class_not_found"
+
+
+@pytest.mark.parametrize(
+    ("users", "expected"),
+    [
+        ({"token"}, {"artifacts": 0, "devices": 0, "enrollment_tokens": 1}),
+        ({"device"}, {"artifacts": 0, "devices": 1, "enrollment_tokens": 1}),  # its spent token too
+        ({"revoked_device"}, {"artifacts": 0, "devices": 1, "enrollment_tokens": 1}),
+        ({"artifact"}, {"artifacts": 1, "devices": 0, "enrollment_tokens": 0}),
+        ({"artifact", "device", "token"}, {"artifacts": 1, "devices": 1, "enrollment_tokens": 2}),
+        (set(), None),
+    ],
+)
+def test_a_class_in_use_cannot_be_deleted_and_says_what_uses_it(fleet, users, expected) -> None:
+    name = "intel-lowpower-detector"
+    if "token" in users:
+        fleet.token(hardware_class=name)
+    if users & {"device", "revoked_device"}:
+        identity, _ = fleet.enroll(fleet.token(hardware_class=name))
+        if "revoked_device" in users:
+            r = fleet.client.post(f"/v1/devices/{identity.device_id}/revoke", json={}, headers=fleet.admin)
+            assert r.status_code == 200, r.text
+    if "artifact" in users:
+        fleet.artifact(hardware_class=name)
+    r = fleet.client.delete(f"/v1/classes/{name}", headers=fleet.admin)
+    if expected is None:
+        assert r.status_code == 204, r.text
+        assert fleet.client.get(f"/v1/classes/{name}", headers=fleet.admin).status_code == 404
+        return
+    assert r.status_code == 409, r.text
+    body = r.json()
+    assert body["code"] == "class_in_use"
+    assert body["details"] == {"expected": {k: 0 for k in expected}, "got": expected}
+    for key, count in expected.items():
+        if count:
+            assert key.replace("_", " ") in body["message"]
+    assert fleet.client.get(f"/v1/classes/{name}", headers=fleet.admin).status_code == 200  # still there
+    audit = fleet.client.get("/v1/audit", params={"target": name}, headers=fleet.admin).json()["items"]
+    assert "class.delete" not in [a["action"] for a in audit]

@@ -76,3 +76,41 @@ def test_openapi_is_published(api) -> None:
         "/healthz",
     ):
         assert path in spec["paths"], path
+
+
+@pytest.mark.parametrize(
+    ("details", "retry_after"),
+    [
+        ({"retry_after_s": 7}, "7"),
+        ({"retry_after_s": 2.1}, "3"),  # whole seconds, rounded up: never earlier than asked
+        ({"retry_after_s": 0}, "1"),
+        ({"retry_after_s": -5}, "1"),
+        ({"retry_after_s": 59.5}, "60"),
+        ({"retry_after_s": "soon"}, "1"),
+        ({"retry_after_s": True}, "1"),
+        ({}, "1"),  # a 429 always says when to come back
+    ],
+)
+def test_rate_limited_errors_carry_retry_after(details, retry_after) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from edgefleet.protocol.errors import ConflictError, RateLimitedError
+    from edgefleet.server.api.errors import install_error_handlers
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/limited")
+    def limited() -> None:
+        raise RateLimitedError("slow down", code="enrollment_rate_limited", details=details)
+
+    @app.get("/conflict")
+    def conflict() -> None:
+        raise ConflictError("no", details={"retry_after_s": 5})
+
+    with TestClient(app) as client:
+        r = client.get("/limited")
+        assert (r.status_code, r.json()["code"]) == (429, "enrollment_rate_limited")
+        assert r.headers["retry-after"] == retry_after
+        assert "retry-after" not in client.get("/conflict").headers  # only rate limiting sets it

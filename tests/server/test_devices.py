@@ -125,6 +125,7 @@ def test_failed_enrollments_are_rate_limited(fleet):
     assert r.status_code == 429
     assert _code(r) == "enrollment_rate_limited"
     assert r.json()["details"]["retry_after_s"] >= 1
+    assert r.headers["retry-after"] == str(r.json()["details"]["retry_after_s"])  # as docs/devices.md says
 
 
 def test_desired_state_follows_pins_and_answers_304_when_unchanged(fleet):

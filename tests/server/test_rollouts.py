@@ -5,6 +5,7 @@ injected clock, so every transition is observable; tests/e2e drives real agent p
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -302,3 +303,195 @@ def test_a_shadow_stage_runs_the_candidate_beside_the_current_version(world, agr
         assert ro["halt_reason"]["gate"] == "shadow_agreement"
         assert ro["halt_reason"]["observed"] == pytest.approx(0.8)
         assert all(fleet.poll(i, d) == {"default": v1} for i, d in devices)
+
+
+# --- several hardware classes: each judged against its own envelope and its own previous version ----------
+
+CART, GPU = "medical-cart-cpu", "factory-gateway-gpu"  # envelopes (examples/): 50 ms and 10 ms
+ONE_STAGE_ALL = {"stages": [{"percent": 100, "soak_s": 60, "gates": {"min_requests": 10}}]}
+
+
+@pytest.fixture
+def two_classes(fleet):
+    """4 cart devices and 2 GPU-gateway devices, each class pinned to its own build of digits 1.0.0, with
+    2.0.0 built for both."""
+    v1 = {cls: fleet.artifact("1.0.0", hardware_class=cls) for cls in (CART, GPU)}
+    v2 = {cls: fleet.artifact("2.0.0", hardware_class=cls) for cls in (CART, GPU)}
+    for cls, artifact in v1.items():
+        r = fleet.client.put(
+            f"/v1/pins/class/{cls}/default", json={"artifact_id": artifact}, headers=fleet.admin
+        )
+        assert r.status_code == 204, r.text
+    devices = {
+        cls: [fleet.enroll(fleet.token(hardware_class=cls)) for _ in range(n)]
+        for cls, n in ((CART, 4), (GPU, 2))
+    }
+    return fleet, v1, v2, devices
+
+
+def _serve_class(fleet, devices, artifact, *, requests, latency_ms):
+    for identity, ddir in devices:
+        assert fleet.poll(identity, ddir) == {"default": artifact}
+        fleet.report(identity, ddir, active=artifact)
+        fleet.serve(identity, ddir, artifact, requests=requests, latency_ms=latency_ms)
+
+
+@pytest.mark.parametrize(
+    ("latency_ms", "outcome"),
+    [
+        # (class -> (1.0.0 ms, 2.0.0 ms)). The GPU class is 3x slower than its own 1.0.0, still inside its
+        # 10 ms envelope; it sends 2 % of the requests, so a p95 merged with the cart class would hide it.
+        ({CART: (20.0, 20.0), GPU: (3.0, 9.0)}, ("halted", "latency_p95_ratio", GPU)),
+        # Each class inside its own envelope and near its own 1.0.0; the cart class's 35 ms would breach the
+        # GPU class's 10 ms envelope, and must not be held to it.
+        ({CART: (30.0, 35.0), GPU: (5.0, 5.0)}, ("completed", None, None)),
+    ],
+)
+def test_a_multi_class_rollout_judges_each_class_on_its_own(two_classes, latency_ms, outcome):
+    fleet, v1, v2, devices = two_classes
+    requests = {CART: 400, GPU: 20}
+    for cls, members in devices.items():
+        _serve_class(fleet, members, v1[cls], requests=requests[cls], latency_ms=latency_ms[cls][0])
+    fleet.clock.now += timedelta(minutes=5)
+    r = fleet.client.post(
+        "/v1/rollouts", json={"model": "digits", "targets": v2, "spec": ONE_STAGE_ALL}, headers=fleet.admin
+    )
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    for cls, members in devices.items():
+        _serve_class(fleet, members, v2[cls], requests=requests[cls], latency_ms=latency_ms[cls][1])
+    fleet.clock.now += timedelta(seconds=61)
+    fleet.tick()
+    ro = _rollout(fleet, rid)
+    status, gate, hardware_class = outcome
+    assert ro["status"] == status, ro["halt_reason"] or ro["last_decision"]
+    health = ro["last_decision"]["health"]["by_class"]
+    assert {cls: h["class_p95_ms"] for cls, h in health.items()} == {CART: 50.0, GPU: 10.0}
+    if status == "halted":
+        reason = ro["halt_reason"]
+        assert (reason["gate"], reason["hardware_class"]) == (gate, hardware_class)
+        assert reason["observed"] > 2.5
+        assert reason["baseline_p95_ms"] == pytest.approx(health[GPU]["baseline_p95_ms"], rel=0.01)
+        assert ro["last_decision"]["health"]["hardware_class"] == GPU  # the top level shows the named class
+        halt_event = ro["events"][-1]
+        assert (halt_event["kind"], halt_event["details"]["hardware_class"]) == ("halt", GPU)
+        # Both classes are rolled back to their own 1.0.0 at their next poll.
+        for cls, members in devices.items():
+            assert all(fleet.poll(i, d) == {"default": v1[cls]} for i, d in members)
+    else:
+        for cls, members in devices.items():
+            assert all(fleet.poll(i, d) == {"default": v2[cls]} for i, d in members)
+
+
+def test_a_class_that_sent_no_telemetry_holds_the_stage(two_classes):
+    """The cart class's evidence does not let the GPU class's devices through unobserved."""
+    fleet, _v1, v2, devices = two_classes
+    r = fleet.client.post(
+        "/v1/rollouts", json={"model": "digits", "targets": v2, "spec": ONE_STAGE_ALL}, headers=fleet.admin
+    )
+    rid = r.json()["id"]
+    _serve_class(fleet, devices[CART], v2[CART], requests=100, latency_ms=10)
+    for identity, ddir in devices[GPU]:
+        assert fleet.poll(identity, ddir) == {"default": v2[GPU]}
+        fleet.report(identity, ddir, active=v2[GPU])  # installed, but serves nothing
+    fleet.clock.now += timedelta(seconds=61)
+    fleet.tick()
+    ro = _rollout(fleet, rid)
+    assert ro["status"] == "running"
+    reason = ro["last_decision"]["reason"]
+    assert (reason["note"], reason["hardware_class"], reason["requests"]) == ("not enough evidence", GPU, 0)
+
+
+# --- a device offline during the halt comes back to the rolled-back state ----------------------------------
+
+
+@pytest.mark.parametrize("installed_before_going_offline", [True, False])
+def test_a_device_offline_during_a_halt_comes_back_to_the_previous_artifact(
+    world, installed_before_going_offline
+):
+    fleet, v1, v2, devices = world
+    spec = {"stages": [{"count": 2, "soak_s": 60, "gates": {"min_requests": 10}}, {"percent": 100}]}
+    rid = _create(fleet, v2, spec).json()["id"]
+    exposed = [(i, d) for i, d in devices if fleet.poll(i, d) == {"default": v2}]
+    assert len(exposed) == 2
+    (away, away_dir), (slow, slow_dir) = exposed
+    if installed_before_going_offline:
+        fleet.report(away, away_dir, active=v2)  # then it goes silent, still running 2.0.0
+    fleet.clock.now += timedelta(minutes=20)  # everyone else keeps polling; ``away`` does not
+    for identity, ddir in devices:
+        if identity.device_id != away.device_id:
+            fleet.poll(identity, ddir)
+    fleet.report(slow, slow_dir, active=v2)
+    fleet.serve(slow, slow_dir, v2, requests=40, latency_ms=30)  # 3x slower than 1.0.0 on this device
+    [result] = fleet.tick()
+    assert result.action == "halt"
+    away_row = fleet.client.get(f"/v1/devices/{away.device_id}", headers=fleet.admin).json()
+    assert away_row["status"] == "offline"  # it was offline when the rollout halted
+    generation_at_halt = away_row["desired_generation"]
+
+    fleet.clock.now += timedelta(hours=2)  # long after the halt, ``away`` comes back
+    for _ in range(3):  # and whatever the engine does meanwhile, it never gets 2.0.0 back
+        fleet.tick()
+        assert fleet.poll(away, away_dir) == {"default": v1}
+    fleet.report(away, away_dir, active=v1)  # it rolls back
+    after = fleet.client.get(f"/v1/devices/{away.device_id}", headers=fleet.admin).json()
+    assert after["status"] == "online"
+    assert after["desired_generation"] > generation_at_halt
+    desired = fleet.client.get(f"/v1/devices/{away.device_id}/desired-state", headers=fleet.admin).json()
+    assert v2 not in json.dumps(desired)
+    ro = _rollout(fleet, rid)
+    assert ro["status"] == "halted"
+    assert ro["stage_detail"][0]["members"] == 2
+
+
+# --- one active rollout per (hardware class, slot), whatever the model --------------------------------------
+
+ALL_AT_ONCE = {"stages": [{"percent": 100, "soak_s": 0}]}
+
+
+def _other_model_artifact(fleet):
+    from edgefleet.client import EdgefleetClient
+    from edgefleet.sim.artifacts import register_stand_in_artifact
+
+    token = fleet.admin["authorization"].split()[1]
+    client = EdgefleetClient(str(fleet.client.base_url), token, transport=fleet.client._transport)
+    return register_stand_in_artifact(client, model="other", version="1.0.0", hardware_class=CART)
+
+
+def _create_for(fleet, model, artifact, slot="default"):
+    body = {"model": model, "targets": {CART: artifact}, "slot": slot, "spec": ALL_AT_ONCE}
+    return fleet.client.post("/v1/rollouts", json=body, headers=fleet.admin)
+
+
+def test_two_models_cannot_roll_out_into_one_slot_of_a_class_at_once(world):
+    fleet, _v1, v2, _devices = world
+    other = _other_model_artifact(fleet)
+    first = _create_for(fleet, "digits", v2).json()["id"]
+    r = _create_for(fleet, "other", other)
+    assert r.status_code == 409
+    body = r.json()
+    assert body["code"] == "rollout_slot_conflict"
+    assert body["details"]["expected"] == "no active rollout per (hardware class, slot)"
+    assert body["details"]["got"] == [{"rollout": first, "hardware_class": CART, "slot": "default"}]
+    aux = _create_for(fleet, "other", other, slot="aux")
+    assert aux.status_code == 201  # another slot of the class is free
+    for rid in (first, aux.json()["id"]):
+        assert fleet.client.post(f"/v1/rollouts/{rid}/abort", json={}, headers=fleet.admin).status_code == 200
+    assert _create_for(fleet, "other", other).status_code == 201  # the slot is free again
+
+
+def test_should_two_rollouts_share_a_slot_the_oldest_decides(world):
+    """Creation refuses it; if a race ever let it happen, every device still gets one stable answer."""
+    from edgefleet.server.services.desired_state import bump_director_epoch
+    from edgefleet.server.store.rollouts import RolloutRow
+
+    fleet, _v1, v2, devices = world
+    other = _other_model_artifact(fleet)
+    oldest = _create_for(fleet, "digits", v2).json()["id"]
+    fleet.clock.now += timedelta(seconds=1)
+    newer = _create_for(fleet, "other", other, slot="aux").json()["id"]
+    with fleet.app.state.context.db.session() as session, session.begin():
+        session.get(RolloutRow, newer).slot = "default"  # what a lost race would leave behind
+        bump_director_epoch(session)
+    for _ in range(2):
+        assert all(fleet.poll(i, d) == {"default": v2} for i, d in devices), oldest

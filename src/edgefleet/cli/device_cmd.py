@@ -152,13 +152,17 @@ def show_cmd(state: CliState, device_id: str, as_json: bool) -> None:
 @click.argument("device_id")
 @click.option("--reason", default="", help="Why (kept in the audit log).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the revoked device as JSON.")
 @pass_state
-def revoke_cmd(state: CliState, device_id: str, reason: str, yes: bool) -> None:
+def revoke_cmd(state: CliState, device_id: str, reason: str, yes: bool, as_json: bool) -> None:
     """Revoke a device: its next request is refused. Irreversible (re-enroll to come back)."""
     if not yes:
-        click.confirm(f"Revoke {device_id}? Its next request will be refused", abort=True)
+        click.confirm(f"Revoke {device_id}? Its next request will be refused", abort=True, err=True)
     with state.client() as client:
         info = client.revoke_device(device_id, reason=reason)
+    if as_json:
+        echo_json(info)
+        return
     click.echo(f"{info.id} revoked at {info.revoked_at}")
 
 
@@ -168,6 +172,7 @@ def revoke_cmd(state: CliState, device_id: str, reason: str, yes: bool) -> None:
 @click.option("--class", "hardware_class", default=None, help="... or for every device of a class.")
 @click.option("--slot", default="default", show_default=True)
 @click.option("--clear", is_flag=True, help="Remove the pin instead.")
+@click.option("--json", "as_json", is_flag=True, help="Print the pin as JSON.")
 @pass_state
 def pin_cmd(
     state: CliState,
@@ -176,6 +181,7 @@ def pin_cmd(
     hardware_class: str | None,
     slot: str,
     clear: bool,
+    as_json: bool,
 ) -> None:
     """Pin ARTIFACT_ID for a device or a class (a device pin wins over its class's)."""
     if (device_id is None) == (hardware_class is None):
@@ -186,6 +192,17 @@ def pin_cmd(
     assert target is not None
     with state.client() as client:
         client.pin(scope=scope, target=target, slot=slot, artifact_id=None if clear else artifact_id)
+    if as_json:
+        echo_json(
+            {
+                "scope": scope,
+                "target": target,
+                "slot": slot,
+                "artifact_id": None if clear else artifact_id,
+                "pinned": not clear,
+            }
+        )
+        return
     click.echo(f"{scope} {target} slot {slot}: " + ("unpinned" if clear else f"pinned {artifact_id}"))
 
 

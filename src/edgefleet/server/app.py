@@ -32,13 +32,21 @@ from edgefleet.server.api.dependencies import ServerContext
 from edgefleet.server.api.errors import install_error_handlers
 from edgefleet.server.blobs import BlobStore, FsBlobStore
 from edgefleet.server.rollouts import engine as rollout_engine
-from edgefleet.server.services.devices import StatusThresholds
+from edgefleet.server.services.devices import NONCE_PRUNE_BATCH_ROWS, StatusThresholds, prune_nonces
 from edgefleet.server.settings import Settings
 from edgefleet.server.store import Database, make_engine
 from edgefleet.server.store.migrate import upgrade_to_head
 from edgefleet.server.tuf_runtime import TufRuntime
 
-__all__ = ["ROUTERS", "create_app", "drive_rollouts", "keep_tuf_fresh", "utc_now"]
+__all__ = [
+    "ROUTERS",
+    "create_app",
+    "drive_rollouts",
+    "keep_tuf_fresh",
+    "prune_device_nonces",
+    "prune_nonces_once",
+    "utc_now",
+]
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -58,6 +66,9 @@ ROUTERS: list[APIRouter] = [
 
 
 TUF_REFRESH_INTERVAL_S = 300.0
+NONCE_PRUNE_INTERVAL_S = 60.0
+NONCE_PRUNE_MAX_BATCHES = 50
+"""At most this many batches (of ``NONCE_PRUNE_BATCH_ROWS``) per round: 250,000 nonces a minute."""
 
 
 def utc_now() -> datetime:
@@ -88,6 +99,37 @@ async def keep_tuf_fresh(tuf: TufRuntime, clock: Callable[[], datetime]) -> None
         except Exception:  # keep serving; the next round retries
             logging.getLogger("edgefleet.server.tuf").exception("event=tuf_refresh_failed")
         await asyncio.sleep(TUF_REFRESH_INTERVAL_S)
+
+
+def prune_nonces_once(
+    context: ServerContext,
+    *,
+    max_rows: int = NONCE_PRUNE_BATCH_ROWS,
+    max_batches: int = NONCE_PRUNE_MAX_BATCHES,
+) -> int:
+    """Forget device nonces past the replay window, in bounded batches (one short transaction each)."""
+    total = 0
+    for _ in range(max_batches):
+        with context.db.session() as session:
+            pruned = prune_nonces(session, now=context.clock(), max_rows=max_rows)
+        total += pruned
+        if pruned < max_rows:
+            break
+    return total
+
+
+async def prune_device_nonces(context: ServerContext, interval_s: float = NONCE_PRUNE_INTERVAL_S) -> None:
+    """Keep ``device_nonces`` to the replay window, for as long as the app runs (every replica does it;
+    racing deletes of the same rows are harmless)."""
+    log = logging.getLogger("edgefleet.server.devices")
+    while True:
+        try:
+            pruned = await run_in_threadpool(prune_nonces_once, context)
+            if pruned:
+                log.info("event=nonces_pruned rows=%d", pruned)
+        except Exception:  # keep serving; the next round retries
+            log.exception("event=nonce_prune_failed")
+        await asyncio.sleep(interval_s)
 
 
 def create_app(
@@ -123,9 +165,11 @@ def create_app(
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
         refresher = asyncio.create_task(keep_tuf_fresh(app_.state.tuf, clock))
         engine = asyncio.create_task(drive_rollouts(context, app_.state.devices.thresholds))
+        pruner = asyncio.create_task(prune_device_nonces(context))
         yield
         refresher.cancel()
         engine.cancel()
+        pruner.cancel()
         db.dispose()
 
     app = FastAPI(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,7 +16,7 @@ from starlette.requests import ClientDisconnect
 from edgefleet.protocol.errors import EdgefleetError
 from edgefleet.server.errors import RangeNotSatisfiableError
 
-__all__ = ["error_response", "install_error_handlers", "validation_errors"]
+__all__ = ["error_response", "install_error_handlers", "retry_after_header", "validation_errors"]
 
 log = logging.getLogger("edgefleet.server")
 _HTTP_CODES = {
@@ -59,11 +60,23 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+def retry_after_header(retry_after_s: Any) -> str:
+    """``Retry-After`` in whole seconds (rounded up, at least 1) from ``details.retry_after_s``; 1 when the
+    error gives no usable number."""
+    if isinstance(retry_after_s, bool) or not isinstance(retry_after_s, int | float):
+        return "1"
+    if not math.isfinite(retry_after_s):
+        return "1"
+    return str(max(1, math.ceil(retry_after_s)))
+
+
 async def _edgefleet(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, EdgefleetError)
     headers: dict[str, str] = {}
     if exc.http_status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    if exc.http_status == 429:
+        headers["Retry-After"] = retry_after_header(exc.details.get("retry_after_s"))
     if isinstance(exc, RangeNotSatisfiableError):
         headers["Content-Range"] = f"bytes */{exc.details.get('size', 0)}"
     if exc.http_status >= 500:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, undefer
 from edgefleet.protocol.hardware_class import HardwareClass
 from edgefleet.server.rollouts.health import stage_health
 from edgefleet.server.rollouts.overlay import shadow_slot
-from edgefleet.server.rollouts.policy import ACTIVE_STATUSES, Decision, DeviceProgress, StageHealth, decide
+from edgefleet.server.rollouts.policy import ACTIVE_STATUSES, ClassHealth, Decision, DeviceProgress, decide
 from edgefleet.server.rollouts.service import add_event, release_locks
 from edgefleet.server.rollouts.spec import RolloutSpec
 from edgefleet.server.services.audit import record
@@ -63,7 +63,13 @@ def device_progress(
         status = "failed"
     else:
         status = "pending"
-    return DeviceProgress(device.id, member.stage, status, online)  # type: ignore[arg-type]
+    return DeviceProgress(
+        device.id,
+        member.stage,
+        status,  # type: ignore[arg-type]
+        online,
+        member.hardware_class,
+    )
 
 
 def tick(session: Session, *, now: datetime, thresholds: StatusThresholds) -> list[TickResult]:
@@ -107,22 +113,14 @@ def tick_rollout(
             for m in members
             if m.device_id in devices and devices[m.device_id].revoked_at is None
         ]
-        exposed = [p.device_id for p in progress if p.stage <= row.stage]
         disabled = _disabled_targets(session, row)
-        health: StageHealth | None = None
-        class_p95_ms = _class_p95_ms(session, row)
+        classes: dict[str, ClassHealth] = {}
         if disabled:
             decision = Decision(
                 "halt", {"gate": "artifact_disabled", "artifacts": disabled, "stage": row.stage}
             )
         else:
-            health = stage_health(
-                session,
-                device_ids=exposed,
-                target_versions=_model_versions(session, [t["to"] for t in row.targets.values()]),
-                baseline_versions=_model_versions(session, [t["from"] for t in row.targets.values()]),
-                since=row.created_at,
-            )
+            classes = _class_health(session, row, progress)
             decision = decide(
                 spec,
                 status=row.status,  # type: ignore[arg-type]
@@ -130,13 +128,10 @@ def tick_rollout(
                 stage_started_at=row.stage_started_at,
                 promoted_stage=row.promoted_stage,
                 progress=progress,
-                health=health,
-                class_p95_ms=class_p95_ms,
+                classes=classes,
                 now=now,
             )
-        envelope_ms = class_p95_ms if math.isfinite(class_p95_ms) else None  # JSON has no infinity
-        observed = None if health is None else {**asdict(health), "class_p95_ms": envelope_ms}
-        _apply(session, row, spec, decision, progress, now, observed)
+        _apply(session, row, spec, decision, progress, now, _health_snapshot(classes, decision))
     return TickResult(row.id, decision.action, decision.reason)
 
 
@@ -156,14 +151,60 @@ def _disabled_targets(session: Session, row: RolloutRow) -> list[str]:
     )
 
 
-def _class_p95_ms(session: Session, row: RolloutRow) -> float:
-    """The tightest latency envelope among the rollout's classes."""
-    envelopes = []
-    for name in row.targets:
-        cls = session.get(HardwareClassRow, name)
-        if cls is not None:
-            envelopes.append(HardwareClass.parse(cls.document).performance.latency_p95_ms)
-    return min(envelopes) if envelopes else float("inf")
+def _class_health(
+    session: Session, row: RolloutRow, progress: list[DeviceProgress]
+) -> dict[str, ClassHealth]:
+    """Per hardware class: the class's new version on its own exposed devices, its own previous version on
+    the same devices as the baseline, and its own latency envelope."""
+    exposed: dict[str, list[str]] = {}
+    for p in progress:
+        if p.stage <= row.stage:
+            exposed.setdefault(p.hardware_class, []).append(p.device_id)
+    out: dict[str, ClassHealth] = {}
+    for name, target in sorted(row.targets.items()):
+        health = stage_health(
+            session,
+            device_ids=exposed.get(name, []),
+            target_versions=_model_versions(session, [target["to"]]),
+            baseline_versions=_model_versions(session, [target["from"]]),
+            since=row.created_at,
+        )
+        out[name] = ClassHealth(health, _envelope_p95_ms(session, name))
+    return out
+
+
+def _envelope_p95_ms(session: Session, hardware_class: str) -> float:
+    """The class's latency envelope (``performance.latency_p95_ms``); no ceiling when the class is gone."""
+    cls = session.get(HardwareClassRow, hardware_class)
+    return HardwareClass.parse(cls.document).performance.latency_p95_ms if cls is not None else math.inf
+
+
+def _health_wire(judged: ClassHealth) -> dict[str, Any]:
+    envelope = judged.envelope_p95_ms
+    return {**asdict(judged.health), "class_p95_ms": envelope if math.isfinite(envelope) else None}
+
+
+def _health_snapshot(classes: dict[str, ClassHealth], decision: Decision) -> dict[str, Any] | None:
+    """What the engine saw: ``by_class`` holds every class; the top level repeats one class (the one a
+    halt or a wait names, else the one closest to its latency envelope) for views that show one set of
+    numbers."""
+    if not classes:
+        return None
+
+    def closeness(name: str) -> float:
+        judged = classes[name]
+        p95 = judged.health.latency_p95_ms
+        if p95 is None or not math.isfinite(judged.envelope_p95_ms):
+            return 0.0
+        return p95 / judged.envelope_p95_ms
+
+    named = decision.reason.get("hardware_class")
+    focus = named if named in classes else max(sorted(classes), key=closeness)
+    return {
+        **_health_wire(classes[focus]),
+        "hardware_class": focus,
+        "by_class": {name: _health_wire(judged) for name, judged in sorted(classes.items())},
+    }
 
 
 def _summary(progress: list[DeviceProgress], stages: int) -> dict[str, dict[str, int]]:

@@ -29,15 +29,21 @@ def rollout_overlay(session: Session, device: DeviceRow) -> dict[str, str]:
     Halted and aborted rollouts overlay nothing: the device falls back to its pins (the previous artifact),
     which is the rollback. Completed rollouts have already moved the pins. While the current stage is a shadow
     stage, exposed members get the new artifact in ``<slot>.shadow`` and keep their pinned one in ``<slot>``.
+
+    Creating a rollout refuses a slot of a class that another active rollout moves
+    (``rollout_slot_conflict``); should two ever be active anyway, the oldest one (by ``created_at``, then
+    id) decides the slot.
     """
     rows = session.execute(
         select(RolloutRow)
         .join(RolloutLockRow, RolloutLockRow.rollout_id == RolloutRow.id)
         .where(RolloutLockRow.hardware_class == device.hardware_class, RolloutRow.status.in_(ACTIVE_STATUSES))
+        .order_by(RolloutRow.created_at, RolloutRow.id)
     ).scalars()
     out: dict[str, str] = {}
+    claimed: set[str] = set()  # slots an older rollout covering this device already decides
     for rollout in rows:
-        if not selector_matches(rollout.selector, device.labels):
+        if not selector_matches(rollout.selector, device.labels) or rollout.slot in claimed:
             continue
         member = session.get(RolloutDeviceRow, (rollout.id, device.id))
         stages = rollout.spec.get("stages") or []
@@ -46,6 +52,7 @@ def rollout_overlay(session: Session, device: DeviceRow) -> dict[str, str]:
         target = rollout.targets.get(device.hardware_class, {}).get("to")
         if not target:
             continue
+        claimed.add(rollout.slot)
         if serves_target(
             status=rollout.status,  # type: ignore[arg-type]
             member_stage=member_stage,

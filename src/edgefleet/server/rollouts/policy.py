@@ -5,8 +5,11 @@ Nothing here touches a database or a clock; ``engine.py`` gathers the inputs and
 * Membership is deterministic and stable: devices are ordered by ``sha256(rollout_id/device_id)``, online and
   healthy devices first, interleaved across the values of a spread label (sites), and stage *i* takes the
   next slice up to its cumulative size. It is computed once, when the rollout starts.
-* A breach of any gate halts the rollout at once, in any stage; the engine then rolls every exposed device
-  back (their desired state returns to the previous artifact at their next poll).
+* Gates are judged per hardware class: each class's exposed devices against that class's own latency envelope
+  and that class's own previous version. A slow class cannot hide in a merged p95, and a fast class is never
+  held to another class's envelope. A breach of any gate in any class halts the rollout at once, in any
+  stage, and the reason names the class; the engine then rolls every exposed device back (their desired
+  state returns to the previous artifact at their next poll).
 * A stage passes when its soak time has elapsed, its exposed devices have all installed (or its deadline
   passed and ``on_deadline`` says proceed), enough devices reported, and no gate is breached. Offline
   devices are ``pending``: never counted as success or failure.
@@ -16,16 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from edgefleet.server.rollouts.spec import Gates, RolloutSpec
+from edgefleet.server.rollouts.spec import Gates, RolloutSpec, StageSpec
 
 __all__ = [
     "ACTIVE_STATUSES",
     "Candidate",
+    "ClassHealth",
     "Decision",
     "DeviceProgress",
     "RolloutStatus",
@@ -56,6 +60,7 @@ class DeviceProgress:
     stage: int
     status: Literal["pending", "done", "failed"]
     online: bool
+    hardware_class: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,16 @@ class StageHealth:
     shadow_agreement: float | None = None
     shadow_compared: int = 0
     reporting_devices: int = 0
+
+
+@dataclass(frozen=True)
+class ClassHealth:
+    """One hardware class of a rollout: the new version's health on that class's exposed devices (with the
+    class's own previous version as the relative-latency baseline) and the class's own latency envelope."""
+
+    health: StageHealth = field(default_factory=StageHealth)
+    envelope_p95_ms: float = math.inf
+    """The class's ``performance.latency_p95_ms``: the absolute ceiling when a stage sets none."""
 
 
 @dataclass(frozen=True)
@@ -187,18 +202,28 @@ def decide(
     stage_started_at: datetime,
     promoted_stage: int,
     progress: Sequence[DeviceProgress],
-    health: StageHealth,
-    class_p95_ms: float,
+    classes: Mapping[str, ClassHealth],
     now: datetime,
 ) -> Decision:
-    """What to do with a rollout now. ``progress`` covers every member; only exposed ones count."""
+    """What to do with a rollout now. ``progress`` covers every member; only exposed ones count.
+
+    ``classes`` holds each hardware class's health and envelope. Gates and evidence are judged class by
+    class (a class missing from ``classes`` has no data and no envelope); the first class in name order
+    that breaches a gate halts the rollout, and the reason names it."""
     if status not in ACTIVE_STATUSES:
         return Decision("wait", {"note": f"rollout is {status}"})
     current = spec.stages[stage]
     exposed = [p for p in progress if p.stage <= stage]
-    breach = check_gates(current.gates, health, exposed, class_p95_ms=class_p95_ms)
-    if breach is not None:
-        return Decision("halt", {**breach, "stage": stage})
+    for name in sorted(set(classes) | {p.hardware_class for p in exposed}):
+        judged = classes.get(name, ClassHealth())
+        breach = check_gates(
+            current.gates,
+            judged.health,
+            [p for p in exposed if p.hardware_class == name],
+            class_p95_ms=judged.envelope_p95_ms,
+        )
+        if breach is not None:
+            return Decision("halt", {**breach, "hardware_class": name, "stage": stage})
     if status == "paused":
         return Decision("wait", {"note": "paused"})
     pending = tuple(sorted(p.device_id for p in exposed if p.status == "pending"))
@@ -222,29 +247,42 @@ def decide(
         return Decision(
             "wait", {"note": "soaking", "soak_left_s": round(current.soak_s - in_stage_s, 1)}, pending
         )
-    # A shadow stage's evidence is comparisons; a serving stage's is requests answered by the new version.
-    observed = health.shadow_compared if current.shadow else health.requests
-    needs_observations = current.shadow or current.gates.max_error_rate is not None
-    evidence_ok = health.reporting_devices >= current.gates.min_reporting_devices and (
-        not needs_observations or observed >= current.gates.min_requests
-    )
-    if not evidence_ok:  # a deadline excuses pending devices, never missing evidence
-        return Decision(
-            "wait",
-            {
-                "note": "not enough evidence",
-                "reporting_devices": health.reporting_devices,
-                "min_reporting_devices": current.gates.min_reporting_devices,
-                "shadow_compared" if current.shadow else "requests": observed,
-                "min_requests": current.gates.min_requests,
-            },
-            pending,
-        )
+    gap = _evidence_gap(current, exposed, classes)
+    if gap is not None:  # a deadline excuses pending devices, never missing evidence
+        return Decision("wait", gap, pending)
     if current.manual_promotion and promoted_stage < stage:
         return Decision("wait", {"note": "awaiting manual promotion"}, pending)
     if stage == len(spec.stages) - 1:
         return Decision("complete", {"stage": stage}, pending)
     return Decision("advance", {"from_stage": stage, "to_stage": stage + 1}, pending)
+
+
+def _evidence_gap(
+    current: StageSpec, exposed: Sequence[DeviceProgress], classes: Mapping[str, ClassHealth]
+) -> dict[str, Any] | None:
+    """The first class (in name order) without enough evidence, or ``None``.
+
+    Every class with exposed devices must bring its own evidence: a class whose devices sent nothing cannot
+    pass on another class's telemetry. With no exposed device at all, every class counts (and has none)."""
+    # A shadow stage's evidence is comparisons; a serving stage's is requests answered by the new version.
+    needs_observations = current.shadow or current.gates.max_error_rate is not None
+    names = sorted({p.hardware_class for p in exposed}) or sorted(classes) or [""]
+    for name in names:
+        health = classes.get(name, ClassHealth()).health
+        observed = health.shadow_compared if current.shadow else health.requests
+        if health.reporting_devices >= current.gates.min_reporting_devices and (
+            not needs_observations or observed >= current.gates.min_requests
+        ):
+            continue
+        return {
+            "note": "not enough evidence",
+            "hardware_class": name,
+            "reporting_devices": health.reporting_devices,
+            "min_reporting_devices": current.gates.min_reporting_devices,
+            "shadow_compared" if current.shadow else "requests": observed,
+            "min_requests": current.gates.min_requests,
+        }
+    return None
 
 
 def shadows_target(

@@ -19,7 +19,7 @@ from edgefleet.server.services.desired_state import bump_director_epoch
 from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status
 from edgefleet.server.store.devices import DeviceRow, PinRow
 from edgefleet.server.store.pages import Page, paginate
-from edgefleet.server.store.registry import ArtifactRow, ModelRow, ModelVersionRow
+from edgefleet.server.store.registry import ArtifactRow, HardwareClassRow, ModelRow, ModelVersionRow
 from edgefleet.server.store.rollouts import RolloutDeviceRow, RolloutEventRow, RolloutLockRow, RolloutRow
 
 __all__ = [
@@ -47,6 +47,37 @@ def _artifact_model(session: Session, artifact: ArtifactRow) -> str:
     version = session.get(ModelVersionRow, artifact.model_version_id)
     model = session.get(ModelRow, version.model_id) if version else None
     return model.name if model else ""
+
+
+def _refuse_busy_slots(session: Session, *, model: str, classes: list[str], slot: str) -> None:
+    """Refuse a rollout into a slot of a class that another model's active rollout is already moving.
+
+    The class rows are locked first (``FOR UPDATE`` on PostgreSQL; SQLite has one writer), so two replicas
+    creating such rollouts at once are serialized and the second one sees the first."""
+    session.execute(
+        select(HardwareClassRow.name)
+        .where(HardwareClassRow.name.in_(classes))
+        .order_by(HardwareClassRow.name)
+        .with_for_update()
+    ).all()
+    busy = session.execute(
+        select(RolloutRow.id, RolloutLockRow.hardware_class)
+        .join(RolloutLockRow, RolloutLockRow.rollout_id == RolloutRow.id)
+        .where(
+            RolloutLockRow.hardware_class.in_(classes),
+            RolloutLockRow.model != model,  # the same model is refused by its lock: rollout_conflict
+            RolloutRow.slot == slot,
+            RolloutRow.status.in_(ACTIVE_STATUSES),
+        )
+        .order_by(RolloutRow.id, RolloutLockRow.hardware_class)
+    ).all()
+    if busy:
+        raise ConflictError(
+            "another active rollout is moving this slot of one of these classes",
+            code="rollout_slot_conflict",
+            expected="no active rollout per (hardware class, slot)",
+            got=[{"rollout": r.id, "hardware_class": r.hardware_class, "slot": slot} for r in busy],
+        )
 
 
 def create_rollout(
@@ -92,6 +123,7 @@ def create_rollout(
                 )
             ).scalar_one_or_none()
             resolved[hardware_class] = {"from": pin.artifact_id if pin else None, "to": artifact.id}
+        _refuse_busy_slots(session, model=model, classes=sorted(resolved), slot=slot)
         row = RolloutRow(
             id=rollout_id,
             model=model,

@@ -7,19 +7,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from edgefleet.protocol import HardwareClass, canonical_json
 from edgefleet.protocol.errors import ConflictError, InvalidDocumentError, NotFoundError
 from edgefleet.server.services.audit import record
 from edgefleet.server.store import ArtifactRow, HardwareClassRow
+from edgefleet.server.store.devices import DeviceRow, EnrollmentTokenRow
 from edgefleet.server.store.pages import Page, paginate
 
 __all__ = [
     "MAX_CLASSES_PER_APPLY",
     "ApplyResult",
     "apply_classes",
+    "class_users",
     "delete_class",
     "get_class",
     "list_classes",
@@ -120,22 +123,47 @@ def list_classes(session: Session, *, limit: int, offset: int, name_prefix: str 
         return paginate(session, stmt, limit=limit, offset=offset)
 
 
+def class_users(session: Session, name: str) -> dict[str, int]:
+    """How many artifacts, devices (revoked ones included) and enrollment tokens (spent or expired ones
+    included) name this class: each keeps its class row alive."""
+    return {
+        key: int(
+            session.execute(
+                select(func.count()).select_from(table).where(table.hardware_class == name)
+            ).scalar_one()
+        )
+        for key, table in (
+            ("artifacts", ArtifactRow),
+            ("devices", DeviceRow),
+            ("enrollment_tokens", EnrollmentTokenRow),
+        )
+    }
+
+
 def delete_class(session: Session, name: str, *, actor: str, now: datetime) -> None:
+    """Delete an unused class; ``class_in_use`` (with the counts of what uses it) otherwise."""
     with session.begin():
         row = session.get(HardwareClassRow, name[:63])
         if row is None:
             raise NotFoundError("no such hardware class", code="class_not_found", got=name[:80])
-        users = (
-            session.execute(select(ArtifactRow.id).where(ArtifactRow.hardware_class == name).limit(5))
-            .scalars()
-            .all()
-        )
-        if users:
+        users = class_users(session, row.name)
+        if any(users.values()):
+            in_use = ", ".join(f"{n} {key.replace('_', ' ')}" for key, n in users.items() if n)
             raise ConflictError(
-                "hardware class is referenced by artifacts",
+                f"hardware class is in use by {in_use}",
                 code="class_in_use",
-                expected="no artifacts of this class",
-                got=list(users),
+                expected={key: 0 for key in users},
+                got=users,
             )
-        session.delete(row)
+        try:
+            with session.begin_nested():
+                session.delete(row)
+                session.flush()
+        except IntegrityError as exc:  # something started using it since we counted (a racing enrollment)
+            raise ConflictError(
+                "hardware class came into use while it was being deleted",
+                code="class_in_use",
+                expected={key: 0 for key in users},
+                got="a concurrent reference",
+            ) from exc
         record(session, actor=actor, action="class.delete", target=name, now=now)

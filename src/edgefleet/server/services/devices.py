@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import delete, insert, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
@@ -27,6 +27,7 @@ from edgefleet.server.store.registry import ArtifactRow
 from edgefleet.trust.director import load_public_key_pem
 
 __all__ = [
+    "NONCE_PRUNE_BATCH_ROWS",
     "DeviceStatus",
     "StatusThresholds",
     "accept_report",
@@ -36,7 +37,9 @@ __all__ = [
     "device_to_wire",
     "get_device",
     "list_devices",
+    "nonce_retention",
     "pin_artifact",
+    "prune_nonces",
     "revoke_device",
     "status_clauses",
 ]
@@ -110,11 +113,37 @@ def authenticate_device(
     return device
 
 
-def prune_nonces(session: Session, *, now: datetime, max_skew_s: int = MAX_CLOCK_SKEW_S) -> int:
-    """Forget nonces older than twice the skew window (their timestamps are refused anyway)."""
+NONCE_PRUNE_BATCH_ROWS = 5000
+
+
+def nonce_retention(max_skew_s: int = MAX_CLOCK_SKEW_S) -> timedelta:
+    """How long a nonce must be kept: a request seen at ``t`` carries a timestamp no older than
+    ``t - max_skew_s``, and that timestamp is refused once the server's clock passes it by ``max_skew_s``,
+    so after ``2 * max_skew_s`` a replay fails the timestamp check and the nonce is no longer needed."""
+    return timedelta(seconds=2 * max_skew_s)
+
+
+def prune_nonces(
+    session: Session,
+    *,
+    now: datetime,
+    max_skew_s: int = MAX_CLOCK_SKEW_S,
+    max_rows: int = NONCE_PRUNE_BATCH_ROWS,
+) -> int:
+    """Forget at most ``max_rows`` of the oldest nonces past their retention (see ``nonce_retention``), in
+    one short transaction; returns how many went. Call again while it returns ``max_rows``."""
+    cutoff = now - nonce_retention(max_skew_s)
+    oldest = (
+        select(DeviceNonceRow.device_id, DeviceNonceRow.nonce)
+        .where(DeviceNonceRow.seen_at < cutoff)
+        .order_by(DeviceNonceRow.seen_at)
+        .limit(max_rows)
+    )
     with session.begin():
         result = session.execute(
-            delete(DeviceNonceRow).where(DeviceNonceRow.seen_at < now - timedelta(seconds=2 * max_skew_s))
+            delete(DeviceNonceRow)
+            .where(tuple_(DeviceNonceRow.device_id, DeviceNonceRow.nonce).in_(oldest))
+            .execution_options(synchronize_session=False)
         )
     return int(result.rowcount or 0)
 

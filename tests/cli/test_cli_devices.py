@@ -1,0 +1,164 @@
+"""``edgefleet device list|revoke|pin`` against a real server on loopback with really enrolled devices."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+from tests.conftest import run_live_server
+
+from edgefleet.agent.channel import DeviceChannel
+from edgefleet.agent.datadir import DataDir
+from edgefleet.agent.enroll import enroll
+from edgefleet.cli.exit_codes import ExitCode
+from edgefleet.client import EdgefleetClient
+from edgefleet.protocol import parse_classes_toml
+from edgefleet.sim.artifacts import register_stand_in_artifact
+
+from .conftest import EXAMPLE_CLASSES, Cli
+
+SILENT_S = 2.0  # the server's device_stale_after_s and device_offline_after_s: silent this long is offline
+CART, DETECTOR = "medical-cart-cpu", "intel-lowpower-detector"
+
+
+LISTED = ["--label", "group=listing"]  # the listing tests' devices; other tests enroll their own
+
+
+@dataclass
+class Fleet:
+    cli: Cli
+    ids: dict[str, str]
+    """name -> device id: ``cart_online`` (polls before every listing), ``cart_silent``, ``detector_silent``,
+    ``cart_revoked``; all labelled ``group=listing``."""
+    touch: Callable[[], None]
+    artifact_id: str
+    enroll: Callable[[str], str]
+    """``enroll(name)``: another device (class ``medical-cart-cpu``, label ``group=other``)."""
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    root = tmp_path_factory.mktemp("cli-devices")
+    with run_live_server(
+        root / "server", device_stale_after_s=SILENT_S, device_offline_after_s=SILENT_S
+    ) as server:
+        with EdgefleetClient(server.url, server.admin_token) as admin:
+            admin.apply_classes(parse_classes_toml(EXAMPLE_CLASSES.read_text()))
+            artifact_id = register_stand_in_artifact(
+                admin, model="digits", version="1.0.0", hardware_class=CART
+            )
+            ids: dict[str, str] = {}
+            for name, hardware_class in (
+                ("cart_online", CART),
+                ("cart_silent", CART),
+                ("detector_silent", DETECTOR),
+                ("cart_revoked", CART),
+            ):
+                token = admin.create_enrollment_token(hardware_class, labels={"group": "listing"}).token
+                ids[name] = enroll(server_url=server.url, token=token, data_dir=root / name).device_id
+            admin.revoke_device(ids["cart_revoked"], reason="stolen")
+        time.sleep(SILENT_S + 0.2)  # everyone is offline now; cart_online comes back before each listing
+        channel = DeviceChannel(
+            server.url, device_id=ids["cart_online"], key=DataDir(root / "cart_online").read_key()
+        )
+
+        def touch() -> None:
+            channel.request("GET", "/v1/device/desired-state")
+
+        def enroll_other(name: str) -> str:
+            with EdgefleetClient(server.url, server.admin_token) as admin:
+                token = admin.create_enrollment_token(CART, labels={"group": "other"}).token
+            return enroll(server_url=server.url, token=token, data_dir=root / name).device_id
+
+        try:
+            yield Fleet(Cli(server, server.admin_token), ids, touch, artifact_id, enroll_other)
+        finally:
+            channel.close()
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ([], {"cart_online", "cart_silent", "detector_silent", "cart_revoked"}),
+        (["--class", CART], {"cart_online", "cart_silent", "cart_revoked"}),
+        (["--class", DETECTOR], {"detector_silent"}),
+        (["--status", "online"], {"cart_online"}),
+        (["--status", "offline"], {"cart_silent", "detector_silent"}),
+        (["--status", "revoked"], {"cart_revoked"}),
+        (["--status", "stale"], set()),
+        (["--class", CART, "--status", "offline"], {"cart_silent"}),
+        (["--class", DETECTOR, "--status", "online"], set()),
+    ],
+)
+def test_device_list_filters_by_class_and_status(fleet: Fleet, filters: list[str], expected: set[str]):
+    fleet.touch()
+    listed = fleet.cli("device", "list", *LISTED, *filters, "--json")
+    assert listed.code == 0, listed.err
+    page = json.loads(listed.out)
+    names = {name for name, device_id in fleet.ids.items() if device_id in {d["id"] for d in page["items"]}}
+    assert names == expected
+    assert page["total"] == len(expected)
+    for item in page["items"]:
+        if "--class" in filters:
+            assert item["hardware_class"] == filters[filters.index("--class") + 1]
+        if "--status" in filters:
+            assert item["status"] == filters[filters.index("--status") + 1]
+
+
+def test_device_list_table_shows_the_filtered_devices(fleet: Fleet):
+    fleet.touch()
+    table = fleet.cli("device", "list", *LISTED, "--class", CART, "--status", "online")
+    assert table.code == 0, table.err
+    header, *rows = table.out.splitlines()
+    assert header.split()[:3] == ["ID", "CLASS", "STATUS"]
+    assert [r.split()[:3] for r in rows] == [[fleet.ids["cart_online"], CART, "online"]]
+
+
+def test_device_list_refuses_an_unknown_status(fleet: Fleet):
+    bad = fleet.cli("device", "list", "--status", "asleep")
+    assert bad.code == ExitCode.USAGE
+    assert bad.out == ""
+
+
+def test_device_revoke_json(fleet: Fleet):
+    target = fleet.enroll("to-revoke")
+    revoked = fleet.cli("device", "revoke", target, "--reason", "decommissioned", "--yes", "--json")
+    assert revoked.code == 0, revoked.err
+    info = json.loads(revoked.out)  # stdout is the JSON document and nothing else
+    assert (info["id"], info["status"], info["revoked_reason"]) == (target, "revoked", "decommissioned")
+    assert info["revoked_at"]
+    text = fleet.cli("device", "revoke", target, "--yes")
+    assert text.code == 0, text.err  # revoking again is idempotent
+    assert text.out.startswith(f"{target} revoked at ")
+    missing = fleet.cli("device", "revoke", "dev_" + "0" * 20, "--yes", "--json")
+    assert missing.code == ExitCode.NOT_FOUND
+    assert missing.out == ""
+    assert "error [device_not_found]" in missing.err
+
+
+def test_device_pin_json(fleet: Fleet):
+    pinned = fleet.cli("device", "pin", fleet.artifact_id, "--class", CART, "--json")
+    assert pinned.code == 0, pinned.err
+    assert json.loads(pinned.out) == {
+        "scope": "class",
+        "target": CART,
+        "slot": "default",
+        "artifact_id": fleet.artifact_id,
+        "pinned": True,
+    }
+    device_id = fleet.enroll("to-pin")
+    assert fleet.cli("device", "pin", fleet.artifact_id, "--device", device_id).code == 0
+    cleared = fleet.cli("device", "pin", "--clear", "--device", device_id, "--json")
+    assert cleared.code == 0, cleared.err
+    assert json.loads(cleared.out) == {
+        "scope": "device",
+        "target": device_id,
+        "slot": "default",
+        "artifact_id": None,
+        "pinned": False,
+    }
+    text = fleet.cli("device", "pin", fleet.artifact_id, "--class", CART)
+    assert text.out.strip() == f"class {CART} slot default: pinned {fleet.artifact_id}"

@@ -12,8 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgefleet.agent.channel import ServerUnreachableError
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
-from edgefleet.protocol.errors import ConflictError, EdgefleetError, error_from_body
+from edgefleet.protocol.errors import AuthenticationError, ConflictError, EdgefleetError, error_from_body
 from edgefleet.trust.director import public_key_pem
+from edgefleet.trust.provisioned import pin_provisioned_root
 
 __all__ = ["AGENT_VERSION", "enroll"]
 
@@ -29,8 +30,20 @@ def enroll(
     force: bool = False,
     transport: httpx.BaseTransport | None = None,
     timeout_s: float = 30.0,
+    hardware_class: str | None = None,
+    tuf_root: bytes | None = None,
 ) -> DeviceIdentity:
-    """Enroll this device. Refuses an enrolled data dir unless ``force`` (which makes a new identity)."""
+    """Enroll this device. Refuses an enrolled data dir unless ``force`` (which makes a new identity).
+
+    ``hardware_class``: what this device is (from its image); the server refuses a token of another class.
+    ``tuf_root``: a TUF root provisioned out of band (in the device image, by the release team). Without it
+    the device trusts the root and director key the server hands out at enrollment (trust on first use);
+    with it, the root is pinned from the file and the director key must be one that root names, so a control
+    plane compromised at enrollment time cannot give the device its own trust anchors.
+    """
+    pinned = None
+    if tuf_root is not None:
+        pinned = pin_provisioned_root(tuf_root)  # a bad file fails here, before the token is spent
     ddir = DataDir(data_dir)
     if ddir.is_enrolled() and not force:
         raise ConflictError(
@@ -45,6 +58,8 @@ def enroll(
         "serial": serial,
         "agent_version": AGENT_VERSION,
     }
+    if hardware_class is not None:
+        body["hardware_class"] = hardware_class
     try:
         with httpx.Client(base_url=server_url.rstrip("/"), transport=transport, timeout=timeout_s) as http:
             response = http.post("/v1/enroll", json=body)
@@ -56,12 +71,24 @@ def enroll(
         data = None
     if response.status_code != 201:
         raise error_from_body(response.status_code, data)
+    answer = data if isinstance(data, dict) else {}
+    if hardware_class is not None and answer.get("hardware_class") != hardware_class:
+        raise AuthenticationError(  # a server too old to check the class itself: refuse to become another
+            "the server enrolled this device in another hardware class",
+            code="enrollment_class_mismatch",
+            expected=hardware_class,
+            got=str(answer.get("hardware_class")),
+        )
+    director_pem, root_document = answer.get("director_public_key_pem"), answer.get("tuf_root")
+    if pinned is not None:  # the provisioned root decides; a contradicting server is refused here
+        director_pem = pinned.director_key_for(director_pem, root_document)
+        root_document = pinned.document
     try:
         identity = DeviceIdentity(
             device_id=str(data["device_id"]),
             server_url=server_url.rstrip("/"),
             hardware_class=str(data["hardware_class"]),
-            director_public_key_pem=str(data["director_public_key_pem"]),
+            director_public_key_pem=str(director_pem),
             labels={str(k): str(v) for k, v in dict(data.get("labels") or {}).items()},
             enrolled_at=datetime.now(timezone.utc).isoformat(),
         )
@@ -72,5 +99,5 @@ def enroll(
         # A new identity: the old accepted state belongs to the old device id.
         shutil.rmtree(ddir.root / "state", ignore_errors=True)
     ddir.write_key(key)
-    ddir.write_identity(identity, data.get("tuf_root"), data.get("hardware_class_document"))
+    ddir.write_identity(identity, root_document, data.get("hardware_class_document"))
     return identity

@@ -18,6 +18,7 @@ __all__ = [
     "KeyFileError",
     "TargetNotInTufError",
     "TargetsRejectedError",
+    "TrustAnchorError",
     "TrustError",
     "TufMetadataRejectedError",
     "UntrustedTargetsError",
@@ -30,6 +31,14 @@ class TrustError(EdgefleetError):
 
     code = "trust_error"
     http_status = 422
+
+
+class TrustAnchorError(TrustError):
+    """A TUF root provisioned out of band is unusable, or the server's trust anchors contradict it at
+    enrollment. Specific codes: ``invalid_tuf_root``, ``tuf_root_names_no_director_key``,
+    ``tuf_root_mismatch``. Nothing is enrolled."""
+
+    code = "trust_anchor_rejected"
 
 
 class TufMetadataRejectedError(TrustError):

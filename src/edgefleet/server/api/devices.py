@@ -120,6 +120,7 @@ class EnrollBody(BaseModel):
     public_key_pem: str = Field(max_length=512)
     serial: str | None = Field(default=None, max_length=128)
     agent_version: str = Field(default="", max_length=64)
+    hardware_class: str | None = Field(default=None, max_length=63)
 
 
 @router.post("/v1/enroll", status_code=201)
@@ -136,6 +137,7 @@ def enroll(body: EnrollBody, request: Request, ctx: Ctx, session: DbSession) -> 
             serial=body.serial,
             agent_version=body.agent_version,
             now=ctx.clock(),
+            hardware_class=body.hardware_class,
         )
     except (AuthenticationError, InvalidDocumentError):
         runtime.limiter.failed(client, now_s)

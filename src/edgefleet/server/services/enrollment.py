@@ -133,8 +133,12 @@ def enroll_device(
     serial: str | None,
     agent_version: str,
     now: datetime,
+    hardware_class: str | None = None,
 ) -> DeviceRow:
-    """Consume one use of ``token`` and register the device's public key. Raises on any bad token."""
+    """Consume one use of ``token`` and register the device's public key. Raises on any bad token.
+
+    ``hardware_class`` is what the device says it is (provisioned in its image): a token for another class is
+    refused before it is consumed, so a Jetson cannot become a cart by picking up the wrong token."""
     if not isinstance(token, str) or not token.startswith(ENROLL_TOKEN_PREFIX) or len(token) > 128:
         raise AuthenticationError("invalid enrollment token", code="invalid_enrollment_token")
     if not isinstance(public_key_pem, str) or len(public_key_pem) > 512:
@@ -164,6 +168,13 @@ def enroll_device(
                 code="enrollment_serial_mismatch",
                 expected=row.serial,
                 got=serial,
+            )
+        if hardware_class is not None and hardware_class != row.hardware_class:
+            raise AuthenticationError(
+                "enrollment token is for another hardware class",
+                code="enrollment_class_mismatch",
+                expected=row.hardware_class,
+                got=hardware_class,
             )
         consumed = session.execute(
             update(EnrollmentTokenRow)

@@ -290,3 +290,55 @@ def test_logout_clears_the_session(world, operator):
     r = _post(operator, "/dashboard/logout", page)
     assert (r.status_code, r.headers["location"]) == (303, "/dashboard/login")
     assert operator.get("/dashboard/", follow_redirects=False).status_code == 303
+
+
+def test_a_rollout_over_two_classes_shows_each_class_against_its_own_envelope(world, operator):
+    """Carts (50 ms envelope) at 35 ms are fine even though the GPU gateways' envelope is 10 ms; the page
+    judges each class on its own devices, as the engine does, instead of one merged p95 and the tightest
+    envelope."""
+    fleet, _v1, v2, carts = world
+    gpu = "factory-gateway-gpu"
+    gpu_v1, gpu_v2 = fleet.artifact("1.0.0", hardware_class=gpu), fleet.artifact("2.0.0", hardware_class=gpu)
+    r = fleet.client.put(f"/v1/pins/class/{gpu}/default", json={"artifact_id": gpu_v1}, headers=fleet.admin)
+    assert r.status_code == 204
+    gateways = [fleet.enroll(fleet.token(hardware_class=gpu)) for _ in range(2)]
+    r = fleet.client.post(
+        "/v1/rollouts",
+        json={
+            "model": "digits",
+            "targets": {"medical-cart-cpu": v2, gpu: gpu_v2},
+            "spec": {
+                "stages": [
+                    {"percent": 100, "soak_s": 600, "gates": {"min_requests": 9, "max_latency_p95_ratio": 9}}
+                ]
+            },
+        },
+        headers=fleet.admin,
+    )
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    for devices, target, latency_ms in ((carts, v2, 35), (gateways, gpu_v2, 5)):
+        for identity, ddir in devices:
+            assert fleet.poll(identity, ddir) == {"default": target}
+            fleet.report(identity, ddir, active=target)
+            fleet.serve(identity, ddir, target, requests=40, latency_ms=latency_ms)
+    fleet.clock.now += timedelta(seconds=5)
+    fleet.tick()
+    live = operator.get(f"/dashboard/rollouts/{rid}/live").text
+
+    def latency_row(hardware_class: str) -> str:
+        match = re.search(
+            rf'<tr class="gate gate-(\w+)" data-gate="latency_p95_ms" data-class="{hardware_class}">.*?</tr>',
+            live,
+            re.S,
+        )
+        assert match, hardware_class
+        return match.group(0)
+
+    assert "Gates of stage 1 · medical-cart-cpu" in live
+    assert f"Gates of stage 1 · {gpu}" in live
+    assert "gate-ok" in latency_row("medical-cart-cpu")
+    assert "50" in latency_row("medical-cart-cpu")  # the carts' own envelope
+    assert "gate-ok" in latency_row(gpu)
+    assert "10" in latency_row(gpu)
+    assert _status(fleet, rid) == "running"

@@ -21,6 +21,7 @@ from edgefleet.server.dashboard.render import DashboardRoute, html
 from edgefleet.server.dashboard.views import (
     STATUS_ORDER,
     DeviceFacts,
+    GateRow,
     device_series,
     fleet_summary,
     gate_rows,
@@ -212,21 +213,37 @@ def rollout_context(session: Session, row: RolloutRow) -> dict[str, Any]:
     done = sum(int(s.get("done", 0)) for s in exposed_details)
     failed = sum(int(s.get("failed", 0)) for s in exposed_details)
     with session.begin():
-        exposed = list(
+        class_of = dict(
             session.execute(
-                select(RolloutDeviceRow.device_id).where(
+                select(RolloutDeviceRow.device_id, RolloutDeviceRow.hardware_class).where(
                     RolloutDeviceRow.rollout_id == row.id, RolloutDeviceRow.stage <= row.stage
                 )
-            ).scalars()
+            ).all()
         )
-        health = stage_health(
-            session,
-            device_ids=exposed,
-            target_versions=_telemetry_names(session, [t["to"] for t in row.targets.values()]),
-            baseline_versions=_telemetry_names(session, [t["from"] for t in row.targets.values()]),
-            since=row.created_at,
-        )
-        class_p95 = _class_p95_ms(session, list(row.targets))
+        exposed = list(class_of)
+        # As the engine judges: each class's new version on its own devices, against its own previous
+        # version and its own envelope (a slow class must not hide in a merged p95).
+        gates_by_class: list[tuple[str, list[GateRow]]] = []
+        for hardware_class, target in sorted(row.targets.items()):
+            class_health = stage_health(
+                session,
+                device_ids=[d for d, c in class_of.items() if c == hardware_class],
+                target_versions=_telemetry_names(session, [target["to"]]),
+                baseline_versions=_telemetry_names(session, [target["from"]]),
+                since=row.created_at,
+            )
+            gates_by_class.append(
+                (
+                    hardware_class,
+                    gate_rows(
+                        stage["gates"],
+                        class_health,
+                        done=done,
+                        failed=failed,
+                        class_p95_ms=_class_p95_ms(session, [hardware_class]),
+                    ),
+                )
+            )
         rollback: list[dict[str, Any]] = []
         if row.status in ("halted", "aborted") and exposed:
             reports: dict[str, list[tuple[str, Any]]] = {}
@@ -257,8 +274,8 @@ def rollout_context(session: Session, row: RolloutRow) -> dict[str, Any]:
     return {
         "ro": wire,
         "current": stage,
-        "gates": gate_rows(stage["gates"], health, done=done, failed=failed, class_p95_ms=class_p95),
-        "health": health,
+        "gates": gates_by_class[0][1] if gates_by_class else [],
+        "gates_by_class": gates_by_class,
         "rollback": rollback,
         "totals": totals,
         "final": row.status in ("halted", "aborted", "completed"),

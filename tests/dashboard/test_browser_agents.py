@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 from tests.agent.crash.artifacts import nan_model
-from tests.e2e.fleet_cli import EXAMPLES, cli, enroll_agent, push_artifact, run_agent, wait_for
+from tests.e2e.fleet_cli import (
+    EXAMPLES,
+    cli,
+    create_rollout,
+    enroll_agent,
+    push_artifact,
+    run_agent,
+    wait_for,
+)
 
 from .browser import CHROMIUM, sign_in_page
 
@@ -57,21 +65,7 @@ def test_operators_watch_real_agents_halt_a_rollout_on_a_failed_health_check(
         page.screenshot(path=shots / "agents-device.png", full_page=True)
 
         broken = push_artifact(server, tmp_path, "2.0.0", model_bytes=nan_model())  # signed, outputs NaN
-        created = cli(
-            server,
-            "rollout",
-            "create",
-            "--model",
-            "digits",
-            "--target",
-            f"medical-cart-cpu={broken}",
-            "--stages",
-            "1,100%",
-            "--soak",
-            "1s",
-            "--json",
-        )
-        rollout_id = json.loads(created.stdout)["id"]
+        rollout_id = create_rollout(server, broken, "--stages", "1,100%", "--soak", "1s")
         page.goto(f"{server.url}/dashboard/rollouts/{rollout_id}")
         expect(page.locator("#stage-label")).to_have_text("stage 1 of 2")
         halt = page.locator("#halt-reason")  # the page updates by itself: no reload

@@ -95,3 +95,19 @@ def run_agent(data_dir: Path, *args: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def create_rollout(server, target: str, *options: str, hardware_class: str = "medical-cart-cpu") -> str:
+    """``edgefleet rollout create`` of the digits model to ``target`` on one class; returns the rollout id."""
+    created = cli(
+        server,
+        "rollout",
+        "create",
+        "--model",
+        "digits",
+        "--target",
+        f"{hardware_class}={target}",
+        *options,
+        "--json",
+    )
+    return str(json.loads(created.stdout)["id"])

@@ -14,7 +14,16 @@ import httpx
 import numpy as np
 import pytest
 from tests.agent.crash.artifacts import classifier, nan_model
-from tests.e2e.fleet_cli import EDGEFLEET, EXAMPLES, cli, enroll_agent, push_artifact, run_agent, wait_for
+from tests.e2e.fleet_cli import (
+    EDGEFLEET,
+    EXAMPLES,
+    cli,
+    create_rollout,
+    enroll_agent,
+    push_artifact,
+    run_agent,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -38,21 +47,7 @@ def test_a_model_failing_its_health_check_is_stopped_at_the_first_stage(live_ser
             lambda: all(_active(server, d) == v1 for d in devices), timeout_s=90, what="1.0.0 everywhere"
         )
         broken = push_artifact(server, tmp_path, "2.0.0", model_bytes=nan_model())  # signed, but outputs NaN
-        created = cli(
-            server,
-            "rollout",
-            "create",
-            "--model",
-            "digits",
-            "--target",
-            f"medical-cart-cpu={broken}",
-            "--stages",
-            "1,100%",
-            "--soak",
-            "1s",
-            "--json",
-        )
-        rollout_id = json.loads(created.stdout)["id"]
+        rollout_id = create_rollout(server, broken, "--stages", "1,100%", "--soak", "1s")
         watch = subprocess.run(
             [*EDGEFLEET, "rollout", "watch", rollout_id, "--interval", "0.5s"],
             capture_output=True,

@@ -434,3 +434,23 @@ def test_corrupt_only_version_is_repaired_by_the_next_assignment(env):
     again.apply(desired({"default": a1}, generation=2))
     assert again.slot_reports()["default"].state == "committed"
     assert serves(again, classifier(1))
+
+
+def test_each_version_loads_with_the_runtime_its_manifest_names(env):
+    from edgefleet.agent.serve import RuntimeAdapters
+
+    inst = SlotInstaller(
+        env.data / "by-runtime",
+        LocalDirFetcher(env.artifacts),
+        adapter_for=RuntimeAdapters(),
+        config=InstallerConfig(trial=TrialPolicy(window_s=0)),
+        now=env.clock,
+    )
+    env.installers.append(inst)
+    inst.apply(desired({"default": env.artifact("ort1", classifier(1))}))
+    assert inst.model("default").providers == ("CPUExecutionProvider",)
+    lite = env.artifact("lite", classifier(2), release_counter=2, runtime="litert")
+    inst.apply(desired({"default": lite}, generation=2))
+    report = inst.slot_reports()["default"]
+    assert (report.active, report.state) == ("ort1", "failed:runtime_unsupported")  # not an agent crash
+    assert inst.last_error("default")["details"]["got"] == "litert"  # no LiteRT adapter yet

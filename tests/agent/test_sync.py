@@ -244,3 +244,31 @@ def _channel(ddir, director):
         transport=httpx.MockTransport(director.handler),
         clock=lambda: NOW.timestamp(),
     )
+
+
+@pytest.mark.parametrize(
+    ("floor_ahead", "untrusted"),
+    [(timedelta(hours=2), True), (timedelta(minutes=4), False)],  # tolerance: 5 minutes
+    ids=["clock-behind-the-floor", "within-tolerance"],
+)
+def test_a_clock_set_back_below_the_time_floor_is_recorded(world, tmp_path, floor_ahead, untrusted):
+    from edgefleet.agent.telemetry import TelemetryQueue, TelemetryRecorder
+    from edgefleet.protocol.telemetry import PRIORITY_KEEP
+
+    ddir, director, installer, _make = world
+    ddir.raise_time_floor(NOW + floor_ahead)  # signed time the device saw before its clock went back
+    with TelemetryQueue(tmp_path / "queue.db") as queue:
+        recorder = TelemetryRecorder(queue, boot_id="boot1")
+        sync = SyncCoordinator(
+            ddir, _channel(ddir, director), installer, timing=TIMING, now=lambda: NOW, events=recorder
+        )
+        assert sync.poll_once().result == "updated"  # judged at the floor, not the wrong clock
+        events = [r for r in queue.oldest(100) if r.kind == "event"]
+    if not untrusted:
+        assert events == []
+        return
+    [event] = events
+    assert (event.body["kind"], event.body["code"]) == ("clock_untrusted", "clock_untrusted")
+    assert event.priority == PRIORITY_KEEP  # kept over metrics when the queue is full
+    assert datetime.fromisoformat(event.body["details"]["now"]) == NOW
+    assert datetime.fromisoformat(event.body["details"]["floor"]) == NOW + floor_ahead

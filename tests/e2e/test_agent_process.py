@@ -200,9 +200,21 @@ def test_the_agent_serves_its_active_model_and_its_telemetry_reaches_the_server(
         device_view = cli(server, "device", "telemetry", device_id).stdout
         assert device_id in device_view
         assert "LATE_S" in device_view
+        # the install's journaled steps reached the server as update events, one per step
+        steps = wait_for(lambda: _install_steps(server, device_id), what="install step events at the server")
+        for step in ("download", "verify", "stage", "load", "health", "switch"):
+            assert steps.count(f"install_{step}_done") == 1, steps
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.communicate(timeout=20)
+
+
+def _install_steps(server, device_id: str) -> list[str] | None:
+    """The update event codes the server holds for the device, once the install's switch is among them."""
+    with httpx.Client(base_url=server.url, headers=server.admin_headers) as http:
+        events = http.get(f"/v1/devices/{device_id}/telemetry", params={"limit": 200}).json()["events"]
+    codes = [e["code"] for e in events if e["kind"] == "update"]
+    return codes if "install_switch_done" in codes else None
 
 
 def _requests_seen(server, device_id: str) -> int:

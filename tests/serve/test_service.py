@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import onnxruntime as ort
@@ -65,6 +66,7 @@ def test_hot_swap_under_load_drops_no_request(tmp_path, artifact):
     }
     errors: list[BaseException] = []
     seen: set[str] = set()
+    last = [""]
     stop = threading.Event()
 
     def client() -> None:
@@ -73,6 +75,7 @@ def test_hot_swap_under_load_drops_no_request(tmp_path, artifact):
                 answer = service.predict({"x": x()})
                 np.testing.assert_allclose(answer.outputs["probs"], expected[answer.model_version], rtol=1e-6)
                 seen.add(answer.model_version)
+                last[0] = answer.model_version
             except BaseException as exc:
                 errors.append(exc)
                 return
@@ -81,7 +84,11 @@ def test_hot_swap_under_load_drops_no_request(tmp_path, artifact):
     for t in threads:
         t.start()
     for i in range(6):
-        source.set(v2 if i % 2 == 0 else artifact)
+        target = v2 if i % 2 == 0 else artifact
+        source.set(target)
+        deadline = time.monotonic() + 10  # a client answers on each version before the next swap
+        while last[0] != target.model_version and time.monotonic() < deadline and not errors:
+            time.sleep(0.001)
     stop.set()
     for t in threads:
         t.join(30)

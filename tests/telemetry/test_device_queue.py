@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.agent.telemetry.queue import QueueCorruptError, TelemetryQueue
+from edgefleet.agent.telemetry.queue import (
+    QueueCorruptError,
+    QueueUnavailableError,
+    TelemetryQueue,
+    corrupt_path,
+    loss_event,
+    open_queue,
+)
 from edgefleet.protocol.telemetry import PRIORITY_KEEP, PRIORITY_METRICS, PRIORITY_NOTICE
 
 
@@ -86,6 +93,88 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"garbage" * 1000)
     with pytest.raises(QueueCorruptError):
         TelemetryQueue(path)
+
+
+def _malformed(path: Path) -> bytes:
+    """A real queue file whose pages were overwritten: valid header, broken b-tree."""
+    with TelemetryQueue(path) as q:
+        for i in range(50):
+            _window(q, i, pad=2000)
+    data = bytearray(path.read_bytes())
+    data[4096 : 4096 * 6] = b"\xff" * (4096 * 5)
+    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "malformed"])
+def test_open_queue_sets_a_corrupt_file_aside_and_starts_fresh(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "telemetry" / "queue.db"
+    path.parent.mkdir()
+    if damage == "garbage":
+        bad = b"garbage" * 1000
+        path.write_bytes(bad)
+    else:
+        bad = _malformed(path)
+    with pytest.raises(QueueCorruptError):
+        TelemetryQueue(path)
+    queue, loss = open_queue(path)
+    with queue:
+        assert loss is not None
+        assert (loss.code, loss.in_memory, loss.kept_path) == (
+            "telemetry_queue_corrupt",
+            False,
+            corrupt_path(path),
+        )
+        assert corrupt_path(path).name == "queue.corrupt.db"
+        assert corrupt_path(path).read_bytes() == bad  # kept for forensics
+        assert _window(queue) == 1  # a fresh, durable queue at the same place
+        assert queue.path == path
+    kind, code, details = loss_event(loss)
+    assert (kind, code) == ("health", "telemetry_lost")
+    assert details["reason"] == "telemetry_queue_corrupt"
+    assert details["kept"] == "queue.corrupt.db"
+    with TelemetryQueue(path) as again:
+        assert [r.seq for r in again.oldest(10)] == [1]
+
+
+def test_at_most_one_corrupt_queue_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    for n in range(3):
+        path.write_bytes(f"bad file {n} ".encode() * 500)
+        Path(f"{path}-wal").write_bytes(b"stale wal" * 100)  # left by the broken file's last writer
+        queue, loss = open_queue(path)
+        queue.close()
+        assert loss is not None
+    kept = {p.name for p in tmp_path.iterdir() if "corrupt" in p.name}
+    assert "queue.corrupt.db" in kept
+    assert kept <= {"queue.corrupt.db", "queue.corrupt.db-wal", "queue.corrupt.db-shm"}  # one file set
+    assert corrupt_path(path).read_bytes().startswith(b"bad file 2 ")
+    with TelemetryQueue(path) as q:  # a fresh queue: nothing of the broken files leaked into it
+        assert q.stats().records == 0
+
+
+def test_open_queue_keeps_an_intact_queue(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    with TelemetryQueue(path) as q:
+        _window(q)
+    queue, loss = open_queue(path)
+    with queue:
+        assert loss is None
+        assert queue.stats().records == 1
+    assert not corrupt_path(path).exists()
+
+
+def test_a_queue_that_cannot_be_opened_is_held_in_memory(tmp_path: Path) -> None:
+    blocker = tmp_path / "telemetry"
+    blocker.write_text("a file where the directory should be")
+    with pytest.raises(QueueUnavailableError):
+        TelemetryQueue(blocker / "queue.db")
+    queue, loss = open_queue(blocker / "queue.db")
+    with queue:
+        assert loss is not None
+        assert (loss.code, loss.in_memory, loss.kept_path) == ("telemetry_queue_unavailable", True, None)
+        assert _window(queue) == 1  # telemetry still flows for this run
+    assert blocker.read_text() == "a file where the directory should be"  # nothing was moved or deleted
 
 
 _WRITER = textwrap.dedent(

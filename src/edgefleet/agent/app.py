@@ -1,10 +1,13 @@
 """The agent process: one data dir, one lock, one connection, and the parts that share them.
 
 ``AgentApp.run`` composes, in this order: the data-dir lock; the signed channel; the telemetry queue and
-recorder (security, update and clock events go there); the TUF-backed fetcher and the A/B slot installer
-(recovered from its journal before anything else touches the slots); the telemetry uploader thread (which
-also ticks the recorder and the installer's trial); and the sync coordinator, which owns the loop until
-SIGTERM. Every piece is a small object with its own tests; this module only wires them.
+recorder (security, update and clock events go there; a corrupt queue file is moved aside and replaced, with
+a ``telemetry_lost`` event, never a stopped agent); the TUF-backed fetcher and the A/B slot installer
+(recovered from its journal before anything else touches the slots; each version loaded by the runtime its
+manifest names; each journaled step an update event); the serving layer; the telemetry uploader thread, the
+tick thread (closes telemetry windows, judges the installer's trial) and the watchdog thread (heartbeats the
+trial while serving makes progress); and the sync coordinator, which owns the loop until SIGTERM. Every piece
+is a small object with its own tests; this module only wires them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,19 +27,27 @@ from edgefleet.agent.channel import DeviceChannel
 from edgefleet.agent.content import TufArtifactFetcher
 from edgefleet.agent.datadir import DataDir
 from edgefleet.agent.install.installer import InstallerConfig, SlotInstaller
-from edgefleet.agent.observed import ObservedInstaller
+from edgefleet.agent.install.trial import TrialPolicy
+from edgefleet.agent.observed import ObservedInstaller, StepEvents
 from edgefleet.agent.serve.endpoint import EndpointConfig
-from edgefleet.agent.serving_wiring import Serving, TrialMetrics, start_serving
+from edgefleet.agent.serve.runtimes import RuntimeAdapters
+from edgefleet.agent.serving_wiring import SERVED_SLOT, Serving, TrialMetrics, start_serving
 from edgefleet.agent.sync import SyncCoordinator
-from edgefleet.agent.telemetry.queue import TelemetryQueue
+from edgefleet.agent.telemetry.queue import loss_event, open_queue
 from edgefleet.agent.telemetry.recorder import SecuritySinkAdapter, TelemetryRecorder
 from edgefleet.agent.telemetry.resources import SysResources
 from edgefleet.agent.telemetry.uploader import ChannelUpload, TelemetryUploader
+from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.hardware_class import HardwareClass, Threads
 
-__all__ = ["AgentApp", "AgentOptions"]
+__all__ = ["DEFAULT_TRIAL", "DEFAULT_WATCHDOG_S", "AgentApp", "AgentOptions"]
 
 log = logging.getLogger("edgefleet.agent")
+
+DEFAULT_WATCHDOG_S = 60.0
+"""``agent run``'s trial watchdog: heartbeats come every ``tick_interval_s``; a minute of silence is a hang,
+not a busy moment (a long install does not delay them: they come from a thread of their own)."""
+DEFAULT_TRIAL = TrialPolicy(watchdog_s=DEFAULT_WATCHDOG_S)
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,25 @@ class AgentOptions:
     fallback_dir: Path | None = None
     shadow_fraction: float = 0.1
     """Share of live requests also run through a shadow candidate (off the answer's path)."""
+    trial: TrialPolicy = field(default_factory=lambda: DEFAULT_TRIAL)
+    """The trial after each switch (window, requests, failure rate, restarts, watchdog)."""
+
+    def __post_init__(self) -> None:
+        watchdog_s = self.trial.watchdog_s
+        if watchdog_s is not None and watchdog_s < 3 * self.tick_interval_s:
+            raise InvalidDocumentError(
+                "the trial watchdog must allow at least three heartbeats",
+                code="invalid_trial_policy",
+                expected=f">= {3 * self.tick_interval_s} s (3 x tick_interval_s), or off",
+                got=watchdog_s,
+            )
+
+    def installer_config(self, hardware_class: HardwareClass | None) -> InstallerConfig:
+        """The installer's configuration. The watchdog and ``min_requests`` apply to the served slot
+        (``default``); without serving nothing heartbeats and nothing is served, so neither applies."""
+        trial = self.trial if self.serve else replace(self.trial, watchdog_s=None, min_requests=0)
+        threads = hardware_class.threads if hardware_class else Threads()
+        return InstallerConfig(threads=threads, trial=trial, served_slots=frozenset({SERVED_SLOT}))
 
 
 def _utc_now() -> datetime:
@@ -76,18 +106,23 @@ class AgentApp:
         self._on_ready.append(callback)
 
     def _start_serving(
-        self, hardware_class: HardwareClass | None, recorder: TelemetryRecorder, installer: ObservedInstaller
+        self,
+        hardware_class: HardwareClass | None,
+        recorder: TelemetryRecorder,
+        installer: ObservedInstaller,
+        adapters: RuntimeAdapters,
     ) -> Serving:
         opts = self.options
         return start_serving(
             self.ddir.root,
             hardware_class=hardware_class,
-            metrics=TrialMetrics(recorder, installer, "default"),
+            metrics=TrialMetrics(recorder, installer, SERVED_SLOT),
             endpoint=EndpointConfig(
                 host=opts.serve_host, port=opts.serve_port, unix_socket=opts.serve_socket
             ),
             fallback_dir=opts.fallback_dir,
             shadow_fraction=opts.shadow_fraction,
+            adapter_for=adapters,
         )
 
     def run(self, stop: threading.Event) -> None:
@@ -98,7 +133,7 @@ class AgentApp:
             channel = DeviceChannel(
                 identity.server_url, device_id=identity.device_id, key=self.ddir.read_key()
             )
-            queue = TelemetryQueue(
+            queue, lost = open_queue(
                 self.ddir.root / "telemetry" / "queue.db", max_bytes=opts.telemetry_max_bytes
             )
             boot_id = uuid.uuid4().hex
@@ -108,21 +143,27 @@ class AgentApp:
                 window_s=opts.telemetry_window_s,
                 resources=SysResources(disk_path=self.ddir.root),
             )
+            if lost is not None:
+                recorder.record_event(*loss_event(lost))
             http = httpx.Client(timeout=opts.download_timeout_s, follow_redirects=False)
             fetcher = TufArtifactFetcher(
                 self.ddir, identity, client=http, now=_utc_now, events=SecuritySinkAdapter(recorder)
             )
-            threads = hardware_class.threads if hardware_class else Threads()
-            from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
-
+            adapters = RuntimeAdapters()  # each version loads with the runtime its manifest names
             slot_installer = SlotInstaller(
-                self.ddir.root, fetcher, OnnxRuntimeAdapter(), config=InstallerConfig(threads=threads)
+                self.ddir.root,
+                fetcher,
+                adapter_for=adapters,
+                config=opts.installer_config(hardware_class),
+                steps=StepEvents(recorder),
             )
             try:
                 slot_installer.recover()
                 installer = ObservedInstaller(slot_installer, recorder)
                 self.installer, self.recorder = installer, recorder
-                serving = self._start_serving(hardware_class, recorder, installer) if opts.serve else None
+                serving = (
+                    self._start_serving(hardware_class, recorder, installer, adapters) if opts.serve else None
+                )
                 if serving is not None:
                     installer.after_change.append(lambda: serving.sync(installer.desired))
                 self.serving = serving
@@ -148,10 +189,25 @@ class AgentApp:
                         except Exception:  # a bad tick must not stop the next one
                             log.exception("event=tick_failed")
 
+                def feed_watchdog_forever(serving: Serving) -> None:
+                    """Heartbeat the trial while serving makes progress. Its own thread: an install holding
+                    the installer (a long download) must not silence it, a hung model run must."""
+                    while not stop.wait(opts.tick_interval_s):
+                        try:
+                            serving.feed_watchdog(installer)
+                        except Exception:
+                            log.exception("event=watchdog_feed_failed")
+
                 workers = [
                     threading.Thread(target=uploader.run, args=(stop,), name="telemetry-upload", daemon=True),
                     threading.Thread(target=tick_forever, name="agent-tick", daemon=True),
                 ]
+                if serving is not None:
+                    workers.append(
+                        threading.Thread(
+                            target=feed_watchdog_forever, args=(serving,), name="trial-watchdog", daemon=True
+                        )
+                    )
                 for worker in workers:
                     worker.start()
                 timing = PollTiming(poll_interval_s=opts.poll_interval_s, backoff_cap_s=opts.backoff_cap_s)

@@ -1,4 +1,10 @@
-"""An installer wrapper that turns slot changes into telemetry events (updates, rollbacks, health checks)."""
+"""Install telemetry: slot changes (updates, rollbacks, health checks) and journaled install steps as events.
+
+* ``ObservedInstaller`` wraps the installer and records what changed in its slot reports after each call;
+* ``StepEvents`` is the installer's ``StepSink``: each journaled step of each attempt (download, verify,
+  stage, load, health, switch, commit) becomes one ``update`` event, ``install_<step>_done`` or
+  ``install_<step>_failed`` (bounded: one event per step per attempt).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,11 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from edgefleet.agent.install.steps import StepRecord
 from edgefleet.agent.installer import Installer
 from edgefleet.protocol.desired_state import DesiredState, SlotReport
 
-__all__ = ["ObservedInstaller", "SlotEventSink"]
+__all__ = ["ObservedInstaller", "SlotEventSink", "StepEvents", "step_event"]
 
 
 class SlotEventSink(Protocol):
@@ -24,6 +31,10 @@ class _Tickable(Installer, Protocol):
     def tick(self) -> None: ...
 
     def record_inference(self, slot: str, *, ok: bool) -> None: ...
+
+    def heartbeat(self, slot: str) -> None: ...
+
+    def on_trial(self, slot: str) -> str | None: ...
 
 
 class ObservedInstaller:
@@ -50,6 +61,12 @@ class ObservedInstaller:
 
     def record_inference(self, slot: str, *, ok: bool) -> None:
         self._inner.record_inference(slot, ok=ok)
+
+    def heartbeat(self, slot: str) -> None:
+        self._inner.heartbeat(slot)
+
+    def on_trial(self, slot: str) -> str | None:
+        return self._inner.on_trial(slot)
 
     def slot_reports(self) -> dict[str, SlotReport]:
         return self._inner.slot_reports()
@@ -95,3 +112,35 @@ def slot_events(slot: str, before: SlotReport, after: SlotReport) -> list[tuple[
             )
         )
     return events
+
+
+class _EventSink(Protocol):
+    def record_event(self, kind: str, code: str, details: dict[str, Any] | None = None) -> int | None: ...
+
+
+def step_event(record: StepRecord) -> tuple[str, str, dict[str, Any]]:
+    """Pure: the telemetry event for one journaled install step."""
+    details: dict[str, Any] = {
+        "slot": record.slot,
+        "artifact": record.artifact_id,
+        "attempt": record.attempt,
+        "step": record.step,
+        "duration_ms": record.duration_ms,
+    }
+    if record.reused is not None:
+        details["reused"] = record.reused
+    if not record.ok:
+        details["error_code"] = record.error_code
+    outcome = "done" if record.ok else "failed"
+    return "update", f"install_{record.step}_{outcome}", details
+
+
+class StepEvents:
+    """The installer's ``StepSink``: one ``update`` event per step per attempt, to telemetry."""
+
+    def __init__(self, sink: _EventSink) -> None:
+        self._sink = sink
+
+    def step(self, record: StepRecord) -> None:
+        kind, code, details = step_event(record)
+        self._sink.record_event(kind, code, details)

@@ -1,7 +1,12 @@
 """How the serving layer meets the installer and telemetry inside one agent process.
 
 * ``TrialMetrics`` forwards every served request to telemetry and counts it for the installer's trial window
-  (a failure rate above the trial threshold rolls the new version back without the network);
+  (a failure rate above the trial threshold rolls the new version back without the network). A request
+  answered by the fallback artifact or the rule counts as a failure of the version on trial
+  (``install.trial.trial_sample``);
+* ``Serving.feed_watchdog`` heartbeats the installer's trial while the service makes progress on a model
+  rung (``serving_alive``); the agent calls it from its own thread, so a hung model run, a service stuck
+  below its model rungs or a dead agent stops the heartbeats and ``TrialPolicy.watchdog_s`` rolls back;
 * ``start_serving`` builds the ``InferenceService`` on the installer's active slot, with the class's fallback
   artifact from the installer's ``fallback`` slot (pin one per class: ``edgefleet device pin ART --class C
   --slot fallback``) or a provisioned ``--fallback-dir``, and the local HTTP endpoint; it writes where it
@@ -10,33 +15,68 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from edgefleet.agent.install.trial import MODEL_RUNGS, trial_sample
+from edgefleet.agent.runtime.base import RuntimeAdapter
 from edgefleet.agent.serve.config import ServingConfig
 from edgefleet.agent.serve.endpoint import EndpointConfig, LocalEndpoint
 from edgefleet.agent.serve.metrics import MetricsSink
-from edgefleet.agent.serve.service import InferenceService
+from edgefleet.agent.serve.runtimes import RuntimeAdapters
+from edgefleet.agent.serve.service import InferenceService, Liveness
 from edgefleet.agent.serve.shadow import ShadowConfig
 from edgefleet.agent.serve.source import SlotActiveSource
 from edgefleet.durable import atomic_write_bytes
 from edgefleet.protocol.hardware_class import HardwareClass
 
-__all__ = ["ENDPOINT_FILE", "FALLBACK_SLOT", "SHADOW_SUFFIX", "Serving", "TrialMetrics", "start_serving"]
+__all__ = [
+    "ENDPOINT_FILE",
+    "FALLBACK_SLOT",
+    "SERVED_SLOT",
+    "SHADOW_SUFFIX",
+    "STALL_S",
+    "Serving",
+    "TrialMetrics",
+    "serving_alive",
+    "start_serving",
+]
 
 ENDPOINT_FILE = "serving-endpoint"
+SERVED_SLOT = "default"
+"""The slot the agent serves (and whose trial its watchdog watches)."""
 SHADOW_SUFFIX = ".shadow"
 FALLBACK_SLOT = "fallback"
 """A rollout's shadow stage assigns the candidate to ``<slot>.shadow`` (the server's ``shadow_slot``)."""
+STALL_S = 10.0
+"""A run held this long while no other run starts or ends: the service is stuck (it stops heartbeating)."""
 
 
 class _TrialCounter(Protocol):
     def record_inference(self, slot: str, *, ok: bool) -> None: ...
 
+    def on_trial(self, slot: str) -> str | None: ...
+
+
+class _Watched(Protocol):
+    def on_trial(self, slot: str) -> str | None: ...
+
+    def heartbeat(self, slot: str) -> None: ...
+
+
+def serving_alive(liveness: Liveness, *, stall_s: float = STALL_S) -> bool:
+    """Pure: may the service heartbeat the trial watchdog? Only on a model rung (the active version or its
+    CPU twin answers, not the fallback or the rule) and not stuck (no run held for ``stall_s`` without any
+    other run starting or ending). Idle is alive."""
+    if liveness.rung not in MODEL_RUNGS:
+        return False
+    return liveness.in_flight == 0 or liveness.since_progress_s <= stall_s
+
 
 class TrialMetrics:
-    """A ``MetricsSink`` that also feeds the installer's trial counters for one slot."""
+    """A ``MetricsSink`` that also feeds the installer's trial counters for one slot (``trial_sample``)."""
 
     def __init__(self, inner: MetricsSink, installer: _TrialCounter, slot: str) -> None:
         self._inner = inner
@@ -47,7 +87,12 @@ class TrialMetrics:
         self, model_version: str, rung: str, latency_ms: float, error_code: str | None = None
     ) -> None:
         self._inner.record_request(model_version, rung, latency_ms, error_code)
-        self._installer.record_inference(self._slot, ok=error_code is None)
+        on_trial = self._installer.on_trial(self._slot)
+        if not on_trial:
+            return
+        ok = trial_sample(rung, model_version, error_code, on_trial)
+        if ok is not None:
+            self._installer.record_inference(self._slot, ok=ok)
 
     def record_shadow(self, agreement: float | bool, *, model_version: str = "unknown") -> None:
         self._inner.record_shadow(agreement, model_version=model_version)
@@ -74,7 +119,17 @@ class Serving:
         """Pick up a new active version (call after install steps)."""
         self.source.poll()
 
-    def sync(self, desired: dict[str, str], slot: str = "default") -> None:
+    def feed_watchdog(
+        self, installer: _Watched, slot: str = SERVED_SLOT, *, stall_s: float = STALL_S
+    ) -> bool:
+        """Heartbeat ``slot``'s trial when the service is alive (``serving_alive``). Never blocks: call it
+        from a thread of its own, not one an install can hold up. True when it heartbeat."""
+        if installer.on_trial(slot) is None or not serving_alive(self.service.liveness(), stall_s=stall_s):
+            return False
+        installer.heartbeat(slot)
+        return True
+
+    def sync(self, desired: dict[str, str], slot: str = SERVED_SLOT) -> None:
         """After install steps: serve the slot's active version, and run ``<slot>.shadow`` beside it exactly
         while the desired state asks for it and the candidate passed its install health check."""
         self.source.poll()
@@ -103,10 +158,12 @@ def start_serving(
     endpoint: EndpointConfig,
     fallback_dir: Path | None = None,
     shadow_fraction: float = 0.1,
-    slot: str = "default",
+    slot: str = SERVED_SLOT,
+    adapter_for: Callable[[str], RuntimeAdapter] | None = None,
 ) -> Serving:
-    from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
-
+    """``adapter_for``: the runtime adapter per manifest ``runtime.name`` (default ``RuntimeAdapters()``);
+    the active version, the fallback and a shadow candidate each load with the runtime their manifest
+    names."""
     source = SlotActiveSource(data_root, slot)
     overrides: dict[str, Any] = {"status_path": data_root / "serving.json", "fallback_dir": fallback_dir}
     config = (
@@ -117,10 +174,11 @@ def start_serving(
     fallback_source = SlotActiveSource(data_root, FALLBACK_SLOT)
     service = InferenceService(
         source,
-        OnnxRuntimeAdapter(),
+        None,
         config,
         metrics=metrics,
         fallback_source=fallback_source if fallback_dir is None else None,
+        adapter_for=adapter_for or RuntimeAdapters(),
     ).start()
     local = LocalEndpoint(service, endpoint).start()
     atomic_write_bytes(data_root / ENDPOINT_FILE, local.url.encode())

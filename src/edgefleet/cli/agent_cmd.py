@@ -103,6 +103,50 @@ def enroll_cmd(
     show_default=True,
     help="Share of live requests also run through a shadow candidate when a rollout asks for one.",
 )
+@click.option(
+    "--trial-window",
+    "trial_window_s",
+    type=click.FloatRange(0, 30 * 86400),
+    default=600.0,
+    show_default=True,
+    help="Seconds a new version is on trial after its switch before it is committed.",
+)
+@click.option(
+    "--trial-min-requests",
+    type=click.IntRange(0, 10**9),
+    default=0,
+    show_default=True,
+    help="Requests the new version must serve before its commit (0: the window alone).",
+)
+@click.option(
+    "--trial-max-failure-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.05,
+    show_default=True,
+    help="Failure rate over which the trial rolls back (answers from the fallback or the rule are failures).",
+)
+@click.option(
+    "--trial-min-requests-for-rate",
+    type=click.IntRange(1, 10**9),
+    default=20,
+    show_default=True,
+    help="Requests served before the failure rate is judged.",
+)
+@click.option(
+    "--trial-max-restarts",
+    type=click.IntRange(0, 100),
+    default=1,
+    show_default=True,
+    help="Agent restarts tolerated during a trial (a power cut); one more rolls back.",
+)
+@click.option(
+    "--trial-watchdog",
+    "trial_watchdog_s",
+    type=click.FloatRange(0, 86400),
+    default=60.0,
+    show_default=True,
+    help="Seconds without a serving heartbeat that roll a trial back (0: off; off with --no-serve).",
+)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def run_cmd(
     data_dir: Path,
@@ -115,6 +159,12 @@ def run_cmd(
     no_serve: bool,
     fallback_dir: Path | None,
     shadow_fraction: float,
+    trial_window_s: float,
+    trial_min_requests: int,
+    trial_max_failure_rate: float,
+    trial_min_requests_for_rate: int,
+    trial_max_restarts: int,
+    trial_watchdog_s: float,
     log_level: str,
 ) -> None:
     """Run the device until SIGTERM/SIGINT: sync, verify, install, serve, report, send telemetry."""
@@ -135,7 +185,16 @@ def run_cmd(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     from edgefleet.agent.app import AgentApp, AgentOptions
+    from edgefleet.agent.install.trial import TrialPolicy
 
+    trial = TrialPolicy(  # validated here: a bad value is a clear error before anything starts
+        window_s=trial_window_s,
+        min_requests=trial_min_requests,
+        max_failure_rate=trial_max_failure_rate,
+        min_requests_for_rate=trial_min_requests_for_rate,
+        max_restarts=trial_max_restarts,
+        watchdog_s=trial_watchdog_s or None,
+    )
     options = AgentOptions(
         poll_interval_s=poll_interval_s,
         backoff_cap_s=backoff_cap_s,
@@ -146,6 +205,7 @@ def run_cmd(
         serve_socket=serve_socket,
         fallback_dir=fallback_dir,
         shadow_fraction=shadow_fraction,
+        trial=trial,
     )
     AgentApp(data_dir, options).run(stop)
 

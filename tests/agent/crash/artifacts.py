@@ -120,9 +120,12 @@ def write_artifact(
     samples: int = 4,
     warmup_runs: int = 1,
     extra_bytes: int = 0,
+    runtime: str = "onnxruntime",
+    providers: tuple[str, ...] = ("CPUExecutionProvider",),
 ) -> ArtifactManifest:
     """``expected`` overrides the golden outputs (to make a candidate fail); ``extra_bytes`` pads the
-    artifact with a weights-like file so benches can use a realistic size."""
+    artifact with a weights-like file so benches can use a realistic size; ``runtime`` and ``providers``
+    are the manifest's (an ``openvino`` artifact carries the same ONNX file)."""
     out = root / artifact_id
     out.mkdir(parents=True, exist_ok=True)
     x = golden_inputs(samples)
@@ -139,7 +142,7 @@ def write_artifact(
             "model": "digits",
             "version": version,
             "hardware_class": CLASS_NAME,
-            "runtime": {"name": "onnxruntime", "execution_providers": ["CPUExecutionProvider"]},
+            "runtime": {"name": runtime, "execution_providers": list(providers)},
             "entrypoint": "model.onnx",
             "files": [
                 {"path": n, "sha256": hashlib.sha256(d).hexdigest(), "length": len(d)}

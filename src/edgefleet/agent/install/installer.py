@@ -10,6 +10,9 @@ arrives.
 ``recover()`` runs once at start: it replays the journal against the pointers (an attempt cut before its
 switch is abandoned and retried on the next ``apply``; one cut after it is on trial and counts a restart),
 re-verifies and loads the active version, and falls back to ``previous`` when the active one is corrupt.
+
+Each version is loaded by the adapter its manifest's ``runtime.name`` names (``adapter_for``), and each
+journaled step is also reported to a ``StepSink`` (telemetry: one update event per step per attempt).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import errno
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
@@ -28,6 +32,7 @@ from edgefleet.agent.datadir import AgentLock
 from edgefleet.agent.health import HealthPolicy, HealthReport, run_health_check
 from edgefleet.agent.install.faults import CrashHook, no_crash
 from edgefleet.agent.install.fetch import ArtifactFetcher
+from edgefleet.agent.install.steps import NoSteps, StepRecord, StepSink
 from edgefleet.agent.install.trial import TrialPolicy, TrialState, trial_verdict
 from edgefleet.agent.journal import Journal, last_attempt
 from edgefleet.agent.runtime.base import LoadedModel, LoadOptions, RuntimeAdapter
@@ -38,10 +43,12 @@ from edgefleet.protocol.hardware_class import Threads
 from edgefleet.protocol.manifest import ArtifactManifest
 from edgefleet.trust.errors import DiskFullError, HashMismatchError
 
-__all__ = ["InstallerConfig", "SlotInstaller"]
+__all__ = ["AdapterFor", "InstallerConfig", "SlotInstaller"]
 
 log = logging.getLogger("edgefleet.agent.install")
 T = TypeVar("T")
+AdapterFor = Callable[[str], RuntimeAdapter]
+"""A manifest's ``runtime.name`` -> the adapter that loads it (``agent.serve.RuntimeAdapters``)."""
 
 
 def _utcnow() -> datetime:
@@ -56,6 +63,17 @@ class InstallerConfig:
     max_rollbacks: int = 2
     """A release rejected by its health check or rolled back this many times is refused locally."""
     gc_max_removals: int = 4
+    served_slots: frozenset[str] | None = None
+    """The slots the serving layer answers requests from and heartbeats (the agent: ``default``). Only there
+    do ``trial.watchdog_s`` and ``trial.min_requests`` apply: a ``fallback`` or ``<slot>.shadow`` version gets
+    no steady traffic and no heartbeat, so its trial is judged by time, restarts and failure rate. ``None``:
+    every slot is served."""
+
+    def trial_for(self, slot: str) -> TrialPolicy:
+        """The trial policy for ``slot``."""
+        if self.served_slots is None or slot in self.served_slots:
+            return self.trial
+        return replace(self.trial, watchdog_s=None, min_requests=0)
 
 
 @dataclass
@@ -74,28 +92,39 @@ class _Slot:
 
 
 class _StepFailed(Exception):
-    def __init__(self, step: str, error: EdgefleetError) -> None:
+    def __init__(self, step: str, error: EdgefleetError, duration_ms: float = 0.0) -> None:
         super().__init__(step)
         self.step = step
         self.error = error
+        self.duration_ms = duration_ms
 
 
 class SlotInstaller:
-    """Implements ``agent.installer.Installer``. Holds ``slots/installer.lock`` while open."""
+    """Implements ``agent.installer.Installer``. Holds ``slots/installer.lock`` while open.
+
+    Give ``adapter_for`` (the agent does) to load each version with the runtime its manifest names, or one
+    ``adapter`` to load every version with it whatever the manifest says (tests, benches).
+    """
 
     def __init__(
         self,
         data_root: Path,
         fetcher: ArtifactFetcher,
-        adapter: RuntimeAdapter,
+        adapter: RuntimeAdapter | None = None,
         *,
+        adapter_for: AdapterFor | None = None,
         config: InstallerConfig | None = None,
         now: Callable[[], datetime] = _utcnow,
         crash: CrashHook = no_crash,
+        steps: StepSink | None = None,
     ) -> None:
+        if adapter is None and adapter_for is None:
+            raise TypeError("SlotInstaller needs an adapter or adapter_for")
         self._root = Path(data_root)
         self._fetcher = fetcher
         self._adapter = adapter
+        self._adapter_for = adapter_for
+        self._steps: StepSink = steps or NoSteps()
         self._config = config or InstallerConfig()
         self._now = now
         self._crash = crash
@@ -133,9 +162,20 @@ class SlotInstaller:
                 s.trial.failures += 0 if ok else 1
 
     def heartbeat(self, slot: str) -> None:
+        """The serving layer is alive and serving (feeds ``TrialPolicy.watchdog_s``). Never blocks on an
+        install in progress."""
         s = self._slots.get(slot)
-        if s is not None and s.trial is not None:
-            s.trial.heartbeat_at = self._now().isoformat()
+        if s is None or s.trial is None:
+            return
+        with s.counters:
+            if s.trial is not None:
+                s.trial.heartbeat_at = self._now().isoformat()
+
+    def on_trial(self, slot: str) -> str | None:
+        """``<model>/<version>`` of the version on trial in ``slot``, or ``None``. Never blocks."""
+        s = self._slots.get(slot)
+        trial = s.trial if s is not None else None
+        return trial.model_version if trial is not None else None
 
     def last_error(self, slot: str) -> dict[str, object] | None:
         s = self._slots.get(slot)
@@ -196,6 +236,10 @@ class SlotInstaller:
             trial = None  # the version on trial was unusable and has been replaced by previous
         if trial is not None:
             trial.restarts += 1
+            # The watchdog measures a silent *running* agent; time spent powered off is max_restarts' job.
+            trial.heartbeat_at = self._now().isoformat()
+            if not trial.model_version:  # a trial record written before model_version was recorded
+                trial.model_version = _model_version(store, trial.version)
             store.write_trial(trial.to_dict())
             s.trial = trial
             s.state = "trial"
@@ -279,6 +323,17 @@ class SlotInstaller:
         except _StepFailed as failed:
             store.clear_staging()
             self._journal(s, attempt, event="failed", step=failed.step, code=failed.error.code)
+            self._report_step(
+                StepRecord(
+                    store.slot,
+                    attempt,
+                    a.artifact_id,
+                    failed.step,
+                    ok=False,
+                    error_code=failed.error.code,
+                    duration_ms=failed.duration_ms,
+                )
+            )
             if failed.step in ("load", "health"):
                 store.count_rollback(a.artifact_id)
             s.last_error = self._error(failed.error, failed.error.message)
@@ -293,22 +348,44 @@ class SlotInstaller:
             )
             return
 
-    def _step(self, s: _Slot, attempt: str, name: str, fn: Callable[[], T], **extra: object) -> T:
+    def _step(
+        self, s: _Slot, attempt: str, a: Assignment, name: str, fn: Callable[[], T], **extra: object
+    ) -> T:
         self._crash(f"before:{name}")
+        started = time.perf_counter()
         try:
             result = fn()
         except EdgefleetError as exc:
-            raise _StepFailed(name, exc) from exc
+            raise _StepFailed(name, exc, _ms_since(started)) from exc
         except OSError as exc:
             error = (
                 DiskFullError(f"disk full during {name}", got=str(exc))
                 if exc.errno == errno.ENOSPC
                 else EdgefleetError(f"{name}: {exc}", code="io_error", got=str(exc))
             )
-            raise _StepFailed(name, error) from exc
+            raise _StepFailed(name, error, _ms_since(started)) from exc
+        duration_ms = _ms_since(started)
         self._journal(s, attempt, event="done", step=name, **extra)
+        reused = extra.get("reused")
+        self._report_step(
+            StepRecord(
+                s.store.slot,
+                attempt,
+                a.artifact_id,
+                name,
+                ok=True,
+                duration_ms=duration_ms,
+                reused=reused if isinstance(reused, bool) else None,
+            )
+        )
         self._crash(f"after:{name}")
         return result
+
+    def _report_step(self, record: StepRecord) -> None:
+        try:
+            self._steps.step(record)
+        except Exception:  # telemetry never breaks an install
+            log.exception("event=step_report_failed step=%s", record.step)
 
     def _attempt(self, s: _Slot, attempt: str, a: Assignment, key: str) -> None:
         store = s.store
@@ -334,19 +411,20 @@ class SlotInstaller:
             if staged is not None:
                 store.install_staged(staged, manifest)
 
-        self._step(s, attempt, "download", download, reused=reused)
-        self._step(s, attempt, "verify", verify)
-        self._step(s, attempt, "stage", stage)
-        model = self._step(s, attempt, "load", lambda: self._load_version(store, key, warmup=False))
+        self._step(s, attempt, a, "download", download, reused=reused)
+        self._step(s, attempt, a, "verify", verify)
+        self._step(s, attempt, a, "stage", stage)
+        model = self._step(s, attempt, a, "load", lambda: self._load_version(store, key, warmup=False))
         golden = store.files_dir(key) / manifest.health_check.golden_file
         try:
             s.last_health = self._step(
                 s,
                 attempt,
+                a,
                 "health",
                 lambda: run_health_check(model, golden, manifest.health_check, self._config.health),
             )
-            self._step(s, attempt, "switch", lambda: self._switch(s, attempt, a, key, model))
+            self._step(s, attempt, a, "switch", lambda: self._switch(s, attempt, a, key, model))
         except _StepFailed:
             model.cancel()
             raise
@@ -356,7 +434,13 @@ class SlotInstaller:
         store = s.store
         store.verify(key)
         now = self._now().isoformat()
-        trial = TrialState(version=key, artifact_id=a.artifact_id, attempt=attempt, started_at=now)
+        trial = TrialState(
+            version=key,
+            artifact_id=a.artifact_id,
+            attempt=attempt,
+            started_at=now,
+            model_version=f"{a.manifest.model}/{a.manifest.version}",
+        )
         keep_previous = s.trial is not None  # replacing a version on trial: previous stays the last good one
         store.write_trial(trial.to_dict())
         pointer = Pointer(key, a.artifact_id, a.manifest.release_counter, now)
@@ -378,7 +462,7 @@ class SlotInstaller:
         assert s.trial is not None
         with s.counters:
             snapshot = TrialState.from_dict(s.trial.to_dict())
-        verdict, reason = trial_verdict(snapshot, self._config.trial, self._now())
+        verdict, reason = trial_verdict(snapshot, self._config.trial_for(s.store.slot), self._now())
         if verdict == "commit":
             self._commit(s, snapshot)
         elif verdict == "rollback":
@@ -390,6 +474,7 @@ class SlotInstaller:
         self._crash("before:commit")
         self._journal(s, trial.attempt, event="done", step="commit")
         self._journal(s, trial.attempt, event="committed")
+        self._report_step(StepRecord(s.store.slot, trial.attempt, trial.artifact_id, "commit", ok=True))
         s.store.clear_trial()
         s.trial = None
         s.state = "committed"
@@ -452,13 +537,33 @@ class SlotInstaller:
             inter_op_threads=self._config.threads.inter_op,
             warmup_runs=manifest.health_check.warmup_runs if warmup else 0,
         )
-        return self._adapter.load(store.files_dir(key) / manifest.entrypoint, manifest.signature, options)
+        adapter = self._adapter_for_runtime(manifest.runtime.name)
+        return adapter.load(store.files_dir(key) / manifest.entrypoint, manifest.signature, options)
+
+    def _adapter_for_runtime(self, runtime: str) -> RuntimeAdapter:
+        """The manifest's runtime (``runtime_unsupported`` when this device has none for it)."""
+        if self._adapter_for is not None:
+            return self._adapter_for(runtime)
+        assert self._adapter is not None
+        return self._adapter
 
     def _journal(self, s: _Slot, attempt: str, **fields: object) -> None:
         s.journal.append({"attempt": attempt, "at": self._now().isoformat(), **fields})
 
     def _error(self, exc: EdgefleetError, message: str) -> dict[str, object]:
         return {"code": exc.code, "message": message, "details": exc.details, "at": self._now().isoformat()}
+
+
+def _model_version(store: SlotStore, key: str) -> str:
+    try:
+        manifest = store.read_manifest(key)
+    except EdgefleetError:
+        return ""
+    return f"{manifest.model}/{manifest.version}"
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)
 
 
 def _verifies(store: SlotStore, key: str) -> bool:

@@ -14,7 +14,8 @@ from edgefleet.agent.serve.errors import (
 )
 from edgefleet.agent.serve.ladder import RUNGS, LadderPolicy, Rung
 from edgefleet.agent.serve.metrics import MetricsSink, NullMetrics
-from edgefleet.agent.serve.service import InferenceService, Prediction
+from edgefleet.agent.serve.runtimes import RuntimeAdapters
+from edgefleet.agent.serve.service import InferenceService, Liveness, Prediction
 from edgefleet.agent.serve.shadow import AgreementStats, ShadowConfig, shadow_verdict
 from edgefleet.agent.serve.source import (
     ActiveArtifact,
@@ -37,6 +38,7 @@ __all__ = [
     "InferenceDeferredError",
     "InferenceService",
     "LadderPolicy",
+    "Liveness",
     "LocalEndpoint",
     "MetricsSink",
     "NoModelError",
@@ -44,6 +46,7 @@ __all__ = [
     "Prediction",
     "RuleConfig",
     "Rung",
+    "RuntimeAdapters",
     "ServerBusyError",
     "ServingConfig",
     "ServingError",

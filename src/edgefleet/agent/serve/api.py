@@ -20,6 +20,7 @@ from edgefleet.agent.serve.config import ServingConfig
 from edgefleet.agent.serve.errors import NoModelError
 from edgefleet.agent.serve.ladder import Rung
 from edgefleet.agent.serve.metrics import MetricsSink
+from edgefleet.agent.serve.runtimes import adapter_for
 from edgefleet.agent.serve.service import InferenceService, Prediction
 from edgefleet.agent.serve.source import ActiveSource, StaticSource, read_artifact_dir
 
@@ -27,24 +28,6 @@ __all__ = ["adapter_for", "current_version", "load", "mode", "predict", "service
 
 _lock = threading.Lock()
 _default: InferenceService | None = None
-
-
-def adapter_for(runtime: str) -> RuntimeAdapter:
-    """The adapter for a manifest's ``runtime.name``; imported lazily so absent runtimes cost nothing."""
-    if runtime == "onnxruntime":
-        from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
-
-        return OnnxRuntimeAdapter()
-    if runtime == "openvino":
-        from edgefleet.agent.runtime.openvino_native import OpenVinoAdapter
-
-        return OpenVinoAdapter()
-    raise NoModelError(
-        f"no adapter for runtime {runtime!r} on this device",
-        code="runtime_unsupported",
-        expected=["onnxruntime", "openvino"],
-        got=runtime,
-    )
 
 
 def load(
@@ -60,9 +43,7 @@ def load(
     global _default
     if isinstance(source, (str, Path)):
         source = StaticSource(read_artifact_dir(Path(source)))
-    if adapter is None:
-        active = source.active()
-        adapter = adapter_for(active.manifest.runtime.name if active is not None else "onnxruntime")
+    # Without an explicit adapter, each artifact (active, fallback, shadow) loads with its manifest's runtime.
     new = InferenceService(source, adapter, config, metrics=metrics)
     if start:
         new.start()

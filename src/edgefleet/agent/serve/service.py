@@ -27,6 +27,7 @@ from edgefleet.agent.serve.config import ServingConfig, rule_outputs
 from edgefleet.agent.serve.errors import InferenceDeferredError, NoModelError
 from edgefleet.agent.serve.ladder import LadderState, Rung
 from edgefleet.agent.serve.metrics import MetricsSink, NullMetrics
+from edgefleet.agent.serve.runtimes import RuntimeAdapters
 from edgefleet.agent.serve.shadow import AgreementStats, ShadowConfig, ShadowEvaluator
 from edgefleet.agent.serve.source import ActiveArtifact, ActiveSource, read_artifact_dir
 from edgefleet.agent.serve.status import write_status
@@ -34,11 +35,13 @@ from edgefleet.agent.serve.validate import InputRules, validate_inputs
 from edgefleet.protocol.errors import EdgefleetError
 from edgefleet.protocol.manifest import Signature
 
-__all__ = ["InferenceService", "Prediction"]
+__all__ = ["InferenceService", "Liveness", "Prediction"]
 
 log = logging.getLogger("edgefleet.agent.serve")
 _perf_counter = time.perf_counter
 _CPU = ("CPUExecutionProvider",)
+_CPU_ONLY = {("CPUExecutionProvider",), ("OpenVINO:CPU",)}
+"""What a model on the CPU reports as its providers (ONNX Runtime, OpenVINO native)."""
 
 
 @dataclass(slots=True)
@@ -49,6 +52,18 @@ class Prediction:
     artifact_id: str
     mode: Rung
     latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """Is the service making progress? Read without locks (the watchdog must not wait on a stuck run)."""
+
+    rung: Rung
+    model_version: str
+    in_flight: int
+    """Requests holding an inference slot now."""
+    since_progress_s: float
+    """Seconds since a request last started or finished a run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,19 +84,25 @@ class InferenceService:
     def __init__(
         self,
         source: ActiveSource,
-        adapter: RuntimeAdapter,
+        adapter: RuntimeAdapter | None = None,
         config: ServingConfig | None = None,
         *,
         metrics: MetricsSink | None = None,
         clock: Callable[[], float] = time.monotonic,
         fallback_source: ActiveSource | None = None,
+        adapter_for: Callable[[str], RuntimeAdapter] | None = None,
     ) -> None:
         """``fallback_source`` (e.g. the installer's ``fallback`` slot, from a class pin) takes precedence
-        over ``config.fallback_dir`` (a directory provisioned on the device)."""
+        over ``config.fallback_dir`` (a directory provisioned on the device).
+
+        ``adapter`` loads every artifact with one runtime; without it, each artifact (active, fallback,
+        shadow candidate) is loaded by ``adapter_for(manifest.runtime.name)`` (default: ``RuntimeAdapters``).
+        """
         self.config = config or ServingConfig()
         self._source = source
         self._fallback_source = fallback_source
         self._adapter = adapter
+        self._adapter_for = adapter_for or RuntimeAdapters()
         self._metrics: MetricsSink = metrics or NullMetrics()
         self._recording = not isinstance(self._metrics, NullMetrics)
         self._clock = clock
@@ -96,6 +117,7 @@ class InferenceService:
         self._reported_s: dict[str, float] = {}
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._progress_at = _perf_counter()
         with self._mutex:
             self._primary = source.active()
             self._serving, rung = self._select(0, reason="start")
@@ -113,7 +135,7 @@ class InferenceService:
         batch = validate_inputs(rules, inputs) if rules is not None else 1
         gate = self._gate
         gate.acquire()
-        start = _perf_counter()
+        start = self._progress_at = _perf_counter()
         error_code: str | None = None
         try:
             model = serving.model
@@ -131,7 +153,8 @@ class InferenceService:
             error_code = exc.code
             raise
         finally:
-            latency_s = _perf_counter() - start
+            self._progress_at = done = _perf_counter()
+            latency_s = done - start
             gate.release(latency_s)
             if self._recording or error_code is not None:
                 self._metrics.record_request(
@@ -214,7 +237,7 @@ class InferenceService:
             providers = tuple(primary.manifest.runtime.execution_providers) if rung == "preferred" else _CPU
             model = self._load(primary, providers)
             if rung == "preferred":
-                self._preferred_is_cpu = tuple(model.providers) == _CPU
+                self._preferred_is_cpu = tuple(model.providers) in _CPU_ONLY
             return self._snapshot(rung, model, primary)
         if rung == "fallback":
             fallback = self._load_fallback()
@@ -262,7 +285,8 @@ class InferenceService:
             inter_op_threads=self.config.threads.inter_op,
             warmup_runs=artifact.manifest.health_check.warmup_runs,
         )
-        return (adapter or self._adapter).load(artifact.model_path, artifact.manifest.signature, options)
+        chosen = adapter or self._adapter or self._adapter_for(artifact.manifest.runtime.name)
+        return chosen.load(artifact.model_path, artifact.manifest.signature, options)
 
     def _load_fallback(self) -> ActiveArtifact | None:
         if self._fallback_source is not None:
@@ -373,8 +397,8 @@ class InferenceService:
         *,
         adapter: RuntimeAdapter | None = None,
     ) -> None:
-        """Load ``candidate`` (with ``adapter`` when its runtime differs) beside the active model and
-        compare on a sampled fraction of requests."""
+        """Load ``candidate`` (by the runtime its manifest names, or ``adapter``) beside the active model
+        and compare on a sampled fraction of requests."""
         model = self._load(candidate, tuple(candidate.manifest.runtime.execution_providers), adapter)
         primary = candidate.manifest.signature.outputs[0].name
         evaluator = ShadowEvaluator(
@@ -417,6 +441,15 @@ class InferenceService:
     def artifact_id(self) -> str | None:
         serving = self._serving
         return None if serving.rung == "rule" else serving.artifact_id
+
+    def liveness(self) -> Liveness:
+        serving = self._serving
+        return Liveness(
+            rung=serving.rung,
+            model_version=serving.model_version,
+            in_flight=self._gate.running,
+            since_progress_s=max(0.0, _perf_counter() - self._progress_at),
+        )
 
     def status(self) -> dict[str, Any]:
         serving = self._serving

@@ -13,12 +13,18 @@ Drop policy when an append would pass ``max_bytes`` (documented in docs/telemetr
 Every dropped record is counted by kind in cumulative counters (``dropped``) that the uploader reports.
 Sequences come from ``AUTOINCREMENT``: strictly increasing for the life of the file, never reused, across
 boots and after deletes, so the server can order a device's records without trusting its wall clock.
+
+A corrupt file never stops the agent: ``open_queue`` moves it aside (one kept for forensics,
+``<name>.corrupt.db``), starts a fresh queue and says so (``QueueLoss``), so the caller can record that
+telemetry was lost; a queue that cannot be opened at all (disk, permissions) is replaced by one in memory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -28,7 +34,20 @@ from typing import Any
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError
 
-__all__ = ["QueueCorruptError", "QueueStats", "QueuedRecord", "TelemetryQueue"]
+__all__ = [
+    "CORRUPT_SUFFIX",
+    "QueueCorruptError",
+    "QueueLoss",
+    "QueueStats",
+    "QueueUnavailableError",
+    "QueuedRecord",
+    "TelemetryQueue",
+    "corrupt_path",
+    "loss_event",
+    "open_queue",
+]
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -48,7 +67,15 @@ _DROP_PREFIX = "dropped."
 
 
 class QueueCorruptError(EdgefleetError):
+    """The file is not a sound SQLite database (or not our queue): its contents cannot be trusted."""
+
     code = "telemetry_queue_corrupt"
+
+
+class QueueUnavailableError(EdgefleetError):
+    """SQLite could not open or write the file (disk full, read-only, permissions); it may be intact."""
+
+    code = "telemetry_queue_unavailable"
 
 
 @dataclass(frozen=True)
@@ -81,19 +108,29 @@ class TelemetryQueue:
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise InvalidDocumentError("bad synchronous mode", expected="FULL|NORMAL|EXTRA", got=synchronous)
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise QueueUnavailableError(f"telemetry queue directory: {exc}", got=str(self.path)) from exc
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        db: sqlite3.Connection | None = None
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.executescript(_SCHEMA)
-            ok = self._db.execute("PRAGMA quick_check").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={synchronous}")
+            db.executescript(_SCHEMA)
+            ok = db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.OperationalError as exc:  # cannot open/lock/write: not evidence of corruption
+            _close_quietly(db)
+            raise QueueUnavailableError(f"telemetry queue unavailable: {exc}", got=str(self.path)) from exc
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "disk image is malformed"
+            _close_quietly(db)
             raise QueueCorruptError(f"telemetry queue unreadable: {exc}", got=str(self.path)) from exc
         if ok != "ok":
+            _close_quietly(db)
             raise QueueCorruptError("telemetry queue failed its integrity check", got=str(ok)[:200])
+        self._db = db
 
     def close(self) -> None:
         with self._lock:
@@ -228,3 +265,100 @@ class TelemetryQueue:
             "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
             (name, by),
         )
+
+
+def _close_quietly(db: sqlite3.Connection | None) -> None:
+    if db is not None:
+        with contextlib.suppress(sqlite3.Error):
+            db.close()
+
+
+CORRUPT_SUFFIX = ".corrupt"
+_SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+@dataclass(frozen=True)
+class QueueLoss:
+    """What ``open_queue`` had to give up: the records of the old file did not (all) survive."""
+
+    code: str
+    """``telemetry_queue_corrupt`` (moved aside, fresh file) or ``telemetry_queue_unavailable`` (in memory)"""
+    message: str
+    kept_path: Path | None
+    """Where the corrupt file now lies (``None`` when it could not be kept)."""
+    in_memory: bool
+
+
+def corrupt_path(path: Path) -> Path:
+    """``queue.db`` -> ``queue.corrupt.db``: still a name SQLite tools open, with its ``-wal`` beside it."""
+    return path.with_name(path.stem + CORRUPT_SUFFIX + path.suffix)
+
+
+def _set_aside(path: Path) -> Path | None:
+    """Move ``path`` and its WAL/SHM files to ``corrupt_path``, replacing the one kept before (at most one is
+    kept: the newest corruption is the one worth reading). ``None`` when it could not be moved; then it is
+    deleted, so the fresh queue does not pick up a stale WAL."""
+    target = corrupt_path(path)
+    for suffix in _SQLITE_COMPANIONS:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{target}{suffix}")
+    kept: Path | None = target
+    for suffix in _SQLITE_COMPANIONS:
+        source = Path(f"{path}{suffix}")
+        try:
+            os.replace(source, f"{target}{suffix}")
+        except FileNotFoundError:
+            continue
+        except OSError:
+            kept = None
+            with contextlib.suppress(OSError):
+                source.unlink()
+    with contextlib.suppress(OSError):
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return kept
+
+
+def open_queue(
+    path: Path | str, *, max_bytes: int = 8 * 1024**2, synchronous: str = "FULL"
+) -> tuple[TelemetryQueue, QueueLoss | None]:
+    """Open the device queue without ever failing the agent over its contents.
+
+    A corrupt file is moved aside (``queue.corrupt.db``, replacing an older one) and a fresh queue is started;
+    a file SQLite cannot open at all, and a fresh file that fails too, give a queue in memory for this run
+    (telemetry still flows while the link is up). The ``QueueLoss`` says which, for a telemetry event.
+    """
+    path = Path(path)
+    try:
+        return TelemetryQueue(path, max_bytes=max_bytes, synchronous=synchronous), None
+    except QueueCorruptError as exc:
+        kept = _set_aside(path)
+        log.error("event=telemetry_queue_corrupt path=%s kept=%s error=%s", path, kept, exc.message)
+        try:
+            fresh = TelemetryQueue(path, max_bytes=max_bytes, synchronous=synchronous)
+        except (QueueCorruptError, QueueUnavailableError) as again:
+            log.error("event=telemetry_queue_in_memory error=%s", again.message)
+            memory = TelemetryQueue(":memory:", max_bytes=max_bytes, synchronous=synchronous)
+            return memory, QueueLoss(exc.code, exc.message, kept, in_memory=True)
+        return fresh, QueueLoss(exc.code, exc.message, kept, in_memory=False)
+    except QueueUnavailableError as exc:
+        log.error("event=telemetry_queue_in_memory path=%s error=%s", path, exc.message)
+        memory = TelemetryQueue(":memory:", max_bytes=max_bytes, synchronous=synchronous)
+        return memory, QueueLoss(exc.code, exc.message, None, in_memory=True)
+
+
+def loss_event(loss: QueueLoss) -> tuple[str, str, dict[str, object]]:
+    """Pure: the event that tells the fleet this device's queued telemetry was lost (kind ``health``)."""
+    return (
+        "health",
+        "telemetry_lost",
+        {
+            "reason": loss.code,
+            "message": loss.message,
+            "kept": loss.kept_path.name if loss.kept_path is not None else None,
+            "in_memory": loss.in_memory,
+        },
+    )

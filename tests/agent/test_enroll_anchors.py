@@ -104,3 +104,18 @@ def test_bad_provisioned_roots_are_refused_before_the_token_is_spent(server, tmp
     assert not DataDir(tmp_path / "d").is_enrolled()
     enroll(server_url=server.url, token=token, data_dir=tmp_path / "d", tuf_root=_server_root(server))
     assert DataDir(tmp_path / "d").is_enrolled()
+
+
+def test_the_console_enrolls_with_a_provisioned_root_and_refuses_another_class(server, tmp_path) -> None:
+    from tests.e2e.fleet_cli import cli
+
+    root_file = tmp_path / "root.json"
+    root_file.write_bytes(_server_root(server))
+    token = _token(server)
+    base = ["agent", "enroll", "--server", server.url, "--token", token, "--tuf-root", str(root_file)]
+    refused = cli(server, *base, "--data-dir", str(tmp_path / "x"), "--class", "jetson-vision", check=False)
+    assert refused.returncode != 0
+    assert "enrollment_class_mismatch" in refused.stderr
+    done = cli(server, *base, "--data-dir", str(tmp_path / "y"), "--class", "medical-cart-cpu", "--json")
+    assert json.loads(done.stdout)["hardware_class"] == "medical-cart-cpu"
+    assert DataDir(tmp_path / "y").read_tuf_root() == json.loads(root_file.read_bytes())

@@ -36,15 +36,43 @@ def agent() -> None:
 @click.option(
     "--force", is_flag=True, help="Enroll again with a NEW key, replacing this data dir's identity."
 )
+@click.option(
+    "--class",
+    "hardware_class",
+    default=None,
+    help="This device's hardware class (from its image): a token of another class is refused unspent.",
+)
+@click.option(
+    "--tuf-root",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The release team's root.json, provisioned out of band: pin it instead of trusting the server's.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the identity as JSON.")
 def enroll_cmd(
-    server_url: str, enroll_token: str, data_dir: Path, serial: str | None, force: bool, as_json: bool
+    server_url: str,
+    enroll_token: str,
+    data_dir: Path,
+    serial: str | None,
+    force: bool,
+    hardware_class: str | None,
+    tuf_root: Path | None,
+    as_json: bool,
 ) -> None:
     """Generate this device's key pair and enroll it with a one-time token."""
     from edgefleet.agent.enroll import enroll
+    from edgefleet.cli.local_file import read_local_file
+    from edgefleet.trust.provisioned import MAX_ROOT_BYTES
 
+    root = read_local_file(tuf_root, max_bytes=MAX_ROOT_BYTES, what="TUF root") if tuf_root else None
     identity = enroll(
-        server_url=server_url, token=enroll_token, data_dir=data_dir, serial=serial, force=force
+        server_url=server_url,
+        token=enroll_token,
+        data_dir=data_dir,
+        serial=serial,
+        force=force,
+        hardware_class=hardware_class,
+        tuf_root=root,
     )
     if as_json:
         echo_json({k: v for k, v in identity.to_dict().items() if k != "director_public_key_pem"})

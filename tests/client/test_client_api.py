@@ -176,6 +176,15 @@ def test_artifact_for_unknown_class_is_refused(
     with pytest.raises(NotFoundError) as info:
         push_artifact(admin, directory)
     assert info.value.code == "class_not_found"
+    _assert_no_blob_of(admin, directory)  # refused before any file was sent
+
+
+def _assert_no_blob_of(client: EdgefleetClient, directory: Path) -> None:
+    import json
+
+    for entry in json.loads((directory / "manifest.json").read_text())["files"]:
+        r = client._http.head(f"/v1/blobs/{entry['sha256']}")
+        assert r.status_code == 404, entry["path"]
 
 
 def test_artifact_over_the_class_budget_is_refused(
@@ -195,6 +204,7 @@ def test_artifact_over_the_class_budget_is_refused(
     with pytest.raises(InvalidDocumentError) as info:
         push_artifact(admin, directory)
     assert info.value.code == "exceeds_budget"
+    _assert_no_blob_of(admin, directory)
 
 
 def test_missing_wrong_and_low_privilege_tokens(real_app: RealApp) -> None:

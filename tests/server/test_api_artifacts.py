@@ -122,3 +122,35 @@ def test_file_path_must_be_safe(api, manifest_for) -> None:
     ok = api.client.get(f"/v1/artifacts/{art['id']}/files/golden.npz", headers=api.admin)
     assert ok.status_code == 200
     assert ok.headers["etag"] == f'"{sha}"'
+
+
+def test_the_check_refuses_as_registering_would_before_any_upload(api, manifest_for) -> None:
+    big = b"x" * (50 * 1024 * 1024 + 1)
+    refusals = [
+        (manifest_for(hardware_class="no-such-class", upload=False), 404, "class_not_found"),
+        (manifest_for(version="9.9.9", upload=False), 404, "version_not_found"),
+        (manifest_for(upload=False, model_bytes=big), 422, "exceeds_budget"),
+        (manifest_for(precision="fp16", upload=False), 422, "precision_unsupported"),
+        (manifest_for(optimization={"source_sha256": "f" * 64}, upload=False), 422, "source_mismatch"),
+    ]
+    uploaded = manifest_for()  # its file is on the server (the upload is audited, so before counting)
+    before = api.count("audit_log")
+    for manifest, status, code in refusals:
+        r = api.client.post("/v1/artifacts/check", json={"manifest": manifest}, headers=api.admin)
+        assert (r.status_code, r.json()["code"]) == (status, code), (code, r.text)
+    # A good manifest: the check names the files the server lacks, and registers nothing.
+    fresh = manifest_for(upload=False, model_bytes=b"not uploaded yet")
+    r = api.client.post("/v1/artifacts/check", json={"manifest": fresh}, headers=api.admin)
+    assert r.status_code == 200, r.text
+    missing = r.json()["missing_blobs"]
+    assert hashlib.sha256(b"not uploaded yet").hexdigest() in missing
+    assert set(missing) <= {f["sha256"] for f in fresh["files"]}
+    r = api.client.post("/v1/artifacts/check", json={"manifest": uploaded}, headers=api.admin)
+    assert r.json() == {"ok": True, "missing_blobs": []}
+    assert api.count("artifacts") == 0
+    assert api.count("audit_log") == before
+    # Viewers may not ask.
+    viewer = api.client.post("/v1/tokens", json={"name": "v", "role": "viewer"}, headers=api.admin).json()
+    as_viewer = {"authorization": f"Bearer {viewer['token']}"}
+    r = api.client.post("/v1/artifacts/check", json={"manifest": uploaded}, headers=as_viewer)
+    assert r.status_code == 403

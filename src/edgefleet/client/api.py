@@ -352,6 +352,19 @@ class EdgefleetClient(DevicesApi, TufApi, TelemetryApi, RolloutsApi):
 
     # -- artifacts --------------------------------------------------------------------------------
 
+    def check_artifact(self, manifest: ArtifactManifest) -> list[str]:
+        """Ask whether the server would register ``manifest`` (raises its refusal); the sha256 of the files
+        it does not hold yet."""
+        body = self._json("POST", "/v1/artifacts/check", json={"manifest": manifest.to_dict()})
+        missing = body.get("missing_blobs") if isinstance(body, dict) else None
+        if not isinstance(missing, list) or not all(isinstance(m, str) for m in missing):
+            raise EdgefleetError(
+                "unexpected answer from the server for an artifact check",
+                code="unexpected_response",
+                got=str(body)[:200],
+            )
+        return missing
+
     def register_artifact(self, manifest: ArtifactManifest) -> ArtifactInfo:
         return _parse(
             ArtifactInfo, self._json("POST", "/v1/artifacts", json={"manifest": manifest.to_dict()})

@@ -71,9 +71,14 @@ def load_artifact_dir(directory: Path) -> ArtifactManifest:
 def push_artifact(
     client: EdgefleetClient, directory: Path, *, progress: ProgressCallback | None = None
 ) -> ArtifactInfo:
+    """Check the manifest with the server first (a class, budget or version refusal costs no upload and leaves
+    no file there), upload the files it does not hold yet, then register."""
     manifest = load_artifact_dir(directory)
+    missing = set(client.check_artifact(manifest))
     for entry in manifest.files:
-        client.upload_blob(Path(directory) / entry.path, sha256=entry.sha256, progress=progress)
+        if entry.sha256 in missing:
+            client.upload_blob(Path(directory) / entry.path, sha256=entry.sha256, progress=progress)
+            missing.discard(entry.sha256)
     return client.register_artifact(manifest)
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+import anyio.to_thread
+
 from edgefleet.protocol.errors import InvalidDocumentError, NotFoundError, PayloadTooLargeError
 
 __all__ = [
@@ -121,12 +123,14 @@ class FsBlobStore:
                 if got != sha256:
                     raise sha256_mismatch(sha256, got)
                 fh.flush()
-                os.fsync(fh.fileno())
+                # The flush to disk of a large blob takes long: off the event loop, so device polls and
+                # other requests of this worker are not held up behind it.
+                await anyio.to_thread.run_sync(os.fsync, fh.fileno())
             os.replace(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(final.parent)
+        await anyio.to_thread.run_sync(_fsync_dir, final.parent)
         return PutResult(sha256, length, created=True)
 
     def read(self, sha256: str, start: int, length: int) -> Iterator[bytes]:

@@ -39,6 +39,15 @@ def register(body: ArtifactCreate, ctx: Ctx, session: DbSession, actor: Operator
     return JSONResponse(svc.artifact_to_wire(result.row), status_code=201 if result.created else 200)
 
 
+@router.post("/check")
+def check(body: ArtifactCreate, ctx: Ctx, session: DbSession, _: Operator) -> dict[str, Any]:
+    """Refuses a manifest exactly as registering it would (unknown class or version, another source, a
+    conflicting build, over the class's budgets), before its files are uploaded; answers which files the
+    server still needs."""
+    manifest = ArtifactManifest.parse(body.manifest)
+    return {"ok": True, "missing_blobs": svc.check_artifact(session, ctx.blobs, manifest)}
+
+
 @router.get("")
 def list_artifacts(
     session: DbSession,

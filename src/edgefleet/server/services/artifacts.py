@@ -23,6 +23,7 @@ __all__ = [
     "RegisterResult",
     "artifact_id",
     "artifact_to_wire",
+    "check_artifact",
     "delete_artifact",
     "get_artifact",
     "list_artifacts",
@@ -80,39 +81,58 @@ def _check_blobs(manifest: ArtifactManifest, blobs: BlobStore) -> None:
             )
 
 
+def _precheck(
+    session: Session, manifest: ArtifactManifest, digest: str
+) -> tuple[ModelVersionRow, ArtifactRow | None]:
+    """Everything that can refuse a manifest without its files (class, version, source, conflict, budgets),
+    inside the caller's transaction; returns the model version, and the identical artifact when it exists."""
+    class_row = session.get(HardwareClassRow, manifest.hardware_class)
+    if class_row is None:
+        raise NotFoundError("no such hardware class", code="class_not_found", got=manifest.hardware_class)
+    _, version = find_version(session, manifest.model, manifest.version)
+    if manifest.optimization.source_sha256 != version.source_sha256:
+        raise InvalidDocumentError(
+            "the build was made from another source than the registered version",
+            code="source_mismatch",
+            expected=version.source_sha256,
+            got=manifest.optimization.source_sha256,
+        )
+    existing = session.execute(
+        select(ArtifactRow).where(
+            ArtifactRow.model_version_id == version.id,
+            ArtifactRow.hardware_class == manifest.hardware_class,
+        )
+    ).scalar_one_or_none()
+    if existing is not None and existing.manifest_sha256 != digest:
+        raise ConflictError(
+            "another artifact exists for this model version and class",
+            code="artifact_exists",
+            expected=existing.manifest_sha256,
+            got=digest,
+            details={"id": existing.id},
+        )
+    if existing is None:
+        check_fits(manifest, HardwareClass.parse(class_row.document))
+    return version, existing
+
+
+def check_artifact(session: Session, blobs: BlobStore, manifest: ArtifactManifest) -> list[str]:
+    """Would ``register_artifact`` accept this manifest? Raises what it would raise, before any file is
+    uploaded; returns the sha256 of the files the blob store does not hold yet (what to upload)."""
+    digest = hashlib.sha256(canonical_json(manifest.to_dict())).hexdigest()
+    with session.begin():
+        _precheck(session, manifest, digest)
+    return sorted({f.sha256 for f in manifest.files if blobs.size(f.sha256) != f.length})
+
+
 def register_artifact(
     session: Session, blobs: BlobStore, manifest: ArtifactManifest, *, actor: str, now: datetime
 ) -> RegisterResult:
     body = manifest.to_dict()
     digest = hashlib.sha256(canonical_json(body)).hexdigest()
     with session.begin():
-        class_row = session.get(HardwareClassRow, manifest.hardware_class)
-        if class_row is None:
-            raise NotFoundError("no such hardware class", code="class_not_found", got=manifest.hardware_class)
-        _, version = find_version(session, manifest.model, manifest.version)
-        if manifest.optimization.source_sha256 != version.source_sha256:
-            raise InvalidDocumentError(
-                "the build was made from another source than the registered version",
-                code="source_mismatch",
-                expected=version.source_sha256,
-                got=manifest.optimization.source_sha256,
-            )
-        existing = session.execute(
-            select(ArtifactRow).where(
-                ArtifactRow.model_version_id == version.id,
-                ArtifactRow.hardware_class == manifest.hardware_class,
-            )
-        ).scalar_one_or_none()
-        if existing is not None and existing.manifest_sha256 != digest:
-            raise ConflictError(
-                "another artifact exists for this model version and class",
-                code="artifact_exists",
-                expected=existing.manifest_sha256,
-                got=digest,
-                details={"id": existing.id},
-            )
+        version, existing = _precheck(session, manifest, digest)
         if existing is None:
-            check_fits(manifest, HardwareClass.parse(class_row.document))
             _check_blobs(manifest, blobs)
             existing = ArtifactRow(
                 id=artifact_id(digest),

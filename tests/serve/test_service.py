@@ -251,3 +251,26 @@ def test_slot_source_follows_the_installers_active_pointer(tmp_path):
     status = read_status(status_path)
     assert status is not None
     assert (status["mode"], status["artifact_id"]) == ("preferred", "art-2")
+
+
+def test_a_file_changed_after_the_switch_is_never_loaded(tmp_path, caplog):
+    """The installer re-hashes at the switch; the serving source re-hashes again when it loads, so a model
+    file that changed on disk afterwards (a bad sector, a stray write) is refused, not served."""
+    root = tmp_path / "agent"
+    store = SlotStore(root, "default")
+    art = write_artifact(tmp_path / "a1", classifier(1), version="1.0.0")
+    staged = store.new_staging()
+    for f in art.manifest.files:
+        (staged / "files" / f.path).write_bytes((art.files_dir / f.path).read_bytes())
+    key = store.install_staged(staged, art.manifest)
+    store.switch(Pointer(key, "art-1", 1, "2026-01-01T00:00:00+00:00"))
+    model_file = store.files_dir(key) / art.manifest.entrypoint
+    model_file.chmod(0o644)
+    data = bytearray(model_file.read_bytes())
+    data[-1] ^= 0xFF
+    model_file.write_bytes(bytes(data))
+    with caplog.at_level("ERROR", logger="edgefleet.agent.serve"):
+        source = SlotActiveSource(root)
+    assert source.active() is None
+    assert "event=active_version_unusable" in caplog.text
+    assert "version_corrupt" in caplog.text

@@ -120,9 +120,11 @@ class SlotActiveSource:
         if pointer.version == self._seen:
             return self._artifact
         try:
-            manifest = self._store.read_manifest(pointer.version)
+            # Re-hashed here, not only at the installer's switch: a file changed on disk after the switch
+            # (a bad sector, a stray write) is never loaded; serving steps down the ladder instead.
+            manifest = self._store.verify(pointer.version)
         except EdgefleetError as exc:
-            log.error("event=active_manifest_unreadable slot=%s code=%s", self._store.slot, exc.code)
+            log.error("event=active_version_unusable slot=%s code=%s", self._store.slot, exc.code)
             self._seen, self._artifact = pointer.version, None
             return None
         self._seen = pointer.version

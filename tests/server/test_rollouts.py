@@ -226,6 +226,27 @@ def test_devices_enrolling_during_a_rollout_get_a_deterministic_answer(world, po
     assert fleet.poll(*late) == {"default": {"v1": v1, "v2": v2}[expected]}
 
 
+def test_a_device_enrolling_into_a_new_rollout_counts_in_its_gates(world):
+    """With enrolling_devices = new, a late device runs the new artifact at once; it joins the current stage,
+    so its failed install halts the rollout like any member's would (it is not invisible to the gates)."""
+    fleet, v1, v2, _devices = world
+    spec = {"enrolling_devices": "new", "stages": [{"count": 1, "soak_s": 3600}, {"percent": 100}]}
+    rid = _create(fleet, v2, spec).json()["id"]
+    members_before = sum(s["members"] for s in _rollout(fleet, rid)["stage_detail"])
+    late = fleet.enroll()
+    assert fleet.poll(*late) == {"default": v2}
+    fleet.tick()
+    ro = _rollout(fleet, rid)
+    assert sum(s["members"] for s in ro["stage_detail"]) == members_before + 1
+    assert ro["stage_detail"][0]["members"] == 2
+    fleet.report(*late, active=v1, failed=v2)  # the health check failed on the late device
+    fleet.tick()
+    ro = _rollout(fleet, rid)
+    assert ro["status"] == "halted"
+    assert ro["halt_reason"]["gate"] == "install_failure_rate"
+    assert fleet.poll(*late) == {"default": v1}  # rolled back with the others
+
+
 def test_disabling_the_target_artifact_halts_the_rollout(world):
     fleet, _v1, v2, _devices = world
     rid = _create(fleet, v2, SLOW_STAGES).json()["id"]

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, undefer
 
 from edgefleet.protocol.hardware_class import HardwareClass
 from edgefleet.server.rollouts.health import stage_health
-from edgefleet.server.rollouts.overlay import shadow_slot
+from edgefleet.server.rollouts.overlay import selector_matches, shadow_slot
 from edgefleet.server.rollouts.policy import ACTIVE_STATUSES, ClassHealth, Decision, DeviceProgress, decide
 from edgefleet.server.rollouts.service import add_event, release_locks
 from edgefleet.server.rollouts.spec import RolloutSpec
@@ -93,6 +93,8 @@ def tick_rollout(
         members = list(
             session.execute(select(RolloutDeviceRow).where(RolloutDeviceRow.rollout_id == row.id)).scalars()
         )
+        if spec.enrolling_devices == "new":
+            members += _join_enrolled_since(session, row, members, now)
         devices = {
             d.id: d
             for d in session.execute(
@@ -133,6 +135,36 @@ def tick_rollout(
             )
         _apply(session, row, spec, decision, progress, now, _health_snapshot(classes, decision))
     return TickResult(row.id, decision.action, decision.reason)
+
+
+def _join_enrolled_since(
+    session: Session, row: RolloutRow, members: list[RolloutDeviceRow], now: datetime
+) -> list[RolloutDeviceRow]:
+    """With ``enrolling_devices = "new"``, a device enrolled into the rollout's selection after it started is
+    served the new artifact at once; it joins the current stage as a member, so its installs and telemetry
+    count in the gates (and it is counted done, pending or failed) like every other exposed device."""
+    known = {m.device_id for m in members}
+    joined: list[RolloutDeviceRow] = []
+    for device in session.execute(
+        select(DeviceRow).where(
+            DeviceRow.hardware_class.in_(list(row.targets)),
+            DeviceRow.revoked_at.is_(None),
+            DeviceRow.enrolled_at >= row.created_at,  # members already chosen are skipped below
+        )
+    ).scalars():
+        if device.id in known or not selector_matches(row.selector, device.labels):
+            continue
+        member = RolloutDeviceRow(
+            rollout_id=row.id, device_id=device.id, hardware_class=device.hardware_class, stage=row.stage
+        )
+        session.add(member)
+        joined.append(member)
+    if joined:
+        add_event(
+            session, row, kind="joined", actor=ENGINE_ACTOR, now=now,
+            devices=len(joined), stage=row.stage,
+        )  # fmt: skip
+    return joined
 
 
 def _model_versions(session: Session, artifact_ids: list[str | None]) -> list[str]:

@@ -20,7 +20,9 @@ __all__ = ["demo"]
     help="Where the server, agents, builds and logs live (the trained model is cached here).",
 )
 @click.option(
-    "--keep", is_flag=True, help="Leave the server, agents and dashboard running; print their URLs."
+    "--keep",
+    is_flag=True,
+    help="Leave the server, agents and dashboard running until Ctrl-C or SIGTERM; print their URLs.",
 )
 @click.option("--fast", is_flag=True, help="Fewer agents, shorter soaks, quick builds (what the tests run).")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), default=None)

@@ -7,7 +7,8 @@
 4. version 1 rolled out in stages while held-out digits are sent to every agent; one agent is cut off the
    network during the rollout and catches up (with its buffered telemetry) when it returns;
 5. version 2 rolled out: its latency gate halts it in the first stage and the exposed device rolls back;
-6. a summary (also written as JSON); ``--keep`` leaves everything running, otherwise every process stops.
+6. a summary (also written as JSON); ``--keep`` leaves everything running until Ctrl-C, then every process
+   stops (without it, at once).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,17 +142,23 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     finally:
         if traffic is not None:
             traffic.stop()
-        if world.link is not None and not opts.keep:
-            world.link.close()
         world.summary["pids"] = {name: proc.pid for name, proc in world.procs.children.items()}
-        if opts.keep:
+        # --keep holds everything up until Ctrl-C or SIGTERM (cart-2's link runs in this process), unless
+        # the demo itself was interrupted; then it stops every process it started, as without --keep.
+        if opts.keep and sys.exc_info()[0] is not KeyboardInterrupt:
+            _write_summary(opts, world.summary)
             _keep_running(world)
-        else:
-            world.procs.stop_all()
-            world.summary["processes_left"] = world.procs.alive()
-        if opts.summary_json is not None:
-            opts.summary_json.write_text(json.dumps(world.summary, indent=2, sort_keys=True))
+        if world.link is not None:
+            world.link.close()
+        world.procs.stop_all()
+        world.summary["processes_left"] = world.procs.alive()
+        _write_summary(opts, world.summary)
     return world.summary
+
+
+def _write_summary(opts: DemoOptions, summary: dict[str, Any]) -> None:
+    if opts.summary_json is not None:
+        opts.summary_json.write_text(json.dumps(summary, indent=2, sort_keys=True))
 
 
 def _start_server(world: _World) -> None:
@@ -474,6 +482,7 @@ def _summarize(world: _World) -> None:
 
 
 def _keep_running(world: _World) -> None:
+    """Print where everything runs, then wait for Ctrl-C (SIGINT) or SIGTERM; the caller stops it all."""
     pids = {name: proc.pid for name, proc in world.procs.children.items()}
     (world.opts.workdir / "pids.json").write_text(json.dumps(pids, indent=2))
     world.progress.say(
@@ -482,4 +491,9 @@ def _keep_running(world: _World) -> None:
     world.progress.say(f"admin token: {world.admin_token}")
     for name, agent in world.agents.items():
         world.progress.say(f"agent {name}: inference at {agent.get('endpoint')}")
-    world.progress.say(f"stop everything with: kill {' '.join(str(p) for p in pids.values())}")
+    world.progress.say("press Ctrl-C (or send SIGTERM) to stop everything the demo started")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        world.progress.say("stopping the control plane and the agents")

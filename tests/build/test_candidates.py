@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -206,3 +207,46 @@ def test_a_model_we_did_not_write(tmp_path: Path, cpu_classes) -> None:
     assert '"judged_output": "probabilities"' in manifest
     golden = np.load(tmp_path / "o" / "cpu-small" / "golden.npz")
     assert golden["output:label"].dtype == np.int64
+
+
+@pytest.mark.parametrize("task", ["regression", "embedding"])
+def test_regression_and_embedding_models_go_through_the_whole_pipeline(tmp_path, cpu_classes, task) -> None:
+    """A scikit-learn MLP regressor on the bundled diabetes data (real measurements), converted by skl2onnx:
+    built, judged by its task's metric and agreement, and packaged, like a classifier."""
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_diabetes
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    data = load_diabetes()
+    x = data.data.astype(np.float32)
+    y = data.target.astype(np.float32).reshape(-1, 1)  # disease progression a year later
+    if task == "embedding":  # a 3-d output, so that directions (cosine) mean something
+        y = np.concatenate([y, x[:, 2:3] * 1000, x[:, 8:9] * 1000], axis=1)
+    mlp = MLPRegressor(hidden_layer_sizes=(32,), max_iter=800, random_state=0)
+    reg = make_pipeline(StandardScaler(), mlp)
+    reg.fit(x[:300], y[:300] if task == "embedding" else y[:300, 0])
+    model = to_onnx(reg, x[:1], target_opset=17)
+    onnx.save(model, str(tmp_path / "reg.onnx"))
+    name = model.graph.input[0].name
+    np.savez(tmp_path / "cal.npz", **{name: x[300:360]})
+    labelled = {"labels": y[360:]} if task == "regression" else {}
+    np.savez(tmp_path / "val.npz", **{name: x[360:]}, **labelled)
+    config = BuildConfig.test_size(task=task, sparsities=(0.5,))
+    paths = [tmp_path / n for n in ("reg.onnx", "cal.npz", "val.npz")]
+    out = tmp_path / "o"
+    result = run_build(paths[0], cpu_classes, paths[1], paths[2], out, config, class_names=["cpu-small"])
+    (cls,) = result.classes
+    assert not cls.selection.failed
+    fp32 = result.qualities["fp32"]
+    if task == "regression":
+        assert (fp32.task_metric, fp32.agreement_metric) == ("r2", "1-rmse/std")
+        assert fp32.task_value == pytest.approx(reg.score(x[360:], y[360:, 0]), abs=1e-4)
+    else:
+        assert (fp32.task_metric, fp32.agreement_metric) == (None, "mean_cosine")
+    assert fp32.agreement == pytest.approx(1.0)
+    pruned = next(m for m in cls.measured if m.name == "pruned-50")
+    assert pruned.quality.agreement < 1.0  # the candidates are judged against the reference, not assumed
+    manifest = json.loads((out / "cpu-small" / "manifest.json").read_text())
+    assert manifest["metrics"]["agreement_metric"] == fp32.agreement_metric

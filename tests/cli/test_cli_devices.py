@@ -1,4 +1,4 @@
-"""``edgefleet device list|revoke|pin`` against a real server on loopback with really enrolled devices."""
+"""``edgefleet device list|revoke|pin|rollback`` against a real server on loopback, enrolled devices."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import pytest
 from tests.conftest import run_live_server
@@ -162,3 +163,63 @@ def test_device_pin_json(fleet: Fleet):
     }
     text = fleet.cli("device", "pin", fleet.artifact_id, "--class", CART)
     assert text.out.strip() == f"class {CART} slot default: pinned {fleet.artifact_id}"
+
+
+def test_device_rollback_pins_the_reported_previous_version(fleet: Fleet, tmp_path):
+    server = fleet.cli.server
+    with EdgefleetClient(server.url, server.admin_token) as admin:
+        newer = register_stand_in_artifact(admin, model="digits", version="9.0.0", hardware_class=CART)
+        token = admin.create_enrollment_token(CART, labels={"group": "rollback"}).token
+        viewer = admin.create_token("rollback-viewer", "viewer").token
+    device_id = enroll(server_url=server.url, token=token, data_dir=tmp_path / "rb").device_id
+    channel = DeviceChannel(server.url, device_id=device_id, key=DataDir(tmp_path / "rb").read_key())
+
+    def report(sequence: int, slot: dict) -> None:
+        body = {"sequence": sequence, "boot_id": "b1", "reported_at": _now(), "slots": {"default": slot}}
+        channel.request("POST", "/v1/device/report", json_body=body)
+
+    def desired() -> dict[str, str]:
+        envelope = channel.request("GET", "/v1/device/desired-state").json()
+        return {slot: a["artifact_id"] for slot, a in envelope["signed"]["slots"].items()}
+
+    try:
+        refused = fleet.cli("device", "rollback", device_id, "--json")
+        assert refused.code == ExitCode.CONFLICT
+        assert refused.out == ""
+        assert "error [no_previous_version]" in refused.err
+        assert "expected: a report naming slots.default.previous" in refused.err
+        assert "got:      no report from the device yet" in refused.err
+
+        report(1, {"active": newer, "previous": fleet.artifact_id, "state": "idle"})
+        before = desired()
+        assert fleet.cli("device", "rollback", device_id, token=viewer).code == ExitCode.AUTH
+        assert desired() == before  # a viewer changed nothing
+        rolled = fleet.cli("device", "rollback", device_id, "--json")
+        assert rolled.code == 0, rolled.err
+        assert json.loads(rolled.out) == {
+            "scope": "device",
+            "target": device_id,
+            "slot": "default",
+            "artifact_id": fleet.artifact_id,
+            "pinned": True,
+            "rolled_back_from": newer,
+        }
+        assert desired() == {"default": fleet.artifact_id}  # what the device is told at its next poll
+        text = fleet.cli("device", "rollback", device_id)
+        assert text.code == 0, text.err
+        assert text.out.strip() == (
+            f"device {device_id} slot default: pinned {fleet.artifact_id} (rolled back from {newer})"
+        )
+        assert f"edgefleet device pin --clear --device {device_id}" in text.err
+        with EdgefleetClient(server.url, server.admin_token) as admin:
+            audited = admin.list_audit(action="device.rollback", target=device_id).items
+        assert [a.details["artifact_id"] for a in audited] == [fleet.artifact_id, fleet.artifact_id]
+        missing = fleet.cli("device", "rollback", "dev_" + "0" * 20)
+        assert missing.code == ExitCode.NOT_FOUND
+        assert "error [device_not_found]" in missing.err
+    finally:
+        channel.close()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()

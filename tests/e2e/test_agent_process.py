@@ -127,17 +127,44 @@ def test_agent_keeps_its_state_through_an_outage_and_recovers_by_itself(enrolled
 
 
 def test_revoked_agent_is_refused_and_keeps_running_its_state(enrolled, tmp_path):
+    """Revocation refuses the device's requests; the agent neither crashes nor stops serving: it keeps
+    answering with its last good model and keeps retrying with backoff, in the same process."""
     server, _link, data_dir, device_id = enrolled
+    art = push_artifact(server, tmp_path, "1.0.0")
+    cli(server, "device", "pin", art, "--class", "medical-cart-cpu")
     agent = start_agent(data_dir)
+    x = [[0.1 * i for i in range(16)]]
+
+    def answered_by_art(http: httpx.Client) -> bool:
+        r = http.post("/v1/predict", json={"inputs": {"x": x}})
+        return r.status_code == 200 and r.json()["artifact_id"] == art
+
     try:
-        wait_for(lambda: device_json(server, device_id).get("report"), what="first report")
-        cli(server, "device", "revoke", device_id, "--reason", "stolen", "--yes")
-        time.sleep(1.5)
+        wait_for(lambda: _slot(server, device_id).get("active") == art, what="install")
+        endpoint_file = data_dir / "serving-endpoint"
+        endpoint = wait_for(lambda: endpoint_file.exists() and endpoint_file.read_text(), what="serving")
+        with httpx.Client(base_url=endpoint, timeout=10) as http:
+            wait_for(lambda: answered_by_art(http), what="the active model answering")
+            cli(server, "device", "revoke", device_id, "--reason", "stolen", "--yes")
+            time.sleep(3.0)  # several refused polls and uploads at --backoff-cap 1
+            assert agent.poll() is None, "the revoked agent exited"
+            assert endpoint_file.read_text() == endpoint  # the same server, not a restarted one
+            answers = [answered_by_art(http) for _ in range(5)]
+            assert all(answers), "the revoked agent still serves its last good model"
+        assert agent.poll() is None
     finally:
         agent.send_signal(signal.SIGTERM)
         _, stderr = agent.communicate(timeout=20)
-    assert "device_revoked" in stderr
+    assert agent.returncode == 0, stderr  # it was still running, and stopped cleanly on SIGTERM
+    assert "event=agent_stopped" in stderr
+    assert stderr.count("event=agent_started") == 1  # never restarted in between
+    refused = [
+        line for line in stderr.splitlines() if "event=poll_failed" in line and "device_revoked" in line
+    ]
+    assert len(refused) >= 2, stderr  # it kept polling (with backoff) after the first refusal
+    assert "Traceback" not in stderr
     assert device_json(server, device_id)["status"] == "revoked"
+    assert _slot(server, device_id)["active"] == art  # its last report before the revocation
 
 
 def test_corrupted_identity_is_a_clear_error_not_a_crash_loop(enrolled):

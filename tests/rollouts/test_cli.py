@@ -4,20 +4,34 @@ and the pure parts (flags -> spec, the gate view) table-driven."""
 from __future__ import annotations
 
 import json
+import random
 import time
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
 from edgefleet.cli.exit_codes import ExitCode
 from edgefleet.cli.main import cli
-from edgefleet.cli.rollout_cmd import build_spec, duration_s, gate_rows, parse_stages, watch_rollout
+from edgefleet.cli.rollout_cmd import (
+    build_spec,
+    class_gate_rows,
+    duration_s,
+    gate_rows,
+    parse_stages,
+    render_rollout,
+    watch_rollout,
+)
 from edgefleet.client import EdgefleetClient
 from edgefleet.client.rollouts import RolloutInfo
+from edgefleet.protocol import parse_classes_toml
 from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.sim.device import Behaviour, SimDevice
+from edgefleet.sim.fleet import SimFleet
+from edgefleet.sim.link import HttpDeviceLink, enroll_in_memory
 
-from .live_fleet import CLASS, LiveFleet, make_fleet
+from .live_fleet import CLASS, EXAMPLES, MODEL, LiveFleet, make_fleet, register_artifact
 
 # --- pure ---------------------------------------------------------------------------------------------------
 
@@ -167,6 +181,94 @@ def test_gate_rows_mark_the_gate_that_halted_and_say_when_there_is_no_data() -> 
     rows = {r["gate"]: r for r in gate_rows(halted)}
     assert (rows["latency_p95_ratio"]["observed"], rows["latency_p95_ratio"]["state"]) == (3.1, "BREACH")
     assert rows["error_rate"]["state"] == "no data"
+
+
+DETECTOR = "intel-lowpower-detector"
+
+
+def _class_numbers(**overrides: Any) -> dict[str, Any]:
+    numbers: dict[str, Any] = {
+        "requests": 100,
+        "errors": 0,
+        "latency_p95_ms": 12.0,
+        "baseline_p95_ms": 12.0,
+        "shadow_agreement": None,
+        "shadow_compared": 0,
+        "reporting_devices": 2,
+        "class_p95_ms": 50.0,
+    }
+    numbers.update(overrides)
+    return numbers
+
+
+def _two_class_info(**overrides: Any) -> RolloutInfo:
+    """A rollout of two classes whose engine evaluation holds each class's own numbers in ``by_class``: the
+    cart is healthy, the detector's new version is 3x slower than its previous one (and still under its
+    own 40 ms envelope)."""
+    slow = _class_numbers(latency_p95_ms=36.0, baseline_p95_ms=12.0, class_p95_ms=40.0, errors=3)
+    base = _info(
+        targets={CLASS: {"from": "a", "to": "b"}, DETECTOR: {"from": "c", "to": "d"}},
+        last_decision={
+            "action": "wait",
+            "reason": {"note": "soaking"},
+            "health": {
+                **slow,
+                "hardware_class": DETECTOR,
+                "by_class": {CLASS: _class_numbers(), DETECTOR: slow},
+            },
+        },
+    )
+    return base.model_copy(update=overrides)
+
+
+def test_class_gate_rows_judge_each_class_on_its_own_numbers() -> None:
+    by_class = {
+        name: {r["gate"]: r for r in rows} for name, rows in class_gate_rows(_two_class_info()).items()
+    }
+    assert set(by_class) == {CLASS, DETECTOR}
+    cart, detector = by_class[CLASS], by_class[DETECTOR]
+    assert "install_failure_rate" not in cart  # counted per stage, over every class (see gate_rows)
+    assert (cart["latency_p95_ratio"]["observed"], cart["latency_p95_ratio"]["state"]) == (1.0, "ok")
+    assert cart["latency_p95_ms"]["threshold"] == "<= 50.0"  # the cart's own envelope
+    assert cart["error_rate"]["state"] == "ok"
+    assert (detector["latency_p95_ratio"]["observed"], detector["latency_p95_ratio"]["state"]) == (
+        3.0,
+        "BREACH",
+    )
+    assert (detector["latency_p95_ms"]["threshold"], detector["latency_p95_ms"]["state"]) == ("<= 40.0", "ok")
+    assert (detector["error_rate"]["observed"], detector["error_rate"]["state"]) == (0.03, "BREACH")
+    assert detector["reporting_devices"]["state"] == "ok"  # 2 reporting >= 2
+
+
+def test_class_gate_rows_mark_a_halt_only_in_the_class_it_names() -> None:
+    halted = _two_class_info(
+        status="halted",
+        halt_reason={"gate": "requests", "observed": 4, "threshold": 10, "hardware_class": CLASS},
+    )
+    by_class = {name: {r["gate"]: r for r in rows} for name, rows in class_gate_rows(halted).items()}
+    assert (by_class[CLASS]["requests"]["observed"], by_class[CLASS]["requests"]["state"]) == (4, "BREACH")
+    assert by_class[DETECTOR]["requests"]["state"] == "ok"
+    # A single-class rollout (or an evaluation from before ``by_class``) has one block only.
+    assert set(class_gate_rows(_info())) == set()
+    assert class_gate_rows(_info(last_decision=None)) == {}
+
+
+def test_status_view_shows_one_gate_block_per_class() -> None:
+    text = render_rollout(_two_class_info())
+    blocks = text.split("\n\n")
+    [every] = [b for b in blocks if b.startswith("gates of every class")]
+    assert [line.split()[0] for line in every.splitlines()[2:]] == ["install_failure_rate"]
+    [cart] = [b for b in blocks if b.startswith(f"gates of class {CLASS} (envelope p95 50 ms)")]
+    [detector] = [b for b in blocks if b.startswith(f"gates of class {DETECTOR} (envelope p95 40 ms)")]
+    cart_rows = {line.split()[0]: line.split() for line in cart.splitlines()[2:]}
+    detector_rows = {line.split()[0]: line.split() for line in detector.splitlines()[2:]}
+    assert cart_rows["latency_p95_ratio"][-1] == "ok"
+    assert detector_rows["latency_p95_ratio"][1:] == ["3.0", "<=", "1.5", "BREACH"]
+    assert detector_rows["latency_p95_ms"][1:] == ["36.0", "<=", "40.0", "ok"]
+    # One class: the single table as before, no per-class headings.
+    single = render_rollout(_info())
+    assert "gates of class" not in single
+    assert "latency_p95_ratio" in single
 
 
 def test_watch_emits_changes_only_and_stops_when_the_rollout_ends() -> None:
@@ -375,3 +477,62 @@ def test_watch_human_view(live_server: Any, world: LiveFleet) -> None:
     assert result.exit_code == 1
     assert "status ABORTED" in result.stdout
     assert "stopped: gate=operator_abort, reason=stop, by=bootstrap-admin" in result.stdout
+
+
+def test_status_and_watch_show_the_gates_of_each_class_of_a_live_rollout(live_server_factory: Any) -> None:
+    """Two classes, two devices each, on the real signed channel; the detector's new version is 3x slower
+    than its previous one but inside its 40 ms envelope. The rollout halts on the detector alone, and the CLI
+    shows each class's gates against that class's own envelope and previous version."""
+    server = live_server_factory(rollout_tick_s=0.1)
+    client = EdgefleetClient(server.url, server.admin_token)
+    client.apply_classes(parse_classes_toml(EXAMPLES.read_text()))
+    client.create_model(MODEL)
+    versions = {
+        name: (register_artifact(client, "1.0.0", name), register_artifact(client, "2.0.0", name))
+        for name in (CLASS, DETECTOR)
+    }
+    sims = []
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for name, (v1, _) in versions.items():
+            client.pin(scope="class", target=name, slot="default", artifact_id=v1)
+            for i in range(2):
+                token = client.create_enrollment_token(name, labels={"site": f"site-{i}"}).token
+                device_id, key = enroll_in_memory(http, token)
+                link = HttpDeviceLink(server.url, device_id=device_id, key=key)
+                sims.append(SimDevice(device_id, link, rng=random.Random(len(sims))))
+    behaviour = Behaviour(latency_factor={versions[DETECTOR][1]: 3.0}, requests_per_window=20, jitter=0.0)
+    world = LiveFleet(server.url, client, versions[CLASS][0], versions[CLASS][1], SimFleet(sims, behaviour))
+    world.step()  # everyone runs v1 and reports its latency: each class's baseline
+    rid = client.create_rollout(
+        MODEL,
+        {name: v2 for name, (_, v2) in versions.items()},
+        spec={"stages": [{"percent": 100, "soak_s": 0}]},
+    ).id
+    with world.running():
+        watched = _run(server.url, server.admin_token, "rollout", "watch", rid, "--interval", "0.2", "--json")
+    assert watched.exit_code == 1, watched.output
+    final = json.loads(watched.stdout.splitlines()[-1])
+    assert final["status"] == "halted"
+    assert (final["halt_reason"]["gate"], final["halt_reason"]["hardware_class"]) == (
+        "latency_p95_ratio",
+        DETECTOR,
+    )
+    by_class = {name: {g["gate"]: g for g in rows} for name, rows in final["gates_by_class"].items()}
+    assert set(by_class) == {CLASS, DETECTOR}
+    assert by_class[DETECTOR]["latency_p95_ratio"]["state"] == "BREACH"
+    assert by_class[DETECTOR]["latency_p95_ratio"]["observed"] == final["halt_reason"]["observed"]
+    assert by_class[DETECTOR]["latency_p95_ms"]["threshold"] == "<= 40.0"
+    assert by_class[CLASS]["latency_p95_ms"]["threshold"] == "<= 50.0"
+    assert [g["gate"] for g in final["gates_by_class"][CLASS] if g["state"] == "BREACH"] == []
+    assert by_class[CLASS]["latency_p95_ratio"]["observed"] < 1.5
+
+    status_json = json.loads(_run(server.url, server.admin_token, "rollout", "status", rid, "--json").stdout)
+    assert status_json["gates_by_class"] == final["gates_by_class"]
+    text = _run(server.url, server.admin_token, "rollout", "status", rid).stdout
+    blocks = text.split("\n\n")
+    [detector] = [b for b in blocks if b.startswith(f"gates of class {DETECTOR} (envelope p95 40 ms)")]
+    [cart] = [b for b in blocks if b.startswith(f"gates of class {CLASS} (envelope p95 50 ms)")]
+    assert "BREACH" in detector
+    assert "BREACH" not in cart
+    assert f"hardware_class={DETECTOR}" in text
+    client.close()

@@ -356,3 +356,119 @@ def test_status_filter_in_sql_agrees_with_the_status_rule(fleet):
         "/v1/devices", params={"status": "stale", "label": "age=900"}, headers=fleet.admin
     ).json()
     assert [d["id"] for d in both["items"]] == [d for d, a in made.items() if a == 900]
+
+
+# --- operator rollback of one device -----------------------------------------------------------------------
+
+
+def _report_slots(fleet, identity, ddir, sequence: int, slots: dict) -> None:
+    """A report from the device over its signed channel, naming what each slot runs and ran before."""
+    body = {
+        "sequence": sequence,
+        "boot_id": "boot1",
+        "reported_at": fleet.clock().isoformat(),
+        "slots": slots,
+    }
+    assert fleet.channel(identity, ddir).request("POST", "/v1/device/report", json_body=body).json() == {
+        "accepted": True
+    }
+
+
+def _audit(fleet, action: str) -> list[dict]:
+    r = fleet.client.get("/v1/audit", params={"action": action, "limit": 500}, headers=fleet.admin)
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
+def test_rollback_pins_the_previous_version_the_device_reported(fleet):
+    identity, ddir = fleet.enroll()
+    other, other_dir = fleet.enroll()
+    v1, v2 = fleet.artifact("1.0.0"), fleet.artifact("2.0.0")
+    fleet.client.put("/v1/pins/class/medical-cart-cpu/default", json={"artifact_id": v2}, headers=fleet.admin)
+    assert fleet.poll(identity, ddir) == {"default": v2}
+    _report_slots(fleet, identity, ddir, 1, {"default": {"active": v2, "previous": v1, "state": "idle"}})
+    r = fleet.client.post(
+        f"/v1/devices/{identity.device_id}/rollback", json={"slot": "default"}, headers=fleet.admin
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "scope": "device",
+        "target": identity.device_id,
+        "slot": "default",
+        "artifact_id": v1,
+        "pinned": True,
+        "rolled_back_from": v2,
+    }
+    # The device is told v1 at its next poll; the class pin (and every other device) still says v2.
+    assert fleet.poll(identity, ddir) == {"default": v1}
+    assert fleet.poll(other, other_dir) == {"default": v2}
+    # Audited as a pin of that device, plus what it rolled back from.
+    [pin] = [a for a in _audit(fleet, "pin.set") if a["target"] == f"device:{identity.device_id}"]
+    assert pin["details"] == {"slot": "default", "artifact_id": v1}
+    assert pin["actor"] == "bootstrap-admin"
+    [rollback] = _audit(fleet, "device.rollback")
+    assert rollback["target"] == identity.device_id
+    assert rollback["details"] == {"slot": "default", "artifact_id": v1, "rolled_back_from": v2}
+    # An empty body means the default slot; rolling back again is the same pin.
+    again = fleet.client.post(f"/v1/devices/{identity.device_id}/rollback", headers=fleet.admin)
+    assert (again.status_code, again.json()["artifact_id"]) == (200, v1)
+
+
+def test_rollback_without_a_reported_previous_version_is_refused_and_changes_nothing(fleet):
+    identity, ddir = fleet.enroll()
+    v1 = fleet.artifact("1.0.0")
+    fleet.client.put("/v1/pins/class/medical-cart-cpu/default", json={"artifact_id": v1}, headers=fleet.admin)
+    url = f"/v1/devices/{identity.device_id}/rollback"
+    never_reported = fleet.client.post(url, json={}, headers=fleet.admin)
+    assert never_reported.status_code == 409
+    body = never_reported.json()
+    assert body["code"] == "no_previous_version"
+    assert body["details"]["expected"] == "a report naming slots.default.previous"
+    assert body["details"]["got"] == "no report from the device yet"
+    _report_slots(fleet, identity, ddir, 1, {"default": {"active": v1, "previous": None, "state": "idle"}})
+    first_install = fleet.client.post(url, json={"slot": "default"}, headers=fleet.admin)
+    assert (first_install.status_code, first_install.json()["code"]) == (409, "no_previous_version")
+    assert first_install.json()["details"]["got"] == "slots.default.previous is null"
+    assert first_install.json()["details"]["active"] == v1
+    other_slot = fleet.client.post(url, json={"slot": "fallback"}, headers=fleet.admin)
+    assert (other_slot.status_code, other_slot.json()["code"]) == (409, "no_previous_version")
+    assert other_slot.json()["details"]["got"] == "the last report has no slot 'fallback'"
+    assert fleet.poll(identity, ddir) == {"default": v1}
+    assert _audit(fleet, "device.rollback") == []
+    assert [a for a in _audit(fleet, "pin.set") if a["target"].startswith("device:")] == []
+
+
+def test_rollback_is_checked_like_any_pin(fleet):
+    identity, ddir = fleet.enroll()
+    v1, v2 = fleet.artifact("1.0.0"), fleet.artifact("2.0.0")
+    _report_slots(fleet, identity, ddir, 1, {"default": {"active": v2, "previous": v1, "state": "idle"}})
+    url = f"/v1/devices/{identity.device_id}/rollback"
+    r = fleet.client.post("/v1/tokens", json={"name": "watcher", "role": "viewer"}, headers=fleet.admin)
+    viewer = {"authorization": f"Bearer {r.json()['token']}"}
+    denied = fleet.client.post(url, json={}, headers=viewer)
+    assert (denied.status_code, _code(denied)) == (403, "permission_denied")
+    unknown = fleet.client.post("/v1/devices/dev_" + "0" * 20 + "/rollback", json={}, headers=fleet.admin)
+    assert (unknown.status_code, _code(unknown)) == (404, "device_not_found")
+    bad_slot = fleet.client.post(url, json={"slot": "../x"}, headers=fleet.admin)
+    assert (bad_slot.status_code, _code(bad_slot)) == (422, "invalid_document")
+    # The previous version was disabled since: the pin's own check refuses it.
+    fleet.client.patch(f"/v1/artifacts/{v1}", json={"disabled": True, "reason": "bad"}, headers=fleet.admin)
+    disabled = fleet.client.post(url, json={}, headers=fleet.admin)
+    assert (disabled.status_code, _code(disabled)) == (422, "artifact_disabled")
+    assert _audit(fleet, "device.rollback") == []
+    # Another slot rolls back on its own.
+    fallback_v1 = fleet.artifact("0.9.0")
+    _report_slots(
+        fleet,
+        identity,
+        ddir,
+        2,
+        {
+            "default": {"active": v2, "previous": v1, "state": "idle"},
+            "fallback": {"active": v2, "previous": fallback_v1, "state": "idle"},
+        },
+    )
+    fallback = fleet.client.post(url, json={"slot": "fallback"}, headers=fleet.admin)
+    assert fallback.status_code == 200, fallback.text
+    assert (fallback.json()["slot"], fallback.json()["artifact_id"]) == ("fallback", fallback_v1)
+    assert fleet.poll(identity, ddir) == {"fallback": fallback_v1}

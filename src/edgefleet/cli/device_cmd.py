@@ -1,4 +1,4 @@
-"""``edgefleet device token create|list|show|revoke|pin``: the operators' view of the fleet."""
+"""``edgefleet device token create|list|show|revoke|pin|rollback``: the operators' view of the fleet."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _ttl_s(text: str) -> int:
 
 @click.group("device")
 def device() -> None:
-    """Enrolled devices: enrollment tokens, listing, revocation, pins."""
+    """Enrolled devices: enrollment tokens, listing, revocation, pins, rollback."""
 
 
 @device.group("token")
@@ -204,6 +204,33 @@ def pin_cmd(
         )
         return
     click.echo(f"{scope} {target} slot {slot}: " + ("unpinned" if clear else f"pinned {artifact_id}"))
+
+
+@device.command("rollback")
+@click.argument("device_id")
+@click.option("--slot", default="default", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the pin as JSON.")
+@pass_state
+def rollback_cmd(state: CliState, device_id: str, slot: str, as_json: bool) -> None:
+    """Roll DEVICE_ID back: pin its slot to the artifact its last report names as previous.
+
+    The pin is a device pin like `device pin --device` (it wins over class pins and rollouts); remove it
+    with `device pin --clear --device DEVICE_ID` once the device may follow its class again."""
+    with state.client() as client:
+        info = client.rollback_device(device_id, slot=slot)
+    if as_json:
+        echo_json(info)
+        return
+    click.echo(
+        f"device {info.target} slot {info.slot}: pinned {info.artifact_id}"
+        f" (rolled back from {info.rolled_back_from or '-'})"
+    )
+    click.echo(
+        f"the device switches at its next poll; `edgefleet device pin --clear --device {info.target}"
+        + (f" --slot {info.slot}" if info.slot != "default" else "")
+        + "` lets it follow its class again",
+        err=True,
+    )
 
 
 @device.command("telemetry")

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_STAGE_SIZES",
     "build_spec",
+    "class_gate_rows",
     "duration_s",
     "gate_rows",
     "parse_stages",
@@ -215,25 +216,14 @@ def _rate(numerator: float, denominator: float) -> float | None:
     return round(numerator / denominator, 4) if denominator else None
 
 
-def gate_rows(info: RolloutInfo) -> list[dict[str, Any]]:
-    """The current stage's gates: observed value, threshold and state (ok / BREACH / waiting / no data).
-
-    Observed values come from the engine's last evaluation (``last_decision.health``); install failures are
-    counted over every exposed stage, like the policy does."""
-    if not info.stage_detail or info.stage >= len(info.stage_detail):
-        return []
-    gates: dict[str, Any] = info.stage_detail[info.stage].get("gates", {})
-    decision = info.last_decision or {}
-    health: dict[str, Any] = decision.get("health") or {}
-    exposed = info.stage_detail[: info.stage + 1]
-    failed = sum(int(s.get("failed", 0)) for s in exposed)
-    finished = failed + sum(int(s.get("done", 0)) for s in exposed)
+def _health_gates(gates: Mapping[str, Any], health: Mapping[str, Any]) -> list[tuple[str, Any, Any, str]]:
+    """(gate, observed, threshold, max|min) for the gates judged on telemetry, from one set of numbers of the
+    engine's evaluation (its top level, or one class of ``by_class``)."""
     requests = int(health.get("requests", 0))
     p95 = health.get("latency_p95_ms")
     baseline = health.get("baseline_p95_ms")
     ceiling = gates.get("max_latency_p95_ms") or health.get("class_p95_ms")
-    rows: list[tuple[str, Any, Any, str]] = [
-        ("install_failure_rate", _rate(failed, finished), gates.get("max_install_failure_rate"), "max"),
+    return [
         ("error_rate", _rate(int(health.get("errors", 0)), requests), gates.get("max_error_rate"), "max"),
         ("latency_p95_ms", p95, ceiling, "max"),
         (
@@ -246,13 +236,19 @@ def gate_rows(info: RolloutInfo) -> list[dict[str, Any]]:
         ("reporting_devices", health.get("reporting_devices"), gates.get("min_reporting_devices"), "min"),
         ("requests", health.get("requests"), gates.get("min_requests"), "min"),
     ]
-    breached = (info.halt_reason or {}).get("gate")
+
+
+def _judged(
+    rows: Sequence[tuple[str, Any, Any, str]], halt_reason: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Rows with a state; the gate ``halt_reason`` names is a BREACH with the halt's observed value."""
+    breached = (halt_reason or {}).get("gate")
     out: list[dict[str, Any]] = []
     for gate, observed, threshold, kind in rows:
         if threshold is None:
             continue
         if gate == breached:
-            observed = (info.halt_reason or {}).get("observed", observed)
+            observed = (halt_reason or {}).get("observed", observed)
             state = "BREACH"
         elif observed is None:
             state = "no data"
@@ -263,6 +259,59 @@ def gate_rows(info: RolloutInfo) -> list[dict[str, Any]]:
         op = "<=" if kind == "max" else ">="
         out.append({"gate": gate, "observed": observed, "threshold": f"{op} {threshold}", "state": state})
     return out
+
+
+def _current_gates(info: RolloutInfo) -> dict[str, Any] | None:
+    if not info.stage_detail or info.stage >= len(info.stage_detail):
+        return None
+    gates: dict[str, Any] = info.stage_detail[info.stage].get("gates", {})
+    return gates
+
+
+def _health(info: RolloutInfo) -> dict[str, Any]:
+    health: dict[str, Any] = (info.last_decision or {}).get("health") or {}
+    return health
+
+
+def gate_rows(info: RolloutInfo) -> list[dict[str, Any]]:
+    """The current stage's gates: observed value, threshold and state (ok / BREACH / waiting / no data).
+
+    Observed values come from the top level of the engine's last evaluation (``last_decision.health``: one
+    class, the one a halt or a wait names, else the one closest to its envelope); install failures are
+    counted over every exposed stage and every class, like the policy does for one class."""
+    gates = _current_gates(info)
+    if gates is None:
+        return []
+    exposed = info.stage_detail[: info.stage + 1]
+    failed = sum(int(s.get("failed", 0)) for s in exposed)
+    finished = failed + sum(int(s.get("done", 0)) for s in exposed)
+    install = ("install_failure_rate", _rate(failed, finished), gates.get("max_install_failure_rate"), "max")
+    return _judged([install, *_health_gates(gates, _health(info))], info.halt_reason)
+
+
+def class_gate_rows(info: RolloutInfo) -> dict[str, list[dict[str, Any]]]:
+    """Per hardware class (``last_decision.health.by_class``): the current stage's telemetry gates on that
+    class's own numbers, against its own envelope and its own previous version, as the engine judges them.
+
+    A halt marks the breached gate only in the class it names. Install failures are not here: the server
+    reports them per stage, not per class (see ``gate_rows``)."""
+    gates = _current_gates(info)
+    by_class = _health(info).get("by_class")
+    if gates is None or not isinstance(by_class, dict):
+        return {}
+    halt = info.halt_reason or {}
+    return {
+        name: _judged(
+            _health_gates(gates, health if isinstance(health, dict) else {}),
+            halt if halt.get("hardware_class") == name else None,
+        )
+        for name, health in sorted(by_class.items())
+    }
+
+
+def _gate_document(info: RolloutInfo) -> dict[str, Any]:
+    """What ``status --json`` and each ``watch --json`` line print: the server's document and the gates."""
+    return {**info.model_dump(mode="json"), "gates": gate_rows(info), "gates_by_class": class_gate_rows(info)}
 
 
 def _size_text(spec_stage: Mapping[str, Any]) -> str:
@@ -287,6 +336,25 @@ def _stage_rows(info: RolloutInfo) -> list[dict[str, Any]]:
     return rows
 
 
+def _gate_blocks(info: RolloutInfo) -> list[str]:
+    """One gate table; for a rollout of several classes, the install gate over all of them and then one
+    table per class (each against its own envelope and previous version)."""
+    gates = gate_rows(info)
+    by_class = class_gate_rows(info)
+    if len(by_class) < 2:
+        return ["", format_table(gates, _GATE_COLUMNS)] if gates else []
+    lines: list[str] = []
+    install = [g for g in gates if g["gate"] == "install_failure_rate"]
+    if install:
+        lines += ["", "gates of every class", format_table(install, _GATE_COLUMNS)]
+    health = _health(info).get("by_class") or {}
+    for name, rows in by_class.items():
+        envelope = (health.get(name) or {}).get("class_p95_ms")
+        title = f"gates of class {name}" + (f" (envelope p95 {envelope:g} ms)" if envelope else "")
+        lines += ["", title, format_table(rows, _GATE_COLUMNS) if rows else "(no gates)"]
+    return lines
+
+
 def render_rollout(info: RolloutInfo) -> str:
     """The status view: summary, stages, the current stage's gates, why it waits or stopped, last events."""
     targets = ", ".join(
@@ -301,9 +369,7 @@ def render_rollout(info: RolloutInfo) -> str:
     if info.selector:
         lines.append("selector " + ",".join(f"{k}={v}" for k, v in sorted(info.selector.items())))
     lines += ["", format_table(_stage_rows(info), _STAGE_COLUMNS)]
-    gates = gate_rows(info)
-    if gates:
-        lines += ["", format_table(gates, _GATE_COLUMNS)]
+    lines += _gate_blocks(info)
     if info.halt_reason:
         reason = ", ".join(f"{k}={v}" for k, v in info.halt_reason.items())
         lines += ["", f"stopped: {reason}"]
@@ -447,7 +513,7 @@ def status_cmd(state: CliState, rollout_id: str, as_json: bool) -> None:
     with state.client() as client:
         info = client.get_rollout(rollout_id)
     if as_json:
-        echo_json({**info.model_dump(mode="json"), "gates": gate_rows(info)})
+        echo_json(_gate_document(info))
         return
     click.echo(render_rollout(info))
 
@@ -487,8 +553,7 @@ def watch_cmd(state: CliState, rollout_id: str, interval: str, as_json: bool) ->
 
     def emit(info: RolloutInfo) -> None:
         if as_json:
-            payload = {**info.model_dump(mode="json"), "gates": gate_rows(info)}
-            click.echo(json.dumps(payload, sort_keys=True, separators=(",", ":")))
+            click.echo(json.dumps(_gate_document(info), sort_keys=True, separators=(",", ":")))
             return
         if tty:
             click.clear()

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from edgefleet.protocol.errors import InvalidDocumentError
 
-__all__ = ["DeviceInfo", "DevicesApi", "EnrollmentTokenInfo"]
+__all__ = ["DeviceInfo", "DevicesApi", "EnrollmentTokenInfo", "RollbackInfo"]
 
 
 class _Resource(BaseModel):
@@ -38,6 +38,17 @@ class DeviceInfo(_Resource):
     agent_version: str = ""
     desired_generation: int = 0
     report: dict[str, Any] | None = None
+
+
+class RollbackInfo(_Resource):
+    """The device pin a rollback set: ``artifact_id`` is the ``previous`` the device last reported."""
+
+    scope: str = "device"
+    target: str
+    slot: str
+    artifact_id: str
+    pinned: bool = True
+    rolled_back_from: str | None = None
 
 
 class DevicesApi:
@@ -93,6 +104,12 @@ class DevicesApi:
     def revoke_device(self, device_id: str, *, reason: str = "") -> DeviceInfo:
         data = self._json("POST", f"/v1/devices/{_device_id(device_id)}/revoke", json={"reason": reason})
         return DeviceInfo.model_validate(data)
+
+    def rollback_device(self, device_id: str, *, slot: str = "default") -> RollbackInfo:
+        """Pin the device's ``slot`` to the artifact its last report names as ``previous``
+        (``no_previous_version`` when it reported none)."""
+        data = self._json("POST", f"/v1/devices/{_device_id(device_id)}/rollback", json={"slot": slot})
+        return RollbackInfo.model_validate(data)
 
     def pin(self, *, scope: str, target: str, slot: str, artifact_id: str | None) -> None:
         if scope not in ("class", "device"):

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from edgefleet.protocol.canonical import parse_json_bounded
 from edgefleet.protocol.desired_state import MAX_REPORT_BYTES
+from edgefleet.protocol.document import NAME_PATTERN
 from edgefleet.protocol.errors import AuthenticationError, InvalidDocumentError
 from edgefleet.protocol.request_signing import parse_signed_headers
 from edgefleet.server.api.dependencies import (
@@ -35,6 +36,7 @@ from edgefleet.server.director_key import DIRECTOR_KEY_FILE, load_director_key
 from edgefleet.server.services import desired_state as desired_svc
 from edgefleet.server.services import devices as svc
 from edgefleet.server.services import enrollment as enroll_svc
+from edgefleet.server.services import pins_rollback as rollback_svc
 from edgefleet.server.settings import Settings
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.registry import HardwareClassRow
@@ -291,6 +293,21 @@ def revoke_device(
 ) -> dict[str, Any]:
     row = svc.revoke_device(session, device_id, reason=body.reason, actor=actor.name, now=ctx.clock())
     return svc.device_to_wire(row, now=ctx.clock(), thresholds=_runtime(request).thresholds)
+
+
+class RollbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slot: str = Field(default="default", pattern=NAME_PATTERN, max_length=63)
+
+
+@router.post("/v1/devices/{device_id}/rollback")
+def rollback_device(
+    device_id: DeviceIdPath, ctx: Ctx, session: DbSession, actor: Operator, body: RollbackBody | None = None
+) -> dict[str, Any]:
+    """Pin the device's slot to the artifact its last report names as ``previous`` (a device pin)."""
+    slot = (body or RollbackBody()).slot
+    done = rollback_svc.rollback_device(session, device_id, slot=slot, actor=actor.name, now=ctx.clock())
+    return done.to_wire()
 
 
 class PinBody(BaseModel):

@@ -8,7 +8,12 @@ Prints:
 - the local HTTP endpoint's added latency in microseconds (keep-alive loopback, ``.npy`` in, JSON out),
   p50 and p99 over the in-process API;
 - shadow mode's cost on the active path: API p50/p99 with a shadow candidate at 10% sampling / without;
-- resident memory of an agent process serving the model / a bare onnxruntime process holding it.
+- resident memory of a process serving the model through ``edgefleet.agent.load()`` / a bare onnxruntime
+  process holding it;
+- resident memory of a real ``edgefleet agent run`` (enrolled with a local ``edgefleet server``, the model
+  installed by its installer from the server's signed repository, telemetry queue and uploader running, the
+  local HTTP endpoint answering) after serving requests, read from ``/proc/<pid>/status``, / the bare
+  process. ``--no-agent-run`` skips it (it starts a server and an agent process).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import http.client
 import io
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -30,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+BENCH_CLASS = "bench-cpu"
 
 
 def build_artifact(work: Path) -> Path:
@@ -43,8 +50,11 @@ def build_artifact(work: Path) -> Path:
     art.mkdir(exist_ok=True)
     model = (trained / "model.onnx").read_bytes()
     x = np.load(trained / "validation.npz")["input"][:4]
+    import onnxruntime as ort
+
+    expected = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     golden = io.BytesIO()
-    np.savez(golden, **{"input:input": x})
+    np.savez(golden, **{"input:input": x, "output:logits": expected})
     files = {"model.onnx": model, "golden.npz": golden.getvalue()}
     for name, data in files.items():
         (art / name).write_bytes(data)
@@ -52,7 +62,7 @@ def build_artifact(work: Path) -> Path:
         "schema_version": 1,
         "model": "digits-cnn",
         "version": "1.0.0",
-        "hardware_class": "bench-cpu",
+        "hardware_class": BENCH_CLASS,
         "runtime": {"name": "onnxruntime", "execution_providers": ["CPUExecutionProvider"]},
         "entrypoint": "model.onnx",
         "files": [
@@ -116,10 +126,111 @@ def rss_kb(code: str, art: Path) -> int:
     return int(statistics.median(runs))
 
 
+def _vm_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def _wait(predicate: Callable[[], object], what: str, timeout_s: float = 120.0) -> object:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def agent_run_rss_kb(art: Path, work: Path, x: np.ndarray, *, requests: int = 500) -> tuple[int, str]:
+    """RSS of a real ``edgefleet agent run`` serving ``art``: a local server (dev keys), the bench class
+    (``medical-cart-cpu`` with 1/1 threads, like the bare process), the artifact registered, signed into
+    the repository and pinned to the class; an enrolled agent installs it (TUF, health check, trial) and
+    serves it on its HTTP endpoint. Returns (median VmRSS of three reads after ``requests`` answers, mode)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from server_process import start_server
+
+    from edgefleet.client import EdgefleetClient
+    from edgefleet.protocol import parse_classes_toml
+    from edgefleet.protocol.hardware_class import Threads
+
+    server = start_server(work / "server")
+    cli = [sys.executable, "-m", "edgefleet.cli"]
+    env = {**os.environ, "EDGEFLEET_SERVER": server.url, "EDGEFLEET_TOKEN": server.token}
+
+    def run(*args: str) -> str:
+        done = subprocess.run([*cli, *args], capture_output=True, text=True, env=env, timeout=180)
+        if done.returncode != 0:
+            raise SystemExit(f"edgefleet {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    agent: subprocess.Popen[bytes] | None = None
+    try:
+        [base] = [
+            c
+            for c in parse_classes_toml((REPO / "examples" / "hardware-classes.toml").read_text())
+            if c.name == "medical-cart-cpu"
+        ]
+        bench_class = base.model_copy(
+            update={"name": BENCH_CLASS, "threads": Threads(intra_op=1, inter_op=1)}
+        )
+        with EdgefleetClient(server.url, server.token) as client:
+            client.apply_classes([bench_class])
+            token = client.create_enrollment_token(BENCH_CLASS).token
+        run("model", "create", "digits-cnn")
+        run("model", "version", "add", "digits-cnn", "1.0.0", str(art / "model.onnx"))
+        artifact_id = json.loads(run("artifact", "push", str(art), "--json"))["id"]
+        run("publish", str(art), "--release-key", str(work / "server" / "keys" / "release.key"))
+        run("device", "pin", artifact_id, "--class", BENCH_CLASS)
+        data = work / "agent"
+        run("agent", "enroll", "--server", server.url, "--token", token, "--data-dir", str(data), "--json")
+        options = ["--poll-interval", "0.5", "--telemetry-window", "5", "--telemetry-interval", "2"]
+        agent = subprocess.Popen(
+            [*cli, "agent", "run", "--data-dir", str(data), *options, "--log-level", "warning"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        endpoint = work / "agent" / "serving-endpoint"
+        _wait(endpoint.exists, "the agent's endpoint")
+        host, port = endpoint.read_text().removeprefix("http://").rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+
+        def serving_the_artifact() -> str | None:
+            conn.request("GET", "/v1/status")
+            status = json.loads(conn.getresponse().read())
+            return status["mode"] if status.get("artifact_id") == artifact_id else None
+
+        mode = str(_wait(serving_the_artifact, "the agent serving the installed artifact"))
+        body = io.BytesIO()
+        np.save(body, x)
+        for _ in range(requests):
+            conn.request("POST", "/v1/predict", body.getvalue(), {"Content-Type": "application/x-npy"})
+            resp = conn.getresponse()
+            data_out = resp.read()
+            assert resp.status == 200, data_out
+        conn.close()
+        time.sleep(6)  # a telemetry window closes and is uploaded
+        reads = []
+        for _ in range(3):
+            reads.append(_vm_rss_kb(agent.pid))
+            time.sleep(1)
+        return int(statistics.median(reads)), mode
+    finally:
+        if agent is not None:
+            agent.send_signal(signal.SIGTERM)
+            try:
+                agent.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+        server.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=3000)
     parser.add_argument("--work-dir", type=Path, default=None)
+    parser.add_argument("--no-agent-run", action="store_true", help="skip the `agent run` RSS figure")
     args = parser.parse_args(argv)
 
     import onnxruntime as ort
@@ -209,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"RSS bare onnxruntime process   {bare / 1024:8.1f} MiB")
     print(f"RSS agent serving the model    {agent / 1024:8.1f} MiB")
     print(f"RATIO agent/bare RSS           {agent / bare:.3f}")
+    if not args.no_agent_run:
+        run_kb, run_mode = agent_run_rss_kb(art_dir, work, x)
+        print(f"RSS `edgefleet agent run`      {run_kb / 1024:8.1f} MiB   (serving on {run_mode})")
+        print(f"RATIO agent run/bare RSS       {run_kb / bare:.3f}")
     return 0
 
 

@@ -20,6 +20,7 @@ from edgefleet.agent.runtime.base import InferenceFailedError, LoadedModel, Load
 from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
 from edgefleet.agent.serve import ActiveArtifact, read_artifact_dir
 from edgefleet.protocol.manifest import Signature
+from edgefleet.protocol.telemetry import ShadowSample
 
 IN_DIM = 16
 CLASSES = 4
@@ -40,6 +41,23 @@ def classifier(seed: int = 0) -> bytes:
         f"classifier-{seed}",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", IN_DIM])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", CLASSES])],
+        initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def regressor(offset: float = 0.0, seed: int = 0) -> bytes:
+    """MatMul + Add over x [N, 16] -> y [N, 1]; ``offset`` shifts every answer by that much."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((IN_DIM, 1)).astype(np.float32)
+    b = np.array([offset], dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "b"], ["y"])],
+        f"regressor-{seed}-{offset}",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", IN_DIM])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])],
         initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
@@ -87,6 +105,8 @@ def write_artifact(
     model: str = "digits",
     version: str = "1.0.0",
     providers: tuple[str, ...] = ("CPUExecutionProvider",),
+    atol: float = 1e-3,
+    rtol: float = 1e-3,
 ) -> ActiveArtifact:
     """``<directory>/{model.onnx, golden.npz, manifest.json}``: what ``read_artifact_dir`` reads."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -107,7 +127,13 @@ def write_artifact(
         ],
         "signature": signature_of(model_bytes),
         "optimization": {"source_sha256": hashlib.sha256(model_bytes).hexdigest()},
-        "health_check": {"golden_file": "golden.npz", "latency_ceiling_ms": 1000.0, "warmup_runs": 1},
+        "health_check": {
+            "golden_file": "golden.npz",
+            "latency_ceiling_ms": 1000.0,
+            "warmup_runs": 1,
+            "atol": atol,
+            "rtol": rtol,
+        },
         "release_counter": 1,
     }
     (directory / "manifest.json").write_text(json.dumps(manifest))
@@ -184,6 +210,9 @@ class RecordingMetrics:
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str, float, str | None]] = []
         self.shadow: list[tuple[float, str]] = []
+        self.samples: list[ShadowSample | None] = []
+        self.shadow_errors: list[tuple[str, str]] = []
+        self.shadow_skipped: list[str] = []
         self.degraded: dict[str, float] = {}
         self.events: list[tuple[str, str, dict[str, Any]]] = []
 
@@ -191,9 +220,20 @@ class RecordingMetrics:
         with self.lock:
             self.requests.append((model_version, rung, latency_ms, error_code))
 
-    def record_shadow(self, agreement: float | bool, *, model_version: str = "unknown") -> None:
+    def record_shadow(
+        self, agreement: float | bool, *, model_version: str = "unknown", sample: ShadowSample | None = None
+    ) -> None:
         with self.lock:
             self.shadow.append((float(agreement), model_version))
+            self.samples.append(sample)
+
+    def record_shadow_error(self, model_version: str, error_code: str) -> None:
+        with self.lock:
+            self.shadow_errors.append((model_version, error_code))
+
+    def record_shadow_skipped(self, model_version: str) -> None:
+        with self.lock:
+            self.shadow_skipped.append(model_version)
 
     def record_degraded_time(self, rung: str, seconds: float) -> None:
         with self.lock:

@@ -24,7 +24,7 @@ from edgefleet.agent.install.trial import MODEL_RUNGS, trial_sample
 from edgefleet.agent.runtime.base import RuntimeAdapter
 from edgefleet.agent.serve.config import ServingConfig
 from edgefleet.agent.serve.endpoint import EndpointConfig, LocalEndpoint
-from edgefleet.agent.serve.metrics import MetricsSink
+from edgefleet.agent.serve.metrics import MetricsSink, ShadowSample
 from edgefleet.agent.serve.runtimes import RuntimeAdapters
 from edgefleet.agent.serve.service import InferenceService, Liveness
 from edgefleet.agent.serve.shadow import ShadowConfig
@@ -94,8 +94,16 @@ class TrialMetrics:
         if ok is not None:
             self._installer.record_inference(self._slot, ok=ok)
 
-    def record_shadow(self, agreement: float | bool, *, model_version: str = "unknown") -> None:
-        self._inner.record_shadow(agreement, model_version=model_version)
+    def record_shadow(
+        self, agreement: float | bool, *, model_version: str = "unknown", sample: ShadowSample | None = None
+    ) -> None:
+        self._inner.record_shadow(agreement, model_version=model_version, sample=sample)
+
+    def record_shadow_error(self, model_version: str, error_code: str) -> None:
+        self._inner.record_shadow_error(model_version, error_code)
+
+    def record_shadow_skipped(self, model_version: str) -> None:
+        self._inner.record_shadow_skipped(model_version)
 
     def record_degraded_time(self, rung: str, seconds: float) -> None:
         self._inner.record_degraded_time(rung, seconds)

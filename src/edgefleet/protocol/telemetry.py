@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -36,6 +37,7 @@ __all__ = [
     "LatencyHistogram",
     "ModelWindow",
     "ResourceSample",
+    "ShadowSample",
     "ShadowStats",
     "TelemetryBatch",
     "TelemetryRecord",
@@ -140,10 +142,99 @@ def merge_counts(into: dict[Any, Any], more: Mapping[Any, Any]) -> None:
         into[key] = into.get(key, 0) + value
 
 
+@dataclass(frozen=True, slots=True)
+class ShadowSample:
+    """One shadow comparison as the agent measured it: statistics of the two answers, never the answers or
+    the inputs. ``top1_matches`` is ``None`` for a regressor; ``max_abs_diff``/``mean_abs_diff`` are
+    ``inf`` when a difference was not finite (counted in ``non_finite``, kept out of the diff figures)."""
+
+    rows: int
+    top1_matches: int | None
+    rows_within_tolerance: int
+    """rows whose every element is within the tolerance (``|c - a| <= atol + rtol * |a|``)"""
+    max_abs_diff: float
+    mean_abs_diff: float
+    active_ms: float
+    candidate_ms: float
+
+
+FiniteNonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
 class ShadowStats(Part):
+    """A shadow candidate's agreement with the active model in one window, on the candidate's
+    ``ModelWindow``. Every field merges exactly (``merge``): counts and sums add, maxima take the max, the
+    two latency histograms add bucket by bucket. Agents before these statistics send only ``compared`` and
+    ``agreement_sum``; the rest then stays zero, and each figure has its own denominator so old and new
+    windows merge correctly."""
+
     compared: Count = 0
     agreement_sum: float = Field(default=0.0, ge=0)
-    """sum of per-comparison agreement in [0, 1]; the mean is ``agreement_sum / compared``"""
+    """sum of per-comparison agreement in [0, 1] (top-1 share for classifiers, share of rows within the
+    tolerance for regressors); the mean is ``agreement_sum / compared``"""
+    rows: Count = 0
+    top1_rows: Count = 0
+    """rows of classifier comparisons (the top-1 agreement's denominator)"""
+    top1_matches: Count = 0
+    tolerance_rows: Count = 0
+    """rows compared element-wise against the tolerance (every comparison)"""
+    tolerance_matches: Count = 0
+    diff_compared: Count = 0
+    """comparisons whose difference was finite: the denominator of the mean abs difference"""
+    abs_diff_max: FiniteNonNegative = 0.0
+    abs_diff_mean_sum: FiniteNonNegative = 0.0
+    """sum over ``diff_compared`` comparisons of their mean abs difference"""
+    non_finite: Count = 0
+    skipped_budget: Count = 0
+    """sampled requests not compared because ``max_pending`` comparisons were already waiting"""
+    errors_by_code: dict[Code, Count] = Field(default_factory=dict, max_length=MAX_CODES)
+    """candidate runs that failed, by code"""
+    active_latency: LatencyHistogram = Field(default_factory=LatencyHistogram)
+    candidate_latency: LatencyHistogram = Field(default_factory=LatencyHistogram)
+
+    def add(self, agreement: float, sample: ShadowSample | None = None) -> None:
+        """One comparison; ``agreement`` in [0, 1]. Without a ``sample`` only the agreement counts."""
+        self.compared += 1
+        self.agreement_sum += agreement
+        if sample is None:
+            return
+        self.rows += sample.rows
+        if sample.top1_matches is not None:
+            self.top1_rows += sample.rows
+            self.top1_matches += min(sample.top1_matches, sample.rows)
+        self.tolerance_rows += sample.rows
+        self.tolerance_matches += min(sample.rows_within_tolerance, sample.rows)
+        if math.isfinite(sample.max_abs_diff) and math.isfinite(sample.mean_abs_diff):
+            self.diff_compared += 1
+            self.abs_diff_max = max(self.abs_diff_max, max(sample.max_abs_diff, 0.0))
+            self.abs_diff_mean_sum += max(sample.mean_abs_diff, 0.0)
+        else:
+            self.non_finite += 1
+        self.active_latency.add(sample.active_ms)
+        self.candidate_latency.add(sample.candidate_ms)
+
+    def merge(self, other: ShadowStats) -> None:
+        for name in _SHADOW_SUMS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.abs_diff_max = max(self.abs_diff_max, other.abs_diff_max)
+        merge_counts(self.errors_by_code, other.errors_by_code)
+        self.active_latency.merge(other.active_latency)
+        self.candidate_latency.merge(other.candidate_latency)
+
+
+_SHADOW_SUMS = (
+    "compared",
+    "agreement_sum",
+    "rows",
+    "top1_rows",
+    "top1_matches",
+    "tolerance_rows",
+    "tolerance_matches",
+    "diff_compared",
+    "abs_diff_mean_sum",
+    "non_finite",
+    "skipped_budget",
+)
 
 
 class HealthChecks(Part):

@@ -28,7 +28,7 @@ from edgefleet.agent.serve.errors import InferenceDeferredError, NoModelError
 from edgefleet.agent.serve.ladder import LadderState, Rung
 from edgefleet.agent.serve.metrics import MetricsSink, NullMetrics
 from edgefleet.agent.serve.runtimes import RuntimeAdapters
-from edgefleet.agent.serve.shadow import AgreementStats, ShadowConfig, ShadowEvaluator
+from edgefleet.agent.serve.shadow import AgreementStats, ShadowConfig, ShadowEvaluator, resolve_tolerance
 from edgefleet.agent.serve.source import ActiveArtifact, ActiveSource, read_artifact_dir
 from edgefleet.agent.serve.status import write_status
 from edgefleet.agent.serve.validate import InputRules, validate_inputs
@@ -398,11 +398,19 @@ class InferenceService:
         adapter: RuntimeAdapter | None = None,
     ) -> None:
         """Load ``candidate`` (by the runtime its manifest names, or ``adapter``) beside the active model
-        and compare on a sampled fraction of requests."""
+        and compare on a sampled fraction of requests. Agreement is judged with the config's tolerance, or
+        else the candidate manifest's health-check ``atol``/``rtol``."""
+        config = config or ShadowConfig()
         model = self._load(candidate, tuple(candidate.manifest.runtime.execution_providers), adapter)
         primary = candidate.manifest.signature.outputs[0].name
+        check = candidate.manifest.health_check
         evaluator = ShadowEvaluator(
-            model, candidate.model_version, primary, config or ShadowConfig(), metrics=self._metrics
+            model,
+            candidate.model_version,
+            primary,
+            config,
+            tolerance=resolve_tolerance(config, check.atol, check.rtol),
+            metrics=self._metrics,
         )
         old, self._shadow = self._shadow, evaluator
         if old is not None:

@@ -4,7 +4,13 @@ Off the active path: the active answer is computed and returned first; a sampled
 active outputs are copied and handed to a small worker pool. The active path's cost is the sampling decision
 and, for a sampled request, the copies and a queue put. When ``max_pending`` comparisons are already waiting
 the sample is skipped (counted), never queued: that is the stated budget. Only agreement statistics are kept
-(top-1 agreement for classifiers, max/mean abs difference, latency of both); the inputs never leave.
+(top-1 agreement for classifiers, rows within the tolerance for regressors, max/mean abs difference, latency
+of both); each comparison's statistics go to the metrics sink (``record_shadow(..., sample=)``), which sums
+them into the telemetry window. The inputs and outputs never leave.
+
+The tolerance of a regressor's agreement is the candidate manifest's health-check ``atol``/``rtol`` (the
+same rule as the golden check: ``|candidate - active| <= atol + rtol * |active|`` for every element of a
+row), unless ``ShadowConfig`` overrides it (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Literal
 import numpy as np
 
 from edgefleet.agent.runtime.base import LoadedModel
-from edgefleet.agent.serve.metrics import MetricsSink, NullMetrics
+from edgefleet.agent.serve.metrics import MetricsSink, NullMetrics, ShadowSample
 from edgefleet.protocol.errors import EdgefleetError
 
 __all__ = [
@@ -30,7 +36,9 @@ __all__ = [
     "ShadowConfig",
     "ShadowEvaluator",
     "ShadowVerdict",
+    "Tolerance",
     "compare",
+    "resolve_tolerance",
     "shadow_verdict",
 ]
 
@@ -45,12 +53,34 @@ class ShadowConfig:
     """Comparisons waiting for the worker; past this a sample is skipped, never queued."""
     workers: int = 1
     task: Literal["auto", "classifier", "regressor"] = "auto"
+    atol: float | None = None
+    """Absolute tolerance of agreement; ``None``: the candidate manifest's ``health_check.atol``."""
+    rtol: float | None = None
+    """Relative tolerance of agreement; ``None``: the candidate manifest's ``health_check.rtol``."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.sample_fraction <= 1.0:
             raise ValueError(f"sample_fraction must be in (0, 1], got {self.sample_fraction}")
         if self.max_pending < 1 or not 1 <= self.workers <= 8:
             raise ValueError("need max_pending >= 1 and 1 <= workers <= 8")
+        for name in ("atol", "rtol"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float = 1e-3
+    rtol: float = 1e-3
+
+
+def resolve_tolerance(config: ShadowConfig, manifest_atol: float, manifest_rtol: float) -> Tolerance:
+    """Pure: the config's tolerance where set, else the candidate manifest's health-check tolerance."""
+    return Tolerance(
+        atol=config.atol if config.atol is not None else manifest_atol,
+        rtol=config.rtol if config.rtol is not None else manifest_rtol,
+    )
 
 
 @dataclass(frozen=True)
@@ -59,10 +89,24 @@ class Comparison:
     top1_matches: int | None
     max_abs_diff: float
     mean_abs_diff: float
+    rows_within_tolerance: int = 0
+    """rows whose every element satisfies ``|c - a| <= atol + rtol * |a|`` (a NaN never does)"""
+
+    def agreement(self) -> float:
+        """Top-1 share for a classifier, share of rows within the tolerance otherwise (1.0 for no rows)."""
+        if not self.rows:
+            return 1.0
+        matched = self.top1_matches if self.top1_matches is not None else self.rows_within_tolerance
+        return matched / self.rows
 
 
 def compare(
-    active: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], output: str, *, classifier: bool
+    active: Mapping[str, np.ndarray],
+    candidate: Mapping[str, np.ndarray],
+    output: str,
+    *,
+    classifier: bool,
+    tolerance: Tolerance | None = None,
 ) -> Comparison:
     """Pure: agreement of one output; shapes must match (else code ``shadow_shape_mismatch``)."""
     a = np.asarray(active[output])
@@ -74,15 +118,28 @@ def compare(
             expected=list(a.shape),
             got=None if c is None else list(c.shape),
         )
-    diff = np.abs(a.astype(np.float64) - c.astype(np.float64))
+    tol = tolerance or Tolerance()
+    a64 = a.astype(np.float64)
+    diff = np.abs(a64 - c.astype(np.float64))
     finite = bool(np.isfinite(diff).all())
     max_abs = float(diff.max()) if diff.size and finite else (math.inf if diff.size else 0.0)
     mean_abs = float(diff.mean()) if diff.size and finite else (math.inf if diff.size else 0.0)
     rows = a.shape[0] if a.ndim >= 1 else 1
+    if diff.size:
+        within = diff <= tol.atol + tol.rtol * np.abs(a64)  # NaN compares False: never within
+        rows_within = int(within.reshape(rows, -1).all(axis=1).sum())
+    else:
+        rows_within = rows
     matches = None
-    if classifier and a.ndim >= 2:
+    if classifier and a.ndim >= 2 and a.size:
         matches = int((a.reshape(rows, -1).argmax(axis=1) == c.reshape(rows, -1).argmax(axis=1)).sum())
-    return Comparison(rows=rows, top1_matches=matches, max_abs_diff=max_abs, mean_abs_diff=mean_abs)
+    return Comparison(
+        rows=rows,
+        top1_matches=matches,
+        max_abs_diff=max_abs,
+        mean_abs_diff=mean_abs,
+        rows_within_tolerance=rows_within,
+    )
 
 
 @dataclass
@@ -92,6 +149,9 @@ class AgreementStats:
     rows: int = 0
     top1_matches: int = 0
     top1_rows: int = 0
+    tolerance_matches: int = 0
+    atol: float | None = None
+    rtol: float | None = None
     max_abs_diff: float = 0.0
     sum_mean_abs_diff: float = 0.0
     active_latency_ms_sum: float = 0.0
@@ -105,6 +165,11 @@ class AgreementStats:
         return self.top1_matches / self.top1_rows if self.top1_rows else None
 
     @property
+    def tolerance_agreement(self) -> float | None:
+        """Share of compared rows within ``atol``/``rtol`` of the active answer."""
+        return self.tolerance_matches / self.rows if self.rows else None
+
+    @property
     def mean_abs_diff(self) -> float | None:
         return self.sum_mean_abs_diff / self.samples if self.samples else None
 
@@ -114,6 +179,7 @@ class AgreementStats:
         if comparison.top1_matches is not None:
             self.top1_matches += comparison.top1_matches
             self.top1_rows += comparison.rows
+        self.tolerance_matches += comparison.rows_within_tolerance
         self.max_abs_diff = max(self.max_abs_diff, comparison.max_abs_diff)
         self.sum_mean_abs_diff += comparison.mean_abs_diff
         self.active_latency_ms_sum += active_ms
@@ -127,6 +193,8 @@ class AgreementStats:
             "samples": self.samples,
             "rows": self.rows,
             "top1_agreement": self.top1_agreement,
+            "tolerance_agreement": self.tolerance_agreement,
+            "tolerance": {"atol": self.atol, "rtol": self.rtol},
             "max_abs_diff": self.max_abs_diff if self.samples else None,
             "mean_abs_diff": self.mean_abs_diff,
             "active_latency_ms_mean": self.active_latency_ms_sum / n if self.samples else None,
@@ -142,6 +210,7 @@ def shadow_verdict(
     *,
     min_samples: int,
     min_top1_agreement: float | None = None,
+    min_tolerance_agreement: float | None = None,
     max_mean_abs_diff: float | None = None,
     max_error_fraction: float = 0.0,
 ) -> ShadowVerdict:
@@ -154,6 +223,9 @@ def shadow_verdict(
         return "pending"
     agreement = stats.top1_agreement
     if min_top1_agreement is not None and (agreement is None or agreement < min_top1_agreement):
+        return "fail"
+    within = stats.tolerance_agreement
+    if min_tolerance_agreement is not None and (within is None or within < min_tolerance_agreement):
         return "fail"
     mean = stats.mean_abs_diff
     if max_mean_abs_diff is not None and (mean is None or mean > max_mean_abs_diff):
@@ -171,19 +243,24 @@ class ShadowEvaluator:
         primary_output: str,
         config: ShadowConfig,
         *,
+        tolerance: Tolerance | None = None,
         metrics: MetricsSink | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """``tolerance``: what counts as agreeing (``resolve_tolerance``; default the config's, else 1e-3)."""
         self._model = candidate
         self._output = primary_output
         self.config = config
+        self.tolerance = tolerance or resolve_tolerance(config, 1e-3, 1e-3)
         self._metrics = metrics or NullMetrics()
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="edgefleet-shadow")
         self._lock = threading.Lock()
         self._pending = 0
         self._credit = 0.0
-        self._stats = AgreementStats(candidate_version=candidate_version)
+        self._stats = AgreementStats(
+            candidate_version=candidate_version, atol=self.tolerance.atol, rtol=self.tolerance.rtol
+        )
         self._closed = False
 
     @property
@@ -204,8 +281,13 @@ class ShadowEvaluator:
                 return False
             if self._pending >= self.config.max_pending:
                 self._stats.skipped_budget += 1
-                return False
-            self._pending += 1
+                skipped = True
+            else:
+                skipped = False
+                self._pending += 1
+        if skipped:
+            self._metrics.record_shadow_skipped(self._stats.candidate_version)
+            return False
         copied_in = {k: np.array(v, copy=True) for k, v in inputs.items()}
         copied_out = {k: np.array(v, copy=True) for k, v in outputs.items()}
         try:
@@ -225,19 +307,29 @@ class ShadowEvaluator:
                 got = self._model.predict(inputs)
                 candidate_ms = (self._clock() - start) * 1000.0
                 classifier = self._is_classifier(active)
-                comparison = compare(active, got, self._output, classifier=classifier)
+                comparison = compare(
+                    active, got, self._output, classifier=classifier, tolerance=self.tolerance
+                )
             except EdgefleetError as exc:
                 with self._lock:
                     errors = self._stats.candidate_errors
                     errors[exc.code] = errors.get(exc.code, 0) + 1
+                self._metrics.record_shadow_error(self._stats.candidate_version, exc.code)
                 return
             with self._lock:
                 self._stats.add(comparison, active_ms, candidate_ms)
-            if comparison.top1_matches is not None:
-                agreement: float = comparison.top1_matches / max(comparison.rows, 1)
-            else:
-                agreement = 1.0 if comparison.max_abs_diff <= 1e-3 else 0.0
-            self._metrics.record_shadow(agreement, model_version=self._stats.candidate_version)
+            sample = ShadowSample(
+                rows=comparison.rows,
+                top1_matches=comparison.top1_matches,
+                rows_within_tolerance=comparison.rows_within_tolerance,
+                max_abs_diff=comparison.max_abs_diff,
+                mean_abs_diff=comparison.mean_abs_diff,
+                active_ms=active_ms,
+                candidate_ms=candidate_ms,
+            )
+            self._metrics.record_shadow(
+                comparison.agreement(), model_version=self._stats.candidate_version, sample=sample
+            )
         except Exception:  # never let a comparison kill the worker silently
             log.exception("event=shadow_compare_crashed")
         finally:

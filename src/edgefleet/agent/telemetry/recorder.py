@@ -28,6 +28,7 @@ from edgefleet.protocol.telemetry import (
     HealthChecks,
     LatencyHistogram,
     ModelWindow,
+    ShadowSample,
     ShadowStats,
     TelemetryWindow,
     latency_bucket_index,
@@ -44,6 +45,8 @@ OVERFLOW_MODEL = "other"
 _MAX_KEY_CHARS = 64
 _MAX_DETAIL_KEYS = 32
 _MAX_DETAIL_CHARS = 512
+_MAX_SHADOW_CODES = 63
+"""distinct candidate error codes per window and version; more are counted as ``other``"""
 
 
 class RecordSink(Protocol):
@@ -74,8 +77,8 @@ class _ModelAcc:
     buckets: dict[int, int] = field(default_factory=dict)
     sum_ms: float = 0.0
     max_ms: float = 0.0
-    shadow_compared: int = 0
-    shadow_sum: float = 0.0
+    shadow: ShadowStats | None = None
+    """the window's shadow comparisons when this version is a candidate (created on the first one)"""
     health_passed: int = 0
     health_failed: int = 0
     health_codes: dict[str, int] = field(default_factory=dict)
@@ -87,7 +90,7 @@ class _ModelAcc:
             errors_by_code=dict(self.errors),
             requests_by_rung=dict(self.rungs),
             latency=LatencyHistogram(buckets=dict(self.buckets), sum_ms=self.sum_ms, max_ms=self.max_ms),
-            shadow=ShadowStats(compared=self.shadow_compared, agreement_sum=self.shadow_sum),
+            shadow=self.shadow if self.shadow is not None else ShadowStats(),
             health_checks=HealthChecks(
                 passed=self.health_passed, failed=self.health_failed, failed_by_code=dict(self.health_codes)
             ),
@@ -153,12 +156,36 @@ class TelemetryRecorder:
         if closed is not None:
             self._write_window(closed)
 
-    def record_shadow(self, agreement: float | bool, *, model_version: str = "unknown") -> None:
-        """One shadow comparison of a candidate ``model_version``; ``agreement`` in [0, 1] (or a bool)."""
+    def record_shadow(
+        self, agreement: float | bool, *, model_version: str = "unknown", sample: ShadowSample | None = None
+    ) -> None:
+        """One shadow comparison of a candidate ``model_version``; ``agreement`` in [0, 1] (or a bool).
+        ``sample`` adds its statistics (rows, top-1 matches, rows within tolerance, abs differences, the
+        latency of both models) to the window's mergeable ``ShadowStats``."""
         value = float(agreement)
         if not math.isfinite(value):
             value = 0.0
-        self._update(model_version, lambda acc: _add_shadow(acc, min(1.0, max(0.0, value))))
+        value = min(1.0, max(0.0, value))
+        self._update(model_version, lambda acc: _shadow_of(acc).add(value, sample))
+
+    def record_shadow_error(self, model_version: str, error_code: str) -> None:
+        """A sampled request the candidate ``model_version`` failed to answer (its error code)."""
+        key = _code(error_code, "shadow_failed")
+
+        def apply(acc: _ModelAcc) -> None:
+            errors = _shadow_of(acc).errors_by_code
+            name = key if key in errors or len(errors) < _MAX_SHADOW_CODES else "other"
+            errors[name] = errors.get(name, 0) + 1
+
+        self._update(model_version, apply)
+
+    def record_shadow_skipped(self, model_version: str) -> None:
+        """A sampled request not compared: the candidate was already ``max_pending`` comparisons behind."""
+
+        def apply(acc: _ModelAcc) -> None:
+            _shadow_of(acc).skipped_budget += 1
+
+        self._update(model_version, apply)
 
     def record_health_check(self, model_version: str, *, passed: bool, error_code: str | None = None) -> None:
         def apply(acc: _ModelAcc) -> None:
@@ -291,9 +318,10 @@ class SecuritySinkAdapter:
         self._recorder.record_event("security", event.code, {"message": event.message, **event.details})
 
 
-def _add_shadow(acc: _ModelAcc, value: float) -> None:
-    acc.shadow_compared += 1
-    acc.shadow_sum += value
+def _shadow_of(acc: _ModelAcc) -> ShadowStats:
+    if acc.shadow is None:
+        acc.shadow = ShadowStats()
+    return acc.shadow
 
 
 def _bounded_details(details: dict[str, Any] | None) -> dict[str, Any]:

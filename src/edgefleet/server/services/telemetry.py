@@ -13,6 +13,7 @@ Reading (fleet health, one device, Prometheus) lives in ``services.telemetry_vie
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from edgefleet.protocol.errors import ConflictError, PermissionDeniedError
-from edgefleet.protocol.telemetry import TelemetryBatch, TelemetryRecord, merge_counts
+from edgefleet.protocol.telemetry import ShadowStats, TelemetryBatch, TelemetryRecord, merge_counts
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.telemetry import (
     TelemetryDeviceRow,
@@ -32,7 +33,14 @@ from edgefleet.server.store.telemetry import (
     TelemetryWindowRow,
 )
 
-__all__ = ["Freshness", "IngestResult", "ingest_batch", "prune_telemetry"]
+__all__ = [
+    "Freshness",
+    "IngestResult",
+    "ingest_batch",
+    "merge_shadow_stats",
+    "prune_telemetry",
+    "shadow_stats_json",
+]
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,66 @@ class IngestResult:
             "duplicates": self.duplicates,
             "expired": self.expired,
         }
+
+
+# --- shadow statistics (pure) ---------------------------------------------------------------------------
+
+_SHADOW_SUMS = (
+    "rows",
+    "top1_rows",
+    "top1_matches",
+    "tolerance_rows",
+    "tolerance_matches",
+    "diff_compared",
+    "abs_diff_mean_sum",
+    "non_finite",
+    "skipped_budget",
+)
+_SHADOW_MAXES = ("abs_diff_max",)
+_SHADOW_HISTOGRAMS = ("active_latency", "candidate_latency")
+
+
+def shadow_stats_json(stats: ShadowStats) -> dict[str, Any]:
+    """The stored form of a window's shadow statistics beyond ``compared``/``agreement_sum`` (which have
+    columns of their own): only the known fields, zeros left out, so an old agent's window stores ``{}``."""
+    out: dict[str, Any] = {}
+    for name in (*_SHADOW_SUMS, *_SHADOW_MAXES):
+        value = getattr(stats, name)
+        if value:
+            out[name] = value
+    if stats.errors_by_code:
+        out["errors_by_code"] = dict(stats.errors_by_code)
+    for name in _SHADOW_HISTOGRAMS:
+        histogram = getattr(stats, name)
+        if histogram.buckets:
+            out[name] = {
+                "buckets": {str(k): v for k, v in histogram.buckets.items()},
+                "sum_ms": histogram.sum_ms,
+                "max_ms": histogram.max_ms,
+            }
+    return out
+
+
+def merge_shadow_stats(into: dict[str, Any], more: Mapping[str, Any]) -> None:
+    """Add stored shadow statistics ``more`` into ``into`` exactly: counts and sums add, maxima take the
+    max, histograms add bucket by bucket. Missing fields are zero; ``into`` never shares a dict with
+    ``more``."""
+    for name in _SHADOW_SUMS:
+        if more.get(name):
+            into[name] = into.get(name, 0) + more[name]
+    for name in _SHADOW_MAXES:
+        if more.get(name):
+            into[name] = max(into.get(name, 0.0), more[name])
+    if more.get("errors_by_code"):
+        merge_counts(into.setdefault("errors_by_code", {}), more["errors_by_code"])
+    for name in _SHADOW_HISTOGRAMS:
+        histogram = more.get(name)
+        if not histogram:
+            continue
+        target = into.setdefault(name, {"buckets": {}, "sum_ms": 0.0, "max_ms": 0.0})
+        merge_counts(target["buckets"], histogram.get("buckets") or {})
+        target["sum_ms"] += histogram.get("sum_ms", 0.0)
+        target["max_ms"] = max(target["max_ms"], histogram.get("max_ms", 0.0))
 
 
 # --- ingest -----------------------------------------------------------------------------------------------
@@ -161,6 +229,7 @@ def _ingest(
                         latency_max_ms=model.latency.max_ms,
                         shadow_compared=model.shadow.compared,
                         shadow_agreement_sum=model.shadow.agreement_sum,
+                        shadow_stats=shadow_stats_json(model.shadow),
                         health_passed=model.health_checks.passed,
                         health_failed=model.health_checks.failed,
                         health_failed_by_code=dict(model.health_checks.failed_by_code),
@@ -189,6 +258,7 @@ def _empty_cell() -> dict[str, Any]:
         **{name: {} for name in (*_ROLLUP_MAPS, "degraded_s")},
         "latency_max_ms": 0.0,
         "max_late_s": 0.0,
+        "shadow_stats": {},
     }
 
 
@@ -232,6 +302,7 @@ def _roll_up(
                 ("health_failed_by_code", model.health_checks.failed_by_code),
             ):
                 merge_counts(cell.setdefault(name, {}), counts)
+            merge_shadow_stats(cell["shadow_stats"], shadow_stats_json(model.shadow))
     for key, cell in batch_cells.items():
         stored = session.get(TelemetryRollupRow, key, with_for_update=True)
         if stored is None:
@@ -249,6 +320,11 @@ def _roll_up(
             merged = dict(getattr(stored, name) or {})
             merge_counts(merged, cell[name])
             setattr(stored, name, merged)  # a new dict: the JSON column sees the change
+        if cell["shadow_stats"]:
+            shadow: dict[str, Any] = {}
+            merge_shadow_stats(shadow, stored.shadow_stats or {})
+            merge_shadow_stats(shadow, cell["shadow_stats"])
+            stored.shadow_stats = shadow
 
 
 def _stored_keys(session: Session, device_id: str, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:

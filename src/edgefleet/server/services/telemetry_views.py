@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from edgefleet.protocol.errors import NotFoundError
 from edgefleet.protocol.telemetry import merge_counts, quantile_from_buckets
 from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status, status_clauses
-from edgefleet.server.services.telemetry import Freshness
+from edgefleet.server.services.telemetry import Freshness, merge_shadow_stats
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.telemetry import (
     TelemetryDeviceRow,
@@ -27,7 +27,7 @@ from edgefleet.server.store.telemetry import (
     TelemetryWindowRow,
 )
 
-__all__ = ["device_telemetry", "fleet_health", "prometheus_text"]
+__all__ = ["device_telemetry", "fleet_health", "prometheus_text", "shadow_to_wire"]
 
 MAX_DETAIL_DEVICES = 100
 
@@ -50,6 +50,7 @@ _AGG_COLUMNS = tuple(
         "latency_max_ms",
         "shadow_compared",
         "shadow_agreement_sum",
+        "shadow_stats",
         "health_passed",
         "health_failed",
         "health_failed_by_code",
@@ -71,6 +72,7 @@ class _Agg:
     latency_max_ms: float = 0.0
     shadow_compared: int = 0
     shadow_agreement_sum: float = 0.0
+    shadow_stats: dict[str, Any] = field(default_factory=dict)
     health_passed: int = 0
     health_failed: int = 0
     health_failed_by_code: dict[str, int] = field(default_factory=dict)
@@ -86,6 +88,7 @@ class _Agg:
         self.latency_max_ms = max(self.latency_max_ms, row.latency_max_ms)
         self.shadow_compared += row.shadow_compared
         self.shadow_agreement_sum += row.shadow_agreement_sum
+        merge_shadow_stats(self.shadow_stats, row.shadow_stats or {})
         self.health_passed += row.health_passed
         self.health_failed += row.health_failed
         merge_counts(self.health_failed_by_code, row.health_failed_by_code)
@@ -104,6 +107,7 @@ class _Agg:
         self.latency_max_ms = max(self.latency_max_ms, other.latency_max_ms)
         self.shadow_compared += other.shadow_compared
         self.shadow_agreement_sum += other.shadow_agreement_sum
+        merge_shadow_stats(self.shadow_stats, other.shadow_stats)
         self.health_passed += other.health_passed
         self.health_failed += other.health_failed
         merge_counts(self.health_failed_by_code, other.health_failed_by_code)
@@ -128,18 +132,61 @@ class _Agg:
                 "count": latency_count,
                 "buckets": {str(k): v for k, v in sorted(self.buckets.items())},
             },
-            "shadow": {
-                "compared": self.shadow_compared,
-                "agreement": self.shadow_agreement_sum / self.shadow_compared
-                if self.shadow_compared
-                else None,
-            },
+            "shadow": shadow_to_wire(self.shadow_compared, self.shadow_agreement_sum, self.shadow_stats),
             "health_checks": {
                 "passed": self.health_passed,
                 "failed": self.health_failed,
                 "failed_by_code": dict(sorted(self.health_failed_by_code.items())),
             },
         }
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return part / whole if whole else None
+
+
+def _histogram_to_wire(histogram: dict[str, Any]) -> dict[str, Any]:
+    buckets = {int(k): int(v) for k, v in (histogram.get("buckets") or {}).items()}
+    count = sum(buckets.values())
+    return {
+        "p50": quantile_from_buckets(buckets, 0.50),
+        "p95": quantile_from_buckets(buckets, 0.95),
+        "p99": quantile_from_buckets(buckets, 0.99),
+        "mean": _ratio(float(histogram.get("sum_ms", 0.0)), count),
+        "max": histogram.get("max_ms", 0.0) if count else None,
+        "count": count,
+        "buckets": {str(k): v for k, v in sorted(buckets.items())},
+    }
+
+
+def shadow_to_wire(compared: int, agreement_sum: float, stats: dict[str, Any]) -> dict[str, Any]:
+    """Pure: the shadow figures of a group (a candidate version's comparisons with the active model).
+
+    ``agreement`` is the mean per-comparison agreement (what rollout gates read); ``top1_agreement`` and
+    ``tolerance_agreement`` are exact shares of rows; each figure is ``None`` when nothing fed it (e.g. only
+    agents that sent the compared count and the agreement sum)."""
+    active = _histogram_to_wire(stats.get("active_latency") or {})
+    candidate = _histogram_to_wire(stats.get("candidate_latency") or {})
+    diff_compared = int(stats.get("diff_compared", 0))
+    errors = dict(sorted((stats.get("errors_by_code") or {}).items()))
+    return {
+        "compared": compared,
+        "agreement": _ratio(agreement_sum, compared),
+        "rows": int(stats.get("rows", 0)),
+        "top1_agreement": _ratio(stats.get("top1_matches", 0), stats.get("top1_rows", 0)),
+        "tolerance_agreement": _ratio(stats.get("tolerance_matches", 0), stats.get("tolerance_rows", 0)),
+        "max_abs_diff": stats.get("abs_diff_max", 0.0) if diff_compared else None,
+        "mean_abs_diff": _ratio(stats.get("abs_diff_mean_sum", 0.0), diff_compared),
+        "non_finite": int(stats.get("non_finite", 0)),
+        "skipped_budget": int(stats.get("skipped_budget", 0)),
+        "errors": sum(errors.values()),
+        "errors_by_code": errors,
+        "active_latency_ms": active,
+        "candidate_latency_ms": candidate,
+        "candidate_over_active_p95": (
+            candidate["p95"] / active["p95"] if candidate["p95"] is not None and active["p95"] else None
+        ),
+    }
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -522,6 +569,7 @@ def _window_to_wire(
                 "latency_p95_ms": quantile_from_buckets(
                     {int(k): v for k, v in m.latency_buckets.items()}, 0.95
                 ),
+                "shadow": shadow_to_wire(m.shadow_compared, m.shadow_agreement_sum, m.shadow_stats or {}),
             }
             for m in sorted(models, key=lambda m: m.model_version)
         ],
@@ -571,6 +619,19 @@ def prometheus_text(health: dict[str, Any]) -> str:
             for lab, g in both
             for q in ("0.5", "0.95", "0.99")
         ],
+    )
+    shadowed = [(lab, g) for lab, g in versions if g["shadow"]["compared"]]
+    metric(
+        "edgefleet_fleet_shadow_agreement",
+        "gauge",
+        "Mean agreement of a shadow candidate with the active model over the window.",
+        [(lab, g["shadow"]["agreement"]) for lab, g in shadowed],
+    )
+    metric(
+        "edgefleet_fleet_shadow_comparisons",
+        "gauge",
+        "Shadow comparisons of a candidate version over the window.",
+        [(lab, float(g["shadow"]["compared"])) for lab, g in shadowed],
     )
     metric(
         "edgefleet_fleet_reporting_devices",

@@ -20,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql import text
 
 from edgefleet.server.store.base import Base, UTCDateTime
 
@@ -75,6 +76,9 @@ class TelemetryModelWindowRow(Base):
     latency_max_ms: Mapped[float] = mapped_column(Float)
     shadow_compared: Mapped[int] = mapped_column(BigInteger)
     shadow_agreement_sum: Mapped[float] = mapped_column(Float)
+    shadow_stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    """the rest of ``ShadowStats`` as JSON (counts, sums, maxima, both latency histograms; merged by
+    ``services.telemetry.merge_shadow_stats``); ``{}`` for windows of agents that did not send them"""
     health_passed: Mapped[int] = mapped_column(BigInteger)
     health_failed: Mapped[int] = mapped_column(BigInteger)
     health_failed_by_code: Mapped[dict[str, int]] = mapped_column(JSON)
@@ -132,6 +136,9 @@ class TelemetryRollupRow(Base):
     latency_max_ms: Mapped[float] = mapped_column(Float)
     shadow_compared: Mapped[int] = mapped_column(BigInteger)
     shadow_agreement_sum: Mapped[float] = mapped_column(Float)
+    shadow_stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    """the rest of ``ShadowStats`` as JSON (counts, sums, maxima, both latency histograms; merged by
+    ``services.telemetry.merge_shadow_stats``); ``{}`` for windows of agents that did not send them"""
     health_passed: Mapped[int] = mapped_column(BigInteger)
     health_failed: Mapped[int] = mapped_column(BigInteger)
     health_failed_by_code: Mapped[dict[str, int]] = mapped_column(JSON)

@@ -292,10 +292,8 @@ def test_logout_clears_the_session(world, operator):
     assert operator.get("/dashboard/", follow_redirects=False).status_code == 303
 
 
-def test_a_rollout_over_two_classes_shows_each_class_against_its_own_envelope(world, operator):
-    """Carts (50 ms envelope) at 35 ms are fine even though the GPU gateways' envelope is 10 ms; the page
-    judges each class on its own devices, as the engine does, instead of one merged p95 and the tightest
-    envelope."""
+def _two_class_rollout(world):
+    """The cart devices of ``world`` plus two GPU gateways, and one rollout of 2.0.0 over both classes."""
     fleet, _v1, v2, carts = world
     gpu = "factory-gateway-gpu"
     gpu_v1, gpu_v2 = fleet.artifact("1.0.0", hardware_class=gpu), fleet.artifact("2.0.0", hardware_class=gpu)
@@ -316,7 +314,22 @@ def test_a_rollout_over_two_classes_shows_each_class_against_its_own_envelope(wo
         headers=fleet.admin,
     )
     assert r.status_code == 201, r.text
-    rid = r.json()["id"]
+    return fleet, r.json()["id"], gpu, (carts, v2), (gateways, gpu_v2)
+
+
+def _gate_row(live: str, gate: str, hardware_class: str) -> str:
+    match = re.search(
+        rf'<tr class="gate gate-(\w+)" data-gate="{gate}" data-class="{hardware_class}">.*?</tr>', live, re.S
+    )
+    assert match, (gate, hardware_class)
+    return match.group(0)
+
+
+def test_a_rollout_over_two_classes_shows_each_class_against_its_own_envelope(world, operator):
+    """Carts (50 ms envelope) at 35 ms are fine even though the GPU gateways' envelope is 10 ms; the page
+    judges each class on its own devices, as the engine does, instead of one merged p95 and the tightest
+    envelope."""
+    fleet, rid, gpu, (carts, v2), (gateways, gpu_v2) = _two_class_rollout(world)
     for devices, target, latency_ms in ((carts, v2, 35), (gateways, gpu_v2, 5)):
         for identity, ddir in devices:
             assert fleet.poll(identity, ddir) == {"default": target}
@@ -325,20 +338,29 @@ def test_a_rollout_over_two_classes_shows_each_class_against_its_own_envelope(wo
     fleet.clock.now += timedelta(seconds=5)
     fleet.tick()
     live = operator.get(f"/dashboard/rollouts/{rid}/live").text
-
-    def latency_row(hardware_class: str) -> str:
-        match = re.search(
-            rf'<tr class="gate gate-(\w+)" data-gate="latency_p95_ms" data-class="{hardware_class}">.*?</tr>',
-            live,
-            re.S,
-        )
-        assert match, hardware_class
-        return match.group(0)
-
     assert "Gates of stage 1 · medical-cart-cpu" in live
     assert f"Gates of stage 1 · {gpu}" in live
-    assert "gate-ok" in latency_row("medical-cart-cpu")
-    assert "50" in latency_row("medical-cart-cpu")  # the carts' own envelope
-    assert "gate-ok" in latency_row(gpu)
-    assert "10" in latency_row(gpu)
+    assert "gate-ok" in _gate_row(live, "latency_p95_ms", "medical-cart-cpu")
+    assert "50" in _gate_row(live, "latency_p95_ms", "medical-cart-cpu")  # the carts' own envelope
+    assert "gate-ok" in _gate_row(live, "latency_p95_ms", gpu)
+    assert "10" in _gate_row(live, "latency_p95_ms", gpu)
     assert _status(fleet, rid) == "running"
+
+
+def test_install_failures_are_shown_in_the_class_they_happened_in(world, operator):
+    fleet, rid, gpu, (carts, v2), (gateways, gpu_v2) = _two_class_rollout(world)
+    for identity, ddir in carts:
+        fleet.poll(identity, ddir)
+        fleet.report(identity, ddir, active=v2)
+    (bad, bad_dir), (good, good_dir) = gateways
+    fleet.poll(bad, bad_dir)
+    fleet.report(bad, bad_dir, active=None, failed=gpu_v2)
+    fleet.poll(good, good_dir)
+    fleet.report(good, good_dir, active=gpu_v2)
+    fleet.clock.now += timedelta(seconds=5)
+    fleet.tick()
+    assert _status(fleet, rid) == "halted"
+    live = operator.get(f"/dashboard/rollouts/{rid}/live").text
+    assert "gate-breach" in _gate_row(live, "install_failure_rate", gpu)
+    assert ">0.5" in _gate_row(live, "install_failure_rate", gpu)  # 1 of the 2 gateways, not 1 of 8
+    assert "gate-ok" in _gate_row(live, "install_failure_rate", "medical-cart-cpu")

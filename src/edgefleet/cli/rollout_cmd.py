@@ -293,20 +293,24 @@ def class_gate_rows(info: RolloutInfo) -> dict[str, list[dict[str, Any]]]:
     """Per hardware class (``last_decision.health.by_class``): the current stage's telemetry gates on that
     class's own numbers, against its own envelope and its own previous version, as the engine judges them.
 
-    A halt marks the breached gate only in the class it names. Install failures are not here: the server
-    reports them per stage, not per class (see ``gate_rows``)."""
+    A halt marks the breached gate only in the class it names. Install failures are counted per class when
+    the engine's snapshot has that class's ``done``/``failed`` (servers from this release on); otherwise
+    they are only in ``gate_rows``, over every class."""
     gates = _current_gates(info)
     by_class = _health(info).get("by_class")
     if gates is None or not isinstance(by_class, dict):
         return {}
     halt = info.halt_reason or {}
-    return {
-        name: _judged(
-            _health_gates(gates, health if isinstance(health, dict) else {}),
-            halt if halt.get("hardware_class") == name else None,
-        )
-        for name, health in sorted(by_class.items())
-    }
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, raw in sorted(by_class.items()):
+        health = raw if isinstance(raw, dict) else {}
+        rows = _health_gates(gates, health)
+        if "done" in health and "failed" in health:
+            failed, done = int(health["failed"]), int(health["done"])
+            limit = gates.get("max_install_failure_rate")
+            rows = [("install_failure_rate", _rate(failed, failed + done), limit, "max"), *rows]
+        out[name] = _judged(rows, halt if halt.get("hardware_class") == name else None)
+    return out
 
 
 def _gate_document(info: RolloutInfo) -> dict[str, Any]:
@@ -344,8 +348,9 @@ def _gate_blocks(info: RolloutInfo) -> list[str]:
     if len(by_class) < 2:
         return ["", format_table(gates, _GATE_COLUMNS)] if gates else []
     lines: list[str] = []
+    per_class_installs = any(g["gate"] == "install_failure_rate" for rows in by_class.values() for g in rows)
     install = [g for g in gates if g["gate"] == "install_failure_rate"]
-    if install:
+    if install and not per_class_installs:
         lines += ["", "gates of every class", format_table(install, _GATE_COLUMNS)]
     health = _health(info).get("by_class") or {}
     for name, rows in by_class.items():

@@ -224,7 +224,14 @@ def rollout_context(session: Session, row: RolloutRow) -> dict[str, Any]:
         # As the engine judges: each class's new version on its own devices, against its own previous
         # version and its own envelope (a slow class must not hide in a merged p95).
         gates_by_class: list[tuple[str, list[GateRow]]] = []
+        installs = ((row.last_decision or {}).get("health") or {}).get("by_class") or {}
         for hardware_class, target in sorted(row.targets.items()):
+            counted = installs.get(hardware_class) if len(row.targets) > 1 else None
+            class_done, class_failed = (
+                (int(counted.get("done", 0)), int(counted.get("failed", 0)))
+                if isinstance(counted, dict) and "done" in counted
+                else (done, failed)
+            )
             class_health = stage_health(
                 session,
                 device_ids=[d for d, c in class_of.items() if c == hardware_class],
@@ -238,8 +245,8 @@ def rollout_context(session: Session, row: RolloutRow) -> dict[str, Any]:
                     gate_rows(
                         stage["gates"],
                         class_health,
-                        done=done,
-                        failed=failed,
+                        done=class_done,
+                        failed=class_failed,
                         class_p95_ms=_class_p95_ms(session, [hardware_class]),
                     ),
                 )

@@ -133,7 +133,8 @@ def tick_rollout(
                 classes=classes,
                 now=now,
             )
-        _apply(session, row, spec, decision, progress, now, _health_snapshot(classes, decision))
+        snapshot = _health_snapshot(classes, decision, _installs_by_class(progress, row.stage))
+        _apply(session, row, spec, decision, progress, now, snapshot)
     return TickResult(row.id, decision.action, decision.reason)
 
 
@@ -216,10 +217,23 @@ def _health_wire(judged: ClassHealth) -> dict[str, Any]:
     return {**asdict(judged.health), "class_p95_ms": envelope if math.isfinite(envelope) else None}
 
 
-def _health_snapshot(classes: dict[str, ClassHealth], decision: Decision) -> dict[str, Any] | None:
-    """What the engine saw: ``by_class`` holds every class; the top level repeats one class (the one a
-    halt or a wait names, else the one closest to its latency envelope) for views that show one set of
-    numbers."""
+def _installs_by_class(progress: list[DeviceProgress], stage: int) -> dict[str, dict[str, int]]:
+    """Per class, the exposed members (stages up to ``stage``) done and failed: the install gate's inputs."""
+    out: dict[str, dict[str, int]] = {}
+    for p in progress:
+        if p.stage <= stage:
+            counts = out.setdefault(p.hardware_class, {"done": 0, "failed": 0})
+            if p.status in counts:
+                counts[p.status] += 1
+    return out
+
+
+def _health_snapshot(
+    classes: dict[str, ClassHealth], decision: Decision, installs: dict[str, dict[str, int]] | None = None
+) -> dict[str, Any] | None:
+    """What the engine saw: ``by_class`` holds every class (with its exposed devices done and failed);
+    the top level repeats one class (the one a halt or a wait names, else the one closest to its latency
+    envelope) for views that show one set of numbers."""
     if not classes:
         return None
 
@@ -235,7 +249,10 @@ def _health_snapshot(classes: dict[str, ClassHealth], decision: Decision) -> dic
     return {
         **_health_wire(classes[focus]),
         "hardware_class": focus,
-        "by_class": {name: _health_wire(judged) for name, judged in sorted(classes.items())},
+        "by_class": {
+            name: {**_health_wire(judged), **(installs or {}).get(name, {"done": 0, "failed": 0})}
+            for name, judged in sorted(classes.items())
+        },
     }
 
 

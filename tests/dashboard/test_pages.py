@@ -244,6 +244,34 @@ def test_revoke_a_device_and_disable_an_artifact(world, operator):
     assert fleet.client.get(f"/v1/artifacts/{v2}", headers=fleet.admin).json()["disabled"] is False
 
 
+def test_an_operator_rolls_a_device_back_to_its_previous_version_after_confirming(world, operator, viewer):
+    fleet, v1, v2, devices = world
+    identity, ddir = devices[0]
+    page = operator.get(f"/dashboard/devices/{identity.device_id}").text
+    assert "Roll back…" not in page  # it reported no previous version
+    fleet.report(identity, ddir, active=v2, previous=v1)
+    page = operator.get(f"/dashboard/devices/{identity.device_id}").text
+    assert "Roll back…" in page
+    asked = _post(operator, f"/dashboard/devices/{identity.device_id}/rollback", page)
+    assert "Roll device" in asked.text
+    assert fleet.poll(identity, ddir) == {"default": v1}  # asking changed nothing yet (class pin is v1)
+    fleet.client.put(
+        f"/v1/pins/device/{identity.device_id}/default", json={"artifact_id": v2}, headers=fleet.admin
+    )
+    assert fleet.poll(identity, ddir) == {"default": v2}
+    r = _post(operator, f"/dashboard/devices/{identity.device_id}/rollback", asked.text, confirm="yes")
+    assert r.status_code == 303
+    assert "previous version" in operator.get(r.headers["location"]).text
+    assert fleet.poll(identity, ddir) == {"default": v1}
+    audit = fleet.client.get("/v1/audit", headers=fleet.admin).json()["items"]
+    assert any(e["action"] == "device.rollback" and e["actor"] == "alice" for e in audit)
+    # A viewer is refused the same action.
+    page = viewer.get(f"/dashboard/devices/{identity.device_id}").text
+    assert "Roll back…" not in page
+    refused = _post(viewer, f"/dashboard/devices/{identity.device_id}/rollback", page, confirm="yes")
+    assert refused.status_code == 403
+
+
 def test_a_halted_rollout_shows_its_gate_numbers_and_rollback(world, operator):
     fleet, _v1, v2, devices = world
     rid = _rollout(fleet, v2)

@@ -97,10 +97,12 @@ class Fleet:
         active: str | None,
         failed: str | None = None,
         shadow: str | None = None,
+        previous: str | None = None,
     ) -> None:
         self.reports = getattr(self, "reports", 0) + 1
         slot = {
             "active": active,
+            "previous": previous,
             "state": "idle",
             "failed_artifact": failed,
             "failure_code": "health_check_failed" if failed else None,

@@ -1,5 +1,5 @@
 """Operator actions from the dashboard: the API's use cases, the API's role checks, plus CSRF and a
-confirmation step for destructive actions (abort, revoke, disable)."""
+confirmation step for destructive actions (abort, revoke, disable, a device's rollback)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from edgefleet.server.dashboard.pages import ArtifactId, DeviceId, RolloutId
 from edgefleet.server.dashboard.render import SECURITY_HEADERS, DashboardRoute, html
 from edgefleet.server.rollouts import service as rollouts
 from edgefleet.server.services import artifacts, devices
+from edgefleet.server.services.pins_rollback import rollback_device
 
 __all__ = ["router"]
 
@@ -120,6 +121,31 @@ async def revoke_device(
         now=ctx.clock(),
     )
     return _done(page, "revoke")
+
+
+@router.post("/devices/{device_id}/rollback")
+async def roll_back_device(
+    device_id: DeviceId, request: Request, ctx: Ctx, session: DbSession, user: SignedIn
+) -> Response:
+    """``POST /v1/devices/{id}/rollback`` for the default slot: pin the version the device reports as its
+    previous one, after confirming."""
+    form = await _authorised_form(request, user)
+    page = f"/dashboard/devices/{device_id}"
+    if form.get("confirm") != "yes":
+        return _confirm(
+            request,
+            user,
+            form,
+            Confirmation(
+                title=f"Roll device {device_id} back?",
+                explanation="The device is pinned to the version it reports as its previous one and switches "
+                "back to it at its next poll (from disk, no download). The pin stays until you remove it.",
+                confirm_label="Roll back",
+                cancel=page,
+            ),
+        )
+    rollback_device(session, device_id, slot="default", actor=user.actor.name, now=ctx.clock())
+    return _done(page, "rollback")
 
 
 @router.post("/artifacts/{artifact_id}/{action}")

@@ -54,6 +54,7 @@ NOTICES = {
     "promote": "Current stage promoted.",
     "abort": "Rollout aborted; its devices return to the previous artifact at their next poll.",
     "revoke": "Device revoked; its requests are refused from now on.",
+    "rollback": "Device pinned to its previous version; it switches back at its next poll.",
     "disable": "Artifact disabled fleet-wide; devices drop it at their next poll.",
     "enable": "Artifact enabled again.",
 }

@@ -32,6 +32,7 @@ __all__ = [
     "PRIORITY_KEEP",
     "PRIORITY_METRICS",
     "PRIORITY_NOTICE",
+    "SHADOW_SUM_FIELDS",
     "EventRecord",
     "HealthChecks",
     "LatencyHistogram",
@@ -214,7 +215,7 @@ class ShadowStats(Part):
         self.candidate_latency.add(sample.candidate_ms)
 
     def merge(self, other: ShadowStats) -> None:
-        for name in _SHADOW_SUMS:
+        for name in SHADOW_SUM_FIELDS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.abs_diff_max = max(self.abs_diff_max, other.abs_diff_max)
         merge_counts(self.errors_by_code, other.errors_by_code)
@@ -222,7 +223,7 @@ class ShadowStats(Part):
         self.candidate_latency.merge(other.candidate_latency)
 
 
-_SHADOW_SUMS = (
+SHADOW_SUM_FIELDS = (
     "compared",
     "agreement_sum",
     "rows",

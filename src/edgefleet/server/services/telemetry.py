@@ -23,7 +23,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from edgefleet.protocol.errors import ConflictError, PermissionDeniedError
-from edgefleet.protocol.telemetry import ShadowStats, TelemetryBatch, TelemetryRecord, merge_counts
+from edgefleet.protocol.telemetry import (
+    SHADOW_SUM_FIELDS,
+    ShadowStats,
+    TelemetryBatch,
+    TelemetryRecord,
+    merge_counts,
+)
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.telemetry import (
     TelemetryDeviceRow,
@@ -69,17 +75,8 @@ class IngestResult:
 
 # --- shadow statistics (pure) ---------------------------------------------------------------------------
 
-_SHADOW_SUMS = (
-    "rows",
-    "top1_rows",
-    "top1_matches",
-    "tolerance_rows",
-    "tolerance_matches",
-    "diff_compared",
-    "abs_diff_mean_sum",
-    "non_finite",
-    "skipped_budget",
-)
+# ``compared`` and ``agreement_sum`` have columns of their own; the rest of the sums go in the JSON.
+_SHADOW_SUMS = tuple(f for f in SHADOW_SUM_FIELDS if f not in ("compared", "agreement_sum"))
 _SHADOW_MAXES = ("abs_diff_max",)
 _SHADOW_HISTOGRAMS = ("active_latency", "candidate_latency")
 

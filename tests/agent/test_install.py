@@ -20,6 +20,12 @@ from crash.artifacts import (
 
 from edgefleet.agent.health import HealthPolicy
 from edgefleet.agent.install import InstallerConfig, LocalDirFetcher, SlotInstaller, TrialPolicy
+from edgefleet.agent.install.replay import (
+    RollbackIntent,
+    completed_rollback,
+    pending_rollback,
+    rejection_to_count,
+)
 from edgefleet.agent.journal import Journal, last_attempt
 from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
 from edgefleet.agent.slots import SlotStore
@@ -454,3 +460,167 @@ def test_each_version_loads_with_the_runtime_its_manifest_names(env):
     report = inst.slot_reports()["default"]
     assert (report.active, report.state) == ("ort1", "failed:runtime_unsupported")  # not an agent crash
     assert inst.last_error("default")["details"]["got"] == "litert"  # no LiteRT adapter yet
+
+
+# crashes inside a rollback and around the rejection count (the crash harness does the same with SIGKILL)
+class Died(Exception):
+    pass
+
+
+def dies_at(name: str):
+    def crash(point: str) -> None:
+        if point == name:
+            raise Died(point)
+
+    return crash
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "rollback:journaled",
+        "refusals:before",
+        "refusals:after",
+        "rollback:active_replaced",
+        "rollback:previous_removed",
+        "rollback:end",
+    ],
+)
+def test_trial_rollback_cut_at_any_point_is_finished_on_restart_and_counted_once(env, point):
+    policy = {"max_failure_rate": 0.0, "min_requests_for_rate": 1}
+    trial_env(env, **policy)
+    inst = env.installer(trial=TrialPolicy(window_s=600, max_restarts=5, **policy), crash=dies_at(point))
+    inst.record_inference("default", ok=False)
+    with pytest.raises(Died):
+        inst.tick()
+    again = env.installer(trial=TrialPolicy(window_s=600, max_restarts=5, **policy))
+    report = again.slot_reports()["default"]
+    assert (report.active, report.previous) == ("a1", None)
+    assert (report.state, report.failed_artifact) == ("rolled_back:trial_failure_rate", "a2")
+    assert env.store().read_refusals() == {"a2": 1}
+    assert env.store().read_trial() is None
+    assert pending_rollback(Journal(env.data / "journal" / "default.jsonl").read()) is None
+    assert serves(again, classifier(1))
+
+
+def test_rollback_decided_with_a_corrupt_previous_is_abandoned_on_restart(env):
+    policy = {"max_failure_rate": 0.0, "min_requests_for_rate": 1}
+    trial_env(env, **policy)
+    inst = env.installer(
+        trial=TrialPolicy(window_s=600, max_restarts=5, **policy), crash=dies_at("rollback:journaled")
+    )
+    inst.record_inference("default", ok=False)
+    with pytest.raises(Died):
+        inst.tick()
+    store = env.store()
+    (store.files_dir(store.read_previous().version) / "model.onnx").write_bytes(b"bit rot")
+    again = env.installer(trial=TrialPolicy(window_s=600, max_restarts=5, **policy))
+    report = again.slot_reports()["default"]
+    assert (report.active, report.previous) == (
+        "a2",
+        "a1",
+    )  # the current version is kept, previous never deleted
+    assert report.state == "kept:trial_failure_rate:previous_corrupt"
+    records = Journal(env.data / "journal" / "default.jsonl").read()
+    assert pending_rollback(records) is None
+    assert records[-1]["event"] == "rollback_abandoned"
+    assert records[-1]["code"] == "version_corrupt"
+    assert serves(again, classifier(2))
+
+
+@pytest.mark.parametrize("point", ["refusals:before", "refusals:after"])
+def test_rejection_cut_around_its_count_is_counted_once_on_restart(env, point):
+    env.installer().apply(desired({"default": env.artifact("a1", classifier(1))}))
+    bad = env.artifact(
+        "bad", nan_model(), release_counter=2, expected=run_model(classifier(1), golden_inputs(4))
+    )
+    inst = env.installer(crash=dies_at(point))
+    with pytest.raises(Died):
+        inst.apply(desired({"default": bad}, generation=2))
+    again = env.installer(max_rollbacks=1)
+    assert env.store().read_refusals() == {"bad": 1}
+    again.apply(desired({"default": bad}, generation=3))
+    assert again.slot_reports()["default"].state == "refused:rolled_back"
+    env.installer()  # a further restart recounts nothing
+    assert env.store().read_refusals() == {"bad": 1}
+
+
+def test_gc_cut_after_a_commit_is_finished_on_restart(env):
+    inst = env.installer()
+    for i in (1, 2):
+        inst.apply(
+            desired({"default": env.artifact(f"a{i}", classifier(i), release_counter=i)}, generation=i)
+        )
+    inst = env.installer(crash=dies_at("gc:start"))
+    with pytest.raises(Died):
+        inst.apply(desired({"default": env.artifact("a3", classifier(3), release_counter=3)}, generation=3))
+    store = env.store()
+    assert len(store.versions()) == 3
+    env.installer()
+    assert sorted(store.versions()) == sorted([store.read_active().version, store.read_previous().version])
+
+
+INTENT = {
+    "attempt": "t1",
+    "event": "rollback",
+    "code": "trial_failure_rate",
+    "from_version": "k2",
+    "from_artifact": "a2",
+    "to_version": "k1",
+    "to_artifact": "a1",
+    "count": True,
+}
+
+
+def test_pending_rollback_is_the_last_decision_not_closed():
+    begin = {"attempt": "t1", "event": "begin", "artifact_id": "a2", "version": "k2"}
+    assert pending_rollback([begin, INTENT]) == RollbackIntent(
+        attempt="t1",
+        reason="trial_failure_rate",
+        from_version="k2",
+        from_artifact="a2",
+        to_version="k1",
+        to_artifact="a1",
+        count=True,
+    )
+    for closed in ("rolled_back", "rollback_abandoned"):
+        assert pending_rollback([begin, INTENT, {"attempt": "t1", "event": closed}]) is None
+    assert pending_rollback([INTENT, {"attempt": "other", "event": "rolled_back"}]) is not None
+    assert pending_rollback([INTENT, {"attempt": "t2", "event": "begin"}]) is None  # superseded
+    assert pending_rollback([{**INTENT, "count": "yes"}]) is None  # malformed: ignored
+    assert pending_rollback([{k: v for k, v in INTENT.items() if k != "to_version"}]) is None
+    assert pending_rollback([]) is None
+
+
+def test_rejection_to_count_is_the_last_attempt_failed_with_count():
+    begin = {"attempt": "t1", "event": "begin", "artifact_id": "bad", "version": "k"}
+    failed = {"attempt": "t1", "event": "failed", "step": "health", "code": "x", "count": True}
+    assert rejection_to_count([begin, failed]) == ("bad", "t1")
+    assert rejection_to_count([begin, {**failed, "count": None}]) is None  # a download failure counts nothing
+    assert (
+        rejection_to_count([begin, {k: v for k, v in failed.items() if k != "count"}]) is None
+    )  # old journal
+    assert (
+        rejection_to_count([begin, failed, {"attempt": "t2", "event": "begin", "artifact_id": "b"}]) is None
+    )
+    assert rejection_to_count([begin]) is None
+
+
+def test_completed_rollback_is_the_last_one_done_with_no_attempt_since():
+    done = {"attempt": "t1", "event": "rolled_back", "code": "trial_failure_rate"}
+    assert completed_rollback([INTENT, done]) == pending_rollback([INTENT])
+    assert completed_rollback([INTENT]) is None  # decided, not done
+    assert completed_rollback([INTENT, {"attempt": "t1", "event": "rollback_abandoned"}, done]) is None
+    assert completed_rollback([INTENT, done, {"attempt": "t2", "event": "begin"}]) is None
+
+
+def test_restart_after_a_rollback_still_reports_it(env):
+    inst = trial_env(env, max_failure_rate=0.0, min_requests_for_rate=1)
+    inst.record_inference("default", ok=False)
+    inst.tick()
+    again = env.installer()
+    report = again.slot_reports()["default"]
+    assert (report.active, report.state) == ("a1", "rolled_back:trial_failure_rate")
+    assert (report.failed_artifact, report.failure_code) == ("a2", "trial_failure_rate")
+    again.apply(desired({"default": env.artifact("a3", classifier(3), release_counter=3)}, generation=3))
+    assert env.installer().slot_reports()["default"].state == "committed"

@@ -144,3 +144,72 @@ def test_refusal_counts_are_kept_per_artifact(store):
     assert store.count_rollback("a1") == 2
     assert store.count_rollback("a2") == 1
     assert store.read_refusals() == {"a1": 2, "a2": 1}
+
+
+def test_a_rejection_is_counted_once_per_attempt(store):
+    assert store.count_rollback("a1", attempt="att-1") == 1
+    assert store.count_rollback("a1", attempt="att-1") == 1  # a recount after a restart changes nothing
+    assert store.count_rollback("a1", attempt="att-2") == 2
+    assert store.read_refusals() == {"a1": 2}
+
+
+def test_refusals_written_before_attempts_were_recorded_still_read(store):
+    store.dir.mkdir(parents=True)
+    store.refusals_path.write_text(json.dumps({"a1": 2, "junk": "x"}))
+    assert store.read_refusals() == {"a1": 2}
+    assert store.count_rollback("a1", attempt="att-3") == 3
+    assert store.read_refusals() == {"a1": 3}
+
+
+class Died(Exception):
+    pass
+
+
+def dies_at(name: str):
+    def crash(point: str) -> None:
+        if point == name:
+            raise Died(point)
+
+    return crash
+
+
+def test_rollback_cut_between_its_pointer_writes_leaves_previous_equal_to_active(tmp_path):
+    plain = SlotStore(tmp_path / "data", "default")
+    k1, _ = install(plain, tmp_path, "a1", 1)
+    k2, _ = install(plain, tmp_path, "a2", 2)
+    plain.switch(pointer(k1, "a1"))
+    plain.switch(pointer(k2, "a2"))
+    cut = SlotStore(tmp_path / "data", "default", crash=dies_at("rollback:active_replaced"))
+    with pytest.raises(Died):
+        cut.rollback(at="2030-01-02T00:00:00+00:00")
+    assert plain.read_active().version == plain.read_previous().version == k1
+    assert plain.drop_previous_if_active() is True
+    assert (plain.read_active().version, plain.read_previous()) == (k1, None)
+    assert plain.drop_previous_if_active() is False
+
+
+def test_drop_previous_if_active_keeps_a_real_rollback_target(store, tmp_path):
+    k1, _ = install(store, tmp_path, "a1", 1)
+    k2, _ = install(store, tmp_path, "a2", 2)
+    store.switch(pointer(k1, "a1"))
+    store.switch(pointer(k2, "a2"))
+    assert store.drop_previous_if_active() is False
+    assert store.read_previous().version == k1
+
+
+@pytest.mark.parametrize("point", ["gc:start", "gc:moved", "gc:deleting"])
+def test_gc_cut_anywhere_leaves_only_whole_versions(tmp_path, point):
+    plain = SlotStore(tmp_path / "data", "default")
+    keys = [install(plain, tmp_path, f"a{i}", i)[0] for i in range(3)]
+    plain.switch(pointer(keys[1], "a1"))
+    plain.switch(pointer(keys[2], "a2"))
+    cut = SlotStore(tmp_path / "data", "default", crash=dies_at(point))
+    with pytest.raises(Died):
+        cut.gc()
+    for key in plain.versions():  # a version is whole under versions/, or gone from it
+        plain.verify(key)
+    assert (keys[0] in plain.versions()) == (point == "gc:start")
+    plain.clear_staging()  # what recover() does first: the trash goes
+    assert not (plain.dir / "trash").exists()
+    assert plain.gc() == ([keys[0]] if point == "gc:start" else [])
+    assert sorted(plain.versions()) == sorted(keys[1:])

@@ -7,14 +7,22 @@ Layout under the agent's data dir, per model slot (``default``, ...):
     slots/<slot>/active                         pointer (JSON): the version serving now
     slots/<slot>/previous                       pointer: the last good version before it (rollback target)
     slots/<slot>/trial                          the version on trial since its switch (absent: none)
-    slots/<slot>/refusals                       rollback counts per artifact id
+    slots/<slot>/refusals                       rejection counts per artifact id, and the attempts counted
     slots/<slot>/trash/                         versions being deleted (so a half-deleted one is never seen)
     staging/<slot>/<nonce>/                     an install being assembled; renamed into versions/ whole
 
 A directory under ``versions/`` only appears by ``rename`` of a complete, fsynced staging directory, so it is
 complete or absent. Pointer files change only by atomic replace (temp, fsync, rename, fsync dir). The switch
 writes ``previous`` first and then replaces ``active``: the replace of ``active`` is the commit point, and a
-crash between the two leaves ``previous == active``, which is still consistent.
+crash between the two leaves ``previous == active``, which is still consistent (``drop_previous_if_active``
+tidies it on start). A rollback replaces ``active`` and then removes ``previous``; a crash between the two
+leaves the same harmless ``previous == active``.
+
+Crash points (``crash(name)``, the harness's SIGKILL hook): ``write:<file>`` between the bytes of each durable
+write; ``rollback:active_replaced`` between a rollback's two pointer writes; ``refusals:before`` /
+``refusals:after`` around the write of a rejection count; ``gc:start`` (versions chosen, none moved),
+``gc:moved`` (one renamed into ``trash/``, not yet deleted) and ``gc:deleting`` (between the files of one
+being deleted).
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ __all__ = ["Pointer", "SlotStore", "VersionCorruptError", "file_digest", "versio
 
 CrashHook = Callable[[str], None]
 MAX_POINTER_BYTES = 64 * 1024
+MAX_COUNTED_ATTEMPTS = 32
+"""How many counted attempt ids ``refusals`` remembers (a recount after a restart is then a no-op)."""
 _CHUNK_BYTES = 1 << 20
 
 
@@ -174,11 +184,21 @@ class SlotStore:
             raise VersionCorruptError("no previous version to roll back to", code="no_previous_version")
         restored = Pointer(previous.version, previous.artifact_id, previous.release_counter, at)
         atomic_write(self.active_path, restored.to_bytes(), self._crash)
+        self._crash("rollback:active_replaced")
         _remove_file(self.previous_path)
         return restored
 
     def deactivate_previous(self) -> None:
         _remove_file(self.previous_path)
+
+    def drop_previous_if_active(self) -> bool:
+        """Remove ``previous`` when it names the active version (a switch or a rollback cut between its two
+        pointer writes): it is no rollback target. True when it was removed."""
+        active, previous = self.read_active(), self.read_previous()
+        if active is None or previous is None or previous.version != active.version:
+            return False
+        _remove_file(self.previous_path)
+        return True
 
     # trial and refusals (small JSON state files)
     @property
@@ -195,20 +215,45 @@ class SlotStore:
     def clear_trial(self) -> None:
         _remove_file(self.trial_path)
 
-    def read_refusals(self) -> dict[str, int]:
-        data = self._read_json(self.dir / "refusals")
-        if not isinstance(data, dict):
-            return {}
-        return {str(k): int(v) for k, v in data.items() if isinstance(v, int)}
+    @property
+    def refusals_path(self) -> Path:
+        return self.dir / "refusals"
 
-    def count_rollback(self, artifact_id: str, *, max_entries: int = 100) -> int:
-        refusals = self.read_refusals()
+    def _read_refusals_file(self) -> tuple[dict[str, int], list[str]]:
+        """(counts per artifact id, attempt ids already counted). Reads the flat ``{artifact: n}`` form
+        written before attempts were recorded, too."""
+        data = self._read_json(self.refusals_path)
+        if not isinstance(data, dict):
+            return {}, []
+        counted: list[str] = []
+        if isinstance(data.get("counts"), dict):
+            raw_counted = data.get("counted")
+            counted = [str(a) for a in raw_counted] if isinstance(raw_counted, list) else []
+            data = data["counts"]
+        counts = {str(k): v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)}
+        return counts, counted
+
+    def read_refusals(self) -> dict[str, int]:
+        """How often each artifact was rejected (failed load/health) or rolled back after its trial."""
+        return self._read_refusals_file()[0]
+
+    def count_rollback(self, artifact_id: str, *, attempt: str | None = None, max_entries: int = 100) -> int:
+        """Count one rejection of ``artifact_id``; with ``attempt``, at most once per attempt (a recount of
+        the same attempt after a restart changes nothing). Returns the artifact's count."""
+        refusals, counted = self._read_refusals_file()
+        if attempt is not None and attempt in counted:
+            return refusals.get(artifact_id, 0)
         refusals[artifact_id] = refusals.get(artifact_id, 0) + 1
         if len(refusals) > max_entries:  # bounded: forget the least-refused entries
             for key in sorted(refusals, key=lambda k: refusals[k])[: len(refusals) - max_entries]:
                 if key != artifact_id:
                     del refusals[key]
-        atomic_write(self.dir / "refusals", canonical_json(refusals), self._crash)
+        if attempt is not None:
+            counted = [*counted, attempt][-MAX_COUNTED_ATTEMPTS:]
+        self._crash("refusals:before")
+        body = canonical_json({"counts": refusals, "counted": counted})
+        atomic_write(self.refusals_path, body, self._crash)
+        self._crash("refusals:after")
         return refusals[artifact_id]
 
     # versions
@@ -311,15 +356,30 @@ class SlotStore:
         candidates = [k for k in self.versions() if k not in protected]
         candidates.sort(key=lambda k: self.version_dir(k).stat().st_mtime)
         removed: list[str] = []
+        if candidates[:max_removals]:
+            self._crash("gc:start")
         for key in candidates[:max_removals]:
             self._to_trash(key)
             removed.append(key)
         return removed
 
     def _to_trash(self, key: str) -> None:
+        """Rename a version into ``trash/`` (durably), then delete it file by file. A crash at any point
+        leaves the version whole under ``versions/`` or (part of it) under ``trash/``, which
+        ``clear_staging`` empties on start; never a partial directory under ``versions/``."""
         trash = self.dir / "trash"
         trash.mkdir(parents=True, exist_ok=True)
         target = trash / f"{key}.{secrets.token_hex(4)}"
         os.rename(self.version_dir(key), target)
         fsync_dir(self.versions_dir)
-        shutil.rmtree(target, ignore_errors=True)
+        self._crash("gc:moved")
+        for root, dirs, files in os.walk(target, topdown=False):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    os.unlink(Path(root) / name)
+                self._crash("gc:deleting")
+            for name in dirs:
+                with contextlib.suppress(OSError):
+                    os.rmdir(Path(root) / name)
+        with contextlib.suppress(OSError):
+            os.rmdir(target)

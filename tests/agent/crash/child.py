@@ -1,12 +1,20 @@
 """One agent run for the crash harness: recover, apply a desired state, print what the slot serves.
 
-    python child.py DATA_DIR ARTIFACTS_DIR DESIRED_JSON
+    python child.py DATA_DIR ARTIFACTS_DIR DESIRED_JSON [--window S] [--max-restarts N] [--max-rollbacks N]
+                    [--fail-trial]
 
 With ``EDGEFLEET_FAULT_CRASH_AT`` set, the process SIGKILLs itself at that point (see agent.install.faults).
+Every crash point reached is written to stderr as ``crash-point <name>`` just before the hook runs, so the
+harness can tell where a run was killed (the last such line) and which points a run that was not killed
+passed through.
+
+``--fail-trial``: after the apply, a version on trial gets one failed request and the trial is judged (with
+``max_failure_rate`` 0, one request is enough): a counted rollback (``trial_failure_rate``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -24,25 +32,52 @@ from edgefleet.agent.install import (
 from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
 from edgefleet.protocol.desired_state import DesiredState
 
+TRACE_PREFIX = "crash-point "
+
 
 def main() -> None:
-    data, artifacts, desired_path = (Path(a) for a in sys.argv[1:4])
-    crash = crash_hook_from_env()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("data", type=Path)
+    parser.add_argument("artifacts", type=Path)
+    parser.add_argument("desired", type=Path)
+    parser.add_argument("--window", type=float, default=0.0)
+    parser.add_argument("--max-restarts", type=int, default=1)
+    parser.add_argument("--max-rollbacks", type=int, default=2)
+    parser.add_argument("--fail-trial", action="store_true")
+    args = parser.parse_args()
+    hook = crash_hook_from_env()
+
+    def crash(point: str) -> None:
+        sys.stderr.write(f"{TRACE_PREFIX}{point}\n")
+        sys.stderr.flush()
+        hook(point)
+
+    trial = TrialPolicy(window_s=args.window, max_restarts=args.max_restarts)
+    if args.fail_trial:
+        trial = TrialPolicy(
+            window_s=args.window,
+            max_restarts=args.max_restarts,
+            max_failure_rate=0.0,
+            min_requests_for_rate=1,
+        )
     installer = SlotInstaller(
-        data,
-        LocalDirFetcher(artifacts, crash=crash),
+        args.data,
+        LocalDirFetcher(args.artifacts, crash=crash),
         OnnxRuntimeAdapter(),
-        config=InstallerConfig(trial=TrialPolicy(window_s=0, max_restarts=1)),
+        config=InstallerConfig(trial=trial, max_rollbacks=args.max_rollbacks),
         crash=crash,
     )
     installer.recover()
-    installer.apply(DesiredState.parse(json.loads(desired_path.read_text())))
+    installer.apply(DesiredState.parse(json.loads(args.desired.read_text())))
+    if args.fail_trial and installer.on_trial("default") is not None:
+        installer.record_inference("default", ok=False)
+        installer.tick()
     report = installer.slot_reports()["default"]
     serving = installer.serving("default")
     matches = None
     model = installer.model("default")
     if model is not None and serving is not None:
-        inputs, outputs = load_golden(artifacts / serving / "golden.npz")
+        inputs, outputs = load_golden(args.artifacts / serving / "golden.npz")
         got = model.predict({k: v[:1] for k, v in inputs.items()})
         matches = all(np.allclose(got[k], v[:1], atol=1e-4) for k, v in outputs.items())
     print(json.dumps({**report.model_dump(), "serving": serving, "matches": matches}))

@@ -1,10 +1,13 @@
 """A deliberate fault hook for the crash harness: die by SIGKILL at a named point of an install.
 
 Set ``EDGEFLEET_FAULT_CRASH_AT`` to a point name and the agent kills itself there, exactly like a power cut
-(no ``finally``, no flush). Points: ``before:<step>`` / ``after:<step>`` for each journaled step, and
+(no ``finally``, no flush). Points: ``before:<step>`` / ``after:<step>`` for each journaled step;
 ``write:<file name>`` between the bytes of a durable write (``active``, ``previous``, ``trial``, ``journal``,
-``manifest.json``, or an artifact file such as ``model.onnx`` while it is copied). ``<point>#<n>`` dies at
-the n-th time the point is reached (default: the first). Unset: no effect.
+``refusals``, ``manifest.json``, or an artifact file such as ``model.onnx`` while it is copied); inside a
+rollback ``rollback:start``, ``rollback:journaled``, ``rollback:active_replaced``,
+``rollback:previous_removed``, ``rollback:end``; around a rejection count ``refusals:before`` /
+``refusals:after``; inside the garbage collector ``gc:start``, ``gc:moved``, ``gc:deleting``.
+``<point>#<n>`` dies at the n-th time the point is reached (default: the first). Unset: no effect.
 """
 
 from __future__ import annotations

@@ -8,8 +8,16 @@ network. A release rejected or rolled back ``max_rollbacks`` times is refused lo
 arrives.
 
 ``recover()`` runs once at start: it replays the journal against the pointers (an attempt cut before its
-switch is abandoned and retried on the next ``apply``; one cut after it is on trial and counts a restart),
-re-verifies and loads the active version, and falls back to ``previous`` when the active one is corrupt.
+switch is abandoned and retried on the next ``apply``; one cut after it is on trial and counts a restart; a
+rollback cut half way is finished; a rejection journaled but not yet counted is counted; a garbage collection
+cut after a commit is finished), re-verifies and loads the active version, and falls back to ``previous``
+when the active one is corrupt.
+
+Crash points (the harness's SIGKILL hook, ``install.faults``): ``before:<step>`` / ``after:<step>`` of each
+journaled step; in a rollback ``rollback:start`` (decided, previous verified, nothing written),
+``rollback:journaled`` (decision durable), ``rollback:active_replaced`` (``SlotStore``),
+``rollback:previous_removed`` (pointers final, not yet journaled ``rolled_back``) and ``rollback:end``
+(journaled, trial record not yet removed); and those of ``SlotStore`` (``refusals:*``, ``gc:*``, ``write:*``).
 
 Each version is loaded by the adapter its manifest's ``runtime.name`` names (``adapter_for``), and each
 journaled step is also reported to a ``StepSink`` (telemetry: one update event per step per attempt).
@@ -32,6 +40,12 @@ from edgefleet.agent.datadir import AgentLock
 from edgefleet.agent.health import HealthPolicy, HealthReport, run_health_check
 from edgefleet.agent.install.faults import CrashHook, no_crash
 from edgefleet.agent.install.fetch import ArtifactFetcher
+from edgefleet.agent.install.replay import (
+    RollbackIntent,
+    completed_rollback,
+    pending_rollback,
+    rejection_to_count,
+)
 from edgefleet.agent.install.steps import NoSteps, StepRecord, StepSink
 from edgefleet.agent.install.trial import TrialPolicy, TrialState, trial_verdict
 from edgefleet.agent.journal import Journal, last_attempt
@@ -215,7 +229,17 @@ class SlotInstaller:
     def _recover_slot(self, s: _Slot) -> None:
         store = s.store
         store.clear_staging()
-        attempt = last_attempt(s.journal.read())
+        records = s.journal.read()
+        intent = pending_rollback(records)
+        if intent is not None:
+            self._resume_rollback(s, intent)
+            records = s.journal.read()
+        if store.drop_previous_if_active():
+            log.info("event=recover_previous_dropped slot=%s", store.slot)
+        rejection = rejection_to_count(records)
+        if rejection is not None:
+            store.count_rollback(rejection[0], attempt=rejection[1])  # a no-op when it was counted
+        attempt = last_attempt(records)
         active = store.read_active()
         if attempt is not None and not attempt.finished:
             if active is not None and active.version == attempt.version:
@@ -244,8 +268,40 @@ class SlotInstaller:
             s.trial = trial
             s.state = "trial"
             self._judge_trial(s)
-        elif s.state == "idle" and store.read_active() is not None:
-            s.state = "committed"
+        elif s.state == "idle" and active is not None:
+            done = completed_rollback(records)
+            if done is not None and done.to_version == active.version:  # still say so after a restart
+                s.state = f"rolled_back:{done.reason}"[:64]
+                s.failed = (done.from_artifact, done.reason) if done.from_artifact else None
+            else:
+                s.state = "committed"
+        if committed and s.trial is None and s.state == "committed" and attempt is not None:
+            # finish a garbage collection cut by the crash (it runs right after the commit)
+            store.gc(keep={attempt.version}, max_removals=self._config.gc_max_removals)
+
+    def _resume_rollback(self, s: _Slot, intent: RollbackIntent) -> None:
+        """Finish a rollback the journal says was decided and not done. The active version is loaded by the
+        rest of ``recover()``."""
+        store = s.store
+        active, previous = store.read_active(), store.read_previous()
+        if active is not None and active.version == intent.to_version:
+            log.info("event=recover_rollback slot=%s phase=pointers_written", store.slot)
+            self._finish_rollback(s, intent)
+            return
+        if (
+            active is not None
+            and active.version == intent.from_version
+            and previous is not None
+            and previous.version == intent.to_version
+        ):
+            log.info("event=recover_rollback slot=%s phase=decided", store.slot)
+            if self._rollback(s, intent.reason, count=intent.count, attempt=intent.attempt):
+                return
+            code = str((s.last_error or {}).get("code", "rollback_impossible"))
+        else:
+            code = "rollback_pointers_moved"
+        self._journal(s, intent.attempt, event="rollback_abandoned", code=code)
+        log.warning("event=recover_rollback_abandoned slot=%s code=%s", store.slot, code)
 
     def _load_active_or_fallback(self, s: _Slot, active: Pointer) -> bool:
         """Load the active version; if it is unusable, fall back to previous. True if active loaded."""
@@ -322,7 +378,15 @@ class SlotInstaller:
             self._attempt(s, attempt, a, key)
         except _StepFailed as failed:
             store.clear_staging()
-            self._journal(s, attempt, event="failed", step=failed.step, code=failed.error.code)
+            counts = failed.step in ("load", "health")
+            self._journal(
+                s,
+                attempt,
+                event="failed",
+                step=failed.step,
+                code=failed.error.code,
+                **({"count": True} if counts else {}),
+            )
             self._report_step(
                 StepRecord(
                     store.slot,
@@ -334,8 +398,8 @@ class SlotInstaller:
                     duration_ms=failed.duration_ms,
                 )
             )
-            if failed.step in ("load", "health"):
-                store.count_rollback(a.artifact_id)
+            if counts:  # journaled first: recover() recounts (idempotently) if a crash cuts here
+                store.count_rollback(a.artifact_id, attempt=attempt)
             s.last_error = self._error(failed.error, failed.error.message)
             s.state = f"failed:{failed.error.code}"
             s.failed = (a.artifact_id, failed.error.code)
@@ -491,7 +555,9 @@ class SlotInstaller:
         with self._mutex:
             return self._rollback(self._slot(slot), reason, count=False)
 
-    def _rollback(self, s: _Slot, reason: str, *, count: bool) -> bool:
+    def _rollback(self, s: _Slot, reason: str, *, count: bool, attempt: str | None = None) -> bool:
+        """Verify and load ``previous``, journal the decision, then switch back (``_finish_rollback``). False
+        (and the current version kept) when there is no usable previous version."""
         store = s.store
         active = store.read_active()
         previous = store.read_previous()
@@ -512,21 +578,45 @@ class SlotInstaller:
             s.last_error = self._error(exc, f"previous version is unusable; kept the current one ({reason})")
             log.error("event=rollback_impossible slot=%s code=%s", store.slot, exc.code)
             return False
-        if count and active is not None:
-            store.count_rollback(active.artifact_id)
-        store.rollback(at=self._now().isoformat())
-        if trial is not None:
-            self._journal(s, trial.attempt, event="rolled_back", code=reason)
-        store.clear_trial()
+        intent = RollbackIntent(
+            attempt=attempt or (trial.attempt if trial is not None else secrets.token_hex(8)),
+            reason=reason,
+            from_version=active.version if active else "",
+            from_artifact=active.artifact_id if active else "",
+            to_version=previous.version,
+            to_artifact=previous.artifact_id,
+            count=count and active is not None,
+        )
+        self._crash("rollback:start")
+        fields = intent.to_record()
+        self._journal(s, intent.attempt, **fields)
+        self._crash("rollback:journaled")
+        self._finish_rollback(s, intent)
         s.model, s.serving_artifact = model, previous.artifact_id
-        s.state = f"rolled_back:{reason}"[:64]
-        s.failed = (active.artifact_id, reason) if active else None
-        s.last_error = {
-            "code": reason,
-            "message": f"rolled back from {active.artifact_id if active else '?'}",
-        }
         log.warning("event=rolled_back slot=%s to=%s reason=%s", store.slot, previous.artifact_id, reason)
         return True
+
+    def _finish_rollback(self, s: _Slot, intent: RollbackIntent) -> None:
+        """The durable part of a journaled rollback; idempotent, so ``recover()`` can run it again."""
+        store = s.store
+        if intent.count:
+            store.count_rollback(intent.from_artifact, attempt=intent.attempt)
+        active = store.read_active()
+        if active is None or active.version != intent.to_version:
+            store.rollback(at=self._now().isoformat())
+        else:
+            store.drop_previous_if_active()  # cut between the replace of active and the removal of previous
+        self._crash("rollback:previous_removed")
+        self._journal(s, intent.attempt, event="rolled_back", code=intent.reason)
+        self._crash("rollback:end")
+        store.clear_trial()
+        s.trial = None
+        s.state = f"rolled_back:{intent.reason}"[:64]
+        s.failed = (intent.from_artifact, intent.reason) if intent.from_artifact else None
+        s.last_error = {
+            "code": intent.reason,
+            "message": f"rolled back from {intent.from_artifact or '?'}",
+        }
 
     # helpers
     def _load_version(self, store: SlotStore, key: str, *, warmup: bool) -> LoadedModel:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 from edgefleet.agent.serve.errors import ServerBusyError
@@ -33,12 +34,14 @@ def retry_after_s(waiting: int, max_concurrent: int, mean_latency_s: float) -> i
 
 
 class AdmissionGate:
+    """First come, first served: a freed slot is handed to the oldest waiter, never taken by a newcomer
+    (with one slot and clients sending back to back, barging let one wait for seconds)."""
+
     def __init__(self, policy: AdmissionPolicy) -> None:
         self.policy = policy
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
         self._running = 0
-        self._waiting = 0
+        self._queue: deque[threading.Event] = deque()
         self.refused = 0
         self.mean_latency_s = 0.0
 
@@ -48,38 +51,38 @@ class AdmissionGate:
 
     @property
     def waiting(self) -> int:
-        return self._waiting
+        return len(self._queue)
 
     def _busy(self, why: str) -> ServerBusyError:
         self.refused += 1
+        waiting = len(self._queue)
         return ServerBusyError(
             why,
-            retry_after_s=retry_after_s(self._waiting, self.policy.max_concurrent, self.mean_latency_s),
+            retry_after_s=retry_after_s(waiting, self.policy.max_concurrent, self.mean_latency_s),
             expected=f"<= {self.policy.max_concurrent} running + {self.policy.max_queue} queued",
-            got={"running": self._running, "queued": self._waiting},
+            got={"running": self._running, "queued": waiting},
         )
 
     def acquire(self) -> None:
-        with self._lock:  # the uncontended path takes one plain lock, no condition machinery
-            if self._running < self.policy.max_concurrent and not self._waiting:
+        with self._lock:  # the uncontended path takes one plain lock and allocates nothing
+            if self._running < self.policy.max_concurrent and not self._queue:
                 self._running += 1
                 return
-            if self._waiting >= self.policy.max_queue:
+            if len(self._queue) >= self.policy.max_queue:
                 raise self._busy("the inference queue is full")
-            self._waiting += 1
-            try:
-                ok = self._cond.wait_for(
-                    lambda: self._running < self.policy.max_concurrent, self.policy.queue_timeout_s
-                )
-                if not ok:
-                    raise self._busy("no inference slot freed up in time")
-                self._running += 1
-            finally:
-                self._waiting -= 1
+            turn = threading.Event()
+            self._queue.append(turn)
+        turn.wait(self.policy.queue_timeout_s)
+        with self._lock:
+            if turn.is_set():  # handed a slot (perhaps just as the wait timed out): it is ours
+                return
+            self._queue.remove(turn)
+            raise self._busy("no inference slot freed up in time")
 
     def release(self, latency_s: float) -> None:
         with self._lock:
-            self._running -= 1
             self.mean_latency_s += (latency_s - self.mean_latency_s) * 0.05
-            if self._waiting:
-                self._cond.notify()
+            if self._queue:
+                self._queue.popleft().set()  # the slot passes to the oldest waiter; running stays the same
+            else:
+                self._running -= 1

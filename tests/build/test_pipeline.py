@@ -58,6 +58,22 @@ def test_int8_weights_follow_the_classes_not_the_build_machine(built: BuildResul
             assert manifest["optimization"]["reduce_range"] is True
 
 
+def test_each_manifest_carries_its_class_part_of_the_build_report(built: BuildResult) -> None:
+    for c in built.classes:
+        manifest = json.loads((built.out / c.hwclass.name / "manifest.json").read_text())
+        report = manifest["build_report"]
+        assert report["chosen"] == manifest["optimization"]["candidate"] == c.selection.chosen
+        assert [r["name"] for r in report["candidates"]] == [m.name for m in c.measured]
+        chosen = next(r for r in report["candidates"] if r["name"] == report["chosen"])
+        assert chosen["eligible"] is True
+        assert chosen["latency_p50_ms"] == pytest.approx(manifest["metrics"]["latency_p50_ms"])
+        refused = [r for r in report["candidates"] if not r["eligible"]]
+        assert all(r["reasons"] for r in refused)  # every refusal says why
+    # the whole manifest stays small enough for a desired state
+    sizes = [len((built.out / c.hwclass.name / "manifest.json").read_bytes()) for c in built.classes]
+    assert max(sizes) < 32_000
+
+
 def test_golden_vectors_reproduce_on_the_artifact(built: BuildResult, digits: Digits) -> None:
     for c in built.classes:
         root = built.out / c.hwclass.name

@@ -392,3 +392,42 @@ def test_install_failures_are_shown_in_the_class_they_happened_in(world, operato
     assert "gate-breach" in _gate_row(live, "install_failure_rate", gpu)
     assert ">0.5" in _gate_row(live, "install_failure_rate", gpu)  # 1 of the 2 gateways, not 1 of 8
     assert "gate-ok" in _gate_row(live, "install_failure_rate", "medical-cart-cpu")
+
+
+def test_the_artifact_page_shows_the_build_report_its_manifest_carries(world, operator):
+    import hashlib
+
+    from edgefleet.client import EdgefleetClient
+    from edgefleet.protocol.manifest import ArtifactManifest
+    from edgefleet.sim.artifacts import stand_in_manifest
+
+    fleet = world[0]
+    client = EdgefleetClient(
+        str(fleet.client.base_url), fleet.admin["authorization"].split()[1], transport=fleet.client._transport
+    )
+    files = {"model.onnx": b"onnx-3", "golden.npz": b"golden-3"}
+    for data in files.values():
+        client.upload_blob_bytes(data, sha256=hashlib.sha256(data).hexdigest())
+    client.create_version("digits", "3.0.0", source_sha256=hashlib.sha256(files["model.onnx"]).hexdigest())
+    body = stand_in_manifest(model="digits", version="3.0.0", hardware_class="medical-cart-cpu", files=files)
+    report = {
+        "measured_on": "this machine",
+        "chosen": "fp32",
+        "summary": "optimization did not help: fp32 kept",
+        "candidates": [
+            {"name": "fp32", "precision": "fp32", "size_bytes": 100, "latency_p50_ms": 1.5, "agreement": 1.0,
+             "task_value": 0.98, "eligible": True, "reasons": []},
+            {"name": "int8-static-minmax-pc", "precision": "int8", "size_bytes": 40, "latency_p50_ms": 1.9,
+             "agreement": 0.99, "task_value": 0.97, "eligible": False, "reasons": ["slower than fp32"]},
+        ],
+    }
+    art = client.register_artifact(ArtifactManifest.parse({**body.to_dict(), "build_report": report})).id
+    page = operator.get(f"/dashboard/artifacts/{art}").text
+    assert "Build report" in page
+    assert "optimization did not help" in page
+    int8 = re.search(r'<tr data-candidate="int8-static-minmax-pc">.*?</tr>', page, re.S).group(0)
+    assert "refused: slower than fp32" in int8
+    chosen = re.search(r'<tr data-candidate="fp32"[^>]*>.*?</tr>', page, re.S).group(0)
+    assert "<strong>chosen</strong>" in chosen
+    # a stand-in artifact without one simply has no such section
+    assert "Build report" not in operator.get(f"/dashboard/artifacts/{world[1]}").text

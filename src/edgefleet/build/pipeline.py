@@ -413,5 +413,6 @@ def _write_artifact(
             "judged_output": output_names[judged] if judged < len(output_names) else None,
         },
         "release_counter": config.release_counter,
+        "build_report": report.class_summary(class_result),
     }
     return package.write_manifest(root, manifest).to_dict()

@@ -16,7 +16,17 @@ if TYPE_CHECKING:
     from edgefleet.build.config import BuildConfig
     from edgefleet.build.pipeline import BuildResult, ClassResult
 
-__all__ = ["pareto_front", "render_html", "report_dict", "write_reports"]
+__all__ = [
+    "MAX_SUMMARY_CANDIDATES",
+    "class_summary",
+    "pareto_front",
+    "render_html",
+    "report_dict",
+    "write_reports",
+]
+
+MAX_SUMMARY_CANDIDATES = 40
+MAX_REASON_CHARS = 160
 
 
 def pareto_front(points: list[tuple[str, float, float]]) -> list[str]:
@@ -67,6 +77,40 @@ def _class_dict(c: ClassResult) -> dict[str, Any]:
         "candidates": [_measured_dict(m) for m in c.measured],
         "pareto_front": pareto_front(points),
         "artifact": None if c.manifest is None else f"{c.hwclass.name}/manifest.json",
+    }
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and value == value and abs(value) != float("inf") else None
+
+
+def class_summary(c: ClassResult) -> dict[str, Any]:
+    """The class's part of the build report, compact and bounded, for its manifest (``build_report``): every
+    candidate measured with its latency, size, quality and verdict, so the control plane can show why this
+    build was chosen without the build's output directory."""
+    verdicts = {v.name: v for v in c.selection.verdicts}
+    rows = []
+    for m in c.measured[:MAX_SUMMARY_CANDIDATES]:
+        verdict = verdicts.get(m.name)
+        reasons = list(verdict.reasons) if verdict else ([m.error] if m.error else [])
+        rows.append(
+            {
+                "name": m.name,
+                "precision": m.precision,
+                "size_bytes": m.size_bytes,
+                "latency_p50_ms": _finite(m.performance.latency_p50_ms) if m.performance else None,
+                "agreement": _finite(m.quality.agreement) if m.quality else None,
+                "task_value": _finite(m.quality.task_value) if m.quality else None,
+                "eligible": bool(verdict and verdict.eligible),
+                "reasons": [r[:MAX_REASON_CHARS] for r in reasons[:4]],
+            }
+        )
+    return {
+        "measured_on": c.note,
+        "chosen": c.selection.chosen,
+        "summary": c.selection.summary[:MAX_REASON_CHARS * 4],
+        "candidates": rows,
+        "omitted_candidates": max(0, len(c.measured) - MAX_SUMMARY_CANDIDATES),
     }
 
 

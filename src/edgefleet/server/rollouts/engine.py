@@ -146,11 +146,13 @@ def _join_enrolled_since(
     count in the gates (and it is counted done, pending or failed) like every other exposed device."""
     known = {m.device_id for m in members}
     joined: list[RolloutDeviceRow] = []
+    already = select(RolloutDeviceRow.device_id).where(RolloutDeviceRow.rollout_id == row.id)
     for device in session.execute(
         select(DeviceRow).where(
             DeviceRow.hardware_class.in_(list(row.targets)),
             DeviceRow.revoked_at.is_(None),
-            DeviceRow.enrolled_at >= row.created_at,  # members already chosen are skipped below
+            DeviceRow.enrolled_at >= row.created_at,
+            DeviceRow.id.not_in(already),  # in SQL: each tick reads only devices that still have to join
         )
     ).scalars():
         if device.id in known or not selector_matches(row.selector, device.labels):

@@ -241,3 +241,28 @@ def test_path_like_names_never_reach_the_server(admin: EdgefleetClient) -> None:
         with pytest.raises(InvalidDocumentError) as info:
             admin.get_class(bad)
         assert info.value.code == "invalid_name"
+
+
+def test_a_file_changed_after_the_push_hashed_it_is_refused_by_the_server(
+    admin: EdgefleetClient, registered_version: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """push hashes each file once (against the manifest) and does not re-read it before sending; a file that
+    changes in between is still caught, by the server's check while it streams, and nothing registers."""
+    import edgefleet.client.artifact_dir as artifact_dir
+
+    directory = registered_version()
+    real_load = artifact_dir.load_artifact_dir
+
+    def load_then_tamper(path: Path):
+        manifest = real_load(path)
+        target = Path(path) / manifest.files[0].path
+        data = bytearray(target.read_bytes())
+        data[0] ^= 0xFF  # same length, other bytes
+        target.write_bytes(bytes(data))
+        return manifest
+
+    monkeypatch.setattr(artifact_dir, "load_artifact_dir", load_then_tamper)
+    with pytest.raises(InvalidDocumentError) as refused:
+        push_artifact(admin, directory)
+    assert refused.value.code == "sha256_mismatch"
+    assert admin.list_artifacts().total == 0

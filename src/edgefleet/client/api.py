@@ -296,10 +296,17 @@ class EdgefleetClient(DevicesApi, TufApi, TelemetryApi, RolloutsApi):
         sha256: str | None = None,
         progress: ProgressCallback | None = None,
         skip_existing: bool = True,
+        verified_length: int | None = None,
     ) -> BlobInfo:
-        """Stream a file to the blob store. The sha256 is computed first unless given (then checked)."""
+        """Stream a file to the blob store. The sha256 is computed first unless given (then checked).
+
+        ``verified_length`` with ``sha256``: the caller has just hashed the file (``push_artifact`` did, from
+        the manifest), so it is not read twice; the server still verifies the sha256 while it streams."""
         source = Path(source)
-        digest, length = file_sha256(source)
+        if sha256 is not None and verified_length is not None:
+            digest, length = _sha(sha256), verified_length
+        else:
+            digest, length = file_sha256(source)
         if sha256 is not None and _sha(sha256) != digest:
             raise InvalidDocumentError(
                 f"{source.name} does not match the promised sha256",

@@ -77,7 +77,13 @@ def push_artifact(
     missing = set(client.check_artifact(manifest))
     for entry in manifest.files:
         if entry.sha256 in missing:
-            client.upload_blob(Path(directory) / entry.path, sha256=entry.sha256, progress=progress)
+            client.upload_blob(  # load_artifact_dir just hashed it against the manifest
+                Path(directory) / entry.path,
+                sha256=entry.sha256,
+                verified_length=entry.length,
+                skip_existing=False,  # the check said the server lacks it
+                progress=progress,
+            )
             missing.discard(entry.sha256)
     return client.register_artifact(manifest)
 

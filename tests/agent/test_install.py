@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from crash.artifacts import (
     slow_model,
     write_artifact,
 )
+from tests.agent.clock import Clock
 
 from edgefleet.agent.health import HealthPolicy
 from edgefleet.agent.install import InstallerConfig, LocalDirFetcher, SlotInstaller, TrialPolicy
@@ -32,17 +32,6 @@ from edgefleet.agent.slots import SlotStore
 from edgefleet.protocol.errors import ConflictError
 
 X = golden_inputs(1)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 1, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class Env:

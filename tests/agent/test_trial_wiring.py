@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 from crash.artifacts import assignment, classifier, desired, write_artifact
+from tests.agent.clock import Clock
 from tests.serve.conftest import Faults, FaultyAdapter, RecordingMetrics
 
 from edgefleet.agent.app import DEFAULT_WATCHDOG_S, AgentOptions
@@ -28,17 +28,6 @@ from edgefleet.protocol.errors import InvalidDocumentError
 
 GPU = ("CUDAExecutionProvider", "CPUExecutionProvider")
 X = {"x": np.zeros((1, 16), dtype=np.float32)}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 1, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class World:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests.quickstart.demo_run import alive, reuse_cached_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(660)]
 
@@ -24,23 +24,10 @@ def _diagnostics(stderr_file: Path, workdir: Path) -> str:
     return "\n".join(parts)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
     summary_file = tmp_path / "summary.json"
-    cache = (
-        Path(os.environ.get("EDGEFLEET_DEMO_CACHE", "")) if os.environ.get("EDGEFLEET_DEMO_CACHE") else None
-    )
     workdir = tmp_path / "demo"
-    if cache is not None and (cache / "model.onnx").exists():  # reuse a trained model between local runs
-        (workdir / "cache").mkdir(parents=True)
-        (workdir / "cache" / "digits").symlink_to(cache)
+    reuse_cached_model(workdir)
     stderr_file = tmp_path / "demo.stderr"
     with stderr_file.open("w") as stderr:
         proc = subprocess.Popen(
@@ -101,5 +88,5 @@ def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
     # Nothing left behind.
     assert summary["processes_left"] == []
     assert set(summary["pids"]) == {"server", "agent-robot-1", "agent-cart-1", "agent-cart-2"}
-    assert [name for name, pid in summary["pids"].items() if _alive(pid)] == []
+    assert [name for name, pid in summary["pids"].items() if alive(pid)] == []
     assert "halted and rolled back" in err

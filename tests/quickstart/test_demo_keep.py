@@ -4,7 +4,6 @@ SIGTERM; then every process it started stops."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from tests.quickstart.demo_run import alive, reuse_cached_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(660)]
 
@@ -22,14 +22,6 @@ READY_TIMEOUT_S = 540
 _AGENT = re.compile(r"agent (\S+): inference at (\S+)")
 _SERVER = re.compile(r"control plane (http://\S+), dashboard (http://\S+)")
 _TOKEN = re.compile(r"admin token: (\S+)")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _wait_ready(stderr_file: Path, proc: subprocess.Popen[str]) -> str:
@@ -46,10 +38,7 @@ def _wait_ready(stderr_file: Path, proc: subprocess.Popen[str]) -> str:
 
 def test_keep_leaves_everything_reachable_until_sigterm(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
-    cache = os.environ.get("EDGEFLEET_DEMO_CACHE")
-    if cache and (Path(cache) / "model.onnx").exists():
-        (workdir / "cache").mkdir(parents=True)
-        (workdir / "cache" / "digits").symlink_to(cache)
+    reuse_cached_model(workdir)
     summary_file, stderr_file = tmp_path / "summary.json", tmp_path / "demo.stderr"
     with stderr_file.open("w") as stderr:
         proc = subprocess.Popen(
@@ -68,7 +57,7 @@ def test_keep_leaves_everything_reachable_until_sigterm(tmp_path: Path) -> None:
             agents = dict(_AGENT.findall(out))
             assert set(agents) == {"robot-1", "cart-1", "cart-2"}
             pids = json.loads((workdir / "pids.json").read_text())
-            assert all(_alive(pid) for pid in pids.values())
+            assert all(alive(pid) for pid in pids.values())
             assert httpx.get(f"{server_url}/healthz", timeout=10).status_code == 200
             assert httpx.get(dashboard_url, timeout=10, follow_redirects=True).status_code == 200
             digit = np.load(workdir / "cache" / "digits" / "validation.npz")["input"][:1].tolist()
@@ -88,5 +77,5 @@ def test_keep_leaves_everything_reachable_until_sigterm(tmp_path: Path) -> None:
             returncode = proc.wait(timeout=90)
     assert returncode == 0, stderr_file.read_text()[-4000:]
     assert "stopping the control plane and the agents" in stderr_file.read_text()
-    assert [name for name, pid in pids.items() if _alive(pid)] == []
+    assert [name for name, pid in pids.items() if alive(pid)] == []
     assert json.loads(summary_file.read_text())["processes_left"] == []

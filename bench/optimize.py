@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgefleet.build import BuildConfig, run_build
+from edgefleet.optimize import BuildConfig, run_build
 from edgefleet.protocol import parse_classes_toml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,7 +22,7 @@ CPU_CLASS = "medical-cart-cpu"
 
 
 def _digits_module():
-    import edgefleet.build.digits as module
+    import edgefleet.optimize.digits as module
 
     return module
 

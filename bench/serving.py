@@ -41,7 +41,7 @@ BENCH_CLASS = "bench-cpu"
 
 def build_artifact(work: Path) -> Path:
     """Train the reference CNN (seeded, a few seconds) and lay it out as an artifact directory."""
-    import edgefleet.build.digits as module
+    import edgefleet.optimize.digits as module
 
     trained = work / "trained"
     if not (trained / "model.onnx").exists():

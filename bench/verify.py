@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from edgefleet.agent.download import Downloader, DownloadPolicy
+from edgefleet.agent.install.download import Downloader, DownloadPolicy
 from edgefleet.trust.keys import init_keys, load_signer
 from edgefleet.trust.publish import publish_to_repository
 from edgefleet.trust.repository import ImageRepository, OnlineSigners

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edgefleet.agent.app import AgentApp, AgentOptions
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
 from edgefleet.agent.install import InstallerConfig, LocalDirFetcher, SlotInstaller, TrialPolicy
-from edgefleet.agent.journal import Journal, last_attempt
+from edgefleet.agent.install.journal import Journal, last_attempt
 from edgefleet.agent.serve import RuntimeAdapters
 from edgefleet.agent.serving_wiring import Serving
 from edgefleet.agent.telemetry.queue import TelemetryQueue, corrupt_path

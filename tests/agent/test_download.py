@@ -14,7 +14,7 @@ from typing import BinaryIO
 import httpx
 import pytest
 
-from edgefleet.agent.download import Downloader, DownloadPolicy
+from edgefleet.agent.install.download import Downloader, DownloadPolicy
 from edgefleet.trust.errors import (
     DiskFullError,
     DownloadFailedError,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from crash.artifacts import classifier, golden_inputs, nan_model, run_model, slow_model
 
-from edgefleet.agent.health import (
+from edgefleet.agent.install.health import (
     HealthCheckFailedError,
     HealthPolicy,
     compare_outputs,

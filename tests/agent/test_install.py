@@ -18,17 +18,17 @@ from crash.artifacts import (
 )
 from tests.agent.clock import Clock
 
-from edgefleet.agent.health import HealthPolicy
 from edgefleet.agent.install import InstallerConfig, LocalDirFetcher, SlotInstaller, TrialPolicy
+from edgefleet.agent.install.health import HealthPolicy
+from edgefleet.agent.install.journal import Journal, last_attempt
 from edgefleet.agent.install.replay import (
     RollbackIntent,
     completed_rollback,
     pending_rollback,
     rejection_to_count,
 )
-from edgefleet.agent.journal import Journal, last_attempt
+from edgefleet.agent.install.slots import SlotStore
 from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
-from edgefleet.agent.slots import SlotStore
 from edgefleet.protocol.errors import ConflictError
 
 X = golden_inputs(1)

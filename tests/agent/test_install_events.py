@@ -17,7 +17,7 @@ from crash.artifacts import (
 )
 
 from edgefleet.agent.install import InstallerConfig, LocalDirFetcher, SlotInstaller, StepRecord, TrialPolicy
-from edgefleet.agent.journal import STEPS
+from edgefleet.agent.install.journal import STEPS
 from edgefleet.agent.observed import ObservedInstaller, StepEvents, step_event
 from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
 from edgefleet.agent.telemetry import TelemetryQueue, TelemetryRecorder

@@ -7,7 +7,7 @@ import json
 import pytest
 from crash.artifacts import classifier, write_artifact
 
-from edgefleet.agent.slots import Pointer, SlotStore, VersionCorruptError, atomic_write, version_key
+from edgefleet.agent.install.slots import Pointer, SlotStore, VersionCorruptError, atomic_write, version_key
 
 
 def install(store: SlotStore, tmp_path, artifact_id: str, seed: int):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgefleet.agent.journal import Journal, last_attempt
+from edgefleet.agent.install.journal import Journal, last_attempt
 
 
 def begin(attempt: str, artifact: str = "a1") -> dict:

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edgefleet.agent.backoff import PollTiming
 from edgefleet.agent.channel import DeviceChannel
 from edgefleet.agent.datadir import CorruptStateError, DataDir, DeviceIdentity
-from edgefleet.agent.installer import RecordingInstaller
+from edgefleet.agent.install.interface import RecordingInstaller
 from edgefleet.agent.sync import SyncCoordinator
 from edgefleet.protocol.desired_state import DesiredState
 from edgefleet.protocol.request_signing import parse_signed_headers, verify_request_signature

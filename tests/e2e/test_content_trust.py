@@ -9,8 +9,8 @@ import httpx
 import pytest
 from tests.e2e.fleet_cli import EXAMPLES, cli, enroll_agent, push_artifact
 
-from edgefleet.agent.content import TufArtifactFetcher
 from edgefleet.agent.datadir import DataDir
+from edgefleet.agent.install.content import TufArtifactFetcher
 from edgefleet.protocol.desired_state import Assignment
 from edgefleet.trust.director import verify_desired_state
 from edgefleet.trust.errors import TrustError

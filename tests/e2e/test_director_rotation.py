@@ -10,9 +10,9 @@ import pytest
 from tests.e2e.fleet_cli import EXAMPLES, cli, enroll_agent, push_artifact
 
 from edgefleet.agent.channel import DeviceChannel
-from edgefleet.agent.content import TufArtifactFetcher
 from edgefleet.agent.datadir import DataDir
-from edgefleet.agent.installer import RecordingInstaller
+from edgefleet.agent.install.content import TufArtifactFetcher
+from edgefleet.agent.install.interface import RecordingInstaller
 from edgefleet.agent.sync import SyncCoordinator
 
 pytestmark = pytest.mark.slow

@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from edgefleet.agent.install.slots import Pointer, SlotStore
 from edgefleet.agent.runtime.base import InferenceFailedError
 from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
 from edgefleet.agent.serve import (
@@ -23,7 +24,6 @@ from edgefleet.agent.serve import (
     StaticSource,
     read_status,
 )
-from edgefleet.agent.slots import Pointer, SlotStore
 
 from .conftest import GPU, FaultyAdapter, classifier, write_artifact, x
 

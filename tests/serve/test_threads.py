@@ -10,11 +10,11 @@ import onnxruntime as ort
 import pytest
 
 from edgefleet.agent.app import AgentOptions
+from edgefleet.agent.install.slots import Pointer, SlotStore
 from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
 from edgefleet.agent.serve import InferenceService, ServingConfig, StaticSource
 from edgefleet.agent.serve.endpoint import EndpointConfig
 from edgefleet.agent.serving_wiring import start_serving
-from edgefleet.agent.slots import Pointer, SlotStore
 from edgefleet.protocol import parse_classes_toml
 from edgefleet.protocol.hardware_class import HardwareClass, Threads
 

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from tuf.api.metadata import Metadata, MetaFile, Targets
 
-from edgefleet.agent.content import TufArtifactFetcher
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
-from edgefleet.agent.download import DownloadPolicy
+from edgefleet.agent.install.content import TufArtifactFetcher
+from edgefleet.agent.install.download import DownloadPolicy
 from edgefleet.protocol.desired_state import Assignment
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.manifest import ArtifactManifest

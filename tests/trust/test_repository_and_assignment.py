@@ -236,7 +236,7 @@ def test_assignment_absent_from_tuf_via_device_records_event(fleet: Fleet, signe
 def test_end_to_end_verified_download(fleet: Fleet, signed_info: TargetFile) -> None:
     import httpx
 
-    from edgefleet.agent.download import Downloader, DownloadPolicy
+    from edgefleet.agent.install.download import Downloader, DownloadPolicy
 
     device = fleet.device()
     target = device.verify_assignment(_assigned(signed_info), hardware_class=CLASS, release_floor=0, now=NOW)

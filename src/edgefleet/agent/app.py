@@ -24,8 +24,8 @@ import httpx
 
 from edgefleet.agent.backoff import PollTiming
 from edgefleet.agent.channel import DeviceChannel
-from edgefleet.agent.content import TufArtifactFetcher
 from edgefleet.agent.datadir import DataDir
+from edgefleet.agent.install.content import TufArtifactFetcher
 from edgefleet.agent.install.installer import InstallerConfig, SlotInstaller
 from edgefleet.agent.install.trial import TrialPolicy
 from edgefleet.agent.observed import ObservedInstaller, StepEvents

@@ -12,8 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from edgefleet.agent.install.interface import Installer
 from edgefleet.agent.install.steps import StepRecord
-from edgefleet.agent.installer import Installer
 from edgefleet.protocol.desired_state import DesiredState, SlotReport
 
 __all__ = ["ObservedInstaller", "SlotEventSink", "StepEvents", "step_event"]

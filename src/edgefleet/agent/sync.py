@@ -27,7 +27,7 @@ from edgefleet.agent.backoff import PollTiming, backoff_delay_s, poll_delay_s
 from edgefleet.agent.channel import DeviceChannel
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
 from edgefleet.agent.enroll import AGENT_VERSION
-from edgefleet.agent.installer import Installer
+from edgefleet.agent.install.interface import Installer
 from edgefleet.protocol.desired_state import DesiredState, DeviceReport
 from edgefleet.protocol.errors import EdgefleetError
 from edgefleet.trust.director import (

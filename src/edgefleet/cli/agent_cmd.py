@@ -269,7 +269,7 @@ def status_cmd(data_dir: Path, as_json: bool) -> None:
 
 
 def _active_slots(root: Path) -> dict[str, str | None]:
-    from edgefleet.agent.slots import SlotStore
+    from edgefleet.agent.install.slots import SlotStore
 
     slots = root / "slots"
     names = sorted(p.name for p in slots.iterdir() if p.is_dir()) if slots.is_dir() else []

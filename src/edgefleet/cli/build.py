@@ -75,7 +75,7 @@ def build(
     no_progress: bool,
 ) -> None:
     """Optimize MODEL for each hardware class, measure every candidate, write one artifact per class."""
-    from edgefleet.build import BuildConfig, BuildError, run_build
+    from edgefleet.optimize import BuildConfig, BuildError, run_build
 
     classes = parse_classes_toml(_read_classes(classes_file))
     settings = {

@@ -194,7 +194,7 @@ def _build_and_publish(world: _World) -> None:
     cache = work / "cache" / "digits"
     with world.progress.step("Train the reference digits CNN (or reuse the cached one)"):
         if not (cache / "model.onnx").exists():
-            from edgefleet.build.digits import main as train
+            from edgefleet.optimize.digits import main as train
 
             train([str(cache)])
         else:

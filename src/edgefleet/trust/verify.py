@@ -349,7 +349,8 @@ class DeviceTrust:
     def download_to(
         self, info: TargetFile, target_dir: Path, *, now: datetime, prefix_with_hash: bool = True
     ) -> Path:
-        """Small-target download through python-tuf (conformance client); artifacts use agent.download."""
+        """Small-target download through python-tuf (conformance client); artifacts go through
+        agent.install.download."""
         if self._updater is None:
             self.refresh(now)
         assert self._updater is not None

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefleet.agent.health import load_golden
 from edgefleet.agent.install import (
     InstallerConfig,
     LocalDirFetcher,
@@ -29,6 +28,7 @@ from edgefleet.agent.install import (
     TrialPolicy,
     crash_hook_from_env,
 )
+from edgefleet.agent.install.health import load_golden
 from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
 from edgefleet.protocol.desired_state import DesiredState
 

@@ -36,9 +36,9 @@ from crash.artifacts import (
     write_artifact,
 )
 from edgefleet.agent.install import CRASH_ENV_VAR
+from edgefleet.agent.install.journal import Journal
 from edgefleet.agent.install.replay import pending_rollback
-from edgefleet.agent.journal import Journal
-from edgefleet.agent.slots import SlotStore
+from edgefleet.agent.install.slots import SlotStore
 
 CHILD = Path(__file__).with_name("child.py")
 TRACE_PREFIX = "crash-point "

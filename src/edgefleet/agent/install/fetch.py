@@ -2,7 +2,8 @@
 
 ``ArtifactFetcher`` is the interface the installer calls. ``LocalDirFetcher`` copies from a local directory
 of artifacts (``<root>/<artifact_id>/<file>``): tests, benches, and devices fed by removable media. The
-TUF-backed fetcher (verified, resumable download through ``agent.download``) implements the same protocol.
+TUF-backed fetcher (verified, resumable download through ``agent.install.download``) implements the
+same protocol.
 """
 
 from __future__ import annotations

@@ -37,20 +37,20 @@ from pathlib import Path
 from typing import TypeVar
 
 from edgefleet.agent.datadir import AgentLock
-from edgefleet.agent.health import HealthPolicy, HealthReport, run_health_check
 from edgefleet.agent.install.faults import CrashHook, no_crash
 from edgefleet.agent.install.fetch import ArtifactFetcher
+from edgefleet.agent.install.health import HealthPolicy, HealthReport, run_health_check
+from edgefleet.agent.install.journal import Journal, last_attempt
 from edgefleet.agent.install.replay import (
     RollbackIntent,
     completed_rollback,
     pending_rollback,
     rejection_to_count,
 )
+from edgefleet.agent.install.slots import Pointer, SlotStore, VersionCorruptError, file_digest, version_key
 from edgefleet.agent.install.steps import NoSteps, StepRecord, StepSink
 from edgefleet.agent.install.trial import TrialPolicy, TrialState, trial_verdict
-from edgefleet.agent.journal import Journal, last_attempt
 from edgefleet.agent.runtime.base import LoadedModel, LoadOptions, RuntimeAdapter
-from edgefleet.agent.slots import Pointer, SlotStore, VersionCorruptError, file_digest, version_key
 from edgefleet.protocol.desired_state import Assignment, DesiredState, SlotReport
 from edgefleet.protocol.errors import EdgefleetError
 from edgefleet.protocol.hardware_class import Threads
@@ -114,7 +114,7 @@ class _StepFailed(Exception):
 
 
 class SlotInstaller:
-    """Implements ``agent.installer.Installer``. Holds ``slots/installer.lock`` while open.
+    """Implements ``agent.install.interface.Installer``. Holds ``slots/installer.lock`` while open.
 
     Give ``adapter_for`` (the agent does) to load each version with the runtime its manifest names, or one
     ``adapter`` to load every version with it whatever the manifest says (tests, benches).

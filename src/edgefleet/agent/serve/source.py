@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from edgefleet.agent.slots import SlotStore
+from edgefleet.agent.install.slots import SlotStore
 from edgefleet.protocol.errors import EdgefleetError
 from edgefleet.protocol.manifest import ArtifactManifest
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgefleet.build.dataset import Dataset
-from edgefleet.build.session import SessionSettings, open_session
+from edgefleet.optimize.dataset import Dataset
+from edgefleet.optimize.session import SessionSettings, open_session
 
 __all__ = ["Compatibility", "MemoryProbe", "Performance", "check_compatibility", "measure_performance"]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edgefleet.build.dataset import Dataset
-from edgefleet.build.errors import BuildError
+from edgefleet.optimize.dataset import Dataset
+from edgefleet.optimize.errors import BuildError
 from edgefleet.protocol.hardware_class import HardwareClass
 
 __all__ = [

@@ -30,9 +30,9 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from edgefleet.build.candidates import Candidate
-from edgefleet.build.dataset import Dataset
-from edgefleet.build.errors import BuildError
+from edgefleet.optimize.candidates import Candidate
+from edgefleet.optimize.dataset import Dataset
+from edgefleet.optimize.errors import BuildError
 
 __all__ = [
     "DYNAMIC_OP_TYPES",

@@ -15,7 +15,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from sklearn.datasets import load_digits
 
-from edgefleet.build import BuildConfig, run_build
+from edgefleet.optimize import BuildConfig, run_build
 from edgefleet.protocol import parse_classes_toml
 from edgefleet.protocol.manifest import ArtifactManifest
 

@@ -9,9 +9,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgefleet.build.dataset import load_dataset
-from edgefleet.build.errors import BuildInputError
-from edgefleet.build.model_info import load_model
+from edgefleet.optimize.dataset import load_dataset
+from edgefleet.optimize.errors import BuildInputError
+from edgefleet.optimize.model_info import load_model
 
 
 def save(model: onnx.ModelProto, path: Path) -> Path:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edgefleet.build.measure import Compatibility, Performance
-from edgefleet.build.quality import Quality
-from edgefleet.build.select import MIB, ClassPolicy, Measured, select_candidate
+from edgefleet.optimize.measure import Compatibility, Performance
+from edgefleet.optimize.quality import Quality
+from edgefleet.optimize.select import MIB, ClassPolicy, Measured, select_candidate
 
 POLICY = ClassPolicy(
     precisions=("fp32", "int8"), max_model_bytes=10 * MIB, ram_bytes=512 * MIB, latency_p95_ms=10.0

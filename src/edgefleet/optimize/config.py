@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgefleet.build.errors import BuildInputError
-from edgefleet.build.quality import Task
-from edgefleet.build.quantize import METHODS
-from edgefleet.build.select import MIB, ClassPolicy
+from edgefleet.optimize.errors import BuildInputError
+from edgefleet.optimize.quality import Task
+from edgefleet.optimize.quantize import METHODS
+from edgefleet.optimize.select import MIB, ClassPolicy
 from edgefleet.protocol.hardware_class import HardwareClass
 
 __all__ = ["BuildConfig", "class_policy", "model_name_from"]

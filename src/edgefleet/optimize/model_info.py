@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto
 
-from edgefleet.build.errors import BuildInputError
+from edgefleet.optimize.errors import BuildInputError
 from edgefleet.protocol.manifest import Signature, TensorSpec
 
 __all__ = [

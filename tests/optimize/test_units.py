@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgefleet.build.cpu_features import build_reduce_range, class_needs_reduce_range, parse_cpuinfo
-from edgefleet.build.errors import BuildInputError
-from edgefleet.build.package import derive_tolerance
-from edgefleet.build.quality import check_labels, measure_quality, within_bound
-from edgefleet.build.report import pareto_front
+from edgefleet.optimize.cpu_features import build_reduce_range, class_needs_reduce_range, parse_cpuinfo
+from edgefleet.optimize.errors import BuildInputError
+from edgefleet.optimize.package import derive_tolerance
+from edgefleet.optimize.quality import check_labels, measure_quality, within_bound
+from edgefleet.optimize.report import pareto_front
 from edgefleet.protocol import HardwareClass
 from edgefleet.protocol.errors import InvalidDocumentError
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefleet.build.errors import BuildInputError
+from edgefleet.optimize.errors import BuildInputError
 from edgefleet.protocol.manifest import Signature
 
 __all__ = ["DEFAULT_MAX_DATA_BYTES", "LABEL_KEYS", "Dataset", "check_dataset", "load_dataset"]

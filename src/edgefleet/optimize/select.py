@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgefleet.build.measure import Compatibility, Performance
-from edgefleet.build.quality import Quality, within_bound
+from edgefleet.optimize.measure import Compatibility, Performance
+from edgefleet.optimize.quality import Quality, within_bound
 
 __all__ = ["ClassPolicy", "Measured", "Selection", "Verdict", "select_candidate"]
 

@@ -1,7 +1,7 @@
 """A small CNN trained on scikit-learn's bundled handwritten digits, in numpy, exported to ONNX.
 
 No download, no torch: im2col convolutions with hand-written backprop, Adam, a few epochs, seeded.
-The reference model of the tests, the benches and the quickstart. Run ``python -m edgefleet.build.digits
+The reference model of the tests, the benches and the quickstart. Run ``python -m edgefleet.optimize.digits
 OUT_DIR`` (or ``python examples/digits/digits_cnn.py OUT_DIR``) to write ``model.onnx``, ``calibration.npz``,
 ``validation.npz`` (inputs under ``input``, integer ``labels``) and ``mlp.onnx`` (a tiny MLP on the same data,
 where INT8 does not pay).

@@ -18,19 +18,25 @@ import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
-from edgefleet.build import package, report
-from edgefleet.build.candidates import Candidate, make_fp16, make_fp32, make_pruned, make_student
-from edgefleet.build.config import BuildConfig, class_policy, model_name_from
-from edgefleet.build.cpu_features import CpuInfo, build_reduce_range, detect_cpu
-from edgefleet.build.dataset import Dataset, load_dataset
-from edgefleet.build.errors import BuildError, BuildInputError
-from edgefleet.build.measure import check_compatibility, measure_performance
-from edgefleet.build.mixed import MixedSearch, search_mixed_precision
-from edgefleet.build.model_info import ModelInfo, load_model, signature_of
-from edgefleet.build.quality import Quality, check_labels, measure_quality, within_bound
-from edgefleet.build.quantize import make_int8_dynamic, make_int8_static, preprocess
-from edgefleet.build.select import Measured, Selection, select_candidate
-from edgefleet.build.session import SessionSettings, open_session, plan_providers, run_dataset, settings_for
+from edgefleet.optimize import package, report
+from edgefleet.optimize.candidates import Candidate, make_fp16, make_fp32, make_pruned, make_student
+from edgefleet.optimize.config import BuildConfig, class_policy, model_name_from
+from edgefleet.optimize.cpu_features import CpuInfo, build_reduce_range, detect_cpu
+from edgefleet.optimize.dataset import Dataset, load_dataset
+from edgefleet.optimize.errors import BuildError, BuildInputError
+from edgefleet.optimize.measure import check_compatibility, measure_performance
+from edgefleet.optimize.mixed import MixedSearch, search_mixed_precision
+from edgefleet.optimize.model_info import ModelInfo, load_model, signature_of
+from edgefleet.optimize.quality import Quality, check_labels, measure_quality, within_bound
+from edgefleet.optimize.quantize import make_int8_dynamic, make_int8_static, preprocess
+from edgefleet.optimize.select import Measured, Selection, select_candidate
+from edgefleet.optimize.session import (
+    SessionSettings,
+    open_session,
+    plan_providers,
+    run_dataset,
+    settings_for,
+)
 from edgefleet.protocol.hardware_class import HardwareClass
 
 __all__ = ["BuildResult", "ClassResult", "run_build", "select_classes"]

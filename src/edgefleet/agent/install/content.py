@@ -13,7 +13,7 @@ to an older targets version, so a raised floor stays raised. The constructor's `
 an extra local minimum (default 0).
 
 Downloads resume from ``<data dir>/downloads/<sha256>.partial``; starting one sweeps stale partial files
-of targets outside the artifact being fetched (an assignment that changed), see ``agent.download``.
+of targets outside the artifact being fetched (an assignment that changed), see ``agent.install.download``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
-from edgefleet.agent.download import Downloader, DownloadPolicy
+from edgefleet.agent.install.download import Downloader, DownloadPolicy
 from edgefleet.protocol.desired_state import Assignment
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.manifest import MAX_MANIFEST_BYTES, ArtifactManifest, artifact_target_path

@@ -11,8 +11,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from edgefleet.build import BuildConfig, BuildInputError, run_build
-from edgefleet.build.pipeline import BuildResult
+from edgefleet.optimize import BuildConfig, BuildInputError, run_build
+from edgefleet.optimize.pipeline import BuildResult
 from edgefleet.protocol.manifest import ArtifactManifest
 
 from .conftest import Digits

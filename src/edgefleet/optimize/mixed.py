@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgefleet.build.candidates import Candidate
-from edgefleet.build.dataset import Dataset
-from edgefleet.build.quality import Quality
-from edgefleet.build.quantize import make_int8_static, quantizable_nodes
+from edgefleet.optimize.candidates import Candidate
+from edgefleet.optimize.dataset import Dataset
+from edgefleet.optimize.quality import Quality
+from edgefleet.optimize.quantize import make_int8_static, quantizable_nodes
 
 __all__ = ["MixedSearch", "search_mixed_precision"]
 

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import onnxruntime as ort
 
-from edgefleet.build.package import write_bytes
-from edgefleet.build.select import Measured
+from edgefleet.optimize.package import write_bytes
+from edgefleet.optimize.select import Measured
 
 if TYPE_CHECKING:
-    from edgefleet.build.config import BuildConfig
-    from edgefleet.build.pipeline import BuildResult, ClassResult
+    from edgefleet.optimize.config import BuildConfig
+    from edgefleet.optimize.pipeline import BuildResult, ClassResult
 
 __all__ = [
     "MAX_SUMMARY_CANDIDATES",

@@ -10,14 +10,14 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgefleet.build import BuildConfig, run_build
-from edgefleet.build.candidates import make_pruned, prunable_weights
-from edgefleet.build.dataset import load_dataset
-from edgefleet.build.mixed import search_mixed_precision
-from edgefleet.build.model_info import load_model
-from edgefleet.build.quality import measure_quality
-from edgefleet.build.quantize import make_int8_dynamic, make_int8_static, preprocess, quantizable_nodes
-from edgefleet.build.session import SessionSettings, open_session, run_dataset
+from edgefleet.optimize import BuildConfig, run_build
+from edgefleet.optimize.candidates import make_pruned, prunable_weights
+from edgefleet.optimize.dataset import load_dataset
+from edgefleet.optimize.mixed import search_mixed_precision
+from edgefleet.optimize.model_info import load_model
+from edgefleet.optimize.quality import measure_quality
+from edgefleet.optimize.quantize import make_int8_dynamic, make_int8_static, preprocess, quantizable_nodes
+from edgefleet.optimize.session import SessionSettings, open_session, run_dataset
 
 from .conftest import Digits
 

@@ -33,7 +33,7 @@ execution_providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 def load_digits_module():
-    import edgefleet.build.digits as module
+    import edgefleet.optimize.digits as module
 
     return module
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgefleet.build.errors import BuildInputError
+from edgefleet.optimize.errors import BuildInputError
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.manifest import ArtifactFile, ArtifactManifest
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from edgefleet.build.errors import BuildInputError
+from edgefleet.optimize.errors import BuildInputError
 
 __all__ = ["Quality", "Task", "check_labels", "measure_quality", "within_bound"]
 

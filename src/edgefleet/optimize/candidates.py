@@ -16,9 +16,9 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
-from edgefleet.build.errors import BuildError, BuildInputError
-from edgefleet.build.model_info import ModelInfo, load_model
-from edgefleet.build.session import SessionSettings, open_session
+from edgefleet.optimize.errors import BuildError, BuildInputError
+from edgefleet.optimize.model_info import ModelInfo, load_model
+from edgefleet.optimize.session import SessionSettings, open_session
 
 __all__ = [
     "Candidate",

@@ -107,6 +107,7 @@ def write_artifact(
     providers: tuple[str, ...] = ("CPUExecutionProvider",),
     atol: float = 1e-3,
     rtol: float = 1e-3,
+    input_ranges: dict[str, dict[str, float]] | None = None,
 ) -> ActiveArtifact:
     """``<directory>/{model.onnx, golden.npz, manifest.json}``: what ``read_artifact_dir`` reads."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -136,6 +137,8 @@ def write_artifact(
         },
         "release_counter": 1,
     }
+    if input_ranges is not None:
+        manifest["input_ranges"] = input_ranges
     (directory / "manifest.json").write_text(json.dumps(manifest))
     return read_artifact_dir(directory, artifact_id=f"{model}-{version}")
 

@@ -142,6 +142,7 @@ class AgentApp:
                 boot_id=boot_id,
                 window_s=opts.telemetry_window_s,
                 resources=SysResources(disk_path=self.ddir.root),
+                served_slot=SERVED_SLOT,
             )
             if lost is not None:
                 recorder.record_event(*loss_event(lost))
@@ -160,6 +161,12 @@ class AgentApp:
             try:
                 slot_installer.recover()
                 installer = ObservedInstaller(slot_installer, recorder)
+                recorder.set_slot_states(
+                    lambda: {
+                        slot: (report.state, report.failure_code)
+                        for slot, report in installer.slot_reports().items()
+                    }
+                )
                 self.installer, self.recorder = installer, recorder
                 serving = (
                     self._start_serving(hardware_class, recorder, installer, adapters) if opts.serve else None

@@ -31,6 +31,7 @@ from edgefleet.agent.serve.shadow import ShadowConfig
 from edgefleet.agent.serve.source import SlotActiveSource
 from edgefleet.durable import atomic_write_bytes
 from edgefleet.protocol.hardware_class import HardwareClass
+from edgefleet.protocol.telemetry import error_kind
 
 __all__ = [
     "ENDPOINT_FILE",
@@ -87,6 +88,8 @@ class TrialMetrics:
         self, model_version: str, rung: str, latency_ms: float, error_code: str | None = None
     ) -> None:
         self._inner.record_request(model_version, rung, latency_ms, error_code)
+        if error_code is not None and error_kind(error_code) == "input":
+            return  # a failing sensor is not a failing version: input faults never count in a trial
         on_trial = self._installer.on_trial(self._slot)
         if not on_trial:
             return

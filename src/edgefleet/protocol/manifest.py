@@ -14,6 +14,8 @@ __all__ = [
     "ArtifactFile",
     "ArtifactManifest",
     "HealthCheck",
+    "InputKind",
+    "InputRange",
     "Metrics",
     "Optimization",
     "Signature",
@@ -22,6 +24,8 @@ __all__ = [
 ]
 
 MAX_MANIFEST_BYTES = 1_000_000
+InputKind = Literal["image", "signal", "tabular", "none"]
+"""What the model's input is: the build perturbs it accordingly (noise, blur, dropouts, missing values)."""
 DType = Literal["float32", "float16", "float64", "int8", "uint8", "int32", "int64", "bool"]
 
 
@@ -47,6 +51,20 @@ class TensorSpec(Part):
 class Signature(Part):
     inputs: list[TensorSpec] = Field(min_length=1)
     outputs: list[TensorSpec] = Field(min_length=1)
+
+
+class InputRange(Part):
+    """The values one input may hold in service: the calibration set's range, widened by a margin. The
+    serving guard refuses a request outside it (``input_out_of_range``: a failing sensor, not the model)."""
+
+    min: float = Field(allow_inf_nan=False)
+    max: float = Field(allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> InputRange:
+        if self.min > self.max:
+            raise ValueError("min must be <= max")
+        return self
 
 
 class Optimization(Part):
@@ -94,6 +112,10 @@ class ArtifactManifest(Document):
     metrics: Metrics = Field(default_factory=Metrics)
     health_check: HealthCheck
     release_counter: int = Field(ge=0)
+    input_kind: InputKind = "none"
+    input_ranges: dict[str, InputRange] = Field(
+        default_factory=dict, max_length=64, description="per float input; absent: no range check"
+    )
 
     @model_validator(mode="after")
     def _files_consistent(self) -> ArtifactManifest:

@@ -22,6 +22,7 @@ from pydantic import Field, StringConstraints, model_validator
 from edgefleet.protocol.document import Document, Part
 
 __all__ = [
+    "ERROR_KINDS",
     "EVENT_KINDS",
     "LATENCY_BUCKETS_PER_OCTAVE",
     "LATENCY_MAX_INDEX",
@@ -40,9 +41,11 @@ __all__ = [
     "ResourceSample",
     "ShadowSample",
     "ShadowStats",
+    "SlotStatus",
     "TelemetryBatch",
     "TelemetryRecord",
     "TelemetryWindow",
+    "error_kind",
     "latency_bucket_index",
     "latency_bucket_upper_ms",
     "merge_counts",
@@ -78,7 +81,30 @@ PRIORITY_BY_EVENT_KIND: dict[str, int] = {
     "other": PRIORITY_METRICS,
 }
 
+ERROR_KINDS = ("input", "model", "capacity", "unavailable")
+"""What failed a request: its *input* (a failing sensor: NaN, wrong shape, out of the calibrated range, a
+malformed body), the *model* (a run that raised), *capacity* (the bounded queue was full) or *unavailable*
+(nothing could answer: deferred by the rule, no model installed)."""
+_INPUT_PREFIXES = ("tensor_", "input_", "body_")
+_CAPACITY_CODES = frozenset({"server_busy"})
+_UNAVAILABLE_CODES = frozenset({"inference_deferred", "no_model_loaded"})
+
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.:-]{1,64}$")]
+
+
+def error_kind(code: str) -> str:
+    """The one rule that sorts a serving error code into ``ERROR_KINDS``. Input faults are not model
+    errors: they never enter ``errors_by_code`` (so never a rollout's error rate), but
+    ``input_faults_by_code``."""
+    if code.startswith(_INPUT_PREFIXES):
+        return "input"
+    if code in _CAPACITY_CODES:
+        return "capacity"
+    if code in _UNAVAILABLE_CODES:
+        return "unavailable"
+    return "model"
+
+
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Count = Annotated[int, Field(ge=0, le=2**53)]
 
@@ -245,11 +271,15 @@ class HealthChecks(Part):
 
 
 class ModelWindow(Part):
-    """One model version's activity inside one window."""
+    """One model version's activity inside one window. ``requests`` and ``errors_by_code`` leave input faults
+    out (``input_faults_by_code``: requests refused for their input before the model ran)."""
 
     model_version: Label
     requests: Count = 0
     errors_by_code: dict[Code, Count] = Field(default_factory=dict, max_length=MAX_CODES)
+    input_faults_by_code: dict[Code, Count] = Field(default_factory=dict, max_length=MAX_CODES)
+    last_success_at: datetime | None = None
+    """device wall clock of this version's last successful answer (in this window or before)"""
     requests_by_rung: dict[Code, Count] = Field(default_factory=dict, max_length=16)
     latency: LatencyHistogram = Field(default_factory=LatencyHistogram)
     shadow: ShadowStats = Field(default_factory=ShadowStats)
@@ -258,6 +288,10 @@ class ModelWindow(Part):
     @property
     def errors(self) -> int:
         return sum(self.errors_by_code.values())
+
+    @property
+    def input_faults(self) -> int:
+        return sum(self.input_faults_by_code.values())
 
 
 class ResourceSample(Part):
@@ -272,6 +306,23 @@ class ResourceSample(Part):
     load_1m: float | None = Field(default=None, ge=0)
 
 
+class SlotStatus(Part):
+    """One model slot's field state at the end of a window: when it last answered, when a request last
+    arrived, its errors by kind since the agent started, and its update status (the installer's state)."""
+
+    slot: Label
+    model_version: Label | None = None
+    """the version that answered last (``None``: nothing answered since the agent started)"""
+    last_success_at: datetime | None = None
+    last_request_at: datetime | None = None
+    requests: Count = 0
+    """requests since the agent started, input faults included"""
+    errors_by_kind: dict[Code, Count] = Field(default_factory=dict, max_length=8)
+    """since the agent started, keyed by ``ERROR_KINDS``"""
+    update_status: Code | None = None
+    update_failure_code: Code | None = None
+
+
 class TelemetryWindow(Part):
     """Everything one device saw in ``[start_at, end_at)`` (device wall clock; see ``sent_at``)."""
 
@@ -281,6 +332,7 @@ class TelemetryWindow(Part):
     degraded_s: dict[Code, Annotated[float, Field(ge=0)]] = Field(default_factory=dict, max_length=16)
     """seconds spent on each degraded rung during the window"""
     resources: ResourceSample | None = None
+    slots: list[SlotStatus] = Field(default_factory=list, max_length=16)
 
 
 class EventRecord(Part):

@@ -49,6 +49,8 @@ class ServingConfig:
     status_path: Path | None = None
     """Where ``edgefleet agent status`` reads the serving mode from (written atomically)."""
     tick_interval_s: float = 1.0
+    input_guard: bool = True
+    """Refuse non-finite inputs and values outside the manifest's ``input_ranges`` (``serve.guard``)."""
 
     @classmethod
     def for_class(cls, hardware_class: HardwareClass, **overrides: Any) -> ServingConfig:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefleet.agent.serve.codec import JSON_TYPE, decode_inputs, encode_outputs, response_type
-from edgefleet.agent.serve.errors import NoModelError
+from edgefleet.agent.serve.errors import BadTensorError, NoModelError
 from edgefleet.agent.serve.service import InferenceService
 from edgefleet.agent.serve.validate import InputRules
 from edgefleet.protocol.errors import EdgefleetError
@@ -156,6 +156,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self._rules(),
                 max_decoded_bytes=self.config.max_body_bytes * 4,
             )
+        except BadTensorError as exc:  # refused while decoding: an input fault, counted like the others
+            service.record_input_fault(exc.code)
+            self._error(exc)
+            return
+        except EdgefleetError as exc:
+            self._error(exc)
+            return
+        try:
             prediction = service.predict(inputs)
         except EdgefleetError as exc:
             self._error(exc)

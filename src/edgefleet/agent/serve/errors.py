@@ -8,6 +8,7 @@ __all__ = [
     "BadTensorError",
     "BodyTooLargeError",
     "InferenceDeferredError",
+    "InputFaultError",
     "NoModelError",
     "ServerBusyError",
     "ServingError",
@@ -28,6 +29,15 @@ class BadTensorError(ServingError):
 
     code = "tensor_invalid"
     http_status = 400
+
+
+class InputFaultError(BadTensorError):
+    """The tensors fit the signature but hold what no working sensor sends: NaN/infinity
+    (``input_not_finite``) or values outside the range recorded from the calibration set
+    (``input_out_of_range``). An input fault, not a model error."""
+
+    code = "input_fault"
+    http_status = 422
 
 
 class UnsupportedBodyError(BadTensorError):

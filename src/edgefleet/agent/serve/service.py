@@ -24,7 +24,8 @@ from edgefleet.agent.runtime.base import LoadedModel, LoadOptions, RuntimeAdapte
 from edgefleet.agent.serve import ladder
 from edgefleet.agent.serve.admission import AdmissionGate
 from edgefleet.agent.serve.config import ServingConfig, rule_outputs
-from edgefleet.agent.serve.errors import InferenceDeferredError, NoModelError
+from edgefleet.agent.serve.errors import BadTensorError, InferenceDeferredError, NoModelError
+from edgefleet.agent.serve.guard import InputGuard, guard_inputs
 from edgefleet.agent.serve.ladder import LadderState, Rung
 from edgefleet.agent.serve.metrics import MetricsSink, NullMetrics
 from edgefleet.agent.serve.runtimes import RuntimeAdapters
@@ -75,6 +76,7 @@ class _Serving:
     signature: Signature | None
     model_version: str
     artifact_id: str
+    guard: InputGuard | None = None
 
 
 class InferenceService:
@@ -132,7 +134,13 @@ class InferenceService:
         ``ServerBusyError``, ``InferenceDeferredError``, ``NoModelError`` or ``InferenceFailedError``."""
         serving = self._serving
         rules = serving.rules
-        batch = validate_inputs(rules, inputs) if rules is not None else 1
+        try:
+            batch = validate_inputs(rules, inputs) if rules is not None else 1
+            if serving.guard is not None:
+                guard_inputs(serving.guard, inputs)
+        except BadTensorError as exc:
+            self._metrics.record_request(serving.model_version, serving.rung, 0.0, exc.code)
+            raise
         gate = self._gate
         gate.acquire()
         start = self._progress_at = _perf_counter()
@@ -165,6 +173,11 @@ class InferenceService:
         if shadow is not None and serving.rung != "rule":
             shadow.offer(inputs, outputs, latency_ms)
         return Prediction(outputs, serving.model_version, serving.artifact_id, serving.rung, latency_ms)
+
+    def record_input_fault(self, code: str) -> None:
+        """A request refused for its input before it reached ``predict`` (e.g. a malformed HTTP body)."""
+        serving = self._serving
+        self._metrics.record_request(serving.model_version, serving.rung, 0.0, code)
 
     def _reset_failures(self) -> None:
         with self._mutex:
@@ -247,6 +260,7 @@ class InferenceService:
         signature = primary.manifest.signature if primary is not None else None
         if signature is None and self._fallback is not None:
             signature = self._fallback.manifest.signature
+        guarded = primary or self._fallback
         serving = _Serving(
             rung="rule",
             model=None,
@@ -255,6 +269,7 @@ class InferenceService:
             signature=signature,
             model_version="rule",
             artifact_id="rule",
+            guard=self._guard(guarded) if guarded is not None else None,
         )
         if self.config.rule.kind == "fixed" and signature is not None:
             rule_outputs(self.config.rule, signature, 1)  # refuse a rule that does not fit, at load time
@@ -263,8 +278,14 @@ class InferenceService:
     def _rules(self, signature: Signature) -> InputRules:
         return InputRules(signature, max_batch=self.config.max_batch, max_elements=self.config.max_elements)
 
+    def _guard(self, artifact: ActiveArtifact) -> InputGuard | None:
+        if not self.config.input_guard:
+            return None
+        manifest = artifact.manifest
+        return InputGuard(manifest.signature, manifest.input_ranges)
+
     def _snapshot(self, rung: Rung, model: LoadedModel, artifact: ActiveArtifact) -> _Serving:
-        # Requests are validated against the active artifact's signature on every rung.
+        # Requests are validated (and guarded) against the active artifact's manifest on every rung.
         signature = (self._primary or artifact).manifest.signature
         return _Serving(
             rung=rung,
@@ -274,6 +295,7 @@ class InferenceService:
             signature=signature,
             model_version=artifact.model_version,
             artifact_id=artifact.artifact_id,
+            guard=self._guard(self._primary or artifact),
         )
 
     def _load(

@@ -30,12 +30,21 @@ from edgefleet.protocol.telemetry import (
     ModelWindow,
     ShadowSample,
     ShadowStats,
+    SlotStatus,
     TelemetryWindow,
+    error_kind,
     latency_bucket_index,
 )
 from edgefleet.trust.events import SecurityEvent
 
-__all__ = ["MAX_MODELS", "OVERFLOW_MODEL", "RecordSink", "SecuritySinkAdapter", "TelemetryRecorder"]
+__all__ = [
+    "MAX_MODELS",
+    "OVERFLOW_MODEL",
+    "RecordSink",
+    "SecuritySinkAdapter",
+    "SlotState",
+    "TelemetryRecorder",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +78,27 @@ def _code(value: str | None, default: str = "unknown") -> str:
     return text[:_MAX_KEY_CHARS] or default
 
 
+SlotState = tuple[str | None, str | None]
+"""a slot's update status and failure code, as the installer reports them"""
+
+
+@dataclass
+class _Field:
+    """The served slot's field state across windows (never reset while the agent runs)."""
+
+    model_version: str | None = None
+    last_success_at: datetime | None = None
+    last_request_at: datetime | None = None
+    requests: int = 0
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass
 class _ModelAcc:
     requests: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    input_faults: dict[str, int] = field(default_factory=dict)
+    last_success_at: datetime | None = None
     rungs: dict[str, int] = field(default_factory=dict)
     buckets: dict[int, int] = field(default_factory=dict)
     sum_ms: float = 0.0
@@ -88,6 +114,8 @@ class _ModelAcc:
             model_version=model_version,
             requests=self.requests,
             errors_by_code=dict(self.errors),
+            input_faults_by_code=dict(self.input_faults),
+            last_success_at=self.last_success_at,
             requests_by_rung=dict(self.rungs),
             latency=LatencyHistogram(buckets=dict(self.buckets), sum_ms=self.sum_ms, max_ms=self.max_ms),
             shadow=self.shadow if self.shadow is not None else ShadowStats(),
@@ -118,7 +146,9 @@ class TelemetryRecorder:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _utc_now,
         resources: ResourceSampler | None = None,
+        served_slot: str = "default",
     ) -> None:
+        """Every ``record_request`` is a request of ``served_slot`` (the agent serves one slot)."""
         if not 1.0 <= window_s <= 3600.0:
             raise ValueError(f"window_s must be in [1, 3600], got {window_s}")
         self._sink = sink
@@ -127,6 +157,10 @@ class TelemetryRecorder:
         self._clock = clock
         self._wall = wall_clock
         self._resources = resources
+        self.served_slot = served_slot
+        self._field = _Field()
+        self._last_success_by_version: dict[str, datetime] = {}
+        self._slot_states: Callable[[], dict[str, SlotState]] | None = None
         self._lock = threading.Lock()
         self._window = self._open(clock())
         self.write_failures = 0
@@ -137,24 +171,45 @@ class TelemetryRecorder:
     def record_request(
         self, model_version: str, rung: str, latency_ms: float, error_code: str | None = None
     ) -> None:
+        """One request. An error code of kind ``input`` (``protocol.telemetry.error_kind``) is an input
+        fault: counted apart, never as a request or an error of the model, and without a latency."""
         now = self._clock()
+        kind = error_kind(error_code) if error_code is not None else None
+        at = self._wall() if kind is None else None
         with self._lock:
             closed = self._roll_locked(now)
             acc = self._model_locked(model_version)
-            acc.requests += 1
-            rung_key = _code(rung, "default")
-            acc.rungs[rung_key] = acc.rungs.get(rung_key, 0) + 1
-            if error_code is not None:
+            state = self._field
+            state.requests += 1
+            state.last_request_at = self._wall() if at is None else at
+            if kind is not None:
+                state.errors_by_kind[kind] = state.errors_by_kind.get(kind, 0) + 1
+            if kind == "input":
                 key = _code(error_code)
-                acc.errors[key] = acc.errors.get(key, 0) + 1
-            index = latency_bucket_index(latency_ms)
-            acc.buckets[index] = acc.buckets.get(index, 0) + 1
-            if latency_ms > 0 and math.isfinite(latency_ms):
-                acc.sum_ms += latency_ms
-                if latency_ms > acc.max_ms:
-                    acc.max_ms = latency_ms
+                acc.input_faults[key] = acc.input_faults.get(key, 0) + 1
+            else:
+                if at is not None:
+                    state.model_version = model_version
+                    state.last_success_at = acc.last_success_at = at
+                    self._last_success_by_version[model_version[:_MAX_KEY_CHARS]] = at
+                acc.requests += 1
+                rung_key = _code(rung, "default")
+                acc.rungs[rung_key] = acc.rungs.get(rung_key, 0) + 1
+                if error_code is not None:
+                    key = _code(error_code)
+                    acc.errors[key] = acc.errors.get(key, 0) + 1
+                index = latency_bucket_index(latency_ms)
+                acc.buckets[index] = acc.buckets.get(index, 0) + 1
+                if latency_ms > 0 and math.isfinite(latency_ms):
+                    acc.sum_ms += latency_ms
+                    if latency_ms > acc.max_ms:
+                        acc.max_ms = latency_ms
         if closed is not None:
             self._write_window(closed)
+
+    def set_slot_states(self, source: Callable[[], dict[str, SlotState]]) -> None:
+        """Where each window reads the slots' update status (the installer's slot reports)."""
+        self._slot_states = source
 
     def record_shadow(
         self, agreement: float | bool, *, model_version: str = "unknown", sample: ShadowSample | None = None
@@ -263,7 +318,9 @@ class TelemetryRecorder:
                 key = OVERFLOW_MODEL
                 acc = self._window.models.get(key)
             if acc is None:
-                acc = self._window.models[key] = _ModelAcc()
+                acc = self._window.models[key] = _ModelAcc(
+                    last_success_at=self._last_success_by_version.get(key)
+                )
         return acc
 
     def _update(self, model_version: str, apply: Callable[[_ModelAcc], None]) -> None:
@@ -288,6 +345,7 @@ class TelemetryRecorder:
             models=[acc.to_window(name) for name, acc in sorted(window.models.items())],
             degraded_s=dict(window.degraded_s),
             resources=resources,
+            slots=self._slots(),
         )
         if (
             self._append(
@@ -296,6 +354,37 @@ class TelemetryRecorder:
             is not None
         ):
             self.windows_written += 1
+
+    def _slots(self) -> list[SlotStatus]:
+        states: dict[str, SlotState] = {}
+        if self._slot_states is not None:
+            try:
+                states = dict(self._slot_states())
+            except Exception:  # a broken status source must not lose the window
+                log.exception("slot status failed")
+        with self._lock:
+            state = self._field
+            served = SlotStatus(
+                slot=self.served_slot[:_MAX_KEY_CHARS],
+                model_version=state.model_version[:_MAX_KEY_CHARS] if state.model_version else None,
+                last_success_at=state.last_success_at,
+                last_request_at=state.last_request_at,
+                requests=state.requests,
+                errors_by_kind=dict(state.errors_by_kind),
+            )
+        out = []
+        for slot in sorted({self.served_slot, *states})[:16]:
+            status, failure = states.get(slot, (None, None))
+            base = served if slot == self.served_slot else SlotStatus(slot=slot[:_MAX_KEY_CHARS])
+            out.append(
+                base.model_copy(
+                    update={
+                        "update_status": _code(status) if status else None,
+                        "update_failure_code": _code(failure) if failure else None,
+                    }
+                )
+            )
+        return out
 
     def _append(self, *, kind: str, label: str, priority: int, body: dict[str, Any]) -> int | None:
         try:

@@ -147,3 +147,42 @@ def test_a_class_in_use_cannot_be_deleted_and_says_what_uses_it(fleet, users, ex
     assert fleet.client.get(f"/v1/classes/{name}", headers=fleet.admin).status_code == 200  # still there
     audit = fleet.client.get("/v1/audit", params={"target": name}, headers=fleet.admin).json()["items"]
     assert "class.delete" not in [a["action"] for a in audit]
+
+
+@pytest.mark.parametrize(
+    ("runtime", "code"),
+    [
+        # no agent adapter serves this runtime name (pydantic accepts it: a runtime on the roadmap)
+        ({"name": "litert", "execution_providers": ["CPUExecutionProvider"]}, "runtime_unsupported"),
+        # the OpenVINO native adapter cannot use CUDA
+        (
+            {"name": "openvino", "execution_providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]},
+            "execution_provider_unsupported",
+        ),
+    ],
+)
+def test_unservable_class_is_refused_at_apply_and_put(api, classes_toml, runtime, code) -> None:
+    docs = _docs(classes_toml)
+    docs[1]["runtime"] = {**docs[1]["runtime"], **runtime}
+    r = api.client.post("/v1/classes/apply", json={"classes": docs}, headers=api.admin)
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["code"] == code
+    assert docs[1]["name"] in body["message"]
+    assert "expected" in body["details"]
+    assert body["details"]["got"]
+    assert api.count("hardware_classes") == 0  # all or nothing
+    r = api.client.put(f"/v1/classes/{docs[1]['name']}", json=docs[1], headers=api.admin)
+    assert (r.status_code, r.json()["code"]) == (422, code)
+    assert api.count("hardware_classes") == 0
+
+
+def test_openvino_class_on_cpu_and_gpu_is_servable(api, classes_toml) -> None:
+    doc = _docs(classes_toml)[1]
+    doc["runtime"] = {
+        "name": "openvino",
+        "min_version": "2024.0",
+        "execution_providers": ["OpenVINOExecutionProvider", "CPUExecutionProvider"],
+    }
+    r = api.client.put(f"/v1/classes/{doc['name']}", json=doc, headers=api.admin)
+    assert r.status_code == 201, r.text

@@ -11,10 +11,11 @@ import threading
 
 from edgefleet.agent.runtime.base import RuntimeAdapter
 from edgefleet.agent.serve.errors import NoModelError
+from edgefleet.protocol.runtimes import SERVABLE_RUNTIMES
 
 __all__ = ["SUPPORTED_RUNTIMES", "RuntimeAdapters", "adapter_for"]
 
-SUPPORTED_RUNTIMES = ("onnxruntime", "openvino")
+SUPPORTED_RUNTIMES = SERVABLE_RUNTIMES
 
 
 def adapter_for(runtime: str) -> RuntimeAdapter:

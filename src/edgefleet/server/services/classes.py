@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from edgefleet.protocol import HardwareClass, canonical_json
 from edgefleet.protocol.errors import ConflictError, InvalidDocumentError, NotFoundError
+from edgefleet.protocol.runtimes import check_servable
 from edgefleet.server.services.audit import record
 from edgefleet.server.store import ArtifactRow, HardwareClassRow
 from edgefleet.server.store.devices import DeviceRow, EnrollmentTokenRow
@@ -66,7 +67,9 @@ def _upsert(session: Session, doc: HardwareClass, now: datetime) -> str:
 
 
 def put_class(session: Session, doc: HardwareClass, *, actor: str, now: datetime) -> str:
-    """Create or replace one class; returns ``created``, ``updated`` or ``unchanged``."""
+    """Create or replace one class; returns ``created``, ``updated`` or ``unchanged``. A class no agent
+    adapter can serve is refused (``check_servable``)."""
+    check_servable(doc)
     with session.begin():
         outcome = _upsert(session, doc, now)
         record(
@@ -81,7 +84,7 @@ def put_class(session: Session, doc: HardwareClass, *, actor: str, now: datetime
 
 
 def apply_classes(session: Session, docs: list[HardwareClass], *, actor: str, now: datetime) -> ApplyResult:
-    """Upsert every class in one transaction: all of them or none."""
+    """Upsert every class in one transaction: all of them or none (one unservable class refuses all)."""
     if not docs:
         raise InvalidDocumentError("no classes to apply", expected=">= 1 class", got=0)
     if len(docs) > MAX_CLASSES_PER_APPLY:
@@ -92,6 +95,8 @@ def apply_classes(session: Session, docs: list[HardwareClass], *, actor: str, no
         raise InvalidDocumentError(
             "class names repeat", code="duplicate_name", expected="unique names", got=duplicates
         )
+    for doc in docs:
+        check_servable(doc)
     result = ApplyResult()
     with session.begin():
         for doc in docs:

@@ -28,6 +28,7 @@ from edgefleet.agent.serve.errors import BadTensorError, InferenceDeferredError,
 from edgefleet.agent.serve.guard import InputGuard, guard_inputs
 from edgefleet.agent.serve.ladder import LadderState, Rung
 from edgefleet.agent.serve.metrics import MetricsSink, NullMetrics
+from edgefleet.agent.serve.placement import AcceleratorUnavailableError, check_preferred
 from edgefleet.agent.serve.runtimes import RuntimeAdapters
 from edgefleet.agent.serve.shadow import AgreementStats, ShadowConfig, ShadowEvaluator, resolve_tolerance
 from edgefleet.agent.serve.source import ActiveArtifact, ActiveSource, read_artifact_dir
@@ -41,8 +42,6 @@ __all__ = ["InferenceService", "Liveness", "Prediction"]
 log = logging.getLogger("edgefleet.agent.serve")
 _perf_counter = time.perf_counter
 _CPU = ("CPUExecutionProvider",)
-_CPU_ONLY = {("CPUExecutionProvider",), ("OpenVINO:CPU",)}
-"""What a model on the CPU reports as its providers (ONNX Runtime, OpenVINO native)."""
 
 
 @dataclass(slots=True)
@@ -227,20 +226,28 @@ class InferenceService:
 
     def _select(self, start: int, *, reason: str) -> tuple[_Serving, Rung]:
         """Load the best rung at or below ``RUNGS[start]`` that works; ``rule`` always does."""
-        for rung in ladder.RUNGS[start:]:
-            try:
-                serving = self._build(rung)
-            except EdgefleetError as exc:
-                self._last_error = {"code": exc.code, "message": exc.message[:500], "rung": rung}
-                log.warning("event=rung_unavailable rung=%s code=%s reason=%s", rung, exc.code, reason)
-                self._metrics.record_event("degraded", f"{rung}_unavailable", {"code": exc.code})
-                continue
-            if serving is not None:
-                return serving, rung
+        spare: AcceleratorUnavailableError | None = None
+        try:
+            for rung in ladder.RUNGS[start:]:
+                try:
+                    serving = self._build(rung, spare)
+                except EdgefleetError as exc:
+                    self._last_error = {"code": exc.code, "message": exc.message[:500], "rung": rung}
+                    log.warning("event=rung_unavailable rung=%s code=%s reason=%s", rung, exc.code, reason)
+                    self._metrics.record_event("degraded", f"{rung}_unavailable", {"code": exc.code})
+                    if isinstance(exc, AcceleratorUnavailableError):
+                        spare = exc
+                    continue
+                if serving is not None:
+                    return serving, rung
+        finally:
+            if spare is not None:
+                spare.release()  # a no-op when the cpu rung took the model
         raise AssertionError("unreachable: the rule rung always builds")  # pragma: no cover
 
-    def _build(self, rung: Rung) -> _Serving | None:
-        """A snapshot for ``rung``; ``None`` when the rung does not apply (e.g. cpu == preferred)."""
+    def _build(self, rung: Rung, spare: AcceleratorUnavailableError | None = None) -> _Serving | None:
+        """A snapshot for ``rung``; ``None`` when the rung does not apply (e.g. cpu == preferred). ``spare``:
+        the preferred rung's model that landed on the CPU, which the cpu rung takes instead of a reload."""
         primary = self._primary
         if rung == "preferred" or rung == "cpu":
             if primary is None:
@@ -248,9 +255,12 @@ class InferenceService:
             if rung == "cpu" and self._preferred_is_cpu:
                 return None
             providers = tuple(primary.manifest.runtime.execution_providers) if rung == "preferred" else _CPU
-            model = self._load(primary, providers)
+            if rung == "cpu" and spare is not None and spare.cpu_model is not None:
+                model, spare.cpu_model = spare.cpu_model, None
+            else:
+                model = self._load(primary, providers)
             if rung == "preferred":
-                self._preferred_is_cpu = tuple(model.providers) in _CPU_ONLY
+                self._preferred_is_cpu = check_preferred(model, providers)
             return self._snapshot(rung, model, primary)
         if rung == "fallback":
             fallback = self._load_fallback()
@@ -384,6 +394,8 @@ class InferenceService:
                 self._check(serving.model, serving.signature)
             except EdgefleetError as exc:
                 log.info("event=probe_failed rung=%s code=%s", rung, exc.code)
+                if isinstance(exc, AcceleratorUnavailableError):
+                    exc.release()
                 continue
             self._swap(serving, rung, reason="probe_ok")
             return

@@ -1,4 +1,5 @@
-"""The A/B slot installer: never brick (ARCHITECTURE 3.4).
+"""The A/B slot installer: never brick (ARCHITECTURE 3.4). Over 450 lines: the journaled steps, recovery and
+rollback share one slot's bookkeeping; every decision among them is in ``machine`` (pure), this executes them.
 
 Per model slot, an attempt runs the journaled steps download -> verify -> stage -> load -> health -> switch,
 then a trial, then commit. Until the switch, the old version keeps serving untouched; the switch is one atomic
@@ -37,19 +38,16 @@ from pathlib import Path
 from typing import TypeVar
 
 from edgefleet.agent.datadir import AgentLock
+from edgefleet.agent.install import machine as sm
 from edgefleet.agent.install.faults import CrashHook, no_crash
 from edgefleet.agent.install.fetch import ArtifactFetcher
 from edgefleet.agent.install.health import HealthPolicy, HealthReport, run_health_check
-from edgefleet.agent.install.journal import Journal, last_attempt
-from edgefleet.agent.install.replay import (
-    RollbackIntent,
-    completed_rollback,
-    pending_rollback,
-    rejection_to_count,
-)
-from edgefleet.agent.install.slots import Pointer, SlotStore, VersionCorruptError, file_digest, version_key
+from edgefleet.agent.install.journal import Journal
+from edgefleet.agent.install.machine import Pointer, RollbackResume, SlotState
+from edgefleet.agent.install.replay import RollbackIntent, pending_rollback
+from edgefleet.agent.install.slots import SlotStore, VersionCorruptError, version_key
 from edgefleet.agent.install.steps import NoSteps, StepRecord, StepSink
-from edgefleet.agent.install.trial import TrialPolicy, TrialState, trial_verdict
+from edgefleet.agent.install.trial import TrialPolicy, TrialState
 from edgefleet.agent.runtime.base import LoadedModel, LoadOptions, RuntimeAdapter
 from edgefleet.protocol.desired_state import Assignment, DesiredState, SlotReport
 from edgefleet.protocol.errors import EdgefleetError
@@ -96,7 +94,7 @@ class _Slot:
     journal: Journal
     model: LoadedModel | None = None
     serving_artifact: str | None = None
-    state: str = "idle"
+    state: SlotState = sm.IDLE
     last_error: dict[str, object] | None = None
     trial: TrialState | None = None
     counters: threading.Lock = field(default_factory=threading.Lock)
@@ -203,7 +201,7 @@ class SlotInstaller:
             out[name] = SlotReport(
                 active=active.artifact_id if active else None,
                 previous=previous.artifact_id if previous else None,
-                state=s.state[:64],
+                state=s.state.wire(),
                 failed_artifact=s.failed[0][:64] if s.failed else None,
                 failure_code=s.failed[1][:64] if s.failed else None,
             )
@@ -236,65 +234,44 @@ class SlotInstaller:
             records = s.journal.read()
         if store.drop_previous_if_active():
             log.info("event=recover_previous_dropped slot=%s", store.slot)
-        rejection = rejection_to_count(records)
-        if rejection is not None:
-            store.count_rollback(rejection[0], attempt=rejection[1])  # a no-op when it was counted
-        attempt = last_attempt(records)
         active = store.read_active()
-        if attempt is not None and not attempt.finished:
-            if active is not None and active.version == attempt.version:
-                log.info("event=recover_switched slot=%s artifact=%s", store.slot, attempt.artifact_id)
-            else:
-                self._journal(s, attempt.attempt, event="interrupted")
-                log.info("event=recover_interrupted slot=%s artifact=%s", store.slot, attempt.artifact_id)
         raw_trial = store.read_trial()
         trial = TrialState.from_dict(raw_trial) if raw_trial else None
-        committed = attempt is not None and attempt.terminal == "committed"
-        if trial is not None and committed and attempt is not None and attempt.attempt == trial.attempt:
-            store.clear_trial()  # the commit was journaled; only the trial file's removal was cut
-            trial = None
-        if trial is not None and (active is None or trial.version != active.version):
-            store.clear_trial()  # written before a switch that never happened, or left by a rollback
+        plan = sm.plan_recovery(records, active, trial)
+        if plan.rejection is not None:
+            store.count_rollback(plan.rejection[0], attempt=plan.rejection[1])  # a no-op when it was counted
+        if plan.attempt is not None and plan.switched:
+            log.info("event=recover_switched slot=%s artifact=%s", store.slot, plan.attempt.artifact_id)
+        if plan.interrupted is not None and plan.attempt is not None:
+            self._journal(s, plan.interrupted, event="interrupted")
+            log.info("event=recover_interrupted slot=%s artifact=%s", store.slot, plan.attempt.artifact_id)
+        if plan.clear_trial:
+            store.clear_trial()
             trial = None
         if active is not None and s.model is None and not self._load_active_or_fallback(s, active):
             trial = None  # the version on trial was unusable and has been replaced by previous
         if trial is not None:
-            trial.restarts += 1
-            # The watchdog measures a silent *running* agent; time spent powered off is max_restarts' job.
-            trial.heartbeat_at = self._now().isoformat()
-            if not trial.model_version:  # a trial record written before model_version was recorded
-                trial.model_version = _model_version(store, trial.version)
+            trial = sm.trial_after_restart(trial, self._now(), _model_version(store, trial.version))
             store.write_trial(trial.to_dict())
             s.trial = trial
-            s.state = "trial"
+            s.state = sm.TRIAL
             self._judge_trial(s)
-        elif s.state == "idle" and active is not None:
-            done = completed_rollback(records)
-            if done is not None and done.to_version == active.version:  # still say so after a restart
-                s.state = f"rolled_back:{done.reason}"[:64]
-                s.failed = (done.from_artifact, done.reason) if done.from_artifact else None
-            else:
-                s.state = "committed"
-        if committed and s.trial is None and s.state == "committed" and attempt is not None:
+        elif s.state == sm.IDLE and active is not None:
+            s.state, s.failed = sm.state_after_recovery(records, active)
+        if plan.committed and s.trial is None and s.state == sm.COMMITTED and plan.attempt is not None:
             # finish a garbage collection cut by the crash (it runs right after the commit)
-            store.gc(keep={attempt.version}, max_removals=self._config.gc_max_removals)
+            store.gc(keep={plan.attempt.version}, max_removals=self._config.gc_max_removals)
 
     def _resume_rollback(self, s: _Slot, intent: RollbackIntent) -> None:
         """Finish a rollback the journal says was decided and not done. The active version is loaded by the
         rest of ``recover()``."""
         store = s.store
-        active, previous = store.read_active(), store.read_previous()
-        if active is not None and active.version == intent.to_version:
-            log.info("event=recover_rollback slot=%s phase=pointers_written", store.slot)
+        resume = sm.resume_rollback(intent, store.read_active(), store.read_previous())
+        log.info("event=recover_rollback slot=%s resume=%s", store.slot, resume.value)
+        if resume is RollbackResume.FINISH:
             self._finish_rollback(s, intent)
             return
-        if (
-            active is not None
-            and active.version == intent.from_version
-            and previous is not None
-            and previous.version == intent.to_version
-        ):
-            log.info("event=recover_rollback slot=%s phase=decided", store.slot)
+        if resume is RollbackResume.REDO:
             if self._rollback(s, intent.reason, count=intent.count, attempt=intent.attempt):
                 return
             code = str((s.last_error or {}).get("code", "rollback_impossible"))
@@ -315,18 +292,18 @@ class SlotInstaller:
             log.error("event=active_unusable slot=%s code=%s", s.store.slot, exc.code)
         previous = s.store.read_previous()
         if previous is None:
-            s.state = "error:active_unusable"  # a new assignment (even of the same artifact) repairs it
+            s.state = sm.error("active_unusable")  # a new assignment (even of the same artifact) repairs it
             return False
         try:
             s.model = self._load_version(s.store, previous.version, warmup=True)
         except EdgefleetError as exc:
             s.last_error = self._error(exc, "neither the active nor the previous version is usable")
-            s.state = "error:no_usable_version"
+            s.state = sm.error("no_usable_version")
             return False
         s.store.rollback(at=self._now().isoformat())
         s.store.clear_trial()
         s.serving_artifact = previous.artifact_id
-        s.state = "rolled_back:active_unusable"
+        s.state = sm.rolled_back("active_unusable")
         return False
 
     # apply
@@ -343,42 +320,47 @@ class SlotInstaller:
                     self._apply_slot(s, assignment, disabled)
                 except EdgefleetError as exc:  # never raise per-slot failures to the coordinator
                     s.last_error = self._error(exc, exc.message)
-                    s.state = f"failed:{exc.code}"
+                    s.state = sm.failed(exc.code)
                     s.failed = (assignment.artifact_id, exc.code)
             self.tick()
 
     def _apply_slot(self, s: _Slot, a: Assignment, disabled: set[str]) -> None:
         store = s.store
-        manifest = a.manifest
-        key = version_key(manifest)
-        active = store.read_active()
-        if a.artifact_id in disabled:  # the director normally leaves disabled artifacts out
-            if active is not None and active.artifact_id == a.artifact_id:
-                self._rollback(s, "artifact_disabled", count=False)
-            else:
-                s.state = "refused:disabled"
-                s.failed = (a.artifact_id, "artifact_disabled")
+        key = version_key(a.manifest)
+        decision = sm.decide_apply(
+            artifact_id=a.artifact_id,
+            version=key,
+            active=store.read_active(),
+            loaded=s.model is not None,
+            disabled=frozenset(disabled),
+            rejections=store.read_refusals().get(a.artifact_id, 0),
+            max_rollbacks=self._config.max_rollbacks,
+        )
+        if decision.action == "keep":
             return
-        if active is not None and active.version == key and s.model is not None:
-            return  # already serving (or on trial)
-        rollbacks = store.read_refusals().get(a.artifact_id, 0)
-        if rollbacks >= self._config.max_rollbacks:
-            s.state = "refused:rolled_back"
-            s.failed = (a.artifact_id, "release_refused_after_rollbacks")
-            s.last_error = {
-                "code": "release_refused_after_rollbacks",
-                "message": f"{a.artifact_id} was rejected {rollbacks} times; waiting for a newer release",
-                "at": self._now().isoformat(),
-            }
+        if decision.action == "rollback_disabled":
+            self._rollback(s, "artifact_disabled", count=False)
+            return
+        if decision.action == "refuse":
+            assert decision.state is not None
+            assert decision.failure_code is not None
+            s.state = decision.state
+            s.failed = (a.artifact_id, decision.failure_code)
+            if decision.message:
+                s.last_error = {
+                    "code": decision.failure_code,
+                    "message": decision.message,
+                    "at": self._now().isoformat(),
+                }
             return
         attempt = secrets.token_hex(8)
         self._journal(s, attempt, event="begin", artifact_id=a.artifact_id, version=key)
-        s.state = "installing"
+        s.state = sm.INSTALLING
         try:
             self._attempt(s, attempt, a, key)
         except _StepFailed as failed:
             store.clear_staging()
-            counts = failed.step in ("load", "health")
+            counts = sm.failure_counts(failed.step)
             self._journal(
                 s,
                 attempt,
@@ -401,7 +383,7 @@ class SlotInstaller:
             if counts:  # journaled first: recover() recounts (idempotently) if a crash cuts here
                 store.count_rollback(a.artifact_id, attempt=attempt)
             s.last_error = self._error(failed.error, failed.error.message)
-            s.state = f"failed:{failed.error.code}"
+            s.state = sm.failed(failed.error.code)
             s.failed = (a.artifact_id, failed.error.code)
             log.warning(
                 "event=install_failed slot=%s artifact=%s step=%s code=%s",
@@ -464,12 +446,12 @@ class SlotInstaller:
                 self._fetcher.fetch(a, staged / "files")
 
         def verify() -> None:
+            # Each byte is hashed once on the way in (by the fetcher while writing it, or by ``_verifies``
+            # for a version already on disk), once more just before the switch, and at load.
             _check_binding(a)
-            if reused:
-                store.verify(key)
-            else:
+            if not reused:
                 assert staged is not None
-                _verify_files(manifest, staged / "files")
+                _check_staged(manifest, staged / "files")
 
         def stage() -> None:
             if staged is not None:
@@ -511,7 +493,7 @@ class SlotInstaller:
         store.switch(pointer, keep_previous=keep_previous)
         s.model, s.serving_artifact = model, a.artifact_id  # old model is dropped once in-flight calls end
         s.trial = trial
-        s.state = "trial"
+        s.state = sm.TRIAL
         log.info("event=switched slot=%s artifact=%s", store.slot, a.artifact_id)
 
     # trial
@@ -526,11 +508,11 @@ class SlotInstaller:
         assert s.trial is not None
         with s.counters:
             snapshot = TrialState.from_dict(s.trial.to_dict())
-        verdict, reason = trial_verdict(snapshot, self._config.trial_for(s.store.slot), self._now())
-        if verdict == "commit":
+        judged = sm.judge_trial(snapshot, self._config.trial_for(s.store.slot), self._now())
+        if judged.action == "commit":
             self._commit(s, snapshot)
-        elif verdict == "rollback":
-            self._rollback(s, reason or "trial_failed", count=True)
+        elif judged.action == "rollback":
+            self._rollback(s, judged.reason, count=True)
         else:
             s.store.write_trial(snapshot.to_dict())
 
@@ -541,7 +523,7 @@ class SlotInstaller:
         self._report_step(StepRecord(s.store.slot, trial.attempt, trial.artifact_id, "commit", ok=True))
         s.store.clear_trial()
         s.trial = None
-        s.state = "committed"
+        s.state = sm.COMMITTED
         if s.failed is not None and s.failed[0] == trial.artifact_id:
             s.failed = None
         self._crash("after:commit")
@@ -560,40 +542,38 @@ class SlotInstaller:
         (and the current version kept) when there is no usable previous version."""
         store = s.store
         active = store.read_active()
-        previous = store.read_previous()
         trial = s.trial
         s.trial = None
-        if previous is None:
+        intent = sm.plan_rollback(
+            reason=reason,
+            active=active,
+            previous=store.read_previous(),
+            trial_attempt=trial.attempt if trial is not None else None,
+            count=count,
+            attempt=attempt,
+            fresh_attempt=secrets.token_hex(8),
+        )
+        if intent is None:
             store.clear_trial()
-            s.state = f"kept:{reason}:no_previous"[:64]
+            s.state = sm.kept(reason, "no_previous")
             s.failed = (active.artifact_id, reason) if active else None
             s.last_error = {"code": "no_previous_version", "message": f"cannot roll back ({reason})"}
             return False
         try:
-            model = self._load_version(store, previous.version, warmup=True)
+            model = self._load_version(store, intent.to_version, warmup=True)
         except EdgefleetError as exc:
             store.clear_trial()
-            s.state = f"kept:{reason}:previous_corrupt"[:64]
+            s.state = sm.kept(reason, "previous_corrupt")
             s.failed = (active.artifact_id, reason) if active else None
             s.last_error = self._error(exc, f"previous version is unusable; kept the current one ({reason})")
             log.error("event=rollback_impossible slot=%s code=%s", store.slot, exc.code)
             return False
-        intent = RollbackIntent(
-            attempt=attempt or (trial.attempt if trial is not None else secrets.token_hex(8)),
-            reason=reason,
-            from_version=active.version if active else "",
-            from_artifact=active.artifact_id if active else "",
-            to_version=previous.version,
-            to_artifact=previous.artifact_id,
-            count=count and active is not None,
-        )
         self._crash("rollback:start")
-        fields = intent.to_record()
-        self._journal(s, intent.attempt, **fields)
+        self._journal(s, intent.attempt, **intent.to_record())
         self._crash("rollback:journaled")
         self._finish_rollback(s, intent)
-        s.model, s.serving_artifact = model, previous.artifact_id
-        log.warning("event=rolled_back slot=%s to=%s reason=%s", store.slot, previous.artifact_id, reason)
+        s.model, s.serving_artifact = model, intent.to_artifact
+        log.warning("event=rolled_back slot=%s to=%s reason=%s", store.slot, intent.to_artifact, reason)
         return True
 
     def _finish_rollback(self, s: _Slot, intent: RollbackIntent) -> None:
@@ -611,7 +591,7 @@ class SlotInstaller:
         self._crash("rollback:end")
         store.clear_trial()
         s.trial = None
-        s.state = f"rolled_back:{intent.reason}"[:64]
+        s.state = sm.rolled_back(intent.reason)
         s.failed = (intent.from_artifact, intent.reason) if intent.from_artifact else None
         s.last_error = {
             "code": intent.reason,
@@ -675,17 +655,19 @@ def _check_binding(a: Assignment) -> None:
         )
 
 
-def _verify_files(manifest: ArtifactManifest, files_dir: Path) -> None:
+def _check_staged(manifest: ArtifactManifest, files_dir: Path) -> None:
+    """Every file the fetcher placed is there with its manifest length (its hash was checked as it was
+    written; the switch re-hashes the installed version)."""
     for entry in manifest.files:
         try:
-            sha, size = file_digest(files_dir / entry.path)
+            size = (files_dir / entry.path).stat().st_size
         except OSError as exc:
             raise VersionCorruptError(
                 f"staged file {entry.path} is missing", code="version_file_missing"
             ) from exc
-        if (sha, size) != (entry.sha256, entry.length):
+        if size != entry.length:
             raise HashMismatchError(
                 f"staged file {entry.path} does not match the manifest",
-                expected={"sha256": entry.sha256, "length": entry.length},
-                got={"sha256": sha, "length": size},
+                expected={"length": entry.length},
+                got={"length": size},
             )

@@ -14,16 +14,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgefleet.agent.install.replay import STEPS, TERMINAL_EVENTS, Attempt, last_attempt
 from edgefleet.durable import atomic_write_bytes, fsync_dir
 
 __all__ = ["STEPS", "TERMINAL_EVENTS", "Attempt", "Journal", "last_attempt"]
 
-STEPS = ("download", "verify", "stage", "load", "health", "switch", "commit")
-TERMINAL_EVENTS = ("committed", "failed", "rolled_back", "interrupted", "refused")
 MAX_JOURNAL_BYTES = 256 * 1024
 MAX_LINE_BYTES = 8 * 1024
 
@@ -32,38 +30,6 @@ CrashHook = Callable[[str], None]
 
 def _no_crash(_point: str) -> None:
     return None
-
-
-@dataclass
-class Attempt:
-    attempt: str
-    artifact_id: str
-    version: str
-    steps_done: list[str] = field(default_factory=list)
-    terminal: str | None = None
-    error_code: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.terminal is not None
-
-
-def last_attempt(records: list[dict[str, Any]]) -> Attempt | None:
-    """Pure: the most recent attempt, with the steps it completed and how (or whether) it ended."""
-    current: Attempt | None = None
-    for rec in records:
-        if rec.get("event") == "begin":
-            current = Attempt(str(rec["attempt"]), str(rec["artifact_id"]), str(rec["version"]))
-            continue
-        if current is None or rec.get("attempt") != current.attempt:
-            continue
-        event = rec.get("event")
-        if event == "done" and rec.get("step") in STEPS:
-            current.steps_done.append(str(rec["step"]))
-        elif event in TERMINAL_EVENTS:
-            current.terminal = str(event)
-            current.error_code = rec.get("code")
-    return current
 
 
 class Journal:

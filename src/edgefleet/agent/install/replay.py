@@ -12,18 +12,56 @@ so a cut between the two writes neither loses nor doubles the count.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
     "ROLLBACK_CLOSED",
+    "STEPS",
+    "TERMINAL_EVENTS",
+    "Attempt",
     "RollbackIntent",
     "completed_rollback",
+    "last_attempt",
     "pending_rollback",
     "rejection_to_count",
 ]
 
+STEPS = ("download", "verify", "stage", "load", "health", "switch", "commit")
+TERMINAL_EVENTS = ("committed", "failed", "rolled_back", "interrupted", "refused")
 ROLLBACK_CLOSED = ("rolled_back", "rollback_abandoned")
+
+
+@dataclass
+class Attempt:
+    attempt: str
+    artifact_id: str
+    version: str
+    steps_done: list[str] = field(default_factory=list)
+    terminal: str | None = None
+    error_code: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.terminal is not None
+
+
+def last_attempt(records: list[dict[str, Any]]) -> Attempt | None:
+    """Pure: the most recent attempt, with the steps it completed and how (or whether) it ended."""
+    current: Attempt | None = None
+    for rec in records:
+        if rec.get("event") == "begin":
+            current = Attempt(str(rec["attempt"]), str(rec["artifact_id"]), str(rec["version"]))
+            continue
+        if current is None or rec.get("attempt") != current.attempt:
+            continue
+        event = rec.get("event")
+        if event == "done" and rec.get("step") in STEPS:
+            current.steps_done.append(str(rec["step"]))
+        elif event in TERMINAL_EVENTS:
+            current.terminal = str(event)
+            current.error_code = rec.get("code")
+    return current
 
 
 @dataclass(frozen=True)

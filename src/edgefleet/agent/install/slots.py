@@ -35,10 +35,10 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgefleet.agent.install.machine import Pointer
 from edgefleet.durable import fsync_dir
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import EdgefleetError
@@ -61,17 +61,6 @@ class VersionCorruptError(EdgefleetError):
     """An installed version's files no longer match its manifest (or are missing)."""
 
     code = "version_corrupt"
-
-
-@dataclass(frozen=True)
-class Pointer:
-    version: str
-    artifact_id: str
-    release_counter: int
-    at: str
-
-    def to_bytes(self) -> bytes:
-        return canonical_json(asdict(self))
 
 
 def version_key(manifest: ArtifactManifest) -> str:

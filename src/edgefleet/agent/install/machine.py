@@ -1,0 +1,308 @@
+"""The install state machine: pure decisions of the A/B slot installer (no files, no clock, no network).
+
+Each function takes what the executor (``installer.SlotInstaller``) read — journal records, the slot's
+pointers, the trial record, refusal counts, ``now`` — and returns what to do; the executor does it against
+the ``SlotStore`` and the ``Journal``. ``SlotState`` is the one type for what a slot is doing; its wire form
+(``SlotReport.state``, at most 64 characters) is rendered in one place, ``SlotState.wire``.
+
+Transitions (``docs/operations.md`` describes them for operators):
+
+* ``decide_apply``: an assignment -> keep serving, refuse (disabled, rejected too often), roll the disabled
+  active version back, or begin an install attempt;
+* ``failure_counts``: a failed step counts a rejection when the candidate itself failed (load, health);
+* ``plan_rollback``: roll back to ``previous`` (a journaled ``RollbackIntent``) or keep the current version;
+* ``resume_rollback`` / ``plan_recovery`` / ``trial_after_restart`` / ``state_after_recovery``: what a restart
+  finishes, counts, clears and reports;
+* ``judge_trial``: the trial verdict (``trial.trial_verdict``) as an action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from enum import Enum
+from typing import Any, Literal
+
+from edgefleet.agent.install.replay import (
+    Attempt,
+    RollbackIntent,
+    completed_rollback,
+    last_attempt,
+    rejection_to_count,
+)
+from edgefleet.agent.install.trial import TrialPolicy, TrialState, trial_verdict
+from edgefleet.protocol.canonical import canonical_json
+
+__all__ = [
+    "COUNTED_STEPS",
+    "ApplyDecision",
+    "KeptWhy",
+    "Phase",
+    "Pointer",
+    "RecoveryPlan",
+    "RollbackResume",
+    "SlotState",
+    "TrialAction",
+    "decide_apply",
+    "failure_counts",
+    "judge_trial",
+    "plan_recovery",
+    "plan_rollback",
+    "resume_rollback",
+    "state_after_recovery",
+    "trial_after_restart",
+]
+
+MAX_STATE_CHARS = 64
+COUNTED_STEPS = ("load", "health")
+"""Steps whose failure is the candidate's own (it does not load, or fails its health check): counted."""
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """A slot pointer (``active``, ``previous``): which installed version, of which artifact, since when."""
+
+    version: str
+    artifact_id: str
+    release_counter: int
+    at: str
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(asdict(self))
+
+
+class Phase(str, Enum):
+    IDLE = "idle"
+    INSTALLING = "installing"
+    TRIAL = "trial"
+    COMMITTED = "committed"
+    FAILED = "failed"
+    """An install attempt failed at a step; ``reason`` is its error code."""
+    ROLLED_BACK = "rolled_back"
+    """``previous`` serves again; ``reason`` says why (``trial_*``, ``artifact_disabled``, ...)."""
+    KEPT = "kept"
+    """A rollback was wanted (``reason``), impossible (``detail``: a ``KeptWhy``); the current one stays."""
+    REFUSED = "refused"
+    """The assignment is refused locally (``reason``: ``disabled`` or ``rolled_back``)."""
+    ERROR = "error"
+    """Nothing usable could be loaded at start (``reason``: ``active_unusable``, ``no_usable_version``)."""
+
+
+KeptWhy = Literal["no_previous", "previous_corrupt"]
+
+
+@dataclass(frozen=True)
+class SlotState:
+    phase: Phase
+    reason: str = ""
+    detail: str = ""
+
+    def wire(self) -> str:
+        """The report form: ``phase[:reason[:detail]]``, at most 64 characters."""
+        parts = [self.phase.value, *(p for p in (self.reason, self.detail) if p)]
+        return ":".join(parts)[:MAX_STATE_CHARS]
+
+    @property
+    def refused(self) -> bool:
+        return self.phase is Phase.REFUSED
+
+    @classmethod
+    def of(cls, phase: Phase, reason: str = "", detail: str = "") -> SlotState:
+        return cls(phase, reason, detail)
+
+
+IDLE = SlotState(Phase.IDLE)
+INSTALLING = SlotState(Phase.INSTALLING)
+TRIAL = SlotState(Phase.TRIAL)
+COMMITTED = SlotState(Phase.COMMITTED)
+
+
+def failed(code: str) -> SlotState:
+    return SlotState(Phase.FAILED, code)
+
+
+def rolled_back(reason: str) -> SlotState:
+    return SlotState(Phase.ROLLED_BACK, reason)
+
+
+def kept(reason: str, why: KeptWhy) -> SlotState:
+    return SlotState(Phase.KEPT, reason, why)
+
+
+def error(why: str) -> SlotState:
+    return SlotState(Phase.ERROR, why)
+
+
+# apply
+@dataclass(frozen=True)
+class ApplyDecision:
+    action: Literal["keep", "rollback_disabled", "refuse", "install"]
+    state: SlotState | None = None
+    """``refuse``: the slot's new state."""
+    failure_code: str | None = None
+    """``refuse``: the code reported for the assigned artifact."""
+    message: str = ""
+    """``refuse``: the error message to report, when the refusal is an error."""
+
+
+def decide_apply(
+    *,
+    artifact_id: str,
+    version: str,
+    active: Pointer | None,
+    loaded: bool,
+    disabled: frozenset[str],
+    rejections: int,
+    max_rollbacks: int,
+) -> ApplyDecision:
+    """What an assignment of ``artifact_id`` (content address ``version``) does to a slot."""
+    if artifact_id in disabled:  # the director normally leaves disabled artifacts out
+        if active is not None and active.artifact_id == artifact_id:
+            return ApplyDecision("rollback_disabled")
+        return ApplyDecision("refuse", SlotState(Phase.REFUSED, "disabled"), "artifact_disabled")
+    if active is not None and active.version == version and loaded:
+        return ApplyDecision("keep")  # already serving (or on trial)
+    if rejections >= max_rollbacks:
+        return ApplyDecision(
+            "refuse",
+            SlotState(Phase.REFUSED, "rolled_back"),
+            "release_refused_after_rollbacks",
+            f"{artifact_id} was rejected {rejections} times; waiting for a newer release",
+        )
+    return ApplyDecision("install")
+
+
+def failure_counts(step: str) -> bool:
+    """A failed ``step`` counts one rejection of the candidate (journaled ``count: true`` first)."""
+    return step in COUNTED_STEPS
+
+
+# rollback
+def plan_rollback(
+    *,
+    reason: str,
+    active: Pointer | None,
+    previous: Pointer | None,
+    trial_attempt: str | None,
+    count: bool,
+    attempt: str | None,
+    fresh_attempt: str,
+) -> RollbackIntent | None:
+    """The rollback to journal, or ``None`` when there is no ``previous`` (the slot is then
+    ``kept(reason, "no_previous")``). ``attempt``: the attempt a resumed rollback belongs to; otherwise the
+    trial's, or ``fresh_attempt`` (an operator rollback, a disabled artifact)."""
+    if previous is None:
+        return None
+    return RollbackIntent(
+        attempt=attempt or trial_attempt or fresh_attempt,
+        reason=reason,
+        from_version=active.version if active else "",
+        from_artifact=active.artifact_id if active else "",
+        to_version=previous.version,
+        to_artifact=previous.artifact_id,
+        count=count and active is not None,
+    )
+
+
+class RollbackResume(Enum):
+    FINISH = "finish"
+    """The pointers already name the target: only the tail (count, journal, trial record) is left."""
+    REDO = "redo"
+    """Nothing moved yet: roll back again (verify and load ``previous``, then the pointers)."""
+    ABANDON = "abandon"
+    """The pointers name neither side: the decision no longer applies (``rollback_pointers_moved``)."""
+
+
+def resume_rollback(
+    intent: RollbackIntent, active: Pointer | None, previous: Pointer | None
+) -> RollbackResume:
+    if active is not None and active.version == intent.to_version:
+        return RollbackResume.FINISH
+    if (
+        active is not None
+        and active.version == intent.from_version
+        and previous is not None
+        and previous.version == intent.to_version
+    ):
+        return RollbackResume.REDO
+    return RollbackResume.ABANDON
+
+
+# recovery
+@dataclass(frozen=True)
+class RecoveryPlan:
+    rejection: tuple[str, str] | None
+    """``(artifact, attempt)``: a rejection journaled and maybe not counted (counted idempotently)."""
+    attempt: Attempt | None
+    switched: bool
+    """The last attempt was cut after its switch (it is on trial)."""
+    interrupted: str | None
+    """The attempt id cut before its switch: journal it ``interrupted``."""
+    committed: bool
+    """The last attempt was committed."""
+    clear_trial: bool
+    """The trial record is stale (commit journaled, or no switch happened): remove it."""
+
+
+def plan_recovery(
+    records: list[dict[str, Any]], active: Pointer | None, trial: TrialState | None
+) -> RecoveryPlan:
+    attempt = last_attempt(records)
+    switched = interrupted = False
+    if attempt is not None and not attempt.finished:
+        switched = active is not None and active.version == attempt.version
+        interrupted = not switched
+    committed = attempt is not None and attempt.terminal == "committed"
+    clear = False
+    if trial is not None:
+        if committed and attempt is not None and attempt.attempt == trial.attempt:
+            clear = True  # the commit was journaled; only the trial file's removal was cut
+        elif active is None or trial.version != active.version:
+            clear = True  # written before a switch that never happened, or left by a rollback
+    return RecoveryPlan(
+        rejection=rejection_to_count(records),
+        attempt=attempt,
+        switched=switched,
+        interrupted=attempt.attempt if interrupted and attempt is not None else None,
+        committed=committed,
+        clear_trial=clear,
+    )
+
+
+def trial_after_restart(trial: TrialState, now: datetime, model_version: str) -> TrialState:
+    """The trial record after the agent restarted during it: one more restart; the watchdog restarts at
+    ``now`` (it measures a silent *running* agent; time spent powered off is ``max_restarts``' job)."""
+    return replace(
+        trial,
+        restarts=trial.restarts + 1,
+        heartbeat_at=now.isoformat(),
+        model_version=trial.model_version or model_version,
+    )
+
+
+def state_after_recovery(
+    records: list[dict[str, Any]], active: Pointer | None
+) -> tuple[SlotState, tuple[str, str] | None]:
+    """(state, failed artifact and code) of an idle slot after a restart: ``rolled_back:<reason>`` while the
+    last rollback is done and no attempt began since (so it is still said after a restart), else
+    ``committed`` when something is active."""
+    if active is None:
+        return IDLE, None
+    done = completed_rollback(records)
+    if done is not None and done.to_version == active.version:
+        return rolled_back(done.reason), ((done.from_artifact, done.reason) if done.from_artifact else None)
+    return COMMITTED, None
+
+
+# trial
+@dataclass(frozen=True)
+class TrialAction:
+    action: Literal["continue", "commit", "rollback"]
+    reason: str = ""
+
+
+def judge_trial(trial: TrialState, policy: TrialPolicy, now: datetime) -> TrialAction:
+    verdict, reason = trial_verdict(trial, policy, now)
+    if verdict == "rollback":
+        return TrialAction("rollback", reason or "trial_failed")
+    return TrialAction(verdict)

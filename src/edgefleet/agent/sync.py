@@ -180,14 +180,18 @@ class SyncCoordinator:
         return SyncOutcome("updated", poll_delay_s(self._timing, self._rng), state.generation)
 
     def _verify(self, envelope: Any, now: datetime, floor: datetime | None) -> DesiredState:
-        check = {
-            "device_id": self.identity.device_id,
-            "last_generation": self.generation,
-            "now": now,
-            "time_floor": floor,
-        }
+        def check(key: Ed25519PublicKey) -> DesiredState:
+            return verify_desired_state(
+                envelope,
+                director_key=key,
+                device_id=self.identity.device_id,
+                last_generation=self.generation,
+                now=now,
+                time_floor=floor,
+            )
+
         try:
-            return verify_desired_state(envelope, director_key=self.identity.director_key, **check)
+            return check(self.identity.director_key)
         except DesiredStateRejectedError as exc:
             if exc.code != "bad_director_signature" or self._director_keys is None:
                 raise
@@ -199,7 +203,7 @@ class SyncCoordinator:
                 raise exc from trust_exc
             for key in candidates:
                 try:
-                    state = verify_desired_state(envelope, director_key=key, **check)
+                    state = check(key)
                 except DesiredStateRejectedError:
                     continue
                 self._adopt_director_key(key)

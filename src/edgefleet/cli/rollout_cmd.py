@@ -379,9 +379,9 @@ def render_rollout(info: RolloutInfo) -> str:
         reason = ", ".join(f"{k}={v}" for k, v in info.halt_reason.items())
         lines += ["", f"stopped: {reason}"]
     elif decision:
-        reason = dict(decision.get("reason") or {})
-        note = reason.pop("note", None) or decision.get("action")
-        extra = ", ".join(f"{k}={v}" for k, v in reason.items())
+        decision_reason = dict(decision.get("reason") or {})
+        note = decision_reason.pop("note", None) or decision.get("action")
+        extra = ", ".join(f"{k}={v}" for k, v in decision_reason.items())
         lines += ["", f"engine: {note}" + (f" ({extra})" if extra else "")]
         if decision.get("pending_count"):
             shown = ", ".join(decision.get("pending", [])[:10])

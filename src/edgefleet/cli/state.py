@@ -14,6 +14,7 @@ from edgefleet.protocol.errors import AuthenticationError
 
 if TYPE_CHECKING:
     import httpx
+    from click._termui_impl import ProgressBar  # what click.progressbar returns; click exports no name for it
 
     from edgefleet.client import EdgefleetClient
 
@@ -47,7 +48,7 @@ pass_state = click.make_pass_decorator(CliState, ensure=True)
 
 
 @contextlib.contextmanager
-def transfer_progress(total_bytes: int, label: str) -> Iterator[click.progressbar[int]]:
+def transfer_progress(total_bytes: int, label: str) -> Iterator[ProgressBar[int]]:
     """A byte progress bar on stderr (click draws nothing but the label when stderr is not a terminal)."""
     with click.progressbar(
         length=max(total_bytes, 1),

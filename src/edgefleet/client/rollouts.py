@@ -107,7 +107,7 @@ class RolloutsApi:
         }
         if spec is not None:
             body["spec"] = dict(spec)
-        return _parse_rollout(RolloutInfo, self._json("POST", "/v1/rollouts", json=body))  # type: ignore[no-any-return]
+        return _parse_rollout(RolloutInfo, self._json("POST", "/v1/rollouts", json=body))
 
     def list_rollouts(
         self,
@@ -126,10 +126,10 @@ class RolloutsApi:
             params["status"] = status
         if model is not None:
             params["model"] = model
-        return _parse_rollout(RolloutPage, self._json("GET", "/v1/rollouts", params=params))  # type: ignore[no-any-return]
+        return _parse_rollout(RolloutPage, self._json("GET", "/v1/rollouts", params=params))
 
     def get_rollout(self, rollout: str) -> RolloutInfo:
-        return _parse_rollout(RolloutInfo, self._json("GET", f"/v1/rollouts/{rollout_id(rollout)}"))  # type: ignore[no-any-return]
+        return _parse_rollout(RolloutInfo, self._json("GET", f"/v1/rollouts/{rollout_id(rollout)}"))
 
     def rollout_action(self, rollout: str, action: str, *, reason: str = "") -> RolloutInfo:
         """``pause``, ``resume``, ``promote`` (grant the current stage's manual promotion) or ``abort``
@@ -146,4 +146,4 @@ class RolloutsApi:
                 got=len(reason),
             )
         path = f"/v1/rollouts/{rollout_id(rollout)}/{action}"
-        return _parse_rollout(RolloutInfo, self._json("POST", path, json={"reason": reason}))  # type: ignore[no-any-return]
+        return _parse_rollout(RolloutInfo, self._json("POST", path, json={"reason": reason}))

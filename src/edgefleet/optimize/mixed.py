@@ -58,7 +58,7 @@ def search_mixed_precision(
     cache = work_dir / f"calibration-{method}.json"
     scratch = work_dir / "mixed"
     scratch.mkdir(exist_ok=True)
-    common = {
+    common: dict[str, Any] = {
         "method": method,
         "per_channel": per_channel,
         "reduce_range": reduce_range,

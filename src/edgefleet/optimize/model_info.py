@@ -80,7 +80,7 @@ def _tensor_specs(values: list[onnx.ValueInfoProto], initializers: set[str], wha
                 shape.append(int(dim.dim_value))
             else:
                 shape.append(dim.dim_param or None)
-        specs.append(TensorSpec(name=value.name, dtype=dtype, shape=shape))  # type: ignore[arg-type]
+        specs.append(TensorSpec(name=value.name, dtype=dtype, shape=shape))
     return specs
 
 

@@ -150,7 +150,7 @@ def _make_candidates(
                     (
                         f"int8-static-{method}{'-pc' if per_channel else ''}",
                         lambda m=method, pc=per_channel: make_int8_static(
-                            pre,  # type: ignore[arg-type]
+                            pre,
                             work,
                             calib,
                             method=m,

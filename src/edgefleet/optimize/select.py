@@ -132,7 +132,7 @@ def select_candidate(measured: list[Measured], policy: ClassPolicy, *, fp32_name
         return Selection(
             None, "no candidate fits the class; FP32 missed: " + "; ".join(fp32_misses), tuple(verdicts)
         )
-    fastest = min(m.performance.latency_p50_ms for m in eligible if m.performance)  # type: ignore[union-attr]
+    fastest = min(m.performance.latency_p50_ms for m in eligible if m.performance)
     tied = [
         m
         for m in eligible

@@ -89,7 +89,7 @@ class HardwareClass(Document):
     cpu_arch: Literal["x86_64", "aarch64", "armv7l", "riscv64"]
     accelerator: str = "none"
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
-    precisions: list[Precision] = Field(default_factory=lambda: ["fp32"], min_length=1)
+    precisions: list[Precision] = Field(default_factory=lambda: list[Precision](["fp32"]), min_length=1)
     supported_ops: list[str] = Field(default_factory=list, description="empty: all ops of the runtime")
     cpu_features: list[str] | None = Field(
         default=None,

@@ -383,6 +383,7 @@ def _roll_out_v1(world: _World, traffic: TrafficDriver) -> None:
             120,
         )
         late = _late_windows(telemetry)
+        assert late is not None  # the wait above returned only once there were late windows
         world.progress.say(
             f"{CUT_AGENT} uploaded {late['count']} windows recorded while offline"
             f" (up to {late['max_late_s']:.0f} s late)"

@@ -31,12 +31,12 @@ def load_director_key(path: Path, *, create: bool) -> Ed25519PrivateKey:
         atomic_write_bytes(path, pem, mode=0o600)
         return key
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError) as exc:
         raise ConfigurationError("cannot load the director key", got=str(path)) from exc
-    if not isinstance(key, Ed25519PrivateKey):
+    if not isinstance(loaded, Ed25519PrivateKey):
         raise ConfigurationError(
-            "the director key is not Ed25519", expected="Ed25519", got=type(key).__name__
+            "the director key is not Ed25519", expected="Ed25519", got=type(loaded).__name__
         )
     if path.stat().st_mode & 0o077:
         raise ConfigurationError(
@@ -44,4 +44,4 @@ def load_director_key(path: Path, *, create: bool) -> Ed25519PrivateKey:
             expected="mode 0600",
             got=oct(path.stat().st_mode & 0o777),
         )
-    return key
+    return loaded

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from securesystemslib.signer import Signer
 from tuf.api.exceptions import UnsignedMetadataError
@@ -41,6 +42,8 @@ from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.trust.errors import TargetsRejectedError
 from edgefleet.trust.release_floor import release_floors_of
 from edgefleet.trust.target_custom import custom_of
+
+_Role = TypeVar("_Role", Root, Timestamp, Snapshot, Targets)
 
 __all__ = [
     "MAX_METADATA_BYTES",
@@ -79,7 +82,7 @@ def target_storage_name(path: str, sha256: str) -> str:
     return f"{dirname}{sep}{sha256}.{basename}"
 
 
-def signed_by_distinct_threshold(root: Root, role: str, md: Metadata) -> bool:
+def signed_by_distinct_threshold(root: Root, role: str, md: Metadata[_Role]) -> bool:
     """Pure: ``md`` carries valid signatures of a threshold of *distinct* keys of ``root``'s ``role``.
 
     python-tuf counts key ids; a root listing one public key under two ids would count it twice."""
@@ -278,7 +281,7 @@ class ImageRepository:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     @staticmethod
-    def _parse(data: bytes, kind: type) -> Metadata:
+    def _parse(data: bytes, kind: type[_Role]) -> Metadata[_Role]:
         if len(data) > MAX_METADATA_BYTES:
             raise _reject("metadata too large", expected=f"<= {MAX_METADATA_BYTES} bytes", got=len(data))
         try:
@@ -309,7 +312,7 @@ class ImageRepository:
                 )
 
     @staticmethod
-    def _check_signed_by_role(root: Root, role: str, md: Metadata) -> None:
+    def _check_signed_by_role(root: Root, role: str, md: Metadata[_Role]) -> None:
         if not signed_by_distinct_threshold(root, role, md):
             raise _reject(
                 f"{role} metadata is not signed by a threshold of distinct {role} keys",

@@ -66,9 +66,12 @@ DEFAULT_METADATA_LIMITS = TransferLimits(
 class AssignedTarget(Protocol):
     """What the director assigns for one slot (``protocol.desired_state.Assignment`` fits)."""
 
-    target_path: str
-    sha256: str
-    length: int
+    @property
+    def target_path(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def length(self) -> int: ...
 
 
 @dataclass(frozen=True)

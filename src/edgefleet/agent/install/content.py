@@ -36,7 +36,7 @@ from edgefleet.protocol.manifest import MAX_MANIFEST_BYTES, ArtifactManifest, ar
 from edgefleet.trust.director import director_keys_in_root, effective_now
 from edgefleet.trust.errors import HashMismatchError, TargetNotInTufError, TrustError
 from edgefleet.trust.events import SecurityEventSink, event_from_error
-from edgefleet.trust.verify import DeviceTrust
+from edgefleet.trust.verify import AssignedTarget, DeviceTrust, VerifiedTarget
 
 __all__ = ["MANIFEST_FILE", "NoTrustRootError", "TufArtifactFetcher"]
 
@@ -88,8 +88,12 @@ class TufArtifactFetcher:
         downloader = Downloader(
             self._ddir.root / "downloads", self._client, self._policy, events=self._events
         )
-        check = {"hardware_class": self._identity.hardware_class, "release_floor": self._floor, "now": now}
-        trust.verify_assignment(assignment, **check)
+        def check(target: AssignedTarget) -> VerifiedTarget:
+            return trust.verify_assignment(
+                target, hardware_class=self._identity.hardware_class, release_floor=self._floor, now=now
+            )
+
+        check(assignment)
 
         manifest = assignment.manifest
         manifest_path = artifact_target_path(manifest, MANIFEST_FILE)
@@ -122,7 +126,7 @@ class TufArtifactFetcher:
         keep = {manifest_target.hashes["sha256"], *(f.sha256 for f in signed.files)}
         for entry in signed.files:
             target = _Target(artifact_target_path(signed, entry.path), entry.sha256, entry.length)
-            verified = trust.verify_assignment(target, **check)
+            verified = check(target)
             downloaded = downloader.fetch(
                 trust.url_for(verified), sha256=entry.sha256, length=entry.length, keep=keep
             )

@@ -146,7 +146,9 @@ def encode_outputs(outputs: Mapping[str, np.ndarray], kind: str, meta: Mapping[s
         return buffer.getvalue()
     if kind == NPZ_TYPE:
         buffer = io.BytesIO()
-        np.savez(buffer, **{name: np.asarray(v) for name, v in outputs.items()})
+        # typed Any: numpy's stub lets a ``**`` mapping collide with the ``allow_pickle`` keyword
+        arrays: dict[str, Any] = {name: np.asarray(v) for name, v in outputs.items()}
+        np.savez(buffer, **arrays)
         return buffer.getvalue()
     doc = {
         **meta,

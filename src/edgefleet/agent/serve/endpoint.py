@@ -76,7 +76,8 @@ class _Handler(BaseHTTPRequestHandler):
     config: EndpointConfig
 
     def setup(self) -> None:
-        self.timeout = self.config.read_timeout_s
+        # typeshed declares ``timeout`` a ClassVar; socketserver reads it per instance, which is what we need
+        self.timeout = self.config.read_timeout_s  # type: ignore[misc]
         super().setup()
         if self.connection.family in (socket.AF_INET, socket.AF_INET6):
             # headers and body go out as two writes: without this, Nagle + delayed ACK add ~40 ms
@@ -308,12 +309,18 @@ class LocalEndpoint:
     def url(self) -> str:
         if self.config.unix_socket is not None:
             return f"unix://{self.config.unix_socket}"
-        host, port = self._server.server_address[:2]
+        host, port = self._tcp_address()
         return f"http://{host}:{port}"
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1]) if self.config.unix_socket is None else 0
+        return self._tcp_address()[1] if self.config.unix_socket is None else 0
+
+    def _tcp_address(self) -> tuple[str, int]:
+        address = self._server.server_address
+        if not isinstance(address, tuple):
+            raise TypeError(f"not a TCP endpoint: {address!r}")
+        return str(address[0]), int(address[1])
 
     def start(self) -> LocalEndpoint:
         self._thread = threading.Thread(

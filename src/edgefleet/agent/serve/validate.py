@@ -63,9 +63,9 @@ def validate_inputs(rules: InputRules, inputs: Mapping[str, Any]) -> int:
     accepted = rules.accepted
     if accepted is not None and len(inputs) == len(specs):
         shapes, accepted_batch = accepted
-        for (name, dtype, _), shape in zip(specs, shapes, strict=True):
+        for (name, dtype, _), accepted_shape in zip(specs, shapes, strict=True):
             array = inputs.get(name)
-            if type(array) is not np.ndarray or array.dtype != dtype or array.shape != shape:
+            if type(array) is not np.ndarray or array.dtype != dtype or array.shape != accepted_shape:
                 break
         else:
             return accepted_batch

@@ -268,7 +268,7 @@ class TelemetryRecorder:
         """Queue an event now. ``kind`` is one of ``EVENT_KINDS`` (unknown kinds become ``other``).
         Returns the queue sequence, or ``None`` if it was dropped or could not be written."""
         kind = kind if kind in EVENT_KINDS else "other"
-        event = EventRecord(at=self._wall(), kind=kind, code=_code(code), details=_bounded_details(details))  # type: ignore[arg-type]
+        event = EventRecord(at=self._wall(), kind=kind, code=_code(code), details=_bounded_details(details))
         return self._append(
             kind="event",
             label=f"event.{kind}",

@@ -279,6 +279,7 @@ def get_device_desired_state(
     answer = desired_svc.resolve_desired_state(
         session, device_id, key=runtime.director_key, now=ctx.clock(), ttl=runtime.desired_ttl
     )
+    assert answer.envelope is not None  # asked without a held generation, the answer carries the document
     return answer.envelope
 
 

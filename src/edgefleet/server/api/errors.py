@@ -103,7 +103,8 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
 async def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+    headers = dict(exc.headers) if exc.headers is not None else None
+    return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
 
 async def _integrity(_: Request, exc: Exception) -> JSONResponse:

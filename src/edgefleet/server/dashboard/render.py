@@ -169,7 +169,7 @@ class DashboardRoute(APIRoute):
                     log.error("dashboard error %s: %s", exc.code, exc)
                 return _error_page(request, exc.http_status, exc.code, exc.message, exc.details)
             except RequestValidationError as exc:
-                first = next(iter(exc.errors()), {})
+                first: dict[str, Any] = next(iter(exc.errors()), {})
                 where = ".".join(str(p) for p in first.get("loc", ()))
                 status = 404 if where.startswith("path") else 422
                 code = "not_found" if status == 404 else "invalid_document"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -125,7 +126,7 @@ def tick_rollout(
             classes = _class_health(session, row, progress)
             decision = decide(
                 spec,
-                status=row.status,  # type: ignore[arg-type]
+                status=row.status,
                 stage=row.stage,
                 stage_started_at=row.stage_started_at,
                 promoted_stage=row.promoted_stage,
@@ -173,7 +174,9 @@ def _join_enrolled_since(
 def _model_versions(session: Session, artifact_ids: list[str | None]) -> list[str]:
     """What devices name these artifacts in telemetry: ``<model>/<version>`` (the device adds its class)."""
     ids = [a for a in artifact_ids if a]
-    rows = session.execute(select(ArtifactRow).where(ArtifactRow.id.in_(ids))).scalars() if ids else []
+    rows: Iterable[ArtifactRow] = (
+        session.execute(select(ArtifactRow).where(ArtifactRow.id.in_(ids))).scalars() if ids else []
+    )
     return sorted({f"{r.manifest['model']}/{r.manifest['version']}" for r in rows})
 
 

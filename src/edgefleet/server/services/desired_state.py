@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from edgefleet.protocol.canonical import canonical_json
@@ -153,17 +153,23 @@ def resolve_desired_state(
             )
             envelope = sign_desired_state(state, key)
             # Compare-and-set: two replicas racing issue one generation, never the same number twice.
-            result = session.execute(
-                update(DeviceRow)
-                .where(DeviceRow.id == device.id, DeviceRow.desired_generation == device.desired_generation)
-                .values(
-                    desired_generation=generation,
-                    desired_digest=digest,
-                    desired_envelope=envelope,
-                    desired_expires_at=now + ttl,
-                    desired_epoch=epoch,
-                )
-                .execution_options(synchronize_session=False)
+            # a bulk UPDATE answers a CursorResult (it has rowcount); Session.execute is typed as Result
+            result = cast(
+                "CursorResult[Any]",
+                session.execute(
+                    update(DeviceRow)
+                    .where(
+                        DeviceRow.id == device.id, DeviceRow.desired_generation == device.desired_generation
+                    )
+                    .values(
+                        desired_generation=generation,
+                        desired_digest=digest,
+                        desired_envelope=envelope,
+                        desired_expires_at=now + ttl,
+                        desired_epoch=epoch,
+                    )
+                    .execution_options(synchronize_session=False)
+                ),
             )
             if result.rowcount == 1:
                 return DesiredAnswer(generation, envelope)

@@ -6,9 +6,9 @@ import enum
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, or_, select, tuple_
+from sqlalchemy import CursorResult, delete, insert, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
@@ -140,10 +140,14 @@ def prune_nonces(
         .limit(max_rows)
     )
     with session.begin():
-        result = session.execute(
-            delete(DeviceNonceRow)
-            .where(tuple_(DeviceNonceRow.device_id, DeviceNonceRow.nonce).in_(oldest))
-            .execution_options(synchronize_session=False)
+        # a bulk DELETE answers a CursorResult (it has rowcount); Session.execute is typed as Result
+        result = cast(
+            "CursorResult[Any]",
+            session.execute(
+                delete(DeviceNonceRow)
+                .where(tuple_(DeviceNonceRow.device_id, DeviceNonceRow.nonce).in_(oldest))
+                .execution_options(synchronize_session=False)
+            ),
         )
     return int(result.rowcount or 0)
 

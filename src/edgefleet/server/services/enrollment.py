@@ -13,9 +13,9 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -176,14 +176,18 @@ def enroll_device(
                 expected=row.hardware_class,
                 got=hardware_class,
             )
-        consumed = session.execute(
-            update(EnrollmentTokenRow)
-            .where(
-                EnrollmentTokenRow.id == row.id,
-                EnrollmentTokenRow.uses_left > 0,
-                EnrollmentTokenRow.expires_at > now,
-            )
-            .values(uses_left=EnrollmentTokenRow.uses_left - 1)
+        # a bulk UPDATE answers a CursorResult (it has rowcount); Session.execute is typed as Result
+        consumed = cast(
+            "CursorResult[Any]",
+            session.execute(
+                update(EnrollmentTokenRow)
+                .where(
+                    EnrollmentTokenRow.id == row.id,
+                    EnrollmentTokenRow.uses_left > 0,
+                    EnrollmentTokenRow.expires_at > now,
+                )
+                .values(uses_left=EnrollmentTokenRow.uses_left - 1)
+            ),
         )
         if consumed.rowcount != 1:
             raise AuthenticationError("enrollment token is used up", code="enrollment_token_used")

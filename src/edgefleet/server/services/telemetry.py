@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import CursorResult, delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -380,8 +380,13 @@ def prune_telemetry(session: Session, *, now: datetime, freshness: Freshness) ->
     """Delete windows and events older than the retention. Returns the number of rows deleted."""
     cutoff = now - timedelta(seconds=freshness.retention_s)
     with session.begin():
-        n = session.execute(delete(TelemetryModelWindowRow).where(TelemetryModelWindowRow.end_at < cutoff))
-        w = session.execute(delete(TelemetryWindowRow).where(TelemetryWindowRow.end_at < cutoff))
-        e = session.execute(delete(TelemetryEventRow).where(TelemetryEventRow.received_at < cutoff))
-        r = session.execute(delete(TelemetryRollupRow).where(TelemetryRollupRow.minute_at < cutoff))
-    return int((n.rowcount or 0) + (w.rowcount or 0) + (e.rowcount or 0) + (r.rowcount or 0))
+        deleted = 0
+        for stmt in (
+            delete(TelemetryModelWindowRow).where(TelemetryModelWindowRow.end_at < cutoff),
+            delete(TelemetryWindowRow).where(TelemetryWindowRow.end_at < cutoff),
+            delete(TelemetryEventRow).where(TelemetryEventRow.received_at < cutoff),
+            delete(TelemetryRollupRow).where(TelemetryRollupRow.minute_at < cutoff),
+        ):
+            # a bulk DELETE answers a CursorResult (it has rowcount); Session.execute is typed as Result
+            deleted += cast("CursorResult[Any]", session.execute(stmt)).rowcount or 0
+    return deleted

@@ -86,3 +86,16 @@ def test_fleet_health_version_table(viewer_cli: Cli, world: LiveFleet) -> None:
         ["(all)", "2", str(2 * REQUESTS_PER_WINDOW)],
         ["medical-cart-cpu", "2", str(2 * REQUESTS_PER_WINDOW)],
     ]
+
+
+def test_fleet_health_and_device_telemetry_show_field_status(viewer_cli: Cli, world: LiveFleet) -> None:
+    table = viewer_cli("fleet", "health")
+    assert table.code == 0, table.err
+    assert "INPUT_FAULTS" in table.out.splitlines()[0]
+    assert "unhealthy    0 device(s) with requests but no success" in table.out
+    assert "input faults 0 device(s) with a sudden rise" in table.out
+    device = world.fleet.devices[0].device_id
+    shown = viewer_cli("device", "telemetry", device)
+    assert shown.code == 0, shown.err
+    assert "field        ok" in shown.out
+    assert "input faults 0 in the last 600.0 s" in shown.out

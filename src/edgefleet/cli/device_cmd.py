@@ -250,6 +250,32 @@ def telemetry_cmd(state: CliState, device_id: str, since: str | None, limit: int
     click.echo(f"{data['device_id']}  {data['hardware_class']}  status={data['status']}")
     click.echo(f"newest window {lag['last_window_end_at']}  lag {lag['lag_s']} s  stale={lag['stale']}")
     click.echo(f"queue {data['queue']}")
+    field = data.get("field") or {}
+    if field:
+        click.echo("")
+        verdict = "UNHEALTHY" if field.get("unhealthy") else "ok"
+        click.echo(f"field        {verdict}  resources {field.get('resources')}")
+        faults = field.get("input_faults", {})
+        click.echo(
+            f"input faults {faults.get('recent')} in the last {faults.get('window_s')} s "
+            f"(share {faults.get('recent_share')}, baseline {faults.get('baseline_share')})"
+            + ("  SURGE: failing sensor?" if faults.get("surge") else "")
+        )
+        slots = [{"slot": name, **status} for name, status in field.get("slots", {}).items()]
+        click.echo(
+            format_table(
+                slots,
+                [
+                    ("SLOT", "slot"),
+                    ("VERSION", "model_version"),
+                    ("LAST_SUCCESS", "last_success_at"),
+                    ("LAST_REQUEST", "last_request_at"),
+                    ("ERRORS_BY_KIND", "errors_by_kind"),
+                    ("UPDATE", "update_status"),
+                    ("PROBLEMS", "problems"),
+                ],
+            )
+        )
     windows = [
         {**w, "requests": sum(m.get("requests", 0) for m in w.get("models", [])) if "models" in w else "-"}
         for w in data["windows"]

@@ -21,6 +21,7 @@ _GROUP_COLUMNS: list[Column] = [
     ("P95_MS", "latency_ms.p95"),
     ("SHADOW_AGREE", "shadow.agreement"),
     ("HEALTH_FAILED", "health_checks.failed"),
+    ("INPUT_FAULTS", "input_faults"),
 ]
 
 
@@ -67,3 +68,13 @@ def health_cmd(
     click.echo(
         f"stale data   {devices.get('stale_data')} device(s) whose newest window is older than allowed"
     )
+    field = health.get("field") or {}
+    if field:
+        click.echo(
+            f"unhealthy    {field.get('unhealthy')} device(s) with requests but no success for "
+            f"{field.get('no_success_after_s')} s {field.get('unhealthy_ids') or ''}"
+        )
+        click.echo(
+            f"input faults {field.get('input_fault_surge')} device(s) with a sudden rise (failing sensors?) "
+            f"{field.get('input_fault_surge_ids') or ''}"
+        )

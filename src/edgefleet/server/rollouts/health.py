@@ -40,13 +40,14 @@ def stage_health(
             TelemetryModelWindowRow.end_at >= since,
         )
     ).scalars()
-    requests = errors = shadow_compared = 0
+    requests = errors = input_faults = shadow_compared = 0
     shadow_sum = 0.0
     buckets: dict[int, int] = {}
     reporting: set[str] = set()
     for row in rows:
         requests += row.requests
         errors += row.errors
+        input_faults += row.input_faults or 0
         shadow_compared += row.shadow_compared
         shadow_sum += row.shadow_agreement_sum
         merge_counts(buckets, {int(k): int(v) for k, v in row.latency_buckets.items()})
@@ -55,6 +56,7 @@ def stage_health(
     return StageHealth(
         requests=requests,
         errors=errors,
+        input_faults=input_faults,
         latency_p95_ms=quantile_from_buckets(buckets, 0.95),
         baseline_p95_ms=_baseline_p95(session, device_ids, baseline_versions, since),
         shadow_agreement=shadow_sum / shadow_compared if shadow_compared else None,

@@ -69,6 +69,11 @@ class StageHealth:
 
     requests: int = 0
     errors: int = 0
+    """model errors; ``requests`` and ``errors`` leave input faults out, so the error-rate gate never judges
+    a failing sensor"""
+    input_faults: int = 0
+    """requests refused for their input (NaN, wrong shape, out of the calibrated range): observed and shown,
+    not gated on"""
     latency_p95_ms: float | None = None
     baseline_p95_ms: float | None = None
     """p95 of the previous version on the same devices, before the rollout."""

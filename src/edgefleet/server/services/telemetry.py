@@ -26,6 +26,7 @@ from edgefleet.protocol.errors import ConflictError, PermissionDeniedError
 from edgefleet.protocol.telemetry import (
     SHADOW_SUM_FIELDS,
     ShadowStats,
+    SlotStatus,
     TelemetryBatch,
     TelemetryRecord,
     merge_counts,
@@ -230,23 +231,33 @@ def _ingest(
                         health_passed=model.health_checks.passed,
                         health_failed=model.health_checks.failed,
                         health_failed_by_code=dict(model.health_checks.failed_by_code),
+                        input_faults=model.input_faults,
+                        input_faults_by_code=dict(model.input_faults_by_code),
                     )
                 )
         _roll_up(session, device, new_windows)
         _update_device_state(session, device.id, batch, result, newest_end=newest_end, now=now)
+        _update_field_state(session, device.id, new_windows, offset=offset, now=now)
     return result
 
 
 _ROLLUP_SUMS = (
     "requests",
     "errors",
+    "input_faults",
     "latency_sum_ms",
     "shadow_compared",
     "shadow_agreement_sum",
     "health_passed",
     "health_failed",
 )
-_ROLLUP_MAPS = ("errors_by_code", "requests_by_rung", "latency_buckets", "health_failed_by_code")
+_ROLLUP_MAPS = (
+    "errors_by_code",
+    "requests_by_rung",
+    "latency_buckets",
+    "health_failed_by_code",
+    "input_faults_by_code",
+)
 
 
 def _empty_cell() -> dict[str, Any]:
@@ -289,6 +300,7 @@ def _roll_up(
                 ("shadow_agreement_sum", model.shadow.agreement_sum),
                 ("health_passed", model.health_checks.passed),
                 ("health_failed", model.health_checks.failed),
+                ("input_faults", model.input_faults),
             ):
                 cell[name] += value
             cell["latency_max_ms"] = max(cell["latency_max_ms"], model.latency.max_ms)
@@ -297,6 +309,7 @@ def _roll_up(
                 ("requests_by_rung", model.requests_by_rung),
                 ("latency_buckets", {str(k): v for k, v in model.latency.buckets.items()}),
                 ("health_failed_by_code", model.health_checks.failed_by_code),
+                ("input_faults_by_code", model.input_faults_by_code),
             ):
                 merge_counts(cell.setdefault(name, {}), counts)
             merge_shadow_stats(cell["shadow_stats"], shadow_stats_json(model.shadow))
@@ -371,6 +384,54 @@ def _update_device_state(
         state.last_window_end_at = newest_end
     state.records_accepted = (state.records_accepted or 0) + result.accepted
     state.records_duplicate = (state.records_duplicate or 0) + result.duplicates
+
+
+def _update_field_state(
+    session: Session,
+    device_id: str,
+    new_windows: list[tuple[TelemetryWindowRow, TelemetryRecord]],
+    *,
+    offset: timedelta,
+    now: datetime,
+) -> None:
+    """Keep each slot's newest field status and the newest resources (by the window's end; an older window
+    arriving late changes nothing). Device times move onto the server's clock like the windows' do."""
+    if not new_windows:
+        return
+    state = session.get(TelemetryDeviceRow, device_id)
+    assert state is not None  # _update_device_state made it
+    slots = dict(state.slots or {})
+    for row, record in sorted(new_windows, key=lambda pair: pair[0].end_at):
+        assert record.window is not None
+        end_iso = row.end_at.isoformat()
+        if record.window.resources is not None and row.end_at == state.last_window_end_at:
+            state.resources = record.window.resources.model_dump(mode="json")  # the newest window's
+        for slot in record.window.slots:
+            known = slots.get(slot.slot)
+            if known is not None and known.get("window_end_at", "") > end_iso:
+                continue
+            slots[slot.slot] = field_slot_json(slot, offset=offset, now=now, window_end_at=row.end_at)
+    state.slots = dict(sorted(slots.items())[:16])
+
+
+def field_slot_json(
+    slot: SlotStatus, *, offset: timedelta, now: datetime, window_end_at: datetime
+) -> dict[str, Any]:
+    """One slot's field status as stored on the device's telemetry state."""
+
+    def server_time(at: datetime | None) -> str | None:
+        return None if at is None else min(at + offset, now).isoformat()
+
+    return {
+        "model_version": slot.model_version,
+        "last_success_at": server_time(slot.last_success_at),
+        "last_request_at": server_time(slot.last_request_at),
+        "requests": slot.requests,
+        "errors_by_kind": dict(slot.errors_by_kind),
+        "update_status": slot.update_status,
+        "update_failure_code": slot.update_failure_code,
+        "window_end_at": window_end_at.isoformat(),
+    }
 
 
 # --- retention and export -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from edgefleet.protocol.errors import NotFoundError
 from edgefleet.protocol.telemetry import merge_counts, quantile_from_buckets
 from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status, status_clauses
+from edgefleet.server.services.field_health import device_field, fleet_field
 from edgefleet.server.services.telemetry import Freshness, merge_shadow_stats
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.telemetry import (
@@ -54,6 +55,8 @@ _AGG_COLUMNS = tuple(
         "health_passed",
         "health_failed",
         "health_failed_by_code",
+        "input_faults",
+        "input_faults_by_code",
     )
 )
 """What ``_Agg.add`` and the grouping read: selected as columns, so rows stay plain tuples."""
@@ -76,6 +79,8 @@ class _Agg:
     health_passed: int = 0
     health_failed: int = 0
     health_failed_by_code: dict[str, int] = field(default_factory=dict)
+    input_faults: int = 0
+    input_faults_by_code: dict[str, int] = field(default_factory=dict)
     devices: set[str] = field(default_factory=set)
 
     def add(self, row: Any) -> None:  # a row of _AGG_COLUMNS, a TelemetryModelWindowRow or a rollup
@@ -92,6 +97,8 @@ class _Agg:
         self.health_passed += row.health_passed
         self.health_failed += row.health_failed
         merge_counts(self.health_failed_by_code, row.health_failed_by_code)
+        self.input_faults += row.input_faults or 0
+        merge_counts(self.input_faults_by_code, row.input_faults_by_code or {})
         device_id = getattr(row, "device_id", None)  # rollups carry no device: counted from _reporters
         if device_id is not None:
             self.devices.add(device_id)
@@ -111,6 +118,8 @@ class _Agg:
         self.health_passed += other.health_passed
         self.health_failed += other.health_failed
         merge_counts(self.health_failed_by_code, other.health_failed_by_code)
+        self.input_faults += other.input_faults
+        merge_counts(self.input_faults_by_code, other.input_faults_by_code)
         self.devices |= other.devices
 
     def to_wire(self, *, span_s: float) -> dict[str, Any]:
@@ -122,6 +131,8 @@ class _Agg:
             "request_rate_per_s": self.requests / span_s if span_s > 0 else None,
             "error_rate": self.errors / self.requests if self.requests else None,
             "errors_by_code": dict(sorted(self.errors_by_code.items())),
+            "input_faults": self.input_faults,
+            "input_faults_by_code": dict(sorted(self.input_faults_by_code.items())),
             "requests_by_rung": dict(sorted(self.requests_by_rung.items())),
             "latency_ms": {
                 "p50": quantile_from_buckets(self.buckets, 0.50),
@@ -342,6 +353,8 @@ def fleet_health(
             status_counts, stale, newest, dropped = _device_summary_sql(
                 session, hardware_class, now, freshness, thresholds
             )
+    with session.begin():
+        field_signals = fleet_field(session, now=now, hardware_class=hardware_class)
 
     def groups(aggs: dict[str, _Agg], key: str) -> list[dict[str, Any]]:
         return [{key: name, **agg.to_wire(span_s=span_s)} for name, agg in sorted(aggs.items())]
@@ -368,6 +381,7 @@ def fleet_health(
             "stale_after_s": freshness.stale_after_s,
         },
         "dropped": dict(sorted(dropped.items())),
+        "field": field_signals,
     }
 
 
@@ -497,6 +511,7 @@ def device_telemetry(
                 .limit(limit)
             ).scalars()
         )
+        field_status = device_field(session, device.id, now=now)
     span_s = max(0.0, (now - since).total_seconds())
     last_end = state.last_window_end_at if state else None
     lag = _lag_s(last_end, now)
@@ -525,6 +540,7 @@ def device_telemetry(
             "records_duplicate": state.records_duplicate if state else 0,
         },
         "since": since.isoformat(),
+        "field": field_status,
         "totals": total.to_wire(span_s=span_s),
         "by_model_version": [
             {"model_version": name, **agg.to_wire(span_s=span_s)} for name, agg in sorted(by_version.items())
@@ -662,6 +678,25 @@ def prometheus_text(health: dict[str, Any]) -> str:
         "gauge",
         "Seconds served on each degraded rung over the window.",
         [({"rung": r}, float(s)) for r, s in health["totals"]["degraded_s"].items()],
+    )
+    metric(
+        "edgefleet_fleet_input_faults",
+        "gauge",
+        "Requests refused for their input (NaN, wrong shape, out of range) over the window: not errors.",
+        [(lab, float(g["input_faults"])) for lab, g in both],
+    )
+    field_signals = health.get("field") or {}
+    metric(
+        "edgefleet_devices_unhealthy",
+        "gauge",
+        "Devices with requests arriving but no successful inference for the configured time.",
+        [({}, float(field_signals.get("unhealthy", 0)))],
+    )
+    metric(
+        "edgefleet_devices_input_fault_surge",
+        "gauge",
+        "Devices whose input faults rose suddenly against their own day before (failing sensors).",
+        [({}, float(field_signals.get("input_fault_surge", 0)))],
     )
     metric(
         "edgefleet_telemetry_dropped_records_total",

@@ -82,6 +82,11 @@ class TelemetryModelWindowRow(Base):
     health_passed: Mapped[int] = mapped_column(BigInteger)
     health_failed: Mapped[int] = mapped_column(BigInteger)
     health_failed_by_code: Mapped[dict[str, int]] = mapped_column(JSON)
+    input_faults: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    """requests refused for their input (a failing sensor) before the model ran: not in ``errors``"""
+    input_faults_by_code: Mapped[dict[str, int]] = mapped_column(
+        JSON, default=dict, server_default=text("'{}'")
+    )
 
 
 class TelemetryEventRow(Base):
@@ -112,6 +117,10 @@ class TelemetryDeviceRow(Base):
     last_window_end_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     records_accepted: Mapped[int] = mapped_column(BigInteger)
     records_duplicate: Mapped[int] = mapped_column(BigInteger)
+    slots: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    """per model slot, the newest ``SlotStatus`` (times on the server's clock): ``services.field_health``"""
+    resources: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """the newest window's resource pressure (temperature, memory, disk)"""
 
 
 class TelemetryRollupRow(Base):
@@ -142,6 +151,11 @@ class TelemetryRollupRow(Base):
     health_passed: Mapped[int] = mapped_column(BigInteger)
     health_failed: Mapped[int] = mapped_column(BigInteger)
     health_failed_by_code: Mapped[dict[str, int]] = mapped_column(JSON)
+    input_faults: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    """requests refused for their input (a failing sensor) before the model ran: not in ``errors``"""
+    input_faults_by_code: Mapped[dict[str, int]] = mapped_column(
+        JSON, default=dict, server_default=text("'{}'")
+    )
     degraded_s: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     """window-level figures, on the row whose ``model_version`` is ``""``: seconds per degraded rung ..."""
     max_late_s: Mapped[float] = mapped_column(Float, default=0.0)

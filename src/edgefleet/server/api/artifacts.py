@@ -12,11 +12,12 @@ from edgefleet.protocol import ArtifactManifest, is_safe_relpath
 from edgefleet.protocol.errors import InvalidDocumentError, NotFoundError
 from edgefleet.server.api.blobs import serve_blob
 from edgefleet.server.api.dependencies import Ctx, DbSession, Operator, PageQuery, Viewer
+from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.services import artifacts as svc
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
+router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"], route_class=StrictJsonRoute)
 ArtifactPath = Annotated[str, Path(pattern=r"^art_[0-9a-f]{16}$")]
 FilterName = Annotated[str | None, Query(max_length=63)]
 

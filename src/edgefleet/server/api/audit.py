@@ -7,11 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from edgefleet.server.api.dependencies import DbSession, PageQuery, Viewer
+from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.services import audit as svc
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], route_class=StrictJsonRoute)
 Filter = Annotated[str | None, Query(max_length=255)]
 
 

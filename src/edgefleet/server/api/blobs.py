@@ -12,12 +12,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from edgefleet.protocol.errors import NotFoundError
 from edgefleet.server import http_ranges
 from edgefleet.server.api.dependencies import Ctx, DbSession, Operator, Viewer
+from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.blobs import BlobStore, check_sha256, too_large
 from edgefleet.server.services.audit import record_alone
 
 __all__ = ["ranged_response", "router", "serve_blob"]
 
-router = APIRouter(prefix="/v1/blobs", tags=["blobs"])
+router = APIRouter(prefix="/v1/blobs", tags=["blobs"], route_class=StrictJsonRoute)
 Sha256Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
 
 

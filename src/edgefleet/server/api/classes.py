@@ -10,11 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from edgefleet.protocol import HardwareClass
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.server.api.dependencies import Ctx, DbSession, NamePath, Operator, PageQuery, Viewer
+from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.services import classes as svc
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/classes", tags=["classes"])
+router = APIRouter(prefix="/v1/classes", tags=["classes"], route_class=StrictJsonRoute)
 
 
 class ApplyBody(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -28,9 +28,11 @@ __all__ = [
     "PageQuery",
     "ServerContext",
     "Viewer",
+    "authorize_request",
     "get_context",
     "get_session",
     "require",
+    "required_role",
 ]
 
 
@@ -61,6 +63,15 @@ DbSession = Annotated[Session, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False, description="An operator token (efop_...) or the admin token")
 
 
+_ROLE_OF: dict[Callable[..., Actor], Role] = {}
+
+
+def _authorize(ctx: ServerContext, session: Session, presented: str | None, role: Role) -> Actor:
+    actor = authenticate(session, presented, bootstrap_token=ctx.settings.admin_token)
+    actor.require(role)
+    return actor
+
+
 def require(role: Role) -> Callable[..., Actor]:
     """A dependency that authenticates the bearer token and checks its role."""
 
@@ -69,16 +80,25 @@ def require(role: Role) -> Callable[..., Actor]:
         session: DbSession,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Actor:
-        actor = authenticate(
-            session,
-            credentials.credentials if credentials else None,
-            bootstrap_token=ctx.settings.admin_token,
-        )
-        actor.require(role)
-        return actor
+        return _authorize(ctx, session, credentials.credentials if credentials else None, role)
 
     dependency.__name__ = f"require_{role.name}"
+    _ROLE_OF[dependency] = role
     return dependency
+
+
+def required_role(call: Callable[..., Any] | None) -> Role | None:
+    """The role a dependency made by :func:`require` checks; ``None`` for any other callable."""
+    return _ROLE_OF.get(call) if call is not None else None  # type: ignore[arg-type]
+
+
+def authorize_request(request: Request, role: Role) -> Actor:
+    """What ``require(role)`` does, outside FastAPI's dependency solving (blocking: run in a thread)."""
+    ctx = get_context(request)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    presented = token.strip() if scheme.lower() == "bearer" else None
+    with ctx.db.session() as session:
+        return _authorize(ctx, session, presented, role)
 
 
 Viewer = Annotated[Actor, Depends(require(Role.viewer))]

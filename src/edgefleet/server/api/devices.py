@@ -32,6 +32,7 @@ from edgefleet.server.api.dependencies import (
     ServerContext,
     Viewer,
 )
+from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.director_key import DIRECTOR_KEY_FILE, load_director_key
 from edgefleet.server.services import desired_state as desired_svc
 from edgefleet.server.services import devices as svc
@@ -44,7 +45,7 @@ from edgefleet.trust.director import public_key_pem
 
 __all__ = ["DeviceRuntime", "router", "signed_device_call"]
 
-router = APIRouter(tags=["devices"])
+router = APIRouter(tags=["devices"], route_class=StrictJsonRoute)
 DEVICE_ID_PATTERN = r"^dev_[0-9a-f]{20}$"
 DeviceIdPath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]
 

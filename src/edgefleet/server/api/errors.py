@@ -41,8 +41,12 @@ def error_response(
 
 
 def _got(value: Any) -> Any:
+    """What arrived, safe to put in a strict JSON response: text cut to 200 characters with any lone
+    surrogate escaped, a non-finite number as its name, anything bigger as its type."""
     if isinstance(value, str):
-        return value[:200]
+        return value[:200].encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
     if isinstance(value, int | float | bool) or value is None:
         return value
     return type(value).__name__

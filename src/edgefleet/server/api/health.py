@@ -8,10 +8,11 @@ from fastapi import APIRouter
 
 from edgefleet import __version__
 from edgefleet.server.api.dependencies import Ctx
+from edgefleet.server.api.json_body import StrictJsonRoute
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=StrictJsonRoute)
 
 
 @router.get("/healthz")

@@ -10,11 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edgefleet.protocol.document import Name, Sha256Hex
 from edgefleet.server.api.dependencies import Ctx, DbSession, NamePath, Operator, PageQuery, Viewer
+from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.services import models as svc
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], route_class=StrictJsonRoute)
 _LABEL_KEY = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,62}$")
 MAX_LABELS = 64
 MAX_LABEL_VALUE_CHARS = 256

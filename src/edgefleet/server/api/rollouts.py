@@ -8,12 +8,13 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgefleet.server.api.dependencies import Ctx, DbSession, Operator, PageQuery, Viewer
+from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.rollouts import service as svc
 from edgefleet.server.rollouts.spec import RolloutSpec
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/rollouts", tags=["rollouts"])
+router = APIRouter(prefix="/v1/rollouts", tags=["rollouts"], route_class=StrictJsonRoute)
 RolloutIdPath = Annotated[str, Path(pattern=r"^ro_[0-9a-f]{16}$")]
 
 

@@ -16,6 +16,7 @@ from edgefleet.protocol.errors import InvalidDocumentError, PayloadTooLargeError
 from edgefleet.protocol.telemetry import MAX_BATCH_UNCOMPRESSED_BYTES, TelemetryBatch
 from edgefleet.server.api.dependencies import Ctx, DbSession, ServerContext, Viewer
 from edgefleet.server.api.devices import DEVICE_ID_PATTERN, signed_device_call
+from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.services import telemetry as svc
 from edgefleet.server.services import telemetry_views as views
 from edgefleet.server.services.devices import StatusThresholds
@@ -23,7 +24,7 @@ from edgefleet.server.store.devices import DeviceRow
 
 __all__ = ["MAX_COMPRESSED_BYTES", "decompress_bounded", "router"]
 
-router = APIRouter(tags=["telemetry"])
+router = APIRouter(tags=["telemetry"], route_class=StrictJsonRoute)
 MAX_COMPRESSED_BYTES = 1024**2
 PRUNE_EVERY_S = 3600.0
 MAX_SINCE = timedelta(days=400)

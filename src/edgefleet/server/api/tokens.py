@@ -8,11 +8,12 @@ from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgefleet.server.api.dependencies import Admin, Ctx, DbSession
+from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.services import tokens as svc
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"], route_class=StrictJsonRoute)
 
 
 class TokenCreate(BaseModel):

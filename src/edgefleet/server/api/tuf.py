@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from edgefleet.protocol.errors import InvalidDocumentError, NotFoundError, ServiceUnavailableError
 from edgefleet.server.api.blobs import ranged_response
 from edgefleet.server.api.dependencies import Ctx, DbSession, Operator, Viewer
+from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.blobs import FsBlobStore, read_file_span
 from edgefleet.server.services.audit import record_alone
 from edgefleet.server.tuf_runtime import TufRuntime
@@ -22,7 +23,7 @@ from edgefleet.trust.repository import MAX_METADATA_BYTES, ImageRepository
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["tuf"])
+router = APIRouter(tags=["tuf"], route_class=StrictJsonRoute)
 _MUTABLE_METADATA = {"timestamp.json", "root.json"}
 
 

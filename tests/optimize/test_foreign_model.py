@@ -76,7 +76,6 @@ def test_a_foreign_vision_model_is_built_validated_and_packaged(tmp_path: Path) 
     config = BuildConfig.test_size(
         model_name="squeezenet",
         calibration_methods=("minmax",),
-        sparsities=(),
         latency_runs=10,
         warmup_runs=2,
         golden_samples=2,

@@ -1,4 +1,8 @@
-"""Candidate builds of one model: FP32 (offline graph optimizations), FP16, pruned, and students.
+"""Candidate builds of one model: FP32 (offline graph optimizations), FP16, and students.
+
+No pruning candidate: magnitude pruning without fine-tuning zeroes weights in dense tensors, which neither
+removes FLOPs nor shrinks the file, so it could only win on noise; structured pruning needs the training
+loop, which lives outside the build (bring the pruned model as a ``--student``).
 
 INT8 candidates live in ``quantize``; the accuracy-aware mixed-precision search in ``mixed``. Every
 candidate is a file on disk plus a record of how it was made; measuring and choosing happen elsewhere.
@@ -11,10 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import numpy_helper
 
 from edgefleet.optimize.errors import BuildError, BuildInputError
 from edgefleet.optimize.model_info import ModelInfo, load_model
@@ -23,17 +25,14 @@ from edgefleet.optimize.session import SessionSettings, open_session
 __all__ = [
     "Candidate",
     "CandidateKind",
+    "describe",
     "make_fp16",
     "make_fp32",
-    "make_pruned",
     "make_student",
-    "prunable_weights",
 ]
 
-CandidateKind = Literal["fp32", "fp16", "int8_static", "int8_dynamic", "pruned", "mixed", "student"]
+CandidateKind = Literal["fp32", "fp16", "int8_static", "int8_dynamic", "mixed", "student"]
 Quantization = Literal["none", "fp16", "int8_static", "int8_dynamic", "mixed"]
-
-_PRUNABLE_OPS = {"Conv": 1, "MatMul": 1, "Gemm": 1, "ConvTranspose": 1}
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,6 @@ class Candidate:
     calibration_method: str | None = None
     per_channel: bool = False
     reduce_range: bool = False
-    sparsity: float = 0.0
     excluded_nodes: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
     size_bytes: int = -1
@@ -89,48 +87,32 @@ def make_fp16(source: Path, out_dir: Path) -> Candidate:
     return Candidate("fp16", "fp16", path, "fp16", quantization="fp16", notes=("keep_io_types=True",))
 
 
-def prunable_weights(model: onnx.ModelProto) -> list[str]:
-    """Initializers used as the weight of Conv/MatMul/Gemm with >= 2 dims (biases stay dense)."""
-    inits = {i.name: i for i in model.graph.initializer}
-    names: list[str] = []
-    for node in model.graph.node:
-        index = _PRUNABLE_OPS.get(node.op_type)
-        if index is None or len(node.input) <= index:
-            continue
-        name = node.input[index]
-        if name in inits and len(inits[name].dims) >= 2 and name not in names:
-            names.append(name)
-    return names
-
-
-def make_pruned(source: Path, out_dir: Path, sparsity: float) -> Candidate:
-    """Unstructured magnitude pruning per tensor: the smallest ``sparsity`` fraction of each weight -> 0.
-
-    Without fine-tuning and on a dense runtime this buys no speed; it can buy compressed size. It is
-    measured like any candidate and only wins if it actually pays on the class.
-    """
-    if not 0.0 < sparsity < 1.0:
-        raise BuildInputError(
-            "sparsity must be in (0, 1)", code="invalid_build_input", expected="(0, 1)", got=sparsity
+def describe(candidate: Candidate) -> tuple[str, ...]:
+    """Exactly what was done to the source model to make this candidate, in words, for the report."""
+    steps: list[str] = []
+    if candidate.kind == "fp32":
+        steps.append("FP32: onnxruntime offline graph optimization, basic level; weights unchanged")
+    elif candidate.kind == "fp16":
+        steps.append(
+            "FP16: all float weights and activations converted to float16, inputs/outputs kept float32"
         )
-    model = onnx.load(str(source))
-    targets = set(prunable_weights(model))
-    for init in model.graph.initializer:
-        if init.name not in targets:
-            continue
-        weights = numpy_helper.to_array(init).copy()
-        cut = int(weights.size * sparsity)
-        if cut == 0:
-            continue
-        threshold = np.partition(np.abs(weights).ravel(), cut - 1)[cut - 1]
-        weights[np.abs(weights) <= threshold] = 0
-        init.CopyFrom(numpy_helper.from_array(weights, init.name))
-    name = f"pruned-{round(sparsity * 100)}"
-    path = out_dir / f"{name}.onnx"
-    onnx.save(model, str(path))
-    return Candidate(
-        name, "pruned", path, "fp32", sparsity=sparsity, notes=(f"{len(targets)} weight tensors pruned",)
-    )
+    elif candidate.kind in ("int8_static", "mixed"):
+        steps.append(
+            "INT8 static QDQ: activations u8, weights s8 "
+            f"{'per channel' if candidate.per_channel else 'per tensor'}"
+            f", calibrated with {candidate.calibration_method} on the calibration inputs"
+        )
+        if candidate.excluded_nodes:
+            steps.append(f"kept in float (most sensitive): {', '.join(candidate.excluded_nodes)}")
+    elif candidate.kind == "int8_dynamic":
+        steps.append("INT8 dynamic: MatMul/Gemm weights s8, activations quantized at run time")
+    elif candidate.kind == "student":
+        steps.append("student model trained elsewhere (the --student distillation input), copied unchanged")
+    else:
+        steps.append(f"{candidate.kind} candidate")
+    if candidate.reduce_range:
+        steps.append("7-bit weights (reduce_range) for x86-64 devices without VNNI")
+    return tuple(steps) + tuple(candidate.notes)
 
 
 def make_student(student: Path, teacher: ModelInfo, out_dir: Path, index: int) -> Candidate:

@@ -16,7 +16,7 @@ from edgefleet.protocol.hardware_class import HardwareClass
 
 __all__ = ["BuildConfig", "class_policy", "model_name_from"]
 
-_POLICY_KEYS = ("min_metric_ratio", "min_agreement", "min_speedup", "latency_tie_ratio")
+_POLICY_KEYS = ("min_metric_ratio", "min_agreement", "min_speedup")
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,6 @@ class BuildConfig:
     release_counter: int = 0
     calibration_methods: tuple[str, ...] = ("minmax", "entropy", "percentile")
     per_channel: tuple[bool, ...] = (False, True)
-    sparsities: tuple[float, ...] = (0.5, 0.75)
     dynamic: bool = True
     mixed: bool = True
     students: tuple[Path, ...] = ()
@@ -42,8 +41,7 @@ class BuildConfig:
     max_excluded: int = 6
     min_metric_ratio: float = 0.99
     min_agreement: float = 0.99
-    min_speedup: float = 1.05
-    latency_tie_ratio: float = 1.03
+    min_speedup: float = 1.0  # beyond noise is always required; this asks for more on top
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -77,7 +75,6 @@ class BuildConfig:
         small: dict[str, Any] = {
             "calibration_methods": ("minmax", "percentile"),
             "per_channel": (True,),
-            "sparsities": (0.5,),
             "min_calibration_samples": 8,
             "max_calibration_samples": 32,
             "max_validation_samples": 300,
@@ -110,6 +107,10 @@ def class_policy(hwclass: HardwareClass, config: BuildConfig) -> ClassPolicy:
         max_model_bytes=int(hwclass.budgets.max_model_mb * MIB),
         ram_bytes=hwclass.budgets.ram_mb * MIB,
         latency_p95_ms=hwclass.performance.latency_p95_ms,
+        objective=hwclass.objective,
+        load_time_ms=hwclass.performance.load_time_ms,
+        preferred_provider=hwclass.runtime.execution_providers[0],
+        class_name=hwclass.name,
         **values,
     )
 

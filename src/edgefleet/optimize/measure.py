@@ -1,35 +1,21 @@
-"""Latency, peak memory and compatibility of one candidate on this machine, with a class's settings."""
+"""Latency and compatibility of candidates on this machine, with a class's settings."""
 
 from __future__ import annotations
 
-import gc
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from edgefleet.optimize.dataset import Dataset
+from edgefleet.optimize.noise import Latency, latency_from_samples
 from edgefleet.optimize.session import SessionSettings, open_session
 
-__all__ = ["Compatibility", "MemoryProbe", "Performance", "check_compatibility", "measure_performance"]
-
-
-@dataclass(frozen=True)
-class Performance:
-    latency_p50_ms: float
-    latency_p90_ms: float
-    latency_p95_ms: float
-    latency_p99_ms: float
-    runs: int
-    peak_memory_bytes: int
-    memory_method: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["Compatibility", "check_compatibility", "measure_latency"]
 
 
 @dataclass(frozen=True)
@@ -50,49 +36,6 @@ class Compatibility:
         return out
 
 
-class MemoryProbe:
-    """Peak resident memory of this process over a block, from ``/proc/self`` (Linux).
-
-    Resets the kernel's high-water mark (``clear_refs`` 5) so the peak belongs to the block; where that is
-    not allowed it falls back to sampling ``VmRSS`` after every step (a lower bound).
-    """
-
-    def __init__(self, status_path: Path = Path("/proc/self/status")) -> None:
-        self._status = status_path
-        self.method = "vmhwm"
-        self._baseline = 0
-        self._sampled = 0
-
-    def _read(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        try:
-            for line in self._status.read_text().splitlines():
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    out[key] = int(value.split()[0]) * 1024
-        except (OSError, ValueError, IndexError):
-            pass
-        return out
-
-    def start(self) -> None:
-        gc.collect()
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            self.method = "vmrss_sampled"
-        self._baseline = self._read().get("VmRSS", 0)
-        self._sampled = self._baseline
-
-    def sample(self) -> None:
-        self._sampled = max(self._sampled, self._read().get("VmRSS", 0))
-
-    def peak_bytes(self) -> int:
-        now = self._read()
-        self.sample()
-        peak = now.get("VmHWM", 0) if self.method == "vmhwm" else self._sampled
-        return max(0, max(peak, self._sampled) - self._baseline)
-
-
 def check_compatibility(
     model_path: Path, settings: SessionSettings, supported_ops: list[str]
 ) -> Compatibility:
@@ -108,50 +51,49 @@ def check_compatibility(
     return Compatibility(int(opset), ops, unsupported, loads=True)
 
 
-def measure_performance(
+def measure_latency(
     models: dict[str, Path],
     settings: SessionSettings,
     data: Dataset,
     *,
     warmup_runs: int,
     runs: int,
-    rounds: int = 5,
+    rounds: int = 8,
     clock: Callable[[], float] = time.perf_counter,
-    probe: MemoryProbe | None = None,
-) -> dict[str, Performance]:
-    """Batch-1 latency over real inputs (cycled) after warm-up, and peak memory of load + warm-up.
+) -> dict[str, Latency]:
+    """Batch-1 latency over real inputs (cycled) after warm-up, in this process.
 
     All models are timed interleaved, in ``rounds`` rounds with a rotating order, so that frequency
-    scaling, a noisy neighbour or cache warmth hits every candidate alike instead of whichever ran last.
+    scaling, a noisy neighbour or cache warmth hits every candidate alike instead of whichever ran last;
+    the per-round medians let the selection compare candidates pairwise (``noise.speedup``). Memory is
+    not measured here: a process that has loaded other models says nothing true about one model's peak
+    (``emulate`` measures it in a fresh process per candidate).
     """
-    probe = probe or MemoryProbe()
     sessions = {}
-    peaks: dict[str, int] = {}
     samples = [data.sample(i % data.count) for i in range(min(max(runs, 1), data.count))]
     for name, path in models.items():
-        probe.start()
         session = open_session(path, settings)
-        probe.sample()
         outputs = [o.name for o in session.get_outputs()]
         for i in range(warmup_runs):
             session.run(outputs, samples[i % len(samples)])
-        peaks[name] = probe.peak_bytes()
         sessions[name] = (session, outputs)
-    times: dict[str, list[float]] = {name: [] for name in models}
+    rounds = max(1, min(rounds, runs))
     per_round = max(1, -(-runs // rounds))
+    times: dict[str, list[list[float]]] = {name: [] for name in models}
     order = list(models)
     for round_index in range(rounds):
         shift = round_index % max(len(order), 1)
         for name in order[shift:] + order[:shift]:
             session, outputs = sessions[name]
+            this_round = []
             for i in range(per_round):
                 feed = samples[(round_index * per_round + i) % len(samples)]
                 start = clock()
                 session.run(outputs, feed)
-                times[name].append((clock() - start) * 1000.0)
-    result = {}
-    for name, values in times.items():
-        arr = np.asarray(values[:runs])
-        p50, p90, p95, p99 = (float(np.percentile(arr, q)) for q in (50, 90, 95, 99))
-        result[name] = Performance(p50, p90, p95, p99, len(arr), peaks[name], probe.method)
-    return result
+                this_round.append((clock() - start) * 1000.0)
+            times[name].append(this_round)
+    run_id = uuid.uuid4().hex
+    return {
+        name: latency_from_samples([t for r in per for t in r], rounds=per, run_id=run_id)
+        for name, per in times.items()
+    }

@@ -19,17 +19,18 @@ import onnxruntime as ort
 from tqdm import tqdm
 
 from edgefleet.optimize import package, report
-from edgefleet.optimize.candidates import Candidate, make_fp16, make_fp32, make_pruned, make_student
+from edgefleet.optimize.candidates import Candidate, describe, make_fp16, make_fp32, make_student
 from edgefleet.optimize.config import BuildConfig, class_policy, model_name_from
 from edgefleet.optimize.cpu_features import CpuInfo, build_reduce_range, detect_cpu
 from edgefleet.optimize.dataset import Dataset, load_dataset
 from edgefleet.optimize.errors import BuildError, BuildInputError
-from edgefleet.optimize.measure import check_compatibility, measure_performance
+from edgefleet.optimize.figures import WHERE_RANK, Figures
+from edgefleet.optimize.measure import check_compatibility, measure_latency
 from edgefleet.optimize.mixed import MixedSearch, search_mixed_precision
 from edgefleet.optimize.model_info import ModelInfo, load_model, signature_of
 from edgefleet.optimize.quality import Quality, check_labels, measure_quality, within_bound
 from edgefleet.optimize.quantize import make_int8_dynamic, make_int8_static, preprocess
-from edgefleet.optimize.select import Measured, Selection, select_candidate
+from edgefleet.optimize.select import ClassPolicy, Measured, Selection, select_candidate
 from edgefleet.optimize.session import (
     SessionSettings,
     open_session,
@@ -52,6 +53,9 @@ class ClassResult:
     measured: list[Measured]
     selection: Selection
     manifest: dict[str, Any] | None = None
+    figures: list[Figures] = field(default_factory=list)
+    policy: ClassPolicy | None = None
+    emulation: dict[str, Any] | None = None  # how the class's limits were applied on the build host
 
 
 @dataclass
@@ -163,8 +167,6 @@ def _make_candidates(
                 )
         if config.dynamic:
             steps.append(("int8-dynamic", lambda: make_int8_dynamic(source, work, reduce_range=reduce_range)))
-    for sparsity in config.sparsities:
-        steps.append((f"pruned-{round(sparsity * 100)}", lambda s=sparsity: make_pruned(source, work, s)))
     for index, student in enumerate(config.students):
         steps.append((f"student-{index}", lambda p=student, i=index: make_student(p, info, work, i)))
     with _bar(config, len(steps), "candidates") as bar:
@@ -217,10 +219,13 @@ def run_build(
     cpu = cpu or detect_cpu()
     result = BuildResult(out=out, model=info, cpu=cpu)
     batch = _batchable(info)
+    strictest_agreement = max(p.min_agreement for p in policies.values())
 
     def evaluate(candidate: Candidate) -> Quality:
         outputs = run_dataset(open_session(candidate.path, REFERENCE_SETTINGS), valid, batch=batch)
-        return measure_quality(config.task, outputs[judged], reference[judged], valid.labels)
+        return measure_quality(
+            config.task, outputs[judged], reference[judged], valid.labels, min_agreement=strictest_agreement
+        )
 
     with tempfile.TemporaryDirectory(prefix="edgefleet-build-") as tmp:
         work = Path(tmp)
@@ -268,46 +273,70 @@ def run_build(
                     candidates.append(result.mixed.candidate)
                     result.qualities[result.mixed.candidate.name] = evaluate(result.mixed.candidate)
         result.candidates = candidates
-        perf_cache: dict[tuple[str, SessionSettings], Any] = {}
+        compat_cache: dict[tuple[str, SessionSettings], Any] = {}
+        latency_cache: dict[SessionSettings, dict[str, Any]] = {}
         for hwclass in chosen_classes:
             plan = plan_providers(hwclass, available_providers)
             settings = settings_for(hwclass, plan)
             allowed = [c for c in candidates if c.precision in hwclass.precisions]
-            measured: list[Measured] = []
             with _bar(config, len(allowed) + 1, f"measure {hwclass.name}") as bar:
-                todo: dict[str, Path] = {}
                 for c in allowed:
-                    if (c.name, settings) not in perf_cache:
-                        compat = check_compatibility(c.path, settings, hwclass.supported_ops)
-                        perf_cache[(c.name, settings)] = (compat, None)
-                        if compat.loads:
-                            todo[c.name] = c.path
+                    if (c.name, settings) not in compat_cache:
+                        compat_cache[(c.name, settings)] = check_compatibility(
+                            c.path, settings, hwclass.supported_ops
+                        )
                     bar.update()
-                if todo:
-                    perfs = measure_performance(
-                        todo, settings, valid, warmup_runs=config.warmup_runs, runs=config.latency_runs
+                loading = {c.name: c.path for c in allowed if compat_cache[(c.name, settings)].loads}
+                if not set(loading) <= set(
+                    latency_cache.get(settings, {})
+                ):  # one interleaved run per settings
+                    latency_cache[settings] = measure_latency(
+                        loading, settings, valid, warmup_runs=config.warmup_runs, runs=config.latency_runs
                     )
-                    for name, perf in perfs.items():
-                        perf_cache[(name, settings)] = (perf_cache[(name, settings)][0], perf)
                 bar.update()
-            for c in allowed:
-                compat, perf = perf_cache[(c.name, settings)]
-                measured.append(
-                    Measured(
-                        c.name, c.kind, c.precision, c.size_bytes, result.qualities.get(c.name), perf, compat
-                    )
+            measured = [
+                Measured(
+                    c.name,
+                    c.kind,
+                    c.precision,
+                    c.size_bytes,
+                    result.qualities.get(c.name),
+                    compat_cache[(c.name, settings)],
+                    description=describe(c),
                 )
+                for c in allowed
+            ]
             measured += [
-                Measured(name, "failed", "fp32", 0, None, None, None, error=message)
+                Measured(name, "failed", "fp32", 0, None, None, error=message)
                 for name, message in result.failures.items()
+            ]
+            host = (
+                f"build host {cpu.model_name}, {settings.providers[0]}, {settings.intra_op} intra-op threads"
+            )
+            figures = [
+                Figures(
+                    c.name, "host", host, settings.providers[0], latency=latency_cache[settings].get(c.name)
+                )
+                for c in allowed
+                if c.name in loading
             ]
             note = plan.note()
             if settings.capped_from:
                 note += (
                     f"; intra-op threads capped at {settings.intra_op} (class asks {settings.capped_from})"
                 )
-            selection = select_candidate(measured, policies[hwclass.name])
-            result.classes.append(ClassResult(hwclass, note, settings, measured, selection))
+            selection = select_candidate(measured, figures, policies[hwclass.name])
+            result.classes.append(
+                ClassResult(
+                    hwclass,
+                    note,
+                    settings,
+                    measured,
+                    selection,
+                    figures=figures,
+                    policy=policies[hwclass.name],
+                )
+            )
         with package.staged_output(out) as staging:
             for class_result in result.classes:
                 if not class_result.selection.failed:
@@ -337,7 +366,6 @@ def _write_artifact(
 
     hwclass = class_result.hwclass
     chosen = next(c for c in result.candidates if c.name == class_result.selection.chosen)
-    measured = next(m for m in class_result.measured if m.name == chosen.name)
     root.mkdir(parents=True)
     package.write_bytes(root / package.MODEL_FILE, chosen.path.read_bytes())
     golden = valid.head(config.golden_samples)
@@ -362,7 +390,13 @@ def _write_artifact(
         package.golden_bytes(golden.arrays, dict(zip(output_names, outputs, strict=True))),
     )
     fp32_quality = result.qualities["fp32"]
-    perf = measured.performance
+    selection = class_result.selection
+    mine = [f for f in class_result.figures if f.candidate == chosen.name]
+    timed = next((f for f in mine if f.where == selection.place and f.latency is not None), None)
+    perf = timed.latency if timed else None
+    rss = max(
+        (f for f in mine if f.peak_rss_bytes is not None), key=lambda f: WHERE_RANK[f.where], default=None
+    )
     manifest = {
         "schema_version": 1,
         "model": config.model_name or model_name_from(result.model.path),
@@ -379,7 +413,7 @@ def _write_artifact(
             "source_sha256": result.model.sha256,
             "quantization": chosen.quantization,
             "calibration_method": chosen.calibration_method,
-            "sparsity": chosen.sparsity,
+            "sparsity": 0.0,
             "calibration_sha256": calib.sha256
             if chosen.precision == "int8" and chosen.kind != "int8_dynamic"
             else None,
@@ -398,14 +432,18 @@ def _write_artifact(
             "agreement_metric": quality.agreement_metric,
             "agreement": quality.agreement,
             "max_abs_diff": quality.max_abs_diff,
-            "latency_p50_ms": perf.latency_p50_ms if perf else None,
-            "latency_p95_ms": perf.latency_p95_ms if perf else None,
-            "latency_p99_ms": perf.latency_p99_ms if perf else None,
+            "latency_p50_ms": perf.p50_ms if perf else None,
+            "latency_p95_ms": perf.p95_ms if perf else None,
+            "latency_p99_ms": perf.p99_ms if perf else None,
             "size_bytes": chosen.size_bytes,
-            "peak_memory_bytes": perf.peak_memory_bytes if perf else None,
+            "peak_memory_bytes": rss.peak_rss_bytes if rss else None,
             "validation_samples": valid.count,
             "validation_sha256": valid.sha256,
-            "measured_on": class_result.note,
+            "measured_on": (
+                f"{timed.where}: {timed.source}"
+                if timed
+                else f"{class_result.note}; {selection.latency_unmeasured}"
+            )[:500],
             "cpu": result.cpu.to_dict(),
             "onnxruntime": ort.__version__,
         },

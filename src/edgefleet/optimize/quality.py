@@ -16,8 +16,14 @@ Task = Literal["classification", "regression", "embedding"]
 
 @dataclass(frozen=True)
 class Quality:
-    """``agreement`` is top-1 agreement (classification), or 1 - RMSE/std (regression), or mean cosine
-    similarity (embedding), always against the FP32 reference's outputs on the same real inputs."""
+    """``agreement`` is top-1 agreement (classification), or 1 - RMSE/range (regression: the error against
+    the span of the reference outputs, so nearly constant or sparse outputs do not divide by almost
+    nothing), or mean cosine similarity (embedding), always against the FP32 reference's outputs on the
+    same real inputs.
+
+    ``baseline_agreement``: the agreement a constant answer (the reference's mean output) would get on the
+    same inputs. When it already reaches the bound, the validation inputs cannot tell a good candidate from
+    a broken one: ``informative`` is False and ``warning`` asks for representative inputs."""
 
     task_metric: str | None
     task_value: float | None
@@ -26,9 +32,16 @@ class Quality:
     max_abs_diff: float
     mean_abs_diff: float
     has_nan: bool
+    baseline_agreement: float | None = None
+    informative: bool = True
+    warning: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Quality:
+        return cls(**data)
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -64,36 +77,53 @@ def check_labels(labels: np.ndarray, reference: np.ndarray, task: Task, *, what:
         )
 
 
+def _agreement(task: Task, out: np.ndarray, ref: np.ndarray) -> tuple[str, float]:
+    if task == "classification":
+        return "top1_agreement", float((out.argmax(1) == ref.argmax(1)).mean())
+    if task == "regression":
+        span = float(ref.max() - ref.min()) if ref.size else 0.0
+        rmse = float(np.sqrt(np.mean((out - ref) ** 2)))
+        if span <= 0.0:
+            return "1-rmse/range", 1.0 if rmse == 0.0 else 0.0
+        return "1-rmse/range", max(0.0, 1.0 - rmse / span)
+    num = (out * ref).sum(1)
+    den = np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1)
+    return "mean_cosine", float(np.mean(num / np.maximum(den, 1e-12)))
+
+
 def measure_quality(
-    task: Task, output: np.ndarray, reference: np.ndarray, labels: np.ndarray | None
+    task: Task,
+    output: np.ndarray,
+    reference: np.ndarray,
+    labels: np.ndarray | None,
+    *,
+    min_agreement: float = 0.99,
 ) -> Quality:
     out, ref = _flat(output), _flat(reference)
     has_nan = bool(not np.isfinite(out).all())
     diff = np.abs(np.nan_to_num(out, nan=np.inf) - ref)
     metric: str | None = None
     value: float | None = None
-    if task == "classification":
-        agreement_metric = "top1_agreement"
-        agreement = float((out.argmax(1) == ref.argmax(1)).mean())
-        if labels is not None:
-            metric, value = "accuracy", float((out.argmax(1) == labels).mean())
-    elif task == "regression":
-        agreement_metric = "1-rmse/std"
-        scale = float(ref.std()) or 1.0
-        rmse = float(np.sqrt(np.mean((out - ref) ** 2))) if not has_nan else float("inf")
-        agreement = max(0.0, 1.0 - rmse / scale)
-        if labels is not None:
-            y = _flat(labels.reshape(len(labels), -1))
-            ss_res = float(((out - y) ** 2).sum())
-            ss_tot = float(((y - y.mean(0)) ** 2).sum()) or 1.0
-            metric, value = "r2", 1.0 - ss_res / ss_tot
-    else:
-        agreement_metric = "mean_cosine"
-        num = (out * ref).sum(1)
-        den = np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1)
-        agreement = float(np.mean(num / np.maximum(den, 1e-12)))
+    agreement_metric, agreement = _agreement(task, np.nan_to_num(out), ref)
+    if task == "classification" and labels is not None:
+        metric, value = "accuracy", float((out.argmax(1) == labels).mean())
+    elif task == "regression" and labels is not None:
+        y = _flat(labels.reshape(len(labels), -1))
+        ss_res = float(((out - y) ** 2).sum())
+        ss_tot = float(((y - y.mean(0)) ** 2).sum()) or 1.0
+        metric, value = "r2", 1.0 - ss_res / ss_tot
     if has_nan:
         agreement = 0.0
+    constant = np.broadcast_to(ref.mean(0, keepdims=True), ref.shape)
+    _, baseline = _agreement(task, constant, ref)
+    informative = baseline < min_agreement
+    warning = None
+    if not informative:
+        warning = (
+            f"the validation inputs cannot separate a good candidate from a broken one: a constant answer "
+            f"already reaches {agreement_metric} {baseline:.4f} (bound {min_agreement:.4f}); provide "
+            f"representative inputs (inputs on which the model's outputs differ)"
+        )
     return Quality(
         task_metric=metric,
         task_value=value,
@@ -102,6 +132,9 @@ def measure_quality(
         max_abs_diff=float(diff.max()) if diff.size else 0.0,
         mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
         has_nan=has_nan,
+        baseline_agreement=baseline,
+        informative=informative,
+        warning=warning,
     )
 
 
@@ -112,6 +145,11 @@ def within_bound(
     misses: list[str] = []
     if quality.has_nan:
         misses.append("outputs contain NaN or infinity")
+    if not quality.informative and quality.task_value is None:
+        misses.append(
+            "unproven: the validation inputs cannot separate a good candidate from a broken one "
+            "(provide representative inputs or labels)"
+        )
     if quality.agreement < min_agreement:
         misses.append(f"{quality.agreement_metric} {quality.agreement:.4f} < {min_agreement:.4f}")
     if quality.task_value is not None and reference.task_value is not None:

@@ -1,13 +1,20 @@
-"""Choosing one candidate per class. Pure: measured numbers in, a decision with its reasons out.
+"""Choosing one candidate per class. Pure: a table of figures in, a decision with its reasons out.
 
-Rules, in order:
-1. A candidate must be compatible with the class (precision allowed, ops supported, loads in the runtime).
-2. It must stay within the quality bound against FP32 (metric ratio and agreement).
-3. It must fit the class budgets: model size, peak memory, latency p95 envelope.
-4. It must be faster than FP32 on the measured machine by at least ``min_speedup`` (FP32 itself is
-   exempt). A slower INT8 is refused even if it is smaller: INT8 does not always pay.
-Among the survivors: the fastest p50; candidates within ``latency_tie_ratio`` of it count as equally fast
-and the smallest of those wins. No survivor: the class fails, with every candidate's misses.
+``select_candidate(measured, figures, policy)`` is the one selection of the project: the build calls it with
+the build host's and the emulated class's figures; ``edgefleet build select --from-probe`` calls it again
+with the devices' figures added. Every figure says where it was measured (``figures.Figures.where``).
+
+Hard rules (a candidate that breaks one is not eligible, and its verdict says why):
+1. built, precision allowed by the class, ops supported, loads in the runtime;
+2. quality within the bound against FP32 (metric ratio and agreement; on the build host, and on the devices
+   where they report quality), on validation inputs that can tell good from bad;
+3. budgets: model size, peak resident memory, load time (where declared), latency p95 envelope; it did not
+   fail (crash, hang, memory limit) anywhere it was measured.
+Latency counts only from the most authoritative place where FP32 has figures taken on the class's own first
+execution provider: devices, then the class emulated on the build host, then the build host. Figures taken on
+a stand-in provider (TensorRT absent on the build host, so the CPU ran it) never judge latency: the class's
+latency is then "unmeasured here" and the selection names the probe that would settle it.
+Among the eligible, the class's objective decides (``objective.choose``): speed-ups must beat the noise.
 """
 
 from __future__ import annotations
@@ -15,10 +22,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgefleet.optimize.measure import Compatibility, Performance
+from edgefleet.optimize.figures import WHERE_RANK, Figures, Where
+from edgefleet.optimize.measure import Compatibility
+from edgefleet.optimize.noise import Interval, speedup
+from edgefleet.optimize.objective import Objective, Row, choose
 from edgefleet.optimize.quality import Quality, within_bound
 
-__all__ = ["ClassPolicy", "Measured", "Selection", "Verdict", "select_candidate"]
+__all__ = ["MIB", "ClassPolicy", "Measured", "Selection", "Verdict", "latency_place", "select_candidate"]
 
 MIB = 1024 * 1024
 
@@ -31,22 +41,25 @@ class ClassPolicy:
     latency_p95_ms: float
     min_metric_ratio: float = 0.99
     min_agreement: float = 0.99
-    min_speedup: float = 1.05
-    latency_tie_ratio: float = 1.03
+    min_speedup: float = 1.0
+    objective: Objective = "latency"
+    load_time_ms: float | None = None
+    preferred_provider: str = "CPUExecutionProvider"
+    class_name: str = ""
 
 
 @dataclass(frozen=True)
 class Measured:
-    """One candidate's numbers on one class. ``error`` when it could not be built or measured."""
+    """What one candidate is, independent of where it runs. ``description``: exactly what was done to it."""
 
     name: str
     kind: str
     precision: str
     size_bytes: int
     quality: Quality | None
-    performance: Performance | None
     compatibility: Compatibility | None
     error: str | None = None
+    description: tuple[str, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,8 @@ class Verdict:
     name: str
     eligible: bool
     reasons: tuple[str, ...]
+    note: str = ""  # eligible but not chosen: why not
+    speedup: Interval | None = None  # vs FP32 at the deciding place
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,9 @@ class Selection:
     chosen: str | None
     summary: str
     verdicts: tuple[Verdict, ...] = field(default_factory=tuple)
+    place: Where | None = None  # where the latency that decided came from; None: unmeasured
+    latency_unmeasured: str | None = None  # why, and the probe that would settle it
+    objective: str = "latency"
 
     @property
     def failed(self) -> bool:
@@ -70,7 +88,24 @@ class Selection:
         return asdict(self)
 
 
-def _misses(m: Measured, fp32: Measured, policy: ClassPolicy) -> list[str]:
+def _counts(f: Figures, policy: ClassPolicy) -> bool:
+    """Latency figures judge the class only when taken on its own first provider (devices always do)."""
+    return f.latency is not None and (f.where == "device" or f.provider in (None, policy.preferred_provider))
+
+
+def latency_place(figures: list[Figures], policy: ClassPolicy, fp32_name: str = "fp32") -> Where | None:
+    places = [f.where for f in figures if f.candidate == fp32_name and _counts(f, policy)]
+    return max(places, key=lambda w: WHERE_RANK[w]) if places else None
+
+
+def _authoritative(figures: list[Figures], name: str, attr: str) -> Figures | None:
+    have = [f for f in figures if f.candidate == name and getattr(f, attr) is not None]
+    return max(have, key=lambda f: WHERE_RANK[f.where]) if have else None
+
+
+def _misses(
+    m: Measured, fp32: Measured, figures: list[Figures], policy: ClassPolicy, place: Where | None
+) -> list[str]:
     if m.error is not None:
         return [f"not built or measured: {m.error}"]
     reasons: list[str] = []
@@ -81,72 +116,107 @@ def _misses(m: Measured, fp32: Measured, policy: ClassPolicy) -> list[str]:
             reasons.append(f"ops not supported by the class: {list(m.compatibility.unsupported_ops)}")
         if not m.compatibility.loads:
             reasons.append(f"does not load in the runtime: {m.compatibility.error}")
-    if m.quality is not None and fp32.quality is not None and m.name != fp32.name:
-        _, quality_misses = within_bound(
-            m.quality,
-            fp32.quality,
-            min_metric_ratio=policy.min_metric_ratio,
-            min_agreement=policy.min_agreement,
-        )
-        reasons.extend(f"quality: {q}" for q in quality_misses)
+    bound = {"min_metric_ratio": policy.min_metric_ratio, "min_agreement": policy.min_agreement}
+    if m.name != fp32.name and m.quality is not None and fp32.quality is not None:
+        reasons.extend(f"quality: {q}" for q in within_bound(m.quality, fp32.quality, **bound)[1])
     elif m.quality is not None and m.quality.has_nan:
         reasons.append("quality: outputs contain NaN or infinity")
+    mine = [f for f in figures if f.candidate == m.name]
+    for f in mine:
+        if f.error is not None:
+            reasons.append(f"failed ({f.where}, {f.source}): {f.error}")
+        ref = next(
+            (r for r in figures if r.candidate == fp32.name and r.where == f.where and r.quality), None
+        )
+        if f.quality is not None and ref is not None and ref.quality is not None and m.name != fp32.name:
+            reasons.extend(
+                f"quality ({f.where}): {q}" for q in within_bound(f.quality, ref.quality, **bound)[1]
+            )
     if m.size_bytes > policy.max_model_bytes:
         reasons.append(f"size {m.size_bytes / MIB:.2f} MiB > budget {policy.max_model_bytes / MIB:.2f} MiB")
-    perf = m.performance
-    if perf is not None:
-        if perf.peak_memory_bytes > policy.ram_bytes:
+    rss = _authoritative(figures, m.name, "peak_rss_bytes")
+    if rss is not None and rss.peak_rss_bytes is not None and rss.peak_rss_bytes > policy.ram_bytes:
+        reasons.append(
+            f"peak memory {rss.peak_rss_bytes / MIB:.1f} MiB ({rss.where}) "
+            f"> budget {policy.ram_bytes / MIB:.1f} MiB"
+        )
+    load = _authoritative(figures, m.name, "load_time_ms")
+    budget_ms = policy.load_time_ms
+    load_ms = load.load_time_ms if load is not None else None
+    if budget_ms is not None and load is not None and load_ms is not None and load_ms > budget_ms:
+        reasons.append(f"load time {load.load_time_ms:.1f} ms ({load.where}) > budget {budget_ms:.1f} ms")
+    if place is not None:
+        timed = next((f for f in mine if f.where == place and _counts(f, policy)), None)
+        if timed is None or timed.latency is None:
+            reasons.append(f"no latency measured ({place}) while FP32 has one there")
+        elif timed.latency.p95_ms > policy.latency_p95_ms:
             reasons.append(
-                f"peak memory {perf.peak_memory_bytes / MIB:.1f} MiB > {policy.ram_bytes / MIB:.1f} MiB"
+                f"latency p95 {timed.latency.p95_ms:.3f} ms ({place}) "
+                f"> envelope {policy.latency_p95_ms:.3f} ms"
             )
-        if perf.latency_p95_ms > policy.latency_p95_ms:
-            reasons.append(
-                f"latency p95 {perf.latency_p95_ms:.3f} ms > envelope {policy.latency_p95_ms:.3f} ms"
-            )
-        fp32_perf = fp32.performance
-        if m.name != fp32.name and fp32_perf is not None:
-            needed = fp32_perf.latency_p50_ms / policy.min_speedup
-            if perf.latency_p50_ms > needed:
-                reasons.append(
-                    f"not faster than FP32: p50 {perf.latency_p50_ms:.4f} ms "
-                    f"vs FP32 {fp32_perf.latency_p50_ms:.4f} ms "
-                    f"(needs <= {needed:.4f} ms, {policy.min_speedup:.2f}x)"
-                )
-    elif m.error is None:
-        reasons.append("no latency measured")
     return reasons
 
 
-def select_candidate(measured: list[Measured], policy: ClassPolicy, *, fp32_name: str = "fp32") -> Selection:
+def _unmeasured_reason(figures: list[Figures], policy: ClassPolicy) -> str:
+    used = sorted({f.provider for f in figures if f.latency is not None and f.provider})
+    stand_in = f" (figures here were taken on {', '.join(used)}, a stand-in)" if used else ""
+    who = policy.class_name or "<class>"
+    return (
+        f"latency unmeasured here: {policy.preferred_provider} is not available where the build ran"
+        f"{stand_in}; "
+        f"a probe on devices of the class settles it: edgefleet probe create BUILD_DIR --class {who}, "
+        f"then edgefleet build select BUILD_DIR --from-probe PROBE_ID"
+    )
+
+
+def select_candidate(
+    measured: list[Measured], figures: list[Figures], policy: ClassPolicy, *, fp32_name: str = "fp32"
+) -> Selection:
     fp32 = next((m for m in measured if m.name == fp32_name), None)
     if fp32 is None:
-        return Selection(None, "no FP32 reference was measured")
-    verdicts = []
-    for m in measured:
-        reasons = _misses(m, fp32, policy)
-        verdicts.append(Verdict(m.name, not reasons, tuple(reasons)))
-    by_name = {m.name: m for m in measured}
-    eligible = [by_name[v.name] for v in verdicts if v.eligible]
-    if not eligible:
-        fp32_misses = next(v.reasons for v in verdicts if v.name == fp32_name)
-        return Selection(
-            None, "no candidate fits the class; FP32 missed: " + "; ".join(fp32_misses), tuple(verdicts)
+        return Selection(None, "no FP32 reference was measured", objective=policy.objective)
+    place = latency_place(figures, policy, fp32_name)
+    unmeasured = None if place is not None else _unmeasured_reason(figures, policy)
+    misses = {m.name: _misses(m, fp32, figures, policy, place) for m in measured}
+    eligible = [m for m in measured if not misses[m.name]]
+
+    def latency_of(name: str) -> Figures | None:
+        return next(
+            (f for f in figures if f.candidate == name and f.where == place and _counts(f, policy)), None
         )
-    fastest = min(m.performance.latency_p50_ms for m in eligible if m.performance)
-    tied = [
-        m
-        for m in eligible
-        if m.performance and m.performance.latency_p50_ms <= fastest * policy.latency_tie_ratio
-    ]
-    chosen = min(tied, key=lambda m: (m.size_bytes, m.performance.latency_p50_ms))  # type: ignore[union-attr]
-    if chosen.name == fp32_name:
-        others = [v for v in verdicts if v.name != fp32_name]
-        slower = [v.name for v in others if any(r.startswith("not faster than FP32") for r in v.reasons)]
-        summary = "kept FP32: optimization did not help on this class"
-        if slower:
-            summary += f" ({', '.join(slower)} not faster than FP32 on the measured machine)"
-    else:
-        ratio = fp32.performance.latency_p50_ms / chosen.performance.latency_p50_ms  # type: ignore[union-attr]
-        size_ratio = chosen.size_bytes / max(fp32.size_bytes, 1)
-        summary = f"chose {chosen.name}: {ratio:.2f}x FP32 speed, {size_ratio:.2f}x FP32 size"
-    return Selection(chosen.name, summary, tuple(verdicts))
+
+    rows = {
+        m.name: Row(m.name, m.size_bytes, (lf.latency if (lf := latency_of(m.name)) else None))
+        for m in measured
+    }
+    ref_row = rows[fp32_name]
+    intervals = {
+        name: speedup(ref_row.latency, row.latency) if ref_row.latency and row.latency else None
+        for name, row in rows.items()
+    }
+    if not eligible:
+        verdicts = tuple(
+            Verdict(m.name, False, tuple(misses[m.name]), speedup=intervals[m.name]) for m in measured
+        )
+        summary = "no candidate fits the class; FP32 missed: " + "; ".join(misses[fp32_name])
+        return Selection(None, summary, verdicts, place, unmeasured, policy.objective)
+    ranked = choose(
+        policy.objective,
+        [rows[m.name] for m in eligible],
+        ref_row if not misses[fp32_name] else None,
+        min_speedup=policy.min_speedup,
+    )
+    verdicts = tuple(
+        Verdict(
+            m.name, not misses[m.name], tuple(misses[m.name]), ranked.notes.get(m.name, ""), intervals[m.name]
+        )
+        for m in measured
+    )
+    chosen = next(m for m in measured if m.name == ranked.chosen)
+    size_ratio = chosen.size_bytes / max(fp32.size_bytes, 1)
+    interval = intervals[chosen.name]
+    speed = f"{interval.text()} FP32 speed ({place})" if interval is not None else "speed unmeasured"
+    summary = f"chose {chosen.name}: {speed}, {size_ratio:.2f}x FP32 size; {ranked.why}"
+    if unmeasured:
+        summary += "; " + unmeasured
+    return Selection(chosen.name, summary, verdicts, place, unmeasured, policy.objective)

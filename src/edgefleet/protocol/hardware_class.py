@@ -62,11 +62,20 @@ class Budgets(Part):
     ram_mb: int = Field(gt=0)
     storage_mb: int = Field(gt=0)
     max_model_mb: float = Field(gt=0)
+    cpu_cores: float | None = Field(
+        default=None,
+        gt=0,
+        le=1024,
+        description="CPU time the model may use, in cores (a cgroup cpu.max quota); None: threads.intra_op",
+    )
 
 
 class Performance(Part):
     latency_p95_ms: float = Field(gt=0, description="batch 1, after warm-up")
     max_batch: int = Field(default=1, ge=1, le=4096)
+    load_time_ms: float | None = Field(
+        default=None, gt=0, description="budget for creating the runtime session from the file; None: none"
+    )
 
 
 class HardwareClass(Document):
@@ -88,6 +97,10 @@ class HardwareClass(Document):
     description: str = ""
     cpu_arch: Literal["x86_64", "aarch64", "armv7l", "riscv64"]
     accelerator: str = "none"
+    objective: Literal["latency", "size", "balanced"] = Field(
+        default="latency",
+        description="what the build optimizes once every hard budget holds: latency, model size, or both",
+    )
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     precisions: list[Precision] = Field(default_factory=lambda: list[Precision](["fp32"]), min_length=1)
     supported_ops: list[str] = Field(default_factory=list, description="empty: all ops of the runtime")

@@ -27,10 +27,14 @@ def _digits_module():
     return module
 
 
+def _p50(cls, name: str) -> float:
+    return next(f.latency.p50_ms for f in cls.figures if f.candidate == name and f.latency is not None)
+
+
 def _row(cls, result, name: str) -> tuple[float, float, float]:
     m = next(x for x in cls.measured if x.name == name)
     fp32 = next(x for x in cls.measured if x.name == "fp32")
-    speed = fp32.performance.latency_p50_ms / m.performance.latency_p50_ms
+    speed = _p50(cls, "fp32") / _p50(cls, name)
     acc_delta = 100.0 * (result.qualities[name].task_value - result.qualities["fp32"].task_value)
     return speed, acc_delta, m.size_bytes / fp32.size_bytes
 
@@ -78,16 +82,16 @@ def main() -> int:
     print(f"  accuracy delta: {acc:+.2f} points (target <= 1)")
     print(f"  size ratio vs FP32: {size:.2f}x")
     print(f"  selection: {cls.selection.summary}")
-    int8 = [m for m in cls.measured if m.precision == "int8" and m.performance and m.quality]
+    int8 = [m for m in cls.measured if m.precision == "int8" and m.quality and m.error is None]
     if int8:
-        best = min(int8, key=lambda m: m.performance.latency_p50_ms)
+        best = min(int8, key=lambda m: _p50(cls, m.name))
         speed, acc, size = _row(cls, cnn, best.name)
         print(
             f"  fastest INT8 candidate {best.name}: {speed:.2f}x speed, {acc:+.2f} points, {size:.2f}x size"
         )
     (mcls,) = mlp.classes
     kept = mcls.selection.chosen == "fp32"
-    int8 = [m for m in mcls.measured if m.precision == "int8" and m.performance]
+    int8 = [m for m in mcls.measured if m.precision == "int8" and m.error is None]
     print(f"tiny MLP: chosen {mcls.selection.chosen}; FP32 kept: {kept}")
     for m in int8:
         speed, acc, size = _row(mcls, mlp, m.name)

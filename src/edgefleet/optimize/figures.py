@@ -63,5 +63,8 @@ class Figures:
 
 def best_place(figures: list[Figures], candidate: str) -> Where | None:
     """The most authoritative place where ``candidate`` has latency figures."""
-    places = [f.where for f in figures if f.candidate == candidate and f.latency is not None]
-    return max(places, key=lambda w: WHERE_RANK[w]) if places else None
+    places: list[Where] = [f.where for f in figures if f.candidate == candidate and f.latency is not None]
+    if not places:
+        return None
+    best: Where = max(places, key=WHERE_RANK.__getitem__)
+    return best

@@ -85,7 +85,7 @@ class Latency:
         return cls(**values)
 
 
-def median_interval(samples: Sequence[float]) -> tuple[float, float]:
+def median_interval(samples: Sequence[float] | np.ndarray) -> tuple[float, float]:
     """Distribution-free 95 % interval of the median: order statistics at n/2 -+ 1.96 sqrt(n)/2."""
     arr = np.sort(np.asarray(samples, dtype=np.float64))
     n = len(arr)

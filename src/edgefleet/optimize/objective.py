@@ -116,8 +116,8 @@ def choose(
         for r in pool
         if r is fastest or not speedup(r.latency, fastest.latency).above(1.0)  # type: ignore[arg-type]
     ]
-    smallest = min(tied, key=lambda r: r.size_bytes)
-    near = [r for r in tied if _same_size(r, smallest)]
+    smallest_row = min(tied, key=lambda r: r.size_bytes)
+    near = [r for r in tied if _same_size(r, smallest_row)]
     chosen = reference if reference in near else min(near, key=lambda r: r.latency.p50_ms)  # type: ignore[union-attr]
     for r in pool:
         if r is chosen:

@@ -94,8 +94,11 @@ def _counts(f: Figures, policy: ClassPolicy) -> bool:
 
 
 def latency_place(figures: list[Figures], policy: ClassPolicy, fp32_name: str = "fp32") -> Where | None:
-    places = [f.where for f in figures if f.candidate == fp32_name and _counts(f, policy)]
-    return max(places, key=lambda w: WHERE_RANK[w]) if places else None
+    places: list[Where] = [f.where for f in figures if f.candidate == fp32_name and _counts(f, policy)]
+    if not places:
+        return None
+    best: Where = max(places, key=WHERE_RANK.__getitem__)
+    return best
 
 
 def _authoritative(figures: list[Figures], name: str, attr: str) -> Figures | None:

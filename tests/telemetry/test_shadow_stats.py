@@ -15,7 +15,7 @@ from edgefleet.agent.telemetry import TelemetryRecorder
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.telemetry import LatencyHistogram, ModelWindow, ShadowSample, ShadowStats
 from edgefleet.server.services.telemetry import merge_shadow_stats, shadow_stats_json
-from edgefleet.server.services.telemetry_views import shadow_to_wire
+from edgefleet.server.services.telemetry_sums import shadow_to_wire
 
 from .conftest import Fleet
 from .test_ingest import _signed_post

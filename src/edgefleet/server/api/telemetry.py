@@ -17,9 +17,11 @@ from edgefleet.protocol.telemetry import MAX_BATCH_UNCOMPRESSED_BYTES, Telemetry
 from edgefleet.server.api.dependencies import Ctx, DbSession, ServerContext, Viewer
 from edgefleet.server.api.devices import DEVICE_ID_PATTERN, signed_device_call
 from edgefleet.server.api.json_body import StrictJsonRoute
+from edgefleet.server.api.prometheus import prometheus_text
 from edgefleet.server.services import telemetry as svc
-from edgefleet.server.services import telemetry_views as views
+from edgefleet.server.services.device_telemetry import device_telemetry
 from edgefleet.server.services.devices import StatusThresholds
+from edgefleet.server.services.fleet_health import fleet_health
 from edgefleet.server.store.devices import DeviceRow
 
 __all__ = ["MAX_COMPRESSED_BYTES", "decompress_bounded", "router"]
@@ -139,7 +141,7 @@ def get_fleet_health(
     label: Annotated[list[str] | None, Query(max_length=16)] = None,
 ) -> dict[str, Any]:
     now, start = _since(ctx, since, timedelta(hours=1))
-    return views.fleet_health(
+    return fleet_health(
         session,
         now=now,
         since=start,
@@ -162,7 +164,7 @@ def get_device_telemetry(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     now, start = _since(ctx, since, timedelta(hours=24))
-    return views.device_telemetry(
+    return device_telemetry(
         session,
         device_id,
         now=now,
@@ -177,11 +179,11 @@ def get_device_telemetry(
 def metrics(request: Request, ctx: Ctx, session: DbSession, _: Viewer) -> Response:
     """Fleet aggregates over the last 5 minutes in Prometheus text format (scrape with a viewer token)."""
     now = ctx.clock()
-    health = views.fleet_health(
+    health = fleet_health(
         session,
         now=now,
         since=now - timedelta(minutes=5),
         freshness=_freshness(request),
         thresholds=_thresholds(request),
     )
-    return Response(views.prometheus_text(health), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(prometheus_text(health), media_type="text/plain; version=0.0.4; charset=utf-8")

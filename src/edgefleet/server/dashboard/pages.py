@@ -30,7 +30,9 @@ from edgefleet.server.dashboard.views import (
 )
 from edgefleet.server.rollouts import service as rollouts
 from edgefleet.server.rollouts.health import stage_health
-from edgefleet.server.services import artifacts, audit, devices, models, telemetry_views
+from edgefleet.server.services import artifacts, audit, devices, models
+from edgefleet.server.services.device_telemetry import device_telemetry
+from edgefleet.server.services.fleet_health import fleet_health
 from edgefleet.server.services.devices import StatusThresholds
 from edgefleet.server.services.telemetry import Freshness
 from edgefleet.server.store import ArtifactRow, HardwareClassRow
@@ -156,7 +158,7 @@ def overview(request: Request, ctx: Ctx, session: DbSession, user: SignedIn) -> 
 def fleet_health_part(request: Request, ctx: Ctx, session: DbSession, user: SignedIn) -> Response:
     """The overview's "model health" section, loaded after the page (it scans the last hour of telemetry)."""
     now = ctx.clock()
-    health = telemetry_views.fleet_health(
+    health = fleet_health(
         session,
         now=now,
         since=now - timedelta(hours=1),
@@ -362,7 +364,7 @@ def device_page(
     now = ctx.clock()
     thresholds = _thresholds(request)
     device = devices.device_to_wire(devices.get_device(session, device_id), now=now, thresholds=thresholds)
-    telemetry = telemetry_views.device_telemetry(
+    telemetry = device_telemetry(
         session,
         device_id,
         now=now,

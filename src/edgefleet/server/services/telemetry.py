@@ -8,7 +8,8 @@ Time: windows are stored on the server's clock. A batch carries ``sent_at`` (dev
 to the server's receive time is the device's clock offset, applied to every window of the batch (so a device
 whose clock is off by hours still lands in the right place, as long as its clock did not jump between the
 window and the upload). Ordering never uses wall time: records are keyed and listed by sequence.
-Reading (fleet health, one device, Prometheus) lives in ``services.telemetry_views``.
+Reading lives in ``services.fleet_health`` and ``services.device_telemetry`` (exact sums in
+``services.telemetry_sums``); the Prometheus text in ``api.prometheus``.
 """
 
 from __future__ import annotations

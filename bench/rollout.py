@@ -39,10 +39,10 @@ from edgefleet.client import EdgefleetClient
 from edgefleet.protocol import parse_classes_toml
 from edgefleet.protocol.telemetry import TelemetryBatch
 from edgefleet.server.app import create_app
-from edgefleet.server.rollouts import engine
 from edgefleet.server.services import desired_state as desired_svc
 from edgefleet.server.services import devices as devices_svc
 from edgefleet.server.services import telemetry as telemetry_svc
+from edgefleet.server.services.rollouts import engine
 from edgefleet.server.settings import Settings
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.rollouts import RolloutEventRow

@@ -14,9 +14,9 @@ from edgefleet.server.dashboard.views import (
     rollback_progress,
     sum_degraded,
 )
-from edgefleet.server.rollouts.policy import StageHealth
-from edgefleet.server.rollouts.spec import Gates
 from edgefleet.server.services.devices import StatusThresholds
+from edgefleet.server.services.rollouts.policy import StageHealth
+from edgefleet.server.services.rollouts.spec import Gates
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 DAY_S = 86400.0

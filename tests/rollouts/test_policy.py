@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from edgefleet.server.rollouts.policy import (
+from edgefleet.server.services.rollouts.policy import (
     Candidate,
     ClassHealth,
     DeviceProgress,
@@ -17,7 +17,7 @@ from edgefleet.server.rollouts.policy import (
     decide,
     serves_target,
 )
-from edgefleet.server.rollouts.spec import Gates, RolloutSpec, StageSpec
+from edgefleet.server.services.rollouts.spec import Gates, RolloutSpec, StageSpec
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
 SPEC = RolloutSpec()  # 1 device, 5 %, 25 %, 100 %
@@ -263,7 +263,7 @@ def test_a_shadow_stage_is_judged_on_agreement_over_enough_comparisons(health, a
     ],
 )
 def test_shadow_and_serving_assignments(status, member_stage, current, shadow_stage, serves, shadows):
-    from edgefleet.server.rollouts.policy import shadows_target
+    from edgefleet.server.services.rollouts.policy import shadows_target
 
     kwargs = {
         "status": status,

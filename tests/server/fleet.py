@@ -171,7 +171,7 @@ class Fleet:
         self.channel(identity, ddir).request("POST", "/v1/device/telemetry", json_body=batch)
 
     def tick(self):
-        from edgefleet.server.rollouts import engine
+        from edgefleet.server.services.rollouts import engine
 
         with self.app.state.context.db.session() as session:
             return engine.tick(session, now=self.clock(), thresholds=self.app.state.devices.thresholds)

@@ -503,7 +503,7 @@ def test_two_models_cannot_roll_out_into_one_slot_of_a_class_at_once(world):
 
 def test_should_two_rollouts_share_a_slot_the_oldest_decides(world):
     """Creation refuses it; if a race ever let it happen, every device still gets one stable answer."""
-    from edgefleet.server.services.desired_state import bump_director_epoch
+    from edgefleet.server.services.director_epoch import bump_director_epoch
     from edgefleet.server.store.rollouts import RolloutRow
 
     fleet, _v1, v2, devices = world

@@ -31,8 +31,8 @@ from edgefleet.server.api.body_limit import BodyLimitMiddleware
 from edgefleet.server.api.dependencies import ServerContext
 from edgefleet.server.api.errors import install_error_handlers
 from edgefleet.server.blobs import BlobStore, FsBlobStore
-from edgefleet.server.rollouts import engine as rollout_engine
 from edgefleet.server.services.devices import NONCE_PRUNE_BATCH_ROWS, StatusThresholds, prune_nonces
+from edgefleet.server.services.rollouts import engine as rollout_engine
 from edgefleet.server.settings import Settings
 from edgefleet.server.store import Database, make_engine
 from edgefleet.server.store.migrate import upgrade_to_head
@@ -77,7 +77,7 @@ def utc_now() -> datetime:
 
 async def drive_rollouts(context: ServerContext, thresholds: StatusThresholds) -> None:
     """Evaluate every active rollout each ``rollout_tick_s``, for as long as the app runs."""
-    log = logging.getLogger("edgefleet.server.rollouts")
+    log = logging.getLogger("edgefleet.server.services.rollouts")
 
     def once() -> None:
         with context.db.session() as session:

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgefleet.server.api.dependencies import Ctx, DbSession, Operator, PageQuery, Viewer
 from edgefleet.server.api.json_body import StrictJsonRoute
-from edgefleet.server.rollouts import service as svc
-from edgefleet.server.rollouts.spec import RolloutSpec
+from edgefleet.server.services.rollouts import service as svc
+from edgefleet.server.services.rollouts.spec import RolloutSpec
 
 __all__ = ["router"]
 

@@ -14,9 +14,9 @@ from edgefleet.server.dashboard.auth import DashboardUser, SignedIn
 from edgefleet.server.dashboard.forms import check_csrf, check_origin, read_form
 from edgefleet.server.dashboard.pages import ArtifactId, DeviceId, RolloutId
 from edgefleet.server.dashboard.render import SECURITY_HEADERS, DashboardRoute, html
-from edgefleet.server.rollouts import service as rollouts
 from edgefleet.server.services import artifacts, devices
 from edgefleet.server.services.pins_rollback import rollback_device
+from edgefleet.server.services.rollouts import service as rollouts
 
 __all__ = ["router"]
 

@@ -28,12 +28,12 @@ from edgefleet.server.dashboard.views import (
     rollback_progress,
     sum_degraded,
 )
-from edgefleet.server.rollouts import service as rollouts
-from edgefleet.server.rollouts.health import stage_health
 from edgefleet.server.services import artifacts, audit, devices, models
 from edgefleet.server.services.device_telemetry import device_telemetry
-from edgefleet.server.services.fleet_health import fleet_health
 from edgefleet.server.services.devices import StatusThresholds
+from edgefleet.server.services.fleet_health import fleet_health
+from edgefleet.server.services.rollouts import service as rollouts
+from edgefleet.server.services.rollouts.health import stage_health
 from edgefleet.server.services.telemetry import Freshness
 from edgefleet.server.store import ArtifactRow, HardwareClassRow
 from edgefleet.server.store.devices import DeviceRow

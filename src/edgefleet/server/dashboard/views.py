@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from edgefleet.server.rollouts.policy import StageHealth
 from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status
+from edgefleet.server.services.rollouts.policy import StageHealth
 
 __all__ = [
     "STATUS_ORDER",

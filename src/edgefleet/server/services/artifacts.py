@@ -13,7 +13,7 @@ from edgefleet.protocol import ArtifactManifest, HardwareClass, canonical_json
 from edgefleet.protocol.errors import ConflictError, InvalidDocumentError, NotFoundError
 from edgefleet.server.blobs import BlobStore
 from edgefleet.server.services.audit import record
-from edgefleet.server.services.desired_state import bump_director_epoch
+from edgefleet.server.services.director_epoch import bump_director_epoch
 from edgefleet.server.services.fit import check_fits
 from edgefleet.server.services.models import find_version
 from edgefleet.server.store import ArtifactRow, HardwareClassRow, ModelRow, ModelVersionRow

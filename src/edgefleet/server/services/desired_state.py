@@ -21,15 +21,14 @@ from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.desired_state import DesiredState
 from edgefleet.protocol.errors import AuthenticationError, NotFoundError, ServiceUnavailableError
 from edgefleet.protocol.manifest import ArtifactManifest, artifact_target_path
-from edgefleet.server.rollouts.overlay import rollout_overlay
-from edgefleet.server.store.devices import DeviceRow, DirectorEpochRow, PinRow
+from edgefleet.server.services.director_epoch import current_epoch
+from edgefleet.server.services.rollouts.overlay import rollout_overlay
+from edgefleet.server.store.devices import DeviceRow, PinRow
 from edgefleet.server.store.registry import ArtifactRow
 from edgefleet.trust.director import sign_desired_state
 
 __all__ = [
     "DesiredAnswer",
-    "bump_director_epoch",
-    "current_epoch",
     "desired_content",
     "needs_new_generation",
     "resolve_desired_state",
@@ -55,18 +54,6 @@ def needs_new_generation(
     if stored_digest != digest or stored_expires_at is None:
         return True
     return stored_expires_at - now < ttl / 2
-
-
-def bump_director_epoch(session: Session) -> None:
-    """Call in the transaction of any change that can alter a desired state (pins, artifact status,
-    rollout transitions)."""
-    session.execute(
-        update(DirectorEpochRow).where(DirectorEpochRow.id == 1).values(value=DirectorEpochRow.value + 1)
-    )
-
-
-def current_epoch(session: Session) -> int:
-    return int(session.execute(select(DirectorEpochRow.value).where(DirectorEpochRow.id == 1)).scalar_one())
 
 
 def desired_content(session: Session, device: DeviceRow) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from edgefleet.protocol.request_signing import (
     verify_request_signature,
 )
 from edgefleet.server.services.audit import record
-from edgefleet.server.services.desired_state import bump_director_epoch
+from edgefleet.server.services.director_epoch import bump_director_epoch
 from edgefleet.server.store.devices import DeviceNonceRow, DeviceRow, PinRow
 from edgefleet.server.store.pages import Page, paginate
 from edgefleet.server.store.registry import ArtifactRow

@@ -18,14 +18,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
 from edgefleet.protocol.hardware_class import HardwareClass
-from edgefleet.server.rollouts.health import stage_health
-from edgefleet.server.rollouts.overlay import selector_matches, shadow_slot
-from edgefleet.server.rollouts.policy import ACTIVE_STATUSES, ClassHealth, Decision, DeviceProgress, decide
-from edgefleet.server.rollouts.service import add_event, release_locks
-from edgefleet.server.rollouts.spec import RolloutSpec
 from edgefleet.server.services.audit import record
-from edgefleet.server.services.desired_state import bump_director_epoch
 from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status
+from edgefleet.server.services.director_epoch import bump_director_epoch
+from edgefleet.server.services.rollouts.health import stage_health
+from edgefleet.server.services.rollouts.overlay import selector_matches, shadow_slot
+from edgefleet.server.services.rollouts.policy import (
+    ACTIVE_STATUSES,
+    ClassHealth,
+    Decision,
+    DeviceProgress,
+    decide,
+)
+from edgefleet.server.services.rollouts.service import add_event, release_locks
+from edgefleet.server.services.rollouts.spec import RolloutSpec
 from edgefleet.server.store.devices import DeviceRow, PinRow
 from edgefleet.server.store.registry import ArtifactRow, HardwareClassRow
 from edgefleet.server.store.rollouts import RolloutDeviceRow, RolloutRow

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from edgefleet.server.rollouts.spec import Gates, RolloutSpec, StageSpec
+from edgefleet.server.services.rollouts.spec import Gates, RolloutSpec, StageSpec
 
 __all__ = [
     "ACTIVE_STATUSES",

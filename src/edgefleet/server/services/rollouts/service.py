@@ -11,12 +11,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from edgefleet.protocol.errors import ConflictError, InvalidDocumentError, NotFoundError
-from edgefleet.server.rollouts.overlay import selector_matches
-from edgefleet.server.rollouts.policy import ACTIVE_STATUSES, Candidate, assign_stages
-from edgefleet.server.rollouts.spec import RolloutSpec
 from edgefleet.server.services.audit import record
-from edgefleet.server.services.desired_state import bump_director_epoch
 from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status
+from edgefleet.server.services.director_epoch import bump_director_epoch
+from edgefleet.server.services.rollouts.overlay import selector_matches
+from edgefleet.server.services.rollouts.policy import ACTIVE_STATUSES, Candidate, assign_stages
+from edgefleet.server.services.rollouts.spec import RolloutSpec
 from edgefleet.server.store.devices import DeviceRow, PinRow
 from edgefleet.server.store.pages import Page, paginate
 from edgefleet.server.store.registry import ArtifactRow, HardwareClassRow, ModelRow, ModelVersionRow

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from edgefleet.server.rollouts.policy import ACTIVE_STATUSES, serves_target, shadows_target
+from edgefleet.server.services.rollouts.policy import ACTIVE_STATUSES, serves_target, shadows_target
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.rollouts import RolloutDeviceRow, RolloutLockRow, RolloutRow
 

@@ -1,0 +1,26 @@
+"""The director epoch: one counter that every change able to alter a desired state moves forward.
+
+A desired state computed at the current epoch (and not yet half-expired) is answered again without being
+recomputed: an unchanged epoch means nothing a device could be assigned has changed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from edgefleet.server.store.devices import DirectorEpochRow
+
+__all__ = ["bump_director_epoch", "current_epoch"]
+
+
+def bump_director_epoch(session: Session) -> None:
+    """Call in the transaction of any change that can alter a desired state (pins, artifact status,
+    rollout transitions)."""
+    session.execute(
+        update(DirectorEpochRow).where(DirectorEpochRow.id == 1).values(value=DirectorEpochRow.value + 1)
+    )
+
+
+def current_epoch(session: Session) -> int:
+    return int(session.execute(select(DirectorEpochRow.value).where(DirectorEpochRow.id == 1)).scalar_one())

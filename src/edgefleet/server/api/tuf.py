@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import pathlib
+from stat import S_ISREG
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
@@ -37,17 +39,20 @@ def _repo(request: Request) -> ImageRepository:
     return runtime.repo
 
 
-def _static(request: Request, path: Any, *, cache_control: str, media_type: str) -> Response:
+def _static(request: Request, path: pathlib.Path, *, cache_control: str, media_type: str) -> Response:
+    """Serve a regular file of the repository; anything else (missing, a folder) is ``tuf_file_not_found``,
+    so no cache keeps a folder as an immutable answer."""
     try:
-        size = path.stat().st_size
+        stat = path.stat()
     except (FileNotFoundError, NotADirectoryError):
-        raise NotFoundError("no such file in the image repository", code="tuf_file_not_found") from None
-    stat = path.stat()
+        stat = None
+    if stat is None or not S_ISREG(stat.st_mode):
+        raise NotFoundError("no such file in the image repository", code="tuf_file_not_found")
     etag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
     return ranged_response(
         request,
         etag=etag,
-        size=size,
+        size=stat.st_size,
         read=lambda start, length: read_file_span(path, start, length),
         media_type=media_type,
         cache_control=cache_control,

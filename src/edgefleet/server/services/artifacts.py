@@ -17,6 +17,7 @@ from edgefleet.server.services.director_epoch import bump_director_epoch
 from edgefleet.server.services.fit import check_fits
 from edgefleet.server.services.models import find_version
 from edgefleet.server.store import ArtifactRow, HardwareClassRow, ModelRow, ModelVersionRow
+from edgefleet.server.store.deletes import delete_loaded_row
 from edgefleet.server.store.pages import Page, paginate
 
 __all__ = [
@@ -148,23 +149,21 @@ def register_artifact(
                 updated_at=now,
             )
             session.add(existing)
-            created = True
-        else:
-            created = False
-        record(
-            session,
-            actor=actor,
-            action="artifact.create",
-            target=existing.id,
-            now=now,
-            details={
-                "created": created,
-                "model": manifest.model,
-                "version": manifest.version,
-                "hardware_class": manifest.hardware_class,
-            },
-        )
-    return RegisterResult(existing, created)
+            record(
+                session,
+                actor=actor,
+                action="artifact.create",
+                target=existing.id,
+                now=now,
+                details={
+                    "created": True,
+                    "model": manifest.model,
+                    "version": manifest.version,
+                    "hardware_class": manifest.hardware_class,
+                },
+            )
+            return RegisterResult(existing, True)
+    return RegisterResult(existing, False)  # the identical artifact: an idempotent repeat, nothing audited
 
 
 def _find(session: Session, artifact: str) -> ArtifactRow:
@@ -211,6 +210,8 @@ def set_disabled(
 ) -> ArtifactRow:
     with session.begin():
         row = _find(session, artifact)
+        if row.disabled == disabled and row.disabled_reason == (reason if disabled else None):
+            return row  # a repeat: nothing changes, nothing is audited, devices keep their generation
         row.disabled = disabled
         row.disabled_reason = reason if disabled else None
         row.updated_at = now
@@ -230,5 +231,6 @@ def delete_artifact(session: Session, artifact: str, *, actor: str, now: datetim
     """Removes the registration; the blobs stay (content-addressed, possibly shared)."""
     with session.begin():
         row = _find(session, artifact)
-        session.delete(row)
+        if not delete_loaded_row(session, row):  # a concurrent delete won
+            raise NotFoundError("no such artifact", code="artifact_not_found", got=artifact[:80])
         record(session, actor=actor, action="artifact.delete", target=row.id, now=now)

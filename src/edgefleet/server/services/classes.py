@@ -16,6 +16,7 @@ from edgefleet.protocol.errors import ConflictError, InvalidDocumentError, NotFo
 from edgefleet.protocol.runtimes import check_servable
 from edgefleet.server.services.audit import record
 from edgefleet.server.store import ArtifactRow, HardwareClassRow
+from edgefleet.server.store.deletes import delete_loaded_row
 from edgefleet.server.store.devices import DeviceRow, EnrollmentTokenRow
 from edgefleet.server.store.pages import Page, paginate
 
@@ -162,8 +163,7 @@ def delete_class(session: Session, name: str, *, actor: str, now: datetime) -> N
             )
         try:
             with session.begin_nested():
-                session.delete(row)
-                session.flush()
+                deleted = delete_loaded_row(session, row)
         except IntegrityError as exc:  # something started using it since we counted (a racing enrollment)
             raise ConflictError(
                 "hardware class came into use while it was being deleted",
@@ -171,4 +171,6 @@ def delete_class(session: Session, name: str, *, actor: str, now: datetime) -> N
                 expected={key: 0 for key in users},
                 got="a concurrent reference",
             ) from exc
+        if not deleted:  # a concurrent delete won
+            raise NotFoundError("no such hardware class", code="class_not_found", got=name[:80])
         record(session, actor=actor, action="class.delete", target=name, now=now)

@@ -12,6 +12,7 @@ from edgefleet.protocol.errors import ConflictError, InvalidDocumentError, NotFo
 from edgefleet.server.blobs import BlobStore
 from edgefleet.server.services.audit import record
 from edgefleet.server.store import ArtifactRow, ModelRow, ModelVersionRow
+from edgefleet.server.store.deletes import delete_loaded_row
 from edgefleet.server.store.pages import Page, paginate
 
 __all__ = [
@@ -128,11 +129,16 @@ def update_model(
         if labels is not None and labels != row.labels:
             row.labels = labels
             changed.append("labels")
-        if changed:
+        if changed:  # a repeat of the same change is no change: nothing to audit
             row.updated_at = now
-        record(
-            session, actor=actor, action="model.update", target=name, now=now, details={"changed": changed}
-        )
+            record(
+                session,
+                actor=actor,
+                action="model.update",
+                target=name,
+                now=now,
+                details={"changed": changed},
+            )
         return model_to_wire(row, _version_count(session, row.id))
 
 
@@ -142,7 +148,8 @@ def delete_model(session: Session, name: str, *, actor: str, now: datetime) -> N
         count = _version_count(session, row.id)
         if count:
             raise ConflictError("model has versions", code="model_in_use", expected="no versions", got=count)
-        session.delete(row)
+        if not delete_loaded_row(session, row):  # a concurrent delete won
+            raise NotFoundError("no such model", code="model_not_found", got=name[:80])
         record(session, actor=actor, action="model.delete", target=name, now=now)
 
 
@@ -224,5 +231,8 @@ def delete_version(session: Session, model: str, version: str, *, actor: str, no
                 expected="no artifacts",
                 got=list(users),
             )
-        session.delete(v)
+        if not delete_loaded_row(session, v):  # a concurrent delete won
+            raise NotFoundError(
+                "no such model version", code="version_not_found", got=f"{model}:{version}"[:160]
+            )
         record(session, actor=actor, action="version.delete", target=f"{model}:{version}", now=now)

@@ -151,8 +151,9 @@ def revoke_token(session: Session, token_id: str, *, actor: str, now: datetime) 
         row = session.get(OperatorTokenRow, token_id[:32])
         if row is None:
             raise NotFoundError("no such token", code="token_not_found", got=token_id[:80])
-        if row.revoked_at is None:
-            row.revoked_at = now
+        if row.revoked_at is not None:
+            return  # revoking again changes nothing: no second audit row
+        row.revoked_at = now
         record(
             session, actor=actor, action="token.revoke", target=row.id, now=now, details={"name": row.name}
         )

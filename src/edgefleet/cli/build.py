@@ -31,6 +31,16 @@ def _read_classes(path: Path) -> bytes:
         ) from exc
 
 
+def _strength(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError(text)
+        return name.strip(), float(value)
+    except ValueError:
+        raise click.BadParameter(f"expected NAME=STRENGTH (e.g. gaussian_noise=0.1), got {text!r}") from None
+
+
 @click.command("build")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--classes", "classes_file", required=True, type=click.Path(dir_okay=False, path_type=Path))
@@ -53,6 +63,23 @@ def _read_classes(path: Path) -> bytes:
 @click.option(
     "--latency-runs", type=click.IntRange(1, 100_000), default=None, help="Timed runs per candidate."
 )
+@click.option(
+    "--input-kind",
+    type=click.Choice(["image", "signal", "tabular", "none"]),
+    default="none",
+    show_default=True,
+    help="What the input is: the robustness check perturbs it accordingly (recorded in the manifest).",
+)
+@click.option(
+    "--perturb",
+    "perturbations",
+    multiple=True,
+    callback=lambda _ctx, _param, values: tuple(_strength(v) for v in values),
+    help="NAME=STRENGTH overriding a default perturbation strength, e.g. gaussian_noise=0.1 (0: leave out).",
+)
+@click.option("--robust-min-agreement", type=click.FloatRange(0, 1), default=0.95, show_default=True)
+@click.option("--robust-min-metric-ratio", type=click.FloatRange(0, 1), default=0.97, show_default=True)
+@click.option("--robustness-seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--quick", is_flag=True, help="Test-size configuration: fewer candidates and runs.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (they are off when not on a terminal).")
 def build(
@@ -71,11 +98,17 @@ def build(
     min_metric_ratio: float,
     min_agreement: float,
     latency_runs: int | None,
+    input_kind: str,
+    perturbations: tuple[tuple[str, float], ...],
+    robust_min_agreement: float,
+    robust_min_metric_ratio: float,
+    robustness_seed: int,
     quick: bool,
     no_progress: bool,
 ) -> None:
     """Optimize MODEL for each hardware class, measure every candidate, write one artifact per class."""
     from edgefleet.optimize import BuildConfig, BuildError, run_build
+    from edgefleet.optimize.robustness_report import robustness_lines
 
     classes = parse_classes_toml(_read_classes(classes_file))
     settings = {
@@ -88,6 +121,11 @@ def build(
         "min_metric_ratio": min_metric_ratio,
         "min_agreement": min_agreement,
         "progress": not no_progress,
+        "input_kind": input_kind,
+        "perturbations": perturbations,
+        "robust_min_agreement": robust_min_agreement,
+        "robust_min_metric_ratio": robust_min_metric_ratio,
+        "robustness_seed": robustness_seed,
     }
     if latency_runs is not None:
         settings["latency_runs"] = latency_runs
@@ -99,6 +137,20 @@ def build(
         status = "FAILED" if c.selection.failed else c.selection.chosen
         click.echo(f"{c.hwclass.name}: {status} - {c.selection.summary}")
         click.echo(f"  {c.note}")
+    if result.robustness is not None:
+        chosen = sorted({"fp32", *(c.selection.chosen for c in result.classes if c.selection.chosen)})
+        for line in robustness_lines(result.robustness.to_dict(), chosen):
+            click.echo(line)
+        refused = sorted(
+            {
+                v.name
+                for c in result.classes
+                for v in c.selection.verdicts
+                if any(r.startswith("robustness") for r in v.reasons)
+            }
+        )
+        if refused:
+            click.echo(f"  refused for robustness: {', '.join(refused)} (report.json has every figure)")
     click.echo(f"report: {out / 'report.html'}")
     if result.failed_classes:
         raise BuildError(

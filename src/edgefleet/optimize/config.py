@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefleet.optimize.errors import BuildInputError
+from edgefleet.optimize.perturbations import perturbations_for
 from edgefleet.optimize.quality import Task
 from edgefleet.optimize.quantize import METHODS
 from edgefleet.optimize.select import MIB, ClassPolicy
@@ -31,6 +32,15 @@ class BuildConfig:
     dynamic: bool = True
     mixed: bool = True
     students: tuple[Path, ...] = ()
+    input_kind: str = "none"
+    """image, signal, tabular or none: which perturbations the robustness check applies (none: no check)"""
+    perturbations: tuple[tuple[str, float], ...] = ()
+    """(name, strength) overriding the input kind's default strengths; strength 0 leaves one out"""
+    robustness_seed: int = 0
+    robust_min_agreement: float = 0.95
+    robust_min_metric_ratio: float = 0.97
+    input_range_margin: float = 0.25
+    """the serving guard's range per input: the calibration set's, widened by this share of its span"""
     min_calibration_samples: int = 32
     max_calibration_samples: int = 256
     max_validation_samples: int = 5000
@@ -46,6 +56,14 @@ class BuildConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        perturbations_for(self.input_kind, dict(self.perturbations))  # refuses unknown kinds and names
+        if not 0 <= self.input_range_margin <= 100:
+            raise BuildInputError(
+                "input range margin out of range",
+                code="invalid_build_input",
+                expected="0..100 (a share of the calibration range)",
+                got=self.input_range_margin,
+            )
         unknown = [m for m in self.calibration_methods if m not in METHODS]
         if unknown:
             raise BuildInputError(

@@ -25,11 +25,13 @@ from edgefleet.optimize.cpu_features import CpuInfo, build_reduce_range, detect_
 from edgefleet.optimize.dataset import Dataset, load_dataset
 from edgefleet.optimize.errors import BuildError, BuildInputError
 from edgefleet.optimize.figures import WHERE_RANK, Figures
+from edgefleet.optimize.guard_ranges import input_ranges
 from edgefleet.optimize.measure import check_compatibility, measure_latency
 from edgefleet.optimize.mixed import MixedSearch, search_mixed_precision
 from edgefleet.optimize.model_info import ModelInfo, load_model, signature_of
 from edgefleet.optimize.quality import Quality, check_labels, measure_quality, within_bound
 from edgefleet.optimize.quantize import make_int8_dynamic, make_int8_static, preprocess
+from edgefleet.optimize.robustness import RobustnessPolicy, RobustnessReport, evaluate_robustness
 from edgefleet.optimize.select import ClassPolicy, Measured, Selection, select_candidate
 from edgefleet.optimize.session import (
     SessionSettings,
@@ -68,6 +70,7 @@ class BuildResult:
     qualities: dict[str, Quality] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     mixed: MixedSearch | None = None
+    robustness: RobustnessReport | None = None
 
     @property
     def failed_classes(self) -> list[str]:
@@ -273,6 +276,8 @@ def run_build(
                     candidates.append(result.mixed.candidate)
                     result.qualities[result.mixed.candidate.name] = evaluate(result.mixed.candidate)
         result.candidates = candidates
+        if config.input_kind != "none":
+            result.robustness = _robustness(candidates, valid, reference[judged], judged, config, batch)
         compat_cache: dict[tuple[str, SessionSettings], Any] = {}
         latency_cache: dict[SessionSettings, dict[str, Any]] = {}
         for hwclass in chosen_classes:
@@ -303,6 +308,7 @@ def run_build(
                     result.qualities.get(c.name),
                     compat_cache[(c.name, settings)],
                     description=describe(c),
+                    robustness=tuple(result.robustness.misses(c.name)) if result.robustness else (),
                 )
                 for c in allowed
             ]
@@ -351,6 +357,37 @@ def run_build(
                     )
             report.write_reports(staging, result, config)
     return result
+
+
+def _robustness(
+    candidates: list[Candidate],
+    valid: Dataset,
+    clean_fp32: np.ndarray,
+    judged: int,
+    config: BuildConfig,
+    batch: bool,
+) -> RobustnessReport:
+    """Every candidate under every perturbation of the model's input kind (``robustness``)."""
+    sessions = {c.name: open_session(c.path, REFERENCE_SETTINGS) for c in candidates}
+
+    def run(name: str, arrays: Any) -> np.ndarray:
+        perturbed = Dataset(valid.source, dict(arrays), valid.labels, valid.sha256)
+        return run_dataset(sessions[name], perturbed, batch=batch)[judged]
+
+    return evaluate_robustness(
+        names=[c.name for c in candidates],
+        inputs=valid.arrays,
+        labels=valid.labels,
+        task=config.task,
+        kind=config.input_kind,
+        run=run,
+        clean_fp32=clean_fp32,
+        strengths=dict(config.perturbations),
+        seed=config.robustness_seed,
+        policy=RobustnessPolicy(
+            min_agreement=config.robust_min_agreement, min_metric_ratio=config.robust_min_metric_ratio
+        ),
+    )
 
 
 def _write_artifact(
@@ -458,5 +495,9 @@ def _write_artifact(
         },
         "release_counter": config.release_counter,
         "build_report": report.class_summary(class_result),
+        "input_kind": config.input_kind,
+        "input_ranges": input_ranges(calib, margin=config.input_range_margin),
     }
+    if result.robustness is not None:
+        manifest["robustness"] = result.robustness.summary(chosen.name)
     return package.write_manifest(root, manifest).to_dict()

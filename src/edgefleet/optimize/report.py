@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import onnxruntime as ort
 
 from edgefleet.optimize.package import write_bytes
+from edgefleet.optimize.robustness_report import robustness_html
 from edgefleet.optimize.select import Measured
 
 if TYPE_CHECKING:
@@ -165,6 +166,7 @@ def report_dict(result: BuildResult, config: BuildConfig) -> dict[str, Any]:
         "candidate_failures": result.failures,
         "mixed_precision_search": None if result.mixed is None else result.mixed.to_dict(),
         "classes": [_class_dict(c) for c in result.classes],
+        "robustness": None if result.robustness is None else result.robustness.to_dict(),
     }
 
 
@@ -321,6 +323,7 @@ def render_html(data: dict[str, Any]) -> str:
             ]
             out.append(f"<tr{row_class}>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
         out.append("</table>")
+    out.append(robustness_html(data.get("robustness")))
     out.append("</body></html>")
     return "\n".join(out)
 

@@ -60,6 +60,8 @@ class Measured:
     compatibility: Compatibility | None
     error: str | None = None
     description: tuple[str, ...] = field(default_factory=tuple)
+    robustness: tuple[str, ...] = field(default_factory=tuple)
+    """perturbations under which it degrades beyond the tolerance (``robustness.robustness_misses``)"""
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ def _misses(
         reasons.extend(f"quality: {q}" for q in within_bound(m.quality, fp32.quality, **bound)[1])
     elif m.quality is not None and m.quality.has_nan:
         reasons.append("quality: outputs contain NaN or infinity")
+    reasons.extend(f"robustness: {r}" for r in m.robustness)
     mine = [f for f in figures if f.candidate == m.name]
     for f in mine:
         if f.error is not None:

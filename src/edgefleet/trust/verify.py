@@ -28,7 +28,7 @@ from urllib import parse
 import httpx
 from tuf.api import exceptions as tuf_exc
 from tuf.api.metadata import Root, TargetFile
-from tuf.ngclient import Updater, UpdaterConfig
+from tuf.ngclient import UpdaterConfig
 from tuf.ngclient.fetcher import FetcherInterface
 
 from edgefleet.durable import atomic_write_bytes
@@ -47,6 +47,7 @@ from edgefleet.trust.events import NullSink, SecurityEventSink, event_from_error
 from edgefleet.trust.fetch import TransferLimits, open_bounded_stream
 from edgefleet.trust.release_floor import floor_for, line_key, release_floors_of
 from edgefleet.trust.target_custom import custom_of
+from edgefleet.trust.tuf_updater import TufUpdater
 
 __all__ = [
     "DEFAULT_METADATA_LIMITS",
@@ -182,23 +183,6 @@ class HttpxFetcher(FetcherInterface):
         return body()
 
 
-class _DurableUpdater(Updater):
-    """``Updater`` whose metadata writes are fsynced and whose ``root.json`` is a plain file."""
-
-    def _persist_file(self, filename: str, data: bytes) -> None:
-        atomic_write_bytes(Path(filename), data)
-
-    def _update_root_symlink(self) -> None:
-        version = self._trusted_set.root.version
-        current = Path(self._dir, "root_history", f"{version}.root.json")
-        data = current.read_bytes()
-        link = Path(self._dir, "root.json")
-        if link.is_symlink() or not link.exists() or link.read_bytes() != data:
-            if link.is_symlink():
-                link.unlink()
-            atomic_write_bytes(link, data)
-
-
 def _translate(exc: Exception) -> TrustError:
     """python-tuf's exceptions -> ours (stable codes)."""
     if isinstance(exc, TrustError):
@@ -257,7 +241,7 @@ class DeviceTrust:
         self._config = config or UpdaterConfig(
             max_root_rotations=64, timestamp_max_length=16_384, targets_max_length=limits.max_bytes
         )
-        self._updater: _DurableUpdater | None = None
+        self._updater: TufUpdater | None = None
 
     @staticmethod
     def initialize(metadata_dir: Path, trusted_root: bytes) -> None:
@@ -279,15 +263,15 @@ class DeviceTrust:
     def refresh(self, now: datetime) -> None:
         """Run the TUF client workflow with ``now`` as the reference time (pass max(clock, time floor))."""
         try:
-            updater = _DurableUpdater(
-                str(self.metadata_dir),
+            updater = TufUpdater(
+                self.metadata_dir,
                 self.metadata_url,
                 target_base_url=self.target_base_url,
                 fetcher=self._fetcher,
                 config=self._config,
                 bootstrap=self._bootstrap,
+                reference_time=now,  # the device's judged time, not the raw clock
             )
-            updater._trusted_set.reference_time = now  # the device's judged time, not the raw clock
             updater.refresh()
         except Exception as exc:
             raise self._fail(_translate(exc), now) from exc
@@ -300,7 +284,7 @@ class DeviceTrust:
         """The newest root the last ``refresh`` verified through the chain from the bootstrap root."""
         if self._updater is None:
             raise RuntimeError("refresh() first")
-        return self._updater._trusted_set.root
+        return self._updater.trusted_root
 
     def release_floors(self, now: datetime) -> dict[str, int]:
         """The release floors signed into the verified targets (``{"<model>/<class>": counter}``)."""
@@ -308,7 +292,7 @@ class DeviceTrust:
             self.refresh(now)
         assert self._updater is not None
         try:
-            return release_floors_of(self._updater._trusted_set.targets)
+            return release_floors_of(self._updater.trusted_targets)
         except InvalidDocumentError as exc:  # signed, yet malformed: fail closed
             raise self._fail(
                 TufMetadataRejectedError(
@@ -345,7 +329,7 @@ class DeviceTrust:
         else:
             path, sha256 = target.path, target.sha256
         consistent = (
-            True if self._updater is None else bool(self._updater._trusted_set.root.consistent_snapshot)
+            True if self._updater is None else bool(self._updater.trusted_root.consistent_snapshot)
         )
         return target_url(self.target_base_url, path, sha256, consistent_snapshot=consistent)
 

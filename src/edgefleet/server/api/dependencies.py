@@ -89,7 +89,7 @@ def require(role: Role) -> Callable[..., Actor]:
 
 def required_role(call: Callable[..., Any] | None) -> Role | None:
     """The role a dependency made by :func:`require` checks; ``None`` for any other callable."""
-    return _ROLE_OF.get(call) if call is not None else None  # type: ignore[arg-type]
+    return _ROLE_OF.get(call) if call is not None else None
 
 
 def authorize_request(request: Request, role: Role) -> Actor:

@@ -18,7 +18,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from edgefleet.protocol.canonical import canonical_json
-from edgefleet.protocol.desired_state import DesiredState
+from edgefleet.protocol.desired_state import Assignment, DesiredState
 from edgefleet.protocol.errors import AuthenticationError, NotFoundError, ServiceUnavailableError
 from edgefleet.protocol.manifest import ArtifactManifest, artifact_target_path
 from edgefleet.server.services.director_epoch import current_epoch
@@ -29,6 +29,7 @@ from edgefleet.trust.director import sign_desired_state
 
 __all__ = [
     "DesiredAnswer",
+    "DesiredChoice",
     "desired_content",
     "needs_new_generation",
     "resolve_desired_state",
@@ -56,7 +57,38 @@ def needs_new_generation(
     return stored_expires_at - now < ttl / 2
 
 
-def desired_content(session: Session, device: DeviceRow) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DesiredChoice:
+    """Which artifact each slot of one device should run, before anything is parsed or signed."""
+
+    hardware_class: str
+    slots: dict[str, ArtifactRow]
+    disabled_artifacts: list[str]
+
+    def digest(self) -> str:
+        """What decides whether the content changed: the artifact ids per slot (an artifact id names its
+        manifest's sha256, and a manifest never changes under its id), the class and the disabled list."""
+        ids = {slot: row.id for slot, row in self.slots.items()}
+        key = {"hardware_class": self.hardware_class, "slots": ids, "disabled": self.disabled_artifacts}
+        return hashlib.sha256(canonical_json(key)).hexdigest()
+
+    def assignments(self) -> dict[str, Assignment]:
+        """Each slot's assignment; every manifest is parsed once, here, into its typed model."""
+        out: dict[str, Assignment] = {}
+        for slot, artifact in self.slots.items():
+            manifest = ArtifactManifest.parse(artifact.manifest)
+            entry = manifest.file(manifest.entrypoint)
+            out[slot] = Assignment(
+                artifact_id=artifact.id,
+                target_path=artifact_target_path(manifest, entry.path),
+                sha256=entry.sha256,
+                length=entry.length,
+                manifest=manifest,
+            )
+        return out
+
+
+def desired_content(session: Session, device: DeviceRow) -> DesiredChoice:
     """Slots and disabled artifacts for one device (the caller holds a transaction)."""
     pins = session.execute(
         select(PinRow).where(
@@ -69,7 +101,7 @@ def desired_content(session: Session, device: DeviceRow) -> dict[str, Any]:
     chosen: dict[str, str] = {p.slot: p.artifact_id for p in ordered if p.scope == "class"}
     chosen.update(rollout_overlay(session, device))
     chosen.update({p.slot: p.artifact_id for p in ordered if p.scope == "device"})
-    slots: dict[str, Any] = {}
+    slots: dict[str, ArtifactRow] = {}
     disabled: list[str] = []
     for slot, artifact_id in sorted(chosen.items()):
         artifact = session.get(ArtifactRow, artifact_id)
@@ -78,16 +110,8 @@ def desired_content(session: Session, device: DeviceRow) -> dict[str, Any]:
         if artifact.disabled:
             disabled.append(artifact.id)
             continue
-        manifest = ArtifactManifest.parse(artifact.manifest)
-        entry = manifest.file(manifest.entrypoint)
-        slots[slot] = {
-            "artifact_id": artifact.id,
-            "target_path": artifact_target_path(manifest, entry.path),
-            "sha256": entry.sha256,
-            "length": entry.length,
-            "manifest": manifest.to_dict(),
-        }
-    return {"hardware_class": device.hardware_class, "slots": slots, "disabled_artifacts": sorted(disabled)}
+        slots[slot] = artifact
+    return DesiredChoice(device.hardware_class, slots, sorted(disabled))
 
 
 def resolve_desired_state(
@@ -121,8 +145,8 @@ def resolve_desired_state(
                 if held_generation == device.desired_generation:
                     return DesiredAnswer(device.desired_generation, None)
                 return DesiredAnswer(device.desired_generation, device.desired_envelope)
-            content = desired_content(session, device)
-            digest = hashlib.sha256(canonical_json(content)).hexdigest()
+            choice = desired_content(session, device)
+            digest = choice.digest()
             if device.desired_envelope is not None and not needs_new_generation(
                 digest=digest,
                 stored_digest=device.desired_digest,
@@ -136,7 +160,13 @@ def resolve_desired_state(
                 return DesiredAnswer(device.desired_generation, device.desired_envelope)
             generation = device.desired_generation + 1
             state = DesiredState(
-                device_id=device.id, generation=generation, issued_at=now, expires_at=now + ttl, **content
+                device_id=device.id,
+                hardware_class=choice.hardware_class,
+                generation=generation,
+                issued_at=now,
+                expires_at=now + ttl,
+                slots=choice.assignments(),  # typed parts are taken as they are, not validated again
+                disabled_artifacts=choice.disabled_artifacts,
             )
             envelope = sign_desired_state(state, key)
             # Compare-and-set: two replicas racing issue one generation, never the same number twice.

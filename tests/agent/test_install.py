@@ -613,3 +613,55 @@ def test_restart_after_a_rollback_still_reports_it(env):
     assert (report.failed_artifact, report.failure_code) == ("a2", "trial_failure_rate")
     again.apply(desired({"default": env.artifact("a3", classifier(3), release_counter=3)}, generation=3))
     assert env.installer().slot_reports()["default"].state == "committed"
+
+
+# resume: an install that did not finish is retried until it is installed or refused
+def test_an_install_cut_before_its_switch_is_behind_and_retried(env):
+    env.installer().apply(desired({"default": env.artifact("a1", classifier(1))}))
+    a2 = env.artifact("a2", classifier(2), release_counter=2)
+    cut = env.installer(crash=dies_at("after:stage"))
+    with pytest.raises(Died):
+        cut.apply(desired({"default": a2}, generation=2))
+    inst = env.installer()  # the restart: recovery marks the attempt interrupted
+    assert inst.slot_reports()["default"].desired is None  # the agent hands the stored state over on start
+    inst.apply(desired({"default": a2}, generation=2))
+    report = inst.slot_reports()["default"]
+    assert (report.active, report.behind, report.retrying) == ("a2", None, False)
+    assert serves(inst, classifier(2))
+
+
+def test_a_failed_download_says_why_it_is_behind_and_a_retry_installs_it(env):
+    inst = env.installer()
+    inst.apply(desired({"default": env.artifact("a1", classifier(1))}))
+    a2 = env.artifact("a2", classifier(2), release_counter=2)
+    moved = env.artifacts / "a2.away"
+    (env.artifacts / "a2").rename(moved)  # the source is unreachable for now
+    inst.apply(desired({"default": a2}, generation=2))
+    report = inst.slot_reports()["default"]
+    assert (report.active, report.desired, report.behind, report.retrying) == (
+        "a1",
+        "a2",
+        "failed:artifact_missing",
+        True,
+    )
+    assert inst.wants_retry()
+    moved.rename(env.artifacts / "a2")
+    assert inst.retry()
+    report = inst.slot_reports()["default"]
+    assert (report.active, report.behind, report.retrying) == ("a2", None, False)
+    assert not inst.wants_retry()
+    assert not inst.retry()
+
+
+def test_a_refused_artifact_is_behind_but_not_retried(env):
+    inst = trial_env(env, max_failure_rate=0.0, min_requests_for_rate=1)
+    a2 = env.artifact("a2", classifier(2), release_counter=2)
+    inst = env.installer(trial=TrialPolicy(window_s=600, max_failure_rate=0.0, min_requests_for_rate=1))
+    for _ in range(2):
+        inst.apply(desired({"default": a2}, generation=2))
+        inst.record_inference("default", ok=False)
+        inst.tick()
+    inst.apply(desired({"default": a2}, generation=2))
+    report = inst.slot_reports()["default"]
+    assert (report.active, report.behind, report.retrying) == ("a1", "refused:rolled_back", False)
+    assert not inst.wants_retry()

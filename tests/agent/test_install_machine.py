@@ -222,10 +222,45 @@ def test_a_journaled_rejection_is_counted_on_recovery() -> None:
 
 def test_a_restart_during_the_trial_counts_and_resets_the_watchdog() -> None:
     now = T0 + timedelta(hours=3)
-    after = sm.trial_after_restart(trial(restarts=0, heartbeat_at=T0.isoformat()), now, "m/2")
+    after = sm.trial_after_restart(trial(restarts=0, heartbeat_at=T0.isoformat()), now, "m/2", counts=True)
     assert (after.restarts, after.heartbeat_at, after.model_version) == (1, now.isoformat(), "m/2")
-    named = sm.trial_after_restart(trial(model_version="m/9"), now, "m/2")
+    named = sm.trial_after_restart(trial(model_version="m/9"), now, "m/2", counts=True)
     assert named.model_version == "m/9"
+    spared = sm.trial_after_restart(trial(restarts=0), now, "m/2", counts=False)
+    assert (spared.restarts, spared.heartbeat_at) == (0, now.isoformat())
+
+
+@pytest.mark.parametrize(
+    ("previous", "boot", "cause"),
+    [
+        (None, "b1", "first_start"),
+        ({"boot_id": "b0", "clean": False}, "b1", "power_cut"),
+        ({"boot_id": "b0", "clean": True}, "b1", "power_cut"),
+        ({"boot_id": "b1", "clean": True}, "b1", "clean_restart"),
+        ({"boot_id": "b1", "clean": False}, "b1", "agent_crash"),
+        ({"boot_id": "b1"}, "b1", "agent_crash"),
+        ({"boot_id": "b1", "clean": False}, None, "unknown"),
+        ({"clean": True}, "b1", "unknown"),
+    ],
+)
+def test_the_restart_cause_comes_from_the_boot_id_and_the_clean_marker(previous, boot, cause) -> None:
+    assert sm.restart_cause(previous, boot) == cause
+
+
+@pytest.mark.parametrize(
+    ("cause", "isolated", "counts"),
+    [
+        ("power_cut", False, False),
+        ("clean_restart", False, False),
+        ("first_start", False, False),
+        ("agent_crash", False, True),  # the model ran inside the agent: it may have killed it
+        ("unknown", False, True),
+        ("agent_crash", True, False),  # the model ran in the trial worker: its crashes are seen directly
+        ("power_cut", True, False),
+    ],
+)
+def test_only_a_restart_the_model_may_have_caused_counts(cause, isolated, counts) -> None:
+    assert sm.restart_counts(cause, isolated=isolated) is counts
 
 
 def test_an_idle_slot_after_restart_still_says_it_rolled_back() -> None:
@@ -249,3 +284,40 @@ def test_the_trial_verdict_becomes_an_action() -> None:
     assert sm.judge_trial(trial(), policy, T0 + timedelta(seconds=61)).action == "commit"
     failing = sm.judge_trial(trial(requests=10, failures=5), policy, T0)
     assert (failing.action, failing.reason) == ("rollback", "trial_failure_rate")
+
+
+# resume
+@pytest.mark.parametrize(
+    ("state", "reason", "retry"),
+    [
+        (sm.COMMITTED, "pending", True),  # an install cut before its switch, after the restart
+        (sm.IDLE, "pending", True),
+        (sm.failed("download_failed"), "failed:download_failed", True),
+        (sm.failed("hash_mismatch"), "failed:hash_mismatch", True),
+        (sm.failed("disk_full"), "failed:disk_full", True),
+        (sm.rolled_back("active_unusable"), "rolled_back:active_unusable", True),
+        (sm.error("active_unusable"), "error:active_unusable", True),
+        (sm.failed("health_output_mismatch", judged=True), "failed:health_output_mismatch", False),
+        (sm.rolled_back("trial_failure_rate"), "rolled_back:trial_failure_rate", False),
+        (sm.rolled_back("operator"), "rolled_back:operator", False),
+        (sm.rolled_back("artifact_disabled"), "rolled_back:artifact_disabled", False),
+        (SlotState(Phase.REFUSED, "rolled_back"), "refused:rolled_back", False),
+        (sm.INSTALLING, "installing", False),
+    ],
+)
+def test_a_slot_behind_says_why_and_whether_it_is_retried(state: SlotState, reason: str, retry: bool) -> None:
+    lag = sm.behind("a2", ptr(V1, "a1"), True, state)
+    assert lag == sm.Behind(reason, retry)
+
+
+def test_a_slot_serving_its_desired_artifact_is_not_behind() -> None:
+    assert sm.behind("a2", ptr(V2, "a2"), True, sm.COMMITTED) is None
+    assert sm.behind("a2", ptr(V2, "a2"), True, sm.TRIAL) is None
+    assert sm.behind(None, ptr(V1, "a1"), True, sm.COMMITTED) is None
+
+
+def test_a_desired_artifact_active_but_unusable_is_retried() -> None:
+    assert sm.behind("a2", ptr(V2, "a2"), False, sm.error("active_unusable")) == sm.Behind(
+        "error:active_unusable", True
+    )
+    assert sm.behind("a2", None, False, sm.IDLE) == sm.Behind("pending", True)

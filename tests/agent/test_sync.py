@@ -272,3 +272,78 @@ def test_a_clock_set_back_below_the_time_floor_is_recorded(world, tmp_path, floo
     assert event.priority == PRIORITY_KEEP  # kept over metrics when the queue is full
     assert datetime.fromisoformat(event.body["details"]["now"]) == NOW
     assert datetime.fromisoformat(event.body["details"]["floor"]) == NOW + floor_ahead
+
+
+class BehindInstaller(RecordingInstaller):
+    """Stays behind (a retryable failure) until ``catch_up_after`` retries."""
+
+    def __init__(self, catch_up_after: int) -> None:
+        super().__init__()
+        self.catch_up_after = catch_up_after
+        self.retries = 0
+
+    def wants_retry(self) -> bool:
+        return bool(self.applied) and self.retries < self.catch_up_after
+
+    def retry(self) -> bool:
+        if not self.wants_retry():
+            return False
+        self.retries += 1
+        self.apply(self.applied[-1])
+        return True
+
+    def slot_reports(self):
+        from edgefleet.protocol.desired_state import SlotReport
+
+        behind = self.wants_retry()
+        return {
+            "default": SlotReport(
+                active="a1",
+                desired="a2",
+                behind="failed:download_failed" if behind else None,
+                retrying=behind,
+            )
+        }
+
+
+def test_a_restart_hands_the_stored_state_to_the_installer_again(world):
+    _ddir, _director, installer, make = world
+    make().poll_once()
+    assert [s.generation for s in installer.applied] == [1]
+    again = make()
+    assert again.resume()  # on start, before the first poll: an install cut by the restart goes on
+    assert [s.generation for s in installer.applied] == [1, 1]
+    assert again.poll_once().result == "unchanged"  # and nothing more from the server
+
+
+def test_nothing_to_resume_without_a_stored_state(world):
+    _ddir, _director, installer, make = world
+    assert not make().resume()
+    assert installer.applied == []
+
+
+def test_a_slot_behind_is_retried_with_capped_jittered_backoff_and_reported(world):
+    ddir, director, _installer, _make = world
+    installer = BehindInstaller(catch_up_after=12)
+    channel = DeviceChannel(
+        "http://director",
+        device_id="dev_a",
+        key=DEVICE_KEY,
+        transport=httpx.MockTransport(director.handler),
+        clock=lambda: NOW.timestamp(),
+    )
+    sync = SyncCoordinator(ddir, channel, installer, timing=TIMING, rng=random.Random(0), now=lambda: NOW)
+    assert sync.poll_once().result == "updated"
+    assert director.reports[-1]["status"] == "updating"
+    assert director.reports[-1]["slots"]["default"]["behind"] == "failed:download_failed"
+    delays = []
+    while (delay := sync.retry_delay_s()) is not None:
+        delays.append(delay)
+        assert sync.retry_install()
+    assert installer.retries == 12
+    assert all(TIMING.min_delay_s <= d <= TIMING.backoff_cap_s for d in delays)
+    assert delays[0] <= TIMING.backoff_base_s < delays[-1]  # grows from the base to the cap
+    assert max(delays) >= TIMING.backoff_cap_s / 2
+    assert director.reports[-1]["status"] == "ok"
+    assert director.reports[-1]["slots"]["default"]["behind"] is None
+    assert sync.retry_delay_s() is None

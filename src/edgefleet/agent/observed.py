@@ -59,6 +59,15 @@ class ObservedInstaller:
         self._inner.tick()
         self._observe()
 
+    def wants_retry(self) -> bool:
+        return self._inner.wants_retry()
+
+    def retry(self) -> bool:
+        retried = self._inner.retry()
+        if retried:
+            self._observe()
+        return retried
+
     def record_inference(self, slot: str, *, ok: bool) -> None:
         self._inner.record_inference(slot, ok=ok)
 

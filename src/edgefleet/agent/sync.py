@@ -4,6 +4,12 @@ Each poll: conditional GET of the desired state (``If-None-Match`` with the last
 it (``trust.director``), persist it atomically, hand it to the installer, report. Failures never lose the last
 good state: the device keeps running what it runs and backs off (capped, jittered), recovering by itself.
 
+An install that did not finish (cut by a restart or a power cut, or failed for a reason that is not the
+candidate's: a download, a full disk) is resumed: on start the stored desired state is handed to the installer
+again, and while a slot is behind its desired artifact and not refused (``Installer.wants_retry``) the
+installer retries it with the same capped, jittered backoff, between polls. Each slot's report says whether it
+is behind and why (``SlotReport.behind``); the device reports ``status: "updating"`` meanwhile.
+
 A desired state that the pinned director key does not verify makes the coordinator ask ``director_keys``
 (the keys the device's verified TUF root names: an offline-root-signed rotation). If one of those verifies
 the document, the device pins it (identity file, atomically) and goes on; otherwise the document is rejected.
@@ -95,6 +101,7 @@ class SyncCoordinator:
         self.boot_id = uuid.uuid4().hex
         self._sequence = 0
         self._failures = 0
+        self._retries = 0
         self._reported_generation = -1
         self._reported_slots: dict[str, Any] = {}
         self.last_error: dict[str, Any] | None = None
@@ -176,6 +183,7 @@ class SyncCoordinator:
         self.state = state
         log.info(_kv(event="desired_state_accepted", generation=state.generation, slots=len(state.slots)))
         self._installer.apply(state)
+        self._retries = 0
         self._maybe_report(force=True)
         return SyncOutcome("updated", poll_delay_s(self._timing, self._rng), state.generation)
 
@@ -240,18 +248,70 @@ class SyncCoordinator:
             agent_version=AGENT_VERSION,
             desired_generation=self.generation,
             slots=slots,
-            status="error" if self.last_error and self._failures else "ok",
+            status=_status(slots, failing=bool(self.last_error and self._failures)),
             last_error=self.last_error,
         )
         self._channel.request("POST", REPORT_PATH, json_body=report.to_dict())
         self._reported_generation = self.generation
         self._reported_slots = snapshot
 
+    # resuming installs
+    def resume(self) -> bool:
+        """On start: hand the stored desired state to the installer again, so an install cut by the restart
+        goes on at once instead of waiting for a new generation. True when there was one."""
+        if self.state is None:
+            return False
+        log.info(_kv(event="install_resumed", generation=self.generation))
+        self._installer.apply(self.state)
+        self._report_quietly()
+        return True
+
+    def retry_delay_s(self) -> float | None:
+        """Seconds until the next install retry (capped, jittered backoff over consecutive retries), or
+        ``None`` when no slot is behind and retryable."""
+        if not self._installer.wants_retry():
+            self._retries = 0
+            return None
+        return backoff_delay_s(self._timing, self._retries + 1, self._rng)
+
+    def retry_install(self) -> bool:
+        """Retry what is behind (``Installer.retry``) and report. True when an install was attempted."""
+        self._retries += 1
+        retried = self._installer.retry()
+        if retried:
+            log.info(_kv(event="install_retried", retries=self._retries, generation=self.generation))
+        self._report_quietly()
+        return retried
+
+    def _report_quietly(self) -> None:
+        try:
+            self._maybe_report()
+        except EdgefleetError as exc:  # the next poll reports; a resume never fails on the network
+            log.warning(_kv(event="report_failed", code=exc.code))
+
     # the loop
     def run(self, stop: threading.Event) -> None:
         log.info(_kv(event="agent_started", device_id=self.identity.device_id, generation=self.generation))
+        self.resume()
+        poll_in_s = 0.0
         while not stop.is_set():
-            outcome = self.poll_once()
-            if stop.wait(outcome.delay_s):
+            if poll_in_s <= 0:
+                poll_in_s = self.poll_once().delay_s
+            retry_in_s = self.retry_delay_s()
+            wait_s = poll_in_s if retry_in_s is None else min(poll_in_s, retry_in_s)
+            if stop.wait(wait_s):
                 break
+            poll_in_s -= wait_s
+            if retry_in_s is not None and retry_in_s <= wait_s:
+                self.retry_install()
         log.info(_kv(event="agent_stopped", device_id=self.identity.device_id))
+
+
+def _status(slots: dict[str, Any], *, failing: bool) -> Literal["ok", "updating", "error"]:
+    """Pure: the device's report status: ``error`` while polls fail, ``updating`` while a slot is behind
+    and being retried, else ``ok``."""
+    if failing:
+        return "error"
+    if any(getattr(r, "retrying", False) for r in slots.values()):
+        return "updating"
+    return "ok"

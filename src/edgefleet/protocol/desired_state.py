@@ -70,6 +70,16 @@ class SlotReport(Part):
         description="the last artifact whose install, health check or trial failed",
     )
     failure_code: str | None = Field(default=None, max_length=64)
+    desired: str | None = Field(
+        default=None, max_length=64, description="artifact id the desired state names"
+    )
+    behind: str | None = Field(
+        default=None,
+        max_length=64,
+        description="set while the slot does not serve its desired artifact: why (pending, installing, "
+        "failed:<code>, rolled_back:<reason>, refused:<why>)",
+    )
+    retrying: bool = Field(default=False, description="the agent retries the desired artifact (backoff)")
 
 
 class DeviceReport(Document):

@@ -153,6 +153,8 @@ def _check(
             model.predict(one)
             timings_ms.append((clock() - start) * 1000.0)
     except InferenceFailedError as exc:
+        if exc.code == "model_crashed":  # the trial worker died under the candidate: reported as such
+            raise
         raise HealthCheckFailedError(
             f"inference failed during the health check: {exc.message}", code="health_inference_failed"
         ) from exc

@@ -43,7 +43,7 @@ from edgefleet.agent.install.faults import CrashHook, no_crash
 from edgefleet.agent.install.fetch import ArtifactFetcher
 from edgefleet.agent.install.health import HealthPolicy, HealthReport, run_health_check
 from edgefleet.agent.install.journal import Journal
-from edgefleet.agent.install.machine import Pointer, RollbackResume, SlotState
+from edgefleet.agent.install.machine import Pointer, RestartCause, RollbackResume, SlotState
 from edgefleet.agent.install.replay import RollbackIntent, pending_rollback
 from edgefleet.agent.install.slots import SlotStore, VersionCorruptError, version_key
 from edgefleet.agent.install.steps import NoSteps, StepRecord, StepSink
@@ -129,6 +129,7 @@ class SlotInstaller:
         now: Callable[[], datetime] = _utcnow,
         crash: CrashHook = no_crash,
         steps: StepSink | None = None,
+        isolated_for: AdapterFor | None = None,
     ) -> None:
         if adapter is None and adapter_for is None:
             raise TypeError("SlotInstaller needs an adapter or adapter_for")
@@ -136,12 +137,14 @@ class SlotInstaller:
         self._fetcher = fetcher
         self._adapter = adapter
         self._adapter_for = adapter_for
+        self._isolated_for = isolated_for
         self._steps: StepSink = steps or NoSteps()
         self._config = config or InstallerConfig()
         self._now = now
         self._crash = crash
         self._mutex = threading.RLock()
         self._slots: dict[str, _Slot] = {}
+        self._desired: DesiredState | None = None
         self._lock = AgentLock(self._root / "slots" / "installer.lock")
         self._lock.acquire()
 
@@ -198,14 +201,39 @@ class SlotInstaller:
         for name, s in sorted(self._slots.items()):
             active = s.store.read_active()
             previous = s.store.read_previous()
+            desired = self._desired_artifact(name)
+            lag = sm.behind(desired, active, s.model is not None, s.state)
             out[name] = SlotReport(
                 active=active.artifact_id if active else None,
                 previous=previous.artifact_id if previous else None,
                 state=s.state.wire(),
                 failed_artifact=s.failed[0][:64] if s.failed else None,
                 failure_code=s.failed[1][:64] if s.failed else None,
+                desired=desired,
+                behind=lag.reason[:64] if lag else None,
+                retrying=lag.retry if lag else False,
             )
         return out
+
+    def _desired_artifact(self, slot: str) -> str | None:
+        assignment = self._desired.slots.get(slot) if self._desired is not None else None
+        return assignment.artifact_id if assignment is not None else None
+
+    def wants_retry(self) -> bool:
+        """Some slot is behind its desired artifact and not refused: ``retry()`` would install it."""
+        for name, s in list(self._slots.items()):
+            lag = sm.behind(self._desired_artifact(name), s.store.read_active(), s.model is not None, s.state)
+            if lag is not None and lag.retry:
+                return True
+        return False
+
+    def retry(self) -> bool:
+        """Apply the last desired state again when ``wants_retry()``. True when it did."""
+        with self._mutex:
+            if self._desired is None or not self.wants_retry():
+                return False
+            self.apply(self._desired)
+            return True
 
     # lifecycle
     def _slot(self, name: str) -> _Slot:
@@ -216,15 +244,17 @@ class SlotInstaller:
             s = self._slots[name] = _Slot(store, journal)
         return s
 
-    def recover(self) -> None:
-        """Replay the journal of every slot on disk and load what is active. Idempotent."""
+    def recover(self, cause: RestartCause = "unknown") -> None:
+        """Replay the journal of every slot on disk and load what is active. Idempotent. ``cause``: how the
+        previous run ended (``agent.lifecycle``); a restart during a trial counts against the version on trial
+        only when the model may have caused it (``machine.restart_counts``)."""
         slots_dir = self._root / "slots"
         names = sorted(p.name for p in slots_dir.iterdir() if p.is_dir()) if slots_dir.is_dir() else []
         with self._mutex:
             for name in names:
-                self._recover_slot(self._slot(name))
+                self._recover_slot(self._slot(name), cause)
 
-    def _recover_slot(self, s: _Slot) -> None:
+    def _recover_slot(self, s: _Slot, cause: RestartCause) -> None:
         store = s.store
         store.clear_staging()
         records = s.journal.read()
@@ -248,10 +278,14 @@ class SlotInstaller:
         if plan.clear_trial:
             store.clear_trial()
             trial = None
-        if active is not None and s.model is None and not self._load_active_or_fallback(s, active):
+        on_trial = trial is not None
+        if active is not None and s.model is None and not self._load_active_or_fallback(s, active, on_trial):
             trial = None  # the version on trial was unusable and has been replaced by previous
         if trial is not None:
-            trial = sm.trial_after_restart(trial, self._now(), _model_version(store, trial.version))
+            counts = sm.restart_counts(cause, isolated=self._isolated_for is not None)
+            named = _model_version(store, trial.version)
+            trial = sm.trial_after_restart(trial, self._now(), named, counts=counts)
+            log.info("event=recover_trial slot=%s cause=%s counted=%s", store.slot, cause, counts)
             store.write_trial(trial.to_dict())
             s.trial = trial
             s.state = sm.TRIAL
@@ -280,10 +314,11 @@ class SlotInstaller:
         self._journal(s, intent.attempt, event="rollback_abandoned", code=code)
         log.warning("event=recover_rollback_abandoned slot=%s code=%s", store.slot, code)
 
-    def _load_active_or_fallback(self, s: _Slot, active: Pointer) -> bool:
-        """Load the active version; if it is unusable, fall back to previous. True if active loaded."""
+    def _load_active_or_fallback(self, s: _Slot, active: Pointer, on_trial: bool) -> bool:
+        """Load the active version (in the trial worker while it is on trial); if it is unusable, fall back to
+        previous. True if active loaded."""
         try:
-            s.model = self._load_version(s.store, active.version, warmup=True)
+            s.model = self._load_version(s.store, active.version, warmup=True, isolated=on_trial)
             s.serving_artifact = active.artifact_id
             return True
         except EdgefleetError as exc:
@@ -310,6 +345,7 @@ class SlotInstaller:
     def apply(self, state: DesiredState) -> None:
         disabled = set(state.disabled_artifacts)
         with self._mutex:
+            self._desired = state
             for name, s in list(self._slots.items()):
                 active = s.store.read_active()
                 if active is not None and active.artifact_id in disabled and name not in state.slots:
@@ -383,7 +419,7 @@ class SlotInstaller:
             if counts:  # journaled first: recover() recounts (idempotently) if a crash cuts here
                 store.count_rollback(a.artifact_id, attempt=attempt)
             s.last_error = self._error(failed.error, failed.error.message)
-            s.state = sm.failed(failed.error.code)
+            s.state = sm.failed(failed.error.code, judged=counts)
             s.failed = (a.artifact_id, failed.error.code)
             log.warning(
                 "event=install_failed slot=%s artifact=%s step=%s code=%s",
@@ -460,7 +496,9 @@ class SlotInstaller:
         self._step(s, attempt, a, "download", download, reused=reused)
         self._step(s, attempt, a, "verify", verify)
         self._step(s, attempt, a, "stage", stage)
-        model = self._step(s, attempt, a, "load", lambda: self._load_version(store, key, warmup=False))
+        model = self._step(
+            s, attempt, a, "load", lambda: self._load_version(store, key, warmup=False, isolated=True)
+        )
         golden = store.files_dir(key) / manifest.health_check.golden_file
         try:
             s.last_health = self._step(
@@ -524,6 +562,8 @@ class SlotInstaller:
         s.store.clear_trial()
         s.trial = None
         s.state = sm.COMMITTED
+        if self._isolated_for is not None:
+            self._serve_in_process(s, trial.version)
         if s.failed is not None and s.failed[0] == trial.artifact_id:
             s.failed = None
         self._crash("after:commit")
@@ -531,6 +571,43 @@ class SlotInstaller:
         log.info(
             "event=committed slot=%s artifact=%s gc_removed=%d", s.store.slot, trial.artifact_id, len(removed)
         )
+
+    def _serve_in_process(self, s: _Slot, key: str) -> None:
+        """After the commit, the version leaves its trial worker: loaded in-process (the worker stops). Kept
+        in the worker when that load fails (it keeps serving; the next start loads it in-process)."""
+        try:
+            model = self._load_version(s.store, key, warmup=False)
+        except EdgefleetError as exc:
+            log.warning("event=commit_in_process_load_failed slot=%s code=%s", s.store.slot, exc.code)
+            return
+        old, s.model = s.model, model
+        if old is not None:
+            old.close()
+
+    def model_crashed(self, slot: str, version: str, how: str) -> bool:
+        """The trial worker running ``version`` in ``slot`` died on its own (``how``: ``SIGSEGV``, ...):
+        the version on trial crashed its runtime. Roll back, counted. True when it rolled back."""
+        with self._mutex:
+            s = self._slots.get(slot)
+            if s is None or s.trial is None or s.trial.version != version:
+                return False
+            log.error("event=trial_model_crashed slot=%s artifact=%s exit=%s", slot, s.trial.artifact_id, how)
+            rolled = self._rollback(s, "trial_model_crashed", count=True)
+            if rolled:
+                s.last_error = {
+                    "code": "trial_model_crashed",
+                    "message": f"the version on trial crashed its worker process ({how}); rolled back",
+                    "details": {"exit": how},
+                    "at": self._now().isoformat(),
+                }
+            return rolled
+
+    def trial_version(self, slot: str) -> str | None:
+        """The version key on trial in ``slot`` (what the serving layer runs in the trial worker). Never
+        blocks."""
+        s = self._slots.get(slot)
+        trial = s.trial if s is not None else None
+        return trial.version if trial is not None else None
 
     def rollback(self, slot: str, reason: str = "operator") -> bool:
         """Re-activate ``previous`` now (without the network). False when it is missing or corrupt."""
@@ -599,7 +676,11 @@ class SlotInstaller:
         }
 
     # helpers
-    def _load_version(self, store: SlotStore, key: str, *, warmup: bool) -> LoadedModel:
+    def _load_version(
+        self, store: SlotStore, key: str, *, warmup: bool, isolated: bool = False
+    ) -> LoadedModel:
+        """Load an installed version: re-hashed first with ``warmup`` (at load), in the trial worker when
+        ``isolated`` and the installer has one (a candidate, a version on trial), else in-process."""
         manifest = store.verify(key) if warmup else store.read_manifest(key)
         options = LoadOptions(
             execution_providers=tuple(manifest.runtime.execution_providers),
@@ -607,7 +688,13 @@ class SlotInstaller:
             inter_op_threads=self._config.threads.inter_op,
             warmup_runs=manifest.health_check.warmup_runs if warmup else 0,
         )
-        adapter = self._adapter_for_runtime(manifest.runtime.name)
+        runtime = manifest.runtime.name
+        use_worker = isolated and self._isolated_for is not None
+        adapter = (
+            self._isolated_for(runtime)
+            if use_worker and self._isolated_for
+            else self._adapter_for_runtime(runtime)
+        )
         return adapter.load(store.files_dir(key) / manifest.entrypoint, manifest.signature, options)
 
     def _adapter_for_runtime(self, runtime: str) -> RuntimeAdapter:

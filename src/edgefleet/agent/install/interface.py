@@ -21,6 +21,12 @@ class Installer(Protocol):
     def slot_reports(self) -> dict[str, SlotReport]:
         """What each slot runs and is doing, for the device report."""
 
+    def wants_retry(self) -> bool:
+        """A slot is behind its desired artifact and not refused (an install was cut or failed)."""
+
+    def retry(self) -> bool:
+        """Apply the last desired state again when ``wants_retry()``; True when it did."""
+
 
 class RecordingInstaller:
     """Records every state handed over and pretends each assignment became active at once."""
@@ -32,6 +38,12 @@ class RecordingInstaller:
     def apply(self, state: DesiredState) -> None:
         with self._lock:
             self.applied.append(state)
+
+    def wants_retry(self) -> bool:
+        return False
+
+    def retry(self) -> bool:
+        return False
 
     def slot_reports(self) -> dict[str, SlotReport]:
         with self._lock:
@@ -54,6 +66,12 @@ class NoInstaller:
 
     def apply(self, state: DesiredState) -> None:
         self._assigned = {slot: a.artifact_id for slot, a in state.slots.items()}
+
+    def wants_retry(self) -> bool:
+        return False
+
+    def retry(self) -> bool:
+        return False
 
     def slot_reports(self) -> dict[str, SlotReport]:
         return {

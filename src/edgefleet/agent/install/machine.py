@@ -12,8 +12,10 @@ Transitions (``docs/operations.md`` describes them for operators):
 * ``failure_counts``: a failed step counts a rejection when the candidate itself failed (load, health);
 * ``plan_rollback``: roll back to ``previous`` (a journaled ``RollbackIntent``) or keep the current version;
 * ``resume_rollback`` / ``plan_recovery`` / ``trial_after_restart`` / ``state_after_recovery``: what a restart
-  finishes, counts, clears and reports;
-* ``judge_trial``: the trial verdict (``trial.trial_verdict``) as an action.
+  finishes, counts, clears and reports; ``restart_cause`` / ``restart_counts``: whether a restart during a
+  trial is held against the model (a power cut or an agent restart is not);
+* ``judge_trial``: the trial verdict (``trial.trial_verdict``) as an action;
+* ``behind``: whether a slot lags its desired artifact, why, and whether the agent retries it.
 """
 
 from __future__ import annotations
@@ -35,19 +37,25 @@ from edgefleet.protocol.canonical import canonical_json
 
 __all__ = [
     "COUNTED_STEPS",
+    "RETRIED_ROLLBACKS",
     "ApplyDecision",
+    "Behind",
     "KeptWhy",
     "Phase",
     "Pointer",
     "RecoveryPlan",
+    "RestartCause",
     "RollbackResume",
     "SlotState",
     "TrialAction",
+    "behind",
     "decide_apply",
     "failure_counts",
     "judge_trial",
     "plan_recovery",
     "plan_rollback",
+    "restart_cause",
+    "restart_counts",
     "resume_rollback",
     "state_after_recovery",
     "trial_after_restart",
@@ -96,6 +104,8 @@ class SlotState:
     phase: Phase
     reason: str = ""
     detail: str = ""
+    judged: bool = False
+    """``failed``: the candidate itself failed (load, health) and the rejection was counted."""
 
     def wire(self) -> str:
         """The report form: ``phase[:reason[:detail]]``, at most 64 characters."""
@@ -117,8 +127,8 @@ TRIAL = SlotState(Phase.TRIAL)
 COMMITTED = SlotState(Phase.COMMITTED)
 
 
-def failed(code: str) -> SlotState:
-    return SlotState(Phase.FAILED, code)
+def failed(code: str, *, judged: bool = False) -> SlotState:
+    return SlotState(Phase.FAILED, code, judged=judged)
 
 
 def rolled_back(reason: str) -> SlotState:
@@ -269,12 +279,42 @@ def plan_recovery(
     )
 
 
-def trial_after_restart(trial: TrialState, now: datetime, model_version: str) -> TrialState:
-    """The trial record after the agent restarted during it: one more restart; the watchdog restarts at
-    ``now`` (it measures a silent *running* agent; time spent powered off is ``max_restarts``' job)."""
+RestartCause = Literal["first_start", "power_cut", "clean_restart", "agent_crash", "unknown"]
+
+
+def restart_cause(previous_run: dict[str, Any] | None, boot_id: str | None) -> RestartCause:
+    """How the previous run of the agent ended, from its run record (``agent.lifecycle``) and this boot's
+    id: another boot id is a power cut (or a reboot), a run marked clean a clean restart, else the agent
+    process died (killed, out of memory, crashed)."""
+    if previous_run is None:
+        return "first_start"
+    before = previous_run.get("boot_id")
+    if not boot_id or not isinstance(before, str) or not before:
+        return "unknown"
+    if before != boot_id:
+        return "power_cut"
+    return "clean_restart" if previous_run.get("clean") is True else "agent_crash"
+
+
+def restart_counts(cause: RestartCause, *, isolated: bool) -> bool:
+    """Does a restart during a trial count against the version on trial (``TrialPolicy.max_restarts``)?
+
+    With the trial isolated (the version on trial loads and runs only in a supervised worker process), the
+    agent's own death is never the model's: the model's crashes are seen directly, as the worker's death, and
+    roll back at once (``trial_model_crashed``). Without isolation (the model runs inside the agent), a
+    power cut or a clean restart does not count, an agent that died in the same boot (or an unknown cause)
+    does: the model may have taken the process down."""
+    if isolated:
+        return False
+    return cause in ("agent_crash", "unknown")
+
+
+def trial_after_restart(trial: TrialState, now: datetime, model_version: str, *, counts: bool) -> TrialState:
+    """The trial record after the agent restarted during it: one more restart when it ``counts``
+    (``restart_counts``); the watchdog restarts at ``now`` (it measures a silent *running* agent)."""
     return replace(
         trial,
-        restarts=trial.restarts + 1,
+        restarts=trial.restarts + (1 if counts else 0),
         heartbeat_at=now.isoformat(),
         model_version=trial.model_version or model_version,
     )
@@ -306,3 +346,45 @@ def judge_trial(trial: TrialState, policy: TrialPolicy, now: datetime) -> TrialA
     if verdict == "rollback":
         return TrialAction("rollback", reason or "trial_failed")
     return TrialAction(verdict)
+
+
+# resume
+RETRIED_ROLLBACKS = frozenset({"active_unusable"})
+"""Rollbacks after which the desired artifact is retried: the active copy was damaged on disk, a fresh
+download repairs it. Every other rollback (a failed trial, the operator, a disabled artifact) holds the slot
+on ``previous`` until the desired state changes."""
+
+
+@dataclass(frozen=True)
+class Behind:
+    """A slot does not serve the artifact its desired state names."""
+
+    reason: str
+    """Why, for the report: the slot's state (``failed:<code>``, ``refused:rolled_back``...), ``installing``,
+    or ``pending`` (not attempted since the agent started or since the assignment arrived)."""
+    retry: bool
+    """The agent retries it (with capped, jittered backoff) until it is installed or refused."""
+
+
+def behind(desired: str | None, active: Pointer | None, loaded: bool, state: SlotState) -> Behind | None:
+    """Is a slot behind its desired artifact ``desired``, why, and is it retried? ``None``: not behind.
+
+    Retried: an attempt that was cut or failed for a reason that is not the candidate's (a download, a full
+    disk, a mismatching file, a restart). Not retried: a candidate that was judged (failed its load or health
+    check, or its trial: a counted rejection), a refused artifact, a held rollback, an install in progress."""
+    if desired is None:
+        return None
+    if active is not None and active.artifact_id == desired and loaded and state.phase is not Phase.ERROR:
+        return None
+    held = (
+        state.phase is Phase.REFUSED
+        or (state.phase is Phase.ROLLED_BACK and state.reason not in RETRIED_ROLLBACKS)
+        or (state.phase is Phase.FAILED and state.judged)
+    )
+    if held:
+        return Behind(state.wire(), retry=False)
+    if state.phase is Phase.INSTALLING:
+        return Behind("installing", retry=False)
+    if state.phase in (Phase.IDLE, Phase.COMMITTED, Phase.TRIAL):
+        return Behind("pending", retry=True)
+    return Behind(state.wire(), retry=True)

@@ -112,13 +112,18 @@ class TufArtifactFetcher:
         )
         signed = _read_manifest(signed_manifest_file)
         signed_manifest_file.unlink(missing_ok=True)
-        if signed.to_dict() != manifest.to_dict():
+        if signed != manifest:  # both parsed once into the typed model: compared as such, not re-serialized
+            differing = sorted(
+                name
+                for name in {*signed.model_dump(), *manifest.model_dump()}
+                if getattr(signed, name, None) != getattr(manifest, name, None)
+            )
             raise self._reject(
                 HashMismatchError(
                     "the director's manifest differs from the release-signed one",
                     code="manifest_mismatch",
-                    expected=signed.canonical().hex()[:16],
-                    got=manifest.canonical().hex()[:16],
+                    expected="the release-signed manifest",
+                    got={"differing_fields": differing[:16]},
                 ),
                 now,
             )

@@ -129,6 +129,7 @@ class TufArtifactFetcher:
             )
         files: dict[str, Path] = {}
         keep = {manifest_target.hashes["sha256"], *(f.sha256 for f in signed.files)}
+        downloader.ensure_space({f.sha256: f.length for f in signed.files}, keep=keep)  # the whole artifact
         for entry in signed.files:
             target = _Target(artifact_target_path(signed, entry.path), entry.sha256, entry.length)
             verified = check(target)

@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -122,6 +122,35 @@ class Downloader:
                 self._events.record(event_from_error(exc, at=datetime.now(timezone.utc)))
             raise
 
+    def ensure_space(self, files: Mapping[str, int], *, keep: Collection[str] = ()) -> None:
+        """Before an artifact's first byte: refuse (``disk_full``, nothing fetched) unless the bytes still
+        missing of all its ``files`` (sha256 -> length; staged files and partial prefixes count as had) fit
+        with the reserve. Each ``fetch`` checks its own file again."""
+        try:
+            missing = 0
+            for sha256, length in files.items():
+                if self.final_path(sha256).exists():
+                    continue
+                partial = self.partial_path(sha256)
+                missing += max(0, length - (partial.stat().st_size if partial.exists() else 0))
+            self._check_space(missing, frozenset(keep) | set(files))
+        except TrustError as exc:
+            self._events.record(event_from_error(exc, at=datetime.now(timezone.utc)))
+            raise
+
+    def _check_space(self, missing_bytes: int, keep: Collection[str]) -> None:
+        reserve = self._policy.reserve_bytes
+        needed = missing_bytes + reserve
+        free = self._free_bytes(self.staging_dir)
+        if free < needed and self.sweep_partials(keep):  # short of space: no grace for other targets
+            free = self._free_bytes(self.staging_dir)
+        if free < needed:
+            raise DiskFullError(
+                "not enough free disk for the download",
+                expected=f">= {needed} bytes free ({missing_bytes} to download + {reserve} reserve)",
+                got=free,
+            )
+
     def sweep_partials(self, keep: Collection[str], *, min_age_s: float = 0.0) -> list[Path]:
         """Remove ``<sha256>.partial`` files of targets not in ``keep`` unwritten for ``min_age_s``.
 
@@ -159,14 +188,7 @@ class Downloader:
             partial.unlink()
             offset = 0
         self.sweep_partials(keep, min_age_s=self._policy.stale_partial_s)
-        needed = length - offset + self._policy.reserve_bytes
-        free = self._free_bytes(self.staging_dir)
-        if free < needed and self.sweep_partials(keep):  # short of space: no grace for other targets
-            free = self._free_bytes(self.staging_dir)
-        if free < needed:
-            raise DiskFullError(
-                "not enough free disk for the download", expected=f">= {needed} bytes free", got=free
-            )
+        self._check_space(length - offset, keep)
         if offset < length:
             offset = self._transfer(url, partial, offset, length)
         got = _digest_of(partial)

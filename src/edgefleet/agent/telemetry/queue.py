@@ -14,6 +14,16 @@ Every dropped record is counted by kind in cumulative counters (``dropped``) tha
 Sequences come from ``AUTOINCREMENT``: strictly increasing for the life of the file, never reused, across
 boots and after deletes, so the server can order a device's records without trusting its wall clock.
 
+A full disk never stops the agent either: the file's footprint stays near ``max_bytes`` (the WAL is
+checkpointed every ``WAL_CHECKPOINT_PAGES`` pages and truncated to ``WAL_LIMIT_BYTES``). Beside the file the
+queue keeps a *reserve* (``<name>.reserve``, ``RESERVE_BYTES`` of zeros). When the disk fills up (other files
+grew), a write that fails with SQLITE_FULL gives the reserve back, checkpoints, and lowers the queue's cap to
+what it holds now (the drop policy then evicts old windows instead of growing the file), and tries again: so
+acknowledged records can still be deleted and update, rollback and security events still be written. Only
+if that fails too, ``QueueDiskFullError`` (``disk_full``): nothing half written, the queued records intact,
+the recorder counts it and serving goes on. Every ``RESERVE_RETRY_WRITES`` writes the queue tries to take
+the reserve again; when it can, the full cap is back.
+
 A corrupt file never stops the agent: ``open_queue`` moves it aside (one kept for forensics,
 ``<name>.corrupt.db``), starts a fresh queue and says so (``QueueLoss``), so the caller can record that
 telemetry was lost; a queue that cannot be opened at all (disk, permissions) is replaced by one in memory.
@@ -27,9 +37,10 @@ import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError
@@ -37,6 +48,7 @@ from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError
 __all__ = [
     "CORRUPT_SUFFIX",
     "QueueCorruptError",
+    "QueueDiskFullError",
     "QueueLoss",
     "QueueStats",
     "QueueUnavailableError",
@@ -48,6 +60,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -63,6 +76,12 @@ CREATE INDEX IF NOT EXISTS records_priority_seq ON records (priority, seq);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 _BYTES = "queue.bytes"
+WAL_CHECKPOINT_PAGES = 64
+"""checkpoint the WAL into the database every this many pages (SQLite's default, 1000, lets it reach 4 MB)"""
+WAL_LIMIT_BYTES = 512 * 1024
+"""after a checkpoint the WAL file is truncated to at most this"""
+RESERVE_BYTES = 256 * 1024
+RESERVE_RETRY_WRITES = 50
 _DROP_PREFIX = "dropped."
 
 
@@ -76,6 +95,16 @@ class QueueUnavailableError(EdgefleetError):
     """SQLite could not open or write the file (disk full, read-only, permissions); it may be intact."""
 
     code = "telemetry_queue_unavailable"
+
+
+class QueueDiskFullError(QueueUnavailableError):
+    """The disk cannot take the write (SQLITE_FULL, ENOSPC): nothing was written, the queue is intact."""
+
+    code = "disk_full"
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == 13 or "full" in str(exc).lower()  # SQLITE_FULL
 
 
 @dataclass(frozen=True)
@@ -113,12 +142,18 @@ class TelemetryQueue:
         except OSError as exc:
             raise QueueUnavailableError(f"telemetry queue directory: {exc}", got=str(self.path)) from exc
         self.max_bytes = max_bytes
+        self.cap_bytes = max_bytes
+        """the cap in force: ``max_bytes``, or less while the disk is full"""
+        self._reserve = None if str(path) == ":memory:" else self.path.with_name(self.path.name + ".reserve")
+        self._writes_since_full = 0
         self._lock = threading.Lock()
         db: sqlite3.Connection | None = None
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={synchronous}")
+            db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+            db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
             db.executescript(_SCHEMA)
             ok = db.execute("PRAGMA quick_check").fetchone()[0]
         except sqlite3.OperationalError as exc:  # cannot open/lock/write: not evidence of corruption
@@ -131,6 +166,29 @@ class TelemetryQueue:
             _close_quietly(db)
             raise QueueCorruptError("telemetry queue failed its integrity check", got=str(ok)[:200])
         self._db = db
+        self._take_reserve()
+
+    def _take_reserve(self) -> bool:
+        """Hold ``RESERVE_BYTES`` of disk for a full-disk moment; False when the disk cannot spare them."""
+        if self._reserve is None:
+            return True
+        try:
+            if self._reserve.exists() and self._reserve.stat().st_size >= RESERVE_BYTES:
+                return True
+            with open(self._reserve, "wb") as fh:
+                fh.write(bytes(RESERVE_BYTES))
+                fh.flush()
+                os.fsync(fh.fileno())
+            return True
+        except OSError:
+            with contextlib.suppress(OSError):
+                self._reserve.unlink()
+            return False
+
+    def _give_reserve_back(self) -> None:
+        if self._reserve is not None:
+            with contextlib.suppress(OSError):
+                self._reserve.unlink()
 
     def close(self) -> None:
         with self._lock:
@@ -153,24 +211,61 @@ class TelemetryQueue:
         data = canonical_json(body)
         size = len(data)
         with self._lock:
+            return self._write_locked(lambda: self._append_locked(boot_id, kind, label, priority, data, size))
+
+    def _write_locked(self, write: Callable[[], T]) -> T:
+        """One write transaction; on a full disk, free the reserve, checkpoint, lower the cap, once more."""
+        for attempt in range(2):
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                seq = self._append_locked(boot_id, kind, label, priority, data, size)
+                result = write()
                 self._db.execute("COMMIT")
+                self._after_write()
+                return result
+            except sqlite3.Error as exc:
+                self._rollback()
+                if not _is_full(exc):
+                    raise
+                if attempt == 1:
+                    raise QueueDiskFullError(
+                        "the disk cannot take the telemetry queue's write",
+                        expected="free disk space",
+                        got=str(exc)[:200],
+                    ) from exc
+                log.warning("event=telemetry_disk_full cap_bytes=%d error=%s", self.cap_bytes, exc)
+                self._give_reserve_back()
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self.cap_bytes = max(1024, min(self.cap_bytes, self._counter(_BYTES)))
+                self._writes_since_full = 0
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
-        return seq
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _after_write(self) -> None:
+        if self.cap_bytes >= self.max_bytes:
+            return
+        self._writes_since_full += 1
+        if self._writes_since_full % RESERVE_RETRY_WRITES == 0 and self._take_reserve():
+            self.cap_bytes = self.max_bytes  # the disk has room again
+            log.info("event=telemetry_disk_recovered cap_bytes=%d", self.cap_bytes)
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:  # SQLite may already have rolled back (e.g. on SQLITE_FULL)
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
 
     def _append_locked(
         self, boot_id: str, kind: str, label: str, priority: int, data: bytes, size: int
     ) -> int | None:
         total = self._counter(_BYTES)
-        if size > self.max_bytes:
+        cap = self.cap_bytes
+        if size > cap:
             self._bump(_DROP_PREFIX + label, 1)
             return None
-        if total + size > self.max_bytes:
-            need = total + size - self.max_bytes
+        if total + size > cap:
+            need = total + size - cap
             victims: list[tuple[int, str, int]] = []
             freed = 0
             rows = self._db.execute(
@@ -201,24 +296,22 @@ class TelemetryQueue:
         """Delete acknowledged records (unknown sequences are ignored). Returns how many were deleted."""
         if not seqs:
             return 0
+
+        def delete() -> int:
+            deleted = 0
+            freed = 0
+            for seq in seqs:
+                row = self._db.execute("SELECT size_bytes FROM records WHERE seq = ?", (seq,)).fetchone()
+                if row is None:
+                    continue
+                self._db.execute("DELETE FROM records WHERE seq = ?", (seq,))
+                deleted += 1
+                freed += int(row[0])
+            self._bump(_BYTES, -freed)
+            return deleted
+
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                deleted = 0
-                freed = 0
-                for seq in seqs:
-                    row = self._db.execute("SELECT size_bytes FROM records WHERE seq = ?", (seq,)).fetchone()
-                    if row is None:
-                        continue
-                    self._db.execute("DELETE FROM records WHERE seq = ?", (seq,))
-                    deleted += 1
-                    freed += int(row[0])
-                self._bump(_BYTES, -freed)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return deleted
+            return self._write_locked(delete)
 
     # --- reading --------------------------------------------------------------------------------------------
 

@@ -137,6 +137,14 @@ def build(
         status = "FAILED" if c.selection.failed else c.selection.chosen
         click.echo(f"{c.hwclass.name}: {status} - {c.selection.summary}")
         click.echo(f"  {c.note}")
+        startup = next(
+            (f for f in c.figures if f.candidate == c.selection.chosen and f.load_time_ms is not None), None
+        )
+        if startup is not None and startup.first_inference_ms is not None:
+            click.echo(
+                f"  startup ({startup.where}): load {startup.load_time_ms:.1f} ms, first inference "
+                f"{startup.first_inference_ms:.1f} ms - {startup.source}"
+            )
     if result.robustness is not None:
         chosen = sorted({"fp32", *(c.selection.chosen for c in result.classes if c.selection.chosen)})
         for line in robustness_lines(result.robustness.to_dict(), chosen):

@@ -24,7 +24,7 @@ from edgefleet.optimize.config import BuildConfig, class_policy, model_name_from
 from edgefleet.optimize.cpu_features import CpuInfo, build_reduce_range, detect_cpu
 from edgefleet.optimize.dataset import Dataset, load_dataset
 from edgefleet.optimize.errors import BuildError, BuildInputError
-from edgefleet.optimize.figures import WHERE_RANK, Figures
+from edgefleet.optimize.figures import WHERE_RANK, Figures, Where
 from edgefleet.optimize.guard_ranges import input_ranges
 from edgefleet.optimize.measure import check_compatibility, measure_latency
 from edgefleet.optimize.mixed import MixedSearch, search_mixed_precision
@@ -40,6 +40,7 @@ from edgefleet.optimize.session import (
     run_dataset,
     settings_for,
 )
+from edgefleet.optimize.storage import measure_startup
 from edgefleet.protocol.hardware_class import HardwareClass
 
 __all__ = ["BuildResult", "ClassResult", "run_build", "select_classes"]
@@ -326,6 +327,7 @@ def run_build(
                 for c in allowed
                 if c.name in loading
             ]
+            figures += _startup_figures(allowed, loading, settings, hwclass, valid, host)
             note = plan.note()
             if settings.capped_from:
                 note += (
@@ -357,6 +359,37 @@ def run_build(
                     )
             report.write_reports(staging, result, config)
     return result
+
+
+def _startup_figures(
+    allowed: list[Candidate],
+    loading: dict[str, Path],
+    settings: SessionSettings,
+    hwclass: HardwareClass,
+    valid: Dataset,
+    host: str,
+) -> list[Figures]:
+    """Load time and first inference of each loadable candidate, the file read at the class's declared
+    storage speed (an emulated class limit) or, without one, at the host's (``storage``)."""
+    read_mb_s = hwclass.budgets.storage_read_mb_s
+    where: Where = "emulated" if read_mb_s else "host"
+    out = []
+    for c in allowed:
+        if c.name not in loading:
+            continue
+        startup = measure_startup(c.path, settings, valid.sample(0), read_mb_s=read_mb_s)
+        out.append(
+            Figures(
+                c.name,
+                where,
+                f"{host}; {startup.method}",
+                settings.providers[0],
+                load_time_ms=startup.load_time_ms,
+                first_inference_ms=startup.first_inference_ms,
+                notes=(f"read {startup.read_ms:.1f} ms + session {startup.session_ms:.1f} ms",),
+            )
+        )
+    return out
 
 
 def _robustness(
@@ -434,6 +467,9 @@ def _write_artifact(
     rss = max(
         (f for f in mine if f.peak_rss_bytes is not None), key=lambda f: WHERE_RANK[f.where], default=None
     )
+    startup = max(
+        (f for f in mine if f.load_time_ms is not None), key=lambda f: WHERE_RANK[f.where], default=None
+    )
     manifest = {
         "schema_version": 1,
         "model": config.model_name or model_name_from(result.model.path),
@@ -474,6 +510,9 @@ def _write_artifact(
             "latency_p99_ms": perf.p99_ms if perf else None,
             "size_bytes": chosen.size_bytes,
             "peak_memory_bytes": rss.peak_rss_bytes if rss else None,
+            "load_time_ms": startup.load_time_ms if startup else None,
+            "first_inference_ms": startup.first_inference_ms if startup else None,
+            "startup_measured_on": startup.source if startup else None,
             "validation_samples": valid.count,
             "validation_sha256": valid.sha256,
             "measured_on": (

@@ -68,6 +68,13 @@ class Budgets(Part):
         le=1024,
         description="CPU time the model may use, in cores (a cgroup cpu.max quota); None: threads.intra_op",
     )
+    storage_read_mb_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=100_000,
+        description="sequential read speed of the class's storage (MB/s): the build reads the model at it "
+        "to measure load time and first inference; None: not declared",
+    )
 
 
 class Performance(Part):

@@ -29,6 +29,7 @@ from edgefleet.agent.install.content import TufArtifactFetcher
 from edgefleet.agent.install.installer import InstallerConfig, SlotInstaller
 from edgefleet.agent.install.trial import TrialPolicy
 from edgefleet.agent.observed import ObservedInstaller, StepEvents
+from edgefleet.agent.probe.runner import ProbeRunner
 from edgefleet.agent.serve.endpoint import EndpointConfig
 from edgefleet.agent.serve.runtimes import RuntimeAdapters
 from edgefleet.agent.serving_wiring import SERVED_SLOT, Serving, TrialMetrics, start_serving
@@ -218,6 +219,14 @@ class AgentApp:
                 for worker in workers:
                     worker.start()
                 timing = PollTiming(poll_interval_s=opts.poll_interval_s, backoff_cap_s=opts.backoff_cap_s)
+                probes = ProbeRunner(
+                    self.ddir.root,
+                    fetcher,
+                    channel,
+                    hardware_class=hardware_class,
+                    busy=serving.busy if serving is not None else lambda: False,
+                    now=_utc_now,
+                )
                 SyncCoordinator(
                     self.ddir,
                     channel,
@@ -225,7 +234,9 @@ class AgentApp:
                     timing=timing,
                     events=recorder,
                     director_keys=fetcher.director_keys,  # a rotation, named by the verified TUF root
+                    on_state=probes.offer,
                 ).run(stop)
+                probes.close()
                 for worker in workers:
                     worker.join(timeout=10)
                 recorder.flush()

@@ -156,6 +156,10 @@ class Serving:
             self.service.start_shadow(ready, self.shadow_config)
             self.shadowing = ready.artifact_id
 
+    def busy(self) -> bool:
+        """Requests are queued behind the running ones: background work (a probe) should yield."""
+        return bool(self.service.status()["queue"]["waiting"] > 0)
+
     def close(self) -> None:
         self.endpoint.close()
         self.service.close()

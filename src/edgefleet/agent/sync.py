@@ -88,8 +88,11 @@ class SyncCoordinator:
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         events: EventSink | None = None,
         director_keys: Callable[[], Sequence[Ed25519PublicKey]] | None = None,
+        on_state: Callable[[DesiredState | None], None] | None = None,
     ) -> None:
         self._ddir = data_dir
+        self._on_state = on_state or (lambda _state: None)
+        """Told every accepted desired state, and the stored one at start (the probe runner)."""
         self._director_keys = director_keys
         self._events: EventSink = events or _NoEvents()
         self._channel = channel
@@ -184,6 +187,7 @@ class SyncCoordinator:
         log.info(_kv(event="desired_state_accepted", generation=state.generation, slots=len(state.slots)))
         self._installer.apply(state)
         self._retries = 0
+        self._on_state(state)
         self._maybe_report(force=True)
         return SyncOutcome("updated", poll_delay_s(self._timing, self._rng), state.generation)
 
@@ -294,6 +298,7 @@ class SyncCoordinator:
         log.info(_kv(event="agent_started", device_id=self.identity.device_id, generation=self.generation))
         self.resume()
         poll_in_s = 0.0
+        self._on_state(self.state)
         while not stop.is_set():
             if poll_in_s <= 0:
                 poll_in_s = self.poll_once().delay_s

@@ -9,7 +9,7 @@ import click
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.hardware_class import MAX_CLASSES_FILE_BYTES, parse_classes_toml
 
-__all__ = ["build"]
+__all__ = ["build", "build_model", "select_cmd"]
 
 
 def _read_classes(path: Path) -> bytes:
@@ -41,7 +41,28 @@ def _strength(text: str) -> tuple[str, float]:
         raise click.BadParameter(f"expected NAME=STRENGTH (e.g. gaussian_noise=0.1), got {text!r}") from None
 
 
-@click.command("build")
+class _BuildGroup(click.Group):
+    """``edgefleet build MODEL ...`` builds; ``edgefleet build select ...`` selects again from a probe."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] in self.commands:
+            return super().parse_args(ctx, args)
+        return super().parse_args(ctx, ["model", *args])
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        build_model.format_help(ctx, formatter)
+        formatter.write_paragraph()
+        formatter.write_text(
+            "Also: edgefleet build select BUILD_DIR --from-probe PROBE_ID (see --help there)."
+        )
+
+
+@click.group("build", cls=_BuildGroup)
+def build() -> None:
+    """Optimize a model per hardware class; or select again on device figures (``build select``)."""
+
+
+@build.command("model", hidden=True)
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--classes", "classes_file", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--class", "class_names", multiple=True, help="Build only these classes (repeatable).")
@@ -81,8 +102,11 @@ def _strength(text: str) -> tuple[str, float]:
 @click.option("--robust-min-metric-ratio", type=click.FloatRange(0, 1), default=0.97, show_default=True)
 @click.option("--robustness-seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--quick", is_flag=True, help="Test-size configuration: fewer candidates and runs.")
+@click.option(
+    "--keep-candidates", is_flag=True, help="Keep every candidate in OUT/candidates/ (to probe on devices)."
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars (they are off when not on a terminal).")
-def build(
+def build_model(
     model: Path,
     classes_file: Path,
     class_names: tuple[str, ...],
@@ -104,6 +128,7 @@ def build(
     robust_min_metric_ratio: float,
     robustness_seed: int,
     quick: bool,
+    keep_candidates: bool,
     no_progress: bool,
 ) -> None:
     """Optimize MODEL for each hardware class, measure every candidate, write one artifact per class."""
@@ -126,6 +151,7 @@ def build(
         "robust_min_agreement": robust_min_agreement,
         "robust_min_metric_ratio": robust_min_metric_ratio,
         "robustness_seed": robustness_seed,
+        "keep_candidates": keep_candidates,
     }
     if latency_runs is not None:
         settings["latency_runs"] = latency_runs
@@ -166,4 +192,61 @@ def build(
             code="class_build_failed",
             expected="an artifact for every class",
             got=result.failed_classes,
+        )
+
+
+@build.command("select")
+@click.argument("build_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--from-probe", "probe_id", required=True, help="The probe whose device figures decide.")
+@click.option(
+    "--allow-partial", is_flag=True, help="Accept a probe that ended with fewer devices than asked."
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def select_cmd(
+    ctx: click.Context, build_dir: Path, probe_id: str, allow_partial: bool, as_json: bool
+) -> None:
+    """Select the class's candidate again on the figures devices measured, and write BUILD_DIR/<class>."""
+    from edgefleet.cli.output import echo_json
+    from edgefleet.cli.state import CliState
+    from edgefleet.optimize.device_select import select_from_probe
+    from edgefleet.optimize.errors import BuildError
+
+    state: CliState = ctx.ensure_object(CliState)
+    with state.client() as client:
+        probe = client.get_probe(probe_id)
+        hwclass = client.get_class(probe["hardware_class"])
+    result = select_from_probe(build_dir, hwclass, probe, allow_partial=allow_partial)
+    verdicts = [
+        {"name": v.name, "eligible": v.eligible, "reasons": list(v.reasons)}
+        for v in result.selection.verdicts
+    ]
+    if as_json:
+        echo_json(
+            {
+                "hardware_class": result.hardware_class,
+                "probe_id": result.probe_id,
+                "partial": result.partial,
+                "devices": result.devices,
+                "measured_on": "device",
+                "chosen": result.selection.chosen,
+                "summary": result.selection.summary,
+                "verdicts": verdicts,
+                "candidates": result.device_rows,
+                "artifact": str(result.artifact) if result.artifact else None,
+            }
+        )
+    else:
+        status = "FAILED" if result.selection.failed else result.selection.chosen
+        partial = ", PARTIAL" if result.partial else ""
+        click.echo(f"{result.hardware_class}: {status} - {result.selection.summary}")
+        click.echo(f"  measured on {result.devices} devices by probe {result.probe_id}{partial}")
+        if result.artifact is not None:
+            click.echo(f"artifact: {result.artifact}")
+    if result.selection.failed:
+        raise BuildError(
+            "no candidate fits the class on the device figures",
+            code="class_build_failed",
+            expected="an artifact for the class",
+            got=result.hardware_class,
         )

@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, str] = {
     "keys": "edgefleet.cli.keys:keys",
     "publish": "edgefleet.cli.publish:publish",
     "rollout": "edgefleet.cli.rollout_cmd:rollout",
+    "probe": "edgefleet.cli.probe_cmd:probe",
 }
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from edgefleet import __version__
 from edgefleet.client.devices import DevicesApi
 from edgefleet.client.errors import ServerUnreachableError
+from edgefleet.client.probes import ProbesApi
 from edgefleet.client.resources import (
     ApplyResult,
     ArtifactInfo,
@@ -100,7 +101,7 @@ def _params(**values: Any) -> dict[str, Any]:
     return out
 
 
-class EdgefleetClient(DevicesApi, TufApi, TelemetryApi, RolloutsApi):
+class EdgefleetClient(DevicesApi, TufApi, TelemetryApi, RolloutsApi, ProbesApi):
     """Synchronous client. Use as a context manager or call ``close()``."""
 
     def __init__(

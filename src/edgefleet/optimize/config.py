@@ -53,6 +53,8 @@ class BuildConfig:
     min_agreement: float = 0.99
     min_speedup: float = 1.0  # beyond noise is always required; this asks for more on top
     progress: bool = True
+    keep_candidates: bool = False
+    """Also write every candidate and the validation set to ``OUT/candidates/`` (for probes)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
-from edgefleet.optimize import package, report
+from edgefleet.optimize import candidate_store, package, report
 from edgefleet.optimize.candidates import Candidate, describe, make_fp16, make_fp32, make_student
 from edgefleet.optimize.config import BuildConfig, class_policy, model_name_from
 from edgefleet.optimize.cpu_features import CpuInfo, build_reduce_range, detect_cpu
@@ -358,6 +358,16 @@ def run_build(
                         judged,
                     )
             report.write_reports(staging, result, config)
+            if config.keep_candidates:
+                candidate_store.write_candidates(
+                    staging,
+                    result,
+                    valid,
+                    reference[judged],
+                    info.signature.outputs[judged].name,
+                    config,
+                    model_name=config.model_name or model_name_from(result.model.path),
+                )
     return result
 
 

@@ -46,6 +46,9 @@ class DesiredState(Document):
     expires_at: AwareDatetime
     slots: dict[Name, Assignment] = Field(default_factory=dict)
     disabled_artifacts: list[str] = Field(default_factory=list, max_length=1000)
+    probe: dict[str, Any] | None = Field(
+        default=None, description="a probe order (edgefleet.protocol.probe.ProbeOrder), or None"
+    )
 
 
 class Signature(Part):

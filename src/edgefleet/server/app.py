@@ -22,6 +22,7 @@ from edgefleet.server.api import (
     devices,
     health,
     models,
+    probes,
     rollouts,
     telemetry,
     tokens,
@@ -59,6 +60,7 @@ ROUTERS: list[APIRouter] = [
     devices.router,
     tuf.router,
     rollouts.router,
+    probes.router,
     telemetry.router,
     dashboard.router,
 ]

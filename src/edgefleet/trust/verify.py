@@ -328,9 +328,7 @@ class DeviceTrust:
             path, sha256 = target.path, target.hashes["sha256"]
         else:
             path, sha256 = target.path, target.sha256
-        consistent = (
-            True if self._updater is None else bool(self._updater.trusted_root.consistent_snapshot)
-        )
+        consistent = True if self._updater is None else bool(self._updater.trusted_root.consistent_snapshot)
         return target_url(self.target_base_url, path, sha256, consistent_snapshot=consistent)
 
     def download_to(

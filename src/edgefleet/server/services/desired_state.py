@@ -64,12 +64,20 @@ class DesiredChoice:
     hardware_class: str
     slots: dict[str, ArtifactRow]
     disabled_artifacts: list[str]
+    probe: dict[str, Any] | None = None
+    """The device's probe order (``protocol.probe.ProbeOrder``), if a probe is waiting for it."""
 
     def digest(self) -> str:
         """What decides whether the content changed: the artifact ids per slot (an artifact id names its
         manifest's sha256, and a manifest never changes under its id), the class and the disabled list."""
         ids = {slot: row.id for slot, row in self.slots.items()}
-        key = {"hardware_class": self.hardware_class, "slots": ids, "disabled": self.disabled_artifacts}
+        key: dict[str, Any] = {
+            "hardware_class": self.hardware_class,
+            "slots": ids,
+            "disabled": self.disabled_artifacts,
+        }
+        if self.probe is not None:
+            key["probe"] = self.probe
         return hashlib.sha256(canonical_json(key)).hexdigest()
 
     def assignments(self) -> dict[str, Assignment]:
@@ -111,7 +119,9 @@ def desired_content(session: Session, device: DeviceRow) -> DesiredChoice:
             disabled.append(artifact.id)
             continue
         slots[slot] = artifact
-    return DesiredChoice(device.hardware_class, slots, sorted(disabled))
+    from edgefleet.server.services.probes import probe_section  # probes bump the director epoch: no cycle
+
+    return DesiredChoice(device.hardware_class, slots, sorted(disabled), probe_section(session, device))
 
 
 def resolve_desired_state(
@@ -167,6 +177,7 @@ def resolve_desired_state(
                 expires_at=now + ttl,
                 slots=choice.assignments(),  # typed parts are taken as they are, not validated again
                 disabled_artifacts=choice.disabled_artifacts,
+                probe=choice.probe,
             )
             envelope = sign_desired_state(state, key)
             # Compare-and-set: two replicas racing issue one generation, never the same number twice.

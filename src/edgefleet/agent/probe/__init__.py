@@ -1,0 +1,1 @@
+"""Probes on the device: measure a release-signed build's candidates in a scratch area, report figures."""

@@ -129,7 +129,8 @@ def test_two_agents_measure_three_candidates_while_serving_and_select_uses_devic
             traffic.stop.set()
             traffic.thread.join(timeout=60)
         probe = json.loads(cli(server, "probe", "show", probe_id, "--json").stdout)
-        assert probe["status"] == "complete" and not probe["partial"]
+        assert probe["status"] == "complete"
+        assert not probe["partial"]
         assert sorted(d["device_id"] for d in probe["devices"]) == sorted(devices)
         for device in probe["devices"]:
             figures = {c["name"]: c for c in device["results"]["candidates"]}
@@ -138,12 +139,16 @@ def test_two_agents_measure_three_candidates_while_serving_and_select_uses_devic
                 assert c["status"] == "measured", c
                 assert [b["batch"] for b in c["latency"]] == [1, 4]  # the class's batch sizes
                 assert all(b["p50_ms"] <= b["p95_ms"] <= b["p99_ms"] for b in c["latency"])
-                assert c["load_ms"] > 0 and c["first_inference_ms"] > 0
+                assert c["load_ms"] > 0
+                assert c["first_inference_ms"] > 0
                 assert c["peak_rss_bytes"] > 0
-                assert c["agreement_metric"] == "top1_agreement" and c["task_metric"] == "accuracy"
+                assert c["agreement_metric"] == "top1_agreement"
+                assert c["task_metric"] == "accuracy"
                 sustained = c["sustained"]
-                assert sustained["duration_s"] == 3 and sustained["runs"] > 0
-                assert sustained["first_p95_ms"] > 0 and sustained["last_p95_ms"] > 0
+                assert sustained["duration_s"] == 3
+                assert sustained["runs"] > 0
+                assert sustained["first_p95_ms"] > 0
+                assert sustained["last_p95_ms"] > 0
                 assert sustained["drift_ratio"] > 0
                 if sustained["thermal"] == "unavailable":
                     assert sustained["temp_rise_c"] is None or sustained["throttle_events"] is None
@@ -157,8 +162,11 @@ def test_two_agents_measure_three_candidates_while_serving_and_select_uses_devic
         for data_dir in data_dirs:  # the scratch area is gone; the slots were never touched
             assert not any((data_dir / "probe-scratch").glob("*"))
 
-        chosen = json.loads(cli(server, "build", "select", str(build), "--from-probe", probe_id, "--json").stdout)
-        assert chosen["measured_on"] == "device" and chosen["probe_id"] == probe_id
+        chosen = json.loads(
+            cli(server, "build", "select", str(build), "--from-probe", probe_id, "--json").stdout
+        )
+        assert chosen["measured_on"] == "device"
+        assert chosen["probe_id"] == probe_id
         assert chosen["chosen"] in three
         assert set(chosen["candidates"]) == set(three)
         manifest = json.loads((build / CLASS / "manifest.json").read_text())

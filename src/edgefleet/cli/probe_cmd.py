@@ -153,7 +153,7 @@ def render_probe(info: dict[str, Any]) -> str:
         if results.get("error_code"):
             rows.append({"device": device["device_id"], "candidate": "-", "status": results["error_code"]})
         for c in results.get("candidates", []):
-            one = next((b for b in c.get("latency", []) if b.get("batch") == 1), {})
+            one: dict[str, Any] = next((b for b in c.get("latency", []) if b.get("batch") == 1), {})
             sustained = c.get("sustained") or {}
             rows.append(
                 {

@@ -114,13 +114,6 @@ def device_figures(
         failed = [f for f in reported if f.get("status") != "measured"]
         ok = [f for f in reported if f.get("status") == "measured" and f.get("latency_samples_ms")]
         row: dict[str, Any] = {"devices": len(reported), "failed": len(failed), "measured_on": "device"}
-        common = {
-            "candidate": name,
-            "where": "device",
-            "source": source,
-            "devices": len(ok),
-            "partial": partial,
-        }
         if failed or not ok:
             first = failed[0] if failed else None
             error = "no device measured it"
@@ -128,7 +121,7 @@ def device_figures(
                 why = str(first.get("error") or "")[:200]
                 error = f"device {first['device_id']}: {first.get('error_code')}: {why}"
             row["error"] = error
-            out.append(Figures(**common, error=error))
+            out.append(Figures(name, "device", source, error=error, devices=len(ok), partial=partial))
             rows[name] = row
             continue
         pooled = [float(x) for f in ok for x in f["latency_samples_ms"]]
@@ -156,7 +149,11 @@ def device_figures(
         )
         out.append(
             Figures(
-                **common,
+                name,
+                "device",
+                source,
+                devices=len(ok),
+                partial=partial,
                 latency=latency,
                 peak_rss_bytes=rss,
                 load_time_ms=load_ms,

@@ -22,6 +22,7 @@ from edgefleet.protocol.desired_state import Assignment, DesiredState
 from edgefleet.protocol.errors import AuthenticationError, NotFoundError, ServiceUnavailableError
 from edgefleet.protocol.manifest import ArtifactManifest, artifact_target_path
 from edgefleet.server.services.director_epoch import current_epoch
+from edgefleet.server.services.probes import probe_section
 from edgefleet.server.services.rollouts.overlay import rollout_overlay
 from edgefleet.server.store.devices import DeviceRow, PinRow
 from edgefleet.server.store.registry import ArtifactRow
@@ -119,8 +120,6 @@ def desired_content(session: Session, device: DeviceRow) -> DesiredChoice:
             disabled.append(artifact.id)
             continue
         slots[slot] = artifact
-    from edgefleet.server.services.probes import probe_section  # probes bump the director epoch: no cycle
-
     return DesiredChoice(device.hardware_class, slots, sorted(disabled), probe_section(session, device))
 
 

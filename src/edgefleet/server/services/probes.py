@@ -35,7 +35,7 @@ from edgefleet.protocol.hardware_class import HardwareClass
 from edgefleet.protocol.manifest import ArtifactManifest, artifact_target_path
 from edgefleet.protocol.probe import PROBE_INDEX_FILE, ProbeOrder, ProbeResults
 from edgefleet.server.services import audit
-from edgefleet.server.services.desired_state import bump_director_epoch
+from edgefleet.server.services.director_epoch import bump_director_epoch
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.probes import ProbeDeviceRow, ProbeRow
 from edgefleet.server.store.registry import HardwareClassRow

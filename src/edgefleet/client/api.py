@@ -1,5 +1,8 @@
 """A typed client for the control-plane HTTP API (docs/api.md): one method per call.
 
+Over 450 lines: one typed method per call of the API (the rollout calls are in ``client.rollouts``); split by
+resource, the methods would still share one transport and one mapping of error answers.
+
 Error answers come back as the matching ``EdgefleetError`` subclass with the server's ``code``; network
 failures become ``ServerUnreachableError`` (``server_unreachable``). The transport is injectable so
 tests can run against the real ASGI app or inject faults.

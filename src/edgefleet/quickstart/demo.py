@@ -1,5 +1,7 @@
 """``edgefleet demo``: the whole main job, end to end, on one machine, with the public commands.
 
+Over 450 lines: one scripted run whose steps, in order, share the demo's world (server, agents, traffic).
+
 1. a control plane on the embedded SQLite default (dev mode: demo keys, loudly labelled);
 2. the reference digits CNN trained (or reused from the cache), built per hardware class with
    ``edgefleet build``, published signed with ``edgefleet publish``; a deliberately bad version 2 too;

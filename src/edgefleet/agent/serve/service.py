@@ -1,5 +1,7 @@
 """The in-process inference service: hot-swapped model, bounded admission, degraded ladder, shadow.
 
+Over 450 lines: the swap, the admission, the degraded ladder and the shadow all act on one serving snapshot.
+
 The hot path reads one immutable ``_Serving`` snapshot (rung, model, signature rules) and calls the model
 outside any lock. A swap (a new active artifact, a step down, a successful probe) loads the new model first
 and then replaces the snapshot in one assignment: requests in flight finish on the model they started with,

@@ -105,6 +105,9 @@ def test_sign_in_refuses_a_bad_token_and_a_missing_form_token(world):
 def test_every_page_renders_what_the_fleet_holds(world, operator):
     fleet, v1, v2, devices = world
     rid = _rollout(fleet, v2)
+    page = operator.get(f"/dashboard/rollouts/{rid}/live").text
+    assert "The engine has not evaluated this rollout's gates yet" in page
+    fleet.tick()  # the engine's first evaluation (every rollout_tick_s): the gates it judged are shown
     device_id = devices[0][0].device_id
     pages = {
         "/dashboard/": ["medical-cart-cpu", "digits 1.0.0", rid, "Model versions in the field"],
@@ -375,11 +378,15 @@ def test_a_rollout_over_two_classes_shows_each_class_against_its_own_envelope(wo
     assert _status(fleet, rid) == "running"
 
 
-def test_install_failures_are_shown_in_the_class_they_happened_in(world, operator):
+def _one_gateway_fails_its_install(world, *, cart_requests=0):
+    """``_two_class_rollout`` where every cart installs (and serves ``cart_requests`` each) and one of the two
+    gateways fails its install; the engine has evaluated once."""
     fleet, rid, gpu, (carts, v2), (gateways, gpu_v2) = _two_class_rollout(world)
     for identity, ddir in carts:
         fleet.poll(identity, ddir)
         fleet.report(identity, ddir, active=v2)
+        if cart_requests:
+            fleet.serve(identity, ddir, v2, requests=cart_requests, latency_ms=35)
     (bad, bad_dir), (good, good_dir) = gateways
     fleet.poll(bad, bad_dir)
     fleet.report(bad, bad_dir, active=None, failed=gpu_v2)
@@ -387,6 +394,11 @@ def test_install_failures_are_shown_in_the_class_they_happened_in(world, operato
     fleet.report(good, good_dir, active=gpu_v2)
     fleet.clock.now += timedelta(seconds=5)
     fleet.tick()
+    return fleet, rid, gpu
+
+
+def test_install_failures_are_shown_in_the_class_they_happened_in(world, operator):
+    fleet, rid, gpu = _one_gateway_fails_its_install(world)
     assert _status(fleet, rid) == "halted"
     live = operator.get(f"/dashboard/rollouts/{rid}/live").text
     assert "gate-breach" in _gate_row(live, "install_failure_rate", gpu)
@@ -415,10 +427,26 @@ def test_the_artifact_page_shows_the_build_report_its_manifest_carries(world, op
         "chosen": "fp32",
         "summary": "optimization did not help: fp32 kept",
         "candidates": [
-            {"name": "fp32", "precision": "fp32", "size_bytes": 100, "latency_p50_ms": 1.5, "agreement": 1.0,
-             "task_value": 0.98, "eligible": True, "reasons": []},
-            {"name": "int8-static-minmax-pc", "precision": "int8", "size_bytes": 40, "latency_p50_ms": 1.9,
-             "agreement": 0.99, "task_value": 0.97, "eligible": False, "reasons": ["slower than fp32"]},
+            {
+                "name": "fp32",
+                "precision": "fp32",
+                "size_bytes": 100,
+                "latency_p50_ms": 1.5,
+                "agreement": 1.0,
+                "task_value": 0.98,
+                "eligible": True,
+                "reasons": [],
+            },
+            {
+                "name": "int8-static-minmax-pc",
+                "precision": "int8",
+                "size_bytes": 40,
+                "latency_p50_ms": 1.9,
+                "agreement": 0.99,
+                "task_value": 0.97,
+                "eligible": False,
+                "reasons": ["slower than fp32"],
+            },
         ],
     }
     art = client.register_artifact(ArtifactManifest.parse({**body.to_dict(), "build_report": report})).id
@@ -431,3 +459,51 @@ def test_the_artifact_page_shows_the_build_report_its_manifest_carries(world, op
     assert "<strong>chosen</strong>" in chosen
     # a stand-in artifact without one simply has no such section
     assert "Build report" not in operator.get(f"/dashboard/artifacts/{world[1]}").text
+
+
+VERDICTS = ("ok", "breach", "waiting", "off")
+
+
+def _cli_verdicts(text: str) -> dict[tuple[str, str], str]:
+    """(class, gate) -> verdict, read back from the CLI's status view (one table per class)."""
+    out: dict[tuple[str, str], str] = {}
+    for block in text.split("\n\n"):
+        heading, _, table = block.partition("\n")
+        if not heading.startswith("gates of class "):
+            continue
+        hardware_class = heading.removeprefix("gates of class ").strip()
+        for line in table.splitlines()[1:]:
+            tokens = line.split()
+            out[(hardware_class, tokens[0])] = next(t for t in tokens[1:] if t in VERDICTS)
+    return out
+
+
+def test_the_api_the_dashboard_and_the_cli_show_the_same_verdicts_for_the_same_rollout(world, operator):
+    """One evaluation, three renderings: the API's JSON (the engine's rows), the dashboard's live part and
+    the CLI's status view agree on every gate of every class, and none of them re-judges a gate."""
+    from edgefleet.cli.rollout_cmd import render_rollout
+    from edgefleet.client.rollouts import RolloutInfo
+
+    fleet, rid, gpu = _one_gateway_fails_its_install(world, cart_requests=1)  # under min_requests (9) in all
+    wire = fleet.client.get(f"/v1/rollouts/{rid}", headers=fleet.admin).json()
+    assert wire["status"] == "halted"
+    api = {(g["hardware_class"], g["name"]): g["verdict"] for g in wire["last_decision"]["gates"]}
+    live = operator.get(f"/dashboard/rollouts/{rid}/live").text
+    dashboard = {
+        (cls, gate): verdict
+        for verdict, gate, cls in re.findall(
+            r'<tr class="gate gate-(\w+)" data-gate="(\w+)" data-class="([^"]+)">', live
+        )
+    }
+    cli = _cli_verdicts(render_rollout(RolloutInfo.model_validate(wire)))
+    assert api == dashboard == cli
+    assert set(api.values()) == set(VERDICTS)  # every kind of verdict is on show
+    assert api[(gpu, "install_failure_rate")] == "breach"
+    requests = next(
+        g
+        for g in wire["last_decision"]["gates"]
+        if g["name"] == "requests" and g["hardware_class"] == "medical-cart-cpu"
+    )
+    assert 0 < requests["observed"] < 9
+    assert api[("medical-cart-cpu", "error_rate")] == "waiting"  # under min_requests: never judged early
+    assert wire["halt_reason"]["gate"] == "install_failure_rate"

@@ -4,19 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
-from edgefleet.server.dashboard.views import (
-    DeviceFacts,
-    device_series,
-    fleet_summary,
-    gate_rows,
-    rollback_progress,
-    sum_degraded,
-)
-from edgefleet.server.services.devices import StatusThresholds
-from edgefleet.server.services.rollouts.policy import StageHealth
-from edgefleet.server.services.rollouts.spec import Gates
+from edgefleet.server.dashboard.views import device_series, fleet_summary, gate_tables, sum_degraded
+from edgefleet.server.services.devices import DeviceFacts, StatusThresholds
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 DAY_S = 86400.0
@@ -62,91 +51,21 @@ def test_fleet_summary_lists_are_bounded_but_counts_are_not():
     assert (len(s.degraded), s.degraded_count, len(s.unseen), s.unseen_count) == (5, 30, 5, 30)
 
 
-def _gates(**kw):
-    return Gates(**kw).model_dump(mode="json")
-
-
-def _states(rows):
-    return {r.name: r.state for r in rows}
-
-
-@pytest.mark.parametrize(
-    ("gates", "health", "done_failed", "expected"),
-    [
-        (  # nothing reported yet: inference gates wait for evidence
-            _gates(min_requests=10),
-            StageHealth(),
-            (0, 0),
-            {
-                "install_failure_rate": "waiting",
-                "error_rate": "waiting",
-                "latency_p95_ratio": "waiting",
-                "min_requests": "waiting",
-                "min_reporting_devices": "waiting",
-            },
-        ),
-        (  # three times slower than the previous version: the ratio gate is breached
-            _gates(min_requests=10),
-            StageHealth(requests=40, latency_p95_ms=15.0, baseline_p95_ms=5.0, reporting_devices=1),
-            (1, 0),
-            {
-                "install_failure_rate": "ok",
-                "error_rate": "ok",
-                "latency_p95_ms": "ok",
-                "latency_p95_ratio": "breach",
-                "min_requests": "ok",
-            },
-        ),
-        (  # an install failed and the stage tolerates none
-            _gates(),
-            StageHealth(requests=5, errors=0, reporting_devices=1),
-            (1, 1),
-            {"install_failure_rate": "breach", "error_rate": "ok"},
-        ),
-        (  # errors over the ceiling; the latency gates are switched off
-            _gates(max_error_rate=0.05, max_latency_p95_ratio=None),
-            StageHealth(requests=100, errors=9, latency_p95_ms=5.0, reporting_devices=2),
-            (2, 0),
-            {"error_rate": "breach", "latency_p95_ratio": "off", "shadow_agreement": "off"},
-        ),
-        (  # shadow agreement below its floor
-            _gates(min_shadow_agreement=0.9),
-            StageHealth(requests=10, shadow_agreement=0.8, reporting_devices=1),
-            (1, 0),
-            {"shadow_agreement": "breach"},
-        ),
-    ],
-)
-def test_gate_rows(gates, health, done_failed, expected):
-    rows = gate_rows(gates, health, done=done_failed[0], failed=done_failed[1], class_p95_ms=20.0)
-    states = _states(rows)
-    for name, state in expected.items():
-        assert states[name] == state, (name, rows)
-
-
-def test_gate_rows_show_the_class_envelope_when_no_absolute_ceiling_is_set():
-    rows = gate_rows(
-        _gates(min_requests=1),
-        StageHealth(requests=10, latency_p95_ms=25.0, reporting_devices=1),
-        done=1,
-        failed=0,
-        class_p95_ms=20.0,
-    )
-    latency = next(r for r in rows if r.name == "latency_p95_ms")
-    assert (latency.value, latency.threshold, latency.state) == (25.0, 20.0, "breach")
-    assert "class envelope" in latency.label
-
-
-def test_rollback_progress():
-    def report(active):
-        return {"slots": {"default": {"active": active}}}
-
-    reports = [("d1", report("v1")), ("d2", report("v2")), ("d3", None), ("d4", report("v1"))]
-    assert rollback_progress(reports, slot="default", target="v2", previous="v1") == {
-        "rolled_back": 2,
-        "still_on_new": 1,
-        "other": 1,
+def test_gate_tables_group_the_engines_rows_by_class_and_label_them_without_judging():
+    decision = {
+        "gates": [
+            {"name": "error_rate", "hardware_class": "a", "verdict": "breach", "observed": 0.5},
+            {"name": "requests", "hardware_class": "a", "verdict": "ok", "observed": 9.0},
+            {"name": "error_rate", "hardware_class": "b", "verdict": "waiting", "observed": None},
+        ]
     }
+    tables = gate_tables(decision)
+    assert [name for name, _ in tables] == ["a", "b"]
+    assert [(r["label"], r["verdict"]) for r in tables[0][1]] == [
+        ("Inference error rate", "breach"),
+        ("Requests on the new version", "ok"),
+    ]
+    assert gate_tables(None) == gate_tables({}) == []
 
 
 def test_device_series_is_oldest_first_and_sums_models():

@@ -14,19 +14,14 @@ from click.testing import CliRunner
 
 from edgefleet.cli.exit_codes import ExitCode
 from edgefleet.cli.main import cli
-from edgefleet.cli.rollout_cmd import (
-    build_spec,
-    class_gate_rows,
-    duration_s,
-    gate_rows,
-    parse_stages,
-    render_rollout,
-    watch_rollout,
-)
+from edgefleet.cli.rollout_cmd import gate_rows, render_rollout, watch_rollout
+from edgefleet.cli.rollout_spec import build_spec, duration_s, parse_stages
 from edgefleet.client import EdgefleetClient
 from edgefleet.client.rollouts import RolloutInfo
 from edgefleet.protocol import parse_classes_toml
 from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.server.services.rollouts.gates import ClassHealth, InstallCounts, StageHealth, evaluate_gates
+from edgefleet.server.services.rollouts.spec import Gates
 from edgefleet.sim.device import Behaviour, SimDevice
 from edgefleet.sim.fleet import SimFleet
 from edgefleet.sim.link import HttpDeviceLink, enroll_in_memory
@@ -108,16 +103,30 @@ def test_build_spec_defaults() -> None:
         build_spec(gates=["max_error_rate"])
 
 
+DETECTOR = "intel-lowpower-detector"
+GATES = Gates(min_reporting_devices=2, min_requests=10)
+
+
+def _judged(classes: dict[str, ClassHealth], installs: dict[str, InstallCounts]) -> list[dict[str, Any]]:
+    """Gate rows as the engine stores them: judged by the one evaluation, never by the CLI."""
+    rows = evaluate_gates(GATES, shadow_stage=False, classes=classes, installs=installs)
+    return [r.to_wire() for r in rows]
+
+
+CART_ROWS = _judged(
+    {
+        CLASS: ClassHealth(
+            StageHealth(
+                requests=100, errors=2, latency_p95_ms=30.0, baseline_p95_ms=10.0, reporting_devices=1
+            ),
+            envelope_p95_ms=50.0,
+        )
+    },
+    {CLASS: InstallCounts(exposed=3, done=2)},
+)
+
+
 def _info(**overrides: Any) -> RolloutInfo:
-    gates = {
-        "max_install_failure_rate": 0.0,
-        "max_error_rate": 0.01,
-        "max_latency_p95_ms": None,
-        "max_latency_p95_ratio": 1.5,
-        "min_shadow_agreement": None,
-        "min_reporting_devices": 2,
-        "min_requests": 10,
-    }
     data: dict[str, Any] = {
         "id": "ro_0123456789abcdef",
         "model": "digits",
@@ -128,144 +137,85 @@ def _info(**overrides: Any) -> RolloutInfo:
         "targets": {CLASS: {"from": "a", "to": "b"}},
         "spec": {"stages": [{"count": 1}, {"percent": 100}]},
         "stage_detail": [
-            {"index": 0, "members": 1, "gates": gates, "done": 1, "pending": 0, "failed": 0, "offline": 0},
-            {"index": 1, "members": 3, "gates": gates, "done": 1, "pending": 2, "failed": 0, "offline": 1},
+            {"index": 0, "members": 1, "done": 1, "pending": 0, "failed": 0, "offline": 0},
+            {"index": 1, "members": 3, "done": 1, "pending": 2, "failed": 0, "offline": 1},
         ],
         "last_decision": {
             "action": "wait",
             "reason": {"note": "devices pending"},
-            "health": {
-                "requests": 100,
-                "errors": 2,
-                "latency_p95_ms": 30.0,
-                "baseline_p95_ms": 10.0,
-                "shadow_agreement": None,
-                "reporting_devices": 1,
-                "class_p95_ms": 50.0,
-            },
+            "stage": 1,
+            "gates": CART_ROWS,
         },
     }
     data.update(overrides)
     return RolloutInfo.model_validate(data)
 
 
-def test_gate_rows_show_observed_values_against_thresholds() -> None:
-    rows = {r["gate"]: r for r in gate_rows(_info())}
-    assert set(rows) == {
-        "install_failure_rate",
-        "error_rate",
-        "latency_p95_ms",
-        "latency_p95_ratio",
-        "reporting_devices",
-        "requests",
-    }  # gates switched off (None) are not shown
-    assert rows["install_failure_rate"] == {
+def test_gate_rows_render_the_engines_rows_as_they_are() -> None:
+    [(name, rows)] = gate_rows(_info()).items()
+    assert name == CLASS
+    assert [(r["gate"], r["verdict"]) for r in rows] == [(g["name"], g["verdict"]) for g in CART_ROWS]
+    by_gate = {r["gate"]: r for r in rows}
+    assert by_gate["install_failure_rate"] == {
         "gate": "install_failure_rate",
         "observed": 0.0,
         "threshold": "<= 0.0",
-        "state": "ok",
+        "verdict": "ok",
+        "why": "0 of 2 finished installs failed",
     }
-    assert (rows["error_rate"]["observed"], rows["error_rate"]["state"]) == (0.02, "BREACH")
-    assert (rows["latency_p95_ms"]["threshold"], rows["latency_p95_ms"]["state"]) == ("<= 50.0", "ok")
-    assert (rows["latency_p95_ratio"]["observed"], rows["latency_p95_ratio"]["state"]) == (3.0, "BREACH")
-    assert (rows["reporting_devices"]["threshold"], rows["reporting_devices"]["state"]) == (">= 2", "waiting")
-    assert rows["requests"]["state"] == "ok"
-
-
-def test_gate_rows_mark_the_gate_that_halted_and_say_when_there_is_no_data() -> None:
-    halted = _info(
-        status="halted",
-        halt_reason={"gate": "latency_p95_ratio", "observed": 3.1, "threshold": 1.5},
-        last_decision=None,
+    assert (by_gate["error_rate"]["observed"], by_gate["error_rate"]["verdict"]) == (0.02, "breach")
+    assert (by_gate["latency_p95_ms"]["threshold"], by_gate["latency_p95_ms"]["verdict"]) == ("<= 50.0", "ok")
+    assert (by_gate["latency_p95_ratio"]["observed"], by_gate["latency_p95_ratio"]["verdict"]) == (
+        3.0,
+        "breach",
     )
-    rows = {r["gate"]: r for r in gate_rows(halted)}
-    assert (rows["latency_p95_ratio"]["observed"], rows["latency_p95_ratio"]["state"]) == (3.1, "BREACH")
-    assert rows["error_rate"]["state"] == "no data"
-
-
-DETECTOR = "intel-lowpower-detector"
-
-
-def _class_numbers(**overrides: Any) -> dict[str, Any]:
-    numbers: dict[str, Any] = {
-        "requests": 100,
-        "errors": 0,
-        "latency_p95_ms": 12.0,
-        "baseline_p95_ms": 12.0,
-        "shadow_agreement": None,
-        "shadow_compared": 0,
-        "reporting_devices": 2,
-        "class_p95_ms": 50.0,
-    }
-    numbers.update(overrides)
-    return numbers
+    assert (by_gate["reporting_devices"]["threshold"], by_gate["reporting_devices"]["verdict"]) == (
+        ">= 2.0",
+        "waiting",
+    )
+    assert by_gate["shadow_agreement"]["verdict"] == "off"
+    assert gate_rows(_info(last_decision=None)) == {}
 
 
 def _two_class_info(**overrides: Any) -> RolloutInfo:
-    """A rollout of two classes whose engine evaluation holds each class's own numbers in ``by_class``: the
-    cart is healthy, the detector's new version is 3x slower than its previous one (and still under its
-    own 40 ms envelope)."""
-    slow = _class_numbers(latency_p95_ms=36.0, baseline_p95_ms=12.0, class_p95_ms=40.0, errors=3)
+    """A rollout of two classes: the cart is healthy, the detector's new version is 3x slower than its
+    previous one (and still under its own 40 ms envelope)."""
+    rows = _judged(
+        {
+            CLASS: ClassHealth(
+                StageHealth(
+                    requests=100, errors=0, latency_p95_ms=12.0, baseline_p95_ms=12.0, reporting_devices=2
+                ),
+                envelope_p95_ms=50.0,
+            ),
+            DETECTOR: ClassHealth(
+                StageHealth(
+                    requests=100, errors=3, latency_p95_ms=36.0, baseline_p95_ms=12.0, reporting_devices=2
+                ),
+                envelope_p95_ms=40.0,
+            ),
+        },
+        {CLASS: InstallCounts(2, 2), DETECTOR: InstallCounts(2, 2)},
+    )
     base = _info(
         targets={CLASS: {"from": "a", "to": "b"}, DETECTOR: {"from": "c", "to": "d"}},
-        last_decision={
-            "action": "wait",
-            "reason": {"note": "soaking"},
-            "health": {
-                **slow,
-                "hardware_class": DETECTOR,
-                "by_class": {CLASS: _class_numbers(), DETECTOR: slow},
-            },
-        },
+        last_decision={"action": "wait", "reason": {"note": "soaking"}, "stage": 1, "gates": rows},
     )
     return base.model_copy(update=overrides)
-
-
-def test_class_gate_rows_judge_each_class_on_its_own_numbers() -> None:
-    by_class = {
-        name: {r["gate"]: r for r in rows} for name, rows in class_gate_rows(_two_class_info()).items()
-    }
-    assert set(by_class) == {CLASS, DETECTOR}
-    cart, detector = by_class[CLASS], by_class[DETECTOR]
-    assert "install_failure_rate" not in cart  # counted per stage, over every class (see gate_rows)
-    assert (cart["latency_p95_ratio"]["observed"], cart["latency_p95_ratio"]["state"]) == (1.0, "ok")
-    assert cart["latency_p95_ms"]["threshold"] == "<= 50.0"  # the cart's own envelope
-    assert cart["error_rate"]["state"] == "ok"
-    assert (detector["latency_p95_ratio"]["observed"], detector["latency_p95_ratio"]["state"]) == (
-        3.0,
-        "BREACH",
-    )
-    assert (detector["latency_p95_ms"]["threshold"], detector["latency_p95_ms"]["state"]) == ("<= 40.0", "ok")
-    assert (detector["error_rate"]["observed"], detector["error_rate"]["state"]) == (0.03, "BREACH")
-    assert detector["reporting_devices"]["state"] == "ok"  # 2 reporting >= 2
-
-
-def test_class_gate_rows_mark_a_halt_only_in_the_class_it_names() -> None:
-    halted = _two_class_info(
-        status="halted",
-        halt_reason={"gate": "requests", "observed": 4, "threshold": 10, "hardware_class": CLASS},
-    )
-    by_class = {name: {r["gate"]: r for r in rows} for name, rows in class_gate_rows(halted).items()}
-    assert (by_class[CLASS]["requests"]["observed"], by_class[CLASS]["requests"]["state"]) == (4, "BREACH")
-    assert by_class[DETECTOR]["requests"]["state"] == "ok"
-    # A single-class rollout (or an evaluation from before ``by_class``) has one block only.
-    assert set(class_gate_rows(_info())) == set()
-    assert class_gate_rows(_info(last_decision=None)) == {}
 
 
 def test_status_view_shows_one_gate_block_per_class() -> None:
     text = render_rollout(_two_class_info())
     blocks = text.split("\n\n")
-    [every] = [b for b in blocks if b.startswith("gates of every class")]
-    assert [line.split()[0] for line in every.splitlines()[2:]] == ["install_failure_rate"]
-    [cart] = [b for b in blocks if b.startswith(f"gates of class {CLASS} (envelope p95 50 ms)")]
-    [detector] = [b for b in blocks if b.startswith(f"gates of class {DETECTOR} (envelope p95 40 ms)")]
+    [cart] = [b for b in blocks if b.startswith(f"gates of class {CLASS}")]
+    [detector] = [b for b in blocks if b.startswith(f"gates of class {DETECTOR}")]
     cart_rows = {line.split()[0]: line.split() for line in cart.splitlines()[2:]}
     detector_rows = {line.split()[0]: line.split() for line in detector.splitlines()[2:]}
-    assert cart_rows["latency_p95_ratio"][-1] == "ok"
-    assert detector_rows["latency_p95_ratio"][1:] == ["3.0", "<=", "1.5", "BREACH"]
-    assert detector_rows["latency_p95_ms"][1:] == ["36.0", "<=", "40.0", "ok"]
-    # One class: the single table as before, no per-class headings.
+    assert cart_rows["latency_p95_ratio"][4] == "ok"
+    assert detector_rows["latency_p95_ratio"][1:5] == ["3.0", "<=", "1.5", "breach"]
+    assert detector_rows["latency_p95_ms"][1:5] == ["36.0", "<=", "40.0", "ok"]
+    assert detector_rows["error_rate"][1:5] == ["0.03", "<=", "0.01", "breach"]
+    # One class: the single table, no per-class headings.
     single = render_rollout(_info())
     assert "gates of class" not in single
     assert "latency_p95_ratio" in single
@@ -364,7 +314,8 @@ def test_create_list_status_and_operator_actions(live_server: Any, world: LiveFl
     assert "latency_p95_ratio" in text
     assert "created   by alice" in text
     status_json = json.loads(_run(url, viewer, "rollout", "status", rid, "--json").stdout)
-    assert {g["gate"] for g in status_json["gates"]} >= {"install_failure_rate", "error_rate", "requests"}
+    judged = status_json["last_decision"]["gates"]  # the server's rows, printed as they are
+    assert {g["name"] for g in judged} >= {"install_failure_rate", "error_rate", "requests"}
 
     # Viewers may look, not steer.
     denied = _run(url, viewer, "rollout", "pause", rid)
@@ -459,8 +410,8 @@ def test_watch_follows_a_live_rollout_to_its_end(live_server_factory: Any, slow:
         assert result.exit_code == 1
         assert final["status"] == "halted"
         assert final["halt_reason"]["gate"] in ("latency_p95_ratio", "latency_p95_ms")
-        breached = [g for g in final["gates"] if g["state"] == "BREACH"]
-        assert [g["gate"] for g in breached] == [final["halt_reason"]["gate"]]
+        breached = [g for g in final["last_decision"]["gates"] if g["verdict"] == "breach"]
+        assert [g["name"] for g in breached] == [final["halt_reason"]["gate"]]
         assert final["stage"] == 0  # stopped in its first stage
     else:
         assert result.exit_code == 0, result.output
@@ -517,22 +468,24 @@ def test_status_and_watch_show_the_gates_of_each_class_of_a_live_rollout(live_se
         "latency_p95_ratio",
         DETECTOR,
     )
-    by_class = {name: {g["gate"]: g for g in rows} for name, rows in final["gates_by_class"].items()}
+    by_class: dict[str, dict[str, Any]] = {}
+    for g in final["last_decision"]["gates"]:
+        by_class.setdefault(g["hardware_class"], {})[g["name"]] = g
     assert set(by_class) == {CLASS, DETECTOR}
-    assert by_class[DETECTOR]["latency_p95_ratio"]["state"] == "BREACH"
+    assert by_class[DETECTOR]["latency_p95_ratio"]["verdict"] == "breach"
     assert by_class[DETECTOR]["latency_p95_ratio"]["observed"] == final["halt_reason"]["observed"]
-    assert by_class[DETECTOR]["latency_p95_ms"]["threshold"] == "<= 40.0"
-    assert by_class[CLASS]["latency_p95_ms"]["threshold"] == "<= 50.0"
-    assert [g["gate"] for g in final["gates_by_class"][CLASS] if g["state"] == "BREACH"] == []
+    assert by_class[DETECTOR]["latency_p95_ms"]["threshold"] == 40.0
+    assert by_class[CLASS]["latency_p95_ms"]["threshold"] == 50.0
+    assert [name for name, g in by_class[CLASS].items() if g["verdict"] == "breach"] == []
     assert by_class[CLASS]["latency_p95_ratio"]["observed"] < 1.5
 
     status_json = json.loads(_run(server.url, server.admin_token, "rollout", "status", rid, "--json").stdout)
-    assert status_json["gates_by_class"] == final["gates_by_class"]
+    assert status_json["last_decision"]["gates"] == final["last_decision"]["gates"]
     text = _run(server.url, server.admin_token, "rollout", "status", rid).stdout
     blocks = text.split("\n\n")
-    [detector] = [b for b in blocks if b.startswith(f"gates of class {DETECTOR} (envelope p95 40 ms)")]
-    [cart] = [b for b in blocks if b.startswith(f"gates of class {CLASS} (envelope p95 50 ms)")]
-    assert "BREACH" in detector
-    assert "BREACH" not in cart
+    [detector] = [b for b in blocks if b.startswith(f"gates of class {DETECTOR}")]
+    [cart] = [b for b in blocks if b.startswith(f"gates of class {CLASS}")]
+    assert "breach" in detector
+    assert "breach" not in cart
     assert f"hardware_class={DETECTOR}" in text
     client.close()

@@ -7,11 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from edgefleet.server.services.rollouts.gates import ClassHealth, StageHealth
 from edgefleet.server.services.rollouts.policy import (
     Candidate,
-    ClassHealth,
     DeviceProgress,
-    StageHealth,
     assign_stages,
     cumulative_sizes,
     decide,
@@ -143,19 +142,35 @@ def test_a_breach_halts_even_while_paused_and_says_which_numbers():
         "threshold": 0.01,
         "requests": 200,
         "errors": 20,
+        "why": "20 model errors in 200 requests (input faults are not counted)",
         "hardware_class": CLASS,
         "stage": 0,
     }
+    # The decision carries every gate row it was made on (the engine stores them; the surfaces render them).
+    assert [(r.name, r.verdict) for r in d.gates if r.verdict == "breach"] == [("error_rate", "breach")]
 
 
 def test_shadow_agreement_gate():
     spec = RolloutSpec(
         stages=[StageSpec(count=3, soak_s=0, gates=Gates(min_shadow_agreement=0.98)), StageSpec(percent=100)]
     )
-    low = StageHealth(requests=100, shadow_agreement=0.9, reporting_devices=3)
+    low = StageHealth(requests=100, shadow_agreement=0.9, shadow_compared=100, reporting_devices=3)
     assert _decide(spec=spec, health=low).reason["gate"] == "shadow_agreement"
-    high = StageHealth(requests=100, shadow_agreement=0.995, reporting_devices=3)
+    high = StageHealth(requests=100, shadow_agreement=0.995, shadow_compared=100, reporting_devices=3)
     assert _decide(spec=spec, health=high).action == "advance"
+
+
+def test_shadow_agreement_is_judged_only_from_min_requests_comparisons_like_every_telemetry_gate():
+    gates = Gates(min_shadow_agreement=0.98, min_requests=50)
+    shadow = StageSpec(count=3, soak_s=0, shadow=True, gates=gates)
+    spec = RolloutSpec(stages=[shadow, StageSpec(percent=100)])
+    one_bad = StageHealth(shadow_agreement=0.0, shadow_compared=1, reporting_devices=3)
+    decision = _decide(spec=spec, health=one_bad)
+    assert (decision.action, decision.reason["note"]) == ("wait", "not enough evidence")
+    [row] = [r for r in decision.gates if r.name == "shadow_agreement"]
+    assert (row.verdict, row.why) == ("waiting", "1 of 50 shadow comparisons so far")
+    enough_bad = StageHealth(shadow_agreement=0.5, shadow_compared=50, reporting_devices=3)
+    assert _decide(spec=spec, health=enough_bad).reason["gate"] == "shadow_agreement"
 
 
 @pytest.mark.parametrize(

@@ -1,49 +1,36 @@
 """``edgefleet rollout create|list|status|watch|pause|resume|promote|abort``: staged rollouts.
 
-The server decides everything (docs/rollouts.md); this module turns flags into a rollout spec and renders
-what the server reports: per stage, devices done / pending / failed / offline, and per gate, the observed
-value against its threshold.
+The server decides everything (docs/rollouts.md); this module sends the spec (``rollout_spec``) and renders
+what the server reports: per stage, devices done / pending / failed / offline, and the gate rows the
+engine judged (observed value, threshold, verdict and why), never judging a gate itself.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from edgefleet.cli.local_file import read_local_file
 from edgefleet.cli.output import Column, echo_json, format_table
 from edgefleet.cli.pairs import parse_labels, parse_pairs
+from edgefleet.cli.rollout_spec import DEFAULT_STAGE_SIZES, build_spec, duration_s, read_spec_file
 from edgefleet.cli.state import CliState, pass_state
-from edgefleet.protocol.errors import InvalidDocumentError
 
 if TYPE_CHECKING:
     from edgefleet.client.rollouts import RolloutInfo
 
 __all__ = [
-    "DEFAULT_STAGE_SIZES",
-    "build_spec",
-    "class_gate_rows",
-    "duration_s",
     "gate_rows",
-    "parse_stages",
     "render_rollout",
     "rollout",
     "watch_rollout",
 ]
 
-DEFAULT_STAGE_SIZES = "1,5%,25%,100%"
-"""The server's default stage sizes; used when ``--soak``/``--deadline`` are given without ``--stages``."""
-MAX_SPEC_FILE_BYTES = 256 * 1024
-MAX_STAGES = 20
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _ENDED = ("completed", "halted", "aborted")
 
 _LIST_COLUMNS: list[Column] = [
@@ -71,251 +58,31 @@ _GATE_COLUMNS: list[Column] = [
     ("GATE", "gate"),
     ("OBSERVED", "observed"),
     ("THRESHOLD", "threshold"),
-    ("STATE", "state"),
+    ("VERDICT", "verdict"),
+    ("WHY", "why"),
 ]
-
-
-# --- pure: flags -> spec ---------------------------------------------------------------------------------
-
-
-def duration_s(text: str, what: str = "duration") -> float:
-    """``90``, ``90s``, ``5m``, ``1.5h``, ``2d`` -> seconds."""
-    match = _DURATION.fullmatch(text.strip())
-    if not match:
-        raise InvalidDocumentError(
-            f"invalid {what}", code="invalid_duration", expected="e.g. 90s, 5m, 1h, 2d", got=text
-        )
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
-
-
-def parse_stages(text: str) -> list[dict[str, Any]]:
-    """``'1,5%,25%,100%'`` -> ``[{"count": 1}, {"percent": 5.0}, ...]`` (a count, or a percent of the
-    selected devices)."""
-    items = [part.strip() for part in text.split(",")]
-    if not items or len(items) > MAX_STAGES or any(not item for item in items):
-        raise InvalidDocumentError(
-            "invalid --stages",
-            code="invalid_stages",
-            expected=f"1..{MAX_STAGES} sizes like 1,5%,100%",
-            got=text,
-        )
-    stages: list[dict[str, Any]] = []
-    for item in items:
-        try:
-            if item.endswith("%"):
-                percent = float(item[:-1])
-                if not 0 < percent <= 100:
-                    raise ValueError(item)
-                stages.append({"percent": percent})
-            else:
-                count = int(item)
-                if count < 1:
-                    raise ValueError(item)
-                stages.append({"count": count})
-        except ValueError as exc:
-            raise InvalidDocumentError(
-                "invalid stage size",
-                code="invalid_stages",
-                expected="a device count >= 1 or a percent in (0, 100] like 25%",
-                got=item,
-            ) from exc
-    return stages
-
-
-def _gate_value(text: str) -> Any:
-    lowered = text.strip().lower()
-    if lowered in ("none", "off", "null"):
-        return None
-    try:
-        return int(lowered)
-    except ValueError:
-        pass
-    try:
-        return float(lowered)
-    except ValueError as exc:
-        raise InvalidDocumentError(
-            "invalid gate value", code="invalid_gate", expected="a number, or none/off", got=text
-        ) from exc
-
-
-def build_spec(
-    *,
-    base: Mapping[str, Any] | None = None,
-    stages: str | None = None,
-    soak_s: float | None = None,
-    deadline_s: float | None = None,
-    on_deadline: str | None = None,
-    manual_promotion: bool = False,
-    gates: Sequence[str] = (),
-    enrolling: str | None = None,
-) -> dict[str, Any] | None:
-    """The rollout spec to send: ``base`` (a spec file) with the flags applied on top.
-
-    Per-stage flags (soak, deadline, on-deadline, manual promotion, gates) apply to every stage. ``None``
-    when nothing was asked for (the server's defaults apply)."""
-    spec: dict[str, Any] = json.loads(json.dumps(dict(base or {})))
-    if stages is not None:
-        spec["stages"] = parse_stages(stages)
-    per_stage: dict[str, Any] = {}
-    if soak_s is not None:
-        per_stage["soak_s"] = soak_s
-    if deadline_s is not None:
-        per_stage["deadline_s"] = deadline_s
-    if on_deadline is not None:
-        per_stage["on_deadline"] = on_deadline
-    if manual_promotion:
-        per_stage["manual_promotion"] = True
-    gate_values: dict[str, Any] = {}
-    for item in gates:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidDocumentError(
-                "gates are name=value",
-                code="invalid_gate",
-                expected="e.g. max_latency_p95_ratio=1.2",
-                got=item,
-            )
-        gate_values[key.strip()] = _gate_value(value)
-    if (per_stage or gate_values) and "stages" not in spec:
-        spec["stages"] = parse_stages(DEFAULT_STAGE_SIZES)
-    for stage in spec.get("stages", []):
-        if not isinstance(stage, dict):
-            raise InvalidDocumentError(
-                "each stage is an object", code="invalid_stages", expected="{count|percent, ...}", got=stage
-            )
-        stage.update(per_stage)
-        if gate_values:
-            stage["gates"] = {**stage.get("gates", {}), **gate_values}
-    if enrolling is not None:
-        spec["enrolling_devices"] = enrolling
-    return spec or None
-
-
-def _read_spec_file(path: Path) -> dict[str, Any]:
-    raw = read_local_file(path, max_bytes=MAX_SPEC_FILE_BYTES, what="spec file")
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidDocumentError(
-            "spec file is not valid JSON", code="malformed_json", expected="a JSON object", got=str(exc)
-        ) from exc
-    if not isinstance(data, dict):
-        raise InvalidDocumentError(
-            "spec file must hold a JSON object",
-            code="invalid_rollout",
-            expected="{...}",
-            got=type(data).__name__,
-        )
-    return data
 
 
 # --- pure: the server's view -> what an operator reads ------------------------------------------------------
 
 
-def _rate(numerator: float, denominator: float) -> float | None:
-    return round(numerator / denominator, 4) if denominator else None
-
-
-def _health_gates(gates: Mapping[str, Any], health: Mapping[str, Any]) -> list[tuple[str, Any, Any, str]]:
-    """(gate, observed, threshold, max|min) for the gates judged on telemetry, from one set of numbers of the
-    engine's evaluation (its top level, or one class of ``by_class``)."""
-    requests = int(health.get("requests", 0))
-    p95 = health.get("latency_p95_ms")
-    baseline = health.get("baseline_p95_ms")
-    ceiling = gates.get("max_latency_p95_ms") or health.get("class_p95_ms")
-    return [
-        ("error_rate", _rate(int(health.get("errors", 0)), requests), gates.get("max_error_rate"), "max"),
-        ("latency_p95_ms", p95, ceiling, "max"),
-        (
-            "latency_p95_ratio",
-            round(p95 / baseline, 3) if p95 is not None and baseline else None,
-            gates.get("max_latency_p95_ratio"),
-            "max",
-        ),
-        ("shadow_agreement", health.get("shadow_agreement"), gates.get("min_shadow_agreement"), "min"),
-        ("reporting_devices", health.get("reporting_devices"), gates.get("min_reporting_devices"), "min"),
-        ("requests", health.get("requests"), gates.get("min_requests"), "min"),
-    ]
-
-
-def _judged(
-    rows: Sequence[tuple[str, Any, Any, str]], halt_reason: Mapping[str, Any] | None
-) -> list[dict[str, Any]]:
-    """Rows with a state; the gate ``halt_reason`` names is a BREACH with the halt's observed value."""
-    breached = (halt_reason or {}).get("gate")
-    out: list[dict[str, Any]] = []
-    for gate, observed, threshold, kind in rows:
-        if threshold is None:
-            continue
-        if gate == breached:
-            observed = (halt_reason or {}).get("observed", observed)
-            state = "BREACH"
-        elif observed is None:
-            state = "no data"
-        elif kind == "max":
-            state = "ok" if observed <= threshold else "BREACH"
-        else:
-            state = "ok" if observed >= threshold else "waiting"
-        op = "<=" if kind == "max" else ">="
-        out.append({"gate": gate, "observed": observed, "threshold": f"{op} {threshold}", "state": state})
-    return out
-
-
-def _current_gates(info: RolloutInfo) -> dict[str, Any] | None:
-    if not info.stage_detail or info.stage >= len(info.stage_detail):
-        return None
-    gates: dict[str, Any] = info.stage_detail[info.stage].get("gates", {})
-    return gates
-
-
-def _health(info: RolloutInfo) -> dict[str, Any]:
-    health: dict[str, Any] = (info.last_decision or {}).get("health") or {}
-    return health
-
-
-def gate_rows(info: RolloutInfo) -> list[dict[str, Any]]:
-    """The current stage's gates: observed value, threshold and state (ok / BREACH / waiting / no data).
-
-    Observed values come from the top level of the engine's last evaluation (``last_decision.health``: one
-    class, the one a halt or a wait names, else the one closest to its envelope); install failures are
-    counted over every exposed stage and every class, like the policy does for one class."""
-    gates = _current_gates(info)
-    if gates is None:
-        return []
-    exposed = info.stage_detail[: info.stage + 1]
-    failed = sum(int(s.get("failed", 0)) for s in exposed)
-    finished = failed + sum(int(s.get("done", 0)) for s in exposed)
-    install = ("install_failure_rate", _rate(failed, finished), gates.get("max_install_failure_rate"), "max")
-    return _judged([install, *_health_gates(gates, _health(info))], info.halt_reason)
-
-
-def class_gate_rows(info: RolloutInfo) -> dict[str, list[dict[str, Any]]]:
-    """Per hardware class (``last_decision.health.by_class``): the current stage's telemetry gates on that
-    class's own numbers, against its own envelope and its own previous version, as the engine judges them.
-
-    A halt marks the breached gate only in the class it names. Install failures are counted per class when
-    the engine's snapshot has that class's ``done``/``failed`` (servers from this release on); otherwise
-    they are only in ``gate_rows``, over every class."""
-    gates = _current_gates(info)
-    by_class = _health(info).get("by_class")
-    if gates is None or not isinstance(by_class, dict):
-        return {}
-    halt = info.halt_reason or {}
+def gate_rows(info: RolloutInfo) -> dict[str, list[dict[str, Any]]]:
+    """The gates of the engine's last evaluation (``last_decision.gates``), per hardware class, as table
+    rows. The server judged them (one ``evaluate_gates``); this only lays them out."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for name, raw in sorted(by_class.items()):
-        health = raw if isinstance(raw, dict) else {}
-        rows = _health_gates(gates, health)
-        if "done" in health and "failed" in health:
-            failed, done = int(health["failed"]), int(health["done"])
-            limit = gates.get("max_install_failure_rate")
-            rows = [("install_failure_rate", _rate(failed, failed + done), limit, "max"), *rows]
-        out[name] = _judged(rows, halt if halt.get("hardware_class") == name else None)
+    for row in (info.last_decision or {}).get("gates") or []:
+        op = "<=" if row.get("comparison") == "max" else ">="
+        threshold = row.get("threshold")
+        out.setdefault(str(row.get("hardware_class", "")), []).append(
+            {
+                "gate": row.get("name"),
+                "observed": row.get("observed"),
+                "threshold": f"{op} {threshold}" if threshold is not None else "-",
+                "verdict": row.get("verdict"),
+                "why": row.get("why", ""),
+            }
+        )
     return out
-
-
-def _gate_document(info: RolloutInfo) -> dict[str, Any]:
-    """What ``status --json`` and each ``watch --json`` line print: the server's document and the gates."""
-    return {**info.model_dump(mode="json"), "gates": gate_rows(info), "gates_by_class": class_gate_rows(info)}
 
 
 def _size_text(spec_stage: Mapping[str, Any]) -> str:
@@ -341,22 +108,14 @@ def _stage_rows(info: RolloutInfo) -> list[dict[str, Any]]:
 
 
 def _gate_blocks(info: RolloutInfo) -> list[str]:
-    """One gate table; for a rollout of several classes, the install gate over all of them and then one
-    table per class (each against its own envelope and previous version)."""
-    gates = gate_rows(info)
-    by_class = class_gate_rows(info)
-    if len(by_class) < 2:
-        return ["", format_table(gates, _GATE_COLUMNS)] if gates else []
+    """One gate table, or one per class for a rollout of several classes (each against its own envelope
+    and its own previous version)."""
+    tables = gate_rows(info)
+    if len(tables) == 1:
+        return ["", format_table(next(iter(tables.values())), _GATE_COLUMNS)]
     lines: list[str] = []
-    per_class_installs = any(g["gate"] == "install_failure_rate" for rows in by_class.values() for g in rows)
-    install = [g for g in gates if g["gate"] == "install_failure_rate"]
-    if install and not per_class_installs:
-        lines += ["", "gates of every class", format_table(install, _GATE_COLUMNS)]
-    health = _health(info).get("by_class") or {}
-    for name, rows in by_class.items():
-        envelope = (health.get(name) or {}).get("class_p95_ms")
-        title = f"gates of class {name}" + (f" (envelope p95 {envelope:g} ms)" if envelope else "")
-        lines += ["", title, format_table(rows, _GATE_COLUMNS) if rows else "(no gates)"]
+    for name, rows in tables.items():
+        lines += ["", f"gates of class {name}", format_table(rows, _GATE_COLUMNS)]
     return lines
 
 
@@ -454,7 +213,7 @@ def create_cmd(
 ) -> None:
     """Start a rollout of MODEL to one artifact per hardware class."""
     spec = build_spec(
-        base=_read_spec_file(spec_file) if spec_file is not None else None,
+        base=read_spec_file(spec_file) if spec_file is not None else None,
         stages=stages,
         soak_s=duration_s(soak, "--soak") if soak is not None else None,
         deadline_s=duration_s(deadline, "--deadline") if deadline is not None else None,
@@ -518,7 +277,7 @@ def status_cmd(state: CliState, rollout_id: str, as_json: bool) -> None:
     with state.client() as client:
         info = client.get_rollout(rollout_id)
     if as_json:
-        echo_json(_gate_document(info))
+        echo_json(info)
         return
     click.echo(render_rollout(info))
 
@@ -558,7 +317,7 @@ def watch_cmd(state: CliState, rollout_id: str, interval: str, as_json: bool) ->
 
     def emit(info: RolloutInfo) -> None:
         if as_json:
-            click.echo(json.dumps(_gate_document(info), sort_keys=True, separators=(",", ":")))
+            click.echo(json.dumps(info.model_dump(mode="json"), sort_keys=True, separators=(",", ":")))
             return
         if tty:
             click.clear()

@@ -1,7 +1,7 @@
 """The dashboard's pages (viewer role): fleet, rollouts, devices, models and artifacts, audit log.
 
-Each page reads through the existing services; the only queries here are the column-only device scan of
-the overview and the rollout members a rollout page needs for live gate values.
+Each page reads through the services and renders what they return: no query and no rule is judged here
+(a rollout's gates are the rows the engine judged, ``last_decision.gates``).
 """
 
 from __future__ import annotations
@@ -11,21 +11,15 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from edgefleet.protocol.hardware_class import HardwareClass
 from edgefleet.server.api.dependencies import Ctx, DbSession
 from edgefleet.server.dashboard.auth import SignedIn
 from edgefleet.server.dashboard.render import DashboardRoute, html
 from edgefleet.server.dashboard.views import (
     STATUS_ORDER,
-    DeviceFacts,
-    GateRow,
     device_series,
     fleet_summary,
-    gate_rows,
-    rollback_progress,
+    gate_tables,
     sum_degraded,
 )
 from edgefleet.server.services import artifacts, audit, devices, models
@@ -33,11 +27,7 @@ from edgefleet.server.services.device_telemetry import device_telemetry
 from edgefleet.server.services.devices import StatusThresholds
 from edgefleet.server.services.fleet_health import fleet_health
 from edgefleet.server.services.rollouts import service as rollouts
-from edgefleet.server.services.rollouts.health import stage_health
 from edgefleet.server.services.telemetry import Freshness
-from edgefleet.server.store import ArtifactRow, HardwareClassRow
-from edgefleet.server.store.devices import DeviceRow
-from edgefleet.server.store.rollouts import RolloutDeviceRow, RolloutRow
 
 __all__ = ["UNSEEN_AFTER", "rollout_context", "router"]
 
@@ -76,55 +66,16 @@ def _notice(done: str | None) -> str | None:
     return NOTICES.get(done or "")
 
 
-def _artifact_labels(session: Session, ids: list[str]) -> dict[str, dict[str, Any]]:
-    if not ids:
-        return {}
-    with session.begin():
-        rows = session.execute(select(ArtifactRow).where(ArtifactRow.id.in_(ids))).scalars()
-        return {
-            r.id: {
-                "model": r.manifest.get("model"),
-                "version": r.manifest.get("version"),
-                "hardware_class": r.hardware_class,
-                "disabled": r.disabled,
-            }
-            for r in rows
-        }
-
-
 @router.get("/")
 def overview(request: Request, ctx: Ctx, session: DbSession, user: SignedIn) -> Response:
     now = ctx.clock()
     thresholds = _thresholds(request)
-    with session.begin():
-        # The report summary columns, not the JSON reports: this page reads every device.
-        facts = [
-            DeviceFacts(
-                r.id,
-                r.hardware_class,
-                r.last_seen_at,
-                r.revoked_at is not None,
-                r.report_status,
-                r.report_active,
-                r.report_error_code,
-            )
-            for r in session.execute(
-                select(
-                    DeviceRow.id,
-                    DeviceRow.hardware_class,
-                    DeviceRow.last_seen_at,
-                    DeviceRow.revoked_at,
-                    DeviceRow.report_status,
-                    DeviceRow.report_active,
-                    DeviceRow.report_error_code,
-                )
-            )
-        ]
+    facts = devices.device_facts(session)  # the report summary columns, not the JSON reports
     summary = fleet_summary(
         facts, now=now, thresholds=thresholds, unseen_after_s=UNSEEN_AFTER.total_seconds()
     )
     top = list(summary.versions.items())[:MAX_CHART_VERSIONS]
-    labels = _artifact_labels(session, [a for a, _ in top])
+    labels = artifacts.artifact_labels(session, [a for a, _ in top])
     versions = [
         {
             "artifact_id": a,
@@ -189,94 +140,15 @@ def rollout_list(
     )
 
 
-def _class_p95_ms(session: Session, classes: list[str]) -> float | None:
-    envelopes = []
-    for name in classes:
-        row = session.get(HardwareClassRow, name)
-        if row is not None:
-            envelopes.append(HardwareClass.parse(row.document).performance.latency_p95_ms)
-    return min(envelopes) if envelopes else None
-
-
-def _telemetry_names(session: Session, artifact_ids: list[str | None]) -> list[str]:
-    """How devices name these artifacts in telemetry: ``<model>/<version>`` (as the rollout engine reads)."""
-    ids = [a for a in artifact_ids if a]
-    if not ids:
-        return []
-    rows = session.execute(select(ArtifactRow).where(ArtifactRow.id.in_(ids))).scalars()
-    return sorted({f"{r.manifest['model']}/{r.manifest['version']}" for r in rows})
-
-
-def rollout_context(session: Session, row: RolloutRow) -> dict[str, Any]:
-    """The rollout as the API shows it, plus the current stage's gates with live values and, once halted
-    or aborted, how far the rollback has gone."""
+def rollout_context(session: DbSession, rollout_id: str) -> dict[str, Any]:
+    """The rollout as the API shows it, the gates of the engine's last evaluation (rows it judged, shown as
+    they are) and, once halted or aborted, how far the rollback has gone."""
+    row = rollouts.get_rollout(session, rollout_id)
     wire = rollouts.rollout_to_wire(session, row, detail=True)
-    stage = wire["stage_detail"][min(row.stage, len(wire["stage_detail"]) - 1)]
-    exposed_details = [s for s in wire["stage_detail"] if s["index"] <= row.stage]
-    done = sum(int(s.get("done", 0)) for s in exposed_details)
-    failed = sum(int(s.get("failed", 0)) for s in exposed_details)
-    with session.begin():
-        class_of = dict(
-            session.execute(
-                select(RolloutDeviceRow.device_id, RolloutDeviceRow.hardware_class).where(
-                    RolloutDeviceRow.rollout_id == row.id, RolloutDeviceRow.stage <= row.stage
-                )
-            ).all()
-        )
-        exposed = list(class_of)
-        # As the engine judges: each class's new version on its own devices, against its own previous
-        # version and its own envelope (a slow class must not hide in a merged p95).
-        gates_by_class: list[tuple[str, list[GateRow]]] = []
-        installs = ((row.last_decision or {}).get("health") or {}).get("by_class") or {}
-        for hardware_class, target in sorted(row.targets.items()):
-            counted = installs.get(hardware_class) if len(row.targets) > 1 else None
-            class_done, class_failed = (
-                (int(counted.get("done", 0)), int(counted.get("failed", 0)))
-                if isinstance(counted, dict) and "done" in counted
-                else (done, failed)
-            )
-            class_health = stage_health(
-                session,
-                device_ids=[d for d, c in class_of.items() if c == hardware_class],
-                target_versions=_telemetry_names(session, [target["to"]]),
-                baseline_versions=_telemetry_names(session, [target["from"]]),
-                since=row.created_at,
-            )
-            gates_by_class.append(
-                (
-                    hardware_class,
-                    gate_rows(
-                        stage["gates"],
-                        class_health,
-                        done=class_done,
-                        failed=class_failed,
-                        class_p95_ms=_class_p95_ms(session, [hardware_class]),
-                    ),
-                )
-            )
-        rollback: list[dict[str, Any]] = []
-        if row.status in ("halted", "aborted") and exposed:
-            reports: dict[str, list[tuple[str, Any]]] = {}
-            for r in session.execute(
-                select(DeviceRow.id, DeviceRow.hardware_class, DeviceRow.report).where(
-                    DeviceRow.id.in_(exposed)
-                )
-            ):
-                reports.setdefault(r.hardware_class, []).append((r.id, r.report))
-            for hardware_class, target in sorted(row.targets.items()):
-                rollback.append(
-                    {
-                        "hardware_class": hardware_class,
-                        "from": target["from"],
-                        "to": target["to"],
-                        **rollback_progress(
-                            reports.get(hardware_class, []),
-                            slot=row.slot,
-                            target=target["to"] or "",
-                            previous=target["from"],
-                        ),
-                    }
-                )
+    decision = wire["last_decision"] or {}
+    judged_stage = int(decision.get("stage", row.stage))
+    stage = wire["stage_detail"][min(judged_stage, len(wire["stage_detail"]) - 1)]
+    gates_by_class = gate_tables(decision)
     totals = {"done": 0, "pending": 0, "failed": 0, "offline": 0, "members": 0}
     for s in wire["stage_detail"]:
         for key in totals:
@@ -284,9 +156,8 @@ def rollout_context(session: Session, row: RolloutRow) -> dict[str, Any]:
     return {
         "ro": wire,
         "current": stage,
-        "gates": gates_by_class[0][1] if gates_by_class else [],
         "gates_by_class": gates_by_class,
-        "rollback": rollback,
+        "rollback": rollouts.rollback_progress(session, row),
         "totals": totals,
         "final": row.status in ("halted", "aborted", "completed"),
     }
@@ -300,15 +171,14 @@ def rollout_page(
     user: SignedIn,
     done: Annotated[str | None, Query(max_length=16)] = None,
 ) -> Response:
-    row = rollouts.get_rollout(session, rollout_id)
-    return html(request, "rollout.html", user=user, notice=_notice(done), **rollout_context(session, row))
+    context = rollout_context(session, rollout_id)
+    return html(request, "rollout.html", user=user, notice=_notice(done), **context)
 
 
 @router.get("/rollouts/{rollout_id}/live")
 def rollout_live(rollout_id: RolloutId, request: Request, session: DbSession, user: SignedIn) -> Response:
     """The live part of the rollout page, re-fetched by dashboard.js every few seconds."""
-    row = rollouts.get_rollout(session, rollout_id)
-    return html(request, "_rollout_live.html", user=user, **rollout_context(session, row))
+    return html(request, "_rollout_live.html", user=user, **rollout_context(session, rollout_id))
 
 
 @router.get("/devices")
@@ -381,7 +251,7 @@ def device_page(
         device=device,
         telemetry=telemetry,
         slots=slots,
-        artifacts=_artifact_labels(session, ids),
+        artifacts=artifacts.artifact_labels(session, ids),
         series=device_series(telemetry["windows"]),
         degraded=sum_degraded(telemetry["windows"]),
         notice=_notice(done),

@@ -5,39 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
-from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status
-from edgefleet.server.services.rollouts.policy import StageHealth
+from edgefleet.server.services.devices import DeviceFacts, DeviceStatus, StatusThresholds, device_status
 
 __all__ = [
+    "GATE_LABELS",
     "STATUS_ORDER",
-    "DeviceFacts",
     "FleetSummary",
-    "GateRow",
     "device_series",
     "fleet_summary",
-    "gate_rows",
-    "rollback_progress",
+    "gate_tables",
     "sum_degraded",
 ]
 
 STATUS_ORDER = tuple(s.value for s in DeviceStatus)
 MAX_LISTED = 50
-
-
-class DeviceFacts(NamedTuple):
-    """What the overview needs of one device: no labels, no key, no JSON report (its summary columns).
-    A named tuple: the overview builds one per device of the fleet."""
-
-    id: str
-    hardware_class: str
-    last_seen_at: datetime | None
-    revoked: bool
-    report_status: str | None = None
-    report_active: str | None = None
-    """``slot=artifact_id`` pairs joined by ``;``"""
-    report_error_code: str | None = None
 
 
 @dataclass
@@ -112,130 +95,27 @@ def fleet_summary(
     return out
 
 
-@dataclass(frozen=True)
-class GateRow:
-    name: str
-    label: str
-    value: float | None
-    threshold: float | None
-    comparison: str
-    """``max`` (value must stay at or under) or ``min`` (value must reach)"""
-    state: str
-    """ok, breach, waiting (not enough evidence yet) or off"""
-    unit: str = ""
+GATE_LABELS = {
+    "install_failure_rate": "Install failure rate",
+    "error_rate": "Inference error rate",
+    "latency_p95_ms": "Latency p95",
+    "latency_p95_ratio": "Latency p95 vs previous version",
+    "shadow_agreement": "Shadow agreement",
+    "reporting_devices": "Devices reporting",
+    "requests": "Requests on the new version",
+    "shadow_compared": "Shadow comparisons",
+}
 
 
-def _max_gate(name: str, label: str, value: float | None, threshold: float | None, unit: str = "") -> GateRow:
-    if threshold is None:
-        return GateRow(name, label, value, None, "max", "off", unit)
-    if value is None:
-        return GateRow(name, label, None, threshold, "max", "waiting", unit)
-    return GateRow(name, label, value, threshold, "max", "breach" if value > threshold else "ok", unit)
-
-
-def gate_rows(
-    gates: dict[str, Any],
-    health: StageHealth,
-    *,
-    done: int,
-    failed: int,
-    class_p95_ms: float | None,
-) -> list[GateRow]:
-    """Each gate of the current stage with its live value, in the order the policy checks them.
-
-    Mirrors ``policy.check_gates`` for display; the engine's decision (and its halt reason) is authoritative.
-    """
-    min_requests = int(gates.get("min_requests", 1))
-    enough = health.requests >= max(min_requests, 1)
-    finished = done + failed
-    rows = [
-        _max_gate(
-            "install_failure_rate",
-            "Install failure rate",
-            failed / finished if finished else None,
-            gates.get("max_install_failure_rate"),
-        ),
-        _max_gate(
-            "error_rate",
-            "Inference error rate",
-            health.errors / health.requests if enough else None,
-            gates.get("max_error_rate"),
-        ),
-    ]
-    ceiling = gates.get("max_latency_p95_ms")
-    if ceiling is None:
-        ceiling = class_p95_ms
-    rows.append(
-        _max_gate(
-            "latency_p95_ms",
-            "Latency p95" + ("" if gates.get("max_latency_p95_ms") is not None else " (class envelope)"),
-            health.latency_p95_ms if enough else None,
-            ceiling,
-            "ms",
-        )
-    )
-    ratio = (
-        health.latency_p95_ms / health.baseline_p95_ms
-        if enough and health.latency_p95_ms is not None and health.baseline_p95_ms
-        else None
-    )
-    rows.append(
-        _max_gate(
-            "latency_p95_ratio",
-            "Latency p95 vs previous version",
-            ratio,
-            gates.get("max_latency_p95_ratio"),
-            "x",
-        )
-    )
-    agreement_min = gates.get("min_shadow_agreement")
-    agreement = health.shadow_agreement
-    if agreement_min is None:
-        rows.append(GateRow("shadow_agreement", "Shadow agreement", agreement, None, "min", "off"))
-    elif agreement is None:
-        rows.append(GateRow("shadow_agreement", "Shadow agreement", None, agreement_min, "min", "waiting"))
-    else:
-        state = "breach" if agreement < agreement_min else "ok"
-        rows.append(GateRow("shadow_agreement", "Shadow agreement", agreement, agreement_min, "min", state))
-    min_reporting = int(gates.get("min_reporting_devices", 1))
-    rows.append(
-        GateRow(
-            "min_reporting_devices",
-            "Devices reporting",
-            float(health.reporting_devices),
-            float(min_reporting),
-            "min",
-            "ok" if health.reporting_devices >= min_reporting else "waiting",
-        )
-    )
-    rows.append(
-        GateRow(
-            "min_requests",
-            "Requests on the new version",
-            float(health.requests),
-            float(min_requests),
-            "min",
-            "ok" if health.requests >= min_requests else "waiting",
-        )
-    )
-    return rows
-
-
-def rollback_progress(
-    reports: Iterable[tuple[str, dict[str, Any] | None]], *, slot: str, target: str, previous: str | None
-) -> dict[str, int]:
-    """For a halted or aborted rollout's exposed devices: back on the previous artifact, still on the new
-    one, or something else (not reported yet, another artifact, nothing active)."""
-    out = {"rolled_back": 0, "still_on_new": 0, "other": 0}
-    for _device_id, report in reports:
-        active = (((report or {}).get("slots") or {}).get(slot) or {}).get("active")
-        if active == target:
-            out["still_on_new"] += 1
-        elif active is not None and active == previous:
-            out["rolled_back"] += 1
-        else:
-            out["other"] += 1
-    return out
+def gate_tables(last_decision: dict[str, Any] | None) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The engine's gate rows (``last_decision.gates``, judged by ``evaluate_gates``) grouped by hardware
+    class for display, each with a label. Nothing is judged here: verdicts are shown as the engine gave
+    them."""
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for row in (last_decision or {}).get("gates") or []:
+        label = GATE_LABELS.get(row["name"], row["name"])
+        tables.setdefault(row["hardware_class"], []).append({**row, "label": label})
+    return list(tables.items())
 
 
 def device_series(windows: list[dict[str, Any]]) -> dict[str, list[Any]]:

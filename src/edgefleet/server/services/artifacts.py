@@ -23,6 +23,7 @@ from edgefleet.server.store.pages import Page, paginate
 __all__ = [
     "RegisterResult",
     "artifact_id",
+    "artifact_labels",
     "artifact_to_wire",
     "check_artifact",
     "delete_artifact",
@@ -164,6 +165,23 @@ def register_artifact(
             )
             return RegisterResult(existing, True)
     return RegisterResult(existing, False)  # the identical artifact: an idempotent repeat, nothing audited
+
+
+def artifact_labels(session: Session, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Artifact id -> its model, version, hardware class and whether it is disabled (for lists of ids)."""
+    if not ids:
+        return {}
+    with session.begin():
+        rows = session.execute(select(ArtifactRow).where(ArtifactRow.id.in_(ids))).scalars()
+        return {
+            r.id: {
+                "model": r.manifest.get("model"),
+                "version": r.manifest.get("version"),
+                "hardware_class": r.hardware_class,
+                "disabled": r.disabled,
+            }
+            for r in rows
+        }
 
 
 def _find(session: Session, artifact: str) -> ArtifactRow:

@@ -6,7 +6,7 @@ import enum
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import CursorResult, delete, insert, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
@@ -28,11 +28,13 @@ from edgefleet.trust.director import load_public_key_pem
 
 __all__ = [
     "NONCE_PRUNE_BATCH_ROWS",
+    "DeviceFacts",
     "DeviceStatus",
     "StatusThresholds",
     "accept_report",
     "active_summary",
     "authenticate_device",
+    "device_facts",
     "device_status",
     "device_to_wire",
     "get_device",
@@ -190,6 +192,46 @@ def get_device(session: Session, device_id: str) -> DeviceRow:
     if device is None:
         raise NotFoundError("no such device", code="device_not_found", got=device_id[:80])
     return device
+
+
+class DeviceFacts(NamedTuple):
+    """What a fleet overview needs of one device: no labels, no key, no JSON report (its summary columns).
+    A named tuple: an overview reads one per device of the fleet."""
+
+    id: str
+    hardware_class: str
+    last_seen_at: datetime | None
+    revoked: bool
+    report_status: str | None = None
+    report_active: str | None = None
+    """``slot=artifact_id`` pairs joined by ``;``"""
+    report_error_code: str | None = None
+
+
+def device_facts(session: Session) -> list[DeviceFacts]:
+    """Every device's summary columns, read as plain columns (the overview scans the whole fleet)."""
+    columns = (
+        DeviceRow.id,
+        DeviceRow.hardware_class,
+        DeviceRow.last_seen_at,
+        DeviceRow.revoked_at,
+        DeviceRow.report_status,
+        DeviceRow.report_active,
+        DeviceRow.report_error_code,
+    )
+    with session.begin():
+        return [
+            DeviceFacts(
+                r.id,
+                r.hardware_class,
+                r.last_seen_at,
+                r.revoked_at is not None,
+                r.report_status,
+                r.report_active,
+                r.report_error_code,
+            )
+            for r in session.execute(select(*columns))
+        ]
 
 
 def list_devices(

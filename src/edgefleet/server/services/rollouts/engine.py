@@ -21,14 +21,15 @@ from edgefleet.protocol.hardware_class import HardwareClass
 from edgefleet.server.services.audit import record
 from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status
 from edgefleet.server.services.director_epoch import bump_director_epoch
+from edgefleet.server.services.rollouts.gates import ClassHealth
 from edgefleet.server.services.rollouts.health import stage_health
 from edgefleet.server.services.rollouts.overlay import selector_matches, shadow_slot
 from edgefleet.server.services.rollouts.policy import (
     ACTIVE_STATUSES,
-    ClassHealth,
     Decision,
     DeviceProgress,
     decide,
+    install_counts,
 )
 from edgefleet.server.services.rollouts.service import add_event, release_locks
 from edgefleet.server.services.rollouts.spec import RolloutSpec
@@ -229,14 +230,9 @@ def _health_wire(judged: ClassHealth) -> dict[str, Any]:
 
 
 def _installs_by_class(progress: list[DeviceProgress], stage: int) -> dict[str, dict[str, int]]:
-    """Per class, the exposed members (stages up to ``stage``) done and failed: the install gate's inputs."""
-    out: dict[str, dict[str, int]] = {}
-    for p in progress:
-        if p.stage <= stage:
-            counts = out.setdefault(p.hardware_class, {"done": 0, "failed": 0})
-            if p.status in counts:
-                counts[p.status] += 1
-    return out
+    """Per class, the exposed members (stages up to ``stage``) done and failed, for the health snapshot."""
+    counts = install_counts([p for p in progress if p.stage <= stage])
+    return {name: {"done": c.done, "failed": c.failed} for name, c in counts.items()}
 
 
 def _health_snapshot(
@@ -289,6 +285,8 @@ def _apply(
 ) -> None:
     snapshot = {
         "action": decision.action,
+        "stage": row.stage,
+        "gates": [r.to_wire() for r in decision.gates],
         "health": health,
         "reason": decision.reason,
         "pending": list(decision.pending[:50]),

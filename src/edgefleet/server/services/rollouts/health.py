@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from edgefleet.protocol.telemetry import merge_counts, quantile_from_buckets
-from edgefleet.server.services.rollouts.policy import StageHealth
+from edgefleet.server.services.rollouts.gates import StageHealth
 from edgefleet.server.store.telemetry import TelemetryModelWindowRow
 
 __all__ = ["BASELINE_LOOKBACK", "stage_health"]

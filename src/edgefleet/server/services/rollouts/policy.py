@@ -5,13 +5,14 @@ Nothing here touches a database or a clock; ``engine.py`` gathers the inputs and
 * Membership is deterministic and stable: devices are ordered by ``sha256(rollout_id/device_id)``, online and
   healthy devices first, interleaved across the values of a spread label (sites), and stage *i* takes the
   next slice up to its cumulative size. It is computed once, when the rollout starts.
-* Gates are judged per hardware class: each class's exposed devices against that class's own latency envelope
-  and that class's own previous version. A slow class cannot hide in a merged p95, and a fast class is never
-  held to another class's envelope. A breach of any gate in any class halts the rollout at once, in any
-  stage, and the reason names the class; the engine then rolls every exposed device back (their desired
-  state returns to the previous artifact at their next poll).
+* Gates are judged per hardware class, in one place (``gates.evaluate_gates``): each class's exposed devices
+  against that class's own latency envelope and that class's own previous version. A slow class cannot hide
+  in a merged p95, and a fast class is never held to another class's envelope. A breach of any gate in any
+  class halts the rollout at once, in any stage, and the reason names the class; the engine then rolls every
+  exposed device back (their desired state returns to the previous artifact at their next poll). Every
+  decision carries the gate rows it was made on.
 * A stage passes when its soak time has elapsed, its exposed devices have all installed (or its deadline
-  passed and ``on_deadline`` says proceed), enough devices reported, and no gate is breached. Offline
+  passed and ``on_deadline`` says proceed), no evidence row waits, and no gate is breached. Offline
   devices are ``pending``: never counted as success or failure.
 """
 
@@ -24,20 +25,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from edgefleet.server.services.rollouts.spec import Gates, RolloutSpec, StageSpec
+from edgefleet.server.services.rollouts.gates import (
+    EVIDENCE_GATES,
+    ClassHealth,
+    GateRow,
+    InstallCounts,
+    evaluate_gates,
+)
+from edgefleet.server.services.rollouts.spec import RolloutSpec, StageSpec
 
 __all__ = [
     "ACTIVE_STATUSES",
     "Candidate",
-    "ClassHealth",
     "Decision",
     "DeviceProgress",
     "RolloutStatus",
-    "StageHealth",
     "assign_stages",
-    "check_gates",
     "cumulative_sizes",
     "decide",
+    "install_counts",
     "serves_target",
     "shadows_target",
 ]
@@ -64,39 +70,12 @@ class DeviceProgress:
 
 
 @dataclass(frozen=True)
-class StageHealth:
-    """Live health of the new version on the exposed devices, since the rollout exposed them."""
-
-    requests: int = 0
-    errors: int = 0
-    """model errors; ``requests`` and ``errors`` leave input faults out, so the error-rate gate never judges
-    a failing sensor"""
-    input_faults: int = 0
-    """requests refused for their input (NaN, wrong shape, out of the calibrated range): observed and shown,
-    not gated on"""
-    latency_p95_ms: float | None = None
-    baseline_p95_ms: float | None = None
-    """p95 of the previous version on the same devices, before the rollout."""
-    shadow_agreement: float | None = None
-    shadow_compared: int = 0
-    reporting_devices: int = 0
-
-
-@dataclass(frozen=True)
-class ClassHealth:
-    """One hardware class of a rollout: the new version's health on that class's exposed devices (with the
-    class's own previous version as the relative-latency baseline) and the class's own latency envelope."""
-
-    health: StageHealth = field(default_factory=StageHealth)
-    envelope_p95_ms: float = math.inf
-    """The class's ``performance.latency_p95_ms``: the absolute ceiling when a stage sets none."""
-
-
-@dataclass(frozen=True)
 class Decision:
     action: Literal["wait", "advance", "complete", "halt"]
     reason: dict[str, Any] = field(default_factory=dict)
     pending: tuple[str, ...] = ()
+    gates: tuple[GateRow, ...] = ()
+    """every gate of the current stage, per class, as ``evaluate_gates`` judged it for this decision"""
 
 
 def _order_key(rollout_id: str, device_id: str) -> str:
@@ -143,62 +122,6 @@ def assign_stages(rollout_id: str, devices: Sequence[Candidate], spec: RolloutSp
     return out
 
 
-def check_gates(
-    gates: Gates, health: StageHealth, progress: Sequence[DeviceProgress], *, class_p95_ms: float
-) -> dict[str, Any] | None:
-    """The first breached gate with its numbers, or ``None``."""
-    finished = [p for p in progress if p.status != "pending"]
-    failed = sum(1 for p in finished if p.status == "failed")
-    if finished and failed / len(finished) > gates.max_install_failure_rate:
-        return {
-            "gate": "install_failure_rate",
-            "observed": round(failed / len(finished), 4),
-            "threshold": gates.max_install_failure_rate,
-            "failed_devices": failed,
-            "finished_devices": len(finished),
-        }
-    if gates.max_error_rate is not None and health.requests >= max(gates.min_requests, 1):
-        rate = health.errors / health.requests
-        if rate > gates.max_error_rate:
-            return {
-                "gate": "error_rate",
-                "observed": round(rate, 4),
-                "threshold": gates.max_error_rate,
-                "requests": health.requests,
-                "errors": health.errors,
-            }
-    if health.latency_p95_ms is not None and health.requests >= max(gates.min_requests, 1):
-        ceiling = gates.max_latency_p95_ms if gates.max_latency_p95_ms is not None else class_p95_ms
-        if health.latency_p95_ms > ceiling:
-            return {
-                "gate": "latency_p95_ms",
-                "observed": round(health.latency_p95_ms, 3),
-                "threshold": ceiling,
-            }
-        if gates.max_latency_p95_ratio is not None and health.baseline_p95_ms:
-            ratio = health.latency_p95_ms / health.baseline_p95_ms
-            if ratio > gates.max_latency_p95_ratio:
-                return {
-                    "gate": "latency_p95_ratio",
-                    "observed": round(ratio, 3),
-                    "threshold": gates.max_latency_p95_ratio,
-                    "p95_ms": round(health.latency_p95_ms, 3),
-                    "baseline_p95_ms": round(health.baseline_p95_ms, 3),
-                }
-    agreement = health.shadow_agreement
-    if (
-        gates.min_shadow_agreement is not None
-        and agreement is not None
-        and agreement < gates.min_shadow_agreement
-    ):
-        return {
-            "gate": "shadow_agreement",
-            "observed": round(agreement, 4),
-            "threshold": gates.min_shadow_agreement,
-        }
-    return None
-
-
 def decide(
     spec: RolloutSpec,
     *,
@@ -219,18 +142,16 @@ def decide(
         return Decision("wait", {"note": f"rollout is {status}"})
     current = spec.stages[stage]
     exposed = [p for p in progress if p.stage <= stage]
-    for name in sorted(set(classes) | {p.hardware_class for p in exposed}):
-        judged = classes.get(name, ClassHealth())
-        breach = check_gates(
-            current.gates,
-            judged.health,
-            [p for p in exposed if p.hardware_class == name],
-            class_p95_ms=judged.envelope_p95_ms,
+    rows = tuple(
+        evaluate_gates(
+            current.gates, shadow_stage=current.shadow, classes=classes, installs=install_counts(exposed)
         )
-        if breach is not None:
-            return Decision("halt", {**breach, "hardware_class": name, "stage": stage})
+    )
+    breach = next((r for r in rows if r.verdict == "breach"), None)
+    if breach is not None:
+        return Decision("halt", {**_halt_reason(breach), "stage": stage}, gates=rows)
     if status == "paused":
-        return Decision("wait", {"note": "paused"})
+        return Decision("wait", {"note": "paused"}, gates=rows)
     pending = tuple(sorted(p.device_id for p in exposed if p.status == "pending"))
     in_stage_s = (now - stage_started_at).total_seconds()
     past_deadline = in_stage_s >= current.deadline_s
@@ -244,50 +165,67 @@ def decide(
                 "deadline_s": current.deadline_s,
             },
             pending,
+            rows,
         )
     waiting_for_devices = bool(pending) and not (past_deadline and current.on_deadline == "proceed")
     if waiting_for_devices:
-        return Decision("wait", {"note": "devices pending", "past_deadline": past_deadline}, pending)
+        return Decision("wait", {"note": "devices pending", "past_deadline": past_deadline}, pending, rows)
     if in_stage_s < current.soak_s:
         return Decision(
-            "wait", {"note": "soaking", "soak_left_s": round(current.soak_s - in_stage_s, 1)}, pending
+            "wait", {"note": "soaking", "soak_left_s": round(current.soak_s - in_stage_s, 1)}, pending, rows
         )
-    gap = _evidence_gap(current, exposed, classes)
+    gap = _evidence_gap(rows, current)
     if gap is not None:  # a deadline excuses pending devices, never missing evidence
-        return Decision("wait", gap, pending)
+        return Decision("wait", gap, pending, rows)
     if current.manual_promotion and promoted_stage < stage:
-        return Decision("wait", {"note": "awaiting manual promotion"}, pending)
+        return Decision("wait", {"note": "awaiting manual promotion"}, pending, rows)
     if stage == len(spec.stages) - 1:
-        return Decision("complete", {"stage": stage}, pending)
-    return Decision("advance", {"from_stage": stage, "to_stage": stage + 1}, pending)
+        return Decision("complete", {"stage": stage}, pending, rows)
+    return Decision("advance", {"from_stage": stage, "to_stage": stage + 1}, pending, rows)
 
 
-def _evidence_gap(
-    current: StageSpec, exposed: Sequence[DeviceProgress], classes: Mapping[str, ClassHealth]
-) -> dict[str, Any] | None:
-    """The first class (in name order) without enough evidence, or ``None``.
+def install_counts(exposed: Sequence[DeviceProgress]) -> dict[str, InstallCounts]:
+    """Per class, the exposed members and how many are done and failed: the install gate's inputs."""
+    tally: dict[str, list[int]] = {}
+    for p in exposed:
+        counts = tally.setdefault(p.hardware_class, [0, 0, 0])
+        counts[0] += 1
+        counts[1] += p.status == "done"
+        counts[2] += p.status == "failed"
+    return {name: InstallCounts(*counts) for name, counts in sorted(tally.items())}
+
+
+def _halt_reason(row: GateRow) -> dict[str, Any]:
+    return {
+        "gate": row.name,
+        "observed": row.observed,
+        "threshold": row.threshold,
+        **row.details,
+        "why": row.why,
+        "hardware_class": row.hardware_class,
+    }
+
+
+def _evidence_gap(rows: Sequence[GateRow], current: StageSpec) -> dict[str, Any] | None:
+    """The first class (in name order) whose evidence still waits, with its numbers, or ``None``.
 
     Every class with exposed devices must bring its own evidence: a class whose devices sent nothing cannot
-    pass on another class's telemetry. With no exposed device at all, every class counts (and has none)."""
-    # A shadow stage's evidence is comparisons; a serving stage's is requests answered by the new version.
-    needs_observations = current.shadow or current.gates.max_error_rate is not None
-    names = sorted({p.hardware_class for p in exposed}) or sorted(classes) or [""]
-    for name in names:
-        health = classes.get(name, ClassHealth()).health
-        observed = health.shadow_compared if current.shadow else health.requests
-        if health.reporting_devices >= current.gates.min_reporting_devices and (
-            not needs_observations or observed >= current.gates.min_requests
-        ):
-            continue
-        return {
-            "note": "not enough evidence",
-            "hardware_class": name,
-            "reporting_devices": health.reporting_devices,
-            "min_reporting_devices": current.gates.min_reporting_devices,
-            "shadow_compared" if current.shadow else "requests": observed,
-            "min_requests": current.gates.min_requests,
-        }
-    return None
+    pass on another class's telemetry."""
+    waiting = next((r for r in rows if r.name in EVIDENCE_GATES and r.verdict == "waiting"), None)
+    if waiting is None:
+        return None
+    evidence = {
+        r.name: r for r in rows if r.hardware_class == waiting.hardware_class and r.name in EVIDENCE_GATES
+    }
+    observed_name = "shadow_compared" if current.shadow else "requests"
+    return {
+        "note": "not enough evidence",
+        "hardware_class": waiting.hardware_class,
+        "reporting_devices": int(evidence["reporting_devices"].observed or 0),
+        "min_reporting_devices": current.gates.min_reporting_devices,
+        observed_name: int(evidence[observed_name].observed or 0),
+        "min_requests": current.gates.min_requests,
+    }
 
 
 def shadows_target(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -24,11 +25,13 @@ from edgefleet.server.store.rollouts import RolloutDeviceRow, RolloutEventRow, R
 
 __all__ = [
     "add_event",
+    "count_rollback",
     "create_rollout",
     "get_rollout",
     "list_rollouts",
     "operator_action",
     "release_locks",
+    "rollback_progress",
     "rollout_to_wire",
 ]
 
@@ -314,3 +317,53 @@ def rollout_to_wire(session: Session, row: RolloutRow, *, detail: bool = False) 
         for i, stage in enumerate(spec.stages)
     ]
     return out
+
+
+def count_rollback(
+    reports: Iterable[dict[str, Any] | None], *, slot: str, target: str, previous: str | None
+) -> dict[str, int]:
+    """Pure: of a halted or aborted rollout's exposed devices (their reports), how many are back on the
+    previous artifact, still on the new one, or something else (not reported yet, another artifact, nothing
+    active)."""
+    out = {"rolled_back": 0, "still_on_new": 0, "other": 0}
+    for report in reports:
+        active = (((report or {}).get("slots") or {}).get(slot) or {}).get("active")
+        if active == target:
+            out["still_on_new"] += 1
+        elif active is not None and active == previous:
+            out["rolled_back"] += 1
+        else:
+            out["other"] += 1
+    return out
+
+
+def rollback_progress(session: Session, row: RolloutRow) -> list[dict[str, Any]]:
+    """Per class of a halted or aborted rollout, how far its exposed devices have gone back (empty while
+    the rollout is running, paused or completed)."""
+    if row.status not in ("halted", "aborted"):
+        return []
+    with session.begin():
+        exposed = select(RolloutDeviceRow.device_id).where(
+            RolloutDeviceRow.rollout_id == row.id, RolloutDeviceRow.stage <= row.stage
+        )
+        reports: dict[str, list[dict[str, Any] | None]] = {}
+        for device in session.execute(
+            select(DeviceRow.hardware_class, DeviceRow.report).where(DeviceRow.id.in_(exposed))
+        ):
+            reports.setdefault(device.hardware_class, []).append(device.report)
+    if not reports:
+        return []
+    return [
+        {
+            "hardware_class": hardware_class,
+            "from": target["from"],
+            "to": target["to"],
+            **count_rollback(
+                reports.get(hardware_class, []),
+                slot=row.slot,
+                target=target["to"] or "",
+                previous=target["from"],
+            ),
+        }
+        for hardware_class, target in sorted(row.targets.items())
+    ]

@@ -173,6 +173,18 @@ def test_two_agents_measure_three_candidates_while_serving_and_select_uses_devic
         assert manifest["optimization"]["candidate"] == chosen["chosen"]
         assert manifest["metrics"]["measured_on"].startswith(f"device: probe {probe_id} (2 devices")
         assert manifest["build_report"]["candidates"][0]["measured_on"] == "device"
+        # The build report shows the device figures beside the host's, each labelled where measured.
+        entry = next(
+            c
+            for c in json.loads((build / "report.json").read_text())["classes"]
+            if c["hardware_class"] == CLASS
+        )
+        places = {(f["candidate"], f["where"]) for f in entry["figures"]}
+        assert {(n, "device") for n in three} <= places
+        assert {(n, "host") for n in three} <= places
+        assert entry["latency_place"] == "device"
+        assert entry["host_selection"]["summary"]
+        assert probe_id in (build / "report.html").read_text()
     finally:
         for agent in agents:
             agent.send_signal(signal.SIGTERM)

@@ -399,20 +399,37 @@ def write_device_artifact(
 
 
 def _record_in_report(build_dir: Path, hardware_class: str, result: DeviceSelection) -> None:
-    """Add the device selection to ``report.json`` beside the host figures (``device_selections``)."""
+    """``report.json``/``report.html``: the class's device figures join its figures table (the report's
+    ``device`` column), its verdicts become the device selection's; the host's own selection is kept under
+    ``host_selection``."""
     path = build_dir / "report.json"
     data = json.loads(path.read_bytes())
-    data.setdefault("device_selections", {})[hardware_class] = {
-        "probe_id": result.probe_id,
-        "partial": result.partial,
-        "devices": result.devices,
-        "measured_on": "device",
-        "chosen": result.selection.chosen,
-        "summary": result.selection.summary,
-        "verdicts": [
-            {"name": v.name, "eligible": v.eligible, "reasons": list(v.reasons)}
-            for v in result.selection.verdicts
+    entry = next(c for c in data["classes"] if c.get("hardware_class") == hardware_class)
+    entry.setdefault(
+        "host_selection",
+        {k: entry.get(k) for k in ("chosen", "summary", "failed", "latency_place", "verdicts")},
+    )
+    device = [f.to_dict() for f in result.figures if f.where == "device"]
+    entry["figures"] = [f for f in entry.get("figures", []) if f.get("where") != "device"] + device
+    selection = result.selection
+    entry.update(
+        chosen=selection.chosen,
+        summary=f"{selection.summary} (device figures: probe {result.probe_id}"
+        f"{', PARTIAL' if result.partial else ''})",
+        failed=selection.failed,
+        latency_place=selection.place,
+        latency_unmeasured=selection.latency_unmeasured,
+        verdicts=[
+            {
+                "name": v.name,
+                "eligible": v.eligible,
+                "reasons": list(v.reasons),
+                "note": v.note,
+                "speedup": v.speedup.to_dict() if v.speedup else None,
+            }
+            for v in selection.verdicts
         ],
-        "candidates": result.device_rows,
-    }
+        probe={"id": result.probe_id, "partial": result.partial, "devices": result.devices},
+    )
     package.write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+    package.write_bytes(build_dir / "report.html", report.render_html(data).encode())

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +47,7 @@ RAM budget plus this; the budget itself is enforced on the resident set, which i
 NICE_INCREMENT = 10
 WATCH_INTERVAL_S = 0.05
 REPORT_RETRY_CAP_S = 60.0
+WORKER_COMMAND = (sys.executable, "-m", "edgefleet.agent.probe.worker")
 
 
 class BundleFetcher(Protocol):
@@ -83,6 +84,7 @@ class ProbeRunner:
         hardware_class: HardwareClass | None,
         busy: Callable[[], bool] = lambda: False,
         now: Callable[[], datetime],
+        worker: Sequence[str] = WORKER_COMMAND,
     ) -> None:
         self._root = Path(data_dir)
         self._fetcher = fetcher
@@ -93,6 +95,8 @@ class ProbeRunner:
         self._lock = threading.Lock()
         self._running: str | None = None
         self._stop = threading.Event()
+        self._worker = list(worker)
+        """The measuring process (tests inject crashing, hanging or memory-hungry stand-ins)."""
 
     @property
     def done_dir(self) -> Path:
@@ -232,7 +236,7 @@ class ProbeRunner:
         log_path = scratch / f"{spec_path.stem}.log"
         with open(log_path, "wb") as log_file:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "edgefleet.agent.probe.worker", str(spec_path), str(out_path)],
+                [*self._worker, str(spec_path), str(out_path)],
                 stdout=subprocess.DEVNULL,
                 stderr=log_file,
                 cwd=scratch,

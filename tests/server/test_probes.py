@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from tests.dashboard.conftest import browser, make_token, sign_in
 from tests.server.fleet import fleet  # noqa: F401  (fixture)
 
 from edgefleet.protocol.errors import EdgefleetError
@@ -197,3 +198,14 @@ def test_a_probe_reaches_the_chosen_devices_and_collects_their_figures(fleet, tm
             "POST", path, json_body=_results(probe["id"], CANDIDATES, fleet.clock())
         )
     assert late.value.code == "probe_expired"
+    # The dashboard shows the probe and each device's figures as the service judged them.
+    viewer = browser(fleet)
+    sign_in(viewer, make_token(fleet, "viewer"))
+    listing = viewer.get("/dashboard/probes")
+    assert listing.status_code == 200
+    assert probe["id"] in listing.text
+    page = viewer.get(f"/dashboard/probes/{probe['id']}")
+    assert page.status_code == 200
+    assert "Partial: fewer devices than asked" in page.text
+    assert 'data-candidate="int8-dynamic"' in page.text
+    assert "Waiting for this device." in page.text  # b never reported

@@ -29,6 +29,9 @@ def test_enrollment_registers_a_key_the_device_generated(fleet):
     assert identity.hardware_class == "medical-cart-cpu"
     assert identity.labels == {"site": "ward-3"}
     assert ddir.key_path.stat().st_mode & 0o777 == 0o600
+    stored_class = ddir.read_hardware_class()  # the enrollment answer carries the class's document
+    assert stored_class is not None
+    assert stored_class.name == "medical-cart-cpu"
     device = fleet.client.get(f"/v1/devices/{identity.device_id}", headers=fleet.admin).json()
     assert device["status"] == "online"
     # The server holds only the public half.

@@ -34,13 +34,13 @@ from edgefleet.server.api.dependencies import (
 )
 from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.director_key import DIRECTOR_KEY_FILE, load_director_key
+from edgefleet.server.services import classes as classes_svc
 from edgefleet.server.services import desired_state as desired_svc
 from edgefleet.server.services import devices as svc
 from edgefleet.server.services import enrollment as enroll_svc
 from edgefleet.server.services import pins_rollback as rollback_svc
 from edgefleet.server.settings import Settings
 from edgefleet.server.store.devices import DeviceRow
-from edgefleet.server.store.registry import HardwareClassRow
 from edgefleet.trust.director import public_key_pem
 
 __all__ = ["DeviceRuntime", "router", "signed_device_call"]
@@ -151,15 +151,9 @@ def enroll(body: EnrollBody, request: Request, ctx: Ctx, session: DbSession) -> 
         "labels": device.labels,
         "director_public_key_pem": runtime.director_public_key_pem,
         "tuf_root": request.app.state.tuf.root_document(),
-        "hardware_class_document": _class_document(session, device.hardware_class),
+        "hardware_class_document": classes_svc.class_document(session, device.hardware_class),
         "server_time": ctx.clock().isoformat(),
     }
-
-
-def _class_document(session: Session, name: str) -> dict[str, Any] | None:
-    with session.begin():
-        row = session.get(HardwareClassRow, name)
-    return dict(row.document) if row is not None else None
 
 
 # --- the signed device channel ------------------------------------------------------------------------------

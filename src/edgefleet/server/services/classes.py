@@ -24,6 +24,7 @@ __all__ = [
     "MAX_CLASSES_PER_APPLY",
     "ApplyResult",
     "apply_classes",
+    "class_document",
     "class_users",
     "delete_class",
     "get_class",
@@ -119,6 +120,13 @@ def get_class(session: Session, name: str) -> HardwareClassRow:
     if row is None:
         raise NotFoundError("no such hardware class", code="class_not_found", got=name[:80])
     return row
+
+
+def class_document(session: Session, name: str) -> dict[str, Any] | None:
+    """The class's document as applied, or ``None`` when there is no such class (enrollment answers)."""
+    with session.begin():
+        row = session.get(HardwareClassRow, name[:63])
+    return dict(row.document) if row is not None else None
 
 
 def list_classes(session: Session, *, limit: int, offset: int, name_prefix: str | None = None) -> Page[Any]:

@@ -21,11 +21,16 @@ def test_build_command_writes_artifacts(digits: Digits, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, [*args, "--class", "cpu-small", "--name", "digits"])
     assert result.exit_code == 0, result.output
     assert "cpu-small:" in result.output
+    assert "latency decided on: emulated" in result.output  # the class's limits, in fresh processes
     manifest = json.loads((out / "cpu-small" / "manifest.json").read_text())
     assert manifest["release_counter"] == 3
     assert manifest["model"] == "digits"
     assert (out / "report.html").is_file()
     assert not (out / "gpu-small").exists()
+    no_emulate = [*args, "--class", "cpu-small", "--no-emulate", "--out", str(tmp_path / "o2")]
+    quick = CliRunner().invoke(cli, no_emulate)  # the last --out wins
+    assert quick.exit_code == 0, quick.output
+    assert "latency decided on: host" in quick.output
 
 
 def test_build_command_bad_input_exit_code(digits: Digits, tmp_path: Path) -> None:

@@ -105,6 +105,9 @@ def build() -> None:
 @click.option(
     "--keep-candidates", is_flag=True, help="Keep every candidate in OUT/candidates/ (to probe on devices)."
 )
+@click.option(
+    "--no-emulate", is_flag=True, help="Do not measure each class under its limits in fresh processes."
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars (they are off when not on a terminal).")
 def build_model(
     model: Path,
@@ -129,6 +132,7 @@ def build_model(
     robustness_seed: int,
     quick: bool,
     keep_candidates: bool,
+    no_emulate: bool,
     no_progress: bool,
 ) -> None:
     """Optimize MODEL for each hardware class, measure every candidate, write one artifact per class."""
@@ -152,6 +156,7 @@ def build_model(
         "robust_min_metric_ratio": robust_min_metric_ratio,
         "robustness_seed": robustness_seed,
         "keep_candidates": keep_candidates,
+        "emulate": not no_emulate,
     }
     if latency_runs is not None:
         settings["latency_runs"] = latency_runs
@@ -162,7 +167,7 @@ def build_model(
     for c in result.classes:
         status = "FAILED" if c.selection.failed else c.selection.chosen
         click.echo(f"{c.hwclass.name}: {status} - {c.selection.summary}")
-        click.echo(f"  {c.note}")
+        click.echo(f"  {c.note}; latency decided on: {c.selection.place or 'unmeasured here'}")
         startup = next(
             (f for f in c.figures if f.candidate == c.selection.chosen and f.load_time_ms is not None), None
         )

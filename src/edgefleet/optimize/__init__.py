@@ -1,4 +1,4 @@
-"""The optimization pipeline: candidates (quantize, prune, distil), validate, select, package, report."""
+"""The optimization pipeline: candidates (quantize, students), validate, measure per class, select."""
 
 from edgefleet.optimize.config import BuildConfig
 from edgefleet.optimize.errors import BuildError, BuildInputError

@@ -55,6 +55,7 @@ class BuildConfig:
     progress: bool = True
     keep_candidates: bool = False
     """Also write every candidate and the validation set to ``OUT/candidates/`` (for probes)."""
+    emulate: bool = True  # measure each class under its limits in fresh processes (optimize/emulate.py)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -23,6 +23,7 @@ from edgefleet.optimize.candidates import Candidate, describe, make_fp16, make_f
 from edgefleet.optimize.config import BuildConfig, class_policy, model_name_from
 from edgefleet.optimize.cpu_features import CpuInfo, build_reduce_range, detect_cpu
 from edgefleet.optimize.dataset import Dataset, load_dataset
+from edgefleet.optimize.emulate import emulate_class
 from edgefleet.optimize.errors import BuildError, BuildInputError
 from edgefleet.optimize.figures import WHERE_RANK, Figures, Where
 from edgefleet.optimize.guard_ranges import input_ranges
@@ -328,6 +329,18 @@ def run_build(
                 if c.name in loading
             ]
             figures += _startup_figures(allowed, loading, settings, hwclass, valid, host)
+            emulation = None
+            if config.emulate and loading:
+                emulated, emulation = emulate_class(
+                    hwclass,
+                    loading,
+                    settings,
+                    valid,
+                    work,
+                    warmup_runs=config.warmup_runs,
+                    runs=config.latency_runs,
+                )
+                figures += emulated
             note = plan.note()
             if settings.capped_from:
                 note += (
@@ -343,6 +356,7 @@ def run_build(
                     selection,
                     figures=figures,
                     policy=policies[hwclass.name],
+                    emulation=emulation,
                 )
             )
         with package.staged_output(out) as staging:

@@ -285,7 +285,10 @@ def render_html(data: dict[str, Any]) -> str:
         if cls["latency_unmeasured"]:
             out.append(f"<p class='warn'>{esc(cls['latency_unmeasured'])}</p>")
         if cls.get("emulation"):
-            out.append(f"<p>Emulation: {esc(cls['emulation'].get('statement', ''))}</p>")
+            emu = cls["emulation"]
+            base = emu.get("runtime_baseline_rss_bytes")
+            base_words = f" The runtime alone (no model) held {base / 2**20:.1f} MiB." if base else ""
+            out.append(f"<p>Emulated on the build host: {esc(emu.get('statement', ''))}.{base_words}</p>")
         warnings = {
             c["quality"]["warning"] for c in cls["candidates"] if c["quality"] and c["quality"]["warning"]
         }

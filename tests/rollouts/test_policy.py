@@ -133,6 +133,15 @@ def test_stage_decisions(kwargs, action, why):
         assert why in (decision.reason.get("gate"), decision.reason.get("note"))
 
 
+def test_input_faults_never_breach_the_error_rate_gate_but_are_shown():
+    d = _decide(health=StageHealth(requests=200, errors=1, input_faults=5000, reporting_devices=2))
+    assert d.action != "halt"
+    (row,) = [r for r in d.gates if r.name == "error_rate"]
+    assert row.verdict == "ok"
+    assert row.details["input_faults"] == 5000
+    assert "5000 input faults seen, not counted" in row.why
+
+
 def test_a_breach_halts_even_while_paused_and_says_which_numbers():
     d = _decide(status="paused", health=StageHealth(requests=200, errors=20, reporting_devices=2))
     assert d.action == "halt"
@@ -142,7 +151,9 @@ def test_a_breach_halts_even_while_paused_and_says_which_numbers():
         "threshold": 0.01,
         "requests": 200,
         "errors": 20,
-        "why": "20 model errors in 200 requests (input faults are not counted)",
+        "input_faults": 0,
+        "why": "20 model errors in 200 requests (0 input faults seen, not counted: a failing sensor is not a "
+        "failing model)",
         "hardware_class": CLASS,
         "stage": 0,
     }

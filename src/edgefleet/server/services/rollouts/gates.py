@@ -184,8 +184,11 @@ def _error_rate(gates: Gates, name: str, health: StageHealth, served: bool, shor
     if not served:
         return GateRow("error_rate", name, None, limit, "max", "waiting", short)
     rate = health.errors / health.requests
-    details = {"requests": health.requests, "errors": health.errors}
-    why = f"{health.errors} model errors in {health.requests} requests (input faults are not counted)"
+    details = {"requests": health.requests, "errors": health.errors, "input_faults": health.input_faults}
+    why = (
+        f"{health.errors} model errors in {health.requests} requests "
+        f"({health.input_faults} input faults seen, not counted: a failing sensor is not a failing model)"
+    )
     return GateRow("error_rate", name, round(rate, 4), limit, "max", _over(rate, limit), why, "", details)
 
 

@@ -111,12 +111,24 @@ def test_every_page_renders_what_the_fleet_holds(world, operator):
     device_id = devices[0][0].device_id
     pages = {
         "/dashboard/": ["medical-cart-cpu", "digits 1.0.0", rid, "Model versions in the field"],
-        "/dashboard/fleet/health": ["Model health, last hour", "medical-cart-cpu", "300"],
+        "/dashboard/fleet/health": [
+            "Model health, last hour",
+            "medical-cart-cpu",
+            "300",
+            "Input faults",
+            "requests but no success for 10 min: <strong>0</strong>",
+        ],
         "/dashboard/rollouts": [rid, "running"],
         f"/dashboard/rollouts/{rid}": ["stage 1 of 3", "Gates of stage 1", "Latency p95 vs previous version"],
         f"/dashboard/rollouts/{rid}/live": ["stage 1 of 3"],
         "/dashboard/devices": [device_id, "site="],
-        f"/dashboard/devices/{device_id}": [device_id, "Slots", "digits 1.0.0", "Latency p95"],
+        f"/dashboard/devices/{device_id}": [
+            device_id,
+            "Slots",
+            "digits 1.0.0",
+            "Latency p95",
+            "Field health",
+        ],
         "/dashboard/devices?status=stale&hardware_class=medical-cart-cpu": [device_id],  # 5 min silent
         "/dashboard/models": ["digits", "Version 2.0.0", v2],
         f"/dashboard/artifacts/{v1}": ["Measured metrics", "model.onnx", "onnxruntime"],

@@ -170,7 +170,7 @@ def test_gate_rows_render_the_engines_rows_as_they_are() -> None:
         "breach",
     )
     assert (by_gate["reporting_devices"]["threshold"], by_gate["reporting_devices"]["verdict"]) == (
-        ">= 2.0",
+        ">= 2",
         "waiting",
     )
     assert by_gate["shadow_agreement"]["verdict"] == "off"

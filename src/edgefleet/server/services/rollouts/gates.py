@@ -227,7 +227,7 @@ def _latency(gates: Gates, name: str, judged: ClassHealth, served: bool, short: 
     else:
         ratio = p95 / baseline
         details = {"p95_ms": round(p95, 3), "baseline_p95_ms": round(baseline, 3)}
-        why = f"p95 {p95:.3g} ms against {baseline:.3g} ms of the previous version on the same devices"
+        why = f"p95 {p95:.3g} ms vs {baseline:.3g} ms of the previous version, same devices"
         verdict = _over(ratio, limit)
         rows.append(
             GateRow("latency_p95_ratio", name, round(ratio, 3), limit, "max", verdict, why, "x", details)
@@ -257,18 +257,16 @@ def _evidence(
     if not exposed:
         why = "no device of this class is exposed yet"
         return [
-            GateRow(
-                "reporting_devices", name, float(health.reporting_devices), float(needed), "min", "off", why
-            ),
-            GateRow(observed_name, name, float(observed), float(gates.min_requests), "min", "off", why),
+            GateRow("reporting_devices", name, health.reporting_devices, needed, "min", "off", why),
+            GateRow(observed_name, name, observed, gates.min_requests, "min", "off", why),
         ]
     reporting_ok = health.reporting_devices >= needed
     rows = [
         GateRow(
             "reporting_devices",
             name,
-            float(health.reporting_devices),
-            float(needed),
+            health.reporting_devices,
+            needed,
             "min",
             "ok" if reporting_ok else "waiting",
             f"{health.reporting_devices} exposed devices sent telemetry of the new version",
@@ -278,14 +276,10 @@ def _evidence(
     # needed only when an error-rate gate is to be judged on them.
     if not shadow_stage and gates.max_error_rate is None:
         why = "not needed: the stage has no error-rate gate"
-        rows.append(
-            GateRow(observed_name, name, float(observed), float(gates.min_requests), "min", "off", why)
-        )
+        rows.append(GateRow(observed_name, name, observed, gates.min_requests, "min", "off", why))
     else:
         verdict: Verdict = "ok" if observed >= gates.min_requests else "waiting"
         what = "shadow comparisons" if shadow_stage else "requests answered by the new version"
         why = f"{observed} {what}"
-        rows.append(
-            GateRow(observed_name, name, float(observed), float(gates.min_requests), "min", verdict, why)
-        )
+        rows.append(GateRow(observed_name, name, observed, gates.min_requests, "min", verdict, why))
     return rows

@@ -46,9 +46,10 @@ from edgefleet.agent.install import InstallerConfig, LocalDirFetcher, SlotInstal
 from edgefleet.agent.observed import ObservedInstaller
 from edgefleet.agent.serve import EndpointConfig, InferenceService, NullMetrics, RuntimeAdapters
 from edgefleet.agent.serving_wiring import SERVED_SLOT, TrialMetrics, start_serving
-from edgefleet.protocol.desired_state import Assignment, DesiredState
+from edgefleet.protocol.canonical import canonical_json
+from edgefleet.protocol.desired_state import Assignment, DesiredState, TargetHashes, TargetRef
 from edgefleet.protocol.errors import EdgefleetError
-from edgefleet.protocol.manifest import ArtifactManifest, artifact_target_path
+from edgefleet.protocol.manifest import MANIFEST_FILE, ArtifactManifest, manifest_target_path
 
 IN_DIM = 64
 CLASSES = 10
@@ -110,13 +111,15 @@ def write_artifact(root: Path, artifact_id: str, model_bytes: bytes, release_cou
             "release_counter": release_counter,
         }
     )
-    entry = manifest.file("model.onnx")
+    raw = canonical_json(manifest.to_dict())
+    (out / MANIFEST_FILE).write_bytes(raw)  # what LocalDirFetcher resolves the assignment to
     return Assignment(
         artifact_id=artifact_id,
-        target_path=artifact_target_path(manifest, "model.onnx"),
-        sha256=entry.sha256,
-        length=entry.length,
-        manifest=manifest,
+        manifest=TargetRef(
+            path=manifest_target_path(manifest.model, manifest.version, manifest.hardware_class),
+            length=len(raw),
+            hashes=TargetHashes(sha256=hashlib.sha256(raw).hexdigest()),
+        ),
     )
 
 

@@ -243,7 +243,9 @@ def test_staged_file_changed_after_verification_is_caught_at_the_switch(env):
 def test_assignment_not_matching_its_manifest_is_refused(env):
     inst = env.installer()
     a1 = env.artifact("a1", classifier(1))
-    forged = a1.model_copy(update={"sha256": "0" * 64})
+    # the assignment names a manifest by hash: other bytes under that name are refused
+    forged = a1.model_copy(deep=True)
+    forged.manifest.hashes.sha256 = "0" * 64
     inst.apply(desired({"default": forged}))
     assert inst.slot_reports()["default"].state == "failed:hash_mismatch"
 

@@ -3,6 +3,7 @@ pins the TUF root, and fetch an assignment only when it matches what the release
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 
 import httpx
@@ -11,7 +12,7 @@ from tests.e2e.fleet_cli import EXAMPLES, cli, enroll_agent, push_artifact
 
 from edgefleet.agent.datadir import DataDir
 from edgefleet.agent.install.content import TufArtifactFetcher
-from edgefleet.protocol.desired_state import Assignment
+from edgefleet.protocol.desired_state import Assignment, TargetHashes, TargetRef
 from edgefleet.trust.director import verify_desired_state
 from edgefleet.trust.errors import TrustError
 
@@ -69,9 +70,17 @@ def test_a_published_assignment_is_verified_and_downloaded(published, tmp_path):
     assert ddir.tuf_root_path.exists(), "enrollment pins the TUF root"
     cli(server, "device", "pin", art, "--class", "medical-cart-cpu")
     assignment = _assignment(server, device_id, ddir)
+    raw = (tmp_path / "art-1.0.0-medical-cart-cpu" / "manifest.json").read_bytes()
+    assert assignment.manifest.path == "digits/1.0.0/medical-cart-cpu/manifest.json"
+    assert (assignment.manifest.sha256, assignment.manifest.length) == (
+        hashlib.sha256(raw).hexdigest(),
+        len(raw),
+    )
     fetcher, client = _fetcher(ddir)
     with client:
-        files = fetcher.fetch(assignment, tmp_path / "staging")
+        resolved = fetcher.resolve(assignment)  # the manifest comes from TUF alone
+        files = fetcher.fetch(resolved, tmp_path / "staging")
+    assert resolved.manifest.version == "1.0.0"
     assert set(files) == {"model.onnx", "golden.npz"}
     assert files["model.onnx"] == tmp_path / "staging" / "model.onnx"
     assert (
@@ -88,7 +97,7 @@ def test_an_unpublished_artifact_is_refused(published, tmp_path):
     sink = RecordingSink()
     fetcher, client = _fetcher(ddir, sink)
     with client, pytest.raises(TrustError) as info:
-        fetcher.fetch(assignment, tmp_path / "staging")
+        fetcher.resolve(assignment)
     assert info.value.code == "target_not_in_tuf"
     assert [e.code for e in sink.events] == ["target_not_in_tuf"]
     staging = tmp_path / "staging"
@@ -100,12 +109,13 @@ def test_a_compromised_director_cannot_swap_the_manifest_or_the_class(published,
     cli(server, "device", "pin", art, "--class", "medical-cart-cpu")
     good = _assignment(server, device_id, ddir)
     fetcher, client = _fetcher(ddir, RecordingSink())
-    # The director lies about the manifest (e.g. a looser health-check tolerance) but keeps the signed target.
+    # The director names other manifest bytes (e.g. one with a looser health-check tolerance) under the
+    # signed path: the device compares the name with its verified TUF metadata and refuses.
     lying = good.model_copy(deep=True)
-    lying.manifest.health_check.atol = 10.0
+    lying.manifest.hashes.sha256 = hashlib.sha256(b"a manifest the release key never signed").hexdigest()
     with client, pytest.raises(TrustError) as info:
-        fetcher.fetch(lying, tmp_path / "staging")
-    assert info.value.code == "manifest_mismatch"
+        fetcher.resolve(lying)
+    assert info.value.code == "hash_mismatch"
     # A target signed for another hardware class.
     other = push_artifact(server, tmp_path, "1.0.0", hardware_class="intel-lowpower-detector")
     cli(
@@ -115,19 +125,18 @@ def test_a_compromised_director_cannot_swap_the_manifest_or_the_class(published,
         "--release-key",
         str(release_key),
     )
-    with httpx.Client(base_url=server.url, headers=server.admin_headers) as http:
-        manifest = http.get(f"/v1/artifacts/{other}").json()["manifest"]
-    entry = next(f for f in manifest["files"] if f["path"] == "model.onnx")
+    raw = (tmp_path / "art-1.0.0-intel-lowpower-detector" / "manifest.json").read_bytes()
     foreign = Assignment(
         artifact_id=other,
-        target_path="digits/1.0.0/intel-lowpower-detector/model.onnx",
-        sha256=entry["sha256"],
-        length=entry["length"],
-        manifest=manifest,
+        manifest=TargetRef(
+            path="digits/1.0.0/intel-lowpower-detector/manifest.json",
+            length=len(raw),
+            hashes=TargetHashes(sha256=hashlib.sha256(raw).hexdigest()),
+        ),
     )
     fetcher, client = _fetcher(ddir)
     with client, pytest.raises(TrustError) as info:
-        fetcher.fetch(foreign, tmp_path / "staging2")
+        fetcher.resolve(foreign)
     assert info.value.code == "wrong_hardware_class"
 
 
@@ -192,7 +201,7 @@ def test_a_signed_release_floor_refuses_older_assignments(published, tmp_path):
     sink = RecordingSink()
     fetcher, client = _fetcher(ddir, sink)
     with client, pytest.raises(TrustError) as info:
-        fetcher.fetch(_assignment(server, device_id, ddir), tmp_path / "staging-1")
+        fetcher.resolve(_assignment(server, device_id, ddir))
     assert info.value.code == "below_release_floor"
     assert [e.code for e in sink.events] == ["below_release_floor"]
     assert not (tmp_path / "staging-1").exists()
@@ -200,7 +209,7 @@ def test_a_signed_release_floor_refuses_older_assignments(published, tmp_path):
     cli(server, "device", "pin", art2, "--device", device_id)
     fetcher, client = _fetcher(ddir, sink)
     with client:
-        files = fetcher.fetch(_assignment(server, device_id, ddir), tmp_path / "staging-2")
+        files = fetcher.fetch(fetcher.resolve(_assignment(server, device_id, ddir)), tmp_path / "staging-2")
     assert (
         files["model.onnx"].read_bytes()
         == (tmp_path / "art-2.0.0-medical-cart-cpu" / "model.onnx").read_bytes()

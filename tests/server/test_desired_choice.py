@@ -1,21 +1,23 @@
-"""The director's content for one device: chosen artifacts, digested by id, parsed once when signed."""
+"""The director's content for one device: each slot names its artifact's manifest by TUF target."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edgefleet.protocol.desired_state import DesiredState
-from edgefleet.protocol.manifest import ArtifactManifest
-from edgefleet.server.services.desired_state import DesiredChoice
+from edgefleet.protocol.canonical import canonical_json
+from edgefleet.protocol.desired_state import DesiredState, TargetHashes, TargetRef
+from edgefleet.server.services.desired_state import DesiredChoice, content_digest
 from edgefleet.server.store.registry import ArtifactRow
 from edgefleet.sim.artifacts import stand_in_manifest
 from edgefleet.trust.director import sign_desired_state, verify_desired_state
 
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 CLASS = "medical-cart-cpu"
+SIGNED = TargetRef(
+    path="digits/1.0.0/medical-cart-cpu/manifest.json", length=900, hashes=TargetHashes(sha256="ab" * 32)
+)
 
 
 def _row(artifact_id: str, version: str) -> ArtifactRow:
@@ -25,45 +27,50 @@ def _row(artifact_id: str, version: str) -> ArtifactRow:
         hardware_class=CLASS,
         files={"model.onnx": version.encode() * 8, "golden.npz": b"golden"},
     )
-    return ArtifactRow(id=artifact_id, manifest=manifest.to_dict(), hardware_class=CLASS)
+    return ArtifactRow(
+        id=artifact_id, manifest=manifest.to_dict(), manifest_sha256="cd" * 32, hardware_class=CLASS
+    )
 
 
-def test_the_digest_moves_with_the_chosen_artifacts_not_with_their_parsing() -> None:
-    a, b = _row("art_a", "1.0.0"), _row("art_b", "1.1.0")
-    base = DesiredChoice(CLASS, {"main": a}, [])
-    assert base.digest() == DesiredChoice(CLASS, {"main": _row("art_a", "1.0.0")}, []).digest()
-    assert base.digest() != DesiredChoice(CLASS, {"main": b}, []).digest()
-    assert base.digest() != DesiredChoice(CLASS, {"shadow": a}, []).digest()
-    assert base.digest() != DesiredChoice(CLASS, {"main": a}, ["art_b"]).digest()
+def _signed(path: str) -> TargetRef | None:
+    return SIGNED if path == SIGNED.path else None
 
 
-def test_each_manifest_is_parsed_once_and_signed_as_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
-    choice = DesiredChoice(CLASS, {"main": _row("art_a", "1.0.0"), "shadow": _row("art_b", "1.1.0")}, [])
-    parsed: list[str] = []
-    original = ArtifactManifest.parse.__func__  # type: ignore[attr-defined]
+def test_a_slot_names_the_signed_manifest_target_when_the_release_is_published() -> None:
+    choice = DesiredChoice(CLASS, {"main": _row("art_a", "1.0.0"), "next": _row("art_b", "1.1.0")}, [])
+    slots = choice.assignments(_signed)
+    assert slots["main"].artifact_id == "art_a"
+    assert slots["main"].manifest == SIGNED  # what the release key signed, path, length and hashes
+    # not published: named by the registered manifest; the device will refuse it (not in its TUF metadata)
+    unpublished = slots["next"].manifest
+    assert unpublished.path == "digits/1.1.0/medical-cart-cpu/manifest.json"
+    assert unpublished.sha256 == "cd" * 32
+    assert unpublished.length == len(canonical_json(_row("art_b", "1.1.0").manifest))
 
-    def counting(cls: type[ArtifactManifest], data: object) -> ArtifactManifest:
-        parsed.append(data["version"])  # type: ignore[index]
-        return original(cls, data)
 
-    monkeypatch.setattr(ArtifactManifest, "parse", classmethod(counting))
-    assignments = choice.assignments()
+def test_the_digest_moves_with_what_a_device_is_told() -> None:
+    row = _row("art_a", "1.0.0")
+    base = DesiredChoice(CLASS, {"main": row}, []).assignments(_signed)
+    digest = content_digest(CLASS, base, [])
+    assert digest == content_digest(CLASS, DesiredChoice(CLASS, {"main": row}, []).assignments(_signed), [])
+    unpublished = DesiredChoice(CLASS, {"main": row}, []).assignments(lambda _p: None)
+    assert content_digest(CLASS, unpublished, []) != digest  # publishing the release re-issues the state
+    assert content_digest(CLASS, {"other": base["main"]}, []) != digest
+    assert content_digest(CLASS, base, ["art_b"]) != digest
+
+
+def test_the_signed_state_carries_the_typed_assignments_as_built() -> None:
+    slots = DesiredChoice(CLASS, {"main": _row("art_a", "1.0.0")}, []).assignments(_signed)
     state = DesiredState(
         device_id="dev_1",
         hardware_class=CLASS,
         generation=1,
         issued_at=NOW,
         expires_at=NOW + timedelta(hours=1),
-        slots=assignments,
+        slots=slots,
         disabled_artifacts=[],
     )
-    monkeypatch.undo()
-    assert sorted(parsed) == ["1.0.0", "1.1.0"]
-    assert state.slots["main"] is assignments["main"]  # not validated a second time
-    main = state.slots["main"]
-    assert main.target_path == "digits/1.0.0/medical-cart-cpu/model.onnx"
-    assert (main.sha256, main.length) == (main.manifest.file("model.onnx").sha256, 40)
-
+    assert state.slots["main"] is slots["main"]  # not validated a second time
     key = Ed25519PrivateKey.generate()
     verified = verify_desired_state(
         sign_desired_state(state, key),
@@ -74,3 +81,5 @@ def test_each_manifest_is_parsed_once_and_signed_as_parsed(monkeypatch: pytest.M
         time_floor=None,
     )
     assert verified == state
+    signed = canonical_json(sign_desired_state(state, key)["signed"]).decode()
+    assert "files" not in signed  # no manifest inside: the device takes it from TUF

@@ -167,7 +167,8 @@ def test_desired_state_follows_pins_and_answers_304_when_unchanged(fleet):
     )
     assert state2.generation == 2
     assert state2.slots["default"].artifact_id == art
-    assert state2.slots["default"].target_path == "digits/1.0.0/medical-cart-cpu/model.onnx"
+    # not published to TUF in this fleet: named by the registered manifest (a device refuses it until it is)
+    assert state2.slots["default"].manifest.path == "digits/1.0.0/medical-cart-cpu/manifest.json"
 
     # A device pin wins over the class pin.
     art2 = fleet.artifact("1.1.0")

@@ -104,7 +104,14 @@ def test_view_of_a_signed_envelope() -> None:
         "signed": {
             "generation": 4,
             "slots": {
-                "default": {"artifact_id": "art_1", "manifest": {"model": "digits", "version": "2.0.0"}}
+                "default": {
+                    "artifact_id": "art_1",
+                    "manifest": {
+                        "path": "digits/2.0.0/medical-cart-cpu/manifest.json",
+                        "length": 812,
+                        "hashes": {"sha256": "ab" * 32},
+                    },
+                }
             },
         }
     }

@@ -18,9 +18,8 @@ from tuf.api.metadata import Metadata, MetaFile, Targets
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
 from edgefleet.agent.install.content import TufArtifactFetcher
 from edgefleet.agent.install.download import DownloadPolicy
-from edgefleet.protocol.desired_state import Assignment
+from edgefleet.protocol.desired_state import Assignment, TargetHashes, TargetRef
 from edgefleet.protocol.errors import InvalidDocumentError
-from edgefleet.protocol.manifest import ArtifactManifest
 from edgefleet.trust.errors import BelowReleaseFloorError, TargetsRejectedError, TufMetadataRejectedError
 from edgefleet.trust.events import ListSink
 from edgefleet.trust.publish import build_targets, publish_to_repository, resign_targets
@@ -48,15 +47,21 @@ def _raise_floor(fleet: Fleet, floor: int) -> int:
 
 
 def _assignment(art: Path, version: str) -> Assignment:
-    manifest = json.loads((art / "manifest.json").read_text())
-    data = (art / "model.onnx").read_bytes()
+    """What the director sends: the artifact's ``manifest.json`` named by TUF target."""
+    raw = (art / "manifest.json").read_bytes()
     return Assignment(
         artifact_id=f"art-{version}",
-        target_path=f"digits/{version}/{CLASS}/model.onnx",
-        sha256=hashlib.sha256(data).hexdigest(),
-        length=len(data),
-        manifest=ArtifactManifest.parse(manifest),
+        manifest=TargetRef(
+            path=f"digits/{version}/{CLASS}/manifest.json",
+            length=len(raw),
+            hashes=TargetHashes(sha256=hashlib.sha256(raw).hexdigest()),
+        ),
     )
+
+
+def _install(fetcher: TufArtifactFetcher, art: Path, version: str, staging: Path) -> dict[str, Path]:
+    """The installer's two calls: the manifest from TUF, then its files."""
+    return fetcher.fetch(fetcher.resolve(_assignment(art, version)), staging)
 
 
 # ---- pure rules ----------------------------------------------------------------------------------------
@@ -171,13 +176,13 @@ def test_device_refuses_an_assignment_below_the_signed_floor(fleet: Fleet, devic
     v2 = _publish(fleet, "2.0.0", 2)
     events = ListSink()
     # before the floor is raised, 1.0.0 installs
-    files = _fetcher(device_site, events).fetch(_assignment(v1, "1.0.0"), tmp_path / "staging-1")
+    files = _install(_fetcher(device_site, events), v1, "1.0.0", tmp_path / "staging-1")
     assert files["model.onnx"].read_bytes() == (v1 / "model.onnx").read_bytes()
     assert events.codes == []
 
     _raise_floor(fleet, 2)  # the release team revokes 1.0.0
     with pytest.raises(BelowReleaseFloorError) as info:
-        _fetcher(device_site, events).fetch(_assignment(v1, "1.0.0"), tmp_path / "staging-2")
+        _install(_fetcher(device_site, events), v1, "1.0.0", tmp_path / "staging-2")
     assert info.value.code == "below_release_floor"
     assert info.value.details["signed_floor"] == 2
     assert info.value.details["expected"] == ">= 2"
@@ -185,7 +190,7 @@ def test_device_refuses_an_assignment_below_the_signed_floor(fleet: Fleet, devic
     assert not (tmp_path / "staging-2").exists(), "nothing staged"
 
     # at the floor: accepted
-    files = _fetcher(device_site, events).fetch(_assignment(v2, "2.0.0"), tmp_path / "staging-3")
+    files = _install(_fetcher(device_site, events), v2, "2.0.0", tmp_path / "staging-3")
     assert files["model.onnx"].read_bytes() == (v2 / "model.onnx").read_bytes()
     assert events.codes == ["below_release_floor"]
 
@@ -194,7 +199,7 @@ def test_the_local_floor_is_an_extra_minimum(fleet: Fleet, device_site, tmp_path
     v1 = _publish(fleet, "1.0.0", 1, **{LINE: 1})
     events = ListSink()
     with pytest.raises(BelowReleaseFloorError) as info:
-        _fetcher(device_site, events, release_floor=2).fetch(_assignment(v1, "1.0.0"), tmp_path / "s")
+        _install(_fetcher(device_site, events, release_floor=2), v1, "1.0.0", tmp_path / "s")
     assert info.value.details["local_floor"] == 2
     assert info.value.details["signed_floor"] == 1
     assert events.codes == ["below_release_floor"]
@@ -207,16 +212,18 @@ def test_fetcher_sweeps_partials_of_an_assignment_that_changed(fleet: Fleet, dev
     downloads = ddir.root / "downloads"
     downloads.mkdir(parents=True)
     stale = DownloadPolicy().stale_partial_s + 60
-    old = downloads / f"{_assignment(v1, '1.0.0').sha256}.partial"  # 1.0.0 was being downloaded
+    v1_model = hashlib.sha256((v1 / "model.onnx").read_bytes()).hexdigest()
+    old = downloads / f"{v1_model}.partial"  # 1.0.0 was being downloaded
     old.write_bytes(b"o" * 100)
     os.utime(old, (time.time() - stale, time.time() - stale))
-    current = _assignment(v2, "2.0.0")
+    fetcher = _fetcher(device_site, ListSink())
+    current = fetcher.resolve(_assignment(v2, "2.0.0"))
     golden = next(f for f in current.manifest.files if f.path == "golden.npz")
     resumed = downloads / f"{golden.sha256}.partial"  # this artifact's own partial: resumed, not swept
     resumed.write_bytes((v2 / "golden.npz").read_bytes()[:4])
     os.utime(resumed, (time.time() - stale, time.time() - stale))
 
-    files = _fetcher(device_site, ListSink()).fetch(current, tmp_path / "staging")
+    files = fetcher.fetch(current, tmp_path / "staging")
     assert files["golden.npz"].read_bytes() == (v2 / "golden.npz").read_bytes()
     assert not old.exists()
     assert sorted(p.name for p in downloads.iterdir()) == []
@@ -239,6 +246,6 @@ def test_malformed_signed_floors_fail_closed_on_the_device(fleet: Fleet, device_
         )
     events = ListSink()
     with pytest.raises(TufMetadataRejectedError) as info:
-        _fetcher(device_site, events).fetch(_assignment(v1, "1.0.0"), tmp_path / "staging")
+        _install(_fetcher(device_site, events), v1, "1.0.0", tmp_path / "staging")
     assert info.value.details["reason"] == "invalid_release_floors"
     assert events.codes == ["tuf_metadata_rejected"]

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, field_validator
 
-from edgefleet.protocol.document import Document, Name, Part, Sha256Hex
-from edgefleet.protocol.manifest import ArtifactManifest
+from edgefleet.protocol.document import Document, Name, Part, Sha256Hex, is_safe_relpath
 
 __all__ = [
     "MAX_DESIRED_STATE_BYTES",
@@ -18,20 +17,54 @@ __all__ = [
     "DeviceReport",
     "SignedEnvelope",
     "SlotReport",
+    "TargetHashes",
+    "TargetRef",
 ]
 
 MAX_DESIRED_STATE_BYTES = 2_000_000
 MAX_REPORT_BYTES = 64_000
 
 
+class TargetHashes(Part):
+    sha256: Sha256Hex
+
+
+class TargetRef(Part):
+    """A TUF target the director names: its path, length and hashes, as in TUF targets metadata.
+
+    The director's word is never enough: the device uses the bytes only when its verified TUF metadata lists
+    the same path with the same length and hashes, released for its class at or above the release floor
+    (``trust.verify.check_assignment``)."""
+
+    path: str = Field(min_length=1, max_length=512)
+    length: int = Field(ge=0)
+    hashes: TargetHashes
+
+    @field_validator("path")
+    @classmethod
+    def _safe_path(cls, path: str) -> str:
+        if not is_safe_relpath(path):
+            raise ValueError("a relative target path without '..'")
+        return path
+
+    @property
+    def target_path(self) -> str:
+        return self.path
+
+    @property
+    def sha256(self) -> str:
+        return self.hashes.sha256
+
+
 class Assignment(Part):
-    """One model slot's target: the TUF target path plus its hashes, and the manifest."""
+    """One slot's artifact, named by its manifest's TUF target. The device takes the manifest (and through
+    it every file) from TUF alone; ``artifact_id`` is the control plane's name for it, used in reports.
+
+    Anything the director names this way (a probe bundle's index, for instance) is an ``Assignment`` too:
+    a document in TUF that lists the rest."""
 
     artifact_id: str = Field(min_length=1, max_length=64)
-    target_path: str = Field(min_length=1, max_length=512)
-    sha256: Sha256Hex
-    length: int = Field(ge=0)
-    manifest: ArtifactManifest
+    manifest: TargetRef
 
 
 class DesiredState(Document):

@@ -10,6 +10,7 @@ from edgefleet.protocol.document import Document, Name, Part, Sha256Hex, is_safe
 from edgefleet.protocol.hardware_class import Precision, RuntimeSpec
 
 __all__ = [
+    "MANIFEST_FILE",
     "MAX_MANIFEST_BYTES",
     "ArtifactFile",
     "ArtifactManifest",
@@ -21,9 +22,12 @@ __all__ = [
     "Signature",
     "TensorSpec",
     "artifact_target_path",
+    "manifest_target_path",
 ]
 
 MAX_MANIFEST_BYTES = 1_000_000
+MANIFEST_FILE = "manifest.json"
+"""The manifest's own name among an artifact's files and TUF targets (what a director assignment names)."""
 InputKind = Literal["image", "signal", "tabular", "none"]
 """What the model's input is: the build perturbs it accordingly (noise, blur, dropouts, missing values)."""
 DType = Literal["float32", "float16", "float64", "int8", "uint8", "int32", "int64", "bool"]
@@ -141,3 +145,8 @@ class ArtifactManifest(Document):
 def artifact_target_path(manifest: ArtifactManifest, file_path: str) -> str:
     """The TUF target path of one of an artifact's files: ``{model}/{version}/{class}/{file}``."""
     return f"{manifest.model}/{manifest.version}/{manifest.hardware_class}/{file_path}"
+
+
+def manifest_target_path(model: str, version: str, hardware_class: str) -> str:
+    """The TUF target path of an artifact's own ``manifest.json``."""
+    return f"{model}/{version}/{hardware_class}/{MANIFEST_FILE}"

@@ -8,12 +8,14 @@ both with ``edgefleet keys init DIR --repo DIR`` and moves the offline keys (roo
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from edgefleet.protocol.canonical import parse_json_bounded
+from edgefleet.protocol.desired_state import TargetHashes, TargetRef
 from edgefleet.server.settings import Settings
 from edgefleet.trust.keys import init_keys, load_signer
 from edgefleet.trust.repository import MAX_METADATA_BYTES, ImageRepository, OnlineSigners
@@ -37,6 +39,7 @@ class TufRuntime:
     devices refuse every assignment (they cannot verify it)."""
 
     repo: ImageRepository | None
+    _signed: tuple[tuple[int, int], dict[str, TargetRef]] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, now: datetime) -> TufRuntime:
@@ -57,6 +60,33 @@ class TufRuntime:
             return None
         raw = self.repo.metadata_path("root.json").read_bytes()
         return dict(parse_json_bounded(raw, max_bytes=MAX_METADATA_BYTES, what="root.json"))
+
+    def signed_target(self, path: str) -> TargetRef | None:
+        """The target at ``path`` in the current signed targets metadata (its length and sha256), or None.
+
+        The targets are read again only when the repository wrote a new ``timestamp.json``; between two,
+        a look-up is a dict access (the director asks once per assignment it issues)."""
+        if self.repo is None:
+            return None
+        stamp_path = self.repo.metadata_path("timestamp.json")
+        try:
+            stat = os.stat(stamp_path)
+        except FileNotFoundError:
+            return None
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        cached = self._signed
+        if cached is None or cached[0] != stamp:
+            targets = self.repo.targets()
+            index = {}
+            if targets is not None:
+                for target_path, info in targets.signed.targets.items():
+                    sha256 = info.hashes.get("sha256")
+                    if sha256 is not None:
+                        index[target_path] = TargetRef(
+                            path=target_path, length=info.length, hashes=TargetHashes(sha256=sha256)
+                        )
+            cached = self._signed = (stamp, index)
+        return cached[1].get(path)
 
     def refresh(self, now: datetime) -> bool:
         """Re-sign timestamp (and snapshot) before they expire; True when something was re-signed."""

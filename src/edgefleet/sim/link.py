@@ -51,9 +51,10 @@ def view_of(envelope: dict[str, Any]) -> DesiredView:
         generation=int(signed["generation"]),
         slots={slot: str(a["artifact_id"]) for slot, a in slots.items()},
         versions={
-            str(a["artifact_id"]): f"{a['manifest']['model']}/{a['manifest']['version']}"
+            # an assignment names its manifest's TUF target, ``<model>/<version>/<class>/manifest.json``
+            str(a["artifact_id"]): "/".join(str(a["manifest"]["path"]).split("/")[:2])
             for a in slots.values()
-            if isinstance(a.get("manifest"), dict)
+            if isinstance(a.get("manifest"), dict) and isinstance(a["manifest"].get("path"), str)
         },
     )
 

@@ -16,8 +16,9 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from edgefleet.protocol.desired_state import Assignment, DesiredState
-from edgefleet.protocol.manifest import ArtifactManifest, artifact_target_path
+from edgefleet.protocol.canonical import canonical_json
+from edgefleet.protocol.desired_state import Assignment, DesiredState, TargetHashes, TargetRef
+from edgefleet.protocol.manifest import MANIFEST_FILE, ArtifactManifest, manifest_target_path
 
 IN_DIM = 16
 CLASSES = 4
@@ -137,7 +138,7 @@ def write_artifact(
         files["extra.bin"] = np.random.default_rng(1).bytes(extra_bytes)
     for name, data in files.items():
         (out / name).write_bytes(data)
-    return ArtifactManifest.parse(
+    manifest = ArtifactManifest.parse(
         {
             "model": "digits",
             "version": version,
@@ -163,16 +164,20 @@ def write_artifact(
             "release_counter": release_counter,
         }
     )
+    (out / MANIFEST_FILE).write_bytes(canonical_json(manifest.to_dict()))  # what LocalDirFetcher resolves
+    return manifest
 
 
 def assignment(artifact_id: str, manifest: ArtifactManifest) -> Assignment:
-    entry = manifest.file(manifest.entrypoint)
+    """The director's assignment of ``manifest``: its ``manifest.json`` named by path, length and sha256."""
+    raw = canonical_json(manifest.to_dict())
     return Assignment(
         artifact_id=artifact_id,
-        target_path=artifact_target_path(manifest, entry.path),
-        sha256=entry.sha256,
-        length=entry.length,
-        manifest=manifest,
+        manifest=TargetRef(
+            path=manifest_target_path(manifest.model, manifest.version, manifest.hardware_class),
+            length=len(raw),
+            hashes=TargetHashes(sha256=hashlib.sha256(raw).hexdigest()),
+        ),
     )
 
 

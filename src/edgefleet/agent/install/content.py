@@ -1,11 +1,12 @@
 """Verified artifact content for the installer: TUF-checked, then downloaded resumably into staging.
 
-For one director assignment this fetcher (1) refreshes the device's TUF metadata from the bootstrap root
-pinned at enrollment, judged at ``max(clock, time floor)``; (2) checks the assigned target is the one the
-release key signed, for this device's class, at a release counter not below the floor; (3) downloads and
-verifies the signed ``manifest.json`` and refuses an assignment whose manifest differs from it; (4) checks and
-downloads every file that signed manifest lists. A compromised control plane can therefore delay updates but
-not make the device install bytes the release key did not sign.
+A director assignment names the artifact's ``manifest.json`` by TUF target (path, length, sha256). For it
+this fetcher (1) refreshes the device's TUF metadata from the bootstrap root pinned at enrollment, judged at
+``max(clock, time floor)``; (2) checks the named manifest target is the one the release key signed, with the
+same hashes, for this device's class, at a release counter not below the floor; (3) downloads those bytes
+(verified on the way in) and parses them once: the manifest comes from TUF alone (``resolve``); (4) checks
+and downloads every file that manifest lists (``fetch``). A compromised control plane can therefore delay
+updates but not make the device install bytes the release key did not sign.
 
 The floor is derived from the verified metadata itself: the release floor the release key signed into the
 targets for the target's model and class (``x-edgefleet-release-floors``). TUF never lets a device go back
@@ -18,7 +19,7 @@ of targets outside the artifact being fetched (an assignment that changed), see 
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,17 +31,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
 from edgefleet.agent.install.download import Downloader, DownloadPolicy
-from edgefleet.protocol.desired_state import Assignment
-from edgefleet.protocol.errors import InvalidDocumentError
-from edgefleet.protocol.manifest import MAX_MANIFEST_BYTES, ArtifactManifest, artifact_target_path
+from edgefleet.agent.install.fetch import ResolvedAssignment, manifest_from_bytes
+from edgefleet.protocol.desired_state import Assignment, TargetRef
+from edgefleet.protocol.manifest import artifact_target_path
 from edgefleet.trust.director import director_keys_in_root, effective_now
-from edgefleet.trust.errors import HashMismatchError, TargetNotInTufError, TrustError
+from edgefleet.trust.errors import TrustError
 from edgefleet.trust.events import SecurityEventSink, event_from_error
 from edgefleet.trust.verify import AssignedTarget, DeviceTrust, VerifiedTarget
 
-__all__ = ["MANIFEST_FILE", "NoTrustRootError", "TufArtifactFetcher"]
+__all__ = ["MAX_CACHED_MANIFESTS", "NoTrustRootError", "TufArtifactFetcher"]
 
-MANIFEST_FILE = "manifest.json"
+MAX_CACHED_MANIFESTS = 64
 
 
 class NoTrustRootError(TrustError):
@@ -76,63 +77,58 @@ class TufArtifactFetcher:
         self._events = events
         self._policy = policy
 
-    def fetch(self, assignment: Assignment, staging_dir: Path) -> dict[str, Path]:
+    def resolve(self, assignment: Assignment) -> ResolvedAssignment:
+        """The assigned manifest, taken from TUF alone: the director names its target (path, length, sha256);
+        the device checks that target in its verified TUF metadata (same hashes, its class, release floor),
+        downloads those bytes (verified on the way in) and parses them once.
+
+        A manifest once verified is kept content-addressed under ``<data dir>/manifests/<sha256>.json`` (its
+        hash checked again when read), so a poll that changes nothing for a slot costs no download.
+        ``fetch`` checks the target in TUF again before any file of it is installed."""
+        target = assignment.manifest
+        cached = self._cached_manifest(target)
+        if cached is not None:
+            return ResolvedAssignment(assignment.artifact_id, manifest_from_bytes(cached, target), target)
+        now = effective_now(self._now(), self._ddir.read_time_floor())
+        trust = self._trust()
+        trust.refresh(now)
+        verified = self._check(trust, target, now)
+        downloader = Downloader(
+            self._ddir.root / "downloads", self._client, self._policy, events=self._events
+        )
+        downloaded = downloader.fetch(trust.url_for(verified), sha256=target.sha256, length=target.length)
+        raw = downloaded.read_bytes()  # checked against sha256 and length by the downloader, while writing
+        try:
+            manifest = manifest_from_bytes(raw, target)
+        except TrustError as exc:
+            raise self._reject(exc, now) from None
+        self._manifests_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(downloaded, self._manifests_dir / f"{target.sha256}.json")
+        self._prune_manifests()
+        return ResolvedAssignment(assignment.artifact_id, manifest, target)
+
+    def fetch(self, assignment: ResolvedAssignment, staging_dir: Path) -> dict[str, Path]:
         """Place verified copies of every file of the assigned artifact at ``staging_dir/<manifest path>``.
 
-        Downloads go to ``<data dir>/downloads/<sha256>`` first (resumable across attempts and restarts) and
-        are moved into ``staging_dir`` only once their hash verified.
+        The manifest's target is checked in freshly refreshed TUF metadata first, then each file's. Downloads
+        go to ``<data dir>/downloads/<sha256>`` first (resumable across attempts and restarts) and are moved
+        into ``staging_dir`` only once their hash verified.
         """
         now = effective_now(self._now(), self._ddir.read_time_floor())
         trust = self._trust()
         trust.refresh(now)
+        self._check(trust, assignment.target, now)
+        manifest = assignment.manifest
         downloader = Downloader(
             self._ddir.root / "downloads", self._client, self._policy, events=self._events
         )
-        def check(target: AssignedTarget) -> VerifiedTarget:
-            return trust.verify_assignment(
-                target, hardware_class=self._identity.hardware_class, release_floor=self._floor, now=now
-            )
-
-        check(assignment)
-
-        manifest = assignment.manifest
-        manifest_path = artifact_target_path(manifest, MANIFEST_FILE)
-        manifest_target = trust.target_info(manifest_path, now)
-        if manifest_target is None:
-            raise self._reject(
-                TargetNotInTufError("the artifact's manifest is not a signed target", got=manifest_path), now
-            )
-        # Keep the partial downloads of this artifact (the director's file list only decides what is kept).
-        keep = {manifest_target.hashes["sha256"], *(f.sha256 for f in manifest.files)}
-        signed_manifest_file = downloader.fetch(
-            trust.url_for(manifest_target),
-            sha256=manifest_target.hashes["sha256"],
-            length=manifest_target.length,
-            keep=keep,
-        )
-        signed = _read_manifest(signed_manifest_file)
-        signed_manifest_file.unlink(missing_ok=True)
-        if signed != manifest:  # both parsed once into the typed model: compared as such, not re-serialized
-            differing = sorted(
-                name
-                for name in {*signed.model_dump(), *manifest.model_dump()}
-                if getattr(signed, name, None) != getattr(manifest, name, None)
-            )
-            raise self._reject(
-                HashMismatchError(
-                    "the director's manifest differs from the release-signed one",
-                    code="manifest_mismatch",
-                    expected="the release-signed manifest",
-                    got={"differing_fields": differing[:16]},
-                ),
-                now,
-            )
+        # Keep the partial downloads of this artifact's files; others (an assignment that changed) are swept.
+        keep = {f.sha256 for f in manifest.files}
         files: dict[str, Path] = {}
-        keep = {manifest_target.hashes["sha256"], *(f.sha256 for f in signed.files)}
-        downloader.ensure_space({f.sha256: f.length for f in signed.files}, keep=keep)  # the whole artifact
-        for entry in signed.files:
-            target = _Target(artifact_target_path(signed, entry.path), entry.sha256, entry.length)
-            verified = check(target)
+        downloader.ensure_space({f.sha256: f.length for f in manifest.files}, keep=keep)  # the whole artifact
+        for entry in manifest.files:
+            target = _Target(artifact_target_path(manifest, entry.path), entry.sha256, entry.length)
+            verified = self._check(trust, target, now)
             downloaded = downloader.fetch(
                 trust.url_for(verified), sha256=entry.sha256, length=entry.length, keep=keep
             )
@@ -141,6 +137,33 @@ class TufArtifactFetcher:
             os.replace(downloaded, placed)
             files[entry.path] = placed
         return files
+
+    def _check(self, trust: DeviceTrust, target: AssignedTarget, now: datetime) -> VerifiedTarget:
+        return trust.verify_assignment(
+            target, hardware_class=self._identity.hardware_class, release_floor=self._floor, now=now
+        )
+
+    @property
+    def _manifests_dir(self) -> Path:
+        return self._ddir.root / "manifests"
+
+    def _prune_manifests(self) -> None:
+        """Keep the ``MAX_CACHED_MANIFESTS`` newest manifests (a miss only costs a download)."""
+        cached = sorted(self._manifests_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for path in cached[MAX_CACHED_MANIFESTS:]:
+            path.unlink(missing_ok=True)
+
+    def _cached_manifest(self, target: TargetRef) -> bytes | None:
+        path = self._manifests_dir / f"{target.sha256}.json"
+        try:
+            with path.open("rb") as fh:
+                raw = fh.read(target.length + 1)
+        except FileNotFoundError:
+            return None
+        if len(raw) != target.length or hashlib.sha256(raw).hexdigest() != target.sha256:
+            path.unlink(missing_ok=True)  # damaged: fetch it again through TUF
+            return None
+        return raw
 
     def director_keys(self) -> list[Ed25519PublicKey]:
         """Refresh TUF metadata and return the director keys its verified root names (key rotation)."""
@@ -174,12 +197,3 @@ class TufArtifactFetcher:
             self._events.record(event_from_error(error, at=now))
         return error
 
-
-def _read_manifest(path: Path) -> ArtifactManifest:
-    raw = path.read_bytes()
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise InvalidDocumentError("signed manifest too large", code="document_too_large", got=len(raw))
-    try:
-        return ArtifactManifest.parse(json.loads(raw))
-    except json.JSONDecodeError as exc:
-        raise InvalidDocumentError("signed manifest is not JSON", code="malformed_json") from exc

@@ -40,7 +40,7 @@ from typing import TypeVar
 from edgefleet.agent.datadir import AgentLock
 from edgefleet.agent.install import machine as sm
 from edgefleet.agent.install.faults import CrashHook, no_crash
-from edgefleet.agent.install.fetch import ArtifactFetcher
+from edgefleet.agent.install.fetch import ArtifactFetcher, ResolvedAssignment
 from edgefleet.agent.install.health import HealthPolicy, HealthReport, run_health_check
 from edgefleet.agent.install.journal import Journal
 from edgefleet.agent.install.machine import Pointer, RestartCause, RollbackResume, SlotState
@@ -360,8 +360,9 @@ class SlotInstaller:
                     s.failed = (assignment.artifact_id, exc.code)
             self.tick()
 
-    def _apply_slot(self, s: _Slot, a: Assignment, disabled: set[str]) -> None:
+    def _apply_slot(self, s: _Slot, assignment: Assignment, disabled: set[str]) -> None:
         store = s.store
+        a = self._fetcher.resolve(assignment)  # the manifest the assignment names, parsed once
         key = version_key(a.manifest)
         decision = sm.decide_apply(
             artifact_id=a.artifact_id,
@@ -431,7 +432,7 @@ class SlotInstaller:
             return
 
     def _step(
-        self, s: _Slot, attempt: str, a: Assignment, name: str, fn: Callable[[], T], **extra: object
+        self, s: _Slot, attempt: str, a: ResolvedAssignment, name: str, fn: Callable[[], T], **extra: object
     ) -> T:
         self._crash(f"before:{name}")
         started = time.perf_counter()
@@ -469,7 +470,7 @@ class SlotInstaller:
         except Exception:  # telemetry never breaks an install
             log.exception("event=step_report_failed step=%s", record.step)
 
-    def _attempt(self, s: _Slot, attempt: str, a: Assignment, key: str) -> None:
+    def _attempt(self, s: _Slot, attempt: str, a: ResolvedAssignment, key: str) -> None:
         store = s.store
         manifest = a.manifest
         reused = store.has_version(key) and _verifies(store, key)
@@ -483,8 +484,8 @@ class SlotInstaller:
 
         def verify() -> None:
             # Each byte is hashed once on the way in (by the fetcher while writing it, or by ``_verifies``
-            # for a version already on disk), once more just before the switch, and at load.
-            _check_binding(a)
+            # for a version already on disk), once more just before the switch, and at load. The manifest
+            # is the one the assignment names by hash (``resolve``): there is no second copy to compare.
             if not reused:
                 assert staged is not None
                 _check_staged(manifest, staged / "files")
@@ -513,7 +514,7 @@ class SlotInstaller:
             model.cancel()
             raise
 
-    def _switch(self, s: _Slot, attempt: str, a: Assignment, key: str, model: LoadedModel) -> None:
+    def _switch(self, s: _Slot, attempt: str, a: ResolvedAssignment, key: str, model: LoadedModel) -> None:
         """Re-verify the installed files (a change after verification fails here), then switch."""
         store = s.store
         store.verify(key)
@@ -729,17 +730,6 @@ def _verifies(store: SlotStore, key: str) -> bool:
     except VersionCorruptError:
         return False
     return True
-
-
-def _check_binding(a: Assignment) -> None:
-    """The signed assignment names the manifest's entrypoint: same sha256 and length."""
-    entry = a.manifest.file(a.manifest.entrypoint)
-    if (entry.sha256, entry.length) != (a.sha256, a.length):
-        raise HashMismatchError(
-            "assignment and manifest disagree on the model file",
-            expected={"sha256": a.sha256, "length": a.length},
-            got={"sha256": entry.sha256, "length": entry.length},
-        )
 
 
 def _check_staged(manifest: ArtifactManifest, files_dir: Path) -> None:

@@ -191,6 +191,7 @@ async def device_desired_state(request: Request, ctx: Ctx) -> Response:
             now=ctx.clock(),
             ttl=runtime.desired_ttl,
             held_generation=held,
+            signed_target=request.app.state.tuf.signed_target,
         )
 
     answer = await signed_device_call(request, ctx, max_body_bytes=0, then=resolve)
@@ -272,7 +273,12 @@ def get_device_desired_state(
 ) -> dict[str, Any]:
     runtime = _runtime(request)
     answer = desired_svc.resolve_desired_state(
-        session, device_id, key=runtime.director_key, now=ctx.clock(), ttl=runtime.desired_ttl
+        session,
+        device_id,
+        key=runtime.director_key,
+        now=ctx.clock(),
+        ttl=runtime.desired_ttl,
+        signed_target=request.app.state.tuf.signed_target,
     )
     assert answer.envelope is not None  # asked without a held generation, the answer carries the document
     return answer.envelope

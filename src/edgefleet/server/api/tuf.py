@@ -20,6 +20,7 @@ from edgefleet.server.api.dependencies import Ctx, DbSession, Operator, Viewer
 from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.blobs import FsBlobStore, read_file_span
 from edgefleet.server.services.audit import record_alone
+from edgefleet.server.services.director_epoch import bump_director_epoch_alone
 from edgefleet.server.tuf_runtime import TufRuntime
 from edgefleet.trust.repository import MAX_METADATA_BYTES, ImageRepository
 
@@ -129,6 +130,7 @@ async def upload_targets(
         files[path] = ctx.blobs.path(sha256)
     now = ctx.clock()
     version = await run_in_threadpool(repo.accept_targets, targets_bytes, files, now=now)
+    await run_in_threadpool(bump_director_epoch_alone, session)  # assignments name the signed manifests
     await run_in_threadpool(
         record_alone,
         session,

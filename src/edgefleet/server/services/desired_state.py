@@ -9,6 +9,7 @@ device's conditional poll (``If-None-Match: "<generation>"``) answers 304 almost
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -18,9 +19,9 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from edgefleet.protocol.canonical import canonical_json
-from edgefleet.protocol.desired_state import Assignment, DesiredState
+from edgefleet.protocol.desired_state import Assignment, DesiredState, TargetHashes, TargetRef
 from edgefleet.protocol.errors import AuthenticationError, NotFoundError, ServiceUnavailableError
-from edgefleet.protocol.manifest import ArtifactManifest, artifact_target_path
+from edgefleet.protocol.manifest import manifest_target_path
 from edgefleet.server.services.director_epoch import current_epoch
 from edgefleet.server.services.probes import probe_section
 from edgefleet.server.services.rollouts.overlay import rollout_overlay
@@ -31,6 +32,8 @@ from edgefleet.trust.director import sign_desired_state
 __all__ = [
     "DesiredAnswer",
     "DesiredChoice",
+    "SignedTargetLookup",
+    "content_digest",
     "desired_content",
     "needs_new_generation",
     "resolve_desired_state",
@@ -58,9 +61,17 @@ def needs_new_generation(
     return stored_expires_at - now < ttl / 2
 
 
+SignedTargetLookup = Callable[[str], "TargetRef | None"]
+"""The image repository's signed target at a path (``TufRuntime.signed_target``), or None."""
+
+
+def _no_signed_targets(_path: str) -> TargetRef | None:
+    return None
+
+
 @dataclass(frozen=True)
 class DesiredChoice:
-    """Which artifact each slot of one device should run, before anything is parsed or signed."""
+    """Which artifact each slot of one device should run, before anything is signed."""
 
     hardware_class: str
     slots: dict[str, ArtifactRow]
@@ -68,33 +79,41 @@ class DesiredChoice:
     probe: dict[str, Any] | None = None
     """The device's probe order (``protocol.probe.ProbeOrder``), if a probe is waiting for it."""
 
-    def digest(self) -> str:
-        """What decides whether the content changed: the artifact ids per slot (an artifact id names its
-        manifest's sha256, and a manifest never changes under its id), the class and the disabled list."""
-        ids = {slot: row.id for slot, row in self.slots.items()}
-        key: dict[str, Any] = {
-            "hardware_class": self.hardware_class,
-            "slots": ids,
-            "disabled": self.disabled_artifacts,
-        }
-        if self.probe is not None:
-            key["probe"] = self.probe
-        return hashlib.sha256(canonical_json(key)).hexdigest()
+    def assignments(self, signed_target: SignedTargetLookup) -> dict[str, Assignment]:
+        """Each slot's assignment: the artifact's ``manifest.json`` named by its TUF target, as the release
+        key signed it. Nothing is parsed: the registered manifest row gives the target's path.
 
-    def assignments(self) -> dict[str, Assignment]:
-        """Each slot's assignment; every manifest is parsed once, here, into its typed model."""
+        An artifact not (yet) in the signed targets is named by its registered manifest (canonical form);
+        a device refuses it (``target_not_in_tuf``) until it is published, as it must."""
         out: dict[str, Assignment] = {}
         for slot, artifact in self.slots.items():
-            manifest = ArtifactManifest.parse(artifact.manifest)
-            entry = manifest.file(manifest.entrypoint)
-            out[slot] = Assignment(
-                artifact_id=artifact.id,
-                target_path=artifact_target_path(manifest, entry.path),
-                sha256=entry.sha256,
-                length=entry.length,
-                manifest=manifest,
+            body = artifact.manifest
+            path = manifest_target_path(body["model"], body["version"], artifact.hardware_class)
+            target = signed_target(path) or TargetRef(
+                path=path,
+                length=len(canonical_json(body)),
+                hashes=TargetHashes(sha256=artifact.manifest_sha256),
             )
+            out[slot] = Assignment(artifact_id=artifact.id, manifest=target)
         return out
+
+
+def content_digest(
+    hardware_class: str,
+    slots: dict[str, Assignment],
+    disabled: list[str],
+    probe: dict[str, Any] | None = None,
+) -> str:
+    """What decides whether the content changed: the assignments (artifact ids and manifest targets), the
+    class, the disabled list and the probe order."""
+    body: dict[str, Any] = {
+        "hardware_class": hardware_class,
+        "slots": {slot: a.model_dump(mode="json") for slot, a in slots.items()},
+        "disabled": disabled,
+    }
+    if probe is not None:
+        body["probe"] = probe
+    return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
 def desired_content(session: Session, device: DeviceRow) -> DesiredChoice:
@@ -131,6 +150,7 @@ def resolve_desired_state(
     now: datetime,
     ttl: timedelta,
     held_generation: int | None = None,
+    signed_target: SignedTargetLookup = _no_signed_targets,
 ) -> DesiredAnswer:
     """The device's current signed desired state, issuing a new generation when needed.
 
@@ -155,7 +175,8 @@ def resolve_desired_state(
                     return DesiredAnswer(device.desired_generation, None)
                 return DesiredAnswer(device.desired_generation, device.desired_envelope)
             choice = desired_content(session, device)
-            digest = choice.digest()
+            slots = choice.assignments(signed_target)
+            digest = content_digest(choice.hardware_class, slots, choice.disabled_artifacts, choice.probe)
             if device.desired_envelope is not None and not needs_new_generation(
                 digest=digest,
                 stored_digest=device.desired_digest,
@@ -174,7 +195,7 @@ def resolve_desired_state(
                 generation=generation,
                 issued_at=now,
                 expires_at=now + ttl,
-                slots=choice.assignments(),  # typed parts are taken as they are, not validated again
+                slots=slots,  # typed parts are taken as they are, not validated again
                 disabled_artifacts=choice.disabled_artifacts,
                 probe=choice.probe,
             )

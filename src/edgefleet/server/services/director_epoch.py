@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from edgefleet.server.store.devices import DirectorEpochRow
 
-__all__ = ["bump_director_epoch", "current_epoch"]
+__all__ = ["bump_director_epoch", "bump_director_epoch_alone", "current_epoch"]
 
 
 def bump_director_epoch(session: Session) -> None:
@@ -20,6 +20,13 @@ def bump_director_epoch(session: Session) -> None:
     session.execute(
         update(DirectorEpochRow).where(DirectorEpochRow.id == 1).values(value=DirectorEpochRow.value + 1)
     )
+
+
+def bump_director_epoch_alone(session: Session) -> None:
+    """The same, in its own transaction: for a change made outside the database (a TUF targets publish
+    changes which manifest targets the director can name)."""
+    with session.begin():
+        bump_director_epoch(session)
 
 
 def current_epoch(session: Session) -> int:

@@ -159,7 +159,7 @@ def test_a_probe_reaches_the_chosen_devices_and_collects_their_figures(fleet, tm
     order = _probe_order(fleet, a, a_dir)
     assert order["probe_id"] == probe["id"]
     assert order["sustained_s"] == 5
-    assert order["bundle"]["target_path"] == "digits.probe/p1-1.0.0/medical-cart-cpu/candidates/fp32.onnx"
+    assert order["bundle"]["manifest"]["path"] == "digits.probe/p1-1.0.0/medical-cart-cpu/manifest.json"
     assert _probe_order(fleet, c, c_dir) is None  # not asked
     # A device reporting a candidate it was not sent: refused, recorded as a security event.
     channel = fleet.channel(a, a_dir)

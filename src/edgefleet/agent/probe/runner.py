@@ -24,11 +24,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from edgefleet.agent.install.fetch import ResolvedAssignment
 from edgefleet.durable import atomic_write_bytes
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.desired_state import Assignment, DesiredState
 from edgefleet.protocol.errors import EdgefleetError
 from edgefleet.protocol.hardware_class import HardwareClass
+from edgefleet.protocol.manifest import ArtifactManifest
 from edgefleet.protocol.probe import (
     PROBE_INDEX_FILE,
     CandidateFigures,
@@ -51,7 +53,9 @@ WORKER_COMMAND = (sys.executable, "-m", "edgefleet.agent.probe.worker")
 
 
 class BundleFetcher(Protocol):
-    def fetch(self, assignment: Assignment, staging_dir: Path) -> dict[str, Path]: ...
+    def resolve(self, assignment: Assignment) -> ResolvedAssignment: ...
+
+    def fetch(self, assignment: ResolvedAssignment, staging_dir: Path) -> dict[str, Path]: ...
 
 
 class Reporter(Protocol):
@@ -169,7 +173,8 @@ class ProbeRunner:
             bundle = scratch / "bundle"
             bundle.mkdir()
             try:
-                files = self._fetcher.fetch(order.bundle, bundle)
+                resolved = self._fetcher.resolve(order.bundle)  # the bundle's manifest, from TUF
+                files = self._fetcher.fetch(resolved, bundle)
                 index = ProbeIndex.parse(json.loads(files[PROBE_INDEX_FILE].read_bytes()))
             except (EdgefleetError, KeyError, ValueError) as exc:
                 code = getattr(exc, "code", "probe_bundle_invalid")
@@ -182,7 +187,8 @@ class ProbeRunner:
                     error=str(exc)[:1000],
                 )
             figures = [
-                self._candidate(order, index, files, c.name, c.file, scratch) for c in index.candidates
+                self._candidate(order, resolved.manifest, index, files, c.name, c.file, scratch)
+                for c in index.candidates
             ]
             return ProbeResults(
                 probe_id=order.probe_id, started_at=started, finished_at=self._now(), candidates=figures
@@ -193,6 +199,7 @@ class ProbeRunner:
     def _candidate(
         self,
         order: ProbeOrder,
+        manifest: ArtifactManifest,
         index: ProbeIndex,
         files: dict[str, Path],
         name: str,
@@ -200,7 +207,6 @@ class ProbeRunner:
         scratch: Path,
     ) -> CandidateFigures:
         hwclass = self._class
-        manifest = order.bundle.manifest
         threads = hwclass.threads if hwclass else None
         ram_bytes = (hwclass.budgets.ram_mb if hwclass else 1024) * MIB
         spec = {

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tuf.api.metadata import Metadata, Targets
 
-from edgefleet.protocol.desired_state import Assignment
+from edgefleet.protocol.desired_state import Assignment, TargetHashes, TargetRef
 from edgefleet.protocol.document import validation_details
 from edgefleet.protocol.errors import (
     ConflictError,
@@ -32,7 +32,7 @@ from edgefleet.protocol.errors import (
     PermissionDeniedError,
 )
 from edgefleet.protocol.hardware_class import HardwareClass
-from edgefleet.protocol.manifest import ArtifactManifest, artifact_target_path
+from edgefleet.protocol.manifest import ArtifactManifest, artifact_target_path, manifest_target_path
 from edgefleet.protocol.probe import PROBE_INDEX_FILE, ProbeOrder, ProbeResults
 from edgefleet.server.services import audit
 from edgefleet.server.services.director_epoch import bump_director_epoch
@@ -170,6 +170,20 @@ def _check_signed(manifest: ArtifactManifest, targets: Metadata[Targets] | None)
             )
 
 
+def _signed_manifest(manifest: ArtifactManifest, targets: Metadata[Targets] | None) -> TargetRef:
+    path = manifest_target_path(manifest.model, manifest.version, manifest.hardware_class)
+    info = targets.signed.targets.get(path) if targets is not None else None
+    sha256 = info.hashes.get("sha256") if info is not None else None
+    if info is None or sha256 is None:
+        raise ConflictError(
+            "the probe bundle's manifest is not signed into the TUF targets (run edgefleet publish first)",
+            code="probe_bundle_not_signed",
+            expected="the bundle's manifest.json a signed target",
+            got=path,
+        )
+    return TargetRef(path=path, length=info.length, hashes=TargetHashes(sha256=sha256))
+
+
 def create_probe(
     session: Session,
     request: ProbeRequest,
@@ -192,13 +206,9 @@ def create_probe(
         if dry_run:
             return plan
         _check_signed(manifest, targets)
-        entry = manifest.file(manifest.entrypoint)
+        # named like an assignment: the bundle's manifest.json as the release key signed it
         bundle = Assignment(
-            artifact_id=f"probe-{manifest.version}"[:64],
-            target_path=artifact_target_path(manifest, entry.path),
-            sha256=entry.sha256,
-            length=entry.length,
-            manifest=manifest,
+            artifact_id=f"probe-{manifest.version}"[:64], manifest=_signed_manifest(manifest, targets)
         )
         extra = manifest.model_extra or {}
         row = ProbeRow(
@@ -249,7 +259,7 @@ def _wire(row: ProbeRow, members: list[ProbeDeviceRow], now: datetime) -> dict[s
         "version": row.version,
         "hardware_class": row.hardware_class,
         "candidates": list(row.candidates),
-        "bundle_target": row.bundle.get("target_path"),
+        "bundle_target": (row.bundle.get("manifest") or {}).get("path"),
         "selector": row.selector,
         "devices_asked": row.devices_asked,
         "devices_reported": len(reported),

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
 
 from edgefleet import __version__
 from edgefleet.server import dashboard
@@ -29,6 +30,7 @@ from edgefleet.server.api import (
     tuf,
 )
 from edgefleet.server.api.body_limit import BodyLimitMiddleware
+from edgefleet.server.api.contract import install_contract
 from edgefleet.server.api.dependencies import ServerContext
 from edgefleet.server.api.errors import install_error_handlers
 from edgefleet.server.blobs import BlobStore, FsBlobStore
@@ -189,4 +191,8 @@ def create_app(
     )
     for router in ROUTERS:
         app.include_router(router)
+    install_contract(
+        app,
+        [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute) and r.include_in_schema],
+    )
     return app

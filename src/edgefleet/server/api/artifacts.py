@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from edgefleet.protocol import ArtifactManifest, is_safe_relpath
 from edgefleet.protocol.errors import InvalidDocumentError, NotFoundError
@@ -18,7 +19,18 @@ from edgefleet.server.services import artifacts as svc
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"], route_class=StrictJsonRoute)
-ArtifactPath = Annotated[str, Path(pattern=r"^art_[0-9a-f]{16}$")]
+ARTIFACT_ID_REGEX = "art_[0-9a-f]{16}"
+ArtifactPath = Annotated[str, Path(pattern=f"^{ARTIFACT_ID_REGEX}$")]
+
+
+class _ArtifactIdConvertor(StringConvertor):
+    """Routes ``/v1/artifacts/{artifact}`` only for ids, so ``/v1/artifacts/check`` with another method is a
+    405 naming ``POST`` (not a 422 from a PATCH on an artifact called ``check``)."""
+
+    regex = ARTIFACT_ID_REGEX
+
+
+register_url_convertor("artifact_id", _ArtifactIdConvertor())
 FilterName = Annotated[str | None, Query(max_length=63)]
 
 
@@ -71,12 +83,12 @@ def list_artifacts(
     return result.to_wire([svc.artifact_to_wire(row) for row in result.items])
 
 
-@router.get("/{artifact}")
+@router.get("/{artifact:artifact_id}")
 def get_artifact(artifact: ArtifactPath, session: DbSession, _: Viewer) -> dict[str, Any]:
     return svc.artifact_to_wire(svc.get_artifact(session, artifact))
 
 
-@router.patch("/{artifact}")
+@router.patch("/{artifact:artifact_id}")
 def patch_artifact(
     artifact: ArtifactPath, body: ArtifactPatch, ctx: Ctx, session: DbSession, actor: Operator
 ) -> dict[str, Any]:
@@ -86,14 +98,14 @@ def patch_artifact(
     return svc.artifact_to_wire(row)
 
 
-@router.delete("/{artifact}", status_code=204)
+@router.delete("/{artifact:artifact_id}", status_code=204)
 def delete_artifact(artifact: ArtifactPath, ctx: Ctx, session: DbSession, actor: Operator) -> Response:
     svc.delete_artifact(session, artifact, actor=actor.name, now=ctx.clock())
     return Response(status_code=204)
 
 
-@router.get("/{artifact}/files/{path:path}", operation_id="get_artifact_file")
-@router.head("/{artifact}/files/{path:path}", operation_id="head_artifact_file")
+@router.get("/{artifact:artifact_id}/files/{path:path}", operation_id="get_artifact_file")
+@router.head("/{artifact:artifact_id}/files/{path:path}", operation_id="head_artifact_file")
 def get_file(
     artifact: ArtifactPath, path: str, request: Request, ctx: Ctx, session: DbSession, _: Viewer
 ) -> Response:

@@ -104,11 +104,14 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http(_: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-    headers = dict(exc.headers) if exc.headers is not None else None
-    return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+    headers = dict(exc.headers or {})
+    index = getattr(request.app.state, "allow_index", None)
+    if exc.status_code == 405 and index is not None:
+        headers["Allow"] = index.allow(request.url.path) or headers.get("Allow", "")
+    return error_response(exc.status_code, code, str(exc.detail), headers=headers or None)
 
 
 async def _integrity(_: Request, exc: Exception) -> JSONResponse:

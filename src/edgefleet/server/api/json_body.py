@@ -25,7 +25,7 @@ from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.server.api.dependencies import authorize_request, required_role
 from edgefleet.server.services.tokens import Role
 
-__all__ = ["StrictJsonRoute", "is_json_content_type"]
+__all__ = ["StrictJsonRoute", "is_json_content_type", "role_of"]
 
 
 def is_json_content_type(value: str | None) -> bool:
@@ -40,7 +40,7 @@ def is_json_content_type(value: str | None) -> bool:
     )
 
 
-def _role_of(dependant: Dependant) -> Role | None:
+def role_of(dependant: Dependant) -> Role | None:
     """The bearer role the route requires (the highest among its dependencies), or ``None``."""
     found: Role | None = None
     stack = list(dependant.dependencies)
@@ -58,7 +58,7 @@ class StrictJsonRoute(APIRoute):
         handler = super().get_route_handler()
         if self.body_field is None:
             return handler
-        role = _role_of(self.dependant)
+        role = role_of(self.dependant)
 
         async def route(request: Request) -> Response:
             body = await request.body()

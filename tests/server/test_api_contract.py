@@ -1,0 +1,85 @@
+"""The published contract says what the server does (issue 14, item 7)."""
+
+from __future__ import annotations
+
+import pytest
+
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+
+@pytest.fixture
+def spec(api) -> dict:
+    return api.client.get("/openapi.json").json()
+
+
+def _statuses(spec, method: str, path: str) -> set[str]:
+    return set(spec["paths"][path][method]["responses"])
+
+
+def test_every_error_is_declared_in_our_shape(spec) -> None:
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            for status, response in op["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert response["content"]["application/json"]["schema"] == ERROR_REF, (method, path)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "must", "must_not"),
+    [
+        ("post", "/v1/models", {"201", "400", "401", "403", "404", "409", "413", "422", "503"}, set()),
+        ("get", "/v1/models", {"200", "401", "422", "503"}, {"403", "404", "409", "413"}),
+        ("delete", "/v1/models/{name}", {"204", "401", "403", "404", "409", "422"}, set()),
+        ("post", "/v1/tokens", {"201", "401", "403", "409", "422"}, set()),
+        ("get", "/v1/tokens", {"200", "401", "403"}, {"422"}),
+        ("post", "/v1/enroll", {"201", "401", "413", "422", "429"}, {"403"}),
+        ("get", "/v1/device/desired-state", {"200", "304", "401", "403"}, set()),
+        ("post", "/v1/device/telemetry", {"200", "401", "413", "422"}, set()),
+        ("get", "/v1/blobs/{sha256}", {"200", "206", "304", "404", "416"}, set()),
+        ("get", "/tuf/targets/{name}", {"200", "206", "304", "404", "416"}, {"401"}),
+    ],
+)
+def test_each_operation_declares_what_it_can_answer(spec, method, path, must, must_not) -> None:
+    declared = _statuses(spec, method, path)
+    assert must <= declared, must - declared
+    assert not (must_not & declared), must_not & declared
+
+
+def test_non_json_answers_declare_their_media_type(spec) -> None:
+    assert set(spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
+    target = spec["paths"]["/tuf/targets/{name}"]["get"]["responses"]["200"]["content"]
+    assert set(target) == {"application/octet-stream"}
+    assert "content" not in spec["paths"]["/tuf/targets/{name}"]["head"]["responses"]["200"]
+
+
+def test_metrics_are_served_as_declared(api) -> None:
+    r = api.client.get("/metrics", headers=api.admin)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [
+        ("/v1/models", "GET, POST"),
+        ("/v1/models/detector", "DELETE, GET, PATCH"),
+        ("/v1/classes/apply", "POST"),
+        ("/v1/classes/cpu-small", "DELETE, GET, PUT"),
+        ("/tuf/targets/a/b.onnx", "GET, HEAD"),
+        ("/v1/artifacts/check", "POST"),
+        ("/v1/artifacts/art_0123456789abcdef", "DELETE, GET, PATCH"),
+    ],
+)
+def test_options_and_undeclared_methods_answer_405_with_every_served_method(api, path, allow) -> None:
+    for method in ("OPTIONS", "TRACE"):
+        r = api.client.request(method, path, headers=api.admin)
+        assert r.status_code == 405, (method, path, r.text)
+        assert r.headers["allow"] == allow
+        assert r.json()["code"] == "method_not_allowed"
+
+
+def test_an_id_that_is_not_an_artifact_id_does_not_route_to_an_artifact(api) -> None:
+    r = api.client.patch("/v1/artifacts/check", json={"disabled": True}, headers=api.admin)
+    assert (r.status_code, r.headers["allow"]) == (405, "POST")
+    assert api.client.get("/v1/artifacts/nope", headers=api.admin).status_code == 404

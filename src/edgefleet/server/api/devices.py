@@ -84,9 +84,11 @@ def _runtime(request: Request) -> DeviceRuntime:
 
 class EnrollmentTokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    hardware_class: str = Field(max_length=63)
-    labels: dict[str, str] = Field(default_factory=dict)
-    serial: str | None = Field(default=None, max_length=128)
+    hardware_class: str = Field(max_length=63, json_schema_extra={"pattern": NAME_PATTERN})
+    labels: dict[str, str] = Field(default_factory=dict, json_schema_extra=enroll_svc.LABELS_SCHEMA)
+    serial: str | None = Field(
+        default=None, max_length=128, json_schema_extra={"pattern": enroll_svc.SERIAL_PATTERN}
+    )
     ttl_s: int = Field(default=3600, ge=60, le=30 * 86400)
     uses: int = Field(default=1, ge=1, le=enroll_svc.MAX_TOKEN_USES)
 

@@ -19,6 +19,11 @@ router = APIRouter(prefix="/v1/models", tags=["models"], route_class=StrictJsonR
 _LABEL_KEY = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,62}$")
 MAX_LABELS = 64
 MAX_LABEL_VALUE_CHARS = 256
+_LABELS_SCHEMA = {
+    "maxProperties": MAX_LABELS,
+    "propertyNames": {"pattern": _LABEL_KEY.pattern},
+    "additionalProperties": {"type": "string", "maxLength": MAX_LABEL_VALUE_CHARS},
+}
 
 
 def _check_labels(value: dict[str, str] | None) -> dict[str, str] | None:
@@ -38,7 +43,7 @@ class ModelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     name: Name
     description: str = Field(default="", max_length=2000)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, json_schema_extra=_LABELS_SCHEMA)
 
     _labels = field_validator("labels")(_check_labels)
 
@@ -46,7 +51,7 @@ class ModelCreate(BaseModel):
 class ModelPatch(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     description: str | None = Field(default=None, max_length=2000)
-    labels: dict[str, str] | None = None
+    labels: dict[str, str] | None = Field(default=None, json_schema_extra=_LABELS_SCHEMA)
 
     _labels = field_validator("labels")(_check_labels)
 

@@ -18,8 +18,8 @@ router = APIRouter(prefix="/v1/tokens", tags=["tokens"], route_class=StrictJsonR
 
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    name: str = Field(max_length=63)
-    role: str = Field(max_length=16)
+    name: str = Field(max_length=63, json_schema_extra={"pattern": svc.TOKEN_NAME_PATTERN})
+    role: str = Field(max_length=16, json_schema_extra={"enum": [r.name for r in svc.Role]})
 
 
 @router.post("", status_code=201)

@@ -46,22 +46,35 @@ MAX_TOKEN_TTL = timedelta(days=30)
 MAX_TOKEN_USES = 10_000
 _LABEL_KEY = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,62}$")
 _SERIAL = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+MAX_DEVICE_LABELS = 32
+MAX_DEVICE_LABEL_CHARS = 128
+LABELS_SCHEMA = {
+    "maxProperties": MAX_DEVICE_LABELS,
+    "propertyNames": {"pattern": _LABEL_KEY.pattern},
+    "additionalProperties": {"type": "string", "maxLength": MAX_DEVICE_LABEL_CHARS},
+}
+"""What :func:`parse_labels` accepts, as JSON Schema (declared in the API contract)."""
+SERIAL_PATTERN = _SERIAL.pattern
 
 
 def parse_labels(labels: Any) -> dict[str, str]:
     if labels is None:
         return {}
-    if not isinstance(labels, dict) or len(labels) > 32:
-        raise InvalidDocumentError("labels must be an object of at most 32 entries", code="invalid_labels")
+    if not isinstance(labels, dict) or len(labels) > MAX_DEVICE_LABELS:
+        raise InvalidDocumentError(
+            f"labels must be an object of at most {MAX_DEVICE_LABELS} entries", code="invalid_labels"
+        )
     out: dict[str, str] = {}
     for key, value in labels.items():
         if not isinstance(key, str) or not _LABEL_KEY.fullmatch(key):
             raise InvalidDocumentError(
                 "invalid label key", code="invalid_labels", expected=_LABEL_KEY.pattern, got=key
             )
-        if not isinstance(value, str) or len(value) > 128:
+        if not isinstance(value, str) or len(value) > MAX_DEVICE_LABEL_CHARS:
             raise InvalidDocumentError(
-                "label values are strings <= 128 chars", code="invalid_labels", got=value
+                f"label values are strings <= {MAX_DEVICE_LABEL_CHARS} chars",
+                code="invalid_labels",
+                got=value,
             )
         out[key] = value
     return out

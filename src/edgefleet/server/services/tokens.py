@@ -26,6 +26,7 @@ from edgefleet.server.store import OperatorTokenRow
 
 __all__ = [
     "BOOTSTRAP_ACTOR",
+    "TOKEN_NAME_PATTERN",
     "TOKEN_PREFIX",
     "Actor",
     "CreatedToken",
@@ -41,6 +42,7 @@ __all__ = [
 TOKEN_PREFIX = "efop_"  # noqa: S105 - a prefix, not a secret
 BOOTSTRAP_ACTOR = "bootstrap-admin"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+TOKEN_NAME_PATTERN = _NAME.pattern
 _MAX_PRESENTED_CHARS = 256
 
 

@@ -1,9 +1,10 @@
-"""The agent's data directory: its identity, pinned trust anchors and last accepted state.
+"""The agent's data directory: its identity, pinned trust anchors and last accepted state. The directory and
+its ``identity/`` and ``state/`` are created 0700; the key, ``device.json`` and the state files are 0600.
 
 Layout (all writes atomic and durable):
 
     identity/device.key        Ed25519 private key, PKCS8 PEM, mode 0600, never leaves the device
-    identity/device.json       device id, server URL, hardware class, labels, director public key
+    identity/device.json       device id, server URL, hardware class, labels, director public key (0600)
     identity/tuf-root.json     bootstrap TUF root received at enrollment (when the server has one)
     identity/class.json        the hardware class document (threads, budgets, telemetry bandwidth)
     state/desired.json         last accepted signed desired state (the envelope, verbatim)
@@ -24,7 +25,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edgefleet.durable import atomic_write_bytes
+from edgefleet.durable import atomic_write_bytes, private_dir
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import ConflictError, EdgefleetError, InvalidDocumentError
 from edgefleet.protocol.hardware_class import HardwareClass
@@ -77,7 +78,7 @@ class AgentLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self._path.parent)
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -140,7 +141,13 @@ class DataDir:
         return self.identity_path.exists() and self.key_path.exists()
 
     # identity
+    def _private_dirs(self) -> None:
+        """The data dir and its ``identity/`` and ``state/`` are owner-only (0700) when created here."""
+        for path in (self.root, self.root / "identity", self.root / "state"):
+            private_dir(path)
+
     def write_key(self, key: Ed25519PrivateKey) -> None:
+        self._private_dirs()
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
@@ -162,11 +169,12 @@ class DataDir:
         tuf_root: dict[str, Any] | None,
         hardware_class: dict[str, Any] | None = None,
     ) -> None:
+        self._private_dirs()
         if tuf_root is not None:
             atomic_write_bytes(self.tuf_root_path, canonical_json(tuf_root), mode=0o644)
         if hardware_class is not None:
             atomic_write_bytes(self.class_path, canonical_json(hardware_class), mode=0o644)
-        atomic_write_bytes(self.identity_path, canonical_json(identity.to_dict()), mode=0o644)
+        atomic_write_bytes(self.identity_path, canonical_json(identity.to_dict()), mode=0o600)
 
     def read_identity(self) -> DeviceIdentity:
         if not self.is_enrolled():
@@ -205,7 +213,8 @@ class DataDir:
         return self._read_json(self.desired_path) if self.desired_path.exists() else None
 
     def write_desired_envelope(self, envelope: dict[str, Any]) -> None:
-        atomic_write_bytes(self.desired_path, canonical_json(envelope))
+        self._private_dirs()
+        atomic_write_bytes(self.desired_path, canonical_json(envelope), mode=0o600)
 
     def read_time_floor(self) -> datetime | None:
         if not self.time_floor_path.exists():
@@ -224,7 +233,8 @@ class DataDir:
         current = self.read_time_floor()
         if current is not None and current >= at:
             return current
-        atomic_write_bytes(self.time_floor_path, at.isoformat().encode())
+        self._private_dirs()
+        atomic_write_bytes(self.time_floor_path, at.isoformat().encode(), mode=0o600)
         return at
 
     # reading, bounded and with clear errors

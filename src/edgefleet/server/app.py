@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 
 from edgefleet import __version__
+from edgefleet.durable import private_dir
 from edgefleet.server import dashboard
 from edgefleet.server.api import (
     artifacts,
@@ -147,6 +148,7 @@ def create_app(
 
     The engine is disposed when the app's lifespan ends (or by calling ``app.state.context.db.dispose()``).
     """
+    private_dir(settings.data_dir)  # keys, the SQLite database, blobs: owner-only when created here
     settings = settings.with_dev_admin_token().validate()
     db = Database(
         make_engine(

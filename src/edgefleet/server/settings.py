@@ -14,7 +14,7 @@ from typing import Any
 from edgefleet.durable import atomic_write_bytes
 from edgefleet.server.errors import ConfigurationError
 
-__all__ = ["ADMIN_TOKEN_FILE", "MIN_ADMIN_TOKEN_CHARS", "Settings", "write_private_file"]
+__all__ = ["ADMIN_TOKEN_FILE", "MIN_ADMIN_TOKEN_CHARS", "Settings", "token_weakness", "write_private_file"]
 
 MIN_ADMIN_TOKEN_CHARS = 32
 ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
@@ -142,13 +142,41 @@ class Settings:
                 expected=f">= {MIN_ADMIN_TOKEN_CHARS} characters",
                 got=f"{len(self.admin_token)} characters",
             )
-        if self.admin_token.strip() != self.admin_token or len(set(self.admin_token)) < 8:
+        weakness = token_weakness(self.admin_token)
+        if weakness is not None:
             raise ConfigurationError(
-                "admin token looks weak (whitespace or too few distinct characters)",
+                f"admin token looks weak ({weakness})",
                 expected="a random token, e.g. secrets.token_urlsafe(32)",
                 got="weak token",
             )
         return self
+
+
+def token_weakness(token: str) -> str | None:
+    """Why ``token`` is not a random secret (``None`` when nothing is wrong): whitespace at its ends, too
+    few distinct characters, or a short pattern repeated (``abcdefgh`` four times has 8 distinct
+    characters yet only 8 characters of secret)."""
+    if token.strip() != token:
+        return "whitespace at an end"
+    if len(set(token)) < 8:
+        return "too few distinct characters"
+    period = _smallest_period(token)
+    if period <= len(token) // 2:
+        return f"a {period}-character pattern repeated"
+    return None
+
+
+def _smallest_period(text: str) -> int:
+    """The smallest p such that text[i] == text[i + p] for every i (KMP failure function)."""
+    fail = [0] * len(text)
+    k = 0
+    for i in range(1, len(text)):
+        while k and text[i] != text[k]:
+            k = fail[k - 1]
+        if text[i] == text[k]:
+            k += 1
+        fail[i] = k
+    return len(text) - (fail[-1] if text else 0)
 
 
 def _redact(url: str) -> str:

@@ -20,7 +20,7 @@ from edgefleet.server.settings import Settings
 from edgefleet.trust.keys import init_keys, load_signer
 from edgefleet.trust.repository import MAX_METADATA_BYTES, ImageRepository, OnlineSigners
 
-__all__ = ["TufRuntime", "keys_dir", "tuf_dir"]
+__all__ = ["OFFLINE_KEY_PATTERNS", "TufRuntime", "keys_dir", "offline_keys_in", "tuf_dir"]
 
 log = logging.getLogger("edgefleet.server.tuf")
 
@@ -31,6 +31,18 @@ def keys_dir(settings: Settings) -> Path:
 
 def tuf_dir(settings: Settings) -> Path:
     return settings.data_dir / "tuf"
+
+
+OFFLINE_KEY_PATTERNS = ("root-*.key", "release.key")
+"""Private keys that belong offline (edgefleet.trust.keys): the root keys and the model-release key."""
+
+
+def offline_keys_in(keys: Path) -> list[str]:
+    """Offline private keys found under ``keys`` (also in retired-root folders), relative paths, sorted."""
+    if not keys.is_dir():
+        return []
+    found = {p for pattern in OFFLINE_KEY_PATTERNS for p in keys.rglob(pattern) if p.is_file()}
+    return sorted(str(p.relative_to(keys)) for p in found)
 
 
 @dataclass
@@ -44,6 +56,15 @@ class TufRuntime:
     @classmethod
     def from_settings(cls, settings: Settings, *, now: datetime) -> TufRuntime:
         keys, repo_dir = keys_dir(settings), tuf_dir(settings)
+        if not settings.dev:
+            offline = offline_keys_in(keys)
+            if offline:
+                log.warning(
+                    "event=offline_keys_on_server dir=%s files=%s note=move root and release keys off the "
+                    "server (docs/security.md): whoever reads them can sign any model for every device",
+                    keys,
+                    ",".join(offline),
+                )
         if not (repo_dir / "metadata" / "root.json").exists():
             if not settings.dev:
                 log.warning("event=tuf_disabled reason=no_repository dir=%s", repo_dir)

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edgefleet.durable import create_private_file
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError
 
@@ -138,7 +139,8 @@ class TelemetryQueue:
             raise InvalidDocumentError("bad synchronous mode", expected="FULL|NORMAL|EXTRA", got=synchronous)
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if str(path) != ":memory:":
+                create_private_file(self.path)  # 0600 (its WAL/SHM too) in a 0700 directory when created
         except OSError as exc:
             raise QueueUnavailableError(f"telemetry queue directory: {exc}", got=str(self.path)) from exc
         self.max_bytes = max_bytes

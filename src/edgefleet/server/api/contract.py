@@ -119,7 +119,7 @@ def declare(schema: dict[str, Any], routes: Iterable[APIRoute]) -> dict[str, Any
     schemas.pop("ValidationError", None)
     for route in routes:
         path = _schema_path(route)
-        for method in route.methods:
+        for method in route.methods or ():
             operation = schema["paths"].get(path, {}).get(method.lower())
             if operation is None:
                 continue
@@ -150,7 +150,7 @@ class AllowIndex:
         for route in routes:
             params = route.path_format.count("{")
             _, _, methods = merged.setdefault(route.path_regex.pattern, (route.path_regex, params, set()))
-            methods |= route.methods
+            methods |= route.methods or set()
         return cls(tuple((pattern, n, frozenset(methods)) for pattern, n, methods in merged.values()))
 
     def allow(self, path: str) -> str | None:

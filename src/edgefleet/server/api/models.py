@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 from edgefleet.protocol.document import Name, Sha256Hex
 from edgefleet.server.api.dependencies import Ctx, DbSession, NamePath, Operator, PageQuery, Viewer
@@ -19,7 +20,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"], route_class=StrictJsonR
 _LABEL_KEY = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,62}$")
 MAX_LABELS = 64
 MAX_LABEL_VALUE_CHARS = 256
-_LABELS_SCHEMA = {
+_LABELS_SCHEMA: JsonDict = {
     "maxProperties": MAX_LABELS,
     "propertyNames": {"pattern": _LABEL_KEY.pattern},
     "additionalProperties": {"type": "string", "maxLength": MAX_LABEL_VALUE_CHARS},

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+from pydantic.config import JsonDict
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -48,7 +49,7 @@ _LABEL_KEY = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,62}$")
 _SERIAL = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_DEVICE_LABELS = 32
 MAX_DEVICE_LABEL_CHARS = 128
-LABELS_SCHEMA = {
+LABELS_SCHEMA: JsonDict = {
     "maxProperties": MAX_DEVICE_LABELS,
     "propertyNames": {"pattern": _LABEL_KEY.pattern},
     "additionalProperties": {"type": "string", "maxLength": MAX_DEVICE_LABEL_CHARS},

@@ -56,12 +56,21 @@ __all__ = [
     "HttpxFetcher",
     "VerifiedTarget",
     "check_assignment",
+    "device_updater_config",
     "target_url",
 ]
 
 DEFAULT_METADATA_LIMITS = TransferLimits(
     max_bytes=5_000_000, deadline_s=120.0, min_bytes_per_s=1024.0, grace_s=10.0
 )
+
+
+def device_updater_config(limits: TransferLimits = DEFAULT_METADATA_LIMITS) -> UpdaterConfig:
+    """The device's TUF client settings (the agent and the conformance client share them): at most 64 root
+    rotations per refresh, timestamp metadata <= 16 KiB, targets metadata within the transfer cap."""
+    return UpdaterConfig(
+        max_root_rotations=64, timestamp_max_length=16_384, targets_max_length=limits.max_bytes
+    )
 
 
 class AssignedTarget(Protocol):
@@ -238,9 +247,7 @@ class DeviceTrust:
         self._fetcher = HttpxFetcher(client, limits)
         self._bootstrap = bootstrap_root
         self._events: SecurityEventSink = events or NullSink()
-        self._config = config or UpdaterConfig(
-            max_root_rotations=64, timestamp_max_length=16_384, targets_max_length=limits.max_bytes
-        )
+        self._config = config or device_updater_config(limits)
         self._updater: TufUpdater | None = None
 
     @staticmethod
@@ -330,6 +337,16 @@ class DeviceTrust:
             path, sha256 = target.path, target.sha256
         consistent = True if self._updater is None else bool(self._updater.trusted_root.consistent_snapshot)
         return target_url(self.target_base_url, path, sha256, consistent_snapshot=consistent)
+
+    def cached_target(self, info: TargetFile, target_dir: Path, *, now: datetime) -> Path | None:
+        """The file :meth:`download_to` would write, when it is already there and matches ``info``'s
+        verified length and hashes (so it is not fetched again); ``None`` otherwise."""
+        if self._updater is None:
+            self.refresh(now)
+        assert self._updater is not None
+        filepath = Path(target_dir) / parse.quote(info.path, "")
+        found = self._updater.find_cached_target(info, str(filepath))
+        return Path(found) if found else None
 
     def download_to(
         self, info: TargetFile, target_dir: Path, *, now: datetime, prefix_with_hash: bool = True

@@ -242,3 +242,29 @@ def test_figures_round_trip_through_json() -> None:
     assert Figures.from_dict(f.to_dict()) == f
     with pytest.raises(ValueError, match="where"):
         Figures.from_dict({**f.to_dict(), "where": "moon"})
+
+
+def test_a_busy_build_host_does_not_decide_the_envelope() -> None:
+    """The build host's neighbours add time that is not the class's: its absolute p95 is not held to the
+    envelope while others keep its CPUs busy, but a pairwise speed-up is still judged; devices always are."""
+
+    def busy(name: str, p50: float, p95: float, load: float) -> Figures:
+        return Figures(name, "emulated", "busy host", "CPUExecutionProvider", lat(p50, p95=p95),
+                       others_load_per_cpu=load)  # fmt: skip
+
+    policy = ClassPolicy(**{**POLICY.__dict__, "class_name": "cart"})
+    quiet = pick([FP32, m("int8", MIB)], [busy("fp32", 8.0, 12.0, 0.1), busy("int8", 4.0, 6.0, 0.1)], policy)
+    assert quiet.chosen == "int8"  # FP32 breaks the envelope on a quiet host
+    assert quiet.envelope_unjudged is None
+    loaded = pick(
+        [FP32, m("int8", MIB)], [busy("fp32", 8.0, 12.0, 3.0), busy("int8", 8.0, 12.0, 3.0)], policy
+    )
+    assert loaded.chosen == "fp32"  # not failed on the host's load; no speed-up either
+    assert loaded.envelope_unjudged is not None
+    assert "edgefleet probe create BUILD_DIR --class cart" in loaded.envelope_unjudged
+    assert "latency envelope not judged here" in loaded.summary
+    device = [
+        Figures("fp32", "device", "d", "CPUExecutionProvider", lat(8.0, p95=12.0), devices=2),
+        Figures("int8", "device", "d", "CPUExecutionProvider", lat(8.0, p95=12.0), devices=2),
+    ]
+    assert pick([FP32, m("int8", MIB)], device, policy).failed  # devices are the class: their p95 counts

@@ -36,6 +36,7 @@ import numpy as np
 
 from edgefleet.optimize.dataset import Dataset
 from edgefleet.optimize.figures import Figures
+from edgefleet.optimize.measure import others_load_per_cpu
 from edgefleet.optimize.noise import latency_from_samples
 from edgefleet.optimize.session import SessionSettings
 from edgefleet.protocol.hardware_class import HardwareClass
@@ -276,10 +277,15 @@ def emulate_class(
         )
     alive = {n: str(p) for n, p in models.items() if figures[n].error is None}
     timing_error = None
+    busy = None
     if alive:
         spec = base | {"models": alive, "warmup_runs": warmup_runs, "runs": runs, "rounds": min(8, runs)}
         ram = limits.ram_bytes * len(alive)  # every survivor is loaded at once here; memory was judged above
+        pinned = len(base["cpus"]) or host_cores
+        before = others_load_per_cpu(limits.intra_op, pinned)
         res = _run_child(spec, work, ram, timeout_s, enforcement.cgroup)
+        after = others_load_per_cpu(limits.intra_op, pinned)
+        busy = max((x for x in (before, after) if x is not None), default=None)
         timing_error = res.error
         run_id = uuid.uuid4().hex
         for name, model in ((res.output or {}).get("models") or {}).items():
@@ -288,7 +294,7 @@ def emulate_class(
             f = figures[name]
             figures[name] = Figures(
                 f.candidate, f.where, f.source, f.provider, latency, f.peak_rss_bytes, f.load_time_ms,
-                f.first_inference_ms, notes=(f"{len(rounds)} interleaved rounds",),
+                f.first_inference_ms, notes=(f"{len(rounds)} interleaved rounds",), others_load_per_cpu=busy,
             )  # fmt: skip
     record = {
         "statement": words,
@@ -300,5 +306,6 @@ def emulate_class(
         "load_time_ms": limits.load_time_ms,
         "runtime_baseline_rss_bytes": int(np.median(baselines)) if baselines else None,
         "timing_error": timing_error,
+        "others_load_per_cpu": busy,
     }
     return list(figures.values()), record

@@ -40,6 +40,7 @@ class Figures:
     devices: int = 0
     partial: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    others_load_per_cpu: float | None = None  # build host: other processes' load while timing (see measure)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

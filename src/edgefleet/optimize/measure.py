@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -15,7 +16,11 @@ from edgefleet.optimize.dataset import Dataset
 from edgefleet.optimize.noise import Latency, latency_from_samples
 from edgefleet.optimize.session import SessionSettings, open_session
 
-__all__ = ["Compatibility", "check_compatibility", "measure_latency"]
+__all__ = ["OVERLOADED", "Compatibility", "check_compatibility", "measure_latency", "others_load_per_cpu"]
+
+# others' runnable threads per CPU above which the build host's absolute latencies say more about its
+# neighbours than about the model (relative, paired comparisons stay valid)
+OVERLOADED = 0.5
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,16 @@ class Compatibility:
         out = asdict(self)
         out["ok"] = self.ok
         return out
+
+
+def others_load_per_cpu(own_threads: int, cpus: int | None = None) -> float | None:
+    """The 1-minute load average minus our own measuring threads, per CPU we may use; None off Linux."""
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+    cpus = cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return max(0.0, load - own_threads) / max(cpus, 1)
 
 
 def check_compatibility(

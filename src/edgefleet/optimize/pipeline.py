@@ -27,7 +27,7 @@ from edgefleet.optimize.emulate import emulate_class
 from edgefleet.optimize.errors import BuildError, BuildInputError
 from edgefleet.optimize.figures import WHERE_RANK, Figures, Where
 from edgefleet.optimize.guard_ranges import input_ranges
-from edgefleet.optimize.measure import check_compatibility, measure_latency
+from edgefleet.optimize.measure import check_compatibility, measure_latency, others_load_per_cpu
 from edgefleet.optimize.mixed import MixedSearch, search_mixed_precision
 from edgefleet.optimize.model_info import ModelInfo, load_model, signature_of
 from edgefleet.optimize.quality import Quality, check_labels, measure_quality, within_bound
@@ -282,6 +282,7 @@ def run_build(
             result.robustness = _robustness(candidates, valid, reference[judged], judged, config, batch)
         compat_cache: dict[tuple[str, SessionSettings], Any] = {}
         latency_cache: dict[SessionSettings, dict[str, Any]] = {}
+        load_cache: dict[SessionSettings, float | None] = {}
         for hwclass in chosen_classes:
             plan = plan_providers(hwclass, available_providers)
             settings = settings_for(hwclass, plan)
@@ -297,9 +298,12 @@ def run_build(
                 if not set(loading) <= set(
                     latency_cache.get(settings, {})
                 ):  # one interleaved run per settings
+                    before = others_load_per_cpu(settings.intra_op)
                     latency_cache[settings] = measure_latency(
                         loading, settings, valid, warmup_runs=config.warmup_runs, runs=config.latency_runs
                     )
+                    after = others_load_per_cpu(settings.intra_op)
+                    load_cache[settings] = max((x for x in (before, after) if x is not None), default=None)
                 bar.update()
             measured = [
                 Measured(
@@ -323,7 +327,12 @@ def run_build(
             )
             figures = [
                 Figures(
-                    c.name, "host", host, settings.providers[0], latency=latency_cache[settings].get(c.name)
+                    c.name,
+                    "host",
+                    host,
+                    settings.providers[0],
+                    latency=latency_cache[settings].get(c.name),
+                    others_load_per_cpu=load_cache.get(settings),
                 )
                 for c in allowed
                 if c.name in loading

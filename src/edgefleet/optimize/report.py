@@ -89,6 +89,7 @@ def _class_dict(c: ClassResult) -> dict[str, Any]:
         "failed": c.selection.failed,
         "latency_place": c.selection.place,
         "latency_unmeasured": c.selection.latency_unmeasured,
+        "envelope_unjudged": c.selection.envelope_unjudged,
         "emulation": c.emulation,
         "verdicts": [
             {
@@ -282,12 +283,16 @@ def render_html(data: dict[str, Any]) -> str:
             f"<b>{esc(cls['latency_place'] or 'unmeasured here')}</b><br>{esc(cls['summary'])}<br>"
             f"{esc(cls['measured_on'])}; threads {cls['threads']}.</p>"
         )
-        if cls["latency_unmeasured"]:
-            out.append(f"<p class='warn'>{esc(cls['latency_unmeasured'])}</p>")
+        for note in (cls["latency_unmeasured"], cls.get("envelope_unjudged")):
+            if note:
+                out.append(f"<p class='warn'>{esc(note)}</p>")
         if cls.get("emulation"):
             emu = cls["emulation"]
             base = emu.get("runtime_baseline_rss_bytes")
             base_words = f" The runtime alone (no model) held {base / 2**20:.1f} MiB." if base else ""
+            if emu.get("others_load_per_cpu") is not None:
+                load = emu["others_load_per_cpu"]
+                base_words += f" Other processes' load while timing: {load:.1f} runnable threads per CPU."
             out.append(f"<p>Emulated on the build host: {esc(emu.get('statement', ''))}.{base_words}</p>")
         warnings = {
             c["quality"]["warning"] for c in cls["candidates"] if c["quality"] and c["quality"]["warning"]

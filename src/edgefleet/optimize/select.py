@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgefleet.optimize.figures import WHERE_RANK, Figures, Where
-from edgefleet.optimize.measure import Compatibility
+from edgefleet.optimize.measure import OVERLOADED, Compatibility
 from edgefleet.optimize.noise import Interval, speedup
 from edgefleet.optimize.objective import Objective, Row, choose
 from edgefleet.optimize.quality import Quality, within_bound
@@ -81,6 +81,7 @@ class Selection:
     place: Where | None = None  # where the latency that decided came from; None: unmeasured
     latency_unmeasured: str | None = None  # why, and the probe that would settle it
     objective: str = "latency"
+    envelope_unjudged: str | None = None  # the build host was too busy to hold absolute latency to a budget
 
     @property
     def failed(self) -> bool:
@@ -155,6 +156,8 @@ def _misses(
         timed = next((f for f in mine if f.where == place and _counts(f, policy)), None)
         if timed is None or timed.latency is None:
             reasons.append(f"no latency measured ({place}) while FP32 has one there")
+        elif _overloaded(timed):
+            pass  # said once for the class (``_envelope_unjudged``); relative comparisons stay paired
         else:
             # devices: the whole p95; the build host: its quietest round's (its neighbours are not the class)
             lat = timed.latency
@@ -165,6 +168,23 @@ def _misses(
                     f"latency {which} {p95:.3f} ms ({place}) > envelope {policy.latency_p95_ms:.3f} ms"
                 )
     return reasons
+
+
+def _overloaded(f: Figures) -> bool:
+    return f.where != "device" and f.others_load_per_cpu is not None and f.others_load_per_cpu > OVERLOADED
+
+
+def _envelope_unjudged(figures: list[Figures], place: Where | None, policy: ClassPolicy) -> str | None:
+    busy = [f.others_load_per_cpu for f in figures if f.where == place and _overloaded(f)]
+    if place is None or not busy:
+        return None
+    who = policy.class_name or "<class>"
+    return (
+        f"latency envelope not judged here: the build host was busy while timing ({max(busy):.1f} other "  # type: ignore[type-var]
+        f"runnable threads per CPU), so its absolute latency says more about its neighbours than about the "
+        f"class; speed-ups were still compared pairwise; a probe settles the envelope: "
+        f"edgefleet probe create BUILD_DIR --class {who}"
+    )
 
 
 def _unmeasured_reason(figures: list[Figures], policy: ClassPolicy) -> str:
@@ -187,6 +207,7 @@ def select_candidate(
         return Selection(None, "no FP32 reference was measured", objective=policy.objective)
     place = latency_place(figures, policy, fp32_name)
     unmeasured = None if place is not None else _unmeasured_reason(figures, policy)
+    unjudged = _envelope_unjudged(figures, place, policy)
     misses = {m.name: _misses(m, fp32, figures, policy, place) for m in measured}
     eligible = [m for m in measured if not misses[m.name]]
 
@@ -209,7 +230,7 @@ def select_candidate(
             Verdict(m.name, False, tuple(misses[m.name]), speedup=intervals[m.name]) for m in measured
         )
         summary = "no candidate fits the class; FP32 missed: " + "; ".join(misses[fp32_name])
-        return Selection(None, summary, verdicts, place, unmeasured, policy.objective)
+        return Selection(None, summary, verdicts, place, unmeasured, policy.objective, unjudged)
     ranked = choose(
         policy.objective,
         [rows[m.name] for m in eligible],
@@ -227,6 +248,7 @@ def select_candidate(
     interval = intervals[chosen.name]
     speed = f"{interval.text()} FP32 speed ({place})" if interval is not None else "speed unmeasured"
     summary = f"chose {chosen.name}: {speed}, {size_ratio:.2f}x FP32 size; {ranked.why}"
-    if unmeasured:
-        summary += "; " + unmeasured
-    return Selection(chosen.name, summary, verdicts, place, unmeasured, policy.objective)
+    for note in (unmeasured, unjudged):
+        if note:
+            summary += "; " + note
+    return Selection(chosen.name, summary, verdicts, place, unmeasured, policy.objective, unjudged)

@@ -8,6 +8,8 @@ Prints:
 - the input guard's cost (non-finite and calibrated-range check, ``agent/serve/guard.py``): API p50/p99 with
   the guard / without (``ServingConfig(input_guard=False)``), interleaved, with the median paired difference
   and its 95 % bootstrap interval;
+- the trial worker's hop: API p50/p99 with the model in a supervised worker process (how a version on trial
+  is served) / in-process (how a committed version is served), and the added microseconds per call;
 - the local HTTP endpoint's added latency in microseconds (keep-alive loopback, ``.npy`` in, JSON out),
   p50 and p99 over the in-process API;
 - shadow mode's cost on the active path: API p50/p99 with a shadow candidate at 10% sampling / without;
@@ -299,6 +301,24 @@ def main(argv: list[str] | None = None) -> int:
     cost = np.median(paired) * 1e6
     print(f"# guard cost per call          median {cost:+.2f} us  (95% CI {lo:+.2f} .. {hi:+.2f})")
     unguarded.close()
+    # The version on trial is served by a supervised worker process (a crash of its runtime is the worker's
+    # death, not the agent's): one pipe round trip per request. Committed versions are served in-process.
+    from edgefleet.agent.runtime.worker import WorkerAdapter
+
+    trial_service = InferenceService(StaticSource(artifact), WorkerAdapter("onnxruntime"))
+    try:
+
+        def run_trial() -> object:
+            return trial_service.predict(feeds)
+
+        t_api3, t_trial = interleaved([run_api, run_trial], max(500, args.iterations // 2))
+    finally:
+        trial_service.close()
+    w50, w99 = pct(t_trial, 0.5), pct(t_trial, 0.99)
+    a50, a99 = pct(t_api3, 0.5), pct(t_api3, 0.99)
+    print(f"trial worker predict           p50 {w50 * 1e6:8.1f} us   p99 {w99 * 1e6:8.1f} us")
+    print(f"RATIO trial worker/in-process  p50 {w50 / a50:.3f}       p99 {w99 / a99:.3f}")
+    print(f"# trial worker hop per call    p50 {(w50 - a50) * 1e6:8.1f} us   (only while on trial)")
 
     body = io.BytesIO()
     np.save(body, x)

@@ -17,15 +17,20 @@ import pytest
 from click.testing import CliRunner
 from crash.artifacts import assignment, classifier, desired, golden_inputs, run_model, write_artifact
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tests.agent.crashing_runtime import POISON as CRASH_INPUT
+from tests.agent.crashing_runtime import SPEC as CRASHING_SPEC
 
 from edgefleet.agent.app import AgentApp, AgentOptions
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
 from edgefleet.agent.install import InstallerConfig, LocalDirFetcher, SlotInstaller, TrialPolicy
 from edgefleet.agent.install.journal import Journal, last_attempt
+from edgefleet.agent.install.slots import SlotStore
+from edgefleet.agent.lifecycle import RunMarker
 from edgefleet.agent.serve import RuntimeAdapters
 from edgefleet.agent.serving_wiring import Serving
 from edgefleet.agent.telemetry.queue import TelemetryQueue, corrupt_path
 from edgefleet.cli.main import cli
+from edgefleet.protocol.errors import EdgefleetError
 from edgefleet.trust.director import public_key_pem
 
 
@@ -215,3 +220,56 @@ def test_agent_run_takes_the_trial_settings_and_refuses_bad_ones(tmp_path, monke
     refused = CliRunner().invoke(cli, [*args, "--trial-watchdog", "2"])  # under three 1 s heartbeats
     assert refused.exit_code != 0
     assert "invalid_trial_policy" in refused.output
+
+
+def test_a_model_that_crashes_its_runtime_on_trial_is_rolled_back_counted_and_the_agent_serves_on(device):
+    """The runtime really segfaults (a null dereference in the model's run path, ``crashing_runtime``): only
+    the trial worker dies; the running agent rolls back, counts it, and answers with the previous version."""
+    device.install("a1", 1, generation=1, trial=TrialPolicy(window_s=0))
+    device.install("a2", 2, generation=2, trial=TrialPolicy(window_s=600), version="2.0.0")
+    options = device.options(trial=TrialPolicy(window_s=600), trial_worker_spec=CRASHING_SPEC)
+    with device.running(options) as app:
+        service = app.serving.service
+        x = golden_inputs(1)
+        assert service.predict({"x": x}).artifact_id == "a2"  # the version on trial, from its worker
+        assert app.serving.isolated == app.installer.trial_version("default")
+        # the runtime segfaults on this input: the worker dies, not the agent
+        with pytest.raises(EdgefleetError) as crashed:
+            service.predict({"x": np.full_like(x, CRASH_INPUT)})
+        assert crashed.value.code == "model_crashed"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _state(app) != "rolled_back:trial_model_crashed":
+            time.sleep(0.1)
+        report = app.installer.slot_reports()["default"]
+        assert (report.active, report.state) == ("a1", "rolled_back:trial_model_crashed")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and service.predict({"x": x}).artifact_id != "a1":
+            time.sleep(0.1)
+        answer = service.predict({"x": x})
+        assert (answer.artifact_id, answer.mode) == ("a1", "preferred")  # the agent itself serves on
+        np.testing.assert_allclose(answer.outputs["probs"], run_model(classifier(1), x), rtol=1e-4, atol=1e-6)
+    assert SlotStore(device.ddir.root, "default").read_refusals() == {"a2": 1}
+    codes = [e["code"] for e in device.events()]
+    assert "trial_model_crashed" in codes
+
+
+def test_a_clean_stop_and_a_new_boot_are_told_apart_from_an_agent_crash(device):
+    device.install("a1", 1, generation=1, trial=TrialPolicy(window_s=0))
+    boot_id = RunMarker(device.ddir.root).boot_id
+    with device.running(device.options()):
+        # what a start finds while the agent runs, as after a SIGKILL or a crash: same boot, not clean
+        assert RunMarker(device.ddir.root, boot_id=boot_id).begin() == "agent_crash"
+    # the agent stopped in order (the SIGTERM path): marked clean
+    assert RunMarker(device.ddir.root, boot_id=boot_id).begin() == "clean_restart"
+    assert RunMarker(device.ddir.root, boot_id="another-boot").begin() == "power_cut"
+
+
+def test_agent_run_uses_the_trial_worker_unless_told_not_to(tmp_path, monkeypatch):
+    seen: list[AgentOptions] = []
+    monkeypatch.setattr(AgentApp, "run", lambda self, stop: seen.append(self.options))
+    monkeypatch.setattr(signal, "signal", lambda *_a: None)
+    args = ["agent", "run", "--data-dir", str(tmp_path)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert seen[-1].trial_worker is True
+    assert CliRunner().invoke(cli, [*args, "--no-trial-worker"]).exit_code == 0
+    assert seen[-1].trial_worker is False

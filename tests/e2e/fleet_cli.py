@@ -88,10 +88,15 @@ def enroll_agent(
     return json.loads(out.stdout)["device_id"]
 
 
+def agent_command(data_dir: Path, *args: str) -> list[str]:
+    """``edgefleet agent run`` on ``data_dir`` with ``args``."""
+    return [*EDGEFLEET, "agent", "run", "--data-dir", str(data_dir), *args]
+
+
 def run_agent(data_dir: Path, *args: str) -> subprocess.Popen[bytes]:
     """``edgefleet agent run`` in a subprocess (output discarded); stop it with SIGTERM."""
     return subprocess.Popen(
-        [*EDGEFLEET, "agent", "run", "--data-dir", str(data_dir), *args],
+        agent_command(data_dir, *args),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

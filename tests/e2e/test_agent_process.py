@@ -10,7 +10,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.e2e.fleet_cli import EDGEFLEET, EXAMPLES, cli, enroll_agent, push_artifact, wait_for
+from tests.e2e.fleet_cli import (
+    EDGEFLEET,
+    EXAMPLES,
+    agent_command,
+    cli,
+    enroll_agent,
+    push_artifact,
+    wait_for,
+)
 
 from edgefleet.sim.netcut import CuttableLink
 
@@ -27,18 +35,7 @@ def _slot(server, device_id: str) -> dict:
 
 def start_agent(data_dir: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            *EDGEFLEET,
-            "agent",
-            "run",
-            "--data-dir",
-            str(data_dir),
-            "--poll-interval",
-            "0.2",
-            "--backoff-cap",
-            "1",
-            *extra,
-        ],
+        agent_command(data_dir, "--poll-interval", "0.2", "--backoff-cap", "1", *extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

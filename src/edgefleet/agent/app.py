@@ -8,6 +8,11 @@ manifest names; each journaled step an update event); the serving layer; the tel
 tick thread (closes telemetry windows, judges the installer's trial) and the watchdog thread (heartbeats the
 trial while serving makes progress); and the sync coordinator, which owns the loop until SIGTERM. Every piece
 is a small object with its own tests; this module only wires them.
+
+The run record (``agent.lifecycle``) says how the previous run ended (power cut, clean restart, agent crash);
+with ``trial_worker`` (the default) a candidate's load and health check and the serving of the version on
+trial run in a supervised worker process, so no restart of the agent counts against a model, and a model
+that crashes its runtime is rolled back and counted while the agent keeps serving.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ from edgefleet.agent.datadir import DataDir
 from edgefleet.agent.install.content import TufArtifactFetcher
 from edgefleet.agent.install.installer import InstallerConfig, SlotInstaller
 from edgefleet.agent.install.trial import TrialPolicy
+from edgefleet.agent.lifecycle import RunMarker
 from edgefleet.agent.observed import ObservedInstaller, StepEvents
 from edgefleet.agent.probe.runner import ProbeRunner
+from edgefleet.agent.runtime.base import RuntimeAdapter
+from edgefleet.agent.runtime.worker import DEFAULT_SPEC, WorkerAdapter
 from edgefleet.agent.serve.endpoint import EndpointConfig
 from edgefleet.agent.serve.runtimes import RuntimeAdapters
-from edgefleet.agent.serving_wiring import SERVED_SLOT, Serving, TrialMetrics, start_serving
+from edgefleet.agent.serving_wiring import SERVED_SLOT, Serving, TrialIsolation, TrialMetrics, start_serving
 from edgefleet.agent.sync import SyncCoordinator
 from edgefleet.agent.telemetry.queue import loss_event, open_queue
 from edgefleet.agent.telemetry.recorder import SecuritySinkAdapter, TelemetryRecorder
@@ -70,6 +78,10 @@ class AgentOptions:
     """Share of live requests also run through a shadow candidate (off the answer's path)."""
     trial: TrialPolicy = field(default_factory=lambda: DEFAULT_TRIAL)
     """The trial after each switch (window, requests, failure rate, restarts, watchdog)."""
+    trial_worker: bool = True
+    """Load, health-check and serve a version on trial in a supervised worker process (see the module)."""
+    trial_worker_spec: str = DEFAULT_SPEC
+    """``module:attribute`` giving the worker its runtime adapters (tests inject a crashing runtime)."""
 
     def __post_init__(self) -> None:
         watchdog_s = self.trial.watchdog_s
@@ -114,6 +126,11 @@ class AgentApp:
         adapters: RuntimeAdapters,
     ) -> Serving:
         opts = self.options
+        isolation = (
+            TrialIsolation(self.ddir.root, adapters, installer, spec=opts.trial_worker_spec)
+            if opts.trial_worker
+            else None
+        )
         return start_serving(
             self.ddir.root,
             hardware_class=hardware_class,
@@ -124,13 +141,21 @@ class AgentApp:
             fallback_dir=opts.fallback_dir,
             shadow_fraction=opts.shadow_fraction,
             adapter_for=adapters,
+            isolation=isolation,
         )
+
+    def _worker_adapter(self, runtime: str) -> RuntimeAdapter:
+        """The installer's candidates load and pass their health check in a worker process: a model that
+        crashes its runtime fails its install (``model_crashed``, counted) instead of killing the agent."""
+        return WorkerAdapter(runtime, spec=self.options.trial_worker_spec)
 
     def run(self, stop: threading.Event) -> None:
         opts = self.options
         identity = self.ddir.read_identity()
         hardware_class = self.ddir.read_hardware_class()
         with self.ddir.lock():
+            run_marker = RunMarker(self.ddir.root)
+            cause = run_marker.begin()
             channel = DeviceChannel(
                 identity.server_url, device_id=identity.device_id, key=self.ddir.read_key()
             )
@@ -158,9 +183,10 @@ class AgentApp:
                 adapter_for=adapters,
                 config=opts.installer_config(hardware_class),
                 steps=StepEvents(recorder),
+                isolated_for=self._worker_adapter if opts.trial_worker else None,
             )
             try:
-                slot_installer.recover()
+                slot_installer.recover(cause)
                 installer = ObservedInstaller(slot_installer, recorder)
                 recorder.set_slot_states(
                     lambda: {
@@ -175,6 +201,8 @@ class AgentApp:
                 if serving is not None:
                     installer.after_change.append(lambda: serving.sync(installer.desired))
                 self.serving = serving
+                if serving is not None:  # serving is up (a version on trial loaded in its worker): the
+                    serving.feed_watchdog(installer)  # watchdog counts from here, not from the recovery
                 for callback in self._on_ready:
                     callback(self)
                 budget = hardware_class.telemetry_bytes_per_s if hardware_class else 2048
@@ -240,6 +268,7 @@ class AgentApp:
                 for worker in workers:
                     worker.join(timeout=10)
                 recorder.flush()
+                run_marker.end_clean()
             finally:
                 if self.serving is not None:
                     self.serving.close()

@@ -36,6 +36,10 @@ class _Tickable(Installer, Protocol):
 
     def on_trial(self, slot: str) -> str | None: ...
 
+    def trial_version(self, slot: str) -> str | None: ...
+
+    def model_crashed(self, slot: str, version: str, how: str) -> bool: ...
+
 
 class ObservedInstaller:
     """Delegates to ``inner`` and records what changed in its slot reports after each call."""
@@ -58,6 +62,15 @@ class ObservedInstaller:
     def tick(self) -> None:
         self._inner.tick()
         self._observe()
+
+    def trial_version(self, slot: str) -> str | None:
+        return self._inner.trial_version(slot)
+
+    def model_crashed(self, slot: str, version: str, how: str) -> bool:
+        rolled = self._inner.model_crashed(slot, version, how)
+        if rolled:
+            self._observe()
+        return rolled
 
     def wants_retry(self) -> bool:
         return self._inner.wants_retry()

@@ -10,7 +10,11 @@
 * ``start_serving`` builds the ``InferenceService`` on the installer's active slot, with the class's fallback
   artifact from the installer's ``fallback`` slot (pin one per class: ``edgefleet device pin ART --class C
   --slot fallback``) or a provisioned ``--fallback-dir``, and the local HTTP endpoint; it writes where it
-  listens to ``<data dir>/serving-endpoint`` for local clients.
+  listens to ``<data dir>/serving-endpoint`` for local clients;
+* ``TrialIsolation`` loads the version on trial in the served slot in a supervised worker process
+  (``runtime.worker``) and every other version in-process: a model that crashes its runtime during its trial
+  kills only the worker, whose death the installer turns into a counted rollback (``trial_model_crashed``)
+  while the agent keeps serving. ``Serving.sync`` reloads in-process after the commit.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from edgefleet.agent.install.slots import SlotStore
 from edgefleet.agent.install.trial import MODEL_RUNGS, trial_sample
-from edgefleet.agent.runtime.base import RuntimeAdapter
+from edgefleet.agent.runtime.base import LoadedModel, LoadOptions, RuntimeAdapter
+from edgefleet.agent.runtime.worker import DEFAULT_SPEC, WorkerAdapter
 from edgefleet.agent.serve.config import ServingConfig
 from edgefleet.agent.serve.endpoint import EndpointConfig, LocalEndpoint
 from edgefleet.agent.serve.metrics import MetricsSink, ShadowSample
@@ -31,6 +37,7 @@ from edgefleet.agent.serve.shadow import ShadowConfig
 from edgefleet.agent.serve.source import SlotActiveSource
 from edgefleet.durable import atomic_write_bytes
 from edgefleet.protocol.hardware_class import HardwareClass
+from edgefleet.protocol.manifest import Signature
 from edgefleet.protocol.telemetry import error_kind
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "SHADOW_SUFFIX",
     "STALL_S",
     "Serving",
+    "TrialIsolation",
     "TrialMetrics",
     "serving_alive",
     "start_serving",
@@ -65,6 +73,68 @@ class _Watched(Protocol):
     def on_trial(self, slot: str) -> str | None: ...
 
     def heartbeat(self, slot: str) -> None: ...
+
+
+class _TrialOwner(Protocol):
+    def trial_version(self, slot: str) -> str | None: ...
+
+    def model_crashed(self, slot: str, version: str, how: str) -> bool: ...
+
+
+class TrialIsolation:
+    """``adapter_for`` for the serving layer: the version on trial in ``slot`` loads in a worker process of
+    its own (``spec`` names the adapters the worker uses), every other artifact with ``adapters`` in-process.
+    A worker that dies on its own is reported to ``installer.model_crashed`` (which rolls back)."""
+
+    def __init__(
+        self,
+        data_root: Path,
+        adapters: Callable[[str], RuntimeAdapter],
+        installer: _TrialOwner,
+        *,
+        slot: str = SERVED_SLOT,
+        spec: str = DEFAULT_SPEC,
+    ) -> None:
+        self._store = SlotStore(Path(data_root), slot)
+        self._adapters = adapters
+        self._installer = installer
+        self._slot = slot
+        self._spec = spec
+
+    def trial_version(self) -> str | None:
+        return self._installer.trial_version(self._slot)
+
+    def isolates(self, model_path: Path) -> str | None:
+        """The version key when ``model_path`` belongs to the version on trial in the slot."""
+        version = self.trial_version()
+        if version is None:
+            return None
+        return version if Path(model_path).is_relative_to(self._store.version_dir(version)) else None
+
+    def load(self, runtime: str, model_path: Path, signature: Signature, options: LoadOptions) -> LoadedModel:
+        """Load with ``runtime``: in a trial worker when ``model_path`` is the version on trial."""
+        version = self.isolates(model_path)
+        if version is None:
+            return self._adapters(runtime).load(model_path, signature, options)
+        slot, installer = self._slot, self._installer
+
+        def crashed(how: str) -> None:
+            installer.model_crashed(slot, version, how)
+
+        worker = WorkerAdapter(runtime, spec=self._spec, on_death=crashed)
+        return worker.load(model_path, signature, options)
+
+    def __call__(self, runtime: str) -> RuntimeAdapter:
+        return _IsolatingAdapter(self, runtime)
+
+
+class _IsolatingAdapter:
+    def __init__(self, owner: TrialIsolation, runtime: str) -> None:
+        self.name = runtime
+        self._owner = owner
+
+    def load(self, model_path: Path, signature: Signature, options: LoadOptions) -> LoadedModel:
+        return self._owner.load(self.name, model_path, signature, options)
 
 
 def serving_alive(liveness: Liveness, *, stall_s: float = STALL_S) -> bool:
@@ -125,6 +195,9 @@ class Serving:
     shadow_config: ShadowConfig = field(default_factory=ShadowConfig)
     shadowing: str | None = None
     """The artifact id running in shadow now, if any."""
+    isolation: TrialIsolation | None = None
+    isolated: str | None = None
+    """The version on trial when the service last loaded (served from the trial worker)."""
 
     def poll(self) -> None:
         """Pick up a new active version (call after install steps)."""
@@ -143,7 +216,12 @@ class Serving:
     def sync(self, desired: dict[str, str], slot: str = SERVED_SLOT) -> None:
         """After install steps: serve the slot's active version, and run ``<slot>.shadow`` beside it exactly
         while the desired state asks for it and the candidate passed its install health check."""
-        self.source.poll()
+        changed = self.source.poll()
+        if self.isolation is not None:
+            on_trial = self.isolation.trial_version()
+            if not changed and on_trial != self.isolated:
+                self.service.reload()  # committed (leaves the worker) or put on trial (enters it)
+            self.isolated = on_trial
         self.shadow_source.poll()
         self.fallback_source.poll()
         wanted = desired.get(slot + SHADOW_SUFFIX)
@@ -175,10 +253,12 @@ def start_serving(
     shadow_fraction: float = 0.1,
     slot: str = SERVED_SLOT,
     adapter_for: Callable[[str], RuntimeAdapter] | None = None,
+    isolation: TrialIsolation | None = None,
 ) -> Serving:
     """``adapter_for``: the runtime adapter per manifest ``runtime.name`` (default ``RuntimeAdapters()``);
     the active version, the fallback and a shadow candidate each load with the runtime their manifest
-    names."""
+    names. ``isolation``: serve the version on trial from a supervised worker process (it is then the
+    adapter_for of the active slot)."""
     source = SlotActiveSource(data_root, slot)
     overrides: dict[str, Any] = {"status_path": data_root / "serving.json", "fallback_dir": fallback_dir}
     config = (
@@ -193,11 +273,18 @@ def start_serving(
         config,
         metrics=metrics,
         fallback_source=fallback_source if fallback_dir is None else None,
-        adapter_for=adapter_for or RuntimeAdapters(),
+        adapter_for=isolation or adapter_for or RuntimeAdapters(),
     ).start()
     local = LocalEndpoint(service, endpoint).start()
     atomic_write_bytes(data_root / ENDPOINT_FILE, local.url.encode())
     shadow_source = SlotActiveSource(data_root, slot + SHADOW_SUFFIX)
     return Serving(
-        source, service, local, shadow_source, fallback_source, ShadowConfig(sample_fraction=shadow_fraction)
+        source,
+        service,
+        local,
+        shadow_source,
+        fallback_source,
+        ShadowConfig(sample_fraction=shadow_fraction),
+        isolation=isolation,
+        isolated=isolation.trial_version() if isolation is not None else None,
     )

@@ -165,7 +165,14 @@ def enroll_cmd(
     type=click.IntRange(0, 100),
     default=1,
     show_default=True,
-    help="Agent restarts tolerated during a trial (a power cut); one more rolls back.",
+    help="Agent restarts tolerated during a trial that the model may have caused (none with the trial "
+    "worker: power cuts and agent restarts never count); one more rolls back.",
+)
+@click.option(
+    "--no-trial-worker",
+    is_flag=True,
+    help="Load, check and serve a version on trial inside the agent instead of a supervised worker process "
+    "(saves a process during trials; a model crash then takes the agent down and counts as a restart).",
 )
 @click.option(
     "--trial-watchdog",
@@ -193,6 +200,7 @@ def run_cmd(
     trial_min_requests_for_rate: int,
     trial_max_restarts: int,
     trial_watchdog_s: float,
+    no_trial_worker: bool,
     log_level: str,
 ) -> None:
     """Run the device until SIGTERM/SIGINT: sync, verify, install, serve, report, send telemetry."""
@@ -234,6 +242,7 @@ def run_cmd(
         fallback_dir=fallback_dir,
         shadow_fraction=shadow_fraction,
         trial=trial,
+        trial_worker=not no_trial_worker,
     )
     AgentApp(data_dir, options).run(stop)
 

@@ -361,6 +361,11 @@ class InferenceService:
 
     # --- swaps from outside and probes ---------------------------------------------------------------
 
+    def reload(self) -> None:
+        """Load the active artifact again (its runtime placement changed: a version leaving its trial worker
+        after the commit, or entering it)."""
+        self._on_active_changed(self._source.active())
+
     def _on_active_changed(self, artifact: ActiveArtifact | None) -> None:
         with self._mutex:
             self._primary = artifact

@@ -148,6 +148,8 @@ def test_a_burst_of_bad_inputs_during_a_rollout_is_counted_as_input_faults_not_e
         slot = _telemetry(server, device_id)["field"]["slots"]["default"]
         assert slot["errors_by_kind"] == {"input": sent_nan + sent_shape}
         assert slot["problems"] == []
+        assert slot["update_status"] is not None  # the installer's slot state travels with it
+        assert _telemetry(server, device_id)["field"]["resources"]["disk_free_bytes"] > 0
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.communicate(timeout=30)

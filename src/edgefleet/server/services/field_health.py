@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from edgefleet.server.store.devices import DeviceRow
@@ -90,17 +90,28 @@ def input_fault_surge(recent: FaultCounts, baseline: FaultCounts, policy: FieldP
 
 
 def _counts(
-    session: Session, start: datetime, end: datetime, device_ids: list[str] | None
+    session: Session,
+    start: datetime,
+    end: datetime,
+    device_ids: list[str] | None,
+    *,
+    hardware_class: str | None = None,
+    min_faults: int = 0,
 ) -> dict[str, FaultCounts]:
+    faults = func.coalesce(func.sum(TelemetryModelWindowRow.input_faults), 0)
     stmt = (
         select(
             TelemetryModelWindowRow.device_id,
-            func.coalesce(func.sum(TelemetryModelWindowRow.input_faults), 0),
+            faults,
             func.coalesce(func.sum(TelemetryModelWindowRow.requests), 0),
         )
         .where(TelemetryModelWindowRow.end_at > start, TelemetryModelWindowRow.end_at <= end)
         .group_by(TelemetryModelWindowRow.device_id)
     )
+    if min_faults > 0:  # only devices that could surge come back (a prefilter; the rule is input_fault_surge)
+        stmt = stmt.having(faults >= min_faults)
+    if hardware_class is not None:
+        stmt = stmt.where(TelemetryModelWindowRow.hardware_class == hardware_class)
     if device_ids is not None:
         stmt = stmt.where(TelemetryModelWindowRow.device_id.in_(device_ids))
     return {str(d): FaultCounts(int(f), int(r)) for d, f, r in session.execute(stmt)}
@@ -159,16 +170,28 @@ def fleet_field(
     """The fleet's field signals: devices marked unhealthy (requests without success) and devices whose
     input faults surged, each counted and listed (bounded)."""
     policy = policy or FieldPolicy()
-    stmt = select(TelemetryDeviceRow.device_id, TelemetryDeviceRow.slots).join(
-        DeviceRow, DeviceRow.id == TelemetryDeviceRow.device_id
+    window_start = now - timedelta(seconds=policy.no_success_after_s)
+    # An index prefilter, not the rule: only a device with a recent request and no recent success can break
+    # it (slot_problems judges each of those); in a healthy fleet that is a handful, not every device.
+    stmt = (
+        select(TelemetryDeviceRow.device_id, TelemetryDeviceRow.slots)
+        .join(DeviceRow, DeviceRow.id == TelemetryDeviceRow.device_id)
+        .where(
+            TelemetryDeviceRow.last_request_at >= window_start,
+            or_(
+                TelemetryDeviceRow.last_success_at.is_(None),
+                TelemetryDeviceRow.last_success_at < window_start,
+            ),
+        )
     )
     if hardware_class is not None:
         stmt = stmt.where(DeviceRow.hardware_class == hardware_class)
     slots_of = {str(d): dict(s or {}) for d, s in session.execute(stmt)}
     recent_start = now - timedelta(seconds=policy.surge_window_s)
-    scope = list(slots_of) if hardware_class is not None else None
-    recent = _counts(session, recent_start, now, scope)
-    faulty = [d for d, c in recent.items() if c.input_faults >= policy.surge_min_faults]
+    recent = _counts(
+        session, recent_start, now, None, hardware_class=hardware_class, min_faults=policy.surge_min_faults
+    )
+    faulty = list(recent)
     baseline = _counts(session, recent_start - BASELINE, recent_start, faulty) if faulty else {}
     unhealthy: list[str] = []
     surging: list[str] = []
@@ -191,5 +214,4 @@ def fleet_field(
         "unhealthy_ids": unhealthy[:MAX_LISTED],
         "input_fault_surge": len(surging),
         "input_fault_surge_ids": surging[:MAX_LISTED],
-        "input_faults_recent": sum(c.input_faults for c in recent.values()),
     }

@@ -413,6 +413,13 @@ def _update_field_state(
                 continue
             slots[slot.slot] = field_slot_json(slot, offset=offset, now=now, window_end_at=row.end_at)
     state.slots = dict(sorted(slots.items())[:16])
+    state.last_request_at = _newest(slots, "last_request_at")
+    state.last_success_at = _newest(slots, "last_success_at")
+
+
+def _newest(slots: dict[str, Any], key: str) -> datetime | None:
+    times = [datetime.fromisoformat(s[key]) for s in slots.values() if s.get(key)]
+    return max(times) if times else None
 
 
 def field_slot_json(

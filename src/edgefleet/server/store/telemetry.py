@@ -121,6 +121,9 @@ class TelemetryDeviceRow(Base):
     """per model slot, the newest ``SlotStatus`` (times on the server's clock): ``services.field_health``"""
     resources: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     """the newest window's resource pressure (temperature, memory, disk)"""
+    last_request_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """the newest over the slots (server clock): fleet health's prefilter for requests without success"""
 
 
 class TelemetryRollupRow(Base):

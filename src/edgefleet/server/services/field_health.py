@@ -1,4 +1,5 @@
-"""Field health: is a device answering, and are its sensors failing? Judged here once; views render it.
+"""Field health: is a device answering, and are its sensors failing? Kept at ingest, judged here once; views
+render it.
 
 Two rules, pure and taking ``now``:
 
@@ -23,8 +24,9 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from edgefleet.protocol.telemetry import SlotStatus, TelemetryRecord
 from edgefleet.server.store.devices import DeviceRow
-from edgefleet.server.store.telemetry import TelemetryDeviceRow, TelemetryModelWindowRow
+from edgefleet.server.store.telemetry import TelemetryDeviceRow, TelemetryModelWindowRow, TelemetryWindowRow
 
 __all__ = [
     "FaultCounts",
@@ -33,6 +35,7 @@ __all__ = [
     "fleet_field",
     "input_fault_surge",
     "slot_problems",
+    "update_field_state",
 ]
 
 BASELINE = timedelta(hours=24)
@@ -142,6 +145,70 @@ def _judge(
             "window_s": policy.surge_window_s,
             "surge": surge,
         },
+    }
+
+
+def update_field_state(
+    session: Session,
+    device_id: str,
+    new_windows: list[tuple[TelemetryWindowRow, TelemetryRecord]],
+    *,
+    offset: timedelta,
+    now: datetime,
+) -> None:
+    """Keep each slot's newest field status and the newest resources (by the window's end; an older window
+    arriving late changes nothing). Device times move onto the server's clock like the windows' do."""
+    if not new_windows:
+        return
+    state = session.get(TelemetryDeviceRow, device_id)
+    assert state is not None  # _update_device_state made it
+    slots = dict(state.slots or {})
+    for row, record in sorted(new_windows, key=lambda pair: pair[0].end_at):
+        assert record.window is not None
+        end_iso = row.end_at.isoformat()
+        if record.window.resources is not None and row.end_at == state.last_window_end_at:
+            state.resources = record.window.resources.model_dump(mode="json")  # the newest window's
+        for slot in record.window.slots:
+            known = slots.get(slot.slot)
+            if known is not None and known.get("window_end_at", "") > end_iso:
+                continue
+            fresh = field_slot_json(slot, offset=offset, now=now, window_end_at=row.end_at)
+            for key in ("last_success_at", "last_request_at"):
+                # Never backwards: each batch's clock offset differs by a few ms, and a reboot starts the
+                # device's own record afresh, but the last success the server saw stays the last success.
+                kept = (known or {}).get(key)
+                if kept and (
+                    fresh[key] is None or datetime.fromisoformat(fresh[key]) < datetime.fromisoformat(kept)
+                ):
+                    fresh[key] = kept
+            slots[slot.slot] = fresh
+    state.slots = dict(sorted(slots.items())[:16])
+    state.last_request_at = _newest(slots, "last_request_at")
+    state.last_success_at = _newest(slots, "last_success_at")
+
+
+def _newest(slots: dict[str, Any], key: str) -> datetime | None:
+    times = [datetime.fromisoformat(s[key]) for s in slots.values() if s.get(key)]
+    return max(times) if times else None
+
+
+def field_slot_json(
+    slot: SlotStatus, *, offset: timedelta, now: datetime, window_end_at: datetime
+) -> dict[str, Any]:
+    """One slot's field status as stored on the device's telemetry state."""
+
+    def server_time(at: datetime | None) -> str | None:
+        return None if at is None else min(at + offset, now).isoformat()
+
+    return {
+        "model_version": slot.model_version,
+        "last_success_at": server_time(slot.last_success_at),
+        "last_request_at": server_time(slot.last_request_at),
+        "requests": slot.requests,
+        "errors_by_kind": dict(slot.errors_by_kind),
+        "update_status": slot.update_status,
+        "update_failure_code": slot.update_failure_code,
+        "window_end_at": window_end_at.isoformat(),
     }
 
 

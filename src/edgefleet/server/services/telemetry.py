@@ -27,11 +27,11 @@ from edgefleet.protocol.errors import ConflictError, PermissionDeniedError
 from edgefleet.protocol.telemetry import (
     SHADOW_SUM_FIELDS,
     ShadowStats,
-    SlotStatus,
     TelemetryBatch,
     TelemetryRecord,
     merge_counts,
 )
+from edgefleet.server.services.field_health import update_field_state
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.telemetry import (
     TelemetryDeviceRow,
@@ -238,7 +238,7 @@ def _ingest(
                 )
         _roll_up(session, device, new_windows)
         _update_device_state(session, device.id, batch, result, newest_end=newest_end, now=now)
-        _update_field_state(session, device.id, new_windows, offset=offset, now=now)
+        update_field_state(session, device.id, new_windows, offset=offset, now=now)
     return result
 
 
@@ -385,61 +385,6 @@ def _update_device_state(
         state.last_window_end_at = newest_end
     state.records_accepted = (state.records_accepted or 0) + result.accepted
     state.records_duplicate = (state.records_duplicate or 0) + result.duplicates
-
-
-def _update_field_state(
-    session: Session,
-    device_id: str,
-    new_windows: list[tuple[TelemetryWindowRow, TelemetryRecord]],
-    *,
-    offset: timedelta,
-    now: datetime,
-) -> None:
-    """Keep each slot's newest field status and the newest resources (by the window's end; an older window
-    arriving late changes nothing). Device times move onto the server's clock like the windows' do."""
-    if not new_windows:
-        return
-    state = session.get(TelemetryDeviceRow, device_id)
-    assert state is not None  # _update_device_state made it
-    slots = dict(state.slots or {})
-    for row, record in sorted(new_windows, key=lambda pair: pair[0].end_at):
-        assert record.window is not None
-        end_iso = row.end_at.isoformat()
-        if record.window.resources is not None and row.end_at == state.last_window_end_at:
-            state.resources = record.window.resources.model_dump(mode="json")  # the newest window's
-        for slot in record.window.slots:
-            known = slots.get(slot.slot)
-            if known is not None and known.get("window_end_at", "") > end_iso:
-                continue
-            slots[slot.slot] = field_slot_json(slot, offset=offset, now=now, window_end_at=row.end_at)
-    state.slots = dict(sorted(slots.items())[:16])
-    state.last_request_at = _newest(slots, "last_request_at")
-    state.last_success_at = _newest(slots, "last_success_at")
-
-
-def _newest(slots: dict[str, Any], key: str) -> datetime | None:
-    times = [datetime.fromisoformat(s[key]) for s in slots.values() if s.get(key)]
-    return max(times) if times else None
-
-
-def field_slot_json(
-    slot: SlotStatus, *, offset: timedelta, now: datetime, window_end_at: datetime
-) -> dict[str, Any]:
-    """One slot's field status as stored on the device's telemetry state."""
-
-    def server_time(at: datetime | None) -> str | None:
-        return None if at is None else min(at + offset, now).isoformat()
-
-    return {
-        "model_version": slot.model_version,
-        "last_success_at": server_time(slot.last_success_at),
-        "last_request_at": server_time(slot.last_request_at),
-        "requests": slot.requests,
-        "errors_by_kind": dict(slot.errors_by_kind),
-        "update_status": slot.update_status,
-        "update_failure_code": slot.update_failure_code,
-        "window_end_at": window_end_at.isoformat(),
-    }
 
 
 # --- retention and export -------------------------------------------------------------------------------

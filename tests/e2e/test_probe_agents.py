@@ -104,6 +104,18 @@ def test_two_agents_measure_three_candidates_while_serving_and_select_uses_devic
     three = ["fp32", *[n for n in names if n != "fp32"][:2]]
     assert len(three) == 3, names
 
+    # Refused before anything is sent: no device of the class is enrolled yet, so nothing is signed.
+    targets_before = httpx.get(f"{server.url}/v1/tuf", headers=server.admin_headers).json()["targets_version"]
+    refused = cli(
+        server, "probe", "create", str(build), "--class", CLASS, "--release-key", release_key, check=False
+    )
+    assert refused.returncode == 6, refused.stderr  # conflict
+    assert "no_enrolled_device" in refused.stderr
+    assert (
+        httpx.get(f"{server.url}/v1/tuf", headers=server.admin_headers).json()["targets_version"]
+        == targets_before
+    )
+
     agents, devices, data_dirs = [], [], []
     try:
         for i in range(2):
@@ -128,6 +140,7 @@ def test_two_agents_measure_three_candidates_while_serving_and_select_uses_devic
         finally:
             traffic.stop.set()
             traffic.thread.join(timeout=60)
+        print(cli(server, "probe", "show", probe_id).stdout)  # the figures, for whoever runs this with -s
         probe = json.loads(cli(server, "probe", "show", probe_id, "--json").stdout)
         assert probe["status"] == "complete"
         assert not probe["partial"]
@@ -165,6 +178,7 @@ def test_two_agents_measure_three_candidates_while_serving_and_select_uses_devic
         chosen = json.loads(
             cli(server, "build", "select", str(build), "--from-probe", probe_id, "--json").stdout
         )
+        print(chosen["summary"])
         assert chosen["measured_on"] == "device"
         assert chosen["probe_id"] == probe_id
         assert chosen["chosen"] in three

@@ -136,6 +136,10 @@ def list_cmd(state: CliState, model: str | None, as_json: bool) -> None:
     click.echo(format_table(rows, columns))
 
 
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(float(value), spec)
+
+
 def render_probe(info: dict[str, Any]) -> str:
     """Per device and candidate: device figures, each line labelled where it was measured."""
     partial = " (PARTIAL: fewer devices than asked)" if info["status"] == "partial" else ""
@@ -155,19 +159,20 @@ def render_probe(info: dict[str, Any]) -> str:
         for c in results.get("candidates", []):
             one: dict[str, Any] = next((b for b in c.get("latency", []) if b.get("batch") == 1), {})
             sustained = c.get("sustained") or {}
+            throttle = sustained.get("throttle_events") if sustained else None
             rows.append(
                 {
                     "device": device["device_id"],
                     "candidate": c["name"],
                     "status": c["status"] if c["status"] == "measured" else c.get("error_code"),
-                    "p50": one.get("p50_ms"),
-                    "p95": one.get("p95_ms"),
-                    "p99": one.get("p99_ms"),
-                    "load": c.get("load_ms"),
-                    "rss": round((c.get("peak_rss_bytes") or 0) / 2**20, 1),
-                    "agree": c.get("agreement"),
-                    "drift": sustained.get("drift_ratio"),
-                    "throttle": sustained.get("throttle_events", "-") if sustained else "-",
+                    "p50": _fmt(one.get("p50_ms"), ".4f"),
+                    "p95": _fmt(one.get("p95_ms"), ".4f"),
+                    "p99": _fmt(one.get("p99_ms"), ".4f"),
+                    "load": _fmt(c.get("load_ms"), ".1f"),
+                    "rss": _fmt((c.get("peak_rss_bytes") or 0) / 2**20, ".1f"),
+                    "agree": _fmt(c.get("agreement"), ".4f"),
+                    "drift": _fmt(sustained.get("drift_ratio"), ".2f") if sustained else "-",
+                    "throttle": "n/a" if sustained and throttle is None else (throttle if sustained else "-"),
                     "where": "device",
                 }
             )

@@ -147,6 +147,8 @@ class ProbeRunner:
             results = ProbeResults.model_validate(record["results"])
         else:
             results = self._measure(order)
+            if self._stop.is_set():  # cut short by the agent stopping: measure again after the restart
+                return None
             self._keep(done, results, sent=False)
         if self._report(order, results):
             self._keep(done, results, sent=True)

@@ -121,7 +121,7 @@ def test_bad_probes_are_refused_before_anything_is_stored(fleet, tmp_path):  # n
     r = fleet.client.post(
         "/v1/probes", json={"hardware_class": "no-such-class", "manifest": manifest}, headers=fleet.admin
     )
-    assert (r.status_code, r.json()["code"]) == (404, "unknown_hardware_class")
+    assert (r.status_code, r.json()["code"]) == (404, "class_not_found")
     other = _bundle(tmp_path / "other", hardware_class="intel-lowpower-detector")
     r = _create(fleet, other)
     assert (r.status_code, r.json()["code"]) == (422, "build_class_mismatch")

@@ -80,7 +80,7 @@ def probe_status(*, asked: int, reported: int, deadline_at: datetime, now: datet
 def _class(session: Session, name: str) -> HardwareClass:
     row = session.get(HardwareClassRow, name)
     if row is None:
-        raise NotFoundError("no such hardware class", code="unknown_hardware_class", got=name)
+        raise NotFoundError("no such hardware class", code="class_not_found", got=name)
     return HardwareClass.parse(dict(row.document))
 
 

@@ -20,12 +20,14 @@ import numpy as np
 import pytest
 from tests.agent.crash.artifacts import IN_DIM, classifier
 
+from edgefleet.agent.install.fetch import ResolvedAssignment
 from edgefleet.agent.probe.figures import sustained_figures, window_s_for
 from edgefleet.agent.probe.runner import ProbeRunner
 from edgefleet.agent.probe.thermal import read_thermal
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.desired_state import Assignment
 from edgefleet.protocol.hardware_class import parse_classes_toml
+from edgefleet.protocol.manifest import ArtifactManifest
 from edgefleet.protocol.probe import ProbeOrder, ThermalSnapshot
 
 pytestmark = pytest.mark.slow
@@ -57,11 +59,16 @@ sys.exit(main(sys.argv[1:]))
 class BundleDir:
     """Stand-in for the TUF fetcher: copies the bundle's files into the staging directory."""
 
-    def __init__(self, files: dict[str, bytes]) -> None:
+    def __init__(self, files: dict[str, bytes], manifest: bytes) -> None:
         self.files = files
+        self.manifest = manifest
         self.fetched = 0
 
-    def fetch(self, assignment: Assignment, staging_dir: Path) -> dict[str, Path]:
+    def resolve(self, assignment: Assignment) -> ResolvedAssignment:
+        manifest = ArtifactManifest.parse(json.loads(self.manifest))
+        return ResolvedAssignment(assignment.artifact_id, manifest, assignment.manifest)
+
+    def fetch(self, assignment: ResolvedAssignment, staging_dir: Path) -> dict[str, Path]:
         self.fetched += 1
         out = {}
         for rel, data in self.files.items():
@@ -81,7 +88,7 @@ class Reports:
         return None
 
 
-def _bundle(names: list[str]) -> tuple[dict[str, bytes], Assignment]:
+def _bundle(names: list[str]) -> tuple[dict[str, bytes], bytes, Assignment]:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((20, IN_DIM)).astype(np.float32)
     model = classifier(seed=1)
@@ -122,17 +129,18 @@ def _bundle(names: list[str]) -> tuple[dict[str, bytes], Assignment]:
         "health_check": {"golden_file": "validation.npz", "latency_ceiling_ms": 100.0},
         "release_counter": 1,
     }
-    entry = entries[0]
+    raw = canonical_json(manifest)
     assignment = Assignment.model_validate(
         {
             "artifact_id": "probe-p1-1",
-            "target_path": f"tiny.probe/p1-1/small-cpu/{entry['path']}",
-            "sha256": entry["sha256"],
-            "length": entry["length"],
-            "manifest": manifest,
+            "manifest": {
+                "path": "tiny.probe/p1-1/small-cpu/manifest.json",
+                "length": len(raw),
+                "hashes": {"sha256": hashlib.sha256(raw).hexdigest()},
+            },
         }
     )
-    return files, assignment
+    return files, raw, assignment
 
 
 def _order(assignment: Assignment, *, time_limit_s: float = 60.0, sustained_s: float = 0.0) -> ProbeOrder:
@@ -146,13 +154,15 @@ def _order(assignment: Assignment, *, time_limit_s: float = 60.0, sustained_s: f
     )
 
 
-def _runner(tmp_path: Path, files, *, worker=None, busy=lambda: False) -> tuple[ProbeRunner, Reports]:
+def _runner(
+    tmp_path: Path, files, raw: bytes, *, worker=None, busy=lambda: False
+) -> tuple[ProbeRunner, Reports]:
     reports = Reports()
     hwclass = parse_classes_toml(CLASS_TOML)[0]
     kwargs = {"worker": worker} if worker else {}
     runner = ProbeRunner(
         tmp_path / "data",
-        BundleDir(files),
+        BundleDir(files, raw),
         reports,
         hardware_class=hwclass,
         busy=busy,
@@ -163,10 +173,10 @@ def _runner(tmp_path: Path, files, *, worker=None, busy=lambda: False) -> tuple[
 
 
 def test_faulty_candidates_are_isolated_and_reported_with_their_reason(tmp_path: Path) -> None:
-    files, assignment = _bundle(["fp32", "crash", "hang", "hog"])
+    files, raw, assignment = _bundle(["fp32", "crash", "hang", "hog"])
     script = tmp_path / "faulty_worker.py"
     script.write_text(FAULTY_WORKER)
-    runner, reports = _runner(tmp_path, files, worker=[sys.executable, str(script)])
+    runner, reports = _runner(tmp_path, files, raw, worker=[sys.executable, str(script)])
     results = runner.run(_order(assignment, time_limit_s=20.0))
     assert results is not None
     by_name = {c.name: c for c in results.candidates}
@@ -186,10 +196,10 @@ def test_faulty_candidates_are_isolated_and_reported_with_their_reason(tmp_path:
 
 
 def test_the_worker_yields_while_serving_is_busy_and_runs_sustained_load(tmp_path: Path) -> None:
-    files, assignment = _bundle(["fp32"])
+    files, raw, assignment = _bundle(["fp32"])
     busy = threading.Event()
     busy.set()
-    runner, reports = _runner(tmp_path, files, busy=busy.is_set)
+    runner, reports = _runner(tmp_path, files, raw, busy=busy.is_set)
     ack = tmp_path / "data" / "probe-scratch" / "prb_00000000000000aa" / "pause.ack"
 
     def release_once_yielding() -> None:
@@ -221,8 +231,8 @@ def test_the_worker_yields_while_serving_is_busy_and_runs_sustained_load(tmp_pat
 
 
 def test_an_expired_order_is_reported_without_measuring(tmp_path: Path) -> None:
-    files, assignment = _bundle(["fp32"])
-    runner, _reports = _runner(tmp_path, files)
+    files, raw, assignment = _bundle(["fp32"])
+    runner, _reports = _runner(tmp_path, files, raw)
     order = _order(assignment).model_copy(update={"deadline_at": datetime.now(timezone.utc) - timedelta(1)})
     results = runner.run(order)
     assert results is not None

@@ -116,3 +116,22 @@ def create_rollout(server, target: str, *options: str, hardware_class: str = "me
         "--json",
     )
     return str(json.loads(created.stdout)["id"])
+
+
+def one_agent_on_v1(
+    server, tmp_path: Path, *agent_args: str
+) -> tuple[str, Path, str, subprocess.Popen[bytes]]:
+    """The example classes applied, digits 1.0.0 pinned to ``medical-cart-cpu``, one enrolled agent running
+    with ``agent_args``: (the 1.0.0 artifact id, its data dir, its device id, its process)."""
+    cli(server, "class", "apply", str(EXAMPLES))
+    v1 = push_artifact(server, tmp_path, "1.0.0")
+    cli(server, "device", "pin", v1, "--class", "medical-cart-cpu")
+    data_dir = tmp_path / "agent"
+    device_id = enroll_agent(server, data_dir)
+    return v1, data_dir, device_id, run_agent(data_dir, *agent_args)
+
+
+def active_artifact(server, device_id: str, slot: str = "default") -> str | None:
+    """The artifact the device reports active in ``slot``."""
+    report = json.loads(cli(server, "device", "show", device_id, "--json").stdout).get("report") or {}
+    return ((report.get("slots") or {}).get(slot) or {}).get("active")

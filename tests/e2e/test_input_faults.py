@@ -14,20 +14,18 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from tests.e2e.fleet_cli import EXAMPLES, cli, enroll_agent, push_artifact, run_agent, wait_for
+from tests.e2e.fleet_cli import (
+    active_artifact,
+    cli,
+    create_rollout,
+    one_agent_on_v1,
+    push_artifact,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
 IN_DIM = 16
-
-
-def _device(server, device_id: str) -> dict:
-    return json.loads(cli(server, "device", "show", device_id, "--json").stdout)
-
-
-def _active(server, device_id: str) -> str | None:
-    report = _device(server, device_id).get("report") or {}
-    return ((report.get("slots") or {}).get("default") or {}).get("active")
 
 
 def _telemetry(server, device_id: str) -> dict:
@@ -50,19 +48,14 @@ def test_a_burst_of_bad_inputs_during_a_rollout_is_counted_as_input_faults_not_e
     live_server, tmp_path: Path
 ) -> None:
     server = live_server
-    cli(server, "class", "apply", str(EXAMPLES))
-    v1 = push_artifact(server, tmp_path, "1.0.0")
-    cli(server, "device", "pin", v1, "--class", "medical-cart-cpu")
-    data_dir = tmp_path / "agent"
-    device_id = enroll_agent(server, data_dir)
-    agent = run_agent(
-        data_dir, "--poll-interval", "0.3", "--telemetry-window", "1", "--telemetry-interval", "0.5"
+    v1, data_dir, device_id, agent = one_agent_on_v1(
+        server, tmp_path, "--poll-interval", "0.3", "--telemetry-window", "1", "--telemetry-interval", "0.5"
     )
     rng = np.random.default_rng(5)
     nan = rng.standard_normal((1, IN_DIM)).astype(np.float32)
     nan[0, 3] = np.nan
     try:
-        wait_for(lambda: _active(server, device_id) == v1, timeout_s=90, what="1.0.0 active")
+        wait_for(lambda: active_artifact(server, device_id) == v1, timeout_s=90, what="1.0.0 active")
         endpoint = wait_for(
             lambda: (data_dir / "serving-endpoint").exists() and (data_dir / "serving-endpoint").read_text()
         )
@@ -71,19 +64,7 @@ def test_a_burst_of_bad_inputs_during_a_rollout_is_counted_as_input_faults_not_e
         gates = {"max_error_rate": 0.05, "min_requests": 20}
         stages = [{"count": 1, "soak_s": 12, "gates": gates}, {"percent": 100, "soak_s": 0}]
         spec.write_text(json.dumps({"stages": stages}))
-        created = cli(
-            server,
-            "rollout",
-            "create",
-            "--model",
-            "digits",
-            "--target",
-            f"medical-cart-cpu={v2}",
-            "--spec",
-            str(spec),
-            "--json",
-        )
-        rollout_id = json.loads(created.stdout)["id"]
+        rollout_id = create_rollout(server, v2, "--spec", str(spec))
         with httpx.Client(base_url=endpoint, timeout=10) as http:
 
             def serving_v2() -> bool:
@@ -123,7 +104,7 @@ def test_a_burst_of_bad_inputs_during_a_rollout_is_counted_as_input_faults_not_e
                         break
                 time.sleep(0.05)
         assert status["status"] == "completed", status.get("halt_reason")
-        assert _active(server, device_id) == v2  # the trial did not roll back for the sensor either
+        assert active_artifact(server, device_id) == v2  # the trial did not roll back for the sensor either
         # The device's last successful inference kept moving through the burst.
         assert len(seen) >= 3
         assert seen == sorted(seen)

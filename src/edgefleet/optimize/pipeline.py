@@ -30,6 +30,13 @@ from edgefleet.optimize.guard_ranges import input_ranges
 from edgefleet.optimize.measure import check_compatibility, measure_latency, others_load_per_cpu
 from edgefleet.optimize.mixed import MixedSearch, search_mixed_precision
 from edgefleet.optimize.model_info import ModelInfo, load_model, signature_of
+from edgefleet.optimize.openvino_build import (
+    OpenVinoClassBuild,
+    build_openvino_class,
+    ir_signature,
+    run_ir,
+    write_ir_files,
+)
 from edgefleet.optimize.quality import Quality, check_labels, measure_quality, within_bound
 from edgefleet.optimize.quantize import make_int8_dynamic, make_int8_static, preprocess
 from edgefleet.optimize.robustness import RobustnessPolicy, RobustnessReport, evaluate_robustness
@@ -60,6 +67,8 @@ class ClassResult:
     figures: list[Figures] = field(default_factory=list)
     policy: ClassPolicy | None = None
     emulation: dict[str, Any] | None = None  # how the class's limits were applied on the build host
+    openvino: OpenVinoClassBuild | None = None
+    """An OpenVINO class's own candidates (IR) and qualities (``openvino_build``)."""
 
 
 @dataclass
@@ -286,6 +295,34 @@ def run_build(
         for hwclass in chosen_classes:
             plan = plan_providers(hwclass, available_providers)
             settings = settings_for(hwclass, plan)
+            if hwclass.runtime.name == "openvino":  # built, measured and packaged as OpenVINO IR
+                ov = build_openvino_class(
+                    model_path,
+                    work,
+                    hwclass,
+                    policies[hwclass.name],
+                    calib,
+                    valid,
+                    reference[judged],
+                    task=config.task,
+                    judged=judged,
+                    max_calibration_samples=config.max_calibration_samples,
+                    warmup_runs=config.warmup_runs,
+                    latency_runs=config.latency_runs,
+                )
+                result.classes.append(
+                    ClassResult(
+                        hwclass,
+                        ov.note,
+                        settings,
+                        ov.measured,
+                        ov.selection,
+                        figures=ov.figures,
+                        policy=policies[hwclass.name],
+                        openvino=ov,
+                    )
+                )
+                continue
             allowed = [c for c in candidates if c.precision in hwclass.precisions]
             with _bar(config, len(allowed) + 1, f"measure {hwclass.name}") as bar:
                 for c in allowed:
@@ -468,16 +505,26 @@ def _write_artifact(
     import onnx
 
     hwclass = class_result.hwclass
-    chosen = next(c for c in result.candidates if c.name == class_result.selection.chosen)
+    ov = class_result.openvino
+    pool = ov.candidates if ov is not None else result.candidates
+    chosen = next(c for c in pool if c.name == class_result.selection.chosen)
     root.mkdir(parents=True)
-    package.write_bytes(root / package.MODEL_FILE, chosen.path.read_bytes())
     golden = valid.head(config.golden_samples)
-    outputs = run_dataset(open_session(chosen.path, class_result.settings), golden, batch=False)
-    plain = run_dataset(
-        open_session(chosen.path, class_result.settings, level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL),
-        golden,
-        batch=False,
-    )
+    if ov is not None:  # the IR, its answers with the class's threads and with one (the spread)
+        model_files = write_ir_files(root, chosen)
+        outputs = run_ir(chosen.path, golden, threads=hwclass.threads.intra_op)
+        plain = run_ir(chosen.path, golden, threads=1)
+    else:
+        model_files = [package.MODEL_FILE]
+        package.write_bytes(root / package.MODEL_FILE, chosen.path.read_bytes())
+        outputs = run_dataset(open_session(chosen.path, class_result.settings), golden, batch=False)
+        plain = run_dataset(
+            open_session(
+                chosen.path, class_result.settings, level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            ),
+            golden,
+            batch=False,
+        )
     spread = max(
         (
             float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
@@ -485,9 +532,10 @@ def _write_artifact(
         ),
         default=0.0,
     )
-    quality = result.qualities[chosen.name]
+    quality = (ov.qualities if ov is not None else result.qualities)[chosen.name]
     tolerance = package.derive_tolerance(candidate_vs_fp32=quality.max_abs_diff, implementation_spread=spread)
-    output_names = [o.name for o in signature_of(onnx.load(str(chosen.path))).outputs]
+    signature = ir_signature(chosen.path) if ov is not None else signature_of(onnx.load(str(chosen.path)))
+    output_names = [o.name for o in signature.outputs]
     package.write_bytes(
         root / package.GOLDEN_FILE,
         package.golden_bytes(golden.arrays, dict(zip(output_names, outputs, strict=True))),
@@ -510,11 +558,9 @@ def _write_artifact(
         "hardware_class": hwclass.name,
         "runtime": hwclass.runtime.model_dump(mode="json"),
         "precision": chosen.precision,
-        "entrypoint": package.MODEL_FILE,
-        "files": [
-            package.file_entry(root, p).model_dump() for p in (package.MODEL_FILE, package.GOLDEN_FILE)
-        ],
-        "signature": signature_of(onnx.load(str(chosen.path))).model_dump(mode="json"),
+        "entrypoint": model_files[0],
+        "files": [package.file_entry(root, p).model_dump() for p in (*model_files, package.GOLDEN_FILE)],
+        "signature": signature.model_dump(mode="json"),
         "optimization": {
             "source_sha256": result.model.sha256,
             "quantization": chosen.quantization,
@@ -555,6 +601,7 @@ def _write_artifact(
             )[:500],
             "cpu": result.cpu.to_dict(),
             "onnxruntime": ort.__version__,
+            **({"openvino": ov.note} if ov is not None else {}),
         },
         "health_check": {
             "golden_file": package.GOLDEN_FILE,

@@ -25,6 +25,7 @@ from edgefleet.agent.runtime.base import (
     sample_inputs,
 )
 from edgefleet.protocol.manifest import Signature, TensorSpec
+from edgefleet.protocol.runtimes import openvino_compile_config
 
 __all__ = ["OpenVinoAdapter", "OpenVinoModel", "compile_config", "select_device"]
 
@@ -115,14 +116,9 @@ class OpenVinoModel:
 
 
 def compile_config(device: str, options: LoadOptions) -> dict[str, Any]:
-    """Pure: OpenVINO properties for ``device``. CPU and GPU are held to f32 execution: left to itself the
-    CPU plugin runs bf16 on cores with AMX or AVX512-BF16 (and GPU runs f16), which silently changes the
-    answers the build validated (seen here: 3 % relative error on a small classifier). Quantized layers stay
-    int8."""
-    config: dict[str, Any] = {"INFERENCE_NUM_THREADS": options.intra_op_threads}
-    if device.split(".")[0] in ("CPU", "GPU"):
-        config["INFERENCE_PRECISION_HINT"] = "f32"
-    return config
+    """Pure: OpenVINO properties for ``device`` (the rule lives in ``protocol.runtimes``, shared with the
+    build, which measures what the agent serves)."""
+    return openvino_compile_config(device, options.intra_op_threads)
 
 
 class OpenVinoAdapter:

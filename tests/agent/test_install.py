@@ -446,11 +446,12 @@ def test_each_version_loads_with_the_runtime_its_manifest_names(env):
     env.installers.append(inst)
     inst.apply(desired({"default": env.artifact("ort1", classifier(1))}))
     assert inst.model("default").providers == ("CPUExecutionProvider",)
+    # an ONNX file under a manifest that names LiteRT: the LiteRT adapter is chosen, and refuses the file
     lite = env.artifact("lite", classifier(2), release_counter=2, runtime="litert")
     inst.apply(desired({"default": lite}, generation=2))
     report = inst.slot_reports()["default"]
-    assert (report.active, report.state) == ("ort1", "failed:runtime_unsupported")  # not an agent crash
-    assert inst.last_error("default")["details"]["got"] == "litert"  # no LiteRT adapter yet
+    assert (report.active, report.state) == ("ort1", "failed:model_load_failed")  # not an agent crash
+    assert "LiteRT" in inst.last_error("default")["message"]
 
 
 # crashes inside a rollback and around the rejection count (the crash harness does the same with SIGKILL)

@@ -35,3 +35,11 @@ def test_precision_the_runtime_cannot_run_is_refused(monkeypatch) -> None:
         check_servable(_cls("openvino", ["CPUExecutionProvider"], ["fp32", "fp16"]))
     assert info.value.code == "precision_unsupported"
     assert info.value.details["expected"] == ["fp32", "int8"]
+
+
+def test_runtime_without_adapter_is_refused(monkeypatch) -> None:
+    monkeypatch.delitem(RUNTIME_SUPPORT, "litert")
+    with pytest.raises(InvalidDocumentError) as info:
+        check_servable(_cls("litert", ["CPUExecutionProvider"], ["fp32"]))
+    assert info.value.code == "runtime_unsupported"
+    assert info.value.details["got"] == "litert"

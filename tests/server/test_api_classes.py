@@ -152,8 +152,11 @@ def test_a_class_in_use_cannot_be_deleted_and_says_what_uses_it(fleet, users, ex
 @pytest.mark.parametrize(
     ("runtime", "code"),
     [
-        # no agent adapter serves this runtime name (pydantic accepts it: a runtime on the roadmap)
-        ({"name": "litert", "execution_providers": ["CPUExecutionProvider"]}, "runtime_unsupported"),
+        # LiteRT's adapter runs on the CPU only (no delegates)
+        (
+            {"name": "litert", "execution_providers": ["OpenVINOExecutionProvider", "CPUExecutionProvider"]},
+            "execution_provider_unsupported",
+        ),
         # the OpenVINO native adapter cannot use CUDA
         (
             {"name": "openvino", "execution_providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]},

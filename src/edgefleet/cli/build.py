@@ -161,6 +161,25 @@ def build_model(
     if latency_runs is not None:
         settings["latency_runs"] = latency_runs
     config = BuildConfig.test_size(**settings) if quick else BuildConfig(**settings)  # type: ignore[arg-type]
+    if model.suffix == ".tflite":  # a LiteRT model: validated, measured and packaged as it is
+        from edgefleet.optimize.litert_build import build_litert
+        from edgefleet.optimize.pipeline import select_classes
+
+        lite = build_litert(
+            model, select_classes(classes, list(class_names) or None), calibration, validation, out, config
+        )
+        for name in lite.built:
+            click.echo(f"{name}: tflite-source ({lite.precision})")
+        for name, why in lite.failed.items():
+            click.echo(f"{name}: FAILED - {why}")
+        if lite.failed:
+            raise BuildError(
+                "the .tflite model does not fit some classes",
+                code="class_build_failed",
+                expected="an artifact for every class",
+                got=sorted(lite.failed),
+            )
+        return
     result = run_build(
         model, classes, calibration, validation, out, config, class_names=list(class_names) or None
     )

@@ -49,6 +49,12 @@ RUNTIME_SUPPORT: dict[str, RuntimeSupport] = {
         precisions=("fp32", "fp16", "int8"),
         extra="openvino",
     ),
+    # LiteRT serves .tflite on the CPU (XNNPACK); GPU/NPU delegates are not wired yet.
+    "litert": RuntimeSupport(
+        execution_providers=("CPUExecutionProvider",),
+        precisions=("fp32", "fp16", "int8"),
+        extra="litert",
+    ),
 }
 SERVABLE_RUNTIMES = tuple(RUNTIME_SUPPORT)
 

@@ -29,6 +29,10 @@ def adapter_for(runtime: str) -> RuntimeAdapter:
             from edgefleet.agent.runtime.openvino_native import OpenVinoAdapter
 
             return OpenVinoAdapter()
+        if runtime == "litert":
+            from edgefleet.agent.runtime.litert import LiteRtAdapter
+
+            return LiteRtAdapter()
     except ImportError as exc:
         raise NoModelError(
             f"runtime {runtime!r} is not installed on this device: {exc}",

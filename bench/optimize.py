@@ -264,7 +264,6 @@ def _openvino_case(title, source, input_name, calib, valid, labels, root: Path, 
     config = BuildConfig.test_size(
         model_name="cnn",
         calibration_methods=("minmax",),
-        sparsities=(),
         mixed=False,
         latency_runs=50 if quick else 200,
         warmup_runs=5,

@@ -50,7 +50,6 @@ def test_openvino_class_is_built_as_ir_with_nncf_int8_and_served_by_the_adapter(
     config = BuildConfig.test_size(
         model_name="ocr-direction",
         calibration_methods=("minmax",),
-        sparsities=(),
         mixed=False,
         latency_runs=10,
         warmup_runs=2,
@@ -71,7 +70,11 @@ def test_openvino_class_is_built_as_ir_with_nncf_int8_and_served_by_the_adapter(
     assert {"ov-fp32", "ov-int8-nncf", "ov-int8-nncf-aac"} <= {
         n for n, m in measured.items() if m.error is None
     }
-    assert all(m.performance is not None for m in measured.values() if m.error is None)
+    timed = {f.candidate for f in ov_class.figures if f.latency is not None}
+    assert timed == {n for n, m in measured.items() if m.error is None}
+    assert all(
+        f.latency.run_id == ov_class.figures[0].latency.run_id for f in ov_class.figures
+    )  # interleaved
     int8 = measured["ov-int8-nncf"]
     assert int8.precision == "int8"
     assert int8.size_bytes < measured["ov-fp32"].size_bytes  # really quantized weights

@@ -476,3 +476,58 @@ def test_rollback_is_checked_like_any_pin(fleet):
     assert fallback.status_code == 200, fallback.text
     assert (fallback.json()["slot"], fallback.json()["artifact_id"]) == ("fallback", fallback_v1)
     assert fleet.poll(identity, ddir) == {"fallback": fallback_v1}
+
+
+def test_an_artifact_the_devices_runtimes_cannot_run_is_not_assigned(fleet):
+    """The device reports its runtime inventory; the director assigns nothing it lacks the runtime, the
+    runtime version (``min_version``) or every provider for; a device pin of such an artifact is refused."""
+    identity, ddir = fleet.enroll()
+    channel = fleet.channel(identity, ddir)
+    art = fleet.artifact("1.0.0")  # onnxruntime >= 1.16 on CPUExecutionProvider
+    fleet.client.put(
+        "/v1/pins/class/medical-cart-cpu/default", json={"artifact_id": art}, headers=fleet.admin
+    )
+    sequence = iter(range(1, 100))
+
+    def report(runtimes, serving=None):
+        body = {
+            "sequence": next(sequence),
+            "boot_id": "boot",
+            "reported_at": fleet.clock().isoformat(),
+            "runtimes": runtimes,
+            "serving": serving,
+            "status": "degraded" if serving else "ok",
+        }
+        assert channel.request("POST", "/v1/device/report", json_body=body).json() == {"accepted": True}
+
+    def assigned():
+        return channel.request("GET", "/v1/device/desired-state").json()["signed"]["slots"]
+
+    assert "default" in assigned()  # no inventory reported yet (an older agent): not judged
+    old = {"onnxruntime": {"version": "1.14.1", "execution_providers": ["CPUExecutionProvider"]}}
+    report(old)
+    assert assigned() == {}
+    r = fleet.client.put(
+        f"/v1/pins/device/{identity.device_id}/default", json={"artifact_id": art}, headers=fleet.admin
+    )
+    assert (r.status_code, _code(r)) == (422, "device_runtime_too_old")
+    assert r.json()["details"] == {"expected": ">= 1.16", "got": "1.14.1"}
+
+    report({"openvino": {"version": "2026.4.1", "execution_providers": ["CPUExecutionProvider"]}})
+    r = fleet.client.put(
+        f"/v1/pins/device/{identity.device_id}/default", json={"artifact_id": art}, headers=fleet.admin
+    )
+    assert _code(r) == "device_lacks_runtime"
+    report({"onnxruntime": {"version": "1.18.0", "execution_providers": ["CUDAExecutionProvider"]}})
+    r = fleet.client.put(
+        f"/v1/pins/device/{identity.device_id}/default", json={"artifact_id": art}, headers=fleet.admin
+    )
+    assert _code(r) == "device_lacks_provider"
+    assert assigned() == {}
+
+    serving = {"mode": "cpu", "reason": "accelerator_unavailable", "providers": ["CPUExecutionProvider"]}
+    report({"onnxruntime": {"version": "1.18.0", "execution_providers": ["CPUExecutionProvider"]}}, serving)
+    assert assigned()["default"]["artifact_id"] == art  # the new inventory re-judged the assignment
+    stored = fleet.client.get(f"/v1/devices/{identity.device_id}", headers=fleet.admin).json()["report"]
+    assert stored["serving"] == serving
+    assert stored["status"] == "degraded"

@@ -37,6 +37,7 @@ from edgefleet.agent.lifecycle import RunMarker
 from edgefleet.agent.observed import ObservedInstaller, StepEvents
 from edgefleet.agent.probe.runner import ProbeRunner
 from edgefleet.agent.runtime.base import RuntimeAdapter
+from edgefleet.agent.runtime.inventory import InventoryProbe
 from edgefleet.agent.runtime.worker import DEFAULT_SPEC, WorkerAdapter
 from edgefleet.agent.serve.endpoint import EndpointConfig
 from edgefleet.agent.serve.runtimes import RuntimeAdapters
@@ -177,6 +178,7 @@ class AgentApp:
                 self.ddir, identity, client=http, now=_utc_now, events=SecuritySinkAdapter(recorder)
             )
             adapters = RuntimeAdapters()  # each version loads with the runtime its manifest names
+            inventory = InventoryProbe().start()  # in a child process: the agent imports one runtime only
             slot_installer = SlotInstaller(
                 self.ddir.root,
                 fetcher,
@@ -263,6 +265,8 @@ class AgentApp:
                     events=recorder,
                     director_keys=fetcher.director_keys,  # a rotation, named by the verified TUF root
                     on_state=probes.offer,
+                    inventory=inventory.get,
+                    serving_status=serving.report if serving is not None else None,
                 ).run(stop)
                 probes.close()
                 for worker in workers:

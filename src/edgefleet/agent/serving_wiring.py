@@ -238,6 +238,19 @@ class Serving:
         """Requests are queued behind the running ones: background work (a probe) should yield."""
         return bool(self.service.status()["queue"]["waiting"] > 0)
 
+    def report(self) -> dict[str, Any] | None:
+        """The device report's ``serving``: the rung serving now, why it is not the preferred one (the last
+        error's code), and the providers in use. ``None`` while nothing is installed."""
+        status = self.service.status()
+        if status["model_version"] is None and status["mode"] == "rule" and status["last_error"] is None:
+            return None
+        error = status["last_error"] if status["mode"] != "preferred" else None
+        return {
+            "mode": status["mode"],
+            "reason": error["code"] if error else None,
+            "providers": list(status["providers"]),
+        }
+
     def close(self) -> None:
         self.endpoint.close()
         self.service.close()

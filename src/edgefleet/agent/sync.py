@@ -89,10 +89,17 @@ class SyncCoordinator:
         events: EventSink | None = None,
         director_keys: Callable[[], Sequence[Ed25519PublicKey]] | None = None,
         on_state: Callable[[DesiredState | None], None] | None = None,
+        inventory: Callable[[], dict[str, Any] | None] | None = None,
+        serving_status: Callable[[], dict[str, Any] | None] | None = None,
     ) -> None:
+        """``inventory``: the device's runtimes (``agent.runtime.inventory``), ``None`` until known;
+        ``serving_status``: the serving ladder's mode and reason. Both go into every report, and a change
+        in either is reported at the next poll."""
         self._ddir = data_dir
         self._on_state = on_state or (lambda _state: None)
         """Told every accepted desired state, and the stored one at start (the probe runner)."""
+        self._inventory = inventory or (lambda: None)
+        self._serving_status = serving_status or (lambda: None)
         self._director_keys = director_keys
         self._events: EventSink = events or _NoEvents()
         self._channel = channel
@@ -239,9 +246,11 @@ class SyncCoordinator:
         """Report when something changed: a new generation, a slot's state (trial -> committed, a rollback),
         or an error. Unchanged polls send nothing."""
         slots = self._installer.slot_reports()
+        runtimes, serving = self._inventory(), self._serving_status()
         snapshot = {
             name: r.to_dict() if hasattr(r, "to_dict") else r.model_dump() for name, r in slots.items()
         }
+        snapshot["\0extra"] = {"runtimes": runtimes, "serving": serving}  # not a slot name: cannot clash
         if not force and self._reported_generation == self.generation and snapshot == self._reported_slots:
             return
         self._sequence += 1
@@ -252,8 +261,10 @@ class SyncCoordinator:
             agent_version=AGENT_VERSION,
             desired_generation=self.generation,
             slots=slots,
-            status=_status(slots, failing=bool(self.last_error and self._failures)),
+            status=_status(slots, failing=bool(self.last_error and self._failures), serving=serving),
             last_error=self.last_error,
+            runtimes=runtimes,
+            serving=serving,
         )
         self._channel.request("POST", REPORT_PATH, json_body=report.to_dict())
         self._reported_generation = self.generation
@@ -312,11 +323,15 @@ class SyncCoordinator:
         log.info(_kv(event="agent_stopped", device_id=self.identity.device_id))
 
 
-def _status(slots: dict[str, Any], *, failing: bool) -> Literal["ok", "updating", "error"]:
+def _status(
+    slots: dict[str, Any], *, failing: bool, serving: dict[str, Any] | None = None
+) -> Literal["ok", "updating", "degraded", "error"]:
     """Pure: the device's report status: ``error`` while polls fail, ``updating`` while a slot is behind
-    and being retried, else ``ok``."""
+    and being retried, ``degraded`` while serving runs below its preferred rung, else ``ok``."""
     if failing:
         return "error"
     if any(getattr(r, "retrying", False) for r in slots.values()):
         return "updating"
+    if serving is not None and serving.get("mode") not in (None, "preferred"):
+        return "degraded"
     return "ok"

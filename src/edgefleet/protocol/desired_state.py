@@ -15,6 +15,8 @@ __all__ = [
     "Assignment",
     "DesiredState",
     "DeviceReport",
+    "RuntimeInventory",
+    "ServingReport",
     "SignedEnvelope",
     "SlotReport",
     "TargetHashes",
@@ -118,6 +120,23 @@ class SlotReport(Part):
     retrying: bool = Field(default=False, description="the agent retries the desired artifact (backoff)")
 
 
+class RuntimeInventory(Part):
+    """One inference runtime installed on the device, as the agent found it at start."""
+
+    version: str = Field(min_length=1, max_length=64)
+    execution_providers: list[str] = Field(default_factory=list, max_length=32)
+    """What the runtime can really use here, in the class vocabulary (``CUDAExecutionProvider``, ...)."""
+    devices: list[str] = Field(default_factory=list, max_length=32, description="OpenVINO's device names")
+
+
+class ServingReport(Part):
+    """Which rung of the degraded ladder serves now, and why it is not the preferred one."""
+
+    mode: str = Field(max_length=16)
+    reason: str | None = Field(default=None, max_length=64, description="the error code that sent it there")
+    providers: list[str] = Field(default_factory=list, max_length=16)
+
+
 class DeviceReport(Document):
     """What the agent runs and does. Idempotent: the server keeps the newest by ``sequence``."""
 
@@ -131,3 +150,7 @@ class DeviceReport(Document):
     slots: dict[Name, SlotReport] = Field(default_factory=dict)
     status: Literal["ok", "updating", "degraded", "error"] = "ok"
     last_error: dict[str, Any] | None = Field(default=None, description="{code, message, at}")
+    runtimes: dict[str, RuntimeInventory] | None = Field(
+        default=None, max_length=8, description="runtime name -> version and providers; None: not known yet"
+    )
+    serving: ServingReport | None = None

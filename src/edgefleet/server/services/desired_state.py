@@ -20,9 +20,16 @@ from sqlalchemy.orm import Session
 
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.desired_state import Assignment, DesiredState, TargetHashes, TargetRef
-from edgefleet.protocol.errors import AuthenticationError, NotFoundError, ServiceUnavailableError
+from edgefleet.protocol.errors import (
+    AuthenticationError,
+    InvalidDocumentError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
+from edgefleet.protocol.hardware_class import RuntimeSpec
 from edgefleet.protocol.manifest import manifest_target_path
 from edgefleet.server.services.director_epoch import current_epoch
+from edgefleet.server.services.fit import check_device_runs
 from edgefleet.server.services.probes import probe_section
 from edgefleet.server.services.rollouts.overlay import rollout_overlay
 from edgefleet.server.store.devices import DeviceRow, PinRow
@@ -35,6 +42,8 @@ __all__ = [
     "SignedTargetLookup",
     "content_digest",
     "desired_content",
+    "device_can_run",
+    "device_runtimes",
     "needs_new_generation",
     "resolve_desired_state",
 ]
@@ -138,8 +147,28 @@ def desired_content(session: Session, device: DeviceRow) -> DesiredChoice:
         if artifact.disabled:
             disabled.append(artifact.id)
             continue
+        if not device_can_run(artifact, device):  # the device would refuse it: not assigned
+            continue
         slots[slot] = artifact
     return DesiredChoice(device.hardware_class, slots, sorted(disabled), probe_section(session, device))
+
+
+def device_runtimes(device: DeviceRow) -> dict[str, Any] | None:
+    """The runtime inventory of the device's newest report (``None``: it never reported one)."""
+    runtimes = (device.report or {}).get("runtimes")
+    return runtimes if isinstance(runtimes, dict) else None
+
+
+def device_can_run(artifact: ArtifactRow, device: DeviceRow) -> bool:
+    """``check_device_runs`` as a yes/no for the director (a device pin is refused with the reason)."""
+    runtimes = device_runtimes(device)
+    if runtimes is None:
+        return True
+    try:
+        check_device_runs(RuntimeSpec.model_validate(artifact.manifest.get("runtime") or {}), runtimes)
+    except (InvalidDocumentError, ValueError):
+        return False
+    return True
 
 
 def resolve_desired_state(

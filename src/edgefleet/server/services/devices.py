@@ -14,13 +14,16 @@ from sqlalchemy.orm import Session, undefer
 
 from edgefleet.protocol.desired_state import DeviceReport
 from edgefleet.protocol.errors import AuthenticationError, InvalidDocumentError, NotFoundError
+from edgefleet.protocol.hardware_class import RuntimeSpec
 from edgefleet.protocol.request_signing import (
     MAX_CLOCK_SKEW_S,
     SignedRequestClaims,
     verify_request_signature,
 )
 from edgefleet.server.services.audit import record
+from edgefleet.server.services.desired_state import device_runtimes
 from edgefleet.server.services.director_epoch import bump_director_epoch
+from edgefleet.server.services.fit import check_device_runs
 from edgefleet.server.store.devices import DeviceNonceRow, DeviceRow, PinRow
 from edgefleet.server.store.pages import Page, paginate
 from edgefleet.server.store.registry import ArtifactRow
@@ -164,7 +167,10 @@ def accept_report(session: Session, device_id: str, body: Any, *, now: datetime)
         same_boot = device.report_boot_id == report.boot_id
         if same_boot and report.sequence <= device.report_sequence:
             return False
+        before = (device.report or {}).get("runtimes")
         device.report = report.to_dict()
+        if report.runtimes is not None and device.report.get("runtimes") != before:
+            bump_director_epoch(session)  # what the device can run changed: its assignments are re-judged
         device.report_status = report.status
         device.report_active = active_summary(report.to_dict())
         device.report_error_code = str((report.last_error or {}).get("code") or "")[:64] or None
@@ -349,6 +355,11 @@ def pin_artifact(
                 )
             if artifact.disabled:
                 raise InvalidDocumentError("artifact is disabled", code="artifact_disabled", got=artifact.id)
+            if scope == "device":  # the device's runtimes, as it last reported them, must run it
+                check_device_runs(
+                    RuntimeSpec.model_validate(artifact.manifest.get("runtime") or {}),
+                    device_runtimes(device),
+                )
             if existing is None:
                 session.add(
                     PinRow(

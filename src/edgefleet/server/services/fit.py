@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from edgefleet.protocol import ArtifactManifest, HardwareClass
 from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.hardware_class import RuntimeSpec
 
-__all__ = ["BYTES_PER_MB", "check_fits", "version_tuple"]
+__all__ = ["BYTES_PER_MB", "check_device_runs", "check_fits", "version_tuple"]
 
 BYTES_PER_MB = 1024 * 1024
 """Class budgets are in MiB: ``max_model_mb = 25`` allows 26 214 400 bytes."""
@@ -69,4 +71,39 @@ def check_fits(manifest: ArtifactManifest, hw: HardwareClass) -> None:
             code="provider_unsupported",
             expected=list(hw.runtime.execution_providers),
             got=foreign,
+        )
+
+
+def check_device_runs(runtime: RuntimeSpec, runtimes: dict[str, Any] | None) -> None:
+    """Pure: raise ``InvalidDocumentError`` when the device's reported runtime inventory cannot run an
+    artifact whose manifest names ``runtime``: that runtime is not installed (``device_lacks_runtime``),
+    older than the manifest's ``min_version`` (``device_runtime_too_old``), or none of the artifact's
+    execution providers is usable there (``device_lacks_provider``; one is enough: the rest is the
+    degraded ladder's job).
+    ``runtimes`` is ``None`` for a device that has not reported an inventory (an older agent): not judged."""
+    if runtimes is None:
+        return
+    have = runtimes.get(runtime.name)
+    if not isinstance(have, dict):
+        raise InvalidDocumentError(
+            f"the device has no {runtime.name} runtime",
+            code="device_lacks_runtime",
+            expected=runtime.name,
+            got=sorted(runtimes),
+        )
+    version = str(have.get("version", ""))
+    if version_tuple(version) < version_tuple(runtime.min_version):
+        raise InvalidDocumentError(
+            f"the device's {runtime.name} is older than the artifact needs",
+            code="device_runtime_too_old",
+            expected=f">= {runtime.min_version}",
+            got=version,
+        )
+    usable = list(have.get("execution_providers") or [])
+    if not any(p in usable for p in runtime.execution_providers):
+        raise InvalidDocumentError(
+            "none of the artifact's execution providers is available on the device",
+            code="device_lacks_provider",
+            expected=list(runtime.execution_providers),
+            got=usable,
         )

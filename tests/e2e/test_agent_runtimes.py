@@ -74,7 +74,9 @@ def _openvino_artifact(tmp: Path) -> tuple[Path, Path]:
     for name, n in (("calib", 64), ("valid", 64)):
         np.savez(tmp / f"{name}.npz", x=rng.standard_normal((n, 16)).astype(np.float32))
     classes = [c for c in parse_classes_toml(CLASSES) if c.name == "intel-openvino-cpu"]
-    config = BuildConfig.test_size(model_name="classifier", latency_runs=10, warmup_runs=1, mixed=False)
+    config = BuildConfig.test_size(
+        model_name="classifier", model_version="1.0.0", latency_runs=10, warmup_runs=1, mixed=False
+    )
     run_build(source, classes, tmp / "calib.npz", tmp / "valid.npz", tmp / "ov-out", config)
     return source, tmp / "ov-out" / "intel-openvino-cpu"
 
@@ -88,7 +90,7 @@ def _litert_artifact(tmp: Path, tflite: Path) -> Path:
     np.savez(tmp / "faces.npz", input=x)
     classes = [c for c in parse_classes_toml(CLASSES) if c.name == "arm-litert"]
     config = BuildConfig.test_size(
-        model_name="face-detector", task="embedding", latency_runs=5, golden_samples=2
+        model_name="face-detector", model_version="1.0.0", task="embedding", latency_runs=5, golden_samples=2
     )
     build_litert(tflite, classes, tmp / "faces.npz", tmp / "faces.npz", tmp / "lite-out", config)
     return tmp / "lite-out" / "arm-litert"

@@ -311,19 +311,19 @@ def build_openvino_class(
     latency = measure_ir(
         {c.name: c.path for c in runnable}, valid, threads=threads, warmup_runs=warmup_runs, runs=latency_runs
     )
-    source = f"build host CPU, OpenVINO {_ov().__version__} CPU plugin, {threads} inference thread(s)"
+    where = f"build host CPU, OpenVINO {_ov().__version__} CPU plugin, {threads} inference thread(s)"
     # OpenVINO's CPU plugin is the class's own first provider only when the class asks for the CPU first;
     # for a GPU/NPU class these figures are a stand-in and never judge its latency.
     first = hwclass.runtime.execution_providers[0]
     provider = first if first == "CPUExecutionProvider" else "OpenVINO:CPU"
-    figures = [Figures(c.name, "host", source, provider, latency=latency[c.name]) for c in runnable]
+    figures = [Figures(c.name, "host", where, provider, latency=latency[c.name]) for c in runnable]
     measured = [
         Measured(c.name, c.kind, c.precision, c.size_bytes, qualities[c.name], None, description=c.notes)
         for c in runnable
     ]
     measured += [Measured(n, "failed", "fp32", 0, None, None, error=m) for n, m in failures.items()]
     selection = select_candidate(measured, figures, policy, fp32_name="ov-fp32")
-    return OpenVinoClassBuild(candidates, qualities, measured, figures, selection, failures, source)
+    return OpenVinoClassBuild(candidates, qualities, measured, figures, selection, failures, where)
 
 
 def write_ir_files(root: Path, chosen: Candidate) -> list[str]:

@@ -329,6 +329,7 @@ def pin_artifact(
     if not _SLOT.fullmatch(slot):
         raise InvalidDocumentError("invalid slot name", code="invalid_name", expected=_SLOT.pattern, got=slot)
     with session.begin():
+        device: DeviceRow | None = None
         if scope == "device":
             device = session.get(DeviceRow, target[:32])
             if device is None:
@@ -355,7 +356,7 @@ def pin_artifact(
                 )
             if artifact.disabled:
                 raise InvalidDocumentError("artifact is disabled", code="artifact_disabled", got=artifact.id)
-            if scope == "device":  # the device's runtimes, as it last reported them, must run it
+            if device is not None:  # a device pin: its runtimes, as it last reported them, must run it
                 check_device_runs(
                     RuntimeSpec.model_validate(artifact.manifest.get("runtime") or {}),
                     device_runtimes(device),

@@ -61,6 +61,14 @@ def wheel_member(requirement: str, member: str) -> Path | None:
 
 
 def ocr_direction_classifier() -> Path | None:
+    """From the installed rapidocr-onnxruntime (the dev extra) when present, else fetched from its wheel."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        found = Path(root) / "models" / "ch_ppocr_mobile_v2.0_cls_infer.onnx"
+        if found.exists():
+            return found
     return wheel_member(
         "rapidocr-onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"
     )

@@ -30,6 +30,7 @@ from edgefleet.server.services.rollouts.policy import (
     DeviceProgress,
     decide,
     install_counts,
+    transition,
 )
 from edgefleet.server.services.rollouts.service import add_event, release_locks
 from edgefleet.server.services.rollouts.spec import RolloutSpec
@@ -300,15 +301,13 @@ def _apply(
     row.last_decision = {**snapshot, "at": now.isoformat()}
     row.version += 1
     row.updated_at = now
+    row.status, row.stage = transition(row.status, row.stage, decision.action)  # type: ignore[arg-type]
     if decision.action == "advance":
-        row.stage += 1
         row.stage_started_at = now
     elif decision.action == "halt":
-        row.status = "halted"
         row.halt_reason = {**decision.reason, "at": now.isoformat()}
         release_locks(session, row)
     elif decision.action == "complete":
-        row.status = "completed"
         _move_pins(session, row, now)
         release_locks(session, row)
     bump_director_epoch(session)

@@ -46,6 +46,7 @@ __all__ = [
     "install_counts",
     "serves_target",
     "shadows_target",
+    "transition",
 ]
 
 RolloutStatus = Literal["running", "paused", "halted", "completed", "aborted"]
@@ -182,6 +183,17 @@ def decide(
     if stage == len(spec.stages) - 1:
         return Decision("complete", {"stage": stage}, pending, rows)
     return Decision("advance", {"from_stage": stage, "to_stage": stage + 1}, pending, rows)
+
+
+def transition(status: RolloutStatus, stage: int, action: str) -> tuple[RolloutStatus, int]:
+    """The rollout's status and stage after a decision's ``action`` (the engine and the twin apply it)."""
+    if action == "advance":
+        return status, stage + 1
+    if action == "halt":
+        return "halted", stage
+    if action == "complete":
+        return "completed", stage
+    return status, stage
 
 
 def install_counts(exposed: Sequence[DeviceProgress]) -> dict[str, InstallCounts]:

@@ -34,6 +34,7 @@ SUBCOMMANDS: dict[str, str] = {
     "publish": "edgefleet.cli.publish:publish",
     "rollout": "edgefleet.cli.rollout_cmd:rollout",
     "probe": "edgefleet.cli.probe_cmd:probe",
+    "sim": "edgefleet.cli.sim_cmd:sim",
 }
 
 

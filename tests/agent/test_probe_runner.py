@@ -88,7 +88,7 @@ class Reports:
         return None
 
 
-def _bundle(names: list[str]) -> tuple[dict[str, bytes], bytes, Assignment]:
+def _bundle(names: list[str], validation: bytes | None = None) -> tuple[dict[str, bytes], bytes, Assignment]:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((20, IN_DIM)).astype(np.float32)
     model = classifier(seed=1)
@@ -98,7 +98,7 @@ def _bundle(names: list[str]) -> tuple[dict[str, bytes], bytes, Assignment]:
     buffer = io.BytesIO()
     np.savez(buffer, **{"input:x": x, "reference": reference, "labels": reference.argmax(axis=1)})
     files = {f"candidates/{n}.onnx": model for n in names}
-    files["validation.npz"] = buffer.getvalue()
+    files["validation.npz"] = validation if validation is not None else buffer.getvalue()
     index = {
         "schema_version": 1,
         "model": "tiny",

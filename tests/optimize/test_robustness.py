@@ -85,6 +85,7 @@ def test_a_candidate_whose_clean_accuracy_passes_is_refused_for_robustness(
         calibration_methods=("minmax",),
         mixed=False,
         dynamic=False,
+        keep_candidates=True,
     )
     result = run_build(
         digits.model,
@@ -115,6 +116,10 @@ def test_a_candidate_whose_clean_accuracy_passes_is_refused_for_robustness(
     assert bright["strength"] == 0.4
     assert bright["candidates"]["student-0"]["agreement"] < 0.95
     assert "Robustness to degraded input" in (tmp_path / "out" / "report.html").read_text()
+    # The same perturbed inputs, and FP32's outputs on them, travel with a probe (candidates/validation.npz).
+    with np.load(tmp_path / "out" / "candidates" / "validation.npz") as carried:
+        assert "perturbed:brightness_contrast:input:input" in carried.files
+        assert carried["perturbed:brightness_contrast:reference"].shape[0] == carried["reference"].shape[0]
     written = (tmp_path / "out" / "cpu-small" / "manifest.json").read_text()
     manifest = ArtifactManifest.parse(json.loads(written))
     assert manifest.input_kind == "image"

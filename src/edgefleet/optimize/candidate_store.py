@@ -18,6 +18,7 @@ import numpy as np
 
 from edgefleet.optimize.errors import BuildInputError
 from edgefleet.optimize.package import write_bytes
+from edgefleet.protocol.probe import PERTURBED_PREFIX
 
 if TYPE_CHECKING:
     from edgefleet.optimize.config import BuildConfig
@@ -40,11 +41,19 @@ MAX_INDEX_BYTES = 2_000_000
 
 
 def validation_bytes(
-    inputs: dict[str, np.ndarray], reference: np.ndarray, labels: np.ndarray | None
+    inputs: dict[str, np.ndarray],
+    reference: np.ndarray,
+    labels: np.ndarray | None,
+    perturbed: dict[str, tuple[dict[str, np.ndarray], np.ndarray]] | None = None,
 ) -> bytes:
+    """The validation file; with ``perturbed`` (the robustness check's sets) the same perturbed inputs and
+    FP32's outputs on them travel with a probe (``protocol.probe.PERTURBED_PREFIX``)."""
     arrays = {f"input:{k}": v for k, v in inputs.items()} | {"reference": reference}
     if labels is not None:
         arrays["labels"] = labels
+    for name, (p_inputs, p_reference) in (perturbed or {}).items():
+        arrays |= {f"{PERTURBED_PREFIX}{name}:input:{k}": v for k, v in p_inputs.items()}
+        arrays[f"{PERTURBED_PREFIX}{name}:reference"] = p_reference
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
     return buffer.getvalue()
@@ -70,7 +79,8 @@ def write_candidates(
         entry = candidate.to_dict()
         entry.update(file=file_name, sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
         entries.append(entry)
-    write_bytes(out / VALIDATION_FILE, validation_bytes(valid.arrays, reference, valid.labels))
+    perturbed = result.robustness.sets if result.robustness is not None else None
+    write_bytes(out / VALIDATION_FILE, validation_bytes(valid.arrays, reference, valid.labels, perturbed))
     index = {
         "schema_version": 1,
         "model": model_name,

@@ -31,6 +31,9 @@ __all__ = [
     "robustness_misses",
 ]
 
+KEEP_SAMPLES = 500
+"""as many as a probe's worker judges quality on"""
+
 Run = Callable[[str, Mapping[str, np.ndarray]], np.ndarray]
 """(candidate name, inputs) -> the judged output on those inputs"""
 
@@ -65,6 +68,9 @@ class RobustnessReport:
     seed: int
     policy: RobustnessPolicy
     results: tuple[PerturbedResult, ...] = ()
+    sets: dict[str, tuple[dict[str, np.ndarray], np.ndarray]] = field(default_factory=dict)
+    """per perturbation, its first ``KEEP_SAMPLES`` perturbed inputs and FP32's judged output on them: what
+    travels with a probe so devices measure on the same inputs (not in ``to_dict``)"""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -152,6 +158,7 @@ def evaluate_robustness(
     ``seed + i``). ``run`` returns the judged output of one candidate on a set of inputs."""
     policy = policy or RobustnessPolicy()
     results = []
+    sets: dict[str, tuple[dict[str, np.ndarray], np.ndarray]] = {}
     for index, perturbation in enumerate(perturbations_for(kind, strengths)):
         perturbed = perturb(inputs, perturbation, seed=seed + index)
         fp32_out = run(fp32_name, perturbed)
@@ -162,4 +169,8 @@ def evaluate_robustness(
             if name != fp32_name
         }
         results.append(PerturbedResult(perturbation.name, perturbation.strength, fp32_quality, candidates))
-    return RobustnessReport(kind, seed, policy, tuple(results))
+        sets[perturbation.name] = (
+            {k: v[:KEEP_SAMPLES] for k, v in perturbed.items()},
+            fp32_out[:KEEP_SAMPLES],
+        )
+    return RobustnessReport(kind, seed, policy, tuple(results), sets)

@@ -8,7 +8,7 @@ assignment (``ProbeOrder.bundle``). The device answers with one ``ProbeResults``
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field
 
@@ -101,6 +101,41 @@ class SustainedFigures(Part):
     thermal: Literal["available", "unavailable"] = "unavailable"
 
 
+PERTURBED_PREFIX = "perturbed:"
+"""Keys of the probe's validation file ``perturbed:<perturbation>:input:<name>`` and
+``perturbed:<perturbation>:reference``: the build's seeded perturbed validation inputs (docs/build.md,
+robustness) and FP32's judged output on them. A device measures every candidate on the same perturbed
+inputs."""
+
+
+def perturbed_sets(
+    arrays: dict[str, Any],
+) -> dict[str, tuple[dict[str, Any], Any]]:
+    """Pure: ``{perturbation: (inputs by name, reference)}`` from a validation file's arrays."""
+    out: dict[str, tuple[dict[str, Any], Any]] = {}
+    for key, value in arrays.items():
+        if not key.startswith(PERTURBED_PREFIX):
+            continue
+        name, _, rest = key.removeprefix(PERTURBED_PREFIX).partition(":")
+        inputs, reference = out.get(name, ({}, None))
+        if rest == "reference":
+            reference = value
+        elif rest.startswith("input:"):
+            inputs[rest.removeprefix("input:")] = value
+        out[name] = (inputs, reference)
+    return {k: v for k, v in out.items() if v[0] and v[1] is not None}
+
+
+class PerturbedFigures(Part):
+    """One candidate on one perturbation of the validation inputs, against FP32's outputs on the same."""
+
+    agreement_metric: str | None = None
+    agreement: float | None = None
+    task_metric: str | None = None
+    task_value: float | None = None
+    has_nan: bool = False
+
+
 class CandidateFigures(Part):
     name: Name
     status: Literal["measured", "failed"]
@@ -126,6 +161,9 @@ class CandidateFigures(Part):
     thermal_before: ThermalSnapshot = Field(default_factory=ThermalSnapshot)
     thermal_after: ThermalSnapshot = Field(default_factory=ThermalSnapshot)
     sustained: SustainedFigures | None = None
+    robustness: dict[str, PerturbedFigures] = Field(
+        default_factory=dict, max_length=16, description="per perturbation the bundle carried (none: none)"
+    )
 
     def p95_ms(self, batch: int = 1) -> float | None:
         return next((b.p95_ms for b in self.latency if b.batch == batch), None)

@@ -23,7 +23,14 @@ from edgefleet.agent.probe.thermal import read_thermal
 from edgefleet.agent.runtime.base import LoadOptions
 from edgefleet.agent.serve.runtimes import adapter_for
 from edgefleet.protocol.manifest import Signature
-from edgefleet.protocol.probe import MAX_LATENCY_SAMPLES, BatchLatency, CandidateFigures
+from edgefleet.protocol.probe import (
+    MAX_LATENCY_SAMPLES,
+    PERTURBED_PREFIX,
+    BatchLatency,
+    CandidateFigures,
+    PerturbedFigures,
+    perturbed_sets,
+)
 
 __all__ = ["main", "measure"]
 
@@ -84,6 +91,7 @@ def measure(spec: dict[str, Any]) -> CandidateFigures:
         inputs = {k.removeprefix("input:"): data[k] for k in data.files if k.startswith("input:")}
         reference = data["reference"]
         labels = data["labels"] if "labels" in data.files else None
+        perturbed = perturbed_sets({k: data[k] for k in data.files if k.startswith(PERTURBED_PREFIX)})
     adapter = adapter_for(spec["runtime"])
     options = LoadOptions(
         execution_providers=tuple(spec["providers"]),
@@ -105,6 +113,23 @@ def measure(spec: dict[str, Any]) -> CandidateFigures:
     quality = quality_figures(
         spec["task"], np.stack(outputs), reference[:count], None if labels is None else labels[:count]
     )
+    robustness = {}
+    for perturbation, (p_inputs, p_reference) in sorted(perturbed.items()):
+        p_count = min(len(p_reference), MAX_QUALITY_SAMPLES)
+        p_outputs = []
+        for i in range(p_count):
+            pause.wait()
+            p_outputs.append(model.predict(_batch(p_inputs, i, 1))[judged][0])
+        figures = quality_figures(
+            spec["task"],
+            np.stack(p_outputs),
+            p_reference[:p_count],
+            None if labels is None else labels[:p_count],
+        )
+        robustness[perturbation] = PerturbedFigures(
+            **{k: figures.get(k) for k in ("agreement_metric", "agreement", "task_metric", "task_value")},
+            has_nan=bool(figures.get("has_nan")),
+        )
     latency = []
     samples_ms: list[float] = []
     for batch in spec["batch_sizes"]:
@@ -141,6 +166,7 @@ def measure(spec: dict[str, Any]) -> CandidateFigures:
         thermal_before=before,
         thermal_after=read_thermal(),
         sustained=sustained,
+        robustness=robustness,
         **quality,
     )
 

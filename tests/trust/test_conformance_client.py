@@ -19,18 +19,31 @@ def _client(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=120)
 
 
-def test_init_refresh_download_and_reject(fleet: Fleet, tmp_path: Path) -> None:
+def _setup(fleet: Fleet, tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """Publish an artifact, ``init`` a client; returns its metadata dir, target dir and the common
+    arguments (the repository was signed at NOW, 2030: the client looks at it from then)."""
     publish_to_repository(fleet.repo, fleet.artifact(), fleet.release, now=NOW)
     meta, targets = tmp_path / "client-meta", tmp_path / "client-targets"
     meta.mkdir()
     targets.mkdir()
     root = tmp_path / "trusted-root.json"
     root.write_bytes(fleet.keyset.root_bytes)
-    url = fleet.mirror.url
     assert _client("--metadata-dir", str(meta), "init", str(root)).returncode == 0
-    # the repository was signed with NOW (2030): look at it from then
     days = str((NOW - datetime.now(timezone.utc)).days)
-    common = ["--metadata-dir", str(meta), "--metadata-url", f"{url}/metadata", "--days-in-future", days]
+    common = [
+        "--metadata-dir",
+        str(meta),
+        "--metadata-url",
+        f"{fleet.mirror.url}/metadata",
+        "--days-in-future",
+        days,
+    ]
+    return meta, targets, common
+
+
+def test_init_refresh_download_and_reject(fleet: Fleet, tmp_path: Path) -> None:
+    meta, targets, common = _setup(fleet, tmp_path)
+    url = fleet.mirror.url
     done = _client(*common, "refresh")
     assert done.returncode == 0, done.stderr
     assert {"root.json", "timestamp.json", "snapshot.json", "targets.json"} <= {
@@ -77,48 +90,20 @@ def test_argument_errors_exit_1_not_2(tmp_path: Path) -> None:
 def test_consistent_snapshot_targets_are_fetched_by_hash_prefixed_name_only(
     fleet: Fleet, tmp_path: Path
 ) -> None:
-    publish_to_repository(fleet.repo, fleet.artifact(), fleet.release, now=NOW)
-    meta, targets = tmp_path / "client-meta", tmp_path / "client-targets"
-    meta.mkdir()
-    targets.mkdir()
-    root = tmp_path / "trusted-root.json"
-    root.write_bytes(fleet.keyset.root_bytes)
-    assert _client("--metadata-dir", str(meta), "init", str(root)).returncode == 0
+    _, targets, common = _setup(fleet, tmp_path)
     # a mirror that stores the target under its plain name only (not as the spec names it)
     name = "digits/1.0.0/medical-cart-cpu/golden.npz"
     sha = fleet.repo.targets().signed.targets[name].hashes["sha256"]
     prefixed = fleet.repo.targets_dir / "digits/1.0.0/medical-cart-cpu" / f"{sha}.golden.npz"
     prefixed.rename(fleet.repo.targets_dir / name)
-    days = str((NOW - datetime.now(timezone.utc)).days)
     done = _client(
-        "--metadata-dir", str(meta), "--metadata-url", f"{fleet.mirror.url}/metadata",
-        "--days-in-future", days, "--target-name", name, "--target-base-url", f"{fleet.mirror.url}/targets",
+        *common, "--target-name", name, "--target-base-url", f"{fleet.mirror.url}/targets",
         "--target-dir", str(targets), "download",
     )  # fmt: skip
     assert done.returncode == 1
     asked = [path for path, _range in fleet.mirror.requests if path.startswith("targets/")]
     assert asked == [f"targets/digits/1.0.0/medical-cart-cpu/{sha}.golden.npz"], "no plain-name retry"
     assert not any(targets.iterdir())
-
-
-def _setup(fleet: Fleet, tmp_path: Path) -> tuple[Path, Path, list[str]]:
-    publish_to_repository(fleet.repo, fleet.artifact(), fleet.release, now=NOW)
-    meta, targets = tmp_path / "client-meta", tmp_path / "client-targets"
-    meta.mkdir()
-    targets.mkdir()
-    root = tmp_path / "trusted-root.json"
-    root.write_bytes(fleet.keyset.root_bytes)
-    assert _client("--metadata-dir", str(meta), "init", str(root)).returncode == 0
-    days = str((NOW - datetime.now(timezone.utc)).days)
-    common = [
-        "--metadata-dir",
-        str(meta),
-        "--metadata-url",
-        f"{fleet.mirror.url}/metadata",
-        "--days-in-future",
-        days,
-    ]
-    return meta, targets, common
 
 
 def test_a_verified_target_already_held_is_not_downloaded_again(fleet: Fleet, tmp_path: Path) -> None:

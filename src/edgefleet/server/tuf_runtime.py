@@ -8,7 +8,6 @@ both with ``edgefleet keys init DIR --repo DIR`` and moves the offline keys (roo
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +50,7 @@ class TufRuntime:
     devices refuse every assignment (they cannot verify it)."""
 
     repo: ImageRepository | None
-    _signed: tuple[tuple[int, int], dict[str, TargetRef]] | None = field(default=None, init=False, repr=False)
+    _signed: tuple[bytes, dict[str, TargetRef]] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, now: datetime) -> TufRuntime:
@@ -85,16 +84,15 @@ class TufRuntime:
     def signed_target(self, path: str) -> TargetRef | None:
         """The target at ``path`` in the current signed targets metadata (its length and sha256), or None.
 
-        The targets are read again only when the repository wrote a new ``timestamp.json``; between two,
-        a look-up is a dict access (the director asks once per assignment it issues)."""
+        The targets are read again only when the repository wrote a new ``timestamp.json`` (every publish
+        does; compared by content, a few hundred bytes, not by mtime, which two quick writes can share);
+        between two, a look-up is a dict access (the director asks once per assignment it issues)."""
         if self.repo is None:
             return None
-        stamp_path = self.repo.metadata_path("timestamp.json")
         try:
-            stat = os.stat(stamp_path)
+            stamp = self.repo.metadata_path("timestamp.json").read_bytes()
         except FileNotFoundError:
             return None
-        stamp = (stat.st_mtime_ns, stat.st_size)
         cached = self._signed
         if cached is None or cached[0] != stamp:
             targets = self.repo.targets()

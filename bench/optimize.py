@@ -8,7 +8,9 @@ Two models through ``edgefleet build`` with the four example classes:
   rendered over scikit-learn's sample photos; its accuracy is pixel IoU against the rendered text boxes.
 Per class: the chosen candidate, its speed-up over FP32 with the 95 % interval (the noise band), its size
 ratio, its accuracy delta in points, and where the deciding latency was measured (host, emulated, device) or
-why it is unmeasured here. Also the tiny MLP on which INT8 does not pay.
+why it is unmeasured here; and every timed candidate with its interval, size, accuracy delta and verdict.
+``medical-cart-cpu-size`` is the cart class with ``objective = "size"`` (a fleet limited by storage and its
+link). Also the tiny MLP on which INT8 does not pay.
 
 OpenVINO section (``openvino_section``): CNNs shipped in PyPI wheels built for an OpenVINO class
 (``intel-openvino-cpu``); the chosen OpenVINO INT8 build's speed-up over ONNX Runtime FP32 on the source
@@ -90,12 +92,16 @@ def report(title: str, result: BuildResult, accuracy: Callable[[str], float], un
             f"  {c.hwclass.name} [objective {sel.objective}]: {sel.chosen}; speed-up {speed}; "
             f"size {chosen.size_bytes / fp32.size_bytes:.2f}x; {unit} {delta:+.2f} points; measured: {where}"
         )
+        if sel.envelope_unjudged:
+            print(f"      {sel.envelope_unjudged.split(', so ')[0]}")
         timed = [v for v in sel.verdicts if v.speedup is not None and v.name != "fp32"]
         for v in sorted(timed, key=lambda v: -v.speedup.value):  # type: ignore[union-attr]
             m = next(x for x in c.measured if x.name == v.name)
+            why = "eligible" if v.eligible else f"refused: {v.reasons[0][:70]}"
             print(
                 f"      {v.name}: {v.speedup.text()} ({v.speedup.method}), "  # type: ignore[union-attr]
-                f"size {m.size_bytes / fp32.size_bytes:.2f}x, {'eligible' if v.eligible else 'refused'}"
+                f"size {m.size_bytes / fp32.size_bytes:.2f}x, {unit} {100.0 * (accuracy(v.name) - base):+.2f}"
+                f" points; {why}"
             )
         if c.emulation:
             base_rss = c.emulation.get("runtime_baseline_rss_bytes") or 0
@@ -110,6 +116,9 @@ def report(title: str, result: BuildResult, accuracy: Callable[[str], float], un
 def main() -> int:
     quick = "--quick" in sys.argv
     classes = parse_classes_toml((REPO / "examples" / "hardware-classes.toml").read_text())
+    cart = next(c for c in classes if c.name == "medical-cart-cpu")
+    # the same carts, for a fleet limited by storage and its link: objective size
+    classes.append(cart.model_copy(update={"name": "medical-cart-cpu-size", "objective": "size"}))
     config = (
         BuildConfig.test_size(latency_runs=100, mixed=False, keep_candidates=True)
         if quick

@@ -91,7 +91,7 @@ def describe(candidate: Candidate) -> tuple[str, ...]:
     """Exactly what was done to the source model to make this candidate, in words, for the report."""
     steps: list[str] = []
     if candidate.kind == "fp32":
-        steps.append("FP32: onnxruntime offline graph optimization, basic level; weights unchanged")
+        steps.append("FP32: weights unchanged")  # its note says which offline graph optimization ran
     elif candidate.kind == "fp16":
         steps.append(
             "FP16: all float weights and activations converted to float16, inputs/outputs kept float32"

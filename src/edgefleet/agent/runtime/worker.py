@@ -8,15 +8,14 @@ the kernel's OOM killer), only the worker dies: the agent sees its exit status a
 died ends with its input (the pipe's other end closes), and nobody is left to count its death: a power cut or
 an agent restart is never a crash of the model.
 
-Wire format, both ways: a 4-byte big-endian header length, a JSON header, an 8-byte payload length and the
-payload (an ``.npz`` of the tensors, ``allow_pickle=False``). The cost of that hop is what
+Wire format, both ways: a 4-byte big-endian header length, a JSON header (with each tensor's name, dtype and
+shape; no object dtypes), an 8-byte payload length and the tensors' raw bytes. The cost of that hop is what
 ``bench/serving.py`` prints as "trial worker"; committed versions are served in-process.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import signal
@@ -75,13 +74,16 @@ def describe_exit(returncode: int | None) -> str:
 def write_message(
     out: IO[bytes], header: dict[str, Any], arrays: Mapping[str, np.ndarray] | None = None
 ) -> None:
-    payload = b""
-    if arrays:
-        buf = io.BytesIO()
-        save: Any = np.savez  # its stub types **kwds as its keyword options
-        save(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-        payload = buf.getvalue()
-    raw = json.dumps(header).encode()
+    """One message: the header (JSON, with each tensor's name, dtype and shape) and the tensors' raw bytes."""
+    tensors, chunks = [], []
+    for name, value in (arrays or {}).items():
+        array = np.ascontiguousarray(value)
+        if array.dtype.hasobject:
+            raise ValueError(f"tensor {name!r} holds Python objects")
+        tensors.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape)})
+        chunks.append(array.tobytes())
+    payload = b"".join(chunks)
+    raw = json.dumps({**header, "tensors": tensors}).encode()
     out.write(struct.pack(">I", len(raw)) + raw + struct.pack(">Q", len(payload)) + payload)
     out.flush()
 
@@ -101,10 +103,21 @@ def read_message(src: IO[bytes]) -> tuple[dict[str, Any], dict[str, np.ndarray]]
     (length,) = struct.unpack(">Q", _read_exact(src, 8))
     if length > MAX_PAYLOAD_BYTES:
         raise EOFError("worker payload too large")
+    payload = memoryview(bytearray(_read_exact(src, length)))  # writable arrays, like a runtime returns
     arrays: dict[str, np.ndarray] = {}
-    if length:
-        with np.load(io.BytesIO(_read_exact(src, length)), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+    offset = 0
+    for tensor in header.pop("tensors", []):
+        dtype = np.dtype(tensor["dtype"])
+        if dtype.hasobject:
+            raise ValueError("object tensors are not accepted")
+        shape = tuple(int(d) for d in tensor["shape"])
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if offset + nbytes > len(payload):
+            raise EOFError("worker payload shorter than its tensors")
+        arrays[str(tensor["name"])] = np.frombuffer(payload[offset : offset + nbytes], dtype=dtype).reshape(
+            shape
+        )
+        offset += nbytes
     return header, arrays
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from tests.agent.crash.artifacts import IN_DIM, classifier
 
+from edgefleet.agent.channel import ServerUnreachableError
 from edgefleet.agent.install.fetch import ResolvedAssignment
 from edgefleet.agent.probe.figures import sustained_figures, window_s_for
 from edgefleet.agent.probe.runner import ProbeRunner
@@ -63,8 +64,13 @@ class BundleDir:
         self.files = files
         self.manifest = manifest
         self.fetched = 0
+        self.resolved = 0
+        self.fail_first = 0
 
     def resolve(self, assignment: Assignment) -> ResolvedAssignment:
+        self.resolved += 1
+        if self.resolved <= self.fail_first:
+            raise ServerUnreachableError("server unreachable (injected)")
         manifest = ArtifactManifest.parse(json.loads(self.manifest))
         return ResolvedAssignment(assignment.artifact_id, manifest, assignment.manifest)
 
@@ -277,3 +283,16 @@ def test_thermal_reads_sys_and_says_unavailable_without_it(tmp_path: Path) -> No
     assert snapshot.temps_c == {"thermal_zone0:x86_pkg_temp": 47.5}
     assert snapshot.cpu_freq_khz == {"cpu0": 2400000}
     assert snapshot.throttle_count == 7
+
+
+def test_a_bundle_that_cannot_be_fetched_yet_is_fetched_again_not_reported_as_failed(tmp_path: Path) -> None:
+    files, raw, assignment = _bundle(["fp32"])
+    runner, reports = _runner(tmp_path, files, raw)
+    fetcher = runner._fetcher
+    assert isinstance(fetcher, BundleDir)
+    fetcher.fail_first = 1  # the server is unreachable once
+    runner.run_until_done(_order(assignment))
+    assert fetcher.resolved == 2
+    assert len(reports.sent) == 1
+    assert reports.sent[0][1]["error_code"] is None
+    assert reports.sent[0][1]["candidates"][0]["status"] == "measured"

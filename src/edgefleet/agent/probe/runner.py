@@ -52,6 +52,19 @@ REPORT_RETRY_CAP_S = 60.0
 WORKER_COMMAND = (sys.executable, "-m", "edgefleet.agent.probe.worker")
 
 
+TRANSIENT_CODES = frozenset(
+    {"server_unreachable", "response_deadline_exceeded", "download_failed", "download_too_slow", "disk_full"}
+)
+
+
+class _Transient(Exception):
+    """The bundle could not be fetched for a reason that passes (network, server, a full disk)."""
+
+
+def _transient(exc: EdgefleetError) -> bool:
+    return exc.code in TRANSIENT_CODES or exc.http_status >= 500 or exc.http_status == 429
+
+
 class BundleFetcher(Protocol):
     def resolve(self, assignment: Assignment) -> ResolvedAssignment: ...
 
@@ -123,14 +136,26 @@ class ProbeRunner:
             if self._running is not None:
                 return
             self._running = order.probe_id
-        threading.Thread(target=self._run_guarded, args=(order,), name="probe", daemon=True).start()
+        threading.Thread(target=self.run_until_done, args=(order,), name="probe", daemon=True).start()
 
     def close(self) -> None:
         self._stop.set()
 
-    def _run_guarded(self, order: ProbeOrder) -> None:
+    def run_until_done(self, order: ProbeOrder) -> None:
+        """``run``, again after a transient failure (the network, the server), with capped backoff, until
+        it ends, the deadline passes or the agent stops: the director names the order only once."""
+        delay_s = 1.0
         try:
-            self.run(order)
+            while not self._stop.is_set():
+                try:
+                    self.run(order)
+                    return
+                except _Transient as exc:
+                    if self._now() >= order.deadline_at:
+                        return
+                    log.warning("event=probe_retry probe_id=%s code=%s in_s=%g", order.probe_id, exc, delay_s)
+                    self._stop.wait(delay_s)
+                    delay_s = min(delay_s * 2, REPORT_RETRY_CAP_S)
         except Exception:
             log.exception("event=probe_failed probe_id=%s", order.probe_id)
         finally:
@@ -180,6 +205,8 @@ class ProbeRunner:
                 index = ProbeIndex.parse(json.loads(files[PROBE_INDEX_FILE].read_bytes()))
             except (EdgefleetError, KeyError, ValueError) as exc:
                 code = getattr(exc, "code", "probe_bundle_invalid")
+                if isinstance(exc, EdgefleetError) and _transient(exc):
+                    raise _Transient(code) from exc  # measured later, not reported as the probe's result
                 log.warning("event=probe_bundle_refused probe_id=%s code=%s", order.probe_id, code)
                 return ProbeResults(
                     probe_id=order.probe_id,

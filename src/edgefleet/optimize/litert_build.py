@@ -213,15 +213,9 @@ def build_litert(
                     "validation_sha256": valid.sha256,
                     "measured_on": f"LiteRT CPU on the build host, {threads} thread(s)",
                 },
-                "health_check": {
-                    "golden_file": package.GOLDEN_FILE,
-                    "atol": tolerance.atol,
-                    "rtol": tolerance.rtol,
-                    "tolerance_basis": tolerance.basis,
-                    "latency_ceiling_ms": hwclass.performance.latency_p95_ms,
-                    "warmup_runs": 3,
-                    "judged_output": names[judged],
-                },
+                "health_check": package.health_check(
+                    tolerance, hwclass.performance.latency_p95_ms, names[judged]
+                ),
                 "release_counter": config.release_counter,
             }
             result.built[hwclass.name] = package.write_manifest(root, manifest).to_dict()

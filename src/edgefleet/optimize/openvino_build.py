@@ -32,7 +32,7 @@ from edgefleet.optimize.quality import Quality, Task, measure_quality
 from edgefleet.optimize.select import ClassPolicy, Measured, Selection, select_candidate
 from edgefleet.protocol.hardware_class import HardwareClass
 from edgefleet.protocol.manifest import Signature, TensorSpec
-from edgefleet.protocol.runtimes import openvino_compile_config
+from edgefleet.protocol.runtimes import OPENVINO_DTYPES, openvino_compile_config
 
 __all__ = [
     "IR_BIN",
@@ -333,18 +333,6 @@ def write_ir_files(root: Path, chosen: Candidate) -> list[str]:
     return [IR_XML, IR_BIN]
 
 
-_OV_DTYPES = {
-    "f32": "float32",
-    "f16": "float16",
-    "f64": "float64",
-    "i8": "int8",
-    "u8": "uint8",
-    "i32": "int32",
-    "i64": "int64",
-    "boolean": "bool",
-}
-
-
 def ir_signature(xml: Path) -> Signature:
     """The IR's own inputs and outputs (names, dtypes, static or dynamic dims), for its manifest."""
     model = _ov().Core().read_model(str(xml))
@@ -352,6 +340,6 @@ def ir_signature(xml: Path) -> Signature:
     def spec(port: Any) -> TensorSpec:
         dims = [None if d.is_dynamic else int(d.get_length()) for d in port.get_partial_shape()]
         kind = port.get_element_type().get_type_name()
-        return TensorSpec(name=port.any_name, dtype=_OV_DTYPES.get(kind, kind), shape=dims)
+        return TensorSpec(name=port.any_name, dtype=OPENVINO_DTYPES.get(kind, kind), shape=dims)
 
     return Signature(inputs=[spec(p) for p in model.inputs], outputs=[spec(p) for p in model.outputs])

@@ -38,6 +38,7 @@ __all__ = [
     "derive_tolerance",
     "file_entry",
     "golden_bytes",
+    "health_check",
     "staged_output",
     "write_bytes",
     "write_manifest",
@@ -71,6 +72,21 @@ def derive_tolerance(
         f"10 x optimization-level spread {implementation_spread:.3g})"
     )
     return Tolerance(atol=float(atol), rtol=1e-3, basis=basis)
+
+
+def health_check(
+    tolerance: Tolerance, latency_ceiling_ms: float, judged_output: str | None
+) -> dict[str, Any]:
+    """The manifest's ``health_check``: the golden file, its tolerance and the class's latency ceiling."""
+    return {
+        "golden_file": GOLDEN_FILE,
+        "atol": tolerance.atol,
+        "rtol": tolerance.rtol,
+        "tolerance_basis": tolerance.basis,
+        "latency_ceiling_ms": latency_ceiling_ms,
+        "warmup_runs": 3,
+        "judged_output": judged_output,
+    }
 
 
 def golden_bytes(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> bytes:

@@ -14,6 +14,7 @@ from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.hardware_class import HardwareClass
 
 __all__ = [
+    "OPENVINO_DTYPES",
     "RUNTIME_SUPPORT",
     "SERVABLE_RUNTIMES",
     "RuntimeSupport",
@@ -101,3 +102,17 @@ def openvino_compile_config(device: str, threads: int) -> dict[str, Any]:
     if device.split(".")[0] in ("CPU", "GPU"):
         config["INFERENCE_PRECISION_HINT"] = "f32"
     return config
+
+
+OPENVINO_DTYPES = {
+    "f32": "float32",
+    "f16": "float16",
+    "f64": "float64",
+    "i8": "int8",
+    "u8": "uint8",
+    "i32": "int32",
+    "i64": "int64",
+    "boolean": "bool",
+}
+"""OpenVINO element type names -> the manifest's dtype names (the build writes IR signatures with it, the
+agent checks a loaded model against the manifest with it)."""

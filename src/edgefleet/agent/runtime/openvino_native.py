@@ -25,22 +25,12 @@ from edgefleet.agent.runtime.base import (
     sample_inputs,
 )
 from edgefleet.protocol.manifest import Signature, TensorSpec
-from edgefleet.protocol.runtimes import openvino_compile_config
+from edgefleet.protocol.runtimes import OPENVINO_DTYPES, openvino_compile_config
 
 __all__ = ["OpenVinoAdapter", "OpenVinoModel", "compile_config", "select_device"]
 
 log = logging.getLogger("edgefleet.agent.runtime")
 
-_OV_DTYPES = {
-    "f32": "float32",
-    "f16": "float16",
-    "f64": "float64",
-    "i8": "int8",
-    "u8": "uint8",
-    "i32": "int32",
-    "i64": "int64",
-    "boolean": "bool",
-}
 _ACCELERATORS = ("GPU", "NPU")
 
 
@@ -60,7 +50,7 @@ def _spec(port: Any) -> TensorSpec:
         None if d.is_dynamic else int(d.get_length()) for d in port.get_partial_shape()
     ]
     kind = port.get_element_type().get_type_name()
-    return TensorSpec.model_construct(name=port.any_name, dtype=_OV_DTYPES.get(kind, kind), shape=dims)
+    return TensorSpec.model_construct(name=port.any_name, dtype=OPENVINO_DTYPES.get(kind, kind), shape=dims)
 
 
 class OpenVinoModel:

@@ -83,3 +83,17 @@ def test_an_id_that_is_not_an_artifact_id_does_not_route_to_an_artifact(api) -> 
     r = api.client.patch("/v1/artifacts/check", json={"disabled": True}, headers=api.admin)
     assert (r.status_code, r.headers["allow"]) == (405, "POST")
     assert api.client.get("/v1/artifacts/nope", headers=api.admin).status_code == 404
+
+
+def test_every_api_route_reads_its_body_strictly() -> None:
+    """A router added without ``route_class=StrictJsonRoute`` would take NaN and surrogates again."""
+    from fastapi.routing import APIRoute
+
+    from edgefleet.server.api.json_body import StrictJsonRoute
+    from edgefleet.server.app import ROUTERS
+
+    routes = [
+        r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute) and r.include_in_schema
+    ]
+    assert routes
+    assert [r.path for r in routes if not isinstance(r, StrictJsonRoute)] == []

@@ -12,12 +12,13 @@ from edgefleet.protocol.canonical import parse_json_bounded
 from edgefleet.protocol.probe import MAX_PROBE_RESULTS_BYTES, PROBE_ID_PATTERN
 from edgefleet.server.api.dependencies import Ctx, DbSession, Operator, Viewer
 from edgefleet.server.api.devices import signed_device_call
+from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.services import probes as svc
 from edgefleet.server.store.devices import DeviceRow
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["probes"])
+router = APIRouter(tags=["probes"], route_class=StrictJsonRoute)
 ProbeIdPath = Annotated[str, Path(pattern=PROBE_ID_PATTERN)]
 
 

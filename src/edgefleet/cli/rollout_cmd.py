@@ -193,6 +193,12 @@ def rollout() -> None:
     default=None,
     help="A rollout spec as JSON; the flags above apply on top.",
 )
+@click.option(
+    "--dry-run", "dry_run", is_flag=True, help="Plan it on the server's twin of the fleet; nothing starts."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="With --dry-run: the twin's seed.")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --dry-run: also write an HTML page with plots.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
 def create_cmd(
@@ -209,9 +215,12 @@ def create_cmd(
     gates: tuple[str, ...],
     enrolling: str | None,
     spec_file: Path | None,
+    dry_run: bool,
+    seed: int,
+    html_out: Path | None,
     as_json: bool,
 ) -> None:
-    """Start a rollout of MODEL to one artifact per hardware class."""
+    """Start a rollout of MODEL to one artifact per hardware class (``--dry-run``: plan it only)."""
     spec = build_spec(
         base=read_spec_file(spec_file) if spec_file is not None else None,
         stages=stages,
@@ -222,6 +231,9 @@ def create_cmd(
         gates=gates,
         enrolling=enrolling,
     )
+    if dry_run:
+        _dry_run(state, model, targets, labels, slot, spec, seed=seed, html_out=html_out, as_json=as_json)
+        return
     with state.client() as client:
         info = client.create_rollout(
             model,
@@ -237,6 +249,38 @@ def create_cmd(
     total = sum(int(s.get("members", 0)) for s in info.stage_detail)
     click.echo(info.id)
     click.echo(f"rollout of {info.model}: {total} devices in {info.stages} stages ({sizes})", err=True)
+
+
+def _dry_run(
+    state: CliState,
+    model: str,
+    targets: tuple[str, ...],
+    labels: tuple[str, ...],
+    slot: str,
+    spec: dict[str, Any] | None,
+    *,
+    seed: int,
+    html_out: Path | None,
+    as_json: bool,
+) -> None:
+    from edgefleet.cli.sim_cmd import render_plan, write_plan_page
+
+    with state.client() as client:
+        result = client.plan_rollout(
+            model,
+            parse_pairs(targets, what="--target", code="invalid_target", require_value=True),
+            selector=parse_labels(labels),
+            slot=slot,
+            spec=spec,
+            seed=seed,
+        )
+    if html_out is not None:
+        write_plan_page(result, html_out, title=f"Rollout plan: {model}")
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(render_plan(result))
+    click.echo("\ndry run: nothing was started", err=True)
 
 
 @rollout.command("list")

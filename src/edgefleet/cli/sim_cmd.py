@@ -17,7 +17,7 @@ from edgefleet.cli.local_file import read_local_file
 from edgefleet.cli.output import echo_json
 from edgefleet.cli.rollout_spec import read_spec_file
 
-__all__ = ["duration_text", "render_plan", "sim"]
+__all__ = ["duration_text", "render_plan", "sim", "write_plan_page"]
 
 MAX_FLEET_FILE_BYTES = 512 * 1024
 
@@ -100,6 +100,13 @@ def render_plan(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_plan_page(result: Mapping[str, Any], path: Path, *, title: str) -> None:
+    """The plan as an HTML page with plots (drawn by the twin's own view, as the dashboard draws it)."""
+    from edgefleet.server.services.twin.plots import plan_page
+
+    path.write_text(plan_page(result, title=title))
+
+
 @click.group("sim")
 def sim() -> None:
     """The fleet's digital twin: plan a rollout on a described fleet (docs/rollouts.md)."""
@@ -126,14 +133,13 @@ def run_cmd(
     """Run the rollout SPEC on the fleet described in FLEET_FILE (TOML)."""
     from edgefleet.server.services.twin.fleet import parse_fleet_toml
     from edgefleet.server.services.twin.plan import parse_rollout_spec, plan
-    from edgefleet.server.services.twin.plots import plan_page
 
     fleet = parse_fleet_toml(read_local_file(fleet_file, max_bytes=MAX_FLEET_FILE_BYTES, what="fleet file"))
     spec = parse_rollout_spec(read_spec_file(spec_file))
     compare = parse_rollout_spec(read_spec_file(compare_file)) if compare_file is not None else None
     result = plan(fleet, spec, seed=seed, compare=compare)
     if html_out is not None:
-        html_out.write_text(plan_page(result, title=f"Rollout plan: {fleet.name}"))
+        write_plan_page(result, html_out, title=f"Rollout plan: {fleet.name}")
     if as_json:
         echo_json(result)
     else:

@@ -109,6 +109,43 @@ class RolloutsApi:
             body["spec"] = dict(spec)
         return _parse_rollout(RolloutInfo, self._json("POST", "/v1/rollouts", json=body))
 
+    def plan_rollout(
+        self,
+        model: str,
+        targets: Mapping[str, str],
+        *,
+        selector: Mapping[str, str] | None = None,
+        slot: str = "default",
+        spec: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        compare: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The dry run of ``create_rollout``: the same request, run by the server on its twin of the fleet
+        (``POST /v1/rollouts/dry-run``); nothing starts. Returns the plan (``runs``, ``notes``)."""
+        if not targets:
+            raise InvalidDocumentError(
+                "a rollout needs at least one target", code="invalid_rollout", expected="{class: artifact}"
+            )
+        body: dict[str, Any] = {
+            "model": model,
+            "targets": dict(targets),
+            "selector": dict(selector or {}),
+            "slot": slot,
+            "seed": seed,
+        }
+        if spec is not None:
+            body["spec"] = dict(spec)
+        if compare is not None:
+            body["compare"] = dict(compare)
+        answer = self._json("POST", "/v1/rollouts/dry-run", json=body)
+        if not isinstance(answer, dict) or not isinstance(answer.get("runs"), list):
+            raise EdgefleetError(
+                "unexpected answer from the server for a dry run",
+                code="unexpected_response",
+                got=str(answer)[:200],
+            )
+        return answer
+
     def list_rollouts(
         self,
         *,

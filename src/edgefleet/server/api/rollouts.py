@@ -11,6 +11,7 @@ from edgefleet.server.api.dependencies import Ctx, DbSession, Operator, PageQuer
 from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.services.rollouts import service as svc
 from edgefleet.server.services.rollouts.spec import RolloutSpec
+from edgefleet.server.services.twin import control_plane as twin
 
 __all__ = ["router"]
 
@@ -27,6 +28,12 @@ class RolloutCreate(BaseModel):
     )
     slot: str = Field(default="default", max_length=63)
     spec: RolloutSpec = Field(default_factory=RolloutSpec)
+
+
+class DryRunBody(RolloutCreate):
+    seed: int = Field(default=0, ge=0, le=2**31)
+    horizon_s: float = Field(default=7 * 86400, gt=0, le=31 * 86400)
+    compare: RolloutSpec | None = Field(default=None, description="a second spec run on the same fleet")
 
 
 class ActionBody(BaseModel):
@@ -54,6 +61,24 @@ def create_rollout(
         thresholds=_thresholds(request),
     )
     return svc.rollout_to_wire(session, row, detail=True)
+
+
+@router.post("/dry-run")
+def dry_run(body: DryRunBody, request: Request, ctx: Ctx, session: DbSession, _: Operator) -> dict[str, Any]:
+    """What ``POST /v1/rollouts`` with this body would do, run on the fleet's twin in virtual time."""
+    return twin.dry_run(
+        session,
+        model=body.model,
+        targets=body.targets,
+        selector=body.selector,
+        slot=body.slot,
+        spec=body.spec,
+        now=ctx.clock(),
+        thresholds=_thresholds(request),
+        seed=body.seed,
+        horizon_s=body.horizon_s,
+        compare=body.compare,
+    )
 
 
 @router.get("")

@@ -31,6 +31,7 @@ __all__ = [
     "list_rollouts",
     "operator_action",
     "release_locks",
+    "resolve_targets",
     "rollback_progress",
     "rollout_to_wire",
 ]
@@ -83,6 +84,43 @@ def _refuse_busy_slots(session: Session, *, model: str, classes: list[str], slot
         )
 
 
+def resolve_targets(
+    session: Session, *, model: str, targets: dict[str, str], slot: str
+) -> dict[str, dict[str, str | None]]:
+    """Per hardware class, the artifact a rollout moves from (the class pin) and to, refusing what
+    ``create_rollout`` refuses (unknown, disabled, another class's or another model's artifact). Called
+    inside the caller's transaction; the dry run calls it too, so it refuses the same requests."""
+    if not targets:
+        raise InvalidDocumentError(
+            "a rollout needs at least one target", code="invalid_rollout", expected="{class: artifact}"
+        )
+    resolved: dict[str, dict[str, str | None]] = {}
+    for hardware_class, artifact_id in sorted(targets.items()):
+        artifact = session.get(ArtifactRow, artifact_id[:20])
+        if artifact is None:
+            raise NotFoundError("no such artifact", code="artifact_not_found", got=artifact_id)
+        if artifact.hardware_class != hardware_class:
+            raise InvalidDocumentError(
+                "artifact is built for another hardware class",
+                code="wrong_hardware_class",
+                expected=hardware_class,
+                got=artifact.hardware_class,
+            )
+        if _artifact_model(session, artifact) != model:
+            raise InvalidDocumentError(
+                "artifact belongs to another model", code="wrong_model", expected=model, got=artifact.id
+            )
+        if artifact.disabled:
+            raise InvalidDocumentError("artifact is disabled", code="artifact_disabled", got=artifact.id)
+        pin = session.execute(
+            select(PinRow).where(
+                PinRow.scope == "class", PinRow.target == hardware_class, PinRow.slot == slot
+            )
+        ).scalar_one_or_none()
+        resolved[hardware_class] = {"from": pin.artifact_id if pin else None, "to": artifact.id}
+    return resolved
+
+
 def create_rollout(
     session: Session,
     *,
@@ -96,36 +134,9 @@ def create_rollout(
     thresholds: StatusThresholds,
 ) -> RolloutRow:
     """Start a rollout of ``model``: per hardware class, from its class pin to ``targets[class]``."""
-    if not targets:
-        raise InvalidDocumentError(
-            "a rollout needs at least one target", code="invalid_rollout", expected="{class: artifact}"
-        )
     rollout_id = "ro_" + secrets.token_hex(8)
     with session.begin():
-        resolved: dict[str, dict[str, str | None]] = {}
-        for hardware_class, artifact_id in sorted(targets.items()):
-            artifact = session.get(ArtifactRow, artifact_id[:20])
-            if artifact is None:
-                raise NotFoundError("no such artifact", code="artifact_not_found", got=artifact_id)
-            if artifact.hardware_class != hardware_class:
-                raise InvalidDocumentError(
-                    "artifact is built for another hardware class",
-                    code="wrong_hardware_class",
-                    expected=hardware_class,
-                    got=artifact.hardware_class,
-                )
-            if _artifact_model(session, artifact) != model:
-                raise InvalidDocumentError(
-                    "artifact belongs to another model", code="wrong_model", expected=model, got=artifact.id
-                )
-            if artifact.disabled:
-                raise InvalidDocumentError("artifact is disabled", code="artifact_disabled", got=artifact.id)
-            pin = session.execute(
-                select(PinRow).where(
-                    PinRow.scope == "class", PinRow.target == hardware_class, PinRow.slot == slot
-                )
-            ).scalar_one_or_none()
-            resolved[hardware_class] = {"from": pin.artifact_id if pin else None, "to": artifact.id}
+        resolved = resolve_targets(session, model=model, targets=targets, slot=slot)
         _refuse_busy_slots(session, model=model, classes=sorted(resolved), slot=slot)
         row = RolloutRow(
             id=rollout_id,

@@ -17,7 +17,7 @@ Scenarios, all on one fleet in one run (artifacts v1..v4 of one model; v4 is 3x 
 3. v3 -> v4 (bad), 4 stages, fresh random outages: halts; exposure and breach -> rollback measured;
 4. baseline for exposure: v3 -> v4 in one stage (everyone at once), same outages: halts.
 
-Run: ``.venv/bin/python bench/rollout.py [--devices 1000] [--link service|http] [--database-url URL]``
+Run: ``.venv/bin/python bench/rollout_live.py [--devices 1000] [--link service|http] [--database-url URL]``
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -27,14 +28,17 @@ def live_server(live_server_factory: Any) -> Any:
 
 
 @pytest.fixture
-def world(live_server: Any) -> LiveFleet:
+def world(live_server: Any) -> Iterator[LiveFleet]:
     fleet = make_fleet(live_server.url, live_server.admin_token)
     token = fleet.client.create_enrollment_token(CLASS, labels={"site": "site-9"}).token
     with httpx.Client(base_url=live_server.url, timeout=30) as http:
         enroll_in_memory(http, token)
     time.sleep(1.5)  # the enrolled device falls silent (offline after 1 s) ...
     fleet.step()  # ... while the other four poll and report again
-    return fleet
+    yield fleet
+    for device in fleet.fleet.devices:
+        device.link.close()  # type: ignore[attr-defined]
+    fleet.client.close()
 
 
 def test_dry_run_plans_on_the_known_fleet_and_starts_nothing(live_server: Any, world: LiveFleet) -> None:

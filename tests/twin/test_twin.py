@@ -197,6 +197,19 @@ def test_compare_runs_two_policies_on_the_same_fleet() -> None:
     json.dumps(result)  # the wire form is plain JSON
 
 
+@pytest.mark.parametrize("candidate", [{"error_rate": 0.05}, {"latency_p95_ms": 14}, {"latency_p95_ms": 10}])
+def test_skipping_unchanged_waits_never_changes_a_decision(candidate: dict[str, Any]) -> None:
+    fleet = _fleet(
+        devices=60,
+        candidate={"latency_p95_ms": 10, **candidate},
+        outages={"fraction": 0.3, "per_week": 10, "min_s": 600, "max_s": 7200},
+        install_failure_rate=0.05,
+        update_window="01:00-05:00",
+    )
+    spec = _spec(max_install_failure_rate=0.2, max_latency_p95_ratio=1.3)
+    assert simulate(fleet, spec, seed=2, ask_every_tick=True) == simulate(fleet, spec, seed=2)
+
+
 def test_the_example_files_run() -> None:
     fleet = parse_fleet_toml((EXAMPLES / "fleet.toml").read_text())
     spec = parse_rollout_spec(json.loads((EXAMPLES / "rollout.json").read_text()))

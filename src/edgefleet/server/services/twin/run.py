@@ -81,10 +81,8 @@ class _State:
     pos: dict[int, int] = field(default_factory=dict)
     tallies: dict[str, ClassTally] = field(default_factory=dict)
     running: int = 0
-    changes: int = 0
     class_counts: dict[str, list[int]] = field(default_factory=dict)
     """per class: exposed members, done, failed (``install_counts``'s figures, kept as they change)"""
-    """bumped whenever the server's view of a member changes"""
     counts: dict[str, int] = field(default_factory=lambda: {"pending": 0, "done": 0, "failed": 0})
     bytes_sent: float = 0.0
     peak: tuple[int, float] = (0, 0.0)
@@ -104,7 +102,6 @@ class _State:
         tally = self.class_counts.setdefault(d.hardware_class, [0, 0, 0])
         tally[1] += (status == "done") - (old == "done")
         tally[2] += (status == "failed") - (old == "failed")
-        self.changes += 1
         self.progress[self.pos[i]] = DeviceProgress(
             d.device_id, self.stage_of[i], status, True, d.hardware_class
         )
@@ -209,10 +206,11 @@ def _to_serving(st: _State, t: float) -> None:
 def _crossed(stage: StageSpec, elapsed_s: float) -> tuple[bool, bool]:
     """The only ways ``decide`` reads ``now``: whether the stage's soak and deadline have passed.
 
-    ``decide``'s action rests on the members' progress, these two and the verdicts of the gate rows
-    (``evaluate_gates``, called here with the same inputs ``decide`` gives it). When none of them changed
-    since a "wait", ``decide`` would wait again (and a wait changes nothing), so the twin skips the call:
-    100,000 members are not re-read every tick just because request counts grew."""
+    ``decide``'s action rests on these two, the verdicts of the gate rows (``evaluate_gates``, called here
+    with the inputs ``decide`` gives it: the class health and the exposed members' install counts) and
+    whether any exposed member is pending; the members' progress reaches it through nothing else. When none
+    of them changed since a "wait", ``decide`` would wait again (and a wait changes nothing), so the twin
+    skips the call: 100,000 members are not re-read every tick just because some of them reported."""
     return elapsed_s >= stage.soak_s, elapsed_s >= stage.deadline_s
 
 
@@ -235,8 +233,12 @@ def _pending_reasons(st: _State, t: float) -> dict[str, int]:
     return why
 
 
-def simulate(fleet: FleetSpec, spec: RolloutSpec, *, seed: int | None = None) -> dict[str, Any]:
-    """Run ``spec`` on ``fleet`` (drawn with ``seed``, default the fleet's) and return what happened."""
+def simulate(
+    fleet: FleetSpec, spec: RolloutSpec, *, seed: int | None = None, ask_every_tick: bool = False
+) -> dict[str, Any]:
+    """Run ``spec`` on ``fleet`` (drawn with ``seed``, default the fleet's) and return what happened.
+
+    ``ask_every_tick`` calls ``decide`` at every tick, as the engine does (tests show it changes nothing)."""
     seed = fleet.seed if seed is None else seed
     population = draw_population(fleet, seed)
     devices = population.devices
@@ -262,7 +264,9 @@ def simulate(fleet: FleetSpec, spec: RolloutSpec, *, seed: int | None = None) ->
         by_stage.setdefault(stage, []).append(i)
     for i in by_stage.get(0, []):
         _expose(st, i, 0.0)
-    rec = _Record(timeline=[_stage_row(spec, 0, 0.0, len(by_stage.get(0, [])))])
+    rec = _Record(
+        timeline=[_stage_row(spec, 0, 0.0, len(by_stage.get(0, [])))], ask_every_tick=ask_every_tick
+    )
     ticks = math.floor(fleet.horizon_s / fleet.tick_s)
     every = max(1, math.ceil((ticks + 1) / MAX_SERIES_POINTS))
     health_every = max(1, round(fleet.telemetry_s / fleet.tick_s))
@@ -300,6 +304,7 @@ class _Record:
     halt: dict[str, Any] | None = None
     completed_s: float | None = None
     rolling_back: int = 0
+    ask_every_tick: bool = False
 
 
 def _engine_tick(st: _State, rec: _Record, by_stage: dict[int, list[int]], t: float) -> None:
@@ -313,8 +318,9 @@ def _engine_tick(st: _State, rec: _Record, by_stage: dict[int, list[int]], t: fl
                               "on_deadline": current.on_deadline})  # fmt: skip
     installs = {name: InstallCounts(*counts) for name, counts in sorted(st.class_counts.items())}
     rows = evaluate_gates(current.gates, shadow_stage=current.shadow, classes=rec.classes, installs=installs)
-    inputs = (st.changes, st.stage, _crossed(current, elapsed_s), tuple(r.verdict for r in rows))
-    if inputs == rec.last_inputs:  # what the last "wait" was decided on: decide would wait again
+    any_pending = st.counts["pending"] > 0
+    inputs = (st.stage, any_pending, _crossed(current, elapsed_s), tuple(r.verdict for r in rows))
+    if inputs == rec.last_inputs and not rec.ask_every_tick:  # decide would wait again (see _crossed)
         return
     rec.last_inputs = inputs
     decision = decide(

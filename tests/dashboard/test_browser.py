@@ -218,3 +218,27 @@ def test_operators_watch_a_rollout_halt_abort_another_and_viewers_are_refused(li
         "fleet-health",
     }
     assert {f"{name}.png" for name in written} <= {p.name for p in shots.glob("*.png")}
+
+
+def test_operators_plan_a_rollout_in_the_browser(live_fleet, chromium, shots):
+    """The dry run from the dashboard's form, in Chromium: the twin's outcome, gates and plots on the page."""
+    fleet, expect = live_fleet, sync_api.expect
+    context = chromium.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    sign_in_page(page, fleet.url, fleet.operator_token("pia", "operator"))
+    page.goto(f"{fleet.url}/dashboard/rollouts")
+    page.get_by_role("link", name="Plan a rollout (dry run)").click()
+    expect(page.get_by_role("heading", name="Plan a rollout")).to_be_visible()
+    page.get_by_label("Model").fill("digits")
+    page.get_by_label("Targets").fill(f"medical-cart-cpu={fleet.v2}")
+    page.get_by_role("button", name="Run the dry run").click()
+    expect(page.locator("#plan-outcome")).to_have_text("completed")
+    expect(page.locator("svg.twin-plot").first).to_be_visible()
+    expect(page.locator("#plan-notes")).to_contain_text("poll interval")
+    page.screenshot(path=shots / "plan-rollout.png", full_page=True)
+    page.locator("#spec").fill('{"stages": [{"percent": 0}]}')
+    page.get_by_role("button", name="Run the dry run").click()
+    expect(page.locator("#plan-error")).to_contain_text("invalid_document")
+    expect(page.locator("#plan-error")).to_contain_text("spec.stages.0.percent")
+    context.close()
+    assert fleet.client.get("/v1/rollouts", headers=fleet.admin).json()["total"] == 0

@@ -16,6 +16,7 @@ import click
 from edgefleet.cli.local_file import read_local_file
 from edgefleet.cli.output import echo_json
 from edgefleet.cli.rollout_spec import read_spec_file
+from edgefleet.protocol.errors import EdgefleetError
 
 __all__ = ["duration_text", "render_plan", "sim", "write_plan_page"]
 
@@ -100,10 +101,21 @@ def render_plan(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _needs_server(exc: ImportError) -> EdgefleetError:
+    return EdgefleetError(
+        "the twin runs the control plane's rollout policy: this needs the server's packages",
+        code="command_unavailable",
+        expected="pip install 'edgefleet[server]'",
+        got=str(exc),
+    )
+
+
 def write_plan_page(result: Mapping[str, Any], path: Path, *, title: str) -> None:
     """The plan as an HTML page with plots (drawn by the twin's own view, as the dashboard draws it)."""
-    from edgefleet.server.services.twin.plots import plan_page
-
+    try:
+        from edgefleet.server.services.twin.plots import plan_page
+    except ImportError as exc:
+        raise _needs_server(exc) from exc
     path.write_text(plan_page(result, title=title))
 
 
@@ -131,8 +143,11 @@ def run_cmd(
     html_out: Path | None,
 ) -> None:
     """Run the rollout SPEC on the fleet described in FLEET_FILE (TOML)."""
-    from edgefleet.server.services.twin.fleet import parse_fleet_toml
-    from edgefleet.server.services.twin.plan import parse_rollout_spec, plan
+    try:
+        from edgefleet.server.services.twin.fleet import parse_fleet_toml
+        from edgefleet.server.services.twin.plan import parse_rollout_spec, plan
+    except ImportError as exc:
+        raise _needs_server(exc) from exc
 
     fleet = parse_fleet_toml(read_local_file(fleet_file, max_bytes=MAX_FLEET_FILE_BYTES, what="fleet file"))
     spec = parse_rollout_spec(read_spec_file(spec_file))

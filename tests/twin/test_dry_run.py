@@ -4,17 +4,20 @@ through the real API and CLI; nothing starts, and a request ``create`` refuses i
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import create_engine, update
 from tests.rollouts.live_fleet import CLASS, LiveFleet, make_fleet
 
 from edgefleet.cli.exit_codes import ExitCode
 from edgefleet.cli.main import cli
+from edgefleet.server.store.devices import DeviceRow
 from edgefleet.sim.link import enroll_in_memory
 
 
@@ -23,8 +26,8 @@ def _run(url: str, token: str, *args: str) -> Any:
 
 
 @pytest.fixture
-def live_server(live_server_factory: Any) -> Any:
-    return live_server_factory(device_stale_after_s=1.0, device_offline_after_s=1.0)
+def live_server(live_server_factory: Any, tmp_path: Path) -> Any:
+    return live_server_factory(database_url=f"sqlite:///{tmp_path / 'edgefleet.db'}")
 
 
 @pytest.fixture
@@ -32,16 +35,24 @@ def world(live_server: Any) -> Iterator[LiveFleet]:
     fleet = make_fleet(live_server.url, live_server.admin_token)
     token = fleet.client.create_enrollment_token(CLASS, labels={"site": "site-9"}).token
     with httpx.Client(base_url=live_server.url, timeout=30) as http:
-        enroll_in_memory(http, token)
-    time.sleep(1.5)  # the enrolled device falls silent (offline after 1 s) ...
-    fleet.step()  # ... while the other four poll and report again
+        silent, _key = enroll_in_memory(http, token)
+    engine = create_engine(live_server.settings.database_url)
+    with engine.begin() as db:  # last heard of an hour ago: offline (the other four polled just now)
+        db.execute(
+            update(DeviceRow)
+            .where(DeviceRow.id == silent)
+            .values(last_seen_at=datetime.now(timezone.utc) - timedelta(hours=1))
+        )
+    engine.dispose()
     yield fleet
     for device in fleet.fleet.devices:
         device.link.close()  # type: ignore[attr-defined]
     fleet.client.close()
 
 
-def test_dry_run_plans_on_the_known_fleet_and_starts_nothing(live_server: Any, world: LiveFleet) -> None:
+def test_dry_run_plans_on_the_known_fleet_and_starts_nothing(
+    live_server: Any, world: LiveFleet, tmp_path: Path
+) -> None:
     url, token = live_server.url, live_server.admin_token
     result = _run(
         url, token, "rollout", "create", "--model", "digits", "--target", f"{CLASS}={world.v2}",
@@ -60,12 +71,15 @@ def test_dry_run_plans_on_the_known_fleet_and_starts_nothing(live_server: Any, w
     assert any("poll interval" in n for n in plan["notes"])
     assert any("update window" in n for n in plan["notes"])
     assert world.client.list_rollouts().total == 0  # a dry run starts nothing
+    page = tmp_path / "plan.html"
     text = _run(
-        url, token, "rollout", "create", "--model", "digits", "--target", f"{CLASS}={world.v2}", "--dry-run"
-    )
+        url, token, "rollout", "create", "--model", "digits", "--target", f"{CLASS}={world.v2}",
+        "--dry-run", "--html", str(page),
+    )  # fmt: skip
     assert text.exit_code == 0, text.output
     assert "COMPLETED" in text.stdout
     assert "assumptions:" in text.stdout
+    assert "<svg" in page.read_text()
 
 
 def test_dry_run_refuses_what_create_refuses_with_the_same_error(live_server: Any, world: LiveFleet) -> None:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.quickstart.demo_run import alive, reuse_cached_model
@@ -90,3 +91,46 @@ def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert set(summary["pids"]) == {"server", "agent-robot-1", "agent-cart-1", "agent-cart-2"}
     assert [name for name, pid in summary["pids"].items() if alive(pid)] == []
     assert "halted and rolled back" in err
+    _the_twin_reaches_the_same_decisions(summary)
+
+
+def _the_twin_reaches_the_same_decisions(summary: dict[str, Any]) -> None:
+    """The twin, given this run's fleet, spec and the figures this run measured for 2.0.0, halts it in the
+    same stage by the same gate with one device exposed and rolled back; and 1.0.0 completes with the cut-off
+    cart pending and offline in the last stage, as it did here. What is compared is the decision path (stage
+    membership, evidence, soak, gates, deadlines), not timings: the gate's inputs are the measured figures."""
+    from edgefleet.server.services.twin.fleet import parse_fleet, parse_fleet_toml
+    from edgefleet.server.services.twin.plan import parse_rollout_spec
+    from edgefleet.server.services.twin.run import simulate
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "twin"
+    reason = summary["v2_rollout"]["halt_reason"]
+    data = parse_fleet_toml((examples / "quickstart-v2.toml").read_text()).model_dump()
+    for cls in data["classes"].values():
+        if reason["gate"] == "latency_p95_ratio":
+            cls["candidate"] = {"latency_p95_ms": reason["p95_ms"]}
+            cls["current"] = {"latency_p95_ms": reason["baseline_p95_ms"]}
+        elif reason["gate"] == "latency_p95_ms":
+            cls["candidate"] = {"latency_p95_ms": reason["observed"]}
+            cls["current"] = {"latency_p95_ms": None}
+            cls["envelope_p95_ms"] = reason["threshold"]
+        else:
+            cls["candidate"] = {"latency_p95_ms": 1.0, "error_rate": reason["observed"]}
+    fleet = parse_fleet(data)
+    spec = parse_rollout_spec(json.loads((examples / "quickstart-rollout-v2.json").read_text()))
+    twin = simulate(fleet, spec)
+    assert twin["outcome"] == summary["v2_rollout"]["status"] == "halted"
+    assert twin["halt"]["stage"] == reason["stage"]
+    assert twin["halt"]["gate"] == reason["gate"]
+    assert twin["stages"][0]["members"] == summary["v2_rollout"]["exposed_devices"]
+    assert twin["rollback"]["devices"] == 1
+    assert twin["rollback"]["still_on_candidate"] == 0
+    v1 = simulate(
+        parse_fleet_toml((examples / "quickstart-v1.toml").read_text()),
+        parse_rollout_spec(json.loads((examples / "quickstart-rollout-v1.json").read_text())),
+    )
+    assert v1["outcome"] == summary["v1_rollout"]["status"] == "completed"
+    real_last = summary["v1_rollout"]["progress"]["2"]
+    twin_last = next(d for d in v1["deadlines"] if d["stage"] == 2)
+    assert twin_last["pending"] == real_last["pending"] == 1
+    assert twin_last["why"]["offline"] == real_last["offline"] == 1

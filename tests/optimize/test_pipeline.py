@@ -45,8 +45,12 @@ def test_every_class_gets_a_valid_artifact(built: BuildResult, example_classes) 
         assert manifest.metrics.task_value >= 0.95  # real digits, a real CNN
         if c.selection.place is None:  # unmeasured here: the manifest claims no latency
             assert manifest.metrics.latency_p50_ms is None
+            # and says so, with the probe that settles it (publishing then needs an explicit flag)
+            probe = f"probe create BUILD_DIR --class {c.hwclass.name}"
+            assert probe in (manifest.metrics.latency_unmeasured or "")
         else:
             assert manifest.metrics.latency_p50_ms > 0
+            assert manifest.metrics.latency_unmeasured is None
 
 
 def test_int8_weights_follow_the_classes_not_the_build_machine(built: BuildResult) -> None:

@@ -10,6 +10,11 @@ verify against the targets keys of the root this publisher trusts, and must not 
 at the same version from) the copy it kept of what it published last (``edgefleet.trust.publisher_trust``).
 Otherwise nothing is signed; ``--from-targets FILE`` builds on a copy the operator trusts instead.
 
+An artifact whose latency is unmeasured on its class (its manifest says so: an accelerator class built where
+its execution provider is missing) is refused (``latency_unmeasured``) unless a probe measured it
+(``edgefleet build select --from-probe``) or ``--accept-unmeasured-latency`` is given; the acceptance is
+signed into its targets' custom fields and the server audits it.
+
 ``--release-floor`` raises the signed release floor of a model and hardware class: devices refuse any
 assignment below it (``edgefleet.trust.release_floor``).
 """
@@ -89,6 +94,12 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     default=None,
     help="Recovery: build on this targets.json (a copy you trust) instead of the server's current one.",
 )
+@click.option(
+    "--accept-unmeasured-latency",
+    is_flag=True,
+    help="Publish an artifact whose latency is unmeasured on its class (an accelerator class built where its "
+    "execution provider is missing) without a probe; the acceptance is signed into its targets and audited.",
+)
 @pass_state
 def publish(
     state: CliState,
@@ -101,6 +112,7 @@ def publish(
     trusted_root: Path | None,
     kept_targets: Path | None,
     from_targets: Path | None,
+    accept_unmeasured_latency: bool,
 ) -> None:
     """Add ARTIFACT_DIR (manifest.json + files) to the signed targets of the image repository."""
     now = datetime.now(timezone.utc)
@@ -122,7 +134,7 @@ def publish(
     trust = load_publisher_trust(
         trusted_root=trusted_root, release_public_key=signer.public_key, last_published=kept
     )
-    build = _Build(artifact_dir, signer, floors, trust, from_targets, now)
+    build = _Build(artifact_dir, signer, floors, trust, from_targets, now, accept_unmeasured_latency)
     if repo is None:
         with state.client() as client:
             version = int(client.tuf_status()["targets_version"])
@@ -133,6 +145,7 @@ def publish(
                 published = client.publish_targets(release.targets_bytes, release.files, progress=bar.update)
         _keep(kept, release)
         click.echo(f"published targets version {published} ({len(release.files)} files) to {state.server}")
+        _echo_acceptance(artifact_dir, accept_unmeasured_latency)
         _echo_floors(floors)
         return
     assert online_keys is not None
@@ -146,6 +159,7 @@ def publish(
     version = image_repo.accept_targets(release.targets_bytes, release.files, now=now)
     _keep(kept, release)
     click.echo(f"published targets version {version} ({len(release.files)} files uploaded)")
+    _echo_acceptance(artifact_dir, accept_unmeasured_latency)
     _echo_floors(floors)
 
 
@@ -184,6 +198,7 @@ class _Build:
     trust: PublisherTrust
     from_targets: Path | None
     now: datetime
+    accept_unmeasured_latency: bool = False
 
     def next_release(self, current_raw: bytes | None, current_version: int, *, where: str) -> SignedRelease:
         """Check what to build on, then build and sign the next targets version."""
@@ -203,6 +218,7 @@ class _Build:
             now=self.now,
             release_floors=self.floors,
             above_version=above,
+            accept_unmeasured_latency=self.accept_unmeasured_latency,
         )
 
     def _base(
@@ -229,6 +245,17 @@ def _keep(path: Path, release: SignedRelease) -> None:
             f"warning: published, but could not keep a copy in {path} ({exc}); the next publish cannot "
             "detect a rollback without it (--kept-targets)",
             err=True,
+        )
+
+
+def _echo_acceptance(artifact_dir: Path | None, accept_unmeasured_latency: bool) -> None:
+    if artifact_dir is None or not accept_unmeasured_latency:
+        return
+    manifest, _ = read_manifest(artifact_dir)
+    if manifest.metrics.latency_unmeasured is not None:
+        click.echo(
+            f"latency unmeasured on {manifest.hardware_class}, accepted (--accept-unmeasured-latency): "
+            "signed into its targets' custom fields"
         )
 
 

@@ -363,6 +363,7 @@ def write_device_artifact(
                     "peak_memory_bytes": rss,
                     "measured_on": measured_on,
                     "probe_id": result.probe_id,
+                    "latency_unmeasured": (result.selection.latency_unmeasured or "")[:1000] or None,
                 },
                 "health_check": {
                     "golden_file": package.GOLDEN_FILE,

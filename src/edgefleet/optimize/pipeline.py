@@ -599,6 +599,7 @@ def _write_artifact(
                 if timed
                 else f"{class_result.note}; {selection.latency_unmeasured}"
             )[:500],
+            "latency_unmeasured": (selection.latency_unmeasured or "")[:1000] or None,
             "cpu": result.cpu.to_dict(),
             "onnxruntime": ort.__version__,
             **({"openvino": ov.note} if ov is not None else {}),

@@ -89,6 +89,12 @@ class Metrics(Part):
     latency_p95_ms: float | None = Field(default=None, ge=0)
     size_bytes: int | None = Field(default=None, ge=0)
     peak_memory_bytes: int | None = Field(default=None, ge=0)
+    latency_unmeasured: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="why the class's latency was not measured where the build ran (its execution provider "
+        "is missing there), and the probe that would settle it; absent: latency was measured",
+    )
 
 
 class HealthCheck(Part):

@@ -39,6 +39,7 @@ __all__ = [
     "TARGETS_EXPIRY",
     "SignedRelease",
     "build_targets",
+    "check_latency_measured",
     "load_artifact",
     "publish_to_repository",
     "read_manifest",
@@ -115,6 +116,31 @@ def _check_release_counter(previous: Targets, manifest: ArtifactManifest, prefix
             )
 
 
+ACCEPT_UNMEASURED_FLAG = "--accept-unmeasured-latency"
+
+
+def check_latency_measured(manifest: ArtifactManifest, *, accept_unmeasured: bool) -> bool:
+    """An artifact whose manifest says its class's latency was not measured (an accelerator class built
+    where its execution provider is missing) is released only on the publisher's explicit word. Returns
+    whether that word is needed (and given); raises ``latency_unmeasured`` when it is needed and not given.
+    A build selected from a probe's device figures has its latency measured and needs nothing."""
+    reason = manifest.metrics.latency_unmeasured
+    if reason is None:
+        return False
+    if not accept_unmeasured:
+        raise InvalidDocumentError(
+            f"{manifest.model} {manifest.version} for {manifest.hardware_class}: its latency is unmeasured "
+            f"on the class ({reason}); measure it on devices of the class with "
+            f"`edgefleet probe create BUILD_DIR --class {manifest.hardware_class}` then "
+            f"`edgefleet build select BUILD_DIR --from-probe PROBE_ID`, or publish it as it is with "
+            f"{ACCEPT_UNMEASURED_FLAG}",
+            code="latency_unmeasured",
+            expected=f"a build measured on {manifest.hardware_class} (a probe), or {ACCEPT_UNMEASURED_FLAG}",
+            got="latency unmeasured on the class",
+        )
+    return True
+
+
 def _next_floors(previous: Metadata[Targets] | None, requested: Mapping[str, int] | None) -> dict[str, int]:
     current = release_floors_of(previous.signed) if previous is not None else {}
     return raise_floors(current, requested or {})
@@ -129,14 +155,18 @@ def build_targets(
     expires_in: timedelta = TARGETS_EXPIRY,
     release_floors: Mapping[str, int] | None = None,
     above_version: int = 0,
+    accept_unmeasured_latency: bool = False,
 ) -> SignedRelease:
     """The next targets version: ``previous`` plus this artifact (replacing its own prefix), signed.
 
     ``release_floors`` (``{"<model>/<class>": counter}``) raises the signed floors; the artifact itself must
     be at or above its line's floor. The new version exceeds both ``previous`` and ``above_version`` (the
-    server's current version, when building on a locally kept copy)."""
+    server's current version, when building on a locally kept copy). An artifact whose latency is unmeasured
+    on its class needs ``accept_unmeasured_latency`` (:func:`check_latency_measured`); the acceptance is
+    signed into its targets' custom fields."""
     artifact_dir = Path(artifact_dir)
     manifest, manifest_raw = load_artifact(artifact_dir)
+    accepted = check_latency_measured(manifest, accept_unmeasured=accept_unmeasured_latency)
     prefix = target_prefix(manifest.model, manifest.version, manifest.hardware_class)
     floors = _next_floors(previous, release_floors)
     floor = floor_for(floors, manifest.model, manifest.hardware_class)
@@ -160,6 +190,7 @@ def build_targets(
         release_counter=manifest.release_counter,
         runtime=manifest.runtime.name,
         manifest_sha256=hashlib.sha256(manifest_raw).hexdigest(),
+        latency_unmeasured_accepted=accepted,
     ).to_custom()
     files: dict[str, Path] = {}
     entries = [(MANIFEST_NAME, hashlib.sha256(manifest_raw).hexdigest(), len(manifest_raw))]
@@ -203,11 +234,17 @@ def publish_to_repository(
     *,
     now: datetime,
     release_floors: Mapping[str, int] | None = None,
+    accept_unmeasured_latency: bool = False,
 ) -> SignedRelease:
     """Local publishing (the repository directory is on this machine and trusted, e.g. tests and benches):
     build on its current targets, sign, and let it check."""
     release = build_targets(
-        repo.targets(), artifact_dir, release_signer, now=now, release_floors=release_floors
+        repo.targets(),
+        artifact_dir,
+        release_signer,
+        now=now,
+        release_floors=release_floors,
+        accept_unmeasured_latency=accept_unmeasured_latency,
     )
     repo.accept_targets(release.targets_bytes, release.files, now=now)
     return release

@@ -26,9 +26,15 @@ class TargetCustom(Part):
     release_counter: int = Field(ge=0)
     runtime: str = Field(min_length=1, max_length=64)
     manifest_sha256: Sha256Hex
+    latency_unmeasured_accepted: bool = Field(
+        default=False,
+        description="the publisher released it although its manifest says the class's latency was not "
+        "measured (edgefleet publish --accept-unmeasured-latency); written only when true",
+    )
 
     def to_custom(self) -> dict[str, Any]:
-        return {CUSTOM_KEY: self.model_dump(mode="json")}
+        exclude = None if self.latency_unmeasured_accepted else {"latency_unmeasured_accepted"}
+        return {CUSTOM_KEY: self.model_dump(mode="json", exclude=exclude)}
 
 
 def target_prefix(model: str, version: str, hardware_class: str) -> str:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
+from tuf.api.metadata import Metadata, Targets
 
 from edgefleet.protocol.errors import InvalidDocumentError, NotFoundError, ServiceUnavailableError
 from edgefleet.server.api.blobs import ranged_response
@@ -22,7 +23,9 @@ from edgefleet.server.blobs import FsBlobStore, read_file_span
 from edgefleet.server.services.audit import record_alone
 from edgefleet.server.services.director_epoch import bump_director_epoch_alone
 from edgefleet.server.tuf_runtime import TufRuntime
+from edgefleet.trust.publish import MANIFEST_NAME
 from edgefleet.trust.repository import MAX_METADATA_BYTES, ImageRepository
+from edgefleet.trust.target_custom import custom_of, target_prefix
 
 __all__ = ["router"]
 
@@ -140,4 +143,30 @@ async def upload_targets(
         now=now,
         details={"files": sorted(body.files)},
     )
+    for artifact in _unmeasured_latency_accepted(targets_bytes, body.files):
+        await run_in_threadpool(
+            record_alone,
+            session,
+            actor=actor.name,
+            action="tuf.publish.latency_unmeasured_accepted",
+            target=artifact,
+            now=now,
+            details={"targets_version": version},
+        )
     return {"targets_version": version}
+
+
+def _unmeasured_latency_accepted(targets_bytes: bytes, uploaded: dict[str, str]) -> list[str]:
+    """The artifacts (``model/version/class``) this upload releases on the publisher's signed word that
+    their latency is unmeasured on the class (``edgefleet publish --accept-unmeasured-latency``). Called
+    once the repository accepted the targets, so they parse."""
+    targets = Metadata[Targets].from_bytes(targets_bytes).signed.targets
+    found = []
+    for path in sorted(uploaded):
+        info = targets.get(path)
+        if info is None or not path.endswith("/" + MANIFEST_NAME):
+            continue
+        custom = custom_of(info)
+        if custom.latency_unmeasured_accepted:
+            found.append(target_prefix(custom.model, custom.version, custom.hardware_class))
+    return found

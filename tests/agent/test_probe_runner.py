@@ -22,14 +22,14 @@ from tests.agent.crash.artifacts import IN_DIM, classifier
 
 from edgefleet.agent.channel import ServerUnreachableError
 from edgefleet.agent.install.fetch import ResolvedAssignment
-from edgefleet.agent.probe.figures import sustained_figures, window_s_for
 from edgefleet.agent.probe.runner import ProbeRunner
-from edgefleet.agent.probe.thermal import read_thermal
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.desired_state import Assignment
 from edgefleet.protocol.hardware_class import parse_classes_toml
 from edgefleet.protocol.manifest import ArtifactManifest
 from edgefleet.protocol.probe import ProbeOrder, ThermalSnapshot
+from edgefleet.sustained.drift import sustained_figures, window_s_for
+from edgefleet.sustained.thermal import read_thermal
 
 pytestmark = pytest.mark.slow
 

@@ -108,6 +108,13 @@ def build() -> None:
 @click.option(
     "--no-emulate", is_flag=True, help="Do not measure each class under its limits in fresh processes."
 )
+@click.option(
+    "--sustained-s",
+    type=click.FloatRange(0, 24 * 3600),
+    default=0.0,
+    show_default=True,
+    help="Also run each candidate under sustained load this long in the class emulation (drift, throttling).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars (they are off when not on a terminal).")
 def build_model(
     model: Path,
@@ -133,6 +140,7 @@ def build_model(
     quick: bool,
     keep_candidates: bool,
     no_emulate: bool,
+    sustained_s: float,
     no_progress: bool,
 ) -> None:
     """Optimize MODEL for each hardware class, measure every candidate, write one artifact per class."""
@@ -157,6 +165,7 @@ def build_model(
         "robustness_seed": robustness_seed,
         "keep_candidates": keep_candidates,
         "emulate": not no_emulate,
+        "sustained_s": sustained_s,
     }
     if latency_runs is not None:
         settings["latency_runs"] = latency_runs

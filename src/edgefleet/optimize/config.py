@@ -56,6 +56,7 @@ class BuildConfig:
     keep_candidates: bool = False
     """Also write every candidate and the validation set to ``OUT/candidates/`` (for probes)."""
     emulate: bool = True  # measure each class under its limits in fresh processes (optimize/emulate.py)
+    sustained_s: float = 0.0  # > 0: emulation also runs each candidate under sustained load that long
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -66,6 +67,13 @@ class BuildConfig:
                 code="invalid_build_input",
                 expected="0..100 (a share of the calibration range)",
                 got=self.input_range_margin,
+            )
+        if not 0 <= self.sustained_s <= 24 * 3600:
+            raise BuildInputError(
+                "sustained load duration out of range",
+                code="invalid_build_input",
+                expected="0..86400 seconds",
+                got=self.sustained_s,
             )
         unknown = [m for m in self.calibration_methods if m not in METHODS]
         if unknown:
@@ -130,6 +138,7 @@ def class_policy(hwclass: HardwareClass, config: BuildConfig) -> ClassPolicy:
         latency_p95_ms=hwclass.performance.latency_p95_ms,
         objective=hwclass.objective,
         load_time_ms=hwclass.performance.load_time_ms,
+        sustained_latency_p95_ms=hwclass.performance.sustained_latency_p95_ms,
         preferred_provider=hwclass.runtime.execution_providers[0],
         class_name=hwclass.name,
         **values,

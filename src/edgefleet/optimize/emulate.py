@@ -8,6 +8,10 @@ Two passes per class:
    ``memory.max`` where cgroups v2 can be written here, otherwise by watching the process's resident set
    and killing it when it passes the budget. A candidate killed or crashed there is reported failed with
    the reason.
+   With ``sustained_s`` > 0 that process then runs the candidate back to back for that long: p95 of the first
+   and last window (a minute; a third of a shorter run), drift, and the host's throttle counters and
+   temperature read from ``/sys`` before and after the process ("unavailable" where the host exposes none).
+   Candidates run one after the other: each starts on a host its predecessor warmed.
 2. one process for the survivors: latency timed interleaved in rounds (pairwise comparable) under the CPU
    limit: the cgroup's ``cpu.max`` quota where writable, otherwise pinned to ``ceil(quota)`` CPUs of the host
    (a fractional quota is then not enforced, and the report says so).
@@ -40,6 +44,8 @@ from edgefleet.optimize.measure import others_load_per_cpu
 from edgefleet.optimize.noise import latency_from_samples
 from edgefleet.optimize.session import SessionSettings
 from edgefleet.protocol.hardware_class import HardwareClass
+from edgefleet.sustained.drift import sustained_figures, window_s_for
+from edgefleet.sustained.thermal import read_thermal
 
 __all__ = ["Enforcement", "Limits", "detect_enforcement", "emulate_class", "limits_for"]
 
@@ -234,8 +240,10 @@ def emulate_class(
     enforcement: Enforcement | None = None,
     max_samples: int = 16,
     timeout_s: float = 300.0,
+    sustained_s: float = 0.0,
 ) -> tuple[list[Figures], dict[str, Any]]:
-    """Figures (``where="emulated"``) for each model, and the record of how the class was emulated."""
+    """Figures (``where="emulated"``) for each model, and the record of how the class was emulated.
+    ``sustained_s`` > 0: each model also runs under sustained load that long in its fresh process."""
     limits = limits_for(hwclass)
     enforcement = enforcement or detect_enforcement()
     host_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -261,10 +269,19 @@ def emulate_class(
     baselines = []
     for name, path in models.items():
         spec = base | {"models": {name: str(path)}, "warmup_runs": 1, "runs": 3, "rounds": 1}
-        res = _run_child(spec, work, limits.ram_bytes, timeout_s, enforcement.cgroup)
+        spec |= {"sustained_s": sustained_s, "window_s": window_s_for(sustained_s)} if sustained_s > 0 else {}
+        hot_before = read_thermal()
+        res = _run_child(spec, work, limits.ram_bytes, timeout_s + sustained_s, enforcement.cgroup)
         model = (res.output or {}).get("models", {}).get(name, {})
+        sustained = None
         if res.output:
             baselines.append(res.output["baseline_rss_bytes"])
+            if res.output.get("sustained"):
+                run = res.output["sustained"]
+                timed = [(float(t), float(lat)) for t, lat in run["samples"]]
+                sustained = sustained_figures(
+                    timed, sustained_s, hot_before, read_thermal(), runs=int(run["runs"])
+                )
         figures[name] = Figures(
             name,
             "emulated",
@@ -274,6 +291,7 @@ def emulate_class(
             load_time_ms=model.get("load_time_ms"),
             first_inference_ms=model.get("first_inference_ms"),
             error=res.error,
+            sustained=sustained,
         )
     alive = {n: str(p) for n, p in models.items() if figures[n].error is None}
     timing_error = None
@@ -295,6 +313,7 @@ def emulate_class(
             figures[name] = Figures(
                 f.candidate, f.where, f.source, f.provider, latency, f.peak_rss_bytes, f.load_time_ms,
                 f.first_inference_ms, notes=(f"{len(rounds)} interleaved rounds",), others_load_per_cpu=busy,
+                sustained=f.sustained,
             )  # fmt: skip
     record = {
         "statement": words,
@@ -307,5 +326,6 @@ def emulate_class(
         "runtime_baseline_rss_bytes": int(np.median(baselines)) if baselines else None,
         "timing_error": timing_error,
         "others_load_per_cpu": busy,
+        "sustained_s": sustained_s or None,
     }
     return list(figures.values()), record

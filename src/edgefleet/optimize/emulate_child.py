@@ -3,9 +3,12 @@ script: it imports only numpy and onnxruntime, not the edgefleet package, so its
 plus the model(s)).
 
 Spec: ``models`` (name -> path), ``providers``, ``intra_op``, ``inter_op``, ``cpus`` (CPU ids to pin to, or
-empty), ``samples`` (an .npz, first axis = samples), ``warmup_runs``, ``runs``, ``rounds``. One model:
-load time, first inference, warm-up and ``runs`` timed runs. Several: every model loaded, then timed
-interleaved in ``rounds`` rounds with a rotating order. Prints one JSON line on stdout.
+empty), ``samples`` (an .npz, first axis = samples), ``warmup_runs``, ``runs``, ``rounds``, and optionally
+``sustained_s`` with ``window_s``. One model: load time, first inference, warm-up and ``runs`` timed runs;
+with ``sustained_s`` > 0 then back-to-back runs for that long, keeping (seconds since the start, latency in
+seconds) of the runs in the first and the last ``window_s`` and the count of all runs (the parent computes
+the figures: ``edgefleet.sustained.drift``). Several: every model loaded, then timed interleaved in
+``rounds`` rounds with a rotating order. Prints one JSON line on stdout.
 """
 
 from __future__ import annotations
@@ -58,6 +61,25 @@ def main(argv: list[str]) -> int:
             session.run(None, feeds[i % count])
         sessions[name] = session
         out["models"][name] = {"load_time_ms": load_ms, "first_inference_ms": first_ms, "rounds": []}
+    sustained_s = float(spec.get("sustained_s") or 0.0)
+    sustained: dict[str, Any] | None = None
+    if sustained_s > 0 and len(sessions) == 1:
+        (session,) = sessions.values()
+        window_s = float(spec["window_s"])
+        kept: list[tuple[float, float]] = []
+        runs = 0
+        begin = time.perf_counter()
+        elapsed = 0.0
+        while elapsed < sustained_s:
+            feed = feeds[runs % count]
+            start = time.perf_counter()
+            session.run(None, feed)
+            end = time.perf_counter()
+            runs += 1
+            at, elapsed = start - begin, end - begin
+            if at < window_s or at >= sustained_s - window_s:
+                kept.append((round(at, 6), round(end - start, 7)))
+        sustained = {"duration_s": elapsed, "runs": runs, "samples": kept}
     rounds = max(1, int(spec["rounds"]))
     per_round = max(1, -(-int(spec["runs"]) // rounds))
     order = list(sessions)
@@ -72,6 +94,8 @@ def main(argv: list[str]) -> int:
                 session.run(None, feed)
                 times.append((time.perf_counter() - start) * 1000.0)
             out["models"][name]["rounds"].append(times)
+    if sustained is not None:
+        out["sustained"] = sustained
     out["final_rss_bytes"] = _rss_bytes()
     # the high-water mark of this process image only (wait4's ru_maxrss would carry the forked parent's)
     out["peak_rss_bytes"] = _rss_bytes("VmHWM")

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from edgefleet.optimize.noise import Latency
 from edgefleet.optimize.quality import Quality
+from edgefleet.protocol.probe import SustainedFigures
 
 __all__ = ["WHERE_RANK", "Figures", "Where", "best_place"]
 
@@ -41,12 +42,16 @@ class Figures:
     partial: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
     others_load_per_cpu: float | None = None  # build host: other processes' load while timing (see measure)
+    sustained: SustainedFigures | None = (
+        None  # a run under sustained load (emulated class, or the worst device)
+    )
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["latency"] = self.latency.to_dict() if self.latency else None
         out["quality"] = self.quality.to_dict() if self.quality else None
         out["notes"] = list(self.notes)
+        out["sustained"] = self.sustained.model_dump(mode="json") if self.sustained else None
         return out
 
     @classmethod
@@ -59,6 +64,8 @@ class Figures:
         values["latency"] = Latency.from_dict(values["latency"]) if values.get("latency") else None
         values["quality"] = Quality.from_dict(values["quality"]) if values.get("quality") else None
         values["notes"] = tuple(values.get("notes") or ())
+        sustained = values.get("sustained")
+        values["sustained"] = SustainedFigures.model_validate(sustained) if sustained else None
         return cls(**values)
 
 

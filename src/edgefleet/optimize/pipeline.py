@@ -385,6 +385,7 @@ def run_build(
                     work,
                     warmup_runs=config.warmup_runs,
                     runs=config.latency_runs,
+                    sustained_s=config.sustained_s,
                 )
                 figures += emulated
             note = plan.note()

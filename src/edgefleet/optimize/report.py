@@ -90,6 +90,7 @@ def _class_dict(c: ClassResult) -> dict[str, Any]:
         "latency_place": c.selection.place,
         "latency_unmeasured": c.selection.latency_unmeasured,
         "envelope_unjudged": c.selection.envelope_unjudged,
+        "sustained_unmeasured": c.selection.sustained_unmeasured,
         "emulation": c.emulation,
         "verdicts": [
             {
@@ -234,6 +235,20 @@ def _fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _sustained_words(run: dict[str, Any]) -> str:
+    thermal = (
+        f"throttle events {_fmt(run['throttle_events'], 'd')}, "
+        f"temperature rise {_fmt(run['temp_rise_c'], '.1f')} C"
+        if run.get("thermal") == "available"
+        else "throttling and temperature unavailable here"
+    )
+    return (
+        f"sustained {run['duration_s']:g} s ({run['runs']} runs): "
+        f"p95 first {_fmt(run['first_p95_ms'], '.3f')} / last {_fmt(run['last_p95_ms'], '.3f')} ms "
+        f"({run['window_s']:g} s windows), drift x{_fmt(run['drift_ratio'], '.2f')}, {thermal}"
+    )
+
+
 def _figure_cell(figs: list[dict[str, Any]], where: str) -> str:
     f = next((x for x in figs if x["where"] == where), None)
     if f is None:
@@ -251,6 +266,8 @@ def _figure_cell(figs: list[dict[str, Any]], where: str) -> str:
         parts.append(f"RSS {f['peak_rss_bytes'] / 2**20:.1f} MiB")
     if f["load_time_ms"] is not None:
         parts.append(f"load {f['load_time_ms']:.1f} ms")
+    if f.get("sustained"):
+        parts.append(_sustained_words(f["sustained"]))
     if f.get("devices"):
         parts.append(f"{f['devices']} device(s){' PARTIAL' if f['partial'] else ''}")
     stand_in = f["provider"] and f["where"] != "device" and f["provider"] != f.get("_preferred")
@@ -283,7 +300,11 @@ def render_html(data: dict[str, Any]) -> str:
             f"<b>{esc(cls['latency_place'] or 'unmeasured here')}</b><br>{esc(cls['summary'])}<br>"
             f"{esc(cls['measured_on'])}; threads {cls['threads']}.</p>"
         )
-        for note in (cls["latency_unmeasured"], cls.get("envelope_unjudged")):
+        for note in (
+            cls["latency_unmeasured"],
+            cls.get("envelope_unjudged"),
+            cls.get("sustained_unmeasured"),
+        ):
             if note:
                 out.append(f"<p class='warn'>{esc(note)}</p>")
         if cls.get("emulation"):

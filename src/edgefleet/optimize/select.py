@@ -14,6 +14,10 @@ Latency counts only from the most authoritative place where FP32 has figures tak
 execution provider: devices, then the class emulated on the build host, then the build host. Figures taken on
 a stand-in provider (TensorRT absent on the build host, so the CPU ran it) never judge latency: the class's
 latency is then "unmeasured here" and the selection names the probe that would settle it.
+4. the sustained-latency budget, where the class declares one (``sustained_judgement``): the last-window p95
+   of a run under sustained load, from devices, else the class emulated on the build host (the build host's
+   own figures never judge a class budget). A candidate without such a run is not refused but left unjudged,
+   said in ``Selection.sustained_unmeasured`` and the summary with the command that settles it.
 Among the eligible, the class's objective decides (``objective.choose``): speed-ups must beat the noise.
 """
 
@@ -28,9 +32,20 @@ from edgefleet.optimize.noise import Interval, speedup
 from edgefleet.optimize.objective import Objective, Row, choose
 from edgefleet.optimize.quality import Quality, within_bound
 
-__all__ = ["MIB", "ClassPolicy", "Measured", "Selection", "Verdict", "latency_place", "select_candidate"]
+__all__ = [
+    "MIB",
+    "SUSTAINED_UNMEASURED",
+    "ClassPolicy",
+    "Measured",
+    "Selection",
+    "Verdict",
+    "latency_place",
+    "select_candidate",
+    "sustained_judgement",
+]
 
 MIB = 1024 * 1024
+SUSTAINED_UNMEASURED = "sustained latency unmeasured"
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,7 @@ class ClassPolicy:
     min_speedup: float = 1.0
     objective: Objective = "latency"
     load_time_ms: float | None = None
+    sustained_latency_p95_ms: float | None = None
     preferred_provider: str = "CPUExecutionProvider"
     class_name: str = ""
 
@@ -82,6 +98,9 @@ class Selection:
     latency_unmeasured: str | None = None  # why, and the probe that would settle it
     objective: str = "latency"
     envelope_unjudged: str | None = None  # the build host was too busy to hold absolute latency to a budget
+    sustained_unmeasured: str | None = (
+        None  # the class has a sustained budget some candidates were not run under
+    )
 
     @property
     def failed(self) -> bool:
@@ -102,6 +121,50 @@ def latency_place(figures: list[Figures], policy: ClassPolicy, fp32_name: str = 
         return None
     best: Where = max(places, key=WHERE_RANK.__getitem__)
     return best
+
+
+def sustained_judgement(figures: list[Figures], name: str, policy: ClassPolicy) -> tuple[str | None, bool]:
+    """The class's sustained-latency budget on candidate ``name``: (why it breaks it, or None; unmeasured).
+
+    Judged on the last-window p95 of the most authoritative figures that carry a sustained run: devices, else
+    the class emulated on the build host on the class's own provider; the build host's never judge it."""
+    budget_ms = policy.sustained_latency_p95_ms
+    if budget_ms is None:
+        return None, False
+    runs = [
+        f
+        for f in figures
+        if f.candidate == name
+        and f.where != "host"
+        and (f.where == "device" or f.provider in (None, policy.preferred_provider))
+        and f.sustained is not None
+        and f.sustained.last_p95_ms is not None
+    ]
+    if not runs:
+        return None, True
+    best = max(runs, key=lambda f: WHERE_RANK[f.where])
+    run = best.sustained
+    last_ms = run.last_p95_ms if run is not None else None
+    if run is None or last_ms is None or last_ms <= budget_ms:
+        return None, False
+    return (
+        f"sustained latency: last-window p95 {last_ms:.3f} ms ({best.where}, {run.duration_s:g} s run) "
+        f"> budget {budget_ms:.3f} ms",
+        False,
+    )
+
+
+def _sustained_unmeasured(names: list[str], policy: ClassPolicy) -> str | None:
+    if not names:
+        return None
+    who = policy.class_name or "<class>"
+    return (
+        f"{SUSTAINED_UNMEASURED} for {', '.join(names)}: the class's sustained-latency budget "
+        f"({policy.sustained_latency_p95_ms:g} ms, last-window p95) is not judged for them; a run settles "
+        f"it: "
+        f"edgefleet build ... --sustained-s 300, or edgefleet probe create BUILD_DIR --class {who} "
+        f"--sustained-s 300, then edgefleet build select BUILD_DIR --from-probe PROBE_ID"
+    )
 
 
 def _authoritative(figures: list[Figures], name: str, attr: str) -> Figures | None:
@@ -152,6 +215,9 @@ def _misses(
     load_ms = load.load_time_ms if load is not None else None
     if budget_ms is not None and load is not None and load_ms is not None and load_ms > budget_ms:
         reasons.append(f"load time {load.load_time_ms:.1f} ms ({load.where}) > budget {budget_ms:.1f} ms")
+    sustained_miss, _ = sustained_judgement(figures, m.name, policy)
+    if sustained_miss is not None:
+        reasons.append(sustained_miss)
     if place is not None:
         timed = next((f for f in mine if f.where == place and _counts(f, policy)), None)
         if timed is None or timed.latency is None:
@@ -210,6 +276,9 @@ def select_candidate(
     unjudged = _envelope_unjudged(figures, place, policy)
     misses = {m.name: _misses(m, fp32, figures, policy, place) for m in measured}
     eligible = [m for m in measured if not misses[m.name]]
+    sustained = _sustained_unmeasured(
+        [m.name for m in eligible if sustained_judgement(figures, m.name, policy)[1]], policy
+    )
 
     def latency_of(name: str) -> Figures | None:
         return next(
@@ -230,7 +299,7 @@ def select_candidate(
             Verdict(m.name, False, tuple(misses[m.name]), speedup=intervals[m.name]) for m in measured
         )
         summary = "no candidate fits the class; FP32 missed: " + "; ".join(misses[fp32_name])
-        return Selection(None, summary, verdicts, place, unmeasured, policy.objective, unjudged)
+        return Selection(None, summary, verdicts, place, unmeasured, policy.objective, unjudged, sustained)
     ranked = choose(
         policy.objective,
         [rows[m.name] for m in eligible],
@@ -248,7 +317,7 @@ def select_candidate(
     interval = intervals[chosen.name]
     speed = f"{interval.text()} FP32 speed ({place})" if interval is not None else "speed unmeasured"
     summary = f"chose {chosen.name}: {speed}, {size_ratio:.2f}x FP32 size; {ranked.why}"
-    for note in (unmeasured, unjudged):
+    for note in (unmeasured, unjudged, sustained):
         if note:
             summary += "; " + note
-    return Selection(chosen.name, summary, verdicts, place, unmeasured, policy.objective, unjudged)
+    return Selection(chosen.name, summary, verdicts, place, unmeasured, policy.objective, unjudged, sustained)

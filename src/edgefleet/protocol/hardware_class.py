@@ -83,6 +83,13 @@ class Performance(Part):
     load_time_ms: float | None = Field(
         default=None, gt=0, description="budget for creating the runtime session from the file; None: none"
     )
+    sustained_latency_p95_ms: float | None = Field(
+        default=None,
+        gt=0,
+        le=3_600_000,
+        description="budget for the p95 of the last window (minute) of a run under sustained load, batch 1; "
+        "judged on devices' or emulated figures, never the build host's; None: none",
+    )
 
 
 class HardwareClass(Document):

@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgefleet.agent.probe.figures import percentiles_ms, quality_figures, sustained_figures
-from edgefleet.agent.probe.thermal import read_thermal
+from edgefleet.agent.probe.figures import quality_figures
 from edgefleet.agent.runtime.base import LoadOptions
 from edgefleet.agent.serve.runtimes import adapter_for
 from edgefleet.protocol.manifest import Signature
@@ -31,6 +30,8 @@ from edgefleet.protocol.probe import (
     PerturbedFigures,
     perturbed_sets,
 )
+from edgefleet.sustained.drift import percentiles_ms, sustained_figures
+from edgefleet.sustained.thermal import read_thermal
 
 __all__ = ["main", "measure"]
 

@@ -216,3 +216,21 @@ def test_the_example_files_run() -> None:
     result = simulate(fleet, spec)
     assert result["devices"] == 1000
     assert result["stages"][0]["members"] == 5
+
+
+def test_exposure_counts_the_classes_the_candidate_is_bad_on() -> None:
+    both = {"devices": 50, "poll_s": 60, "requests_per_s": 2, "current": {"latency_p95_ms": 10}}
+    fleet = parse_fleet(
+        {
+            "horizon_s": 86400,
+            "scenario": {"bad_model": True, "bad_classes": ["medical-cart-cpu"]},
+            "classes": {
+                "medical-cart-cpu": {**both, "candidate": {"latency_p95_ms": 10, "error_rate": 0.5}},
+                "jetson-vision-standard": {**both, "candidate": {"latency_p95_ms": 10}},
+            },
+        }
+    )
+    result = simulate(fleet, parse_rollout_spec({"stages": [{"percent": 100, "soak_s": 600}]}), seed=1)
+    assert result["halt"]["hardware_class"] == "medical-cart-cpu"
+    assert result["exposure"]["classes"] == ["medical-cart-cpu"]
+    assert 0 < result["exposure"]["peak_devices"] <= 50 < result["rollback"]["devices"]

@@ -81,6 +81,8 @@ class _State:
     pos: dict[int, int] = field(default_factory=dict)
     tallies: dict[str, ClassTally] = field(default_factory=dict)
     running: int = 0
+    exposed_now: int = 0
+    """devices serving the candidate that count as exposed (``scenario.bad_classes``, default all)"""
     class_counts: dict[str, list[int]] = field(default_factory=dict)
     """per class: exposed members, done, failed (``install_counts``'s figures, kept as they change)"""
     counts: dict[str, int] = field(default_factory=lambda: {"pending": 0, "done": 0, "failed": 0})
@@ -93,6 +95,10 @@ class _State:
         if t <= self.fleet.horizon_s:
             self.seq += 1
             heapq.heappush(self.heap, (t, self.seq, kind, i, self.epoch[i]))
+
+    def counts_exposure(self, device: Device) -> bool:
+        bad = self.fleet.scenario.bad_classes
+        return not bad or device.hardware_class in bad
 
     def mark(self, i: int, status: Literal["pending", "done", "failed"]) -> None:
         d = self.devices[i]
@@ -147,10 +153,12 @@ def _handle(st: _State, t: float, kind: int, i: int) -> None:
         st.switched_s[i] = t
         if not st.shadow_mode[i]:
             st.running += 1
-            if st.first_exposed_s is None:
-                st.first_exposed_s = t
-            if st.running > st.peak[0]:
-                st.peak = (st.running, t)
+            if st.counts_exposure(d):
+                st.exposed_now += 1
+                if st.first_exposed_s is None:
+                    st.first_exposed_s = t
+                if st.exposed_now > st.peak[0]:
+                    st.peak = (st.exposed_now, t)
         st.push(d.next_online(t), _REPORT, i)
     elif kind == _REPORT:
         if st.phase[i] == _FAILED:
@@ -164,6 +172,7 @@ def _handle(st: _State, t: float, kind: int, i: int) -> None:
             )
     elif kind == _ROLLBACK:
         st.running -= 1
+        st.exposed_now -= st.counts_exposure(d)
         st.phase[i] = _GONE
         st.last_rollback_s = t
 
@@ -398,6 +407,7 @@ def _result(st: _State, seed: int, end_s: float, rec: _Record) -> dict[str, Any]
         "exposure": {
             "bad_model": bad,
             "peak_devices": st.peak[0],
+            "classes": sorted(st.fleet.scenario.bad_classes or st.fleet.classes),
             "peak_percent": round(100 * st.peak[0] / n, 3) if n else 0.0,
             "peak_at_s": st.peak[1] if st.peak[0] else None,
             "first_at_s": st.first_exposed_s,

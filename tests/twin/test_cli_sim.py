@@ -52,3 +52,19 @@ def test_sim_run_bad_inputs(tmp_path: Path) -> None:
     assert code == ExitCode.INVALID_INPUT
     assert "invalid_document" in err
     assert "spec.stages.0.percent" in err
+
+
+def test_sim_run_checks_the_fleet_against_a_classes_file(tmp_path: Path) -> None:
+    classes = str(EXAMPLES.parent / "hardware-classes.toml")
+    spec = str(EXAMPLES / "rollout.json")
+    fleet = str(EXAMPLES / "quickstart-v2.toml")
+    code, out, _ = _sim(
+        fleet, "--rollout", str(EXAMPLES / "quickstart-rollout-v2.json"), "--classes", classes
+    )
+    assert code == 0, out
+    unknown = tmp_path / "fleet.toml"
+    unknown.write_text("[classes.toaster-oven]\ndevices = 3\n")
+    code, _, err = _sim(str(unknown), "--rollout", spec, "--classes", classes)
+    assert code == ExitCode.INVALID_INPUT
+    assert "unknown_hardware_class" in err
+    assert "classes.toaster-oven" in err

@@ -16,6 +16,7 @@ import click
 from edgefleet.cli.local_file import read_local_file
 from edgefleet.cli.output import echo_json
 from edgefleet.cli.rollout_spec import read_spec_file
+from edgefleet.protocol import parse_classes_toml
 from edgefleet.protocol.errors import EdgefleetError
 
 __all__ = ["duration_text", "render_plan", "sim", "write_plan_page"]
@@ -130,6 +131,9 @@ def sim() -> None:
               help="A rollout spec as JSON (the same as `rollout create --spec`).")  # fmt: skip
 @click.option("--compare", "compare_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A second spec, run on the same seeded fleet.")  # fmt: skip
+@click.option("--classes", "classes_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A hardware classes file: every fleet class must be in it; envelopes and update "
+              "windows the fleet file leaves out come from it.")  # fmt: skip
 @click.option("--seed", type=int, default=None, help="Draw the fleet with this seed (default: the file's).")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -138,18 +142,24 @@ def run_cmd(
     fleet_file: Path,
     spec_file: Path,
     compare_file: Path | None,
+    classes_file: Path | None,
     seed: int | None,
     as_json: bool,
     html_out: Path | None,
 ) -> None:
     """Run the rollout SPEC on the fleet described in FLEET_FILE (TOML)."""
     try:
-        from edgefleet.server.services.twin.fleet import parse_fleet_toml
+        from edgefleet.server.services.twin.fleet import parse_fleet_toml, with_class_documents
         from edgefleet.server.services.twin.plan import parse_rollout_spec, plan
     except ImportError as exc:
         raise _needs_server(exc) from exc
 
     fleet = parse_fleet_toml(read_local_file(fleet_file, max_bytes=MAX_FLEET_FILE_BYTES, what="fleet file"))
+    if classes_file is not None:
+        documents = parse_classes_toml(
+            read_local_file(classes_file, max_bytes=MAX_FLEET_FILE_BYTES, what="classes")
+        )
+        fleet = with_class_documents(fleet, {c.name: c for c in documents})
     spec = parse_rollout_spec(read_spec_file(spec_file))
     compare = parse_rollout_spec(read_spec_file(compare_file)) if compare_file is not None else None
     result = plan(fleet, spec, seed=seed, compare=compare)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edgefleet.protocol.document import validation_details
 from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.hardware_class import HardwareClass
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,6 +35,7 @@ __all__ = [
     "UpdateWindow",
     "parse_fleet",
     "parse_fleet_toml",
+    "with_class_documents",
 ]
 
 MAX_FLEET_DEVICES = 1_000_000
@@ -237,6 +240,33 @@ def parse_fleet(data: Any, *, known_classes: set[str] | None = None) -> FleetSpe
                 details={"field": f"classes.{unknown[0]}", "expected": sorted(known_classes), "got": unknown},
             )
     return fleet
+
+
+def with_class_documents(fleet: FleetSpec, documents: Mapping[str, HardwareClass]) -> FleetSpec:
+    """The fleet checked against a classes file: a class it does not declare is refused
+    (``unknown_hardware_class``, naming the field), and a class's envelope and update window come from its
+    document where the fleet file leaves them out."""
+    unknown = sorted(set(fleet.classes) - set(documents))
+    if unknown:
+        raise InvalidDocumentError(
+            f"invalid fleet: classes.{unknown[0]}: no such hardware class in the classes file",
+            code="unknown_hardware_class",
+            details={"field": f"classes.{unknown[0]}", "expected": sorted(documents), "got": unknown},
+        )
+    classes = {}
+    for name, cls in fleet.classes.items():
+        doc = documents[name]
+        updates: dict[str, Any] = {}
+        if "envelope_p95_ms" not in cls.model_fields_set:
+            updates["envelope_p95_ms"] = doc.performance.latency_p95_ms
+        if "update_window" not in cls.model_fields_set:
+            try:
+                UpdateWindow.parse(doc.update_window)
+                updates["update_window"] = doc.update_window
+            except ValueError:
+                pass
+        classes[name] = cls.model_copy(update=updates)
+    return fleet.model_copy(update={"classes": classes})
 
 
 def parse_fleet_toml(text: str | bytes, *, known_classes: set[str] | None = None) -> FleetSpec:

@@ -41,7 +41,13 @@ def _figures(artifact: ArtifactRow | None, *, error_rate: float, what: str) -> d
     where = (
         f"{what}: artifact {artifact.id}'s manifest (build report, measured on the build host or emulated)"
     )
-    return {"latency_p95_ms": p95 if p95 else None, "error_rate": error_rate, "source": where}
+    agreement = metrics.get("top1_agreement")
+    return {
+        "latency_p95_ms": p95 if p95 else None,
+        "error_rate": error_rate,
+        "shadow_agreement": agreement if agreement is not None else 1.0,
+        "source": where,
+    }
 
 
 def _traffic(
@@ -101,6 +107,8 @@ def fleet_of_control_plane(
         "(no per-device outage history is recorded)",
         f"install and health check: {ASSUMED_INSTALL_S:g} s per device; install failures: none assumed",
         "candidate error rate: the current version's observed error rate (the build report has none)",
+        "candidate quality: the build report's top-1 agreement with the reference is the shadow agreement; "
+        "probe figures are not used",
         "update windows: the class's update_window, taken as UTC; the server does not enforce windows yet "
         "(issue 19), devices honour them on the switch",
     ]

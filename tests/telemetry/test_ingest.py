@@ -339,7 +339,8 @@ def test_retention_forgets_old_windows(fleet: Fleet) -> None:
     fleet.clock.advance(31 * 86400)
     with fleet.app.state.context.db.session() as session:
         deleted = svc.prune_telemetry(session, now=fleet.clock(), freshness=svc.Freshness())
-    assert deleted == 4  # the window, its model row, and its minute's two rollups (model and window level)
+    # the window, its model row, and its minute's and its hour's two rollups each (model and window level)
+    assert deleted == 6
     since = (fleet.clock() - timedelta(days=399)).isoformat()
     assert fleet.device_telemetry(d.id, since=since)["windows"] == []
 

@@ -22,6 +22,7 @@ from edgefleet.server.services import telemetry as svc
 from edgefleet.server.services.device_telemetry import device_telemetry
 from edgefleet.server.services.devices import StatusThresholds
 from edgefleet.server.services.fleet_health import fleet_health
+from edgefleet.server.services.health_history import health_history, resolve_range
 from edgefleet.server.store.devices import DeviceRow
 
 __all__ = ["MAX_COMPRESSED_BYTES", "decompress_bounded", "router"]
@@ -150,6 +151,33 @@ def get_fleet_health(
         labels=_labels(label),
         freshness=_freshness(request),
         thresholds=_thresholds(request),
+    )
+
+
+@router.get("/v1/fleet/health/history")
+def get_health_history(
+    request: Request,
+    ctx: Ctx,
+    session: DbSession,
+    _: Viewer,
+    hardware_class: Annotated[str, Query(max_length=63)],
+    model_version: Annotated[str | None, Query(max_length=64)] = None,
+    site: Annotated[str | None, Query(max_length=128)] = None,
+    range: Annotated[str | None, Query(max_length=16)] = None,
+    start: Annotated[datetime | None, Query()] = None,
+    end: Annotated[datetime | None, Query()] = None,
+) -> dict[str, Any]:
+    """Model health over time (the series the dashboard's history page draws): see docs/dashboard.md."""
+    now = ctx.clock()
+    retention_s = _freshness(request).retention_s
+    return health_history(
+        session,
+        hardware_class=hardware_class,
+        model_version=model_version,
+        site=site,
+        history_range=resolve_range(range, start, end, now=now, retention_s=retention_s),
+        retention_s=retention_s,
+        now=now,
     )
 
 

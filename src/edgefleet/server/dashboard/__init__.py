@@ -7,10 +7,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from edgefleet.server.dashboard import actions, auth, pages, plan_page, probe_pages, static
+from edgefleet.server.dashboard import actions, auth, history_pages, pages, plan_page, probe_pages, static
 
 __all__ = ["router"]
 
 router = APIRouter()
-for _part in (static.router, auth.router, pages.router, probe_pages.router, plan_page.router, actions.router):
+for _part in (
+    static.router,
+    auth.router,
+    pages.router,
+    probe_pages.router,
+    plan_page.router,
+    history_pages.router,
+    actions.router,
+):
     router.include_router(_part)

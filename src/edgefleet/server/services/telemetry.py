@@ -36,6 +36,7 @@ from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.telemetry import (
     TelemetryDeviceRow,
     TelemetryEventRow,
+    TelemetryHourRollupRow,
     TelemetryModelWindowRow,
     TelemetryRollupRow,
     TelemetryWindowRow,
@@ -279,8 +280,8 @@ def _site(device: DeviceRow) -> str:
 def _roll_up(
     session: Session, device: DeviceRow, new_windows: list[tuple[TelemetryWindowRow, TelemetryRecord]]
 ) -> None:
-    """Add this batch's model windows to the per-minute rollups (under row locks; a concurrent first insert
-    of the same key raises IntegrityError, and the caller retries the whole ingest)."""
+    """Add this batch's model windows to the per-minute and per-hour rollups (under row locks; a concurrent
+    first insert of the same key raises IntegrityError, and the caller retries the whole ingest)."""
     site = _site(device)
     batch_cells: dict[tuple[datetime, str, str, str], dict[str, Any]] = {}
     for row, record in new_windows:
@@ -314,12 +315,40 @@ def _roll_up(
             ):
                 merge_counts(cell.setdefault(name, {}), counts)
             merge_shadow_stats(cell["shadow_stats"], shadow_stats_json(model.shadow))
+    _upsert_cells(session, TelemetryRollupRow, "minute_at", batch_cells)
+    hours: dict[tuple[datetime, str, str, str], dict[str, Any]] = {}
     for key, cell in batch_cells.items():
-        stored = session.get(TelemetryRollupRow, key, with_for_update=True)
+        _merge_cell(hours.setdefault((key[0].replace(minute=0), *key[1:]), _empty_cell()), cell)
+    _upsert_cells(session, TelemetryHourRollupRow, "hour_at", hours)
+
+
+def _merge_cell(into: dict[str, Any], cell: dict[str, Any]) -> None:
+    for name in _ROLLUP_SUMS:
+        into[name] += cell[name]
+    for name in ("latency_max_ms", "max_late_s"):
+        into[name] = max(into[name], cell[name])
+    for name in (*_ROLLUP_MAPS, "degraded_s"):
+        merge_counts(into[name], cell[name])
+    merge_shadow_stats(into["shadow_stats"], cell["shadow_stats"])
+
+
+def _upsert_cells(
+    session: Session,
+    table: type[TelemetryRollupRow] | type[TelemetryHourRollupRow],
+    time_column: str,
+    cells: dict[tuple[datetime, str, str, str], dict[str, Any]],
+) -> None:
+    """Add ``cells`` to the rollup rows of ``table`` (under row locks; a concurrent first insert of the same
+    key raises IntegrityError, and the caller retries the whole ingest)."""
+    for key, cell in cells.items():
+        stored = cast(
+            "TelemetryRollupRow | TelemetryHourRollupRow | None",
+            session.get(table, key, with_for_update=True),
+        )
         if stored is None:
             session.add(
-                TelemetryRollupRow(
-                    minute_at=key[0], hardware_class=key[1], model_version=key[2], site=key[3], **cell
+                table(
+                    **{time_column: key[0]}, hardware_class=key[1], model_version=key[2], site=key[3], **cell
                 )
             )
             continue
@@ -390,6 +419,9 @@ def _update_device_state(
 # --- retention and export -------------------------------------------------------------------------------
 
 
+_HOUR = timedelta(hours=1)
+
+
 def prune_telemetry(session: Session, *, now: datetime, freshness: Freshness) -> int:
     """Delete windows and events older than the retention. Returns the number of rows deleted."""
     cutoff = now - timedelta(seconds=freshness.retention_s)
@@ -400,6 +432,8 @@ def prune_telemetry(session: Session, *, now: datetime, freshness: Freshness) ->
             delete(TelemetryWindowRow).where(TelemetryWindowRow.end_at < cutoff),
             delete(TelemetryEventRow).where(TelemetryEventRow.received_at < cutoff),
             delete(TelemetryRollupRow).where(TelemetryRollupRow.minute_at < cutoff),
+            # an hour that still overlaps the retention is kept whole
+            delete(TelemetryHourRollupRow).where(TelemetryHourRollupRow.hour_at <= cutoff - _HOUR),
         ):
             # a bulk DELETE answers a CursorResult (it has rowcount); Session.execute is typed as Result
             deleted += cast("CursorResult[Any]", session.execute(stmt)).rowcount or 0

@@ -27,6 +27,7 @@ from edgefleet.server.store.base import Base, UTCDateTime
 __all__ = [
     "TelemetryDeviceRow",
     "TelemetryEventRow",
+    "TelemetryHourRollupRow",
     "TelemetryModelWindowRow",
     "TelemetryRollupRow",
     "TelemetryWindowRow",
@@ -126,19 +127,9 @@ class TelemetryDeviceRow(Base):
     """the newest over the slots (server clock): fleet health's prefilter for requests without success"""
 
 
-class TelemetryRollupRow(Base):
-    """Model windows summed per minute (of the window's end), class, version and site, at ingest: fleet health
-    over an hour reads tens of these instead of one row per device and window. Exact (counts and histogram
-    buckets add); the time resolution is the minute."""
+class _RollupSums:
+    """The summed columns of a rollup (minute or hour): counts add and histogram buckets add."""
 
-    __tablename__ = "telemetry_rollups"
-    __table_args__ = (PrimaryKeyConstraint("minute_at", "hardware_class", "model_version", "site"),)
-
-    minute_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    hardware_class: Mapped[str] = mapped_column(String(63))
-    model_version: Mapped[str] = mapped_column(String(64))
-    site: Mapped[str] = mapped_column(String(128))
-    """the device's ``site`` label, ``""`` when it has none"""
     requests: Mapped[int] = mapped_column(BigInteger)
     errors: Mapped[int] = mapped_column(BigInteger)
     errors_by_code: Mapped[dict[str, int]] = mapped_column(JSON)
@@ -163,3 +154,32 @@ class TelemetryRollupRow(Base):
     """window-level figures, on the row whose ``model_version`` is ``""``: seconds per degraded rung ..."""
     max_late_s: Mapped[float] = mapped_column(Float, default=0.0)
     """... and the latest-arriving window's lateness"""
+
+
+class TelemetryRollupRow(_RollupSums, Base):
+    """Model windows summed per minute (of the window's end), class, version and site, at ingest: fleet health
+    over an hour reads tens of these instead of one row per device and window. Exact (counts and histogram
+    buckets add); the time resolution is the minute."""
+
+    __tablename__ = "telemetry_rollups"
+    __table_args__ = (PrimaryKeyConstraint("minute_at", "hardware_class", "model_version", "site"),)
+
+    minute_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    hardware_class: Mapped[str] = mapped_column(String(63))
+    model_version: Mapped[str] = mapped_column(String(64))
+    site: Mapped[str] = mapped_column(String(128))
+    """the device's ``site`` label, ``""`` when it has none"""
+
+
+class TelemetryHourRollupRow(_RollupSums, Base):
+    """The same sums per hour (of the window's end), written at ingest beside the minute rows: a week of
+    history reads 168 rows per (class, version, site) instead of 10,080 (``services.health_history``)."""
+
+    __tablename__ = "telemetry_hour_rollups"
+    __table_args__ = (PrimaryKeyConstraint("hour_at", "hardware_class", "model_version", "site"),)
+
+    hour_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    hardware_class: Mapped[str] = mapped_column(String(63))
+    model_version: Mapped[str] = mapped_column(String(64))
+    site: Mapped[str] = mapped_column(String(128))
+    """the device's ``site`` label, ``""`` when it has none"""

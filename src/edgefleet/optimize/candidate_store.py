@@ -23,7 +23,7 @@ from edgefleet.protocol.probe import PERTURBED_PREFIX
 if TYPE_CHECKING:
     from edgefleet.optimize.config import BuildConfig
     from edgefleet.optimize.dataset import Dataset
-    from edgefleet.optimize.pipeline import BuildResult
+    from edgefleet.optimize.results import BuildResult
 
 __all__ = [
     "CANDIDATES_DIR",

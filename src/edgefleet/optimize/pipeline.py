@@ -4,44 +4,40 @@ Order: check every input (nothing is written before that) -> FP32 reference outp
 -> candidates (once, shared by all classes) -> quality of each against the reference -> accuracy-aware
 mixed precision if no full INT8 keeps the bound -> per class: compatibility, latency and memory with the
 class's providers and threads -> selection -> artifacts + report, staged and renamed onto ``--out``.
+
+The candidates are made in ``candidate_set``, each class's artifact written by ``class_artifact``; the
+results' shapes live in ``results``.
 """
 
 from __future__ import annotations
 
-import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
-from tqdm import tqdm
 
 from edgefleet.optimize import candidate_store, package, report
-from edgefleet.optimize.candidates import Candidate, describe, make_fp16, make_fp32, make_student
+from edgefleet.optimize.candidate_set import make_candidates
+from edgefleet.optimize.candidates import Candidate, describe
+from edgefleet.optimize.class_artifact import write_class_artifact
 from edgefleet.optimize.config import BuildConfig, class_policy, model_name_from
-from edgefleet.optimize.cpu_features import CpuInfo, build_reduce_range, detect_cpu
+from edgefleet.optimize.cpu_features import CpuInfo, detect_cpu
 from edgefleet.optimize.dataset import Dataset, load_dataset
 from edgefleet.optimize.emulate import emulate_class
 from edgefleet.optimize.errors import BuildError, BuildInputError
-from edgefleet.optimize.figures import WHERE_RANK, Figures, Where
-from edgefleet.optimize.guard_ranges import input_ranges
+from edgefleet.optimize.figures import Figures, Where
 from edgefleet.optimize.measure import check_compatibility, measure_latency, others_load_per_cpu
-from edgefleet.optimize.mixed import MixedSearch, search_mixed_precision
-from edgefleet.optimize.model_info import ModelInfo, load_model, signature_of
-from edgefleet.optimize.openvino_build import (
-    OpenVinoClassBuild,
-    build_openvino_class,
-    ir_signature,
-    run_ir,
-    write_ir_files,
-)
+from edgefleet.optimize.mixed import search_mixed_precision
+from edgefleet.optimize.model_info import ModelInfo, load_model
+from edgefleet.optimize.openvino_build import build_openvino_class
+from edgefleet.optimize.progress import progress_bar
 from edgefleet.optimize.quality import Quality, check_labels, measure_quality, within_bound
-from edgefleet.optimize.quantize import make_int8_dynamic, make_int8_static, preprocess
+from edgefleet.optimize.results import BuildResult, ClassResult
 from edgefleet.optimize.robustness import RobustnessPolicy, RobustnessReport, evaluate_robustness
-from edgefleet.optimize.select import ClassPolicy, Measured, Selection, select_candidate
+from edgefleet.optimize.select import Measured, select_candidate
 from edgefleet.optimize.session import (
+    REFERENCE_SETTINGS,
     SessionSettings,
     open_session,
     plan_providers,
@@ -52,40 +48,6 @@ from edgefleet.optimize.storage import measure_startup
 from edgefleet.protocol.hardware_class import HardwareClass
 
 __all__ = ["BuildResult", "ClassResult", "run_build", "select_classes"]
-
-REFERENCE_SETTINGS = SessionSettings(providers=("CPUExecutionProvider",), intra_op=1, inter_op=1)
-
-
-@dataclass
-class ClassResult:
-    hwclass: HardwareClass
-    note: str
-    settings: SessionSettings
-    measured: list[Measured]
-    selection: Selection
-    manifest: dict[str, Any] | None = None
-    figures: list[Figures] = field(default_factory=list)
-    policy: ClassPolicy | None = None
-    emulation: dict[str, Any] | None = None  # how the class's limits were applied on the build host
-    openvino: OpenVinoClassBuild | None = None
-    """An OpenVINO class's own candidates (IR) and qualities (``openvino_build``)."""
-
-
-@dataclass
-class BuildResult:
-    out: Path
-    model: ModelInfo
-    cpu: CpuInfo
-    classes: list[ClassResult] = field(default_factory=list)
-    candidates: list[Candidate] = field(default_factory=list)
-    qualities: dict[str, Quality] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)
-    mixed: MixedSearch | None = None
-    robustness: RobustnessReport | None = None
-
-    @property
-    def failed_classes(self) -> list[str]:
-        return [c.hwclass.name for c in self.classes if c.selection.failed]
 
 
 def select_classes(classes: list[HardwareClass], names: list[str] | None) -> list[HardwareClass]:
@@ -127,10 +89,6 @@ def _batchable(model: ModelInfo) -> bool:
     return all(spec.shape and not isinstance(spec.shape[0], int) for spec in model.signature.inputs)
 
 
-def _bar(config: BuildConfig, total: int, desc: str) -> tqdm:
-    return tqdm(total=total, desc=desc, disable=not (config.progress and sys.stderr.isatty()), leave=False)
-
-
 def _reference(model_path: Path, info: ModelInfo, data: Dataset) -> list[np.ndarray]:
     try:
         return run_dataset(open_session(model_path, REFERENCE_SETTINGS), data, batch=_batchable(info))
@@ -141,61 +99,6 @@ def _reference(model_path: Path, info: ModelInfo, data: Dataset) -> list[np.ndar
             expected="a model whose declared inputs match its weights and the data",
             got=exc.details.get("got"),
         ) from exc
-
-
-def _make_candidates(
-    source: Path,
-    work: Path,
-    info: ModelInfo,
-    classes: list[HardwareClass],
-    calib: Dataset,
-    config: BuildConfig,
-) -> tuple[list[Candidate], dict[str, str], Path | None, bool]:
-    precisions = {p for c in classes for p in c.precisions}
-    candidates = [make_fp32(source, work, REFERENCE_SETTINGS)]
-    failures: dict[str, str] = {}
-    reduce_range = build_reduce_range(classes)
-    steps: list[tuple[str, Any]] = []
-    if "fp16" in precisions:
-        steps.append(("fp16", lambda: make_fp16(source, work)))
-    pre: Path | None = None
-    if "int8" in precisions:
-        pre, note = preprocess(source, work)
-        notes = (note,) if note else ()
-        for method in config.calibration_methods:
-            for per_channel in config.per_channel:
-                steps.append(
-                    (
-                        f"int8-static-{method}{'-pc' if per_channel else ''}",
-                        lambda m=method, pc=per_channel: make_int8_static(
-                            pre,
-                            work,
-                            calib,
-                            method=m,
-                            per_channel=pc,
-                            reduce_range=reduce_range,
-                            max_samples=config.max_calibration_samples,
-                            notes=notes,
-                        ),
-                    )
-                )
-        if config.dynamic:
-            steps.append(("int8-dynamic", lambda: make_int8_dynamic(source, work, reduce_range=reduce_range)))
-    for index, student in enumerate(config.students):
-        steps.append((f"student-{index}", lambda p=student, i=index: make_student(p, info, work, i)))
-    with _bar(config, len(steps), "candidates") as bar:
-        for name, make in steps:
-            try:
-                made = make()
-            except BuildInputError:
-                raise
-            except BuildError as exc:
-                failures[name] = exc.message[:300]
-                made = None
-            if made is not None:
-                candidates.append(made)
-            bar.update()
-    return candidates, failures, pre, reduce_range
 
 
 def run_build(
@@ -243,10 +146,10 @@ def run_build(
 
     with tempfile.TemporaryDirectory(prefix="edgefleet-build-") as tmp:
         work = Path(tmp)
-        candidates, result.failures, pre, reduce_range = _make_candidates(
+        candidates, result.failures, pre, reduce_range = make_candidates(
             model_path, work, info, chosen_classes, calib, config
         )
-        with _bar(config, len(candidates), "quality") as bar:
+        with progress_bar(config, len(candidates), "quality") as bar:
             for candidate in list(candidates):
                 try:
                     result.qualities[candidate.name] = evaluate(candidate)
@@ -324,7 +227,7 @@ def run_build(
                 )
                 continue
             allowed = [c for c in candidates if c.precision in hwclass.precisions]
-            with _bar(config, len(allowed) + 1, f"measure {hwclass.name}") as bar:
+            with progress_bar(config, len(allowed) + 1, f"measure {hwclass.name}") as bar:
                 for c in allowed:
                     if (c.name, settings) not in compat_cache:
                         compat_cache[(c.name, settings)] = check_compatibility(
@@ -409,7 +312,7 @@ def run_build(
         with package.staged_output(out) as staging:
             for class_result in result.classes:
                 if not class_result.selection.failed:
-                    class_result.manifest = _write_artifact(
+                    class_result.manifest = write_class_artifact(
                         staging / class_result.hwclass.name,
                         class_result,
                         result,
@@ -492,129 +395,3 @@ def _robustness(
             min_agreement=config.robust_min_agreement, min_metric_ratio=config.robust_min_metric_ratio
         ),
     )
-
-
-def _write_artifact(
-    root: Path,
-    class_result: ClassResult,
-    result: BuildResult,
-    valid: Dataset,
-    calib: Dataset,
-    config: BuildConfig,
-    judged: int,
-) -> dict[str, Any]:
-    import onnx
-
-    hwclass = class_result.hwclass
-    ov = class_result.openvino
-    pool = ov.candidates if ov is not None else result.candidates
-    chosen = next(c for c in pool if c.name == class_result.selection.chosen)
-    root.mkdir(parents=True)
-    golden = valid.head(config.golden_samples)
-    if ov is not None:  # the IR, its answers with the class's threads and with one (the spread)
-        model_files = write_ir_files(root, chosen)
-        outputs = run_ir(chosen.path, golden, threads=hwclass.threads.intra_op)
-        plain = run_ir(chosen.path, golden, threads=1)
-    else:
-        model_files = [package.MODEL_FILE]
-        package.write_bytes(root / package.MODEL_FILE, chosen.path.read_bytes())
-        outputs = run_dataset(open_session(chosen.path, class_result.settings), golden, batch=False)
-        plain = run_dataset(
-            open_session(
-                chosen.path, class_result.settings, level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            ),
-            golden,
-            batch=False,
-        )
-    spread = max(
-        (
-            float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
-            for a, b in zip(outputs, plain, strict=True)
-        ),
-        default=0.0,
-    )
-    quality = (ov.qualities if ov is not None else result.qualities)[chosen.name]
-    tolerance = package.derive_tolerance(candidate_vs_fp32=quality.max_abs_diff, implementation_spread=spread)
-    signature = ir_signature(chosen.path) if ov is not None else signature_of(onnx.load(str(chosen.path)))
-    output_names = [o.name for o in signature.outputs]
-    package.write_bytes(
-        root / package.GOLDEN_FILE,
-        package.golden_bytes(golden.arrays, dict(zip(output_names, outputs, strict=True))),
-    )
-    fp32_quality = result.qualities["fp32"]
-    selection = class_result.selection
-    mine = [f for f in class_result.figures if f.candidate == chosen.name]
-    timed = next((f for f in mine if f.where == selection.place and f.latency is not None), None)
-    perf = timed.latency if timed else None
-    rss = max(
-        (f for f in mine if f.peak_rss_bytes is not None), key=lambda f: WHERE_RANK[f.where], default=None
-    )
-    startup = max(
-        (f for f in mine if f.load_time_ms is not None), key=lambda f: WHERE_RANK[f.where], default=None
-    )
-    manifest = {
-        "schema_version": 1,
-        "model": config.model_name or model_name_from(result.model.path),
-        "version": config.model_version,
-        "hardware_class": hwclass.name,
-        "runtime": hwclass.runtime.model_dump(mode="json"),
-        "precision": chosen.precision,
-        "entrypoint": model_files[0],
-        "files": [package.file_entry(root, p).model_dump() for p in (*model_files, package.GOLDEN_FILE)],
-        "signature": signature.model_dump(mode="json"),
-        "optimization": {
-            "source_sha256": result.model.sha256,
-            "quantization": chosen.quantization,
-            "calibration_method": chosen.calibration_method,
-            "sparsity": 0.0,
-            "calibration_sha256": calib.sha256
-            if chosen.precision == "int8" and chosen.kind != "int8_dynamic"
-            else None,
-            "candidate": chosen.name,
-            "per_channel": chosen.per_channel,
-            "reduce_range": chosen.reduce_range,
-            "excluded_nodes": list(chosen.excluded_nodes),
-            "notes": list(chosen.notes),
-            "selection": class_result.selection.summary,
-        },
-        "metrics": {
-            "task_metric": quality.task_metric,
-            "task_value": quality.task_value,
-            "reference_value": fp32_quality.task_value,
-            "top1_agreement": quality.agreement if quality.agreement_metric == "top1_agreement" else None,
-            "agreement_metric": quality.agreement_metric,
-            "agreement": quality.agreement,
-            "max_abs_diff": quality.max_abs_diff,
-            "latency_p50_ms": perf.p50_ms if perf else None,
-            "latency_p95_ms": perf.p95_ms if perf else None,
-            "latency_p99_ms": perf.p99_ms if perf else None,
-            "size_bytes": chosen.size_bytes,
-            "peak_memory_bytes": rss.peak_rss_bytes if rss else None,
-            "load_time_ms": startup.load_time_ms if startup else None,
-            "first_inference_ms": startup.first_inference_ms if startup else None,
-            "startup_measured_on": startup.source if startup else None,
-            "validation_samples": valid.count,
-            "validation_sha256": valid.sha256,
-            "measured_on": (
-                f"{timed.where}: {timed.source}"
-                if timed
-                else f"{class_result.note}; {selection.latency_unmeasured}"
-            )[:500],
-            "latency_unmeasured": (selection.latency_unmeasured or "")[:1000] or None,
-            "cpu": result.cpu.to_dict(),
-            "onnxruntime": ort.__version__,
-            **({"openvino": ov.note} if ov is not None else {}),
-        },
-        "health_check": package.health_check(
-            tolerance,
-            hwclass.performance.latency_p95_ms,
-            output_names[judged] if judged < len(output_names) else None,
-        ),
-        "release_counter": config.release_counter,
-        "build_report": report.class_summary(class_result),
-        "input_kind": config.input_kind,
-        "input_ranges": input_ranges(calib, margin=config.input_range_margin),
-    }
-    if result.robustness is not None:
-        manifest["robustness"] = result.robustness.summary(chosen.name)
-    return package.write_manifest(root, manifest).to_dict()

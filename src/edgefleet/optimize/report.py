@@ -16,7 +16,7 @@ from edgefleet.optimize.select import Measured
 
 if TYPE_CHECKING:
     from edgefleet.optimize.config import BuildConfig
-    from edgefleet.optimize.pipeline import BuildResult, ClassResult
+    from edgefleet.optimize.results import BuildResult, ClassResult
 
 __all__ = [
     "MAX_SUMMARY_CANDIDATES",

@@ -15,6 +15,7 @@ from edgefleet.protocol.hardware_class import HardwareClass
 
 __all__ = [
     "MAX_EVAL_BATCH",
+    "REFERENCE_SETTINGS",
     "ProviderPlan",
     "SessionSettings",
     "open_session",
@@ -52,6 +53,10 @@ class SessionSettings:
     intra_op: int
     inter_op: int
     capped_from: int | None = None  # the class asked for more intra-op threads than this machine has
+
+
+REFERENCE_SETTINGS = SessionSettings(providers=("CPUExecutionProvider",), intra_op=1, inter_op=1)
+"""How the FP32 reference and every candidate's quality are run: one CPU thread, the same for all."""
 
 
 def plan_providers(hwclass: HardwareClass, available: list[str] | None = None) -> ProviderPlan:

@@ -32,6 +32,8 @@ def write_class_artifact(
     config: BuildConfig,
     judged: int,
 ) -> dict[str, Any]:
+    """Write ``root`` (model file(s), golden vectors, manifest) for the class's chosen candidate; returns the
+    manifest as written."""
     import onnx
 
     hwclass = class_result.hwclass

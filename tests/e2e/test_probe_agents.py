@@ -187,6 +187,10 @@ def test_two_agents_measure_three_candidates_while_serving_and_select_uses_devic
         assert manifest["optimization"]["candidate"] == chosen["chosen"]
         assert manifest["metrics"]["measured_on"].startswith(f"device: probe {probe_id} (2 devices")
         assert manifest["build_report"]["candidates"][0]["measured_on"] == "device"
+        # The class's sustained-latency budget is judged on the devices' 3 s runs (the build ran none).
+        assert manifest["metrics"]["sustained_measured_on"].startswith("device: 3 s run; probe ")
+        assert manifest["metrics"]["sustained_last_p95_ms"] > 0
+        assert manifest["metrics"]["sustained_unmeasured"] is None
         # The build report shows the device figures beside the host's, each labelled where measured.
         entry = next(
             c
@@ -197,6 +201,7 @@ def test_two_agents_measure_three_candidates_while_serving_and_select_uses_devic
         assert {(n, "device") for n in three} <= places
         assert {(n, "host") for n in three} <= places
         assert entry["latency_place"] == "device"
+        assert entry["sustained_unmeasured"] is None
         assert entry["host_selection"]["summary"]
         assert probe_id in (build / "report.html").read_text()
     finally:

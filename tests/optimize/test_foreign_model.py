@@ -104,3 +104,37 @@ def test_a_foreign_vision_model_is_built_validated_and_packaged(tmp_path: Path) 
     assert not np.allclose(out[0], out[1])
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["classes"][0]["chosen"] == manifest.optimization.candidate
+
+
+@pytest.mark.slow
+def test_the_foreign_model_runs_under_sustained_load_in_the_class_emulation(tmp_path: Path) -> None:
+    """SqueezeNet from the onnx wheel, one second back to back in its fresh process under the class's limits:
+    the windows, the drift and the thermal state (or "unavailable") come back; no timing is asserted."""
+    from edgefleet.optimize.dataset import load_dataset
+    from edgefleet.optimize.emulate import emulate_class
+    from edgefleet.optimize.model_info import load_model
+    from edgefleet.optimize.session import SessionSettings
+
+    model = tmp_path / "squeezenet.onnx"
+    _materialize_weights(LIGHT, model)
+    np.savez(tmp_path / "valid.npz", data_0=_images(4, 500))
+    _, info = load_model(model)
+    data = load_dataset(tmp_path / "valid.npz", info.signature)
+    (cls,) = parse_classes_toml(CLASS_TOML)
+    settings = SessionSettings(("CPUExecutionProvider",), 2, 1)
+    figures, record = emulate_class(
+        cls, {"fp32": model}, settings, data, tmp_path, warmup_runs=1, runs=4, sustained_s=1.0
+    )
+    (fp32,) = figures
+    assert fp32.error is None
+    assert fp32.where == "emulated"
+    assert record["sustained_s"] == 1.0
+    run = fp32.sustained
+    assert run is not None
+    assert run.runs >= 2
+    assert run.first_p95_ms is not None
+    assert run.last_p95_ms is not None
+    assert run.drift_ratio == pytest.approx(run.last_p95_ms / run.first_p95_ms)
+    if run.thermal == "unavailable":
+        assert run.temp_rise_c is None
+        assert run.throttle_events is None

@@ -16,6 +16,7 @@ from edgefleet.optimize.figures import Figures
 from edgefleet.optimize.select import SUSTAINED_UNMEASURED, select_candidate, sustained_judgement
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.hardware_class import parse_classes_toml
+from edgefleet.protocol.manifest import ArtifactManifest
 from edgefleet.protocol.probe import SustainedFigures
 
 from .conftest import Digits
@@ -192,6 +193,15 @@ def test_build_runs_each_candidate_under_sustained_load_in_the_emulation(
     entry = report["classes"][0]
     assert any(f["where"] == "emulated" and f["sustained"] for f in entry["figures"])
     assert entry["policy"]["sustained_latency_p95_ms"] == 5000.0
+    manifest = ArtifactManifest.parse(json.loads((out / "hot-box" / "manifest.json").read_text()))
+    chosen_run = next(
+        f.sustained for f in cls.figures if f.where == "emulated" and f.candidate == cls.selection.chosen
+    )
+    assert chosen_run is not None
+    assert manifest.metrics.sustained_last_p95_ms == chosen_run.last_p95_ms
+    assert manifest.metrics.sustained_measured_on is not None
+    assert manifest.metrics.sustained_measured_on.startswith("emulated: 1.5 s run")
+    assert manifest.metrics.sustained_unmeasured is None
     html = (out / "report.html").read_text()
     assert "sustained 1.5 s" in html
     assert "drift x" in html

@@ -18,6 +18,7 @@ from edgefleet.optimize.guard_ranges import input_ranges
 from edgefleet.optimize.model_info import signature_of
 from edgefleet.optimize.openvino_build import ir_signature, run_ir, write_ir_files
 from edgefleet.optimize.results import BuildResult, ClassResult
+from edgefleet.optimize.select import sustained_run
 from edgefleet.optimize.session import open_session, run_dataset
 
 __all__ = ["write_class_artifact"]
@@ -132,6 +133,10 @@ def write_class_artifact(
                 else f"{class_result.note}; {selection.latency_unmeasured}"
             )[:500],
             "latency_unmeasured": (selection.latency_unmeasured or "")[:1000] or None,
+            **package.sustained_metrics(
+                sustained_run(class_result.figures, chosen.name, hwclass.runtime.execution_providers[0]),
+                selection.sustained_unmeasured,
+            ),
             "cpu": result.cpu.to_dict(),
             "onnxruntime": ort.__version__,
             **({"openvino": ov.note} if ov is not None else {}),

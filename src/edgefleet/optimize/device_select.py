@@ -32,7 +32,7 @@ from edgefleet.optimize.measure import Compatibility
 from edgefleet.optimize.noise import Latency, latency_from_samples
 from edgefleet.optimize.probe_bundle import class_candidates, read_report
 from edgefleet.optimize.quality import Quality
-from edgefleet.optimize.select import Measured, Selection, select_candidate
+from edgefleet.optimize.select import Measured, Selection, select_candidate, sustained_run
 from edgefleet.optimize.session import SessionSettings, open_session, run_dataset
 from edgefleet.protocol.hardware_class import HardwareClass
 from edgefleet.protocol.probe import SustainedFigures
@@ -372,6 +372,10 @@ def write_device_artifact(
                     "measured_on": measured_on,
                     "probe_id": result.probe_id,
                     "latency_unmeasured": (result.selection.latency_unmeasured or "")[:1000] or None,
+                    **package.sustained_metrics(
+                        sustained_run(result.figures, chosen.name, hwclass.runtime.execution_providers[0]),
+                        result.selection.sustained_unmeasured,
+                    ),
                 },
                 "health_check": {
                     "golden_file": package.GOLDEN_FILE,

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgefleet.optimize.errors import BuildInputError
+from edgefleet.optimize.figures import Figures
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.manifest import ArtifactFile, ArtifactManifest
 
@@ -167,3 +168,16 @@ def staged_output(out: Path) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def sustained_metrics(run: Figures | None, unmeasured: str | None) -> dict[str, Any]:
+    """The manifest's sustained-load metrics of the chosen candidate (``select.sustained_run``'s figures)."""
+    figures = run.sustained if run is not None else None
+    return {
+        "sustained_last_p95_ms": figures.last_p95_ms if figures else None,
+        "sustained_drift_ratio": figures.drift_ratio if figures else None,
+        "sustained_measured_on": (
+            f"{run.where}: {figures.duration_s:g} s run; {run.source}"[:500] if run and figures else None
+        ),
+        "sustained_unmeasured": (unmeasured or "")[:1000] or None,
+    }

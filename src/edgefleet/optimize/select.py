@@ -42,6 +42,7 @@ __all__ = [
     "latency_place",
     "select_candidate",
     "sustained_judgement",
+    "sustained_run",
 ]
 
 MIB = 1024 * 1024
@@ -123,26 +124,30 @@ def latency_place(figures: list[Figures], policy: ClassPolicy, fp32_name: str = 
     return best
 
 
-def sustained_judgement(figures: list[Figures], name: str, policy: ClassPolicy) -> tuple[str | None, bool]:
-    """The class's sustained-latency budget on candidate ``name``: (why it breaks it, or None; unmeasured).
-
-    Judged on the last-window p95 of the most authoritative figures that carry a sustained run: devices, else
-    the class emulated on the build host on the class's own provider; the build host's never judge it."""
-    budget_ms = policy.sustained_latency_p95_ms
-    if budget_ms is None:
-        return None, False
+def sustained_run(figures: list[Figures], name: str, preferred_provider: str) -> Figures | None:
+    """The figures whose sustained run speaks for candidate ``name`` on the class: devices over the class
+    emulated on the build host on the class's own provider; the build host's never do."""
     runs = [
         f
         for f in figures
         if f.candidate == name
         and f.where != "host"
-        and (f.where == "device" or f.provider in (None, policy.preferred_provider))
+        and (f.where == "device" or f.provider in (None, preferred_provider))
         and f.sustained is not None
         and f.sustained.last_p95_ms is not None
     ]
-    if not runs:
+    return max(runs, key=lambda f: WHERE_RANK[f.where]) if runs else None
+
+
+def sustained_judgement(figures: list[Figures], name: str, policy: ClassPolicy) -> tuple[str | None, bool]:
+    """The class's sustained-latency budget on candidate ``name``: (why it breaks it, or None; unmeasured),
+    judged on the last-window p95 of ``sustained_run``."""
+    budget_ms = policy.sustained_latency_p95_ms
+    if budget_ms is None:
+        return None, False
+    best = sustained_run(figures, name, policy.preferred_provider)
+    if best is None:
         return None, True
-    best = max(runs, key=lambda f: WHERE_RANK[f.where])
     run = best.sustained
     last_ms = run.last_p95_ms if run is not None else None
     if run is None or last_ms is None or last_ms <= budget_ms:

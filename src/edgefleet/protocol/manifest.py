@@ -95,6 +95,16 @@ class Metrics(Part):
         description="why the class's latency was not measured where the build ran (its execution provider "
         "is missing there), and the probe that would settle it; absent: latency was measured",
     )
+    sustained_last_p95_ms: float | None = Field(
+        default=None, ge=0, description="p95 of the last window of a run under sustained load; None: no run"
+    )
+    sustained_drift_ratio: float | None = Field(default=None, ge=0, description="last / first window p95")
+    sustained_measured_on: str | None = Field(default=None, max_length=500)
+    sustained_unmeasured: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="the class declares a sustained-latency budget the chosen candidate was not run under",
+    )
 
 
 class HealthCheck(Part):

@@ -18,10 +18,12 @@ def test_build_command_writes_artifacts(digits: Digits, tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = ["build", str(digits.model), "--classes", str(classes), "--calibration", str(digits.calibration)]
     args += ["--validation", str(digits.validation), "--out", str(out), "--quick", "--release-counter", "3"]
-    result = CliRunner().invoke(cli, [*args, "--class", "cpu-small", "--name", "digits"])
+    sustained = ["--sustained-s", "1"]
+    result = CliRunner().invoke(cli, [*args, "--class", "cpu-small", "--name", "digits", *sustained])
     assert result.exit_code == 0, result.output
     assert "cpu-small:" in result.output
     assert "latency decided on: emulated" in result.output  # the class's limits, in fresh processes
+    assert "emulated: sustained 1 s (" in result.output  # the chosen candidate's run under sustained load
     manifest = json.loads((out / "cpu-small" / "manifest.json").read_text())
     assert manifest["release_counter"] == 3
     assert manifest["model"] == "digits"

@@ -145,6 +145,7 @@ def build_model(
 ) -> None:
     """Optimize MODEL for each hardware class, measure every candidate, write one artifact per class."""
     from edgefleet.optimize import BuildConfig, BuildError, run_build
+    from edgefleet.optimize.report import sustained_words
     from edgefleet.optimize.robustness_report import robustness_lines
 
     classes = parse_classes_toml(_read_classes(classes_file))
@@ -204,6 +205,11 @@ def build_model(
                 f"  startup ({startup.where}): load {startup.load_time_ms:.1f} ms, first inference "
                 f"{startup.first_inference_ms:.1f} ms - {startup.source}"
             )
+        for f in c.figures:
+            if f.candidate == c.selection.chosen and f.sustained is not None:
+                click.echo(f"  {f.where}: {sustained_words(f.sustained.model_dump(mode='json'))}")
+        if c.selection.sustained_unmeasured:
+            click.echo(f"  {c.selection.sustained_unmeasured}")
     if result.robustness is not None:
         chosen = sorted({"fp32", *(c.selection.chosen for c in result.classes if c.selection.chosen)})
         for line in robustness_lines(result.robustness.to_dict(), chosen):

@@ -44,7 +44,7 @@ from edgefleet.optimize.measure import others_load_per_cpu
 from edgefleet.optimize.noise import latency_from_samples
 from edgefleet.optimize.session import SessionSettings
 from edgefleet.protocol.hardware_class import HardwareClass
-from edgefleet.sustained.drift import sustained_figures, window_s_for
+from edgefleet.sustained.drift import window_figures, window_s_for
 from edgefleet.sustained.thermal import read_thermal
 
 __all__ = ["Enforcement", "Limits", "detect_enforcement", "emulate_class", "limits_for"]
@@ -278,9 +278,13 @@ def emulate_class(
             baselines.append(res.output["baseline_rss_bytes"])
             if res.output.get("sustained"):
                 run = res.output["sustained"]
-                timed = [(float(t), float(lat)) for t, lat in run["samples"]]
-                sustained = sustained_figures(
-                    timed, sustained_s, hot_before, read_thermal(), runs=int(run["runs"])
+                sustained = window_figures(
+                    run["first_s"],
+                    run["last_s"],
+                    sustained_s,
+                    hot_before,
+                    read_thermal(),
+                    runs=int(run["runs"]),
                 )
         figures[name] = Figures(
             name,

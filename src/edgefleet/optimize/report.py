@@ -24,6 +24,7 @@ __all__ = [
     "pareto_front",
     "render_html",
     "report_dict",
+    "sustained_words",
     "write_reports",
 ]
 
@@ -235,7 +236,8 @@ def _fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _sustained_words(run: dict[str, Any]) -> str:
+def sustained_words(run: dict[str, Any]) -> str:
+    """A sustained run in words (the report's figures table, the build command's output)."""
     thermal = (
         f"throttle events {_fmt(run['throttle_events'], 'd')}, "
         f"temperature rise {_fmt(run['temp_rise_c'], '.1f')} C"
@@ -267,7 +269,7 @@ def _figure_cell(figs: list[dict[str, Any]], where: str) -> str:
     if f["load_time_ms"] is not None:
         parts.append(f"load {f['load_time_ms']:.1f} ms")
     if f.get("sustained"):
-        parts.append(_sustained_words(f["sustained"]))
+        parts.append(sustained_words(f["sustained"]))
     if f.get("devices"):
         parts.append(f"{f['devices']} device(s){' PARTIAL' if f['partial'] else ''}")
     stand_in = f["provider"] and f["where"] != "device" and f["provider"] != f.get("_preferred")

@@ -9,7 +9,7 @@ import numpy as np
 
 from edgefleet.protocol.probe import SustainedFigures, ThermalSnapshot
 
-__all__ = ["percentiles_ms", "sustained_figures", "window_s_for"]
+__all__ = ["percentiles_ms", "sustained_figures", "window_figures", "window_s_for"]
 
 MINUTE_S = 60.0
 
@@ -32,16 +32,27 @@ def sustained_figures(
     duration_s: float,
     before: ThermalSnapshot,
     after: ThermalSnapshot,
-    *,
-    runs: int | None = None,
 ) -> SustainedFigures:
-    """``samples`` are (seconds since the start, latency in seconds) of every run under sustained load, or of
-    the runs inside the two windows only, with ``runs`` then the count of all of them."""
+    """``samples`` are (seconds since the start, latency in seconds) of every run under sustained load."""
     window = window_s_for(duration_s)
     first = [lat for t, lat in samples if t < window]
     last = [lat for t, lat in samples if t >= duration_s - window]
-    first_p95 = percentiles_ms(first)["p95_ms"] if first else None
-    last_p95 = percentiles_ms(last)["p95_ms"] if last else None
+    return window_figures(first, last, duration_s, before, after, runs=len(samples))
+
+
+def window_figures(
+    first_s: Sequence[float],
+    last_s: Sequence[float],
+    duration_s: float,
+    before: ThermalSnapshot,
+    after: ThermalSnapshot,
+    *,
+    runs: int,
+) -> SustainedFigures:
+    """The figures from the latencies (seconds) of the runs that started in the first and in the last
+    ``window_s_for(duration_s)``, and the count of all runs."""
+    first_p95 = percentiles_ms(first_s)["p95_ms"] if len(first_s) else None
+    last_p95 = percentiles_ms(last_s)["p95_ms"] if len(last_s) else None
     drift = last_p95 / first_p95 if first_p95 and last_p95 is not None else None
     throttle = (
         after.throttle_count - before.throttle_count
@@ -55,8 +66,8 @@ def sustained_figures(
     )
     return SustainedFigures(
         duration_s=duration_s,
-        runs=len(samples) if runs is None else runs,
-        window_s=window,
+        runs=runs,
+        window_s=window_s_for(duration_s),
         first_p95_ms=first_p95,
         last_p95_ms=last_p95,
         drift_ratio=drift,

@@ -321,3 +321,74 @@ def test_a_desired_artifact_active_but_unusable_is_retried() -> None:
         "error:active_unusable", True
     )
     assert sm.behind("a2", None, False, sm.IDLE) == sm.Behind("pending", True)
+
+
+# decisions the executor used to make itself
+def test_only_unassigned_slots_serving_a_disabled_artifact_are_rolled_back() -> None:
+    actives = {"default": "a1", "fallback": "a1", "shadow": "a2", "empty": None}
+    assert sm.disabled_orphans(actives, frozenset({"default"}), frozenset({"a1"})) == ["fallback"]
+    assert sm.disabled_orphans(actives, frozenset(), frozenset({"a1", "a2"})) == [
+        "default",
+        "fallback",
+        "shadow",
+    ]
+    assert sm.disabled_orphans(actives, frozenset(), frozenset()) == []
+
+
+def test_an_impossible_rollback_keeps_the_current_version_and_names_it_failed() -> None:
+    assert sm.rollback_impossible("trial_watchdog", "no_previous", ptr(V2, "a2")) == (
+        sm.kept("trial_watchdog", "no_previous"),
+        ("a2", "trial_watchdog"),
+    )
+    state, failed = sm.rollback_impossible("operator", "previous_corrupt", None)
+    assert state.wire() == "kept:operator:previous_corrupt"
+    assert failed is None
+
+
+def test_a_journaled_rollback_switches_back_unless_active_already_names_the_target() -> None:
+    decided = intent()
+    assert sm.rollback_pointer_move(decided, ptr(V2, "a2")) == "switch_back"
+    assert sm.rollback_pointer_move(decided, None) == "switch_back"
+    assert sm.rollback_pointer_move(decided, ptr(V1, "a1")) == "drop_previous"  # cut after active's replace
+
+
+@pytest.mark.parametrize(
+    ("has_previous", "previous_loaded", "wire", "restore"),
+    [
+        (True, True, "rolled_back:active_unusable", True),
+        (True, False, "error:no_usable_version", False),
+        (False, False, "error:active_unusable", False),
+    ],
+)
+def test_an_unusable_active_version_at_start_falls_back_to_previous_when_it_loads(
+    has_previous: bool, previous_loaded: bool, wire: str, restore: bool
+) -> None:
+    fallback = sm.fallback_at_start(has_previous=has_previous, previous_loaded=previous_loaded)
+    assert (fallback.state.wire(), fallback.restore_previous) == (wire, restore)
+
+
+def test_the_fallback_to_previous_is_retried_and_an_error_is_behind_too() -> None:
+    restored = sm.fallback_at_start(has_previous=True, previous_loaded=True).state
+    lag = sm.behind("a2", ptr(V1, "a1"), True, restored)
+    assert lag is not None
+    assert lag.retry
+    broken = sm.fallback_at_start(has_previous=False, previous_loaded=False).state
+    lag = sm.behind("a2", ptr(V2, "a2"), False, broken)
+    assert lag is not None
+    assert (lag.reason, lag.retry) == ("error:active_unusable", True)
+
+
+def test_a_collection_cut_after_a_commit_is_finished_only_while_the_commit_serves() -> None:
+    records = [begin("t2"), {"attempt": "t2", "event": "committed"}]
+    plan = sm.plan_recovery(records, ptr(V2, "a2"), None)
+    assert sm.gc_after_recovery(plan, on_trial=False, state=sm.COMMITTED) == V2
+    assert sm.gc_after_recovery(plan, on_trial=True, state=sm.TRIAL) is None
+    assert sm.gc_after_recovery(plan, on_trial=False, state=sm.rolled_back("active_unusable")) is None
+    unfinished = sm.plan_recovery([begin("t3")], ptr(V2, "a2"), None)
+    assert sm.gc_after_recovery(unfinished, on_trial=False, state=sm.COMMITTED) is None
+
+
+def test_a_commit_clears_only_its_own_artifacts_failure() -> None:
+    assert sm.failed_after_commit(("a2", "download_failed"), "a2") is None
+    assert sm.failed_after_commit(("a3", "health_failed"), "a2") == ("a3", "health_failed")
+    assert sm.failed_after_commit(None, "a2") is None

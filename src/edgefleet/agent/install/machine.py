@@ -1,4 +1,5 @@
-"""The install state machine: pure decisions of the A/B slot installer (no files, no clock, no network).
+"""The install state machine: pure decisions of the A/B slot installer (no files, no clock, no network). Over
+450 lines: one slot-state type and all its transitions, read together; each is a small pure function.
 
 Each function takes what the executor (``installer.SlotInstaller``) read — journal records, the slot's
 pointers, the trial record, refusal counts, ``now`` — and returns what to do; the executor does it against
@@ -14,7 +15,13 @@ Transitions (``docs/operations.md`` describes them for operators):
 * ``resume_rollback`` / ``plan_recovery`` / ``trial_after_restart`` / ``state_after_recovery``: what a restart
   finishes, counts, clears and reports; ``restart_cause`` / ``restart_counts``: whether a restart during a
   trial is held against the model (a power cut or an agent restart is not);
-* ``judge_trial``: the trial verdict (``trial.trial_verdict``) as an action;
+* ``disabled_orphans``: the slots whose active artifact is disabled and no longer assigned (rolled back);
+* ``rollback_impossible`` / ``rollback_pointer_move``: a rollback that cannot happen, and the pointer step of
+  a journaled one (switch back, or only drop a ``previous`` equal to ``active``);
+* ``fallback_at_start``: the active version does not load at start: fall back to ``previous`` or report it;
+* ``gc_after_recovery``: finish a garbage collection a crash cut right after a commit;
+* ``judge_trial`` / ``failed_after_commit``: the trial verdict (``trial.trial_verdict``) as an action, and
+  what a commit clears;
 * ``behind``: whether a slot lags its desired artifact, why, and whether the agent retries it.
 """
 
@@ -47,16 +54,23 @@ __all__ = [
     "RestartCause",
     "RollbackResume",
     "SlotState",
+    "StartFallback",
     "TrialAction",
     "behind",
     "decide_apply",
+    "disabled_orphans",
+    "failed_after_commit",
     "failure_counts",
+    "fallback_at_start",
+    "gc_after_recovery",
     "judge_trial",
     "plan_recovery",
     "plan_rollback",
     "restart_cause",
     "restart_counts",
     "resume_rollback",
+    "rollback_impossible",
+    "rollback_pointer_move",
     "state_after_recovery",
     "trial_after_restart",
 ]
@@ -182,6 +196,19 @@ def decide_apply(
     return ApplyDecision("install")
 
 
+def disabled_orphans(
+    actives: dict[str, str | None], assigned: frozenset[str], disabled: frozenset[str]
+) -> list[str]:
+    """The slots (``actives``: slot -> active artifact) to roll back (``artifact_disabled``, not counted)
+    when a desired state disables their active artifact and no longer assigns them (an assigned slot is
+    judged by ``decide_apply``)."""
+    return [
+        name
+        for name, artifact in sorted(actives.items())
+        if artifact is not None and artifact in disabled and name not in assigned
+    ]
+
+
 def failure_counts(step: str) -> bool:
     """A failed ``step`` counts one rejection of the candidate (journaled ``count: true`` first)."""
     return step in COUNTED_STEPS
@@ -212,6 +239,25 @@ def plan_rollback(
         to_artifact=previous.artifact_id,
         count=count and active is not None,
     )
+
+
+def rollback_impossible(
+    reason: str, why: KeptWhy, active: Pointer | None
+) -> tuple[SlotState, tuple[str, str] | None]:
+    """(state, failed artifact and code) when the rollback for ``reason`` cannot happen: the current version
+    is kept (``kept:<reason>:<why>``) and reported as the one that failed."""
+    return kept(reason, why), ((active.artifact_id, reason) if active is not None else None)
+
+
+def rollback_pointer_move(
+    intent: RollbackIntent, active: Pointer | None
+) -> Literal["switch_back", "drop_previous"]:
+    """The pointer step of a journaled rollback (idempotent): switch ``previous`` back to ``active``, or,
+    when a crash cut between the replace of ``active`` and the removal of ``previous``, only drop
+    ``previous``."""
+    if active is None or active.version != intent.to_version:
+        return "switch_back"
+    return "drop_previous"
 
 
 class RollbackResume(Enum):
@@ -320,6 +366,36 @@ def trial_after_restart(trial: TrialState, now: datetime, model_version: str, *,
     )
 
 
+@dataclass(frozen=True)
+class StartFallback:
+    """What a slot does at start when its active version does not load (corrupt or unloadable)."""
+
+    state: SlotState
+    restore_previous: bool
+    """Serve ``previous``: its model loaded; switch the pointers back and drop the trial record."""
+
+
+def fallback_at_start(*, has_previous: bool, previous_loaded: bool) -> StartFallback:
+    """``active`` did not load at start. With a loadable ``previous``: serve it
+    (``rolled_back:active_unusable``, retried: a fresh download repairs the active copy); without one:
+    ``error:active_unusable`` (a new assignment, even of the same artifact, repairs it); with an unloadable
+    one: ``error:no_usable_version``."""
+    if not has_previous:
+        return StartFallback(error("active_unusable"), restore_previous=False)
+    if not previous_loaded:
+        return StartFallback(error("no_usable_version"), restore_previous=False)
+    return StartFallback(rolled_back("active_unusable"), restore_previous=True)
+
+
+def gc_after_recovery(plan: RecoveryPlan, *, on_trial: bool, state: SlotState) -> str | None:
+    """The version to keep when a garbage collection is to be finished after a restart (it runs right after
+    a commit, so a crash may cut it): the last attempt was committed and the slot serves it, committed and
+    not on trial. ``None``: nothing to collect now."""
+    if plan.committed and not on_trial and state == COMMITTED and plan.attempt is not None:
+        return plan.attempt.version
+    return None
+
+
 def state_after_recovery(
     records: list[dict[str, Any]], active: Pointer | None
 ) -> tuple[SlotState, tuple[str, str] | None]:
@@ -346,6 +422,14 @@ def judge_trial(trial: TrialState, policy: TrialPolicy, now: datetime) -> TrialA
     if verdict == "rollback":
         return TrialAction("rollback", reason or "trial_failed")
     return TrialAction(verdict)
+
+
+def failed_after_commit(failed: tuple[str, str] | None, committed_artifact: str) -> tuple[str, str] | None:
+    """The slot's last failure after ``committed_artifact`` was committed: a failure of that same artifact
+    (an earlier attempt) is cleared, another artifact's stays reported."""
+    if failed is not None and failed[0] == committed_artifact:
+        return None
+    return failed
 
 
 # resume

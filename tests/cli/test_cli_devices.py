@@ -221,5 +221,56 @@ def test_device_rollback_pins_the_reported_previous_version(fleet: Fleet, tmp_pa
         channel.close()
 
 
+def test_device_show_and_list_say_which_slots_are_behind_and_why(fleet: Fleet, tmp_path):
+    server = fleet.cli.server
+    with EdgefleetClient(server.url, server.admin_token) as admin:
+        token = admin.create_enrollment_token(CART, labels={"group": "behind"}).token
+    device_id = enroll(server_url=server.url, token=token, data_dir=tmp_path / "bh").device_id
+    channel = DeviceChannel(server.url, device_id=device_id, key=DataDir(tmp_path / "bh").read_key())
+    slot = {
+        "active": fleet.artifact_id,
+        "desired": "art_newer",
+        "state": "failed:download_failed",
+        "behind": "failed:download_failed",
+        "retrying": True,
+    }
+    body = {
+        "sequence": 1,
+        "boot_id": "b1",
+        "reported_at": _now(),
+        "status": "updating",
+        "slots": {"default": slot},
+    }
+    try:
+        channel.request("POST", "/v1/device/report", json_body=body)
+        shown = fleet.cli("device", "show", device_id)
+        assert shown.code == 0, shown.err
+        assert "reported_status      updating" in shown.out
+        assert "behind default       desired=art_newer why=failed:download_failed (retrying)" in shown.out
+        as_json = json.loads(fleet.cli("device", "show", device_id, "--json").out)
+        assert as_json["behind"] == [
+            {
+                "slot": "default",
+                "desired": "art_newer",
+                "active": fleet.artifact_id,
+                "why": "failed:download_failed",
+                "retrying": True,
+            }
+        ]
+        table = fleet.cli("device", "list", "--label", "group=behind")
+        assert table.code == 0, table.err
+        header, row = table.out.splitlines()
+        assert header.split()[-1] == "UPDATE"
+        assert row.startswith(device_id)
+        assert row.rstrip().endswith("default: failed:download_failed (retrying)")
+        channel.request(
+            "POST", "/v1/device/report", json_body={**body, "sequence": 2, "status": "ok", "slots": {}}
+        )
+        _header, row = fleet.cli("device", "list", "--label", "group=behind").out.splitlines()
+        assert row.rstrip().endswith(" -")
+    finally:
+        channel.close()
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()

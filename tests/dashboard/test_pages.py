@@ -227,6 +227,35 @@ def test_revoking_the_token_ends_its_sessions_at_once(world):
     assert client.get("/dashboard/", follow_redirects=False).status_code == 303
 
 
+def test_the_device_page_says_which_slot_is_behind_and_why(world, operator):
+    fleet, v1, v2, devices = world
+    identity, ddir = devices[0]
+    page = operator.get(f"/dashboard/devices/{identity.device_id}").text
+    assert "Behind its desired state" not in page
+    body = {
+        "sequence": 99,
+        "boot_id": "boot-" + identity.device_id,
+        "reported_at": fleet.clock().isoformat(),
+        "status": "updating",
+        "slots": {
+            "default": {
+                "active": v1,
+                "desired": v2,
+                "state": "refused:rolled_back",
+                "behind": "refused:rolled_back",
+                "retrying": False,
+            }
+        },
+    }
+    fleet.channel(identity, ddir).request("POST", "/v1/device/report", json_body=body)
+    page = operator.get(f"/dashboard/devices/{identity.device_id}").text
+    assert "Behind its desired state" in page
+    assert "<code>refused:rolled_back</code>" in page
+    assert "waiting for a new desired state" in page
+    assert f'href="/dashboard/artifacts/{v2}">digits 2.0.0</a>' in page  # the desired version, by name
+    assert "updating" in page
+
+
 def test_revoke_a_device_and_disable_an_artifact(world, operator):
     fleet, _v1, v2, devices = world
     identity, ddir = devices[0]

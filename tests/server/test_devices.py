@@ -378,6 +378,32 @@ def _report_slots(fleet, identity, ddir, sequence: int, slots: dict) -> None:
     }
 
 
+def test_the_device_document_says_which_slots_are_behind_and_why(fleet):
+    identity, ddir = fleet.enroll()
+    url = f"/v1/devices/{identity.device_id}"
+    assert fleet.client.get(url, headers=fleet.admin).json()["behind"] == []  # no report yet
+    lagging = {
+        "active": "a1",
+        "desired": "a2",
+        "state": "failed:disk_full",
+        "failed_artifact": "a2",
+        "failure_code": "disk_full",
+        "behind": "failed:disk_full",
+        "retrying": True,
+    }
+    _report_slots(fleet, identity, ddir, 1, {"default": lagging})
+    device = fleet.client.get(url, headers=fleet.admin).json()
+    assert device["behind"] == [
+        {"slot": "default", "desired": "a2", "active": "a1", "why": "failed:disk_full", "retrying": True}
+    ]
+    assert device["report"]["slots"]["default"]["behind"] == "failed:disk_full"  # stored as reported
+    listed = fleet.client.get("/v1/devices", headers=fleet.admin).json()["items"]
+    assert [d["behind"] for d in listed if d["id"] == identity.device_id] == [device["behind"]]
+    caught_up = {"active": "a2", "desired": "a2", "state": "committed"}
+    _report_slots(fleet, identity, ddir, 2, {"default": caught_up})
+    assert fleet.client.get(url, headers=fleet.admin).json()["behind"] == []
+
+
 def _audit(fleet, action: str) -> list[dict]:
     r = fleet.client.get("/v1/audit", params={"action": action, "limit": 500}, headers=fleet.admin)
     assert r.status_code == 200, r.text

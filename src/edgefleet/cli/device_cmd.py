@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import click
 
 from edgefleet.cli.output import Column, echo_json, format_table
 from edgefleet.cli.pairs import parse_labels
 from edgefleet.cli.state import CliState, pass_state
+from edgefleet.client.devices import DeviceInfo
 from edgefleet.protocol.errors import InvalidDocumentError
 
 __all__ = ["device", "parse_labels"]
@@ -21,9 +23,21 @@ _COLUMNS: list[Column] = [
     ("GENERATION", "desired_generation"),
     ("LAST_SEEN", "last_seen_at"),
     ("AGENT", "agent_version"),
+    ("UPDATE", "update_text"),
 ]
 _TTL = re.compile(r"^(\d+)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _why_text(row: dict[str, Any]) -> str:
+    """Why one slot lags, as the device reported it (``server.services.device_updates``)."""
+    retry = "retrying" if row.get("retrying") else "waiting for a new desired state"
+    return f"{row.get('why')} ({retry})"
+
+
+def _update_text(info: DeviceInfo) -> str:
+    """The UPDATE column: ``-`` when no slot is behind, else each lagging slot and why."""
+    return "; ".join(f"{b.get('slot')}: {_why_text(b)}" for b in info.behind) or "-"
 
 
 def _ttl_s(text: str) -> int:
@@ -111,6 +125,7 @@ def list_cmd(
     for d in items:
         row = d.model_dump(mode="json")
         row["labels_text"] = ",".join(f"{k}={v}" for k, v in sorted(d.labels.items())) or "-"
+        row["update_text"] = _update_text(d)
         rows.append(row)
     click.echo(format_table(rows, _COLUMNS))
     if total > offset + len(items):
@@ -141,11 +156,14 @@ def show_cmd(state: CliState, device_id: str, as_json: bool) -> None:
         ("agent_version", info.agent_version or "-"),
         ("desired_generation", info.desired_generation),
         ("reported_generation", report.get("desired_generation", "-")),
+        ("reported_status", report.get("status", "-")),
         ("last_error", (report.get("last_error") or {}).get("code", "-")),
     ):
         click.echo(f"{key:<20} {value}")
     for slot, slot_report in (report.get("slots") or {}).items():
         click.echo(f"slot {slot:<15} active={slot_report.get('active')} state={slot_report.get('state')}")
+    for row in info.behind:
+        click.echo(f"behind {row.get('slot'):<13} desired={row.get('desired')} why={_why_text(row)}")
 
 
 @device.command("revoke")

@@ -38,6 +38,9 @@ class DeviceInfo(_Resource):
     agent_version: str = ""
     desired_generation: int = 0
     report: dict[str, Any] | None = None
+    behind: list[dict[str, Any]] = []
+    """The slots the device's newest report says lag their desired artifact: ``slot``, ``desired``,
+    ``active``, ``why``, ``retrying`` (``server.services.device_updates``)."""
 
 
 class RollbackInfo(_Resource):

@@ -244,7 +244,9 @@ def device_page(
         thresholds=thresholds,
     )
     slots = (device.get("report") or {}).get("slots") or {}
-    ids = sorted({a for s in slots.values() for a in (s.get("active"), s.get("previous")) if a})
+    ids = sorted(
+        {a for s in slots.values() for a in (s.get("active"), s.get("previous"), s.get("desired")) if a}
+    )
     return html(
         request,
         "device.html",

@@ -22,6 +22,7 @@ from edgefleet.protocol.request_signing import (
 )
 from edgefleet.server.services.audit import record
 from edgefleet.server.services.desired_state import device_runtimes
+from edgefleet.server.services.device_updates import slots_behind
 from edgefleet.server.services.director_epoch import bump_director_epoch
 from edgefleet.server.services.fit import check_device_runs
 from edgefleet.server.store.devices import DeviceNonceRow, DeviceRow, PinRow
@@ -404,4 +405,5 @@ def device_to_wire(row: DeviceRow, *, now: datetime, thresholds: StatusThreshold
         "agent_version": row.agent_version,
         "desired_generation": row.desired_generation,
         "report": row.report,
+        "behind": slots_behind(row.report),
     }

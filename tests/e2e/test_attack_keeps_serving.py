@@ -63,6 +63,20 @@ def test_a_swapped_release_on_the_mirror_is_refused_and_the_device_keeps_serving
         slot = _slot(server, device_id)
         assert slot["active"] == v1
         assert slot["failure_code"] == "hash_mismatch", slot
+
+        # The control plane shows the device behind its desired version, why, and that it keeps retrying.
+        def lagging() -> dict | None:
+            shown = json.loads(cli(server, "device", "show", device_id, "--json").stdout)
+            return shown if [b["why"] for b in shown["behind"]] == ["failed:hash_mismatch"] else None
+
+        shown = wait_for(lagging, timeout_s=30, what="the device shown behind")
+        assert shown["behind"] == [
+            {"slot": "default", "desired": v2, "active": v1, "why": "failed:hash_mismatch", "retrying": True}
+        ]
+        assert shown["report"]["status"] == "updating"
+        text = cli(server, "device", "show", device_id).stdout
+        assert f"desired={v2} why=" in text
+        assert "(retrying)" in text
         # Nothing of 2.0.0 became current: the device still answers with 1.0.0, many times over.
         for _ in range(10):
             assert _predict(endpoint)["artifact_id"] == v1

@@ -254,6 +254,9 @@ def test_the_device_page_says_which_slot_is_behind_and_why(world, operator):
     assert "waiting for a new desired state" in page
     assert f'href="/dashboard/artifacts/{v2}">digits 2.0.0</a>' in page  # the desired version, by name
     assert "updating" in page
+    listed = operator.get("/dashboard/devices").text
+    assert "default behind: <code>refused:rolled_back</code>" in listed
+    assert listed.count(" behind: <code>") == 1  # the other five devices are up to date
 
 
 def test_revoke_a_device_and_disable_an_artifact(world, operator):

@@ -24,31 +24,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from edgefleet.agent.backoff import PollTiming
-from edgefleet.agent.channel import DeviceChannel
 from edgefleet.agent.datadir import DataDir
-from edgefleet.agent.install.content import TufArtifactFetcher
+from edgefleet.agent.install.deferred import DeferredFetcher
 from edgefleet.agent.install.installer import InstallerConfig, SlotInstaller
 from edgefleet.agent.install.trial import TrialPolicy
 from edgefleet.agent.lifecycle import RunMarker
 from edgefleet.agent.observed import ObservedInstaller, StepEvents
-from edgefleet.agent.probe.runner import ProbeRunner
 from edgefleet.agent.runtime.base import RuntimeAdapter
-from edgefleet.agent.runtime.inventory import InventoryProbe
+from edgefleet.agent.runtime.inventory import INVENTORY_DELAY_S, InventoryProbe
 from edgefleet.agent.runtime.worker import DEFAULT_SPEC, WorkerAdapter
 from edgefleet.agent.serve.endpoint import EndpointConfig
 from edgefleet.agent.serve.runtimes import RuntimeAdapters
 from edgefleet.agent.serving_wiring import SERVED_SLOT, Serving, TrialIsolation, TrialMetrics, start_serving
-from edgefleet.agent.sync import SyncCoordinator
 from edgefleet.agent.telemetry.queue import loss_event, open_queue
 from edgefleet.agent.telemetry.recorder import SecuritySinkAdapter, TelemetryRecorder
 from edgefleet.agent.telemetry.resources import SysResources
-from edgefleet.agent.telemetry.uploader import ChannelUpload, TelemetryUploader
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.hardware_class import HardwareClass, Threads
+
+if TYPE_CHECKING:
+    from edgefleet.agent.install.content import TufArtifactFetcher
 
 __all__ = ["DEFAULT_TRIAL", "DEFAULT_WATCHDOG_S", "AgentApp", "AgentOptions"]
 
@@ -157,9 +155,6 @@ class AgentApp:
         with self.ddir.lock():
             run_marker = RunMarker(self.ddir.root)
             cause = run_marker.begin()
-            channel = DeviceChannel(
-                identity.server_url, device_id=identity.device_id, key=self.ddir.read_key()
-            )
             queue, lost = open_queue(
                 self.ddir.root / "telemetry" / "queue.db", max_bytes=opts.telemetry_max_bytes
             )
@@ -173,12 +168,23 @@ class AgentApp:
             )
             if lost is not None:
                 recorder.record_event(*loss_event(lost))
-            http = httpx.Client(timeout=opts.download_timeout_s, follow_redirects=False)
-            fetcher = TufArtifactFetcher(
-                self.ddir, identity, client=http, now=_utc_now, events=SecuritySinkAdapter(recorder)
-            )
+            closers: list[Callable[[], None]] = []  # what the sync stack opened, closed in reverse
+
+            def tuf_fetcher() -> TufArtifactFetcher:
+                """Imported and built after serving is up (``install.deferred``): the first inference does
+                not wait for TUF, httpx and the signed channel."""
+                import httpx
+
+                from edgefleet.agent.install.content import TufArtifactFetcher
+
+                http = httpx.Client(timeout=opts.download_timeout_s, follow_redirects=False)
+                closers.append(http.close)
+                return TufArtifactFetcher(
+                    self.ddir, identity, client=http, now=_utc_now, events=SecuritySinkAdapter(recorder)
+                )
+
+            fetcher = DeferredFetcher(tuf_fetcher)
             adapters = RuntimeAdapters()  # each version loads with the runtime its manifest names
-            inventory = InventoryProbe().start()  # in a child process: the agent imports one runtime only
             slot_installer = SlotInstaller(
                 self.ddir.root,
                 fetcher,
@@ -205,8 +211,22 @@ class AgentApp:
                 self.serving = serving
                 if serving is not None:  # serving is up (a version on trial loaded in its worker): the
                     serving.feed_watchdog(installer)  # watchdog counts from here, not from the recovery
+                # In a child process (the agent imports one runtime only), and only once serving is up: it
+                # must not compete with loading the model and answering the first requests.
+                inventory = InventoryProbe(delay_s=INVENTORY_DELAY_S if serving else 0.0, stop=stop).start()
                 for callback in self._on_ready:
                     callback(self)
+                # Serving answers now; the sync stack (TUF, httpx, the signed channel) is imported from here.
+                from edgefleet.agent.channel import DeviceChannel
+                from edgefleet.agent.probe.runner import ProbeRunner
+                from edgefleet.agent.sync import SyncCoordinator
+                from edgefleet.agent.telemetry.uploader import ChannelUpload, TelemetryUploader
+
+                tuf = fetcher.get()
+                channel = DeviceChannel(
+                    identity.server_url, device_id=identity.device_id, key=self.ddir.read_key()
+                )
+                closers.append(channel.close)
                 budget = hardware_class.telemetry_bytes_per_s if hardware_class else 2048
                 uploader = TelemetryUploader(
                     queue,
@@ -251,7 +271,7 @@ class AgentApp:
                 timing = PollTiming(poll_interval_s=opts.poll_interval_s, backoff_cap_s=opts.backoff_cap_s)
                 probes = ProbeRunner(
                     self.ddir.root,
-                    fetcher,
+                    tuf,
                     channel,
                     hardware_class=hardware_class,
                     busy=serving.busy if serving is not None else lambda: False,
@@ -263,7 +283,7 @@ class AgentApp:
                     installer,
                     timing=timing,
                     events=recorder,
-                    director_keys=fetcher.director_keys,  # a rotation, named by the verified TUF root
+                    director_keys=tuf.director_keys,  # a rotation, named by the verified TUF root
                     on_state=probes.offer,
                     inventory=inventory.get,
                     serving_status=serving.report if serving is not None else None,
@@ -278,5 +298,5 @@ class AgentApp:
                     self.serving.close()
                 slot_installer.close()
                 queue.close()
-                http.close()
-                channel.close()
+                for close in reversed(closers):
+                    close()

@@ -196,4 +196,3 @@ class TufArtifactFetcher:
         if self._events is not None:
             self._events.record(event_from_error(error, at=now))
         return error
-

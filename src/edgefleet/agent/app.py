@@ -1,13 +1,15 @@
 """The agent process: one data dir, one lock, one connection, and the parts that share them.
 
-``AgentApp.run`` composes, in this order: the data-dir lock; the signed channel; the telemetry queue and
-recorder (security, update and clock events go there; a corrupt queue file is moved aside and replaced, with
-a ``telemetry_lost`` event, never a stopped agent); the TUF-backed fetcher and the A/B slot installer
-(recovered from its journal before anything else touches the slots; each version loaded by the runtime its
-manifest names; each journaled step an update event); the serving layer; the telemetry uploader thread, the
-tick thread (closes telemetry windows, judges the installer's trial) and the watchdog thread (heartbeats the
-trial while serving makes progress); and the sync coordinator, which owns the loop until SIGTERM. Every piece
-is a small object with its own tests; this module only wires them.
+``AgentApp.run`` composes, in this order: the data-dir lock; the telemetry queue and recorder (security,
+update and clock events go there; a corrupt queue file is moved aside and replaced, with a ``telemetry_lost``
+event, never a stopped agent); the A/B slot installer (recovered from its journal before anything else
+touches the slots; each version loaded by the runtime its manifest names; each journaled step an update
+event) with a ``DeferredFetcher``; the serving layer. Only then, so that the first inference does not wait
+for them, are the sync stack's modules imported and built: the TUF-backed fetcher, the signed channel, the
+telemetry uploader thread, the tick thread (closes telemetry windows, judges the installer's trial), the
+watchdog thread (heartbeats the trial while serving makes progress), the runtime inventory (a child process,
+``INVENTORY_DELAY_S`` after serving is up) and the sync coordinator, which owns the loop until SIGTERM. Every
+piece is a small object with its own tests; this module only wires them.
 
 The run record (``agent.lifecycle``) says how the previous run ended (power cut, clean restart, agent crash);
 with ``trial_worker`` (the default) a candidate's load and health check and the serving of the version on

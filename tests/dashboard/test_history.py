@@ -36,7 +36,7 @@ def test_versions_are_separate_series_and_the_slower_one_shows(slower):
     assert body["versions"] == ["digits/1.0.0", "digits/2.0.0"]
     assert body["range"]["source"] == "minute"
     assert body["range"]["bucket_s"] == 60
-    assert len(body["buckets"]) == 60
+    assert len(body["buckets"]) in (60, 61)  # whole minutes covering the hour
     p95 = body["metrics"]["latency_p95_ms"]["series"]
     v1 = [v for v in p95["digits/1.0.0"] if v is not None]
     v2 = [v for v in p95["digits/2.0.0"] if v is not None]
@@ -55,7 +55,7 @@ def test_week_reads_hour_rollups_with_the_same_sums(slower):
     week = _history(slower, hardware_class=CLASS, range="week").json()
     assert week["range"]["source"] == "hour"
     assert week["range"]["bucket_s"] == 3600
-    assert len(week["buckets"]) == 168
+    assert len(week["buckets"]) in (168, 169)
     for version in ("digits/1.0.0", "digits/2.0.0"):
         minute_total = sum(v or 0 for v in hour["metrics"]["requests"]["series"][version])
         hour_total = sum(v or 0 for v in week["metrics"]["requests"]["series"][version])

@@ -250,10 +250,11 @@ def health_history(
             stmt = stmt.where(table.site == site)
         rows = session.execute(stmt).all()
         events = _events(session, hardware_class, r)
-    count = max(1, math.ceil((r.end_at - r.start_at).total_seconds() / r.bucket_s))
+    # buckets on a grid of whole bucket lengths, so each rollup row falls in exactly one bucket
+    start_s = _floor(r.start_at, r.bucket_s).timestamp()
+    count = max(1, math.ceil((r.end_at.timestamp() - start_s) / r.bucket_s))
     cells: dict[str, list[_Cell | None]] = {}
     degraded: dict[str, list[float | None]] = {}
-    start_s = r.start_at.timestamp()
     for at, version, requests, errors, faults, buckets, compared, agreement, degraded_s in rows:
         index = min(count - 1, max(0, int((_utc(at).timestamp() - start_s) // r.bucket_s)))
         if version == "":

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from edgefleet.server.store.base import Base, UTCDateTime
 
-__all__ = ["RolloutDeviceRow", "RolloutEventRow", "RolloutLockRow", "RolloutRow"]
+__all__ = ["RolloutDeviceRow", "RolloutEventRow", "RolloutGateHistoryRow", "RolloutLockRow", "RolloutRow"]
 
 
 class RolloutRow(Base):
@@ -66,3 +66,22 @@ class RolloutLockRow(Base):
     model: Mapped[str] = mapped_column(String(63))
     hardware_class: Mapped[str] = mapped_column(String(63))
     rollout_id: Mapped[str] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"), index=True)
+
+
+class RolloutGateHistoryRow(Base):
+    """One sample of a rollout's story: the gate rows of an engine evaluation (``evaluate_gates``, as stored
+    in ``last_decision.gates``), the exposed device count, and after a halt or abort how many exposed devices
+    are back on the previous artifact. Bounded per rollout (``services.rollouts.history``)."""
+
+    __tablename__ = "rollout_gate_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rollout_id: Mapped[str] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    stage: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))
+    """the engine's action (wait, advance, complete, halt) or ``rollback`` for a sample after the halt"""
+    gates: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    exposed: Mapped[int] = mapped_column(Integer)
+    rolled_back: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    still_on_new: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -23,6 +23,7 @@ from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, de
 from edgefleet.server.services.director_epoch import bump_director_epoch
 from edgefleet.server.services.rollouts.gates import ClassHealth
 from edgefleet.server.services.rollouts.health import stage_health
+from edgefleet.server.services.rollouts.history import record_evaluation, sample_rollbacks
 from edgefleet.server.services.rollouts.overlay import selector_matches, shadow_slot
 from edgefleet.server.services.rollouts.policy import (
     ACTIVE_STATUSES,
@@ -86,7 +87,11 @@ def tick(session: Session, *, now: datetime, thresholds: StatusThresholds) -> li
         ids = list(
             session.execute(select(RolloutRow.id).where(RolloutRow.status.in_(ACTIVE_STATUSES))).scalars()
         )
-    return [r for rid in ids if (r := tick_rollout(session, rid, now=now, thresholds=thresholds)) is not None]
+    results = [
+        r for rid in ids if (r := tick_rollout(session, rid, now=now, thresholds=thresholds)) is not None
+    ]
+    sample_rollbacks(session, now=now)
+    return results
 
 
 def tick_rollout(
@@ -143,6 +148,7 @@ def tick_rollout(
                 now=now,
             )
         snapshot = _health_snapshot(classes, decision, _installs_by_class(progress, row.stage))
+        record_evaluation(session, row, row.stage, decision, progress, now=now)
         _apply(session, row, spec, decision, progress, now, snapshot)
     return TickResult(row.id, decision.action, decision.reason)
 

@@ -266,3 +266,35 @@ UI_PAIRS = [
 def test_controls_and_focus_meet_non_text_contrast(what: str, part: str, surface: str) -> None:
     ratio = contrast(part, surface)
     assert ratio >= UI_MIN, f"{what}: {part} against {surface} is {ratio:.2f}:1, expected >= {UI_MIN}:1"
+
+
+# --- server-drawn charts (svg_chart.py): lines and markers are graphics (3:1), labels text (4.5:1) ---
+
+CHART_SERIES = sorted(
+    {s for rule in RULES for s in selectors_of(rule) if re.fullmatch(r"\.chart \.s\d+", s)},
+    key=lambda s: int(s.rsplit("s", 1)[1]),
+)
+
+
+def test_every_chart_series_style_is_checked() -> None:
+    from edgefleet.server.dashboard.svg_chart import SERIES_STYLES
+
+    assert [f".chart .s{i}" for i in range(SERIES_STYLES)] == CHART_SERIES
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [*CHART_SERIES, ".chart .threshold", ".chart .marker", ".chart .marker.m-halt", ".chart .axis"],
+)
+def test_chart_lines_meet_non_text_contrast_on_the_card(selector: str) -> None:
+    ratio = contrast(declared(selector, "stroke"), CARD)
+    assert ratio >= UI_MIN, f"{selector} on a card is {ratio:.2f}:1, expected >= {UI_MIN}:1"
+
+
+@pytest.mark.parametrize(
+    "selector", [".chart .tick, .chart .legend", ".chart .marker-label", ".chart .marker-label.m-halt"]
+)
+def test_chart_labels_meet_text_contrast_on_the_card(selector: str) -> None:
+    first = selector.split(",")[0].strip()
+    ratio = contrast(declared(first, "fill"), CARD)
+    assert ratio >= TEXT_MIN, f"{first} on a card is {ratio:.2f}:1, expected >= {TEXT_MIN}:1"

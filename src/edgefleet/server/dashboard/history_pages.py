@@ -82,6 +82,7 @@ def charts_of(history: dict[str, Any]) -> list[dict[str, Any]]:
                     series=series,
                     markers=markers,
                     chart_id=f"chart-{name}",
+                    end_at=datetime.fromisoformat(history["range"]["end_at"]),
                 ),
                 "columns": list(series),
                 "rows": [
@@ -260,7 +261,13 @@ def device_timeline_page(
                 "title": title,
                 "unit": unit,
                 "svg": line_chart(
-                    title=title, unit=unit, times=times, series=series, markers=markers, chart_id=f"tl-{name}"
+                    title=title,
+                    unit=unit,
+                    times=times,
+                    series=series,
+                    markers=markers,
+                    chart_id=f"tl-{name}",
+                    end_at=datetime.fromisoformat(timeline["range"]["end_at"]),
                 ),
                 "columns": list(series),
                 "rows": [

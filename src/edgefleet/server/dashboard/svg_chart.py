@@ -48,10 +48,12 @@ def line_chart(
     markers: Sequence[Marker] = (),
     threshold: float | None = None,
     chart_id: str,
+    end_at: datetime | None = None,
 ) -> Markup:
     """An accessible SVG: ``role="img"``, a title and a description naming the series and markers; the
-    ``figure`` around it is focusable and labelled by the title."""
-    start, end = (times[0], times[-1]) if times else (None, None)
+    ``figure`` around it is focusable and labelled by the title. ``end_at``: where the time axis ends (the
+    range's end, after the last bucket's start), so events in the last bucket are drawn."""
+    start, end = (times[0], max(times[-1], end_at or times[-1])) if times else (None, None)
     values = [v for s in series.values() for v in s if v is not None]
     if threshold is not None:
         values.append(threshold)
@@ -92,11 +94,21 @@ def line_chart(
             f'y2="{y(threshold):.1f}"/>'
         )
     for index, (name, points) in enumerate(series.items()):
-        path = _path([(x(t), y(v)) if v is not None else None for t, v in zip(times, points, strict=False)])
+        xy = [(x(t), y(v)) if v is not None else None for t, v in zip(times, points, strict=False)]
+        path = _path(xy)
+        style = f"s{index % SERIES_STYLES}"
         if path:
-            out.append(
-                f'<path class="line s{index % SERIES_STYLES}" d="{path}"><title>{escape(name)}</title></path>'
-            )
+            out.append(f'<path class="line {style}" d="{path}"><title>{escape(name)}</title></path>')
+        for i, point in enumerate(xy):  # a point with no neighbour is a circle: visible, not a speck
+            if (
+                point is not None
+                and (i == 0 or xy[i - 1] is None)
+                and (i + 1 >= len(xy) or xy[i + 1] is None)
+            ):
+                out.append(
+                    f'<circle class="dot {style}" cx="{point[0]:.1f}" cy="{point[1]:.1f}" r="4">'
+                    f"<title>{escape(name)}</title></circle>"
+                )
     for marker in markers:
         if start is None or not start <= marker.at <= (end or marker.at):
             continue
@@ -105,9 +117,10 @@ def line_chart(
             f'<line class="marker {escape(marker.kind)}" x1="{mx:.1f}" y1="{TOP}" x2="{mx:.1f}" '
             f'y2="{TOP + plot_h}"><title>{escape(marker.label)}</title></line>'
         )
+        near_right = mx > LEFT + plot_w * 0.7  # the label goes on the side with room for it
         out.append(
-            f'<text class="marker-label {escape(marker.kind)}" x="{mx + 3:.1f}" y="{TOP + 10}">'
-            f"{escape(marker.label)}</text>"
+            f'<text class="marker-label {escape(marker.kind)}" x="{mx - 3 if near_right else mx + 3:.1f}" '
+            f'y="{TOP + 10}" text-anchor="{"end" if near_right else "start"}">{escape(marker.label)}</text>'
         )
     legend_x = LEFT
     for index, name in enumerate(series):

@@ -45,8 +45,10 @@ def test_markers_inside_the_axis_are_drawn_and_the_axis_can_end_after_the_last_b
             chart_id="t",
         )
     )
-    assert "halt ro_1" in svg.split("<desc", 1)[1].split("</desc>", 1)[0]
-    assert 'class="marker m-halt"' not in svg  # past the last bucket's start, and no end_at given
+    assert (
+        "halt ro_1" not in svg
+    )  # past the last bucket's start, and no end_at given: neither drawn nor named
+    assert 'class="marker m-halt"' not in svg
     svg = str(
         line_chart(
             title="x",
@@ -59,7 +61,9 @@ def test_markers_inside_the_axis_are_drawn_and_the_axis_can_end_after_the_last_b
         )
     )
     assert svg.count('class="marker m-halt"') == 1
+    assert "halt ro_1" in svg.split("<desc", 1)[1].split("</desc>", 1)[0]
     assert 'class="marker m-event"' not in svg
+    assert "created ro_1" not in svg
 
 
 def test_a_threshold_is_a_line_and_counts_in_the_scale() -> None:

@@ -69,6 +69,7 @@ def line_chart(
     def y(value: float) -> float:
         return TOP + plot_h * (1 - value / top)
 
+    markers = [m for m in markers if start is not None and end is not None and start <= m.at <= end]
     out = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-labelledby="{chart_id}-t {chart_id}-d" xmlns="http://www.w3.org/2000/svg">',
@@ -110,8 +111,6 @@ def line_chart(
                     f"<title>{escape(name)}</title></circle>"
                 )
     for marker in markers:
-        if start is None or not start <= marker.at <= (end or marker.at):
-            continue
         mx = x(marker.at)
         out.append(
             f'<line class="marker {escape(marker.kind)}" x1="{mx:.1f}" y1="{TOP}" x2="{mx:.1f}" '

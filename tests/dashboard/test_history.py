@@ -138,3 +138,12 @@ def test_a_quiet_range_says_so_instead_of_drawing_nothing(slower):
     assert "No telemetry for medical-cart-cpu" in page.text
     assert "<svg" not in page.text
     assert _history(slower, hardware_class=CLASS, range="hour").json()["empty"] is True
+
+
+def test_a_version_that_answered_nothing_is_not_drawn_as_a_series_of_gaps(world):
+    fleet, _v1, v2, devices = world
+    identity, ddir = devices[0]
+    fleet.serve(identity, ddir, v2, requests=0, latency_ms=1)  # a window naming 2.0.0 with no request
+    body = _history(fleet, hardware_class=CLASS, range="hour").json()
+    assert body["versions"] == ["digits/1.0.0"]
+    assert "digits/2.0.0" not in body["metrics"]["requests"]["series"]

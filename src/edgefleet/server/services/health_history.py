@@ -272,7 +272,13 @@ def health_history(
         cell.shadow_compared += compared
         cell.shadow_agreement_sum += agreement
         merge_counts(cell.buckets, {int(k): int(v) for k, v in (buckets or {}).items()})
-    versions = sorted(cells)
+    # a version named only by rows without a request, fault or comparison (an install's bookkeeping) has
+    # nothing to draw: it would be a series of gaps in every chart
+    versions = sorted(
+        v
+        for v, series_cells in cells.items()
+        if any(c is not None and (c.requests or c.input_faults or c.shadow_compared) for c in series_cells)
+    )
     metrics: dict[str, Any] = {}
     for name, (title, unit) in METRICS.items():
         if name == "degraded_s":
@@ -292,7 +298,7 @@ def health_history(
         "versions": versions,
         "metrics": metrics,
         "events": events,
-        "empty": not cells and not degraded,
+        "empty": not versions and not degraded,
     }
 
 

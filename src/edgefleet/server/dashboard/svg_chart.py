@@ -110,8 +110,9 @@ def line_chart(
                     f'<circle class="dot {style}" cx="{point[0]:.1f}" cy="{point[1]:.1f}" r="4">'
                     f"<title>{escape(name)}</title></circle>"
                 )
-    for marker in markers:
+    for row, marker in enumerate(markers):
         mx = x(marker.at)
+        label_y = TOP + 10 + 13 * (row % 4)  # staggered: events close in time keep readable labels
         out.append(
             f'<line class="marker {escape(marker.kind)}" x1="{mx:.1f}" y1="{TOP}" x2="{mx:.1f}" '
             f'y2="{TOP + plot_h}"><title>{escape(marker.label)}</title></line>'
@@ -119,7 +120,7 @@ def line_chart(
         near_right = mx > LEFT + plot_w * 0.7  # the label goes on the side with room for it
         out.append(
             f'<text class="marker-label {escape(marker.kind)}" x="{mx - 3 if near_right else mx + 3:.1f}" '
-            f'y="{TOP + 10}" text-anchor="{"end" if near_right else "start"}">{escape(marker.label)}</text>'
+            f'y="{label_y}" text-anchor="{"end" if near_right else "start"}">{escape(marker.label)}</text>'
         )
     legend_x = LEFT
     for index, name in enumerate(series):

@@ -106,3 +106,34 @@ def test_the_history_is_bounded_per_rollout(world, monkeypatch):
     assert len(story["times"]) == 5
     assert story["times"] == sorted(story["times"])
     assert story["times"][-1] == fleet.clock.now.isoformat()  # the newest kept, the oldest dropped
+
+
+def test_the_bound_drops_waits_then_rollback_samples_and_keeps_the_actions(world, monkeypatch):
+    from edgefleet.server.store.rollouts import RolloutGateHistoryRow
+
+    fleet, _v1, v2, _devices = world
+    monkeypatch.setattr(history, "MAX_ROWS_PER_ROLLOUT", 5)
+    r = fleet.client.post(
+        "/v1/rollouts",
+        json={"model": "digits", "targets": {"medical-cart-cpu": v2}, "spec": STAGES},
+        headers=fleet.admin,
+    )
+    rid = r.json()["id"]
+    actions = ["wait", "advance", "rollback", "wait", "halt", "rollback", "rollback", "rollback", "complete"]
+    with fleet.app.state.context.db.session() as session, session.begin():
+        for i, action in enumerate(actions):
+            session.add(
+                RolloutGateHistoryRow(
+                    rollout_id=rid,
+                    at=fleet.clock.now + timedelta(seconds=i),
+                    stage=0,
+                    action=action,
+                    gates=[],
+                    exposed=i,
+                )
+            )
+        session.flush()
+        history._bound(session, rid)
+    story = _story(fleet, rid)
+    assert story["actions"] == ["advance", "halt", "rollback", "rollback", "complete"]
+    assert story["exposed"] == [1, 4, 6, 7, 8]  # the newest rollback samples are the ones kept

@@ -5,7 +5,8 @@ artifact, sampled over time; and the story read back as series for the dashboard
 Writing: ``record_evaluation`` is called by the engine for each evaluation it makes (a sample at most every
 ``SAMPLE_EVERY_S`` while it only waits, always when it acts); ``sample_rollbacks`` by the engine's tick for
 rollouts halted or aborted within ``ROLLBACK_WATCH_S``. At most ``MAX_ROWS_PER_ROLLOUT`` rows are kept per
-rollout (the oldest waits go first). Nothing here judges a gate: the rows are the engine's.
+rollout (the oldest waits go first, then the oldest rollback samples). Nothing here judges a gate: the
+rows are the engine's.
 """
 
 from __future__ import annotations
@@ -43,20 +44,23 @@ def _last_at(session: Session, rollout_id: str) -> datetime | None:
 
 
 def _bound(session: Session, rollout_id: str) -> None:
-    count = session.execute(
-        select(func.count()).where(RolloutGateHistoryRow.rollout_id == rollout_id)
-    ).scalar_one()
-    if count <= MAX_ROWS_PER_ROLLOUT:
-        return
-    oldest = (
-        select(RolloutGateHistoryRow.id)
-        .where(RolloutGateHistoryRow.rollout_id == rollout_id, RolloutGateHistoryRow.action == "wait")
-        .order_by(RolloutGateHistoryRow.id)
-        .limit(count - MAX_ROWS_PER_ROLLOUT)
-    )
-    ids = list(session.execute(oldest).scalars())
-    if ids:
-        session.execute(delete(RolloutGateHistoryRow).where(RolloutGateHistoryRow.id.in_(ids)))
+    """Keep at most ``MAX_ROWS_PER_ROLLOUT`` rows: the oldest waits go first, then the oldest rollback
+    samples; the evaluations that acted (advance, halt, complete) are kept."""
+    table = RolloutGateHistoryRow
+    count = session.execute(select(func.count()).where(table.rollout_id == rollout_id)).scalar_one()
+    for action in ("wait", "rollback"):
+        if count <= MAX_ROWS_PER_ROLLOUT:
+            return
+        oldest = (
+            select(table.id)
+            .where(table.rollout_id == rollout_id, table.action == action)
+            .order_by(table.id)
+            .limit(count - MAX_ROWS_PER_ROLLOUT)
+        )
+        ids = list(session.execute(oldest).scalars())
+        if ids:
+            session.execute(delete(table).where(table.id.in_(ids)))
+            count -= len(ids)
 
 
 def record_evaluation(

@@ -175,3 +175,21 @@ def test_without_a_worker_only_an_agent_crash_counts(env, cause, rolled_back):
     report = env.installer(isolated=False, cause=cause).slot_reports()["default"]
     expected = ("a1", "rolled_back:trial_crashed") if rolled_back else ("a2", "trial")
     assert (report.active, report.state) == expected
+
+
+def test_a_worker_reports_the_hop_between_the_processes_apart_from_the_run(tmp_path):
+    manifest = write_artifact(tmp_path, "a1", classifier(1))
+    model = WorkerAdapter("onnxruntime").load(
+        tmp_path / "a1" / "model.onnx", manifest.signature, LoadOptions()
+    )
+    try:
+        assert model.hop_s() == 0.0  # nothing run yet on this thread
+        model.predict({"x": X})
+        assert model.hop_s() > 0.0  # two pipe writes and two wake-ups are never free
+        seen: list[float] = []
+        other = threading.Thread(target=lambda: seen.append(model.hop_s()))
+        other.start()
+        other.join()
+        assert seen == [0.0]  # per calling thread: concurrent requests never read each other's hop
+    finally:
+        model.close()

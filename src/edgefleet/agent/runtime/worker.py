@@ -23,6 +23,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -135,6 +136,7 @@ class WorkerModel:
         self._proc = proc
         self._providers = providers
         self._lock = threading.Lock()
+        self._local = threading.local()
         self._stopping = threading.Event()
         # The watcher holds the process and the flag, not this object: a model dropped without close() is
         # collected, and its __del__ stops the worker.
@@ -150,7 +152,14 @@ class WorkerModel:
     def pid(self) -> int:
         return self._proc.pid
 
+    def hop_s(self) -> float:
+        """The calling thread's last run's time between the processes (round trip minus the worker's own
+        run): the supervision's cost, not the model's. Serving keeps it out of the model's latency."""
+        return float(getattr(self._local, "hop_s", 0.0))
+
     def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._local.hop_s = 0.0
+        sent = time.perf_counter()
         with self._lock:
             if self._stopping.is_set():
                 raise InferenceFailedError("the model was cancelled", code="inference_cancelled")
@@ -166,6 +175,9 @@ class WorkerModel:
                 raise ModelCrashedError(f"the model's worker process died ({how})", got=how) from exc
         if not header.get("ok"):
             raise _error_from(header, InferenceFailedError)
+        run_s = header.get("run_s")
+        if isinstance(run_s, float) and run_s >= 0.0:
+            self._local.hop_s = max(0.0, time.perf_counter() - sent - run_s)
         return arrays
 
     def cancel(self) -> None:

@@ -78,6 +78,10 @@ class _Serving:
     model_version: str
     artifact_id: str
     guard: InputGuard | None = None
+    # A model run in a supervised worker (a version on trial): the per-request time between the processes,
+    # kept out of the latency that telemetry and the rollout gates judge (the committed version is served
+    # in-process, without it). ``bench/serving.py`` prints the hop's cost.
+    hop_s: Callable[[], float] | None = None
 
 
 class InferenceService:
@@ -166,8 +170,9 @@ class InferenceService:
             latency_s = done - start
             gate.release(latency_s)
             if self._recording or error_code is not None:
+                model_s = latency_s if serving.hop_s is None else max(0.0, latency_s - serving.hop_s())
                 self._metrics.record_request(
-                    serving.model_version, serving.rung, latency_s * 1000.0, error_code
+                    serving.model_version, serving.rung, model_s * 1000.0, error_code
                 )
         latency_ms = latency_s * 1000.0
         shadow = self._shadow
@@ -308,6 +313,7 @@ class InferenceService:
             model_version=artifact.model_version,
             artifact_id=artifact.artifact_id,
             guard=self._guard(self._primary or artifact),
+            hop_s=getattr(model, "hop_s", None),
         )
 
     def _load(

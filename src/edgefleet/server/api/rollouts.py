@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from edgefleet.server.api.dependencies import Ctx, DbSession, Operator, PageQuery, Viewer
 from edgefleet.server.api.json_body import StrictJsonRoute
@@ -16,7 +17,18 @@ from edgefleet.server.services.twin import control_plane as twin
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/rollouts", tags=["rollouts"], route_class=StrictJsonRoute)
-RolloutIdPath = Annotated[str, Path(pattern=r"^ro_[0-9a-f]{16}$")]
+ROLLOUT_ID_REGEX = "ro_[0-9a-f]{16}"
+RolloutIdPath = Annotated[str, Path(pattern=f"^{ROLLOUT_ID_REGEX}$")]
+
+
+class _RolloutIdConvertor(StringConvertor):
+    """Routes ``/v1/rollouts/{rollout_id}`` only for ids, so ``GET /v1/rollouts/dry-run`` is a 405 naming
+    ``POST`` (not a 422 from a GET of a rollout called ``dry-run``)."""
+
+    regex = ROLLOUT_ID_REGEX
+
+
+register_url_convertor("rollout_id", _RolloutIdConvertor())
 
 
 class RolloutCreate(BaseModel):
@@ -93,12 +105,12 @@ def list_rollouts(
     return result.to_wire([svc.rollout_to_wire(session, r) for r in result.items])
 
 
-@router.get("/{rollout_id}")
+@router.get("/{rollout_id:rollout_id}")
 def get_rollout(rollout_id: RolloutIdPath, session: DbSession, _: Viewer) -> dict[str, Any]:
     return svc.rollout_to_wire(session, svc.get_rollout(session, rollout_id), detail=True)
 
 
-@router.post("/{rollout_id}/{action}")
+@router.post("/{rollout_id:rollout_id}/{action}")
 def act(
     rollout_id: RolloutIdPath,
     action: Annotated[str, Path(pattern=r"^(pause|resume|promote|abort)$")],

@@ -186,8 +186,12 @@ def test_openvino_litert_and_a_missing_accelerator_served_by_real_agents(live_se
             what="the degraded report",
         )
         assert report["serving"]["reason"] == "accelerator_unavailable"
-        assert report["runtimes"]["onnxruntime"]["execution_providers"]
-        assert "CUDAExecutionProvider" not in report["runtimes"]["onnxruntime"]["execution_providers"]
+        # the runtime inventory is taken a few seconds after serving is up (docs/serving.md): wait for it
+        runtimes = wait_for(
+            lambda: _report(server, devices["jetson-gpu"][0]).get("runtimes"), what="the runtime inventory"
+        )
+        assert runtimes["onnxruntime"]["execution_providers"]
+        assert "CUDAExecutionProvider" not in runtimes["onnxruntime"]["execution_providers"]
         for hwclass in ("intel-openvino-cpu", "arm-litert"):
             mine = _report(server, devices[hwclass][0])
             assert mine["status"] == "ok"

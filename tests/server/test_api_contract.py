@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import BaseModel
+
+from edgefleet.protocol import ArtifactFile, ArtifactManifest, HardwareClass
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
@@ -97,3 +100,70 @@ def test_every_api_route_reads_its_body_strictly() -> None:
     ]
     assert routes
     assert [r.path for r in routes if not isinstance(r, StrictJsonRoute)] == []
+
+
+def _required(model: type[BaseModel]) -> set[str]:
+    return {field.alias or name for name, field in model.model_fields.items() if field.is_required()}
+
+
+def _resolve(spec: dict, schema: dict) -> dict:
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+def _body_schema(spec: dict, method: str, path: str) -> dict:
+    body = spec["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+    return _resolve(spec, body)
+
+
+def test_class_documents_are_declared_with_the_models_schema(spec) -> None:
+    put = _body_schema(spec, "put", "/v1/classes/{name}")
+    assert set(put["required"]) == _required(HardwareClass) >= {"name", "budgets", "performance"}
+    assert put["properties"]["name"]["pattern"] == "^[a-z0-9][a-z0-9._-]{0,62}$"
+    assert put["additionalProperties"] is True  # unknown fields are kept
+    budgets = _resolve(spec, put["properties"]["budgets"])
+    assert {"ram_mb", "storage_mb", "max_model_mb"} <= set(budgets["required"])
+    apply = _body_schema(spec, "post", "/v1/classes/apply")["properties"]["classes"]
+    assert _resolve(spec, apply["items"]) == put
+    assert apply["minItems"] == 1
+
+
+@pytest.mark.parametrize("path", ["/v1/artifacts", "/v1/artifacts/check"])
+def test_artifact_manifests_are_declared_with_the_models_schema(spec, path) -> None:
+    manifest = _resolve(spec, _body_schema(spec, "post", path)["properties"]["manifest"])
+    assert set(manifest["required"]) == _required(ArtifactManifest) >= {"model", "version", "files"}
+    assert manifest["properties"]["hardware_class"]["pattern"] == "^[a-z0-9][a-z0-9._-]{0,62}$"
+    files = manifest["properties"]["files"]
+    assert set(_resolve(spec, files["items"])["required"]) == _required(ArtifactFile) >= {"path", "sha256"}
+
+
+def test_a_document_the_declared_schema_refuses_is_refused_with_its_code(api) -> None:
+    r = api.client.put("/v1/classes/cpu-small", json={"name": "cpu-small"}, headers=api.admin)
+    assert r.status_code == 422
+    assert r.json()["code"] == "invalid_document"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "max_bytes"),
+    [
+        ("put", "/v1/classes/{name}", 2 * 1024**2),
+        ("post", "/v1/artifacts", 2 * 1024**2),
+        ("post", "/v1/models", 2 * 1024**2),
+        ("put", "/v1/blobs/{sha256}", 4 * 1024**3),
+    ],
+)
+def test_the_body_limit_is_stated_where_a_body_is_taken(spec, method, path, max_bytes) -> None:
+    op = spec["paths"][path][method]
+    assert "413" in op["responses"]
+    assert f"Request bodies over {max_bytes} bytes are refused with 413" in op["description"]
+
+
+def test_the_stated_limit_is_the_configured_one(make_api) -> None:
+    api = make_api(max_json_bytes=4096)
+    op = api.client.get("/openapi.json").json()["paths"]["/v1/classes/apply"]["post"]
+    assert "Request bodies over 4096 bytes are refused with 413" in op["description"]
+    r = api.client.post("/v1/classes/apply", content=b"{" + b" " * 5000 + b"}", headers=api.admin)
+    assert r.status_code == 413
+    assert r.json()["code"] == "payload_too_large"
+    assert "description" not in api.client.get("/openapi.json").json()["paths"]["/v1/models"]["get"]

@@ -31,7 +31,7 @@ from edgefleet.server.api import (
     tuf,
 )
 from edgefleet.server.api.body_limit import BodyLimitMiddleware
-from edgefleet.server.api.contract import install_contract
+from edgefleet.server.api.contract import BodyLimits, install_contract
 from edgefleet.server.api.dependencies import ServerContext
 from edgefleet.server.api.errors import install_error_handlers
 from edgefleet.server.blobs import BlobStore, FsBlobStore
@@ -188,13 +188,17 @@ def create_app(
     app.state.tuf = TufRuntime.from_settings(settings, now=clock())  # first: dev mode makes all keys
     app.state.devices = devices.DeviceRuntime.from_settings(settings)
     install_error_handlers(app)
+    limits = BodyLimits(settings.max_json_bytes, by_prefix=(("/v1/blobs/", settings.max_blob_bytes),))
     app.add_middleware(
-        BodyLimitMiddleware, max_bytes=settings.max_json_bytes, streaming_prefixes=("/v1/blobs/",)
+        BodyLimitMiddleware,
+        max_bytes=limits.max_json_bytes,
+        streaming_prefixes=tuple(prefix for prefix, _ in limits.by_prefix),  # they enforce their own
     )
     for router in ROUTERS:
         app.include_router(router)
     install_contract(
         app,
         [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute) and r.include_in_schema],
+        limits,
     )
     return app

@@ -12,6 +12,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from edgefleet.protocol import ArtifactManifest, is_safe_relpath
 from edgefleet.protocol.errors import InvalidDocumentError, NotFoundError
 from edgefleet.server.api.blobs import serve_blob
+from edgefleet.server.api.contract import document_schema
 from edgefleet.server.api.dependencies import Ctx, DbSession, Operator, PageQuery, Viewer
 from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.services import artifacts as svc
@@ -36,7 +37,7 @@ FilterName = Annotated[str | None, Query(max_length=63)]
 
 class ArtifactCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    manifest: dict[str, Any]
+    manifest: dict[str, Any] = Field(json_schema_extra=document_schema(ArtifactManifest))
 
 
 class ArtifactPatch(BaseModel):

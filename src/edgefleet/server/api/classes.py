@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgefleet.protocol import HardwareClass
 from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.server.api.contract import document_schema
 from edgefleet.server.api.dependencies import Ctx, DbSession, NamePath, Operator, PageQuery, Viewer
 from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.services import classes as svc
@@ -20,7 +21,11 @@ router = APIRouter(prefix="/v1/classes", tags=["classes"], route_class=StrictJso
 
 class ApplyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    classes: list[dict[str, Any]] = Field(min_length=1, max_length=svc.MAX_CLASSES_PER_APPLY)
+    classes: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=svc.MAX_CLASSES_PER_APPLY,
+        json_schema_extra=document_schema(HardwareClass, many=True),
+    )
 
 
 def _parse_indexed(items: list[dict[str, Any]]) -> list[HardwareClass]:
@@ -55,7 +60,7 @@ def get_class(name: NamePath, session: DbSession, _: Viewer) -> dict[str, Any]:
 @router.put("/{name}")
 def put_class(
     name: NamePath,
-    body: Annotated[dict[str, Any], Body()],
+    body: Annotated[dict[str, Any], Body(json_schema_extra=document_schema(HardwareClass))],
     response: Response,
     ctx: Ctx,
     session: DbSession,

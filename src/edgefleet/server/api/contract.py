@@ -7,22 +7,43 @@ needs (401, and 403 when a viewer could be refused), its parameters and body (42
 whether it writes (404 for what it references, 409 for a racing change), the device signature
 (``/v1/device/...``), and the few statuses only some routes produce (:data:`EXTRA_STATUSES`). Every
 database-backed operation can answer 503 ``database_unavailable``.
+
+Documents the handler validates itself (hardware classes, artifact manifests: the body stays a dict so the
+strict parser and the documents' own error codes apply) are declared with their model's real schema
+(:func:`document_schema`), and every operation taking a body states the body size limit it is held to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from re import Pattern
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
+from edgefleet.protocol import ArtifactManifest, HardwareClass
 from edgefleet.server.api.json_body import role_of
 from edgefleet.server.services.tokens import Role
 
-__all__ = ["EXTRA_STATUSES", "MEDIA_TYPES", "AllowIndex", "error_statuses", "install_contract"]
+__all__ = [
+    "DOCUMENT_MODELS",
+    "EXTRA_STATUSES",
+    "MEDIA_TYPES",
+    "AllowIndex",
+    "BodyLimits",
+    "document_schema",
+    "error_statuses",
+    "install_contract",
+]
+
+DOCUMENT_MODELS: tuple[type[BaseModel], ...] = (HardwareClass, ArtifactManifest)
+"""Documents validated in the handler whose schemas :func:`declare` puts under ``components``."""
+_REF = "#/components/schemas/{model}"
+_MARK = "x-edgefleet-document"
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -75,6 +96,56 @@ MEDIA_TYPES: dict[tuple[str, str], str] = {
 """Operations whose success body is not JSON built by FastAPI (the media type the server sends)."""
 
 
+def document_schema(model: type[BaseModel], *, many: bool = False) -> Callable[[dict[str, Any]], None]:
+    """``json_schema_extra`` for a body field holding a ``model`` document (``many``: a list of them): the
+    field stays ``dict`` for the parser and is marked; :func:`declare` turns the mark into a reference to the
+    model's schema (pydantic itself cannot emit a reference to a schema it does not generate)."""
+    if model not in DOCUMENT_MODELS:
+        raise ValueError(f"{model.__name__} is not in DOCUMENT_MODELS")
+    mark = {"type": "object", _MARK: model.__name__}
+
+    def declare_field(schema: dict[str, Any]) -> None:
+        if many:
+            schema["items"] = mark
+        else:
+            schema.clear()
+            schema.update(mark)
+
+    return declare_field
+
+
+def _refer_documents(node: Any) -> None:
+    """Replace each document mark under ``node`` by the reference to the document's schema."""
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in children:
+        if isinstance(child, dict) and _MARK in child:
+            name = child.pop(_MARK)
+            child.clear()
+            child["$ref"] = _REF.format(model=name)
+        else:
+            _refer_documents(child)
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """The request body size limits the server enforces: ``max_json_bytes`` for every body (the body limit
+    middleware), ``by_prefix`` for paths held to their own limit instead (blob uploads)."""
+
+    max_json_bytes: int
+    by_prefix: tuple[tuple[str, int], ...] = ()
+
+    def of(self, path: str) -> int:
+        for prefix, max_bytes in self.by_prefix:
+            if path.startswith(prefix):
+                return max_bytes
+        return self.max_json_bytes
+
+
+def _document_components() -> dict[str, Any]:
+    _, schema = models_json_schema([(m, "validation") for m in DOCUMENT_MODELS], ref_template=_REF)
+    return dict(schema.get("$defs", {}))
+
+
 def _schema_path(route: APIRoute) -> str:
     return route.path_format
 
@@ -111,13 +182,22 @@ def _error_response(status: int) -> dict[str, Any]:
     }
 
 
-def declare(schema: dict[str, Any], routes: Iterable[APIRoute]) -> dict[str, Any]:
+def _limit_sentence(max_bytes: int) -> str:
+    return f"Request bodies over {max_bytes} bytes are refused with 413 `payload_too_large`."
+
+
+def declare(schema: dict[str, Any], routes: Iterable[APIRoute], limits: BodyLimits) -> dict[str, Any]:
     """Rewrite the generated operations of ``schema`` in place: our error shape for every declared error
-    status (FastAPI's default 422 body is not ours), and the real media types of non-JSON answers."""
+    status (FastAPI's default 422 body is not ours), the real media types of non-JSON answers, the document
+    schemas under ``components``, and the body size limit in the description of each operation with a 413."""
     schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     schemas = schema["components"]["schemas"]
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
+    for name, component in _document_components().items():
+        if schemas.setdefault(name, component) != component:
+            raise RuntimeError(f"two different schemas are named {name!r} in the contract")
+    _refer_documents(schema)
     for route in routes:
         path = _schema_path(route)
         for method in route.methods or ():
@@ -125,8 +205,13 @@ def declare(schema: dict[str, Any], routes: Iterable[APIRoute]) -> dict[str, Any
             if operation is None:
                 continue
             responses = operation.setdefault("responses", {})
-            for status in sorted(error_statuses(route, method)):
+            statuses = error_statuses(route, method)
+            for status in sorted(statuses):
                 responses[str(status)] = _error_response(status)
+            if 413 in statuses:
+                sentence = _limit_sentence(limits.of(path))
+                text = operation.get("description", "")
+                operation["description"] = f"{text}\n\n{sentence}" if text else sentence
             media = MEDIA_TYPES.get((method, path))
             for status, response in responses.items():
                 if not status.startswith("2") or status == "204":
@@ -165,7 +250,7 @@ class AllowIndex:
         return ", ".join(sorted(methods))
 
 
-def install_contract(app: FastAPI, routes: list[APIRoute]) -> None:
+def install_contract(app: FastAPI, routes: list[APIRoute], limits: BodyLimits) -> None:
     """Serve the declared contract as ``/openapi.json`` and keep the allow index on ``app.state``."""
 
     generate = app.openapi
@@ -173,7 +258,7 @@ def install_contract(app: FastAPI, routes: list[APIRoute]) -> None:
     def openapi() -> dict[str, Any]:
         schema = generate()  # FastAPI's, cached until the routes change
         if "Error" not in schema.get("components", {}).get("schemas", {}):
-            declare(schema, routes)
+            declare(schema, routes, limits)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -6,8 +6,10 @@ import pytest
 from pydantic import BaseModel
 
 from edgefleet.protocol import ArtifactFile, ArtifactManifest, HardwareClass
+from edgefleet.protocol.errors import PayloadTooLargeError
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
+JSON_BODY = {"content-type": "application/json"}
 
 
 @pytest.fixture
@@ -151,6 +153,8 @@ def test_a_document_the_declared_schema_refuses_is_refused_with_its_code(api) ->
         ("post", "/v1/artifacts", 2 * 1024**2),
         ("post", "/v1/models", 2 * 1024**2),
         ("put", "/v1/blobs/{sha256}", 4 * 1024**3),
+        ("post", "/v1/device/report", 64_000),
+        ("post", "/v1/device/telemetry", 1024**2),
     ],
 )
 def test_the_body_limit_is_stated_where_a_body_is_taken(spec, method, path, max_bytes) -> None:
@@ -167,3 +171,13 @@ def test_the_stated_limit_is_the_configured_one(make_api) -> None:
     assert r.status_code == 413
     assert r.json()["code"] == "payload_too_large"
     assert "description" not in api.client.get("/openapi.json").json()["paths"]["/v1/models"]["get"]
+
+
+def test_a_device_report_over_its_stated_limit_is_a_413(fleet) -> None:
+    identity, ddir = fleet.enroll()
+    channel = fleet.channel(identity, ddir)
+    with pytest.raises(PayloadTooLargeError) as caught:
+        channel.request("POST", "/v1/device/report", body_bytes=b" " * 64_001, headers=JSON_BODY)
+    assert caught.value.code == "payload_too_large"
+    assert caught.value.details["expected"] == "<= 64000 bytes"
+    assert caught.value.details["got"] == 64_001

@@ -26,13 +26,17 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from edgefleet.protocol import ArtifactManifest, HardwareClass
+from edgefleet.protocol.desired_state import MAX_REPORT_BYTES
+from edgefleet.protocol.probe import MAX_PROBE_RESULTS_BYTES
 from edgefleet.server.api.json_body import role_of
+from edgefleet.server.api.telemetry import MAX_COMPRESSED_BYTES
 from edgefleet.server.services.tokens import Role
 
 __all__ = [
     "DOCUMENT_MODELS",
     "EXTRA_STATUSES",
     "MEDIA_TYPES",
+    "ROUTE_BODY_LIMITS",
     "AllowIndex",
     "BodyLimits",
     "document_schema",
@@ -95,6 +99,13 @@ MEDIA_TYPES: dict[tuple[str, str], str] = {
 }
 """Operations whose success body is not JSON built by FastAPI (the media type the server sends)."""
 
+ROUTE_BODY_LIMITS: dict[tuple[str, str], int] = {
+    ("POST", "/v1/device/report"): MAX_REPORT_BYTES,
+    ("POST", "/v1/device/probes/{probe_id}/results"): MAX_PROBE_RESULTS_BYTES,
+    ("POST", "/v1/device/telemetry"): MAX_COMPRESSED_BYTES,  # as sent (gzip or not)
+}
+"""Operations whose handler holds the body to a tighter limit than the server-wide one."""
+
 
 def document_schema(model: type[BaseModel], *, many: bool = False) -> Callable[[dict[str, Any]], None]:
     """``json_schema_extra`` for a body field holding a ``model`` document (``many``: a list of them): the
@@ -134,11 +145,10 @@ class BodyLimits:
     max_json_bytes: int
     by_prefix: tuple[tuple[str, int], ...] = ()
 
-    def of(self, path: str) -> int:
-        for prefix, max_bytes in self.by_prefix:
-            if path.startswith(prefix):
-                return max_bytes
-        return self.max_json_bytes
+    def of(self, method: str, path: str) -> int:
+        """The largest body ``method`` on the ``path`` template accepts."""
+        limit = next((n for prefix, n in self.by_prefix if path.startswith(prefix)), self.max_json_bytes)
+        return min(limit, ROUTE_BODY_LIMITS.get((method, path), limit))
 
 
 def _document_components() -> dict[str, Any]:
@@ -209,7 +219,7 @@ def declare(schema: dict[str, Any], routes: Iterable[APIRoute], limits: BodyLimi
             for status in sorted(statuses):
                 responses[str(status)] = _error_response(status)
             if 413 in statuses:
-                sentence = _limit_sentence(limits.of(path))
+                sentence = _limit_sentence(limits.of(method, path))
                 text = operation.get("description", "")
                 operation["description"] = f"{text}\n\n{sentence}" if text else sentence
             media = MEDIA_TYPES.get((method, path))

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from edgefleet.protocol.canonical import parse_json_bounded
 from edgefleet.protocol.desired_state import MAX_REPORT_BYTES
 from edgefleet.protocol.document import NAME_PATTERN
-from edgefleet.protocol.errors import AuthenticationError, InvalidDocumentError
+from edgefleet.protocol.errors import AuthenticationError, InvalidDocumentError, PayloadTooLargeError
 from edgefleet.protocol.request_signing import parse_signed_headers
 from edgefleet.server.api.dependencies import (
     Ctx,
@@ -166,7 +166,9 @@ async def signed_device_call(request: Request, ctx: ServerContext, *, max_body_b
     off the event loop."""
     body = await request.body()
     if len(body) > max_body_bytes:
-        raise InvalidDocumentError("request body too large", code="payload_too_large", got=len(body))
+        raise PayloadTooLargeError(
+            "request body too large", expected=f"<= {max_body_bytes} bytes", got=len(body)
+        )
     claims = parse_signed_headers(request.headers)
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
 

@@ -435,6 +435,13 @@ def _roll_out_bad_v2(world: _World, traffic: TrafficDriver) -> None:
             lambda: all(world.slot(n).get("active") in v1_ids for n in world.agents),
             180,
         )
+        # what the devices report is not yet what they serve: wait until each one answers with 1.0.0
+        traffic.reset()
+        world.wait(
+            "every agent answering with 1.0.0",
+            lambda: all(s.last_version == "digits/1.0.0" for s in traffic.stats.values()),
+            60,
+        )
         exposed = next(s["members"] for s in result["stage_detail"] if s["index"] == 0)
         world.summary["v2_rollout"] = {
             "id": rollout_id,

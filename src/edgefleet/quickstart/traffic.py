@@ -20,6 +20,7 @@ class AgentTraffic:
     failed: int = 0
     answered: dict[str, int] = field(default_factory=dict)
     correct: dict[str, int] = field(default_factory=dict)
+    last_version: str | None = None  # the version that answered the newest request (what it serves now)
 
     def accuracy(self, version: str) -> float | None:
         n = self.answered.get(version, 0)
@@ -79,6 +80,7 @@ class TrafficDriver:
                         version = str(body.get("model_version"))
                         logits = np.asarray(body["outputs"]["logits"]["data"], dtype=np.float32)
                         stats.answered[version] = stats.answered.get(version, 0) + 1
+                        stats.last_version = version
                         if int(logits.reshape(-1).argmax()) == int(self._labels[i]):
                             stats.correct[version] = stats.correct.get(version, 0) + 1
                 time.sleep(self._period_s * rng.uniform(0.5, 1.5))

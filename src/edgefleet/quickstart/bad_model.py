@@ -11,7 +11,12 @@ __all__ = ["make_bad_model"]
 
 
 def make_bad_model(
-    good: onnx.ModelProto, *, swap: tuple[int, int] = (3, 8), chain: int = 24, rows: int = 32, width: int = 256
+    good: onnx.ModelProto,
+    *,
+    swap: tuple[int, int] = (3, 8),
+    chain: int = 24,
+    rows: int = 32,
+    width: int = 256,
 ) -> onnx.ModelProto:
     """Swap two classes' logits (those digits are now always wrong) and add a heavy input-dependent branch
     whose result is multiplied by zero (the answer does not change, the latency does)."""

@@ -170,14 +170,25 @@ def test_an_operator_aborts_a_rollout_after_confirming(world, operator):
     assert all(fleet.poll(i, d) == {"default": v1} for i, d in devices)
 
 
-def test_pause_resume_promote_are_one_click(world, operator):
+def test_pause_resume_promote_ask_first_then_act(world, operator):
     fleet, _v1, v2, _devices = world
     rid = _rollout(fleet, v2)
-    for action, status in (("pause", "paused"), ("resume", "running"), ("promote", "running")):
+    for action, before, status in (
+        ("pause", "running", "paused"),
+        ("resume", "paused", "running"),
+        ("promote", "running", "running"),
+    ):
         page = operator.get(f"/dashboard/rollouts/{rid}").text
-        r = _post(operator, f"/dashboard/rollouts/{rid}/{action}", page)
-        assert r.status_code == 303, r.text
+        asked = _post(operator, f"/dashboard/rollouts/{rid}/{action}", page)
+        assert asked.status_code == 200, asked.text
+        assert 'name="confirm" value="yes"' in asked.text
+        assert _status(fleet, rid) == before  # asking is not doing
+        r = _post(operator, f"/dashboard/rollouts/{rid}/{action}", asked.text, confirm="yes", reason="r")
+        assert (r.status_code, r.headers["location"]) == (303, f"/dashboard/rollouts/{rid}?done={action}")
         assert _status(fleet, rid) == status
+    audit = fleet.client.get("/v1/audit", params={"target": rid}, headers=fleet.admin).json()["items"]
+    assert [a["action"] for a in audit[:3]] == ["rollout.promote", "rollout.resume", "rollout.pause"]
+    assert {a["actor"] for a in audit[:3]} == {"alice"}
 
 
 def test_a_viewer_sees_but_is_refused_the_same_action(world, viewer):

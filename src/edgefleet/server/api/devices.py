@@ -38,7 +38,9 @@ from edgefleet.server.services import classes as classes_svc
 from edgefleet.server.services import desired_state as desired_svc
 from edgefleet.server.services import devices as svc
 from edgefleet.server.services import enrollment as enroll_svc
+from edgefleet.server.services import pins as pins_svc
 from edgefleet.server.services import pins_rollback as rollback_svc
+from edgefleet.server.services.request_bodies import EnrollmentTokenCreate, PinBody
 from edgefleet.server.settings import Settings
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.trust.director import public_key_pem
@@ -80,17 +82,6 @@ def _runtime(request: Request) -> DeviceRuntime:
 
 
 # --- enrollment -------------------------------------------------------------------------------------------
-
-
-class EnrollmentTokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    hardware_class: str = Field(max_length=63, json_schema_extra={"pattern": NAME_PATTERN})
-    labels: dict[str, str] = Field(default_factory=dict, json_schema_extra=enroll_svc.LABELS_SCHEMA)
-    serial: str | None = Field(
-        default=None, max_length=128, json_schema_extra={"pattern": enroll_svc.SERIAL_PATTERN}
-    )
-    ttl_s: int = Field(default=3600, ge=60, le=30 * 86400)
-    uses: int = Field(default=1, ge=1, le=enroll_svc.MAX_TOKEN_USES)
 
 
 @router.post("/v1/enrollment-tokens", status_code=201)
@@ -316,9 +307,16 @@ def rollback_device(
     return done.to_wire()
 
 
-class PinBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    artifact_id: str = Field(max_length=20)
+@router.get("/v1/pins")
+def list_pins(
+    session: DbSession,
+    page: PageQuery,
+    _: Viewer,
+    scope: Annotated[str | None, Query(pattern=r"^(class|device)$")] = None,
+    target: Annotated[str | None, Query(max_length=63)] = None,
+) -> dict[str, Any]:
+    result = pins_svc.list_pins(session, limit=page.limit, offset=page.offset, scope=scope, target=target)
+    return result.to_wire([pins_svc.pin_to_wire(row) for row in result.items])
 
 
 @router.put("/v1/pins/{scope}/{target}/{slot}", status_code=204)

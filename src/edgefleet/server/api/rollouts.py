@@ -10,6 +10,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 
 from edgefleet.server.api.dependencies import Ctx, DbSession, Operator, PageQuery, Viewer
 from edgefleet.server.api.json_body import StrictJsonRoute
+from edgefleet.server.services.request_bodies import RolloutCreate
 from edgefleet.server.services.rollouts import service as svc
 from edgefleet.server.services.rollouts.spec import RolloutSpec
 from edgefleet.server.services.twin import control_plane as twin
@@ -29,17 +30,6 @@ class _RolloutIdConvertor(StringConvertor):
 
 
 register_url_convertor("rollout_id", _RolloutIdConvertor())
-
-
-class RolloutCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str = Field(max_length=63)
-    targets: dict[str, str] = Field(min_length=1, max_length=32, description="hardware class -> artifact id")
-    selector: dict[str, str] = Field(
-        default_factory=dict, max_length=16, description="labels devices must have"
-    )
-    slot: str = Field(default="default", max_length=63)
-    spec: RolloutSpec = Field(default_factory=RolloutSpec)
 
 
 class DryRunBody(RolloutCreate):

@@ -7,7 +7,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from edgefleet.server.dashboard import actions, auth, history_pages, pages, plan_page, probe_pages, static
+from edgefleet.server.dashboard import (
+    actions,
+    auth,
+    enrollment_pages,
+    history_pages,
+    pages,
+    pin_pages,
+    plan_page,
+    probe_pages,
+    rollout_form,
+    static,
+)
 
 __all__ = ["router"]
 
@@ -15,10 +26,13 @@ router = APIRouter()
 for _part in (
     static.router,
     auth.router,
+    rollout_form.router,  # before pages: /dashboard/rollouts/new is not a rollout id
     pages.router,
     probe_pages.router,
     plan_page.router,
     history_pages.router,
     actions.router,
+    pin_pages.router,
+    enrollment_pages.router,
 ):
     router.include_router(_part)

@@ -1,19 +1,20 @@
 """Operator actions from the dashboard: the API's use cases, the API's role checks, plus CSRF and a
-confirmation step for destructive actions (abort, revoke, disable, a device's rollback)."""
+confirmation step (``confirm.py``) for every action but re-enabling an artifact (pause, resume, promote,
+abort; revoke, a device's rollback; disable). Creating rollouts, pins and enrollment tokens:
+``rollout_form``, ``pin_pages``, ``enrollment_pages``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
-from fastapi.responses import RedirectResponse
 
 from edgefleet.server.api.dependencies import Ctx, DbSession
-from edgefleet.server.dashboard.auth import DashboardUser, SignedIn
-from edgefleet.server.dashboard.forms import check_csrf, check_origin, read_form
+from edgefleet.server.dashboard.auth import SignedIn, operator_form
+from edgefleet.server.dashboard.confirm import Confirmation, confirmed, done, reason_of, show_confirmation
 from edgefleet.server.dashboard.pages import ArtifactId, DeviceId, RolloutId
-from edgefleet.server.dashboard.render import SECURITY_HEADERS, DashboardRoute, html
+from edgefleet.server.dashboard.render import DashboardRoute
 from edgefleet.server.services import artifacts, devices
 from edgefleet.server.services.pins_rollback import rollback_device
 from edgefleet.server.services.rollouts import service as rollouts
@@ -21,42 +22,38 @@ from edgefleet.server.services.rollouts import service as rollouts
 __all__ = ["router"]
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
-MAX_REASON_CHARS = 2000
-
-
-@dataclass(frozen=True)
-class Confirmation:
-    title: str
-    explanation: str
-    confirm_label: str
-    cancel: str
-
-
-async def _authorised_form(request: Request, user: DashboardUser) -> dict[str, str]:
-    """Origin and CSRF first (a forged post learns nothing), then the operator role, as the API asks."""
-    check_origin(request)
-    form = await read_form(request)
-    check_csrf(form, user.csrf)
-    user.require_operator()
-    return form
-
-
-def _confirm(request: Request, user: DashboardUser, form: dict[str, str], c: Confirmation) -> Response:
-    return html(
-        request,
-        "confirm.html",
-        user=user,
-        action=request.url.path,
-        reason=form.get("reason", "")[:MAX_REASON_CHARS],
-        title=c.title,
-        explanation=c.explanation,
-        confirm_label=c.confirm_label,
-        cancel=c.cancel,
-    )
-
-
-def _done(url: str, action: str) -> Response:
-    return RedirectResponse(f"{url}?done={action}", status_code=303, headers=SECURITY_HEADERS)
+ROLLOUT_ACTIONS = {
+    "pause": Confirmation(
+        title="Pause rollout {id}?",
+        explanation="The rollout stops advancing: no device joins it and no stage ends until it is resumed. "
+        "Its gates are still judged (a breach still halts it), and devices already on the new version "
+        "stay on it.",
+        confirm_label="Pause rollout",
+        cancel="",
+    ),
+    "resume": Confirmation(
+        title="Resume rollout {id}?",
+        explanation="The engine advances the rollout again as its spec says: pending devices are told to "
+        "install, and the stage ends once its gates, soak time and evidence allow.",
+        confirm_label="Resume rollout",
+        cancel="",
+    ),
+    "promote": Confirmation(
+        title="Promote the current stage of rollout {id}?",
+        explanation="Grants the manual promotion of the current stage: it advances as soon as its gates, "
+        "soak time and evidence allow, without waiting for an operator. Gates are never skipped.",
+        confirm_label="Promote stage",
+        cancel="",
+    ),
+    "abort": Confirmation(
+        title="Abort rollout {id}?",
+        explanation="Every device this rollout has reached goes back to the previous artifact at its "
+        "next poll. An aborted rollout cannot be resumed.",
+        confirm_label="Abort rollout",
+        cancel="",
+        danger=True,
+    ),
+}
 
 
 @router.post("/rollouts/{rollout_id}/{action}")
@@ -68,40 +65,31 @@ async def rollout_action(
     session: DbSession,
     user: SignedIn,
 ) -> Response:
-    form = await _authorised_form(request, user)
+    form = await operator_form(request, user)
     page = f"/dashboard/rollouts/{rollout_id}"
-    if action == "abort" and form.get("confirm") != "yes":
-        return _confirm(
-            request,
-            user,
-            form,
-            Confirmation(
-                title=f"Abort rollout {rollout_id}?",
-                explanation="Every device this rollout has reached goes back to the previous artifact at its "
-                "next poll. An aborted rollout cannot be resumed.",
-                confirm_label="Abort rollout",
-                cancel=page,
-            ),
-        )
+    if not confirmed(form):
+        asked = ROLLOUT_ACTIONS[action]
+        title = asked.title.format(id=rollout_id)
+        return show_confirmation(request, user, form, replace(asked, title=title, cancel=page))
     rollouts.operator_action(
         session,
         rollout_id,
         action,
         actor=user.actor.name,
         now=ctx.clock(),
-        reason=form.get("reason", "")[:MAX_REASON_CHARS],
+        reason=reason_of(form),
     )
-    return _done(page, action)
+    return done(page, action)
 
 
 @router.post("/devices/{device_id}/revoke")
 async def revoke_device(
     device_id: DeviceId, request: Request, ctx: Ctx, session: DbSession, user: SignedIn
 ) -> Response:
-    form = await _authorised_form(request, user)
+    form = await operator_form(request, user)
     page = f"/dashboard/devices/{device_id}"
-    if form.get("confirm") != "yes":
-        return _confirm(
+    if not confirmed(form):
+        return show_confirmation(
             request,
             user,
             form,
@@ -111,16 +99,17 @@ async def revoke_device(
                 "telemetry is dropped. Re-admitting it needs a new enrollment.",
                 confirm_label="Revoke device",
                 cancel=page,
+                danger=True,
             ),
         )
     devices.revoke_device(
         session,
         device_id,
-        reason=form.get("reason", "")[:MAX_REASON_CHARS],
+        reason=reason_of(form),
         actor=user.actor.name,
         now=ctx.clock(),
     )
-    return _done(page, "revoke")
+    return done(page, "revoke")
 
 
 @router.post("/devices/{device_id}/rollback")
@@ -129,10 +118,10 @@ async def roll_back_device(
 ) -> Response:
     """``POST /v1/devices/{id}/rollback`` for the default slot: pin the version the device reports as its
     previous one, after confirming."""
-    form = await _authorised_form(request, user)
+    form = await operator_form(request, user)
     page = f"/dashboard/devices/{device_id}"
-    if form.get("confirm") != "yes":
-        return _confirm(
+    if not confirmed(form):
+        return show_confirmation(
             request,
             user,
             form,
@@ -142,10 +131,12 @@ async def roll_back_device(
                 "back to it at its next poll (from disk, no download). The pin stays until you remove it.",
                 confirm_label="Roll back",
                 cancel=page,
+                danger=True,
+                ask_reason=False,
             ),
         )
     rollback_device(session, device_id, slot="default", actor=user.actor.name, now=ctx.clock())
-    return _done(page, "rollback")
+    return done(page, "rollback")
 
 
 @router.post("/artifacts/{artifact_id}/{action}")
@@ -157,10 +148,10 @@ async def artifact_action(
     session: DbSession,
     user: SignedIn,
 ) -> Response:
-    form = await _authorised_form(request, user)
+    form = await operator_form(request, user)
     page = f"/dashboard/artifacts/{artifact_id}"
-    if action == "disable" and form.get("confirm") != "yes":
-        return _confirm(
+    if action == "disable" and not confirmed(form):
+        return show_confirmation(
             request,
             user,
             form,
@@ -170,14 +161,15 @@ async def artifact_action(
                 "before; active rollouts to it halt.",
                 confirm_label="Disable artifact",
                 cancel=page,
+                danger=True,
             ),
         )
     artifacts.set_disabled(
         session,
         artifact_id,
         disabled=action == "disable",
-        reason=form.get("reason", "")[:MAX_REASON_CHARS] or None,
+        reason=reason_of(form) or None,
         actor=user.actor.name,
         now=ctx.clock(),
     )
-    return _done(page, action)
+    return done(page, action)

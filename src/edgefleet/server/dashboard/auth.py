@@ -22,7 +22,7 @@ from edgefleet.server.dashboard.render import SECURITY_HEADERS, DashboardRoute, 
 from edgefleet.server.dashboard.session import COOKIE_NAME, SessionCodec, cookie_attributes
 from edgefleet.server.services.tokens import Actor, Role, authenticate
 
-__all__ = ["DashboardUser", "SignedIn", "codec_for", "router", "safe_next", "signed_in"]
+__all__ = ["DashboardUser", "SignedIn", "codec_for", "operator_form", "router", "safe_next", "signed_in"]
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
 LOGIN_COOKIE = "ef_login"
@@ -40,6 +40,16 @@ class DashboardUser:
 
     def require_operator(self) -> None:
         self.actor.require(Role.operator)
+
+
+async def operator_form(request: Request, user: DashboardUser) -> dict[str, str]:
+    """An action's form: origin and CSRF first (a forged post learns nothing), then the operator role, as
+    the API asks; nothing is read or changed before all three pass."""
+    check_origin(request)
+    form = await read_form(request)
+    check_csrf(form, user.csrf)
+    user.require_operator()
+    return form
 
 
 def codec_for(app: Starlette) -> SessionCodec:

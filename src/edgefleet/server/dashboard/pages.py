@@ -29,7 +29,7 @@ from edgefleet.server.services.fleet_health import fleet_health
 from edgefleet.server.services.rollouts import service as rollouts
 from edgefleet.server.services.telemetry import Freshness
 
-__all__ = ["UNSEEN_AFTER", "rollout_context", "router"]
+__all__ = ["NOTICES", "PAGE_SIZE", "UNSEEN_AFTER", "Offset", "rollout_context", "router"]
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
 UNSEEN_AFTER = timedelta(hours=24)
@@ -49,6 +49,9 @@ NOTICES = {
     "rollback": "Device pinned to its previous version; it switches back at its next poll.",
     "disable": "Artifact disabled fleet-wide; devices drop it at their next poll.",
     "enable": "Artifact enabled again.",
+    "create": "Rollout created: its first stage's devices install the new artifact at their next poll.",
+    "pin_set": "Pin set; the devices it concerns switch at their next poll.",
+    "pin_clear": "Pin cleared; its devices follow their class pin or rollout at their next poll.",
 }
 
 

@@ -14,7 +14,7 @@ from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.server.services.rollouts.spec import RolloutSpec
 from edgefleet.server.services.twin.plan import parse_rollout_spec
 
-__all__ = ["PlanRequest", "plan_request"]
+__all__ = ["PlanRequest", "name_value_pairs", "plan_request"]
 
 MAX_LINES = 32
 
@@ -28,7 +28,8 @@ class PlanRequest:
     seed: int
 
 
-def _pairs(text: str, *, what: str, code: str) -> dict[str, str]:
+def name_value_pairs(text: str, *, what: str, code: str) -> dict[str, str]:
+    """``name=value`` lines (or comma-separated) as a dict, refused with ``code`` naming the bad line."""
     out: dict[str, str] = {}
     lines = [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
     if len(lines) > MAX_LINES:
@@ -52,12 +53,12 @@ def plan_request(form: dict[str, str]) -> PlanRequest:
         raise InvalidDocumentError(
             "a model name is needed", code="invalid_rollout", expected="1-63 characters"
         )
-    targets = _pairs(form.get("targets", ""), what="targets", code="invalid_target")
+    targets = name_value_pairs(form.get("targets", ""), what="targets", code="invalid_target")
     if not targets:
         raise InvalidDocumentError(
             "a rollout needs at least one target", code="invalid_rollout", expected="class=artifact lines"
         )
-    selector = _pairs(form.get("labels", ""), what="labels", code="invalid_labels")
+    selector = name_value_pairs(form.get("labels", ""), what="labels", code="invalid_labels")
     raw = form.get("spec", "").strip()
     try:
         data: Any = json.loads(raw) if raw else {}

@@ -20,16 +20,15 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from edgefleet.durable import atomic_write_bytes, private_dir
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import ConflictError, EdgefleetError, InvalidDocumentError
 from edgefleet.protocol.hardware_class import HardwareClass
-from edgefleet.trust.director import load_public_key_pem
+
+if TYPE_CHECKING:  # cryptography is imported where a key is read or written: serving never needs it
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = ["AgentLock", "CorruptStateError", "DataDir", "DeviceIdentity", "NotEnrolledError"]
 
@@ -57,6 +56,8 @@ class DeviceIdentity:
 
     @property
     def director_key(self) -> Ed25519PublicKey:
+        from edgefleet.trust.director import load_public_key_pem
+
         return load_public_key_pem(self.director_public_key_pem)
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,6 +148,8 @@ class DataDir:
             private_dir(path)
 
     def write_key(self, key: Ed25519PrivateKey) -> None:
+        from cryptography.hazmat.primitives import serialization
+
         self._private_dirs()
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -154,6 +157,9 @@ class DataDir:
         atomic_write_bytes(self.key_path, pem, mode=0o600)
 
     def read_key(self) -> Ed25519PrivateKey:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         raw = self._read_bytes(self.key_path)
         try:
             key = serialization.load_pem_private_key(raw, password=None)

@@ -35,6 +35,7 @@ SUBCOMMANDS: dict[str, str] = {
     "rollout": "edgefleet.cli.rollout_cmd:rollout",
     "probe": "edgefleet.cli.probe_cmd:probe",
     "sim": "edgefleet.cli.sim_cmd:sim",
+    "alert": "edgefleet.cli.alert_cmd:alert",
 }
 
 

@@ -17,6 +17,7 @@ from edgefleet import __version__
 from edgefleet.durable import private_dir
 from edgefleet.server import dashboard
 from edgefleet.server.api import (
+    alerts,
     artifacts,
     audit,
     blobs,
@@ -35,6 +36,9 @@ from edgefleet.server.api.contract import BodyLimits, install_contract
 from edgefleet.server.api.dependencies import ServerContext
 from edgefleet.server.api.errors import install_error_handlers
 from edgefleet.server.blobs import BlobStore, FsBlobStore
+from edgefleet.server.services.alerts.dispatcher import HttpxSender, WebhookSender, dispatch_due
+from edgefleet.server.services.alerts.rules import RetryPolicy
+from edgefleet.server.services.alerts.scan import ScanPolicy, scan_alerts
 from edgefleet.server.services.devices import NONCE_PRUNE_BATCH_ROWS, StatusThresholds, prune_nonces
 from edgefleet.server.services.rollouts import engine as rollout_engine
 from edgefleet.server.settings import Settings
@@ -45,10 +49,12 @@ from edgefleet.server.tuf_runtime import TufRuntime
 __all__ = [
     "ROUTERS",
     "create_app",
+    "deliver_alerts",
     "drive_rollouts",
     "keep_tuf_fresh",
     "prune_device_nonces",
     "prune_nonces_once",
+    "scan_for_alerts",
     "utc_now",
 ]
 
@@ -65,6 +71,7 @@ ROUTERS: list[APIRouter] = [
     rollouts.router,
     probes.router,
     telemetry.router,
+    alerts.router,
     dashboard.router,
 ]
 """Every router the app serves. Adding a resource is one line here plus its module in ``api/``."""
@@ -94,6 +101,45 @@ async def drive_rollouts(context: ServerContext, thresholds: StatusThresholds) -
         except Exception:  # keep serving; the next tick retries
             log.exception("event=rollout_tick_failed")
         await asyncio.sleep(context.settings.rollout_tick_s)
+
+
+async def deliver_alerts(context: ServerContext, sender: WebhookSender) -> None:
+    """Send due webhook deliveries every ``alert_dispatch_s``, outside any request, for as long as the app
+    runs (every replica may: deliveries are claimed with a lease)."""
+    log = logging.getLogger("edgefleet.server.alerts")
+    policy = RetryPolicy(max_attempts=context.settings.alert_max_attempts)
+
+    def once() -> None:
+        with context.db.session() as session:
+            dispatch_due(session, now=context.clock(), sender=sender, policy=policy, clock=context.clock)
+
+    while True:
+        try:
+            await run_in_threadpool(once)
+        except Exception:  # keep serving; the next round retries
+            log.exception("event=alert_dispatch_failed")
+        await asyncio.sleep(context.settings.alert_dispatch_s)
+
+
+async def scan_for_alerts(context: ServerContext) -> None:
+    """Look for silent devices and stalled rollouts every ``alert_scan_s``."""
+    log = logging.getLogger("edgefleet.server.alerts")
+    settings = context.settings
+    policy = ScanPolicy(
+        device_silent_s=settings.alert_device_silent_s or settings.device_offline_after_s,
+        rollout_stall_s=settings.alert_rollout_stall_s,
+    )
+
+    def once() -> None:
+        with context.db.session() as session:
+            scan_alerts(session, now=context.clock(), policy=policy)
+
+    while True:
+        try:
+            await run_in_threadpool(once)
+        except Exception:  # keep serving; the next round retries
+            log.exception("event=alert_scan_failed")
+        await asyncio.sleep(settings.alert_scan_s)
 
 
 async def keep_tuf_fresh(tuf: TufRuntime, clock: Callable[[], datetime]) -> None:
@@ -172,10 +218,16 @@ def create_app(
         refresher = asyncio.create_task(keep_tuf_fresh(app_.state.tuf, clock))
         engine = asyncio.create_task(drive_rollouts(context, app_.state.devices.thresholds))
         pruner = asyncio.create_task(prune_device_nonces(context))
+        sender = HttpxSender()
+        dispatcher = asyncio.create_task(deliver_alerts(context, sender))
+        scanner = asyncio.create_task(scan_for_alerts(context))
         yield
         refresher.cancel()
         engine.cancel()
         pruner.cancel()
+        dispatcher.cancel()
+        scanner.cancel()
+        sender.close()
         db.dispose()
 
     app = FastAPI(

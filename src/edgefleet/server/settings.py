@@ -48,6 +48,16 @@ class Settings:
     """A device silent this long is ``stale``: no longer ``online``, so a new rollout places it last."""
     device_offline_after_s: float = 900.0
     """A device silent this long is ``offline``. Set both to a few poll intervals of your agents."""
+    alert_dispatch_s: float = 1.0
+    """How often the webhook dispatcher looks for due deliveries."""
+    alert_scan_s: float = 30.0
+    """How often silent devices and stalled rollouts are looked for."""
+    alert_device_silent_s: float | None = None
+    """A device silent this long raises ``device.offline`` (default: ``device_offline_after_s``)."""
+    alert_rollout_stall_s: float = 6 * 3600.0
+    """A running rollout this long in one stage raises ``rollout.stalled``."""
+    alert_max_attempts: int = 8
+    """Delivery attempts before a webhook delivery is given up (backoff 5 s doubling, capped at 10 min)."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -106,6 +116,10 @@ class Settings:
             "sqlite_busy_timeout_ms",
             "db_pool_size",
             "device_stale_after_s",
+            "alert_dispatch_s",
+            "alert_scan_s",
+            "alert_rollout_stall_s",
+            "alert_max_attempts",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive", expected="> 0", got=getattr(self, name))

@@ -86,7 +86,16 @@ def list_artifacts(
 
 @router.get("/{artifact:artifact_id}")
 def get_artifact(artifact: ArtifactPath, session: DbSession, _: Viewer) -> dict[str, Any]:
-    return svc.artifact_to_wire(svc.get_artifact(session, artifact))
+    row = svc.get_artifact(session, artifact)
+    return _with_kill_switch(session, row)
+
+
+def _with_kill_switch(session: DbSession, row: Any) -> dict[str, Any]:
+    """A disabled artifact says where its devices stand: rolling back, going down the ladder, withdrawn."""
+    wire = svc.artifact_to_wire(row)
+    if row.disabled:
+        wire["kill_switch"] = svc.kill_switch(session, row)
+    return wire
 
 
 @router.patch("/{artifact:artifact_id}")
@@ -96,7 +105,7 @@ def patch_artifact(
     row = svc.set_disabled(
         session, artifact, disabled=body.disabled, reason=body.reason, actor=actor.name, now=ctx.clock()
     )
-    return svc.artifact_to_wire(row)
+    return _with_kill_switch(session, row)
 
 
 @router.delete("/{artifact:artifact_id}", status_code=204)

@@ -21,7 +21,12 @@ from sqlalchemy.orm import Session
 from edgefleet.protocol.canonical import parse_json_bounded
 from edgefleet.protocol.desired_state import MAX_REPORT_BYTES
 from edgefleet.protocol.document import NAME_PATTERN
-from edgefleet.protocol.errors import AuthenticationError, InvalidDocumentError, PayloadTooLargeError
+from edgefleet.protocol.errors import (
+    AuthenticationError,
+    EdgefleetError,
+    InvalidDocumentError,
+    PayloadTooLargeError,
+)
 from edgefleet.protocol.request_signing import parse_signed_headers
 from edgefleet.server.api.dependencies import (
     Ctx,
@@ -40,6 +45,7 @@ from edgefleet.server.services import devices as svc
 from edgefleet.server.services import enrollment as enroll_svc
 from edgefleet.server.services import pins as pins_svc
 from edgefleet.server.services import pins_rollback as rollback_svc
+from edgefleet.server.services.alerts import outbox as alerts_svc
 from edgefleet.server.services.request_bodies import EnrollmentTokenCreate, PinBody
 from edgefleet.server.settings import Settings
 from edgefleet.server.store.devices import DeviceRow
@@ -165,10 +171,16 @@ async def signed_device_call(request: Request, ctx: ServerContext, *, max_body_b
 
     def call() -> Any:
         with ctx.db.session() as session:
-            device = svc.authenticate_device(
-                session, claims, method=request.method, path=path, body=body, now=ctx.clock()
-            )
-            return then(session, device, body)
+            try:
+                device = svc.authenticate_device(
+                    session, claims, method=request.method, path=path, body=body, now=ctx.clock()
+                )
+                return then(session, device, body)
+            except EdgefleetError as exc:
+                alerts_svc.record_security_refusal(
+                    session, exc.code, device_id=claims.device_id, path=request.url.path, now=ctx.clock()
+                )
+                raise
 
     return await run_in_threadpool(call)
 

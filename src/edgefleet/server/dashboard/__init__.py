@@ -9,6 +9,7 @@ from fastapi import APIRouter
 
 from edgefleet.server.dashboard import (
     actions,
+    alert_pages,
     auth,
     enrollment_pages,
     history_pages,
@@ -31,6 +32,7 @@ for _part in (
     probe_pages.router,
     plan_page.router,
     history_pages.router,
+    alert_pages.router,
     actions.router,
     pin_pages.router,
     enrollment_pages.router,

@@ -12,9 +12,11 @@ from sqlalchemy.orm import Session
 from edgefleet.protocol import ArtifactManifest, HardwareClass, canonical_json
 from edgefleet.protocol.errors import ConflictError, InvalidDocumentError, NotFoundError
 from edgefleet.server.blobs import BlobStore
+from edgefleet.server.services.alerts.outbox import emit
 from edgefleet.server.services.audit import record
 from edgefleet.server.services.director_epoch import bump_director_epoch
 from edgefleet.server.services.fit import check_fits
+from edgefleet.server.services.kill_switch import kill_switch_counts
 from edgefleet.server.services.models import find_version
 from edgefleet.server.store import ArtifactRow, HardwareClassRow, ModelRow, ModelVersionRow
 from edgefleet.server.store.deletes import delete_loaded_row
@@ -28,6 +30,7 @@ __all__ = [
     "check_artifact",
     "delete_artifact",
     "get_artifact",
+    "kill_switch",
     "list_artifacts",
     "register_artifact",
     "set_disabled",
@@ -234,15 +237,38 @@ def set_disabled(
         row.disabled_reason = reason if disabled else None
         row.updated_at = now
         bump_director_epoch(session)  # devices drop (or regain) it at their next poll
+        impact = kill_switch_counts(session, row.id, row.hardware_class).to_wire()
         record(
             session,
             actor=actor,
             action="artifact.disable" if disabled else "artifact.enable",
             target=row.id,
             now=now,
-            details={"reason": reason},
+            details={"reason": reason, **({"kill_switch": impact} if disabled else {})},
         )
+        if disabled:
+            emit(
+                session,
+                "artifact.disabled",
+                subject=row.id,
+                now=now,
+                payload={
+                    "artifact_id": row.id,
+                    "model": row.manifest.get("model"),
+                    "version": row.manifest.get("version"),
+                    "hardware_class": row.hardware_class,
+                    "reason": reason,
+                    "actor": actor,
+                    "kill_switch": impact,
+                },
+            )
         return row
+
+
+def kill_switch(session: Session, row: ArtifactRow) -> dict[str, Any]:
+    """Where the devices of a disabled artifact's class stand (``kill_switch.count_fates``)."""
+    with session.begin():
+        return kill_switch_counts(session, row.id, row.hardware_class).to_wire()
 
 
 def delete_artifact(session: Session, artifact: str, *, actor: str, now: datetime) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
 from edgefleet.protocol.hardware_class import HardwareClass
+from edgefleet.server.services.alerts.outbox import emit
 from edgefleet.server.services.audit import record
 from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status
 from edgefleet.server.services.director_epoch import bump_director_epoch
@@ -326,6 +327,23 @@ def _apply(
         now=now,
         details=decision.reason,
     )
+    if decision.action in ("halt", "complete"):
+        kind = "rollout.halted" if decision.action == "halt" else "rollout.completed"
+        emit(
+            session,
+            kind,
+            subject=row.id,
+            now=now,
+            dedup_key=f"{kind}:{row.id}",
+            payload={
+                "rollout_id": row.id,
+                "model": row.model,
+                "stage": row.stage,
+                "targets": row.targets,
+                "reason": decision.reason,
+                "progress": snapshot["progress"],
+            },
+        )
     log.info("event=rollout_%s rollout=%s reason=%s", decision.action, row.id, decision.reason)
 
 

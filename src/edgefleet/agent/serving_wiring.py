@@ -239,15 +239,23 @@ class Serving:
         return bool(self.service.status()["queue"]["waiting"] > 0)
 
     def report(self) -> dict[str, Any] | None:
-        """The device report's ``serving``: the rung serving now, why it is not the preferred one (the last
-        error's code), and the providers in use. ``None`` while nothing is installed."""
+        """The device report's ``serving``: the rung serving now, why it is not the preferred one (the
+        withdrawal's reason when the installer withdrew the active artifact — ``artifact_disabled`` — else
+        the last error's code), and the providers in use. ``None`` while nothing is installed."""
         status = self.service.status()
-        if status["model_version"] is None and status["mode"] == "rule" and status["last_error"] is None:
+        withdrawn = self.source.withdrawn_reason()
+        if (
+            status["model_version"] is None
+            and status["mode"] == "rule"
+            and status["last_error"] is None
+            and withdrawn is None
+        ):
             return None
         error = status["last_error"] if status["mode"] != "preferred" else None
+        reason = withdrawn if withdrawn is not None else (error["code"] if error else None)
         return {
             "mode": status["mode"],
-            "reason": error["code"] if error else None,
+            "reason": reason if status["mode"] != "preferred" else None,
             "providers": list(status["providers"]),
         }
 
@@ -287,6 +295,7 @@ def start_serving(
         metrics=metrics,
         fallback_source=fallback_source if fallback_dir is None else None,
         adapter_for=isolation or adapter_for or RuntimeAdapters(),
+        withdrawn=source.withdrawn,
     ).start()
     local = LocalEndpoint(service, endpoint).start()
     atomic_write_bytes(data_root / ENDPOINT_FILE, local.url.encode())

@@ -128,12 +128,23 @@ def pull_cmd(state: CliState, artifact_id: str, out: Path) -> None:
 @artifact.command("disable")
 @click.argument("artifact_id", metavar="ID")
 @click.option("--reason", default=None)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the artifact and the kill switch's reach as JSON."
+)
 @pass_state
-def disable_cmd(state: CliState, artifact_id: str, reason: str | None) -> None:
-    """Disable an artifact fleet-wide."""
+def disable_cmd(state: CliState, artifact_id: str, reason: str | None, as_json: bool) -> None:
+    """Disable an artifact fleet-wide (the kill switch): devices serving it roll back to their previous
+    version, or, with none, go down their degraded ladder (the class's fallback, or the rule)."""
     with state.client() as client:
-        client.set_artifact_disabled(artifact_id, True, reason=reason)
-    click.echo(f"disabled {artifact_id}")
+        info = client.set_artifact_disabled(artifact_id, True, reason=reason)
+    if as_json:
+        echo_json(info)
+        return
+    reach = getattr(info, "kill_switch", None) or {}
+    click.echo(
+        f"disabled {artifact_id}: {reach.get('rolls_back', 0)} devices roll back to their previous version, "
+        f"{reach.get('degrades', 0)} have none and go down their degraded ladder"
+    )
 
 
 @artifact.command("enable")

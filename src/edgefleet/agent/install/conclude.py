@@ -17,6 +17,7 @@ from edgefleet.agent.install.executor import Executor, SlotRun
 from edgefleet.agent.install.replay import RollbackIntent
 from edgefleet.agent.install.steps import StepRecord
 from edgefleet.agent.install.trial import TrialState
+from edgefleet.agent.install.withdraw import withdraw, withdraws
 from edgefleet.protocol.errors import EdgefleetError
 
 __all__ = ["commit", "finish_rollback", "judge_trial", "rollback"]
@@ -71,7 +72,8 @@ def _serve_in_process(ex: Executor, s: SlotRun, key: str) -> None:
 
 def rollback(ex: Executor, s: SlotRun, reason: str, *, count: bool, attempt: str | None = None) -> bool:
     """Verify and load ``previous``, journal the decision, then switch back (``finish_rollback``). False
-    (and the current version kept) when there is no usable previous version."""
+    when there is no usable previous version: the current version is kept, or, for a disabled artifact with
+    no previous at all, withdrawn (``withdraw``: serving goes down its degraded ladder)."""
     store = s.store
     active = store.read_active()
     trial = s.trial
@@ -87,6 +89,9 @@ def rollback(ex: Executor, s: SlotRun, reason: str, *, count: bool, attempt: str
     )
     if intent is None:
         store.clear_trial()
+        if active is not None and withdraws(reason):
+            withdraw(ex, s, active, reason)
+            return False
         s.state, s.failed = sm.rollback_impossible(reason, "no_previous", active)
         s.last_error = {"code": "no_previous_version", "message": f"cannot roll back ({reason})"}
         return False

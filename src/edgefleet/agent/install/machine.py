@@ -56,6 +56,7 @@ __all__ = [
     "SlotState",
     "StartFallback",
     "TrialAction",
+    "Withdrawn",
     "behind",
     "decide_apply",
     "disabled_orphans",
@@ -93,6 +94,16 @@ class Pointer:
         return canonical_json(asdict(self))
 
 
+@dataclass(frozen=True)
+class Withdrawn:
+    """The ``withdrawn`` marker of a slot: the version whose ``active`` pointer was removed, and why."""
+
+    version: str
+    artifact_id: str
+    reason: str
+    at: str
+
+
 class Phase(str, Enum):
     IDLE = "idle"
     INSTALLING = "installing"
@@ -108,6 +119,9 @@ class Phase(str, Enum):
     """The assignment is refused locally (``reason``: ``disabled`` or ``rolled_back``)."""
     ERROR = "error"
     """Nothing usable could be loaded at start (``reason``: ``active_unusable``, ``no_usable_version``)."""
+    WITHDRAWN = "withdrawn"
+    """The active artifact was withdrawn with no previous to return to (``reason``: ``artifact_disabled``):
+    nothing is active, serving runs down its degraded ladder (``install.withdraw``)."""
 
 
 KeptWhy = Literal["no_previous", "previous_corrupt"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from edgefleet.agent.install import machine as sm
+from edgefleet.agent.install import withdraw
 from edgefleet.agent.install.conclude import finish_rollback, judge_trial, rollback
 from edgefleet.agent.install.executor import Executor, SlotRun, model_version
 from edgefleet.agent.install.machine import Pointer, RestartCause, RollbackResume
@@ -34,6 +35,7 @@ def recover_slot(ex: Executor, s: SlotRun, cause: RestartCause) -> None:
         records = s.journal.read()
     if store.drop_previous_if_active():
         log.info("event=recover_previous_dropped slot=%s", store.slot)
+    withdraw.recover(ex, s)
     active = store.read_active()
     raw_trial = store.read_trial()
     trial = TrialState.from_dict(raw_trial) if raw_trial else None

@@ -7,6 +7,7 @@ Layout under the agent's data dir, per model slot (``default``, ...):
     slots/<slot>/active                         pointer (JSON): the version serving now
     slots/<slot>/previous                       pointer: the last good version before it (rollback target)
     slots/<slot>/trial                          the version on trial since its switch (absent: none)
+    slots/<slot>/withdrawn                      the version withdrawn without a previous (kill switch)
     slots/<slot>/refusals                       rejection counts per artifact id, and the attempts counted
     slots/<slot>/trash/                         versions being deleted (so a half-deleted one is never seen)
     staging/<slot>/<nonce>/                     an install being assembled; renamed into versions/ whole
@@ -21,8 +22,8 @@ leaves the same harmless ``previous == active``.
 Crash points (``crash(name)``, the harness's SIGKILL hook): ``write:<file>`` between the bytes of each durable
 write; ``rollback:active_replaced`` between a rollback's two pointer writes; ``refusals:before`` /
 ``refusals:after`` around the write of a rejection count; ``gc:start`` (versions chosen, none moved),
-``gc:moved`` (one renamed into ``trash/``, not yet deleted) and ``gc:deleting`` (between the files of one
-being deleted).
+``gc:moved`` (one renamed into ``trash/``, not yet deleted), ``gc:deleting`` (between the files of one
+being deleted) and ``withdraw:marked`` (a withdrawal's marker written, ``active`` not yet removed).
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from edgefleet.agent.install.machine import Pointer
+from edgefleet.agent.install.machine import Pointer, Withdrawn
 from edgefleet.durable import fsync_dir
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import EdgefleetError
@@ -160,11 +162,41 @@ class SlotStore:
 
     def switch(self, new: Pointer, *, keep_previous: bool = False) -> None:
         """Make ``new`` active; the version active until now becomes ``previous`` (unless ``keep_previous``:
-        replacing a version still on trial keeps the last good one as the rollback target)."""
+        replacing a version still on trial keeps the last good one as the rollback target). A withdrawal
+        marker is cleared once ``new`` is active."""
         active = self.read_active()
         if not keep_previous and active is not None and active.version != new.version:
             atomic_write(self.previous_path, active.to_bytes(), self._crash)
         atomic_write(self.active_path, new.to_bytes(), self._crash)
+        self.clear_withdrawn()
+
+    # withdrawal (the kill switch with no previous version: ``install.withdraw``)
+    @property
+    def withdrawn_path(self) -> Path:
+        return self.dir / "withdrawn"
+
+    def read_withdrawn(self) -> Withdrawn | None:
+        data = self._read_json(self.withdrawn_path)
+        if not isinstance(data, dict):
+            return None
+        try:
+            return Withdrawn(
+                str(data["version"]), str(data["artifact_id"]), str(data["reason"]), str(data["at"])
+            )
+        except KeyError:
+            return None
+
+    def withdraw(self, active: Pointer, *, reason: str, at: str) -> None:
+        """Stop serving ``active`` with nothing to return to: write the marker (what was withdrawn and why),
+        then remove the ``active`` pointer. The version's files stay (kept from gc) for a re-enable. A crash
+        between the two is finished by recovery (``withdraw.recovery_action``)."""
+        marker = Withdrawn(active.version, active.artifact_id, reason, at)
+        atomic_write(self.withdrawn_path, canonical_json(asdict(marker)), self._crash)
+        self._crash("withdraw:marked")
+        _remove_file(self.active_path)
+
+    def clear_withdrawn(self) -> None:
+        _remove_file(self.withdrawn_path)
 
     def rollback(self, *, at: str) -> Pointer:
         """Re-activate ``previous`` (the caller has verified it) and clear ``previous``."""
@@ -336,7 +368,7 @@ class SlotStore:
         leaves a partial directory under ``versions/``.
         """
         protected = set(keep)
-        for pointer in (self.read_active(), self.read_previous()):
+        for pointer in (self.read_active(), self.read_previous(), self.read_withdrawn()):
             if pointer is not None:
                 protected.add(pointer.version)
         trial = self.read_trial()

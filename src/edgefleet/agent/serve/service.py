@@ -98,16 +98,21 @@ class InferenceService:
         clock: Callable[[], float] = time.monotonic,
         fallback_source: ActiveSource | None = None,
         adapter_for: Callable[[str], RuntimeAdapter] | None = None,
+        withdrawn: Callable[[], ActiveArtifact | None] | None = None,
     ) -> None:
         """``fallback_source`` (e.g. the installer's ``fallback`` slot, from a class pin) takes precedence
         over ``config.fallback_dir`` (a directory provisioned on the device).
 
         ``adapter`` loads every artifact with one runtime; without it, each artifact (active, fallback,
         shadow candidate) is loaded by ``adapter_for(manifest.runtime.name)`` (default: ``RuntimeAdapters``).
+
+        ``withdrawn``: the artifact the installer withdrew (kill switch, no previous version), whose signature
+        the rule rung answers with when neither an active nor a fallback artifact is there.
         """
         self.config = config or ServingConfig()
         self._source = source
         self._fallback_source = fallback_source
+        self._withdrawn = withdrawn
         self._adapter = adapter
         self._adapter_for = adapter_for or RuntimeAdapters()
         self._metrics: MetricsSink = metrics or NullMetrics()
@@ -277,6 +282,9 @@ class InferenceService:
         signature = primary.manifest.signature if primary is not None else None
         if signature is None and self._fallback is not None:
             signature = self._fallback.manifest.signature
+        if signature is None and self._withdrawn is not None:
+            retired = self._withdrawn()
+            signature = retired.manifest.signature if retired is not None else None
         guarded = primary or self._fallback
         serving = _Serving(
             rung="rule",

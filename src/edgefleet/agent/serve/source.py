@@ -135,6 +135,22 @@ class SlotActiveSource:
         with self._lock:
             return self._artifact
 
+    def withdrawn(self) -> ActiveArtifact | None:
+        """The artifact the installer withdrew from this slot (the kill switch with no previous version), or
+        ``None``. Its manifest still says what a rule answer looks like; it is never loaded."""
+        marker = self._store.read_withdrawn()
+        if marker is None or self._store.read_active() is not None:
+            return None
+        try:
+            manifest = self._store.read_manifest(marker.version)
+        except EdgefleetError:
+            return None
+        return ActiveArtifact(marker.artifact_id, self._store.files_dir(marker.version), manifest)
+
+    def withdrawn_reason(self) -> str | None:
+        marker = self._store.read_withdrawn()
+        return marker.reason if marker is not None and self._store.read_active() is None else None
+
     def subscribe(self, callback: ActiveCallback) -> None:
         with self._lock:
             self._callbacks.append(callback)

@@ -99,6 +99,10 @@ def test_the_rollout_form_refuses_what_the_api_refuses_with_its_codes_next_to_th
     assert "malformed_json" in _field_error(malformed.text, "spec")
     no_targets = _post(operator, "/dashboard/rollouts/new", page, model="digits", targets="medical-cart-cpu")
     assert "invalid_target" in _field_error(no_targets.text, "targets")
+    nul = _post(
+        operator, "/dashboard/rollouts/new", page, model="digits", targets="medical-cart-cpu=art_\x00"
+    )
+    assert (nul.status_code, '<code id="error-code">invalid_form</code>' in nul.text) == (422, True)
     assert _rollouts(fleet) == []
     assert _audit(fleet, action="rollout.create") == []
 

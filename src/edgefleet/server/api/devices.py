@@ -325,7 +325,7 @@ def list_pins(
     page: PageQuery,
     _: Viewer,
     scope: Annotated[str | None, Query(pattern=r"^(class|device)$")] = None,
-    target: Annotated[str | None, Query(max_length=63)] = None,
+    target: Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=63)] = None,
 ) -> dict[str, Any]:
     result = pins_svc.list_pins(session, limit=page.limit, offset=page.offset, scope=scope, target=target)
     return result.to_wire([pins_svc.pin_to_wire(row) for row in result.items])

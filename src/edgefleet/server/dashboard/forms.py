@@ -40,6 +40,10 @@ async def read_form(request: Request, *, max_bytes: int = MAX_FORM_BYTES) -> dic
     for key, value in pairs:
         if key in form:
             raise InvalidDocumentError("a form field was repeated", code="invalid_form", got=key[:80])
+        if "\x00" in key or "\x00" in value:  # no database stores it (PostgreSQL refuses NUL in text)
+            raise InvalidDocumentError(
+                "a form field holds a NUL character", code="invalid_form", expected="text", got=key[:80]
+            )
         form[key] = value
     return form
 

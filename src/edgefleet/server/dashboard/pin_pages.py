@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
+from edgefleet.protocol.document import NAME_PATTERN
 from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError, PermissionDeniedError
 from edgefleet.server.api.dependencies import Ctx, DbSession
 from edgefleet.server.dashboard.auth import DashboardUser, SignedIn, operator_form
@@ -39,7 +40,7 @@ CODE_FIELDS = {
     "device_runtime_too_old": "artifact_id",
     "device_lacks_provider": "artifact_id",
 }
-Filter = Annotated[str | None, Query(max_length=MAX_TARGET_CHARS)]
+Filter = Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=MAX_TARGET_CHARS)]
 
 
 def _where(form: dict[str, str]) -> tuple[str, str, str]:
@@ -95,7 +96,7 @@ def pin_list(
     offset: Offset = 0,
     scope: Annotated[str | None, Query(pattern=r"^(class|device)$")] = None,
     target: Filter = None,
-    artifact_id: Annotated[str | None, Query(max_length=20)] = None,
+    artifact_id: Annotated[str | None, Query(pattern=r"^art_[0-9a-f]{16}$")] = None,
     done: Annotated[str | None, Query(max_length=16)] = None,
 ) -> Response:
     form = {

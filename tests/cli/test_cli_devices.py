@@ -163,6 +163,20 @@ def test_device_pin_json(fleet: Fleet):
     }
     text = fleet.cli("device", "pin", fleet.artifact_id, "--class", CART)
     assert text.out.strip() == f"class {CART} slot default: pinned {fleet.artifact_id}"
+    assert fleet.cli("device", "pin", fleet.artifact_id, "--device", device_id).code == 0
+    listed = fleet.cli("device", "pins", "--json")
+    assert listed.code == 0, listed.err
+    assert [(p["scope"], p["target"], p["artifact_id"]) for p in json.loads(listed.out)["items"]] == [
+        ("class", CART, fleet.artifact_id),
+        ("device", device_id, fleet.artifact_id),
+    ]
+    only = json.loads(fleet.cli("device", "pins", "--device", device_id, "--json").out)
+    assert (only["total"], only["items"][0]["target"]) == (1, device_id)
+    table = fleet.cli("device", "pins", "--class", CART).out.splitlines()
+    assert table[0].split() == ["SCOPE", "TARGET", "SLOT", "ARTIFACT", "SET_AT", "BY"]
+    assert table[1].split()[:4] == ["class", CART, "default", fleet.artifact_id]
+    both = fleet.cli("device", "pins", "--class", CART, "--device", device_id)
+    assert both.code != 0
 
 
 def test_device_rollback_pins_the_reported_previous_version(fleet: Fleet, tmp_path):

@@ -224,6 +224,47 @@ def pin_cmd(
     click.echo(f"{scope} {target} slot {slot}: " + ("unpinned" if clear else f"pinned {artifact_id}"))
 
 
+_PIN_COLUMNS: list[Column] = [
+    ("SCOPE", "scope"),
+    ("TARGET", "target"),
+    ("SLOT", "slot"),
+    ("ARTIFACT", "artifact_id"),
+    ("SET_AT", "created_at"),
+    ("BY", "created_by"),
+]
+
+
+@device.command("pins")
+@click.option("--device", "device_id", default=None, help="Only this device's pins ...")
+@click.option("--class", "hardware_class", default=None, help="... or only this class's.")
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0)
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def pins_cmd(
+    state: CliState,
+    device_id: str | None,
+    hardware_class: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """List pins (class and device), optionally of one device or one class."""
+    if device_id is not None and hardware_class is not None:
+        raise click.UsageError("give at most one of --device or --class")
+    scope = "device" if device_id else ("class" if hardware_class else None)
+    with state.client() as client:
+        items, total = client.list_pins(
+            scope=scope, target=device_id or hardware_class, limit=limit, offset=offset
+        )
+    if as_json:
+        echo_json({"items": items, "total": total, "limit": limit, "offset": offset})
+        return
+    click.echo(format_table([p.model_dump(mode="json") for p in items], _PIN_COLUMNS))
+    if total > offset + len(items):
+        click.echo(f"({len(items)} of {total}; use --offset {offset + len(items)} for more)")
+
+
 @device.command("rollback")
 @click.argument("device_id")
 @click.option("--slot", default="default", show_default=True)

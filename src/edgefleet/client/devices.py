@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from edgefleet.protocol.errors import InvalidDocumentError
 
-__all__ = ["DeviceInfo", "DevicesApi", "EnrollmentTokenInfo", "RollbackInfo"]
+__all__ = ["DeviceInfo", "DevicesApi", "EnrollmentTokenInfo", "PinInfo", "RollbackInfo"]
 
 
 class _Resource(BaseModel):
@@ -52,6 +52,17 @@ class RollbackInfo(_Resource):
     artifact_id: str
     pinned: bool = True
     rolled_back_from: str | None = None
+
+
+class PinInfo(_Resource):
+    """One pin as ``GET /v1/pins`` lists it."""
+
+    scope: str
+    target: str
+    slot: str
+    artifact_id: str
+    created_at: str
+    created_by: str
 
 
 class DevicesApi:
@@ -113,6 +124,17 @@ class DevicesApi:
         (``no_previous_version`` when it reported none)."""
         data = self._json("POST", f"/v1/devices/{_device_id(device_id)}/rollback", json={"slot": slot})
         return RollbackInfo.model_validate(data)
+
+    def list_pins(
+        self, *, scope: str | None = None, target: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[PinInfo], int]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if scope:
+            params["scope"] = scope
+        if target:
+            params["target"] = target
+        page = self._json("GET", "/v1/pins", params=params)
+        return [PinInfo.model_validate(p) for p in page["items"]], int(page["total"])
 
     def pin(self, *, scope: str, target: str, slot: str, artifact_id: str | None) -> None:
         if scope not in ("class", "device"):

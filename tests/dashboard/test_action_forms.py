@@ -75,7 +75,10 @@ def test_the_rollout_form_refuses_what_the_api_refuses_with_its_codes_next_to_th
     for body, field in _bad_rollouts(v1, v2):
         api = fleet.client.post("/v1/rollouts", json=body, headers=fleet.admin)
         assert api.status_code in (404, 422), api.text
-        # Even a confirmed post: refused before anything is written.
+        asked = _post(operator, "/dashboard/rollouts/new", page, **_as_form(body))  # before confirming
+        assert asked.status_code == api.status_code, (field, asked.text[:300])
+        assert api.json()["code"] in _field_error(asked.text, field)
+        # A confirmed post (forged, or the fleet changed since): refused before anything is written.
         r = _post(operator, "/dashboard/rollouts/new", page, confirm="yes", **_as_form(body))
         assert r.status_code == api.status_code, (field, r.text[:300])
         error = api.json()
@@ -117,7 +120,9 @@ def test_an_operator_creates_a_rollout_after_confirming(world, operator):
     asked = _post(operator, "/dashboard/rollouts/new", page, **form)
     assert asked.status_code == 200
     assert "Start a rollout of digits?" in asked.text
-    assert "1 device(s) → 100 %" in htmlmod.unescape(asked.text)
+    shown = htmlmod.unescape(asked.text)
+    assert "1 device(s) → 100 %" in shown
+    assert f"from digits 1.0.0 ({v1}) to digits 2.0.0 ({v2})" in shown
     assert _rollouts(fleet) == []  # asking is not doing
     confirm_fields = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)"', asked.text))
     confirm_fields = {k: htmlmod.unescape(v) for k, v in confirm_fields.items()}

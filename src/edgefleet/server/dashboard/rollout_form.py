@@ -21,6 +21,7 @@ from edgefleet.server.dashboard.confirm import Confirmation, confirmed, done, sh
 from edgefleet.server.dashboard.form_problems import FormProblems, form_problems
 from edgefleet.server.dashboard.plan_page import EXAMPLE_SPEC
 from edgefleet.server.dashboard.render import DashboardRoute, html
+from edgefleet.server.services import artifacts
 from edgefleet.server.services.request_bodies import RolloutCreate, validate_body
 from edgefleet.server.services.rollouts import service as rollouts
 from edgefleet.server.services.twin.form import name_value_pairs
@@ -68,6 +69,17 @@ def _form_page(
     return html(request, "rollout_new.html", status, user=user, form=form, problems=problems)
 
 
+def _artifact_text(artifact_id: str | None, names: dict[str, dict[str, Any]]) -> str:
+    if artifact_id is None:
+        return "nothing pinned"
+    found = names.get(artifact_id)
+    return f"{found['model']} {found['version']} ({artifact_id})" if found else artifact_id
+
+
+def _move_text(move: dict[str, str | None], names: dict[str, dict[str, Any]]) -> str:
+    return f"from {_artifact_text(move['from'], names)} to {_artifact_text(move['to'], names)}"
+
+
 def _stage_text(body: RolloutCreate) -> str:
     sizes = [f"{s.count} device(s)" if s.count is not None else f"{s.percent:g} %" for s in body.spec.stages]
     return " → ".join(sizes)
@@ -95,6 +107,10 @@ async def create_rollout(request: Request, ctx: Ctx, session: DbSession, user: S
     try:
         body = rollout_body(fields)
         if not confirmed(form):
+            moves = rollouts.preview_targets(session, model=body.model, targets=body.targets, slot=body.slot)
+            names = artifacts.artifact_labels(
+                session, sorted({a for m in moves.values() for a in m.values() if a})
+            )
             return show_confirmation(
                 request,
                 user,
@@ -109,7 +125,7 @@ async def create_rollout(request: Request, ctx: Ctx, session: DbSession, user: S
                     ask_reason=False,
                     summary=[
                         ("Model", body.model),
-                        *((f"Class {c}", f"to {a}") for c, a in sorted(body.targets.items())),
+                        *((f"Class {c}", _move_text(m, names)) for c, m in sorted(moves.items())),
                         (
                             "Devices with labels",
                             ", ".join(f"{k}={v}" for k, v in body.selector.items()) or "any",

@@ -30,6 +30,7 @@ __all__ = [
     "get_rollout",
     "list_rollouts",
     "operator_action",
+    "preview_targets",
     "release_locks",
     "resolve_targets",
     "rollback_progress",
@@ -378,3 +379,12 @@ def rollback_progress(session: Session, row: RolloutRow) -> list[dict[str, Any]]
         }
         for hardware_class, target in sorted(row.targets.items())
     ]
+
+
+def preview_targets(
+    session: Session, *, model: str, targets: dict[str, str], slot: str
+) -> dict[str, dict[str, str | None]]:
+    """What ``create_rollout`` would resolve (per class, from its class pin to the target), refusing what
+    it refuses (``resolve_targets``); reads only, for the dashboard's confirmation page."""
+    with session.begin():
+        return resolve_targets(session, model=model, targets=targets, slot=slot)

@@ -142,14 +142,14 @@ def test_an_operator_clicks_through_every_action_and_each_is_audited(live_fleet,
     page.goto(f"{url}/dashboard/devices")
     page.get_by_role("link", name="New enrollment token").click()
     page.get_by_label("Hardware class").fill("medical-cart-cpu")
-    page.get_by_label("Labels").fill("site=site-7")
+    page.get_by_label("Labels").fill("site=site-7\nline=2")  # two lines, carried through the confirmation
     page.get_by_role("button", name="Create token…").click()
     _confirm(page, "Create an enrollment token for medical-cart-cpu?", "Create token")
     token = page.locator("#enrollment-token").inner_text()
     assert token.startswith("efen_")
     page.screenshot(path=shots / "enrollment-token.png", full_page=True)
     new_identity, _ = fleet.enroll(token)
-    assert _api(fleet, f"/v1/devices/{new_identity.device_id}")["labels"] == {"site": "site-7"}
+    assert _api(fleet, f"/v1/devices/{new_identity.device_id}")["labels"] == {"site": "site-7", "line": "2"}
     page.goto(f"{url}/dashboard/audit?actor=olga")
     expect(page.locator("main")).to_contain_text("enrollment_token.create")
     assert token not in page.content()

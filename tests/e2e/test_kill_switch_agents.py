@@ -20,7 +20,10 @@ AGENT_ARGS = ("--poll-interval", "0.3", "--trial-window", "1")
 
 
 def _report(server, device_id: str) -> dict:
-    return json.loads(cli(server, "device", "show", device_id, "--json").stdout).get("report") or {}
+    """The device's newest report, read over HTTP (polled often: no CLI process per look)."""
+    r = httpx.get(f"{server.url}/v1/devices/{device_id}", headers=server.admin_headers, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json().get("report") or {}
 
 
 def _slot(server, device_id: str) -> dict:

@@ -260,3 +260,39 @@ def test_webhook_lifecycle_roles_and_secrets(fleet) -> None:
     assert (bad.status_code, bad.json()["code"]) == (422, "invalid_query")
     actions = [a["action"] for a in fleet.client.get("/v1/audit", headers=fleet.admin).json()["items"]]
     assert actions[:2] == ["webhook.delete", "webhook.create"]
+
+
+def test_a_devices_own_security_events_alert_once_a_window(fleet) -> None:
+    """A desired state or TUF metadata the device refused arrives as a telemetry ``security`` event."""
+    _hook(fleet, "http://127.0.0.1:9/unused", ["security"])
+    identity, ddir = fleet.enroll()
+    now = fleet.clock()
+
+    def event(sequence: int, code: str) -> dict:
+        return {
+            "boot_id": "boot1",
+            "sequence": sequence,
+            "kind": "event",
+            "event": {"at": now.isoformat(), "kind": "security", "code": code, "details": {"generation": 7}},
+        }
+
+    batch = {
+        "device_id": identity.device_id,
+        "sent_at": now.isoformat(),
+        "records": [
+            event(1, "bad_director_signature"),
+            event(2, "bad_director_signature"),  # the same window: one alert
+            {**event(3, "x"), "event": {"at": now.isoformat(), "kind": "update", "code": "activated"}},
+        ],
+    }
+    channel = fleet.channel(identity, ddir)
+    channel.request("POST", "/v1/device/telemetry", json_body=batch)
+    channel.request("POST", "/v1/device/telemetry", json_body=batch)  # a resent batch: nothing new
+    (delivery,) = _deliveries(fleet, kind="security")
+    data = delivery["event"]["data"]
+    assert (data["source"], data["code"], data["device_id"]) == (
+        "device",
+        "bad_director_signature",
+        identity.device_id,
+    )
+    assert data["details"] == {"generation": 7}

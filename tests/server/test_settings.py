@@ -120,6 +120,9 @@ def test_device_status_thresholds_come_from_settings(tmp_path: Path) -> None:
     [
         ({"device_stale_after_s": 0}, "device_stale_after_s must be positive"),
         ({"device_stale_after_s": 60, "device_offline_after_s": 30}, "shorter than"),
+        ({"alert_device_silent_s": 0.0}, "alert_device_silent_s must be positive"),
+        ({"alert_max_attempts": 0}, "alert_max_attempts must be positive"),
+        ({"alert_dispatch_s": -1.0}, "alert_dispatch_s must be positive"),
     ],
 )
 def test_device_thresholds_are_validated(tmp_path: Path, fields: dict, needle: str) -> None:

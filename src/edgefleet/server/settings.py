@@ -123,6 +123,10 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive", expected="> 0", got=getattr(self, name))
+        if self.alert_device_silent_s is not None and self.alert_device_silent_s <= 0:
+            raise ConfigurationError(
+                "alert_device_silent_s must be positive", expected="> 0", got=self.alert_device_silent_s
+            )
         if self.device_offline_after_s < self.device_stale_after_s:
             raise ConfigurationError(
                 "device_offline_after_s is shorter than device_stale_after_s",

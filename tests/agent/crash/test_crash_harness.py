@@ -144,6 +144,7 @@ def world(tmp_path_factory):
     bad = write_artifact(artifacts, "bad", nan_model(), release_counter=5, expected=expected)
     state("bad", 5, {"default": assignment("bad", bad)})
     state("disable-v2", 6, {}, disabled=["v2"])
+    state("disable-v1", 7, {}, disabled=["v1"])
 
     installed_v1 = root / "installed-v1"
     ok(run_child(installed_v1, artifacts, states["v1"]))
@@ -360,6 +361,26 @@ def test_disabled_artifact_rollback_survives_a_kill_at(world, tmp_path, point):
     assert pending_rollback(journal_of(data)) is None
     check_invariant(data, {"v1"})
     then_next_install_commits(world, data, "v3", previous="v1")
+
+
+@pytest.mark.parametrize("point", ["write:withdrawn", "withdraw:marked"])
+def test_disabled_artifact_without_previous_is_withdrawn_despite_a_kill_at(world, tmp_path, point):
+    """Committed v1, no previous, is disabled: the device withdraws it (nothing active, files kept); killed
+    between the marker's bytes or between the marker and the pointer removal."""
+    data = tmp_path / "data"
+    shutil.copytree(world["installed_v1"], data)
+    disable = world["states"]["disable-v1"]
+    killed = run_child(data, world["artifacts"], disable, crash_at=point)
+    assert killed.killed_at(point), f"{point} was never reached: {killed.trace[-5:]} {killed.stderr[-2000:]}"
+    check_invariant(data, {"v1", None})
+
+    result = ok(run_child(data, world["artifacts"], disable))
+    assert (result["active"], result["previous"], result["serving"]) == (None, None, None)
+    assert (result["state"], result["failed_artifact"]) == ("withdrawn:artifact_disabled", "v1")
+    store = SlotStore(data, "default")
+    assert store.read_refusals() == {}  # an operator path counts no rejection
+    check_invariant(data, {None})
+    then_next_install_commits(world, data, "v1", previous=None)  # re-enabled: from disk, committed
 
 
 @pytest.mark.parametrize("point", REJECTION_POINTS)

@@ -31,6 +31,8 @@ from edgefleet.protocol.telemetry import (
     TelemetryRecord,
     merge_counts,
 )
+from edgefleet.server.services.alerts.outbox import emit
+from edgefleet.server.services.alerts.rules import security_dedup_key
 from edgefleet.server.services.field_health import update_field_state
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.telemetry import (
@@ -207,6 +209,22 @@ def _ingest(
                         details=dict(event.details),
                     )
                 )
+                if event.kind == "security":  # the device refused something signed: an alert, once a window
+                    emit(
+                        session,
+                        "security",
+                        subject=device.id,
+                        now=now,
+                        dedup_key=security_dedup_key(event.code, device.id, now),
+                        payload={
+                            "code": event.code,
+                            "device_id": device.id,
+                            "hardware_class": device.hardware_class,
+                            "source": "device",
+                            "at": min(event.at + offset, now).isoformat(),
+                            "details": dict(event.details),
+                        },
+                    )
             result.accepted += 1
         session.flush()  # window ids
         for row, record in new_windows:

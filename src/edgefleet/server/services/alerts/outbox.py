@@ -77,8 +77,10 @@ def event_body(event: AlertEventRow) -> dict[str, Any]:
 
 
 def record_security_refusal(session: Session, code: str, *, device_id: str, path: str, now: datetime) -> None:
-    """A refused call of a known device is a ``security`` event when ``code`` is one of ``SECURITY_CODES``
-    (a bad signature, a replay, a revoked device calling, a probe result for a candidate never sent); at
+    """A refused call of a known device is a ``security`` event (``source: "server"``; a device's own
+    security events arrive with its telemetry, ``source: "device"``) when ``code`` is one of
+    ``SECURITY_CODES`` (a bad signature, a replay, a revoked device calling, a probe result for a candidate
+    never sent); at
     most one per device and code per window (``security_dedup_key``). Its own transaction: the refused
     call's rolled back. Never raises (the refusal is what the caller answers)."""
     if code not in SECURITY_CODES:
@@ -97,6 +99,7 @@ def record_security_refusal(session: Session, code: str, *, device_id: str, path
                 now=now,
                 dedup_key=security_dedup_key(code, device.id, now),
                 payload={
+                    "source": "server",
                     "code": code,
                     "device_id": device.id,
                     "hardware_class": device.hardware_class,

@@ -3,13 +3,18 @@ files kept), survives restarts and crashes, and a new assignment of it installs 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from crash.artifacts import classifier, desired
+from crash.artifacts import classifier, desired, golden_inputs, run_model
 from tests.agent.test_install import Died, dies_at, env, serves  # noqa: F401  (env: fixture)
 
 from edgefleet.agent.install.machine import Pointer, Withdrawn
 from edgefleet.agent.install.withdraw import recovery_action, withdraws
-from edgefleet.agent.serve.source import SlotActiveSource
+from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
+from edgefleet.agent.serve.config import RuleConfig, ServingConfig
+from edgefleet.agent.serve.errors import BadTensorError, InferenceDeferredError
+from edgefleet.agent.serve.service import InferenceService
+from edgefleet.agent.serve.source import SlotActiveSource, StaticSource, read_artifact_dir
 
 
 def test_a_disabled_artifact_without_previous_is_withdrawn_not_kept(env):  # noqa: F811
@@ -88,3 +93,38 @@ def _p(version: str) -> Pointer:
 )
 def test_recovery_action(marker, active, action) -> None:
     assert recovery_action(marker, active) == action
+
+
+def _withdrawn_slot(env):  # noqa: F811
+    inst = env.installer()
+    inst.apply(desired({"default": env.artifact("a1", classifier(1))}))
+    inst.apply(desired({}, generation=2, disabled=["a1"]))
+    return SlotActiveSource(env.data)
+
+
+def test_serving_goes_to_the_fallback_artifact_when_the_class_has_one(env):  # noqa: F811
+    source = _withdrawn_slot(env)
+    env.artifact("fb", classifier(9))
+    fallback = StaticSource(read_artifact_dir(env.artifacts / "fb", artifact_id="fb"))
+    service = InferenceService(
+        source, OnnxRuntimeAdapter(), ServingConfig(), fallback_source=fallback, withdrawn=source.withdrawn
+    )
+    answer = service.predict({"x": golden_inputs(1)})
+    assert (answer.mode, answer.artifact_id) == ("fallback", "fb")
+    np.testing.assert_allclose(answer.outputs["probs"], run_model(classifier(9), golden_inputs(1)), atol=1e-5)
+
+
+def test_without_a_fallback_the_rule_answers_with_the_withdrawn_signature(env):  # noqa: F811
+    source = _withdrawn_slot(env)
+    rule = RuleConfig(kind="fixed", outputs={"probs": [1.0, 0.0, 0.0, 0.0]})
+    service = InferenceService(
+        source, OnnxRuntimeAdapter(), ServingConfig(rule=rule), withdrawn=source.withdrawn
+    )
+    answer = service.predict({"x": golden_inputs(1)})
+    assert (answer.mode, answer.model_version) == ("rule", "rule")
+    assert answer.outputs["probs"].tolist() == [[1.0, 0.0, 0.0, 0.0]]
+    with pytest.raises(BadTensorError):  # requests are still validated against the withdrawn signature
+        service.predict({"x": np.zeros((1, 3), dtype=np.float32)})
+    defer = InferenceService(source, OnnxRuntimeAdapter(), ServingConfig(), withdrawn=source.withdrawn)
+    with pytest.raises(InferenceDeferredError):
+        defer.predict({"x": golden_inputs(1)})

@@ -68,7 +68,7 @@ def world(fleet):  # noqa: F811 - the fixture imported below
     return fleet, v1, v2, devices
 
 
-from tests.server.fleet import fleet  # noqa: E402, F401  # the simulated-fleet fixture
+from tests.server.fleet import fleet, fleet_settings  # noqa: E402, F401  # the simulated-fleet fixture
 
 
 @pytest.fixture(scope="session")

@@ -165,4 +165,4 @@ def manifest_for(api: Api, registry: dict[str, Any]) -> Callable[..., dict[str, 
     return build
 
 
-from tests.server.fleet import fleet  # noqa: E402, F401  # the simulated-fleet fixture, shared by device and rollout tests
+from tests.server.fleet import fleet, fleet_settings  # noqa: E402, F401  # the simulated-fleet fixture, shared by device and rollout tests

@@ -29,10 +29,20 @@ class Clock:
 
 
 @pytest.fixture
-def fleet(tmp_path, database_url):
+def fleet_settings() -> dict:
+    """Settings overrides for ``fleet`` (a test module overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture
+def fleet(tmp_path, database_url, fleet_settings):
     clock = Clock()
     settings = Settings(
-        data_dir=tmp_path / "server", dev=True, database_url=database_url, rollout_tick_s=3600
+        data_dir=tmp_path / "server",
+        dev=True,
+        database_url=database_url,
+        rollout_tick_s=3600,
+        **fleet_settings,
     )
     app = create_app(settings, clock=clock)  # tests drive the rollout engine by hand: ``fleet.tick()``
     with TestClient(app) as client:
@@ -173,5 +183,7 @@ class Fleet:
     def tick(self):
         from edgefleet.server.services.rollouts import engine
 
+        # what the server's own loop does before each tick (``app.drive_rollouts``)
+        self.app.state.devices.seen.flush(self.app.state.context.db)
         with self.app.state.context.db.session() as session:
             return engine.tick(session, now=self.clock(), thresholds=self.app.state.devices.thresholds)

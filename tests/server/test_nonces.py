@@ -17,6 +17,14 @@ from edgefleet.server.services.devices import nonce_retention
 from edgefleet.server.store.devices import DeviceNonceRow
 
 PATH = "/v1/device/desired-state"
+
+
+@pytest.fixture
+def fleet_settings() -> dict:
+    """These tests are about the database replay store (the one for replicas without Redis)."""
+    return {"replay_store": "database"}
+
+
 RETENTION_S = nonce_retention().total_seconds()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from tests.dashboard.conftest import browser, make_token, sign_in
-from tests.server.fleet import fleet  # noqa: F401  (fixture)
+from tests.server.fleet import fleet, fleet_settings  # noqa: F401  (fixtures)
 
 from edgefleet.protocol.errors import EdgefleetError
 from edgefleet.server.services.probes import probe_status

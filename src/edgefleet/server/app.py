@@ -40,6 +40,7 @@ from edgefleet.server.services.alerts.dispatcher import HttpxSender, WebhookSend
 from edgefleet.server.services.alerts.rules import RetryPolicy
 from edgefleet.server.services.alerts.scan import ScanPolicy, scan_alerts
 from edgefleet.server.services.devices import NONCE_PRUNE_BATCH_ROWS, StatusThresholds, prune_nonces
+from edgefleet.server.services.last_seen import LastSeenBuffer
 from edgefleet.server.services.rollouts import engine as rollout_engine
 from edgefleet.server.settings import Settings
 from edgefleet.server.store import Database, make_engine
@@ -51,6 +52,7 @@ __all__ = [
     "create_app",
     "deliver_alerts",
     "drive_rollouts",
+    "keep_poll_state",
     "keep_tuf_fresh",
     "prune_device_nonces",
     "prune_nonces_once",
@@ -87,11 +89,16 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-async def drive_rollouts(context: ServerContext, thresholds: StatusThresholds) -> None:
-    """Evaluate every active rollout each ``rollout_tick_s``, for as long as the app runs."""
+async def drive_rollouts(
+    context: ServerContext, thresholds: StatusThresholds, seen: LastSeenBuffer | None = None
+) -> None:
+    """Evaluate every active rollout each ``rollout_tick_s``, for as long as the app runs (this process's
+    last-seen times are written first, so the engine judges who is online on the freshest ones it has)."""
     log = logging.getLogger("edgefleet.server.services.rollouts")
 
     def once() -> None:
+        if seen is not None:
+            seen.flush(context.db)
         with context.db.session() as session:
             rollout_engine.tick(session, now=context.clock(), thresholds=thresholds)
 
@@ -140,6 +147,25 @@ async def scan_for_alerts(context: ServerContext) -> None:
         except Exception:  # keep serving; the next round retries
             log.exception("event=alert_scan_failed")
         await asyncio.sleep(settings.alert_scan_s)
+
+
+async def keep_poll_state(context: ServerContext, runtime: devices.DeviceRuntime) -> None:
+    """Read the director epoch every ``poll_cache_refresh_s`` (the poll cache trusts its entries only while
+    that read is fresh) and write the noted last-seen times back every ``last_seen_flush_s``."""
+    log = logging.getLogger("edgefleet.server.devices")
+    next_flush_s = 0.0
+    while True:
+        try:
+            await run_in_threadpool(runtime.cache.refresh, context.db)
+        except Exception:  # keep serving: without a fresh epoch every poll takes the database path
+            log.exception("event=poll_cache_refresh_failed")
+        if time.monotonic() >= next_flush_s:
+            next_flush_s = time.monotonic() + runtime.seen.flush_s
+            try:
+                await run_in_threadpool(runtime.seen.flush, context.db)
+            except Exception:  # the times stay pending for the next round
+                log.exception("event=last_seen_flush_failed")
+        await asyncio.sleep(min(runtime.cache.refresh_s, runtime.seen.flush_s))
 
 
 async def keep_tuf_fresh(tuf: TufRuntime, clock: Callable[[], datetime]) -> None:
@@ -215,19 +241,23 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
+        runtime: devices.DeviceRuntime = app_.state.devices
         refresher = asyncio.create_task(keep_tuf_fresh(app_.state.tuf, clock))
-        engine = asyncio.create_task(drive_rollouts(context, app_.state.devices.thresholds))
+        engine = asyncio.create_task(drive_rollouts(context, runtime.thresholds, runtime.seen))
         pruner = asyncio.create_task(prune_device_nonces(context))
         sender = HttpxSender()
         dispatcher = asyncio.create_task(deliver_alerts(context, sender))
         scanner = asyncio.create_task(scan_for_alerts(context))
+        poll_state = asyncio.create_task(keep_poll_state(context, runtime))
         yield
-        refresher.cancel()
-        engine.cancel()
-        pruner.cancel()
-        dispatcher.cancel()
-        scanner.cancel()
+        for task in (refresher, engine, pruner, dispatcher, scanner, poll_state):
+            task.cancel()
         sender.close()
+        try:
+            await run_in_threadpool(runtime.seen.flush, context.db)
+        except Exception:  # the database went first: the next contact writes them again
+            logging.getLogger("edgefleet.server.devices").exception("event=last_seen_flush_failed")
+        await runtime.replay.close()
         db.dispose()
 
     app = FastAPI(
@@ -238,7 +268,7 @@ def create_app(
     )
     app.state.context = context
     app.state.tuf = TufRuntime.from_settings(settings, now=clock())  # first: dev mode makes all keys
-    app.state.devices = devices.DeviceRuntime.from_settings(settings)
+    app.state.devices = devices.DeviceRuntime.from_settings(settings, db)
     install_error_handlers(app)
     limits = BodyLimits(settings.max_json_bytes, by_prefix=(("/v1/blobs/", settings.max_blob_bytes),))
     app.add_middleware(

@@ -58,6 +58,23 @@ class Settings:
     """A running rollout this long in one stage raises ``rollout.stalled``."""
     alert_max_attempts: int = 8
     """Delivery attempts before a webhook delivery is given up (backoff 5 s doubling, capped at 10 min)."""
+    replay_store: str = "auto"
+    """Where request nonces live (``services.replay``): ``memory`` (one server process), ``redis`` (any
+    number of replicas, needs ``redis_url``), ``database`` (any number of replicas, one write per request)
+    or ``auto``: ``memory`` on SQLite, ``redis`` on PostgreSQL with ``redis_url``, else ``database``."""
+    redis_url: str | None = None
+    poll_cache_refresh_s: float = 1.0
+    """How often each process reads the director epoch: a change (a pin, a rollout step, a revocation) made
+    on another replica reaches this one's answers within this time (``services.poll_cache``)."""
+    last_seen_resolution_s: float = 30.0
+    """A device's ``last_seen_at`` is written when it moved by at least this much (``services.last_seen``;
+    at most a quarter of ``device_stale_after_s`` is used)."""
+    last_seen_flush_s: float = 5.0
+    """How often the noted times are written back, in one batch."""
+    device_db_concurrency: int = 32
+    """Device calls that may wait on the database at once; more are refused with 429 and Retry-After."""
+    busy_retry_after_s: float = 5.0
+    """The shortest Retry-After of a refused device call (each is drawn in [this, twice this])."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -66,6 +83,19 @@ class Settings:
     @property
     def resolved_blob_dir(self) -> Path:
         return self.blob_dir if self.blob_dir is not None else self.data_dir / "blobs"
+
+    @property
+    def effective_last_seen_resolution_s(self) -> float:
+        """``last_seen_resolution_s``, at most a quarter of ``device_stale_after_s`` (status stays right)."""
+        return min(self.last_seen_resolution_s, self.device_stale_after_s / 4)
+
+    @property
+    def resolved_replay_store(self) -> str:
+        if self.replay_store != "auto":
+            return self.replay_store
+        if self.database_kind == "sqlite":
+            return "memory"
+        return "redis" if self.redis_url else "database"
 
     @property
     def database_kind(self) -> str:
@@ -120,6 +150,10 @@ class Settings:
             "alert_scan_s",
             "alert_rollout_stall_s",
             "alert_max_attempts",
+            "poll_cache_refresh_s",
+            "last_seen_flush_s",
+            "device_db_concurrency",
+            "busy_retry_after_s",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive", expected="> 0", got=getattr(self, name))
@@ -133,6 +167,16 @@ class Settings:
                 expected=f">= {self.device_stale_after_s}",
                 got=self.device_offline_after_s,
             )
+        if self.last_seen_resolution_s < 0:
+            raise ConfigurationError(
+                "last_seen_resolution_s is negative", expected=">= 0", got=self.last_seen_resolution_s
+            )
+        if self.replay_store not in ("auto", "memory", "redis", "database"):
+            raise ConfigurationError(
+                "unknown replay_store", expected="auto, memory, redis or database", got=self.replay_store
+            )
+        if self.resolved_replay_store == "redis" and not self.redis_url:
+            raise ConfigurationError("replay_store redis needs redis_url", expected="redis://...", got=None)
         url = self.resolved_database_url
         if not (url.startswith("sqlite:///") or url.startswith("postgresql")):
             raise ConfigurationError(

@@ -170,7 +170,7 @@ def error_statuses(route: APIRoute, method: str) -> set[int]:
         if role > Role.viewer:
             statuses.add(403)
     if path.startswith("/v1/device/"):
-        statuses |= {401, 403, 404, 409, 413, 422}
+        statuses |= {401, 403, 404, 409, 413, 422, 429}  # 429: shed (api/admission.py)
     dependant = route.dependant
     if route.body_field is not None or dependant.path_params or dependant.query_params:
         statuses.add(422)

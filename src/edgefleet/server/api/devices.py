@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -27,7 +27,8 @@ from edgefleet.protocol.errors import (
     InvalidDocumentError,
     PayloadTooLargeError,
 )
-from edgefleet.protocol.request_signing import parse_signed_headers
+from edgefleet.protocol.request_signing import parse_signed_headers, verify_request_signature
+from edgefleet.server.api.admission import Admission
 from edgefleet.server.api.dependencies import (
     Ctx,
     DbSession,
@@ -36,6 +37,7 @@ from edgefleet.server.api.dependencies import (
     PageQuery,
     ServerContext,
     Viewer,
+    get_context,
 )
 from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.director_key import DIRECTOR_KEY_FILE, load_director_key
@@ -46,10 +48,19 @@ from edgefleet.server.services import enrollment as enroll_svc
 from edgefleet.server.services import pins as pins_svc
 from edgefleet.server.services import pins_rollback as rollback_svc
 from edgefleet.server.services.alerts import outbox as alerts_svc
+from edgefleet.server.services.last_seen import LastSeenBuffer
+from edgefleet.server.services.poll_cache import CachedDevice, PollCache
+from edgefleet.server.services.replay import (
+    DatabaseReplayGuard,
+    MemoryReplayGuard,
+    RedisReplayGuard,
+    ReplayGuard,
+)
 from edgefleet.server.services.request_bodies import EnrollmentTokenCreate, PinBody
 from edgefleet.server.settings import Settings
+from edgefleet.server.store import Database
 from edgefleet.server.store.devices import DeviceRow
-from edgefleet.trust.director import public_key_pem
+from edgefleet.trust.director import load_public_key_pem, public_key_pem
 
 __all__ = ["DeviceRuntime", "router", "signed_device_call"]
 
@@ -60,21 +71,44 @@ DeviceIdPath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]
 
 @dataclass
 class DeviceRuntime:
-    """Per-process device machinery: the director key, the enrollment limiter, thresholds."""
+    """Per-process device machinery: the director key, the enrollment limiter, thresholds, and the hot
+    per-poll state (poll cache, replay guard, last-seen buffer, admission)."""
 
     director_key: Ed25519PrivateKey
     desired_ttl: timedelta = timedelta(days=7)
     thresholds: svc.StatusThresholds = field(default_factory=svc.StatusThresholds)
     limiter: enroll_svc.EnrollmentLimiter = field(default_factory=enroll_svc.EnrollmentLimiter)
+    cache: PollCache = field(default_factory=PollCache)
+    replay: ReplayGuard = field(default_factory=MemoryReplayGuard)
+    seen: LastSeenBuffer = field(default_factory=LastSeenBuffer)
+    admission: Admission = field(default_factory=lambda: Admission(32))
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DeviceRuntime:
+    def from_settings(cls, settings: Settings, db: Database | None = None) -> DeviceRuntime:
         path = settings.data_dir / "keys" / DIRECTOR_KEY_FILE
+        store = settings.resolved_replay_store
+        replay: ReplayGuard
+        if store == "redis":
+            assert settings.redis_url is not None  # Settings.validate refuses redis without a URL
+            replay = RedisReplayGuard(settings.redis_url)
+        elif store == "database" and db is not None:
+            replay = DatabaseReplayGuard(db)
+        else:
+            replay = MemoryReplayGuard()
+        cache = PollCache(refresh_s=settings.poll_cache_refresh_s)
+        if db is not None:
+            cache.watch(db)
         return cls(
             director_key=load_director_key(path, create=settings.dev),
             thresholds=svc.StatusThresholds(
                 stale_after_s=settings.device_stale_after_s, offline_after_s=settings.device_offline_after_s
             ),
+            cache=cache,
+            replay=replay,
+            seen=LastSeenBuffer(
+                resolution_s=settings.effective_last_seen_resolution_s, flush_s=settings.last_seen_flush_s
+            ),
+            admission=Admission(settings.device_db_concurrency, retry_after_s=settings.busy_retry_after_s),
         )
 
     @property
@@ -160,7 +194,7 @@ def enroll(body: EnrollBody, request: Request, ctx: Ctx, session: DbSession) -> 
 
 async def signed_device_call(request: Request, ctx: ServerContext, *, max_body_bytes: int, then: Any) -> Any:
     """Authenticate the signed request, then run ``then(session, device, body)`` in the same session,
-    off the event loop."""
+    off the event loop, holding an admission slot (429 ``control_plane_busy`` when none is free)."""
     body = await request.body()
     if len(body) > max_body_bytes:
         raise PayloadTooLargeError(
@@ -168,29 +202,70 @@ async def signed_device_call(request: Request, ctx: ServerContext, *, max_body_b
         )
     claims = parse_signed_headers(request.headers)
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    runtime = _runtime(request)
+    now = ctx.clock()
 
     def call() -> Any:
         with ctx.db.session() as session:
             try:
                 device = svc.authenticate_device(
-                    session, claims, method=request.method, path=path, body=body, now=ctx.clock()
+                    session, claims, method=request.method, path=path, body=body, now=now
                 )
+                if not runtime.replay.first_use_blocking(device.id, claims.nonce, now=now):
+                    raise AuthenticationError("request replayed", code="replayed_request")
+                runtime.seen.learn(device.id, device.last_seen_at)
+                runtime.seen.note(device.id, now)
                 return then(session, device, body)
             except EdgefleetError as exc:
+                if isinstance(exc, AuthenticationError):
+                    runtime.cache.forget(claims.device_id[:32])
                 alerts_svc.record_security_refusal(
-                    session, exc.code, device_id=claims.device_id, path=request.url.path, now=ctx.clock()
+                    session, exc.code, device_id=claims.device_id, path=request.url.path, now=now
                 )
                 raise
 
-    return await run_in_threadpool(call)
+    with runtime.admission.slot():
+        return await run_in_threadpool(call)
+
+
+async def _answer_304_from_cache(
+    request: Request, runtime: DeviceRuntime, held: int, now: datetime
+) -> Response | None:
+    """The nearly free 304 (``services.poll_cache``): signature and replay checked, no database touched.
+    ``None``: the database path must answer."""
+    claims = parse_signed_headers(request.headers)
+    device_id = claims.device_id[:32]
+    entry = runtime.cache.answers_304(device_id, held, now)
+    if entry is None or await request.body():
+        return None
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    try:
+        verify_request_signature(
+            entry.public_key, claims, method=request.method, path=path, body=b"", now_s=now.timestamp()
+        )
+    except AuthenticationError:
+        return None  # the database path refuses it again and records the refusal (alerts)
+    if not await runtime.replay.first_use(device_id, claims.nonce, now=now):
+        return None  # a replay: likewise
+    runtime.seen.note(device_id, now)
+    return Response(
+        status_code=304, headers={"etag": f'"{entry.generation}"', "cache-control": "private, no-cache"}
+    )
 
 
 @router.get("/v1/device/desired-state")
-async def device_desired_state(request: Request, ctx: Ctx) -> Response:
+async def device_desired_state(request: Request) -> Response:
+    ctx = get_context(request)  # not a dependency: the cached 304 skips dependency solving
     runtime = _runtime(request)
     held = _held_generation(request.headers.get("if-none-match"))
+    if held is not None:
+        cached = await _answer_304_from_cache(request, runtime, held, ctx.clock())
+        if cached is not None:
+            return cached
+    public_keys: dict[str, str] = {}
 
     def resolve(session: Session, device: DeviceRow, _body: bytes) -> desired_svc.DesiredAnswer:
+        public_keys[device.id] = device.public_key_pem
         return desired_svc.resolve_desired_state(
             session,
             device.id,
@@ -202,6 +277,12 @@ async def device_desired_state(request: Request, ctx: Ctx) -> Response:
         )
 
     answer = await signed_device_call(request, ctx, max_body_bytes=0, then=resolve)
+    for device_id, pem in public_keys.items():
+        if answer.reissue_at is not None:
+            runtime.cache.put(
+                device_id,
+                CachedDevice(load_public_key_pem(pem), answer.generation, answer.epoch, answer.reissue_at),
+            )
     headers = {"etag": f'"{answer.generation}"', "cache-control": "private, no-cache"}
     if answer.envelope is None:
         return Response(status_code=304, headers=headers)
@@ -301,6 +382,7 @@ def revoke_device(
     device_id: DeviceIdPath, body: RevokeBody, request: Request, ctx: Ctx, session: DbSession, actor: Operator
 ) -> dict[str, Any]:
     row = svc.revoke_device(session, device_id, reason=body.reason, actor=actor.name, now=ctx.clock())
+    _runtime(request).cache.forget(row.id)  # at once here; other replicas at their next epoch read
     return svc.device_to_wire(row, now=ctx.clock(), thresholds=_runtime(request).thresholds)
 
 

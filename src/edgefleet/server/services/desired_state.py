@@ -54,6 +54,10 @@ class DesiredAnswer:
     generation: int
     envelope: dict[str, Any] | None
     """``None`` when the caller already holds this generation (answer 304)."""
+    epoch: int = 0
+    """The director epoch the answer was computed at (``services.poll_cache`` keys its entries on it)."""
+    reissue_at: datetime | None = None
+    """When the signed document passes half its lifetime and is re-issued."""
 
 
 def needs_new_generation(
@@ -200,9 +204,7 @@ def resolve_desired_state(
                 and device.desired_expires_at is not None
                 and device.desired_expires_at - now >= ttl / 2
             ):
-                if held_generation == device.desired_generation:
-                    return DesiredAnswer(device.desired_generation, None)
-                return DesiredAnswer(device.desired_generation, device.desired_envelope)
+                return _answer(device, held_generation, epoch, ttl)
             choice = desired_content(session, device)
             slots = choice.assignments(signed_target)
             digest = content_digest(choice.hardware_class, slots, choice.disabled_artifacts, choice.probe)
@@ -214,9 +216,7 @@ def resolve_desired_state(
                 ttl=ttl,
             ):
                 device.desired_epoch = epoch
-                if held_generation == device.desired_generation:
-                    return DesiredAnswer(device.desired_generation, None)
-                return DesiredAnswer(device.desired_generation, device.desired_envelope)
+                return _answer(device, held_generation, epoch, ttl)
             generation = device.desired_generation + 1
             state = DesiredState(
                 device_id=device.id,
@@ -249,6 +249,13 @@ def resolve_desired_state(
                 ),
             )
             if result.rowcount == 1:
-                return DesiredAnswer(generation, envelope)
+                return DesiredAnswer(generation, envelope, epoch, now + ttl / 2)
         session.expire_all()
     raise ServiceUnavailableError("could not issue a desired state", code="desired_state_contention")
+
+
+def _answer(device: DeviceRow, held_generation: int | None, epoch: int, ttl: timedelta) -> DesiredAnswer:
+    reissue_at = device.desired_expires_at - ttl / 2 if device.desired_expires_at is not None else None
+    if held_generation == device.desired_generation:
+        return DesiredAnswer(device.desired_generation, None, epoch, reissue_at)
+    return DesiredAnswer(device.desired_generation, device.desired_envelope, epoch, reissue_at)

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import CursorResult, delete, insert, or_, select, tuple_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import CursorResult, delete, or_, select, tuple_
 from sqlalchemy.orm import Session, undefer
 
 from edgefleet.protocol.desired_state import DeviceReport
@@ -92,8 +91,9 @@ def authenticate_device(
     now: datetime,
     max_skew_s: int = MAX_CLOCK_SKEW_S,
 ) -> DeviceRow:
-    """Identity from proof only: the signature must verify under the key registered for the claimed id,
-    the device must not be revoked, and the nonce must be new inside the skew window."""
+    """Identity from proof only: the signature must verify under the key registered for the claimed id and
+    the device must not be revoked. Read only: the caller checks the nonce (``services.replay``) and notes
+    the device as seen (``services.last_seen``)."""
     with session.begin():
         device = session.get(DeviceRow, claims.device_id[:32])
         if device is None:
@@ -109,13 +109,6 @@ def authenticate_device(
         )
         if device.revoked_at is not None:
             raise AuthenticationError("this device has been revoked", code="device_revoked")
-        try:
-            session.execute(
-                insert(DeviceNonceRow).values(device_id=device.id, nonce=claims.nonce, seen_at=now)
-            )
-        except IntegrityError as exc:
-            raise AuthenticationError("request replayed", code="replayed_request") from exc
-        device.last_seen_at = now
     return device
 
 
@@ -303,6 +296,7 @@ def revoke_device(session: Session, device_id: str, *, reason: str, actor: str, 
         if device.revoked_at is None:
             device.revoked_at = now
             device.revoked_reason = reason[:2000]
+            bump_director_epoch(session)  # every replica's poll cache stops answering for it
         record(
             session,
             actor=actor,

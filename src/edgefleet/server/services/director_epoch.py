@@ -11,12 +11,16 @@ from sqlalchemy.orm import Session
 
 from edgefleet.server.store.devices import DirectorEpochRow
 
-__all__ = ["bump_director_epoch", "bump_director_epoch_alone", "current_epoch"]
+__all__ = ["EPOCH_BUMPED", "bump_director_epoch", "bump_director_epoch_alone", "current_epoch"]
+
+EPOCH_BUMPED = "edgefleet.director_epoch_bumped"
+"""Set in ``Session.info`` by a bump: the poll cache of this process listens for its commit."""
 
 
 def bump_director_epoch(session: Session) -> None:
     """Call in the transaction of any change that can alter a desired state (pins, artifact status,
     rollout transitions)."""
+    session.info[EPOCH_BUMPED] = True
     session.execute(
         update(DirectorEpochRow).where(DirectorEpochRow.id == 1).values(value=DirectorEpochRow.value + 1)
     )

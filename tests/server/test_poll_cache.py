@@ -1,0 +1,339 @@
+"""The nearly free 304: a conditional poll answered from memory keeps every security property.
+
+On both databases: no database statement for a cached 304 (the signature is still verified and the nonce
+still refused on a second use); last-seen times written back in batches, within their stated bound; a
+change or a revocation made on another replica reaches this one's answers at its next epoch read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import event, select
+from tests.server.fleet import EXAMPLES, Clock
+
+from edgefleet.agent.channel import DeviceChannel
+from edgefleet.agent.enroll import enroll
+from edgefleet.protocol import parse_classes_toml
+from edgefleet.protocol.errors import AuthenticationError
+from edgefleet.protocol.request_signing import sign_request
+from edgefleet.server.app import create_app
+from edgefleet.server.services.last_seen import LastSeenBuffer, due
+from edgefleet.server.services.poll_cache import CachedDevice, can_answer_304
+from edgefleet.server.services.replay import MemoryReplayGuard
+from edgefleet.server.settings import Settings
+from edgefleet.server.store.devices import DeviceRow
+
+PATH = "/v1/device/desired-state"
+NOW = datetime(2026, 12, 5, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def fleet_settings() -> dict:
+    """One server process: nonces in memory on both databases (two replicas are tested below)."""
+    return {"replay_store": "memory"}
+
+
+def _writes(engine) -> list[str]:
+    """Every INSERT/UPDATE/DELETE the engine runs from now on (the list grows)."""
+    seen: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _count(_conn, _cursor, statement, *_args) -> None:
+        if statement.lstrip().split(" ", 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            seen.append(statement)
+
+    return seen
+
+
+def _signed(fleet, identity, ddir, generation: int) -> dict[str, str]:
+    headers = sign_request(
+        ddir.read_key(),
+        device_id=identity.device_id,
+        method="GET",
+        path=PATH,
+        body=b"",
+        now_s=fleet.clock().timestamp(),
+    )
+    return {**headers, "if-none-match": f'"{generation}"'}
+
+
+def _warm(fleet, identity, ddir) -> int:
+    """One full poll (the database path fills the cache) and the epoch read the refresh loop does."""
+    first = fleet.channel(identity, ddir).request("GET", PATH)
+    runtime = fleet.app.state.devices
+    runtime.cache.refresh(fleet.app.state.context.db)
+    return int(first.headers["etag"].strip('"'))
+
+
+def test_a_cached_conditional_poll_touches_no_database(fleet):
+    identity, ddir = fleet.enroll()
+    generation = _warm(fleet, identity, ddir)
+    runtime = fleet.app.state.devices
+    writes = _writes(fleet.app.state.context.db.engine)
+    hits = runtime.cache.hits
+    for _ in range(20):
+        r = fleet.client.get(PATH, headers=_signed(fleet, identity, ddir, generation))
+        assert r.status_code == 304, r.text
+        assert r.headers["etag"] == f'"{generation}"'
+    assert runtime.cache.hits - hits == 20
+    assert writes == []
+
+
+def test_the_cached_path_refuses_a_replay_and_a_bad_signature(fleet):
+    identity, ddir = fleet.enroll()
+    generation = _warm(fleet, identity, ddir)
+    headers = _signed(fleet, identity, ddir, generation)
+    assert fleet.client.get(PATH, headers=headers).status_code == 304
+    replay = fleet.client.get(PATH, headers=headers)
+    assert (replay.status_code, replay.json()["code"]) == (401, "replayed_request")
+    other, other_dir = fleet.enroll()
+    _warm(fleet, other, other_dir)
+    forged = {**_signed(fleet, identity, ddir, generation), "x-edgefleet-device": other.device_id}
+    r = fleet.client.get(PATH, headers=forged)  # device A's signature claimed for device B
+    assert (r.status_code, r.json()["code"]) == (401, "bad_signature")
+    fleet.clock.now += timedelta(seconds=400)  # a timestamp outside the skew window
+    late = fleet.client.get(PATH, headers=headers)
+    assert (late.status_code, late.json()["code"]) == (401, "clock_skew")
+
+
+def test_a_change_here_is_answered_at_once(fleet):
+    identity, ddir = fleet.enroll()
+    generation = _warm(fleet, identity, ddir)
+    art = fleet.artifact("1.0.0")
+    r = fleet.client.put(
+        "/v1/pins/class/medical-cart-cpu/default", json={"artifact_id": art}, headers=fleet.admin
+    )
+    assert r.status_code == 204
+    changed = fleet.client.get(PATH, headers=_signed(fleet, identity, ddir, generation))
+    assert changed.status_code == 200
+    assert changed.json()["signed"]["slots"]["default"]["artifact_id"] == art
+
+
+def test_a_revocation_here_is_refused_at_once(fleet):
+    identity, ddir = fleet.enroll()
+    generation = _warm(fleet, identity, ddir)
+    assert fleet.client.get(PATH, headers=_signed(fleet, identity, ddir, generation)).status_code == 304
+    r = fleet.client.post(f"/v1/devices/{identity.device_id}/revoke", json={}, headers=fleet.admin)
+    assert r.status_code == 200
+    refused = fleet.client.get(PATH, headers=_signed(fleet, identity, ddir, generation))
+    assert (refused.status_code, refused.json()["code"]) == (401, "device_revoked")
+
+
+def test_last_seen_is_written_back_in_batches_within_its_bound(fleet):
+    identity, ddir = fleet.enroll()
+    generation = _warm(fleet, identity, ddir)
+    runtime = fleet.app.state.devices
+    db = fleet.app.state.context.db
+    runtime.seen.flush(db)
+    resolution = timedelta(seconds=runtime.seen.resolution_s)
+
+    def stored() -> datetime | None:
+        with db.session() as s:
+            return s.execute(
+                select(DeviceRow.last_seen_at).where(DeviceRow.id == identity.device_id)
+            ).scalar()
+
+    before = stored()
+    fleet.clock.now += resolution / 2  # inside the resolution: nothing to write
+    assert fleet.client.get(PATH, headers=_signed(fleet, identity, ddir, generation)).status_code == 304
+    assert runtime.seen.pending() == 0
+    fleet.clock.now += resolution  # past it: noted, not yet written
+    assert fleet.client.get(PATH, headers=_signed(fleet, identity, ddir, generation)).status_code == 304
+    assert runtime.seen.pending() == 1
+    assert stored() == before
+    assert runtime.seen.flush(db) == 1
+    assert stored() == fleet.clock()
+    assert fleet.clock() - before <= 2 * resolution
+
+
+@pytest.mark.parametrize(
+    ("change", "ok"),
+    [
+        ({}, True),
+        ({"entry": None}, False),
+        ({"held_generation": None}, False),
+        ({"held_generation": 6}, False),
+        ({"epoch": 4}, False),  # the director epoch moved: a change, or a revocation
+        ({"epoch": None}, False),  # never read
+        ({"epoch_age_s": 3.1}, False),  # the refresh loop stopped: stop trusting the cache
+        ({"now": NOW + timedelta(days=4)}, False),  # past half the document's lifetime: re-issue
+    ],
+)
+def test_when_a_304_may_come_from_the_cache(change, ok):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    entry = CachedDevice(Ed25519PrivateKey.generate().public_key(), 5, 3, NOW + timedelta(days=3))
+    args = {"entry": entry, "epoch": 3, "epoch_age_s": 0.5, "stale_after_s": 3.0, "held_generation": 5}
+    args["now"] = NOW
+    args.update(change)
+    assert can_answer_304(**args) is ok
+
+
+def test_last_seen_due_rule():
+    assert due(known=None, now=NOW, resolution_s=30)
+    assert not due(known=NOW - timedelta(seconds=29), now=NOW, resolution_s=30)
+    assert due(known=NOW - timedelta(seconds=30), now=NOW, resolution_s=30)
+    buffer = LastSeenBuffer(resolution_s=30)
+    buffer.learn("dev_a", NOW)
+    buffer.note("dev_a", NOW + timedelta(seconds=10))
+    assert buffer.pending() == 0
+    buffer.note("dev_a", NOW + timedelta(seconds=31))
+    assert buffer.pending() == 1
+
+
+def test_the_memory_replay_guard_forgets_after_its_retention():
+    now_s = [0.0]
+    guard = MemoryReplayGuard(retention_s=600, monotonic=lambda: now_s[0])
+    assert guard.first_use_now("dev_a", "n1")
+    assert not guard.first_use_now("dev_a", "n1")
+    assert guard.first_use_now("dev_b", "n1")  # per device
+    now_s[0] = 599.0
+    assert not guard.first_use_now("dev_a", "n1")
+    now_s[0] = 601.0
+    assert guard.first_use_now("dev_a", "n2")  # pruning runs here
+    assert len(guard) == 1  # n1 of both devices is gone (the timestamp check refuses it by now)
+
+
+def _redis_url() -> str:
+    url = os.environ.get("EDGEFLEET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis unavailable: {exc}")
+    return url
+
+
+def test_the_redis_replay_guard_is_shared(tmp_path):
+    from edgefleet.server.services.replay import RedisReplayGuard
+
+    url = _redis_url()
+    prefix = f"ef:test:{secrets.token_hex(4)}:"
+
+    async def run() -> list[bool]:
+        a, b = RedisReplayGuard(url, prefix=prefix), RedisReplayGuard(url, prefix=prefix)  # two replicas
+        try:
+            return [
+                await a.first_use("dev_a", "n1", now=NOW),
+                await b.first_use("dev_a", "n1", now=NOW),
+                await b.first_use("dev_a", "n2", now=NOW),
+            ]
+        finally:
+            await a.close()
+            await b.close()
+
+    assert asyncio.run(run()) == [True, False, True]
+
+
+def _replica(database_url: str, data_dir, clock: Clock, **overrides) -> TestClient:
+    settings = Settings(
+        data_dir=data_dir, dev=True, database_url=database_url, rollout_tick_s=3600, **overrides
+    )
+    return TestClient(create_app(settings, clock=clock))
+
+
+def test_two_replicas_share_changes_revocations_and_replay_state(tmp_path, database_url):
+    """Replica A answers a device's polls from its cache; a pin and then a revocation made on replica B
+    reach A's answers at its next epoch read (``poll_cache_refresh_s``), and a request seen by one replica
+    is refused as a replay by the other (Redis on PostgreSQL, the database store on SQLite)."""
+    clock = Clock()
+    shared = {"poll_cache_refresh_s": 0.05}
+    if database_url.startswith("postgresql"):
+        shared |= {"replay_store": "redis", "redis_url": _redis_url()}
+    else:
+        shared |= {"replay_store": "database"}
+    with (
+        _replica(database_url, tmp_path / "a", clock, **shared) as a,
+        _replica(database_url, tmp_path / "b", clock, **shared) as b,
+    ):
+        # B shares A's keys, as replicas do (the same director key signs for both)
+        b.app.state.devices.director_key = a.app.state.devices.director_key
+        admin = {"authorization": f"Bearer {a.app.state.context.settings.admin_token}"}
+        admin_b = {"authorization": f"Bearer {b.app.state.context.settings.admin_token}"}
+        classes = [c.to_dict() for c in parse_classes_toml(EXAMPLES.read_text())]
+        assert a.post("/v1/classes/apply", json={"classes": classes}, headers=admin).status_code == 200
+        token = a.post(
+            "/v1/enrollment-tokens", json={"hardware_class": "medical-cart-cpu"}, headers=admin
+        ).json()["token"]
+        identity = enroll(
+            server_url="http://testserver", token=token, data_dir=tmp_path / "dev", transport=a._transport
+        )
+        from edgefleet.agent.datadir import DataDir
+
+        device_key = DataDir(tmp_path / "dev").read_key()
+
+        def poll(client: TestClient, generation: int | None = None):
+            channel = DeviceChannel(
+                "http://testserver",
+                device_id=identity.device_id,
+                key=device_key,
+                transport=client._transport,
+                clock=lambda: clock().timestamp(),
+            )
+            headers = {"if-none-match": f'"{generation}"'} if generation else None
+            try:
+                return channel.request("GET", PATH, headers=headers)
+            finally:
+                channel.close()
+
+        generation = int(poll(a).headers["etag"].strip('"'))
+        a.app.state.devices.cache.refresh(a.app.state.context.db)
+        hits = a.app.state.devices.cache.hits
+        assert poll(a, generation).status_code == 304
+        assert a.app.state.devices.cache.hits == hits + 1  # answered from A's cache
+
+        # a replay: what A saw, B refuses
+        signed = {**sign_request(device_key, device_id=identity.device_id, method="GET", path=PATH, body=b"",
+                                 now_s=clock().timestamp()), "if-none-match": f'"{generation}"'}  # fmt: skip
+        assert a.get(PATH, headers=signed).status_code == 304
+        replay = b.get(PATH, headers=signed)
+        assert (replay.status_code, replay.json()["code"]) == (401, "replayed_request")
+
+        # a change on B reaches A
+        register = _register_artifact(b, admin_b)
+        r = b.put("/v1/pins/class/medical-cart-cpu/default", json={"artifact_id": register}, headers=admin_b)
+        assert r.status_code == 204
+        answer = _eventually(lambda: poll(a, generation), lambda r: r.status_code == 200)
+        assert answer.json()["signed"]["slots"]["default"]["artifact_id"] == register
+        generation = int(answer.headers["etag"].strip('"'))
+        a.app.state.devices.cache.refresh(a.app.state.context.db)
+        assert poll(a, generation).status_code == 304
+
+        # a revocation on B reaches A
+        assert b.post(f"/v1/devices/{identity.device_id}/revoke", json={}, headers=admin_b).status_code == 200
+
+        def refused() -> str | None:
+            try:
+                poll(a, generation)
+            except AuthenticationError as exc:
+                return exc.code
+            return None
+
+        assert _eventually(refused, lambda code: code is not None) == "device_revoked"
+
+
+def _register_artifact(client: TestClient, admin: dict[str, str]) -> str:
+    from edgefleet.client import EdgefleetClient
+    from edgefleet.sim.artifacts import register_stand_in_artifact
+
+    api = EdgefleetClient(
+        str(client.base_url), admin["authorization"].split()[1], transport=client._transport
+    )
+    return register_stand_in_artifact(api, model="digits", version="1.0.0", hardware_class="medical-cart-cpu")
+
+
+def _eventually(call, done, timeout_s: float = 10.0):
+    """Call until ``done(result)``; the bound is generous (the refresh runs every 0.05 s)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = call()
+        if done(result) or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)

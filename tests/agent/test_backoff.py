@@ -18,10 +18,14 @@ def test_backoff_grows_exponentially_under_the_cap(failures, low, high):
     assert len({round(d, 6) for d in delays}) > 100  # jittered, not synchronized
 
 
-def test_retry_after_is_a_floor_but_capped():
+def test_retry_after_is_a_floor_spread_over_one_more_window_and_capped():
     rng = random.Random(2)
-    assert backoff_delay_s(T, 1, rng, retry_after_s=20) == 20
+    delays = [backoff_delay_s(T, 1, rng, retry_after_s=20) for _ in range(500)]
+    assert 20 <= min(delays) < 21
+    assert 39 < max(delays) <= 40
+    assert len({round(d, 3) for d in delays}) > 400  # a fleet told "20 s" does not return in one second
     assert backoff_delay_s(T, 1, rng, retry_after_s=10_000) == 60
+    assert backoff_delay_s(T, 1, rng, retry_after_s=45) <= 60
 
 
 def test_no_configuration_hot_loops():

@@ -34,10 +34,13 @@ def backoff_delay_s(
 ) -> float:
     """Delay after ``failures`` consecutive failures (>= 1): full jitter under a capped exponential.
 
-    A server's ``Retry-After`` is honoured as a lower bound, itself capped.
+    A server's ``Retry-After`` is honoured as a lower bound, itself capped, and spread: the delay is drawn
+    in ``[retry_after, 2 * retry_after]`` (under the cap), so a fleet the server shed with the same
+    ``Retry-After`` after an outage does not come back in the same second.
     """
     exp = min(timing.backoff_cap_s, timing.backoff_base_s * (2 ** min(max(failures - 1, 0), 32)))
     delay = rng.uniform(exp / 2, exp)
-    if retry_after_s is not None:
-        delay = max(delay, min(retry_after_s, timing.backoff_cap_s))
+    if retry_after_s is not None and retry_after_s > 0:
+        earliest = min(retry_after_s, timing.backoff_cap_s)
+        delay = max(delay, rng.uniform(earliest, min(2 * earliest, timing.backoff_cap_s)))
     return max(timing.min_delay_s, delay)

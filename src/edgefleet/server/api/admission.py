@@ -3,9 +3,9 @@
 A conditional poll answered from the poll cache costs almost nothing and is always admitted. Device calls
 that need the database (a 200, a report, telemetry, a poll after a change or a restart) hold one of
 ``max_in_flight`` slots while they run; a call that finds none free is refused at once with
-``429 control_plane_busy`` and a ``Retry-After`` drawn uniformly from ``[retry_after_s, 2 * retry_after_s]``, so a
-fleet returning together after an outage comes back spread over a window instead of all at once (the agent
-adds its own jitter on top: ``agent.backoff``). Nothing was read or written for a refused call.
+``429 control_plane_busy`` and a ``Retry-After`` drawn uniformly from ``[retry_after_s, 2 * retry_after_s]``,
+so a fleet returning together after an outage comes back spread over a window instead of all at once (the
+agent adds its own jitter on top: ``agent.backoff``). Nothing was read or written for a refused call.
 """
 
 from __future__ import annotations
@@ -39,6 +39,14 @@ class Admission:
     @contextmanager
     def slot(self) -> Iterator[None]:
         """Hold a slot for the ``with`` body, or raise ``RateLimitedError`` (429) when none is free."""
+        self.enter()
+        try:
+            yield
+        finally:
+            self.leave()
+
+    def enter(self) -> None:
+        """Take a slot or raise ``RateLimitedError`` (``slot`` pairs it with ``leave``)."""
         if self.in_flight >= self.max_in_flight:
             self.shed += 1
             raise RateLimitedError(
@@ -50,7 +58,6 @@ class Admission:
             )
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
+
+    def leave(self) -> None:
+        self.in_flight -= 1

@@ -128,6 +128,10 @@ def test_an_operator_creates_a_rollout_after_confirming(world, operator):
     confirm_fields = {k: htmlmod.unescape(v) for k, v in confirm_fields.items()}
     assert confirm_fields["confirm"] == "yes"
     assert json.loads(confirm_fields["spec"]) == STAGES
+    edit = operator.post("/dashboard/rollouts/new", data={**confirm_fields, "edit": "yes"})
+    assert (edit.status_code, 'id="rollout-form"' in edit.text) == (200, True)  # "Edit": the form, filled in
+    assert f"medical-cart-cpu={v2}" in edit.text
+    assert _rollouts(fleet) == []
     done = operator.post("/dashboard/rollouts/new", data=confirm_fields, follow_redirects=False)
     assert done.status_code == 303, done.text[:300]
     rid = done.headers["location"].split("/")[-1].split("?")[0]

@@ -88,6 +88,9 @@ def test_an_operator_clicks_through_every_action_and_each_is_audited(live_fleet,
     expect(page.locator("#confirm-summary")).to_contain_text("site=site-0")
     page.screenshot(path=shots / "rollout-new-confirm.png", full_page=True)
     assert _api(fleet, "/v1/rollouts")["total"] == 0  # asking is not doing
+    page.get_by_role("button", name="Edit").click()  # back to the form, filled in
+    expect(page.get_by_label("Devices must have these labels")).to_have_value("site=site-0")
+    page.get_by_role("button", name="Create rollout…").click()
     _confirm(page, "Start a rollout of digits?", "Start rollout")
     expect(page.get_by_role("status")).to_contain_text("Rollout created")
     rid = page.url.split("/dashboard/rollouts/")[1].split("?")[0]

@@ -16,7 +16,15 @@ from fastapi.responses import RedirectResponse
 from edgefleet.server.dashboard.auth import DashboardUser
 from edgefleet.server.dashboard.render import SECURITY_HEADERS, html
 
-__all__ = ["MAX_REASON_CHARS", "Confirmation", "confirmed", "done", "reason_of", "show_confirmation"]
+__all__ = [
+    "MAX_REASON_CHARS",
+    "Confirmation",
+    "confirmed",
+    "done",
+    "editing",
+    "reason_of",
+    "show_confirmation",
+]
 
 MAX_REASON_CHARS = 2000
 
@@ -34,10 +42,17 @@ class Confirmation:
     """What exactly will be done, as label/value rows."""
     carry: Mapping[str, str] = field(default_factory=dict)
     """The action's own fields, posted back unchanged with the confirmation."""
+    editable: bool = False
+    """Offer "Edit": the carried fields go back to the action's form, filled in (see :func:`editing`)."""
 
 
 def confirmed(form: Mapping[str, str]) -> bool:
     return form.get("confirm") == "yes"
+
+
+def editing(form: Mapping[str, str]) -> bool:
+    """The confirmation page's "Edit" button: show the form again with these fields; do nothing."""
+    return form.get("edit") == "yes"
 
 
 def reason_of(form: Mapping[str, str]) -> str:

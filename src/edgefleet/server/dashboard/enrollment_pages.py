@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request, Response
 from edgefleet.protocol.errors import EdgefleetError, PermissionDeniedError
 from edgefleet.server.api.dependencies import Ctx, DbSession
 from edgefleet.server.dashboard.auth import DashboardUser, SignedIn, operator_form
-from edgefleet.server.dashboard.confirm import Confirmation, confirmed, show_confirmation
+from edgefleet.server.dashboard.confirm import Confirmation, confirmed, editing, show_confirmation
 from edgefleet.server.dashboard.form_problems import FormProblems, form_problems
 from edgefleet.server.dashboard.render import DashboardRoute, html
 from edgefleet.server.services import classes, enrollment
@@ -76,6 +76,8 @@ def new_token_form(request: Request, session: DbSession, user: SignedIn) -> Resp
 async def create_token(request: Request, ctx: Ctx, session: DbSession, user: SignedIn) -> Response:
     form = await operator_form(request, user)
     fields = {name: form.get(name, "") for name in FIELDS}
+    if editing(form):
+        return _form_page(request, session, user, fields)
     try:
         body = enrollment_body(fields)
         if not confirmed(form):
@@ -90,6 +92,7 @@ async def create_token(request: Request, ctx: Ctx, session: DbSession, user: Sig
                     confirm_label="Create token",
                     cancel=PAGE,
                     ask_reason=False,
+                    editable=True,
                     summary=[
                         ("Hardware class", body.hardware_class),
                         ("Labels", ", ".join(f"{k}={v}" for k, v in body.labels.items()) or "none"),

@@ -15,7 +15,7 @@ from edgefleet.protocol.document import NAME_PATTERN
 from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError, PermissionDeniedError
 from edgefleet.server.api.dependencies import Ctx, DbSession
 from edgefleet.server.dashboard.auth import DashboardUser, SignedIn, operator_form
-from edgefleet.server.dashboard.confirm import Confirmation, confirmed, done, show_confirmation
+from edgefleet.server.dashboard.confirm import Confirmation, confirmed, done, editing, show_confirmation
 from edgefleet.server.dashboard.form_problems import FormProblems, form_problems
 from edgefleet.server.dashboard.pages import NOTICES, PAGE_SIZE, Offset
 from edgefleet.server.dashboard.render import DashboardRoute, html
@@ -128,6 +128,8 @@ def _label(session: DbSession, artifact_id: str) -> str:
 async def set_pin(request: Request, ctx: Ctx, session: DbSession, user: SignedIn) -> Response:
     form = await operator_form(request, user)
     fields = {name: form.get(name, "") for name in FIELDS}
+    if editing(form):
+        return _page(request, session, user, form=fields)
     try:
         scope, target, slot = _where(fields)
         body = validate_body(PinBody, {"artifact_id": fields["artifact_id"].strip()})
@@ -145,6 +147,7 @@ async def set_pin(request: Request, ctx: Ctx, session: DbSession, user: SignedIn
                     confirm_label="Set pin",
                     cancel=PAGE,
                     ask_reason=False,
+                    editable=True,
                     summary=[
                         ("Scope", scope),
                         ("Target", target),

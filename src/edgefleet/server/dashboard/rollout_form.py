@@ -17,7 +17,7 @@ from edgefleet.protocol.canonical import loads_strict
 from edgefleet.protocol.errors import EdgefleetError, PermissionDeniedError
 from edgefleet.server.api.dependencies import Ctx, DbSession
 from edgefleet.server.dashboard.auth import SignedIn, operator_form
-from edgefleet.server.dashboard.confirm import Confirmation, confirmed, done, show_confirmation
+from edgefleet.server.dashboard.confirm import Confirmation, confirmed, done, editing, show_confirmation
 from edgefleet.server.dashboard.form_problems import FormProblems, form_problems
 from edgefleet.server.dashboard.plan_page import EXAMPLE_SPEC
 from edgefleet.server.dashboard.render import DashboardRoute, html
@@ -104,6 +104,8 @@ def new_rollout_form(
 async def create_rollout(request: Request, ctx: Ctx, session: DbSession, user: SignedIn) -> Response:
     form = await operator_form(request, user)
     fields = {name: form.get(name, "") for name in FIELDS}
+    if editing(form):
+        return _form_page(request, user, fields)
     try:
         body = rollout_body(fields)
         if not confirmed(form):
@@ -123,6 +125,7 @@ async def create_rollout(request: Request, ctx: Ctx, session: DbSession, user: S
                     confirm_label="Start rollout",
                     cancel="/dashboard/rollouts/new",
                     ask_reason=False,
+                    editable=True,
                     summary=[
                         ("Model", body.model),
                         *((f"Class {c}", _move_text(m, names)) for c, m in sorted(moves.items())),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.dashboard.conftest import browser, make_token, sign_in
+
 from edgefleet.server.services.kill_switch import count_fates, device_fate
 
 ART = "art_0123456789abcdef"
@@ -81,3 +83,16 @@ def test_disable_answers_and_audits_the_reach_and_the_artifact_shows_the_withdra
         "withdrawn_modes": {"rule": 1},
     }
     assert "kill_switch" not in fleet.client.get(f"/v1/artifacts/{v1}", headers=fleet.admin).json()
+
+
+def test_the_artifact_page_shows_the_reach(fleet) -> None:
+    v1, v2 = fleet.artifact("1.0.0"), fleet.artifact("2.0.0")
+    a, b = fleet.enroll(), fleet.enroll()
+    fleet.report(*a, active=v2, previous=v1)
+    fleet.report(*b, active=v2)
+    fleet.client.patch(f"/v1/artifacts/{v2}", json={"disabled": True}, headers=fleet.admin)
+    viewer = browser(fleet)
+    sign_in(viewer, make_token(fleet, "viewer", "victor"))
+    page = viewer.get(f"/dashboard/artifacts/{v2}").text
+    assert "1 with a previous version (rolling back), 1 without" in page
+    assert 'id="kill-switch"' not in viewer.get(f"/dashboard/artifacts/{v1}").text

@@ -289,7 +289,10 @@ def artifact_page(
     user: SignedIn,
     done: Annotated[str | None, Query(max_length=16)] = None,
 ) -> Response:
-    art = artifacts.artifact_to_wire(artifacts.get_artifact(session, artifact_id))
+    row = artifacts.get_artifact(session, artifact_id)
+    art = artifacts.artifact_to_wire(row)
+    if row.disabled:  # the kill switch's reach, counted from the devices' reports
+        art["kill_switch"] = artifacts.kill_switch(session, row)
     version = models.get_version(session, art["model"], art["version"])
     return html(request, "artifact.html", art=art, version=version, notice=_notice(done), user=user)
 

@@ -151,6 +151,12 @@ def step_event(record: StepRecord) -> tuple[str, str, dict[str, Any]]:
     }
     if record.reused is not None:
         details["reused"] = record.reused
+    if record.full_bytes is not None:
+        details["full_bytes"] = record.full_bytes
+        details["bytes_downloaded"] = record.bytes_downloaded
+        details["delta_files"] = record.delta_files
+    if record.delta_fallbacks:  # event details are flat scalars: "path=reason;path=reason"
+        details["delta_fallbacks"] = ";".join(f"{p}={r}" for p, r in sorted(record.delta_fallbacks.items()))
     if not record.ok:
         details["error_code"] = record.error_code
     outcome = "done" if record.ok else "failed"

@@ -15,6 +15,11 @@ its execution provider is missing) is refused (``latency_unmeasured``) unless a 
 (``edgefleet build select --from-probe``) or ``--accept-unmeasured-latency`` is given; the acceptance is
 signed into its targets' custom fields and the server audits it.
 
+Deltas: the new artifact's files are also signed as deltas from the versions the class's devices run now
+(at most ``--delta-bases``, default 3; 0: none), computed here (``edgefleet.cli.publish_deltas``). A device
+that holds one of those bases downloads the delta instead of the whole file and verifies the rebuilt file
+against the full target (docs/devices.md).
+
 ``--release-floor`` raises the signed release floor of a model and hardware class: devices refuse any
 assignment below it (``edgefleet.trust.release_floor``).
 """
@@ -22,6 +27,9 @@ assignment below it (``edgefleet.trust.release_floor``).
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import tempfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,10 +37,11 @@ import click
 from securesystemslib.signer import Signer
 from tuf.api.metadata import Metadata, Targets
 
+from edgefleet.cli.publish_deltas import DEFAULT_DELTA_BASES, newest_versions, release_deltas
 from edgefleet.cli.state import CliState, pass_state, transfer_progress
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.trust.keys import load_signer
-from edgefleet.trust.publish import SignedRelease, build_targets, read_manifest, resign_targets
+from edgefleet.trust.publish import PreparedDelta, SignedRelease, build_targets, read_manifest, resign_targets
 from edgefleet.trust.publisher_trust import (
     LAST_TARGETS_NAME,
     PublisherTrust,
@@ -42,6 +51,7 @@ from edgefleet.trust.publisher_trust import (
 )
 from edgefleet.trust.release_floor import MAX_RELEASE_FLOOR, line_key, parse_line_key
 from edgefleet.trust.repository import ImageRepository, OnlineSigners
+from edgefleet.trust.target_custom import is_delta_path
 
 __all__ = ["parse_release_floors", "publish"]
 
@@ -100,6 +110,14 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     help="Publish an artifact whose latency is unmeasured on its class (an accelerator class built where its "
     "execution provider is missing) without a probe; the acceptance is signed into its targets and audited.",
 )
+@click.option(
+    "--delta-bases",
+    type=click.IntRange(0, 16),
+    default=DEFAULT_DELTA_BASES,
+    show_default=True,
+    help="Sign deltas from at most this many versions the class's devices run now (a local --repo: its "
+    "newest releases of the line); 0: no deltas.",
+)
 @pass_state
 def publish(
     state: CliState,
@@ -113,6 +131,7 @@ def publish(
     kept_targets: Path | None,
     from_targets: Path | None,
     accept_unmeasured_latency: bool,
+    delta_bases: int,
 ) -> None:
     """Add ARTIFACT_DIR (manifest.json + files) to the signed targets of the image repository."""
     now = datetime.now(timezone.utc)
@@ -135,16 +154,34 @@ def publish(
         trusted_root=trusted_root, release_public_key=signer.public_key, last_published=kept
     )
     build = _Build(artifact_dir, signer, floors, trust, from_targets, now, accept_unmeasured_latency)
+    work = Path(tempfile.mkdtemp(prefix="edgefleet-deltas-"))
     if repo is None:
         with state.client() as client:
             version = int(client.tuf_status()["targets_version"])
             raw = client.tuf_metadata(f"{version}.targets.json") if version else None
+            if artifact_dir is not None and delta_bases:
+                manifest, _ = read_manifest(artifact_dir)
+                running = client.running_artifacts(
+                    manifest.hardware_class, model=manifest.model, limit=delta_bases
+                )
+                versions = [str(r["version"]) for r in running]
+
+                def fetch(name: str, sha256: str, length: int, dest: Path) -> Path:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    return client.download_tuf_target(name, dest, sha256=sha256, length=length)
+
+                build = dataclasses.replace(
+                    build, deltas_for=lambda base: release_deltas(artifact_dir, base, versions, fetch, work)
+                )
             release = build.next_release(raw, version, where=f"the server {state.server}")
             total = sum(p.stat().st_size for p in release.files.values())
             with transfer_progress(total, "uploading") as bar:
                 published = client.publish_targets(release.targets_bytes, release.files, progress=bar.update)
         _keep(kept, release)
+        deltas = _delta_lines(release)
+        shutil.rmtree(work, ignore_errors=True)
         click.echo(f"published targets version {published} ({len(release.files)} files) to {state.server}")
+        click.echo("".join(deltas), nl=False)
         _echo_acceptance(artifact_dir, accept_unmeasured_latency)
         _echo_floors(floors)
         return
@@ -155,10 +192,28 @@ def publish(
     image_repo = ImageRepository(repo, signers)
     version = image_repo.targets_version()
     raw = image_repo.metadata_path(f"{version}.targets.json").read_bytes() if version else None
+    if artifact_dir is not None and delta_bases:
+        manifest, _ = read_manifest(artifact_dir)
+
+        def local(name: str, sha256: str, length: int, dest: Path) -> Path:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(image_repo.target_file_path(name), dest)
+            return dest  # the repository checked each stored file's hash when it accepted it
+
+        def deltas_for(base: Metadata[Targets] | None) -> list[PreparedDelta]:
+            if base is None:
+                return []
+            versions = newest_versions(base.signed, manifest.model, manifest.hardware_class, delta_bases)
+            return release_deltas(artifact_dir, base, versions, local, work)
+
+        build = dataclasses.replace(build, deltas_for=deltas_for)
     release = build.next_release(raw, version, where=f"the repository {repo}")
     version = image_repo.accept_targets(release.targets_bytes, release.files, now=now)
     _keep(kept, release)
+    deltas = _delta_lines(release)
+    shutil.rmtree(work, ignore_errors=True)
     click.echo(f"published targets version {version} ({len(release.files)} files uploaded)")
+    click.echo("".join(deltas), nl=False)
     _echo_acceptance(artifact_dir, accept_unmeasured_latency)
     _echo_floors(floors)
 
@@ -199,6 +254,7 @@ class _Build:
     from_targets: Path | None
     now: datetime
     accept_unmeasured_latency: bool = False
+    deltas_for: Callable[[Metadata[Targets] | None], list[PreparedDelta]] | None = None
 
     def next_release(self, current_raw: bytes | None, current_version: int, *, where: str) -> SignedRelease:
         """Check what to build on, then build and sign the next targets version."""
@@ -219,6 +275,7 @@ class _Build:
             release_floors=self.floors,
             above_version=above,
             accept_unmeasured_latency=self.accept_unmeasured_latency,
+            deltas=self.deltas_for(base) if self.deltas_for is not None else (),
         )
 
     def _base(
@@ -257,6 +314,11 @@ def _echo_acceptance(artifact_dir: Path | None, accept_unmeasured_latency: bool)
             f"latency unmeasured on {manifest.hardware_class}, accepted (--accept-unmeasured-latency): "
             "signed into its targets' custom fields"
         )
+
+
+def _delta_lines(release: SignedRelease) -> list[str]:
+    deltas = sorted(p for p in release.files if is_delta_path(p))
+    return [f"delta {path} ({release.files[path].stat().st_size} bytes)\n" for path in deltas]
 
 
 def _echo_floors(floors: dict[str, int]) -> None:

@@ -119,6 +119,20 @@ def _gate_blocks(info: RolloutInfo) -> list[str]:
     return lines
 
 
+def transfer_line(transfer: dict[str, Any]) -> str:
+    """``downloads  3 installs (2 through deltas): 1.2 MiB of 9.8 MiB, 88 % saved; fallbacks ...``"""
+    mib = 1024 * 1024
+    line = (
+        f"downloads  {transfer['installs']} installs ({transfer['installs_through_delta']} through deltas): "
+        f"{transfer['bytes_downloaded'] / mib:.1f} MiB of {transfer['full_bytes'] / mib:.1f} MiB, "
+        f"{transfer['saved_fraction']:.0%} saved"
+    )
+    fallbacks = transfer.get("delta_fallbacks") or {}
+    if fallbacks:
+        line += "; delta fallbacks " + ", ".join(f"{k}={v}" for k, v in fallbacks.items())
+    return line
+
+
 def render_rollout(info: RolloutInfo) -> str:
     """The status view: summary, stages, the current stage's gates, why it waits or stopped, last events."""
     targets = ", ".join(
@@ -132,6 +146,8 @@ def render_rollout(info: RolloutInfo) -> str:
     ]
     if info.selector:
         lines.append("selector " + ",".join(f"{k}={v}" for k, v in sorted(info.selector.items())))
+    if info.transfer and info.transfer.get("installs"):
+        lines.append(transfer_line(info.transfer))
     lines += ["", format_table(_stage_rows(info), _STAGE_COLUMNS)]
     lines += _gate_blocks(info)
     if info.halt_reason:

@@ -42,6 +42,8 @@ class RolloutInfo(BaseModel):
     spec: dict[str, Any] | None = None
     stage_detail: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
+    transfer: dict[str, Any] | None = None
+    """Detailed view: the members' downloads of the target vs full downloads (model deltas)."""
 
     @property
     def active(self) -> bool:

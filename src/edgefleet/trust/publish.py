@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,11 +32,19 @@ from edgefleet.trust.release_floor import (
     set_release_floors,
 )
 from edgefleet.trust.repository import ImageRepository
-from edgefleet.trust.target_custom import TargetCustom, custom_of, target_prefix
+from edgefleet.trust.target_custom import (
+    CUSTOM_KEY,
+    DeltaCustom,
+    TargetCustom,
+    custom_of,
+    is_delta_path,
+    target_prefix,
+)
 
 __all__ = [
     "MANIFEST_NAME",
     "TARGETS_EXPIRY",
+    "PreparedDelta",
     "SignedRelease",
     "build_targets",
     "check_latency_measured",
@@ -56,6 +64,16 @@ class SignedRelease:
     version: int
     files: dict[str, Path]
     """target path -> local file to upload"""
+
+
+@dataclass(frozen=True)
+class PreparedDelta:
+    """A delta file ready to sign (``edgefleet.optimize.deltas`` prepares them)."""
+
+    path: str
+    """its target path, ``<prefix>/deltas/<base sha256>/<file>.efdelta`` (``delta_target_path``)"""
+    file: Path
+    delta: DeltaCustom
 
 
 def _hash_file(path: Path) -> tuple[str, int]:
@@ -156,6 +174,7 @@ def build_targets(
     release_floors: Mapping[str, int] | None = None,
     above_version: int = 0,
     accept_unmeasured_latency: bool = False,
+    deltas: Sequence[PreparedDelta] = (),
 ) -> SignedRelease:
     """The next targets version: ``previous`` plus this artifact (replacing its own prefix), signed.
 
@@ -163,7 +182,8 @@ def build_targets(
     be at or above its line's floor. The new version exceeds both ``previous`` and ``above_version`` (the
     server's current version, when building on a locally kept copy). An artifact whose latency is unmeasured
     on its class needs ``accept_unmeasured_latency`` (:func:`check_latency_measured`); the acceptance is
-    signed into its targets' custom fields."""
+    signed into its targets' custom fields. ``deltas`` are signed as targets of their own under the artifact's
+    prefix, each naming its base and result (``edgefleet.trust.delta``)."""
     artifact_dir = Path(artifact_dir)
     manifest, manifest_raw = load_artifact(artifact_dir)
     accepted = check_latency_measured(manifest, accept_unmeasured=accept_unmeasured_latency)
@@ -201,9 +221,45 @@ def build_targets(
             length=length, hashes={"sha256": sha256}, path=path, unrecognized_fields={"custom": custom}
         )
         files[path] = artifact_dir / rel
+    for delta in deltas:
+        _check_delta(delta, prefix, targets)
+        sha256, length = _hash_file(delta.file)
+        delta_custom = TargetCustom.model_validate({**custom[CUSTOM_KEY], "delta": delta.delta})
+        targets.targets[delta.path] = TargetFile(
+            length=length,
+            hashes={"sha256": sha256},
+            path=delta.path,
+            unrecognized_fields={"custom": delta_custom.to_custom()},
+        )
+        files[delta.path] = delta.file
     md = Metadata(targets)
     md.sign(release_signer)
     return SignedRelease(md.to_bytes(), targets.version, files)
+
+
+def _check_delta(delta: PreparedDelta, prefix: str, targets: Targets) -> None:
+    """A delta rebuilds a full file of this artifact from a full file already signed: never a chain."""
+    d = delta.delta
+    result = targets.targets.get(d.result_path)
+    base = targets.targets.get(d.base_path)
+    fine = (
+        delta.path.startswith(f"{prefix}/")
+        and is_delta_path(delta.path)
+        and not is_delta_path(delta.delta.base_path)
+        and not is_delta_path(delta.delta.result_path)
+        and result is not None
+        and (result.hashes.get("sha256"), result.length)
+        == (delta.delta.result_sha256, delta.delta.result_length)
+        and base is not None
+        and (base.hashes.get("sha256"), base.length) == (delta.delta.base_sha256, delta.delta.base_length)
+    )
+    if not fine:
+        raise TargetsRejectedError(
+            "a delta must rebuild a full file of this artifact from a full file already signed",
+            code="delta_rejected",
+            expected=f"{prefix}/deltas/... from a signed full target",
+            got={"path": delta.path, "base": delta.delta.base_path, "result": delta.delta.result_path},
+        )
 
 
 def resign_targets(

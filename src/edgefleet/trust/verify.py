@@ -318,6 +318,13 @@ class DeviceTrust:
         except Exception as exc:
             raise self._fail(_translate(exc), now) from exc
 
+    def signed_targets(self, now: datetime) -> Mapping[str, TargetFile]:
+        """Every target of the verified top-level targets metadata (where a device finds deltas)."""
+        if self._updater is None:
+            self.refresh(now)
+        assert self._updater is not None
+        return dict(self._updater.trusted_targets.targets)
+
     def verify_assignment(
         self, assignment: AssignedTarget, *, hardware_class: str, release_floor: int, now: datetime
     ) -> VerifiedTarget:

@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from edgefleet.agent.install import machine as sm
 from edgefleet.agent.install.conclude import rollback
+from edgefleet.agent.install.delta_fetch import TransferReport
 from edgefleet.agent.install.executor import Executor, SlotRun
 from edgefleet.agent.install.fetch import ResolvedAssignment
 from edgefleet.agent.install.health import run_health_check
@@ -142,6 +143,7 @@ def _step(
     duration_ms = _ms_since(started)
     ex.journal(s, attempt, event="done", step=name, **extra)
     reused = extra.get("reused")
+    transfer = _transfer_of(ex.fetcher) if name == "download" and reused is False else None
     ex.report_step(
         StepRecord(
             s.store.slot,
@@ -151,6 +153,10 @@ def _step(
             ok=True,
             duration_ms=duration_ms,
             reused=reused if isinstance(reused, bool) else None,
+            full_bytes=transfer.full_bytes if transfer else None,
+            bytes_downloaded=transfer.bytes_downloaded if transfer else None,
+            delta_files=transfer.delta_files if transfer else None,
+            delta_fallbacks=dict(transfer.fallbacks) if transfer and transfer.fallbacks else None,
         )
     )
     ex.crash(f"after:{name}")
@@ -222,6 +228,12 @@ def _switch(
     s.trial = trial
     s.state = sm.TRIAL
     log.info("event=switched slot=%s artifact=%s", store.slot, a.artifact_id)
+
+
+def _transfer_of(fetcher: object) -> TransferReport | None:
+    """The fetcher's report of what its last fetch downloaded, when it keeps one (the TUF fetcher does)."""
+    report = getattr(fetcher, "last_transfer", None)
+    return report if isinstance(report, TransferReport) else None
 
 
 def _ms_since(started: float) -> float:

@@ -20,6 +20,7 @@ of targets outside the artifact being fetched (an assignment that changed), see 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,13 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
+from edgefleet.agent.install.delta_fetch import (
+    DeltaFiles,
+    TransferReport,
+    choose_delta,
+    delta_candidates,
+    held_files,
+)
 from edgefleet.agent.install.download import Downloader, DownloadPolicy
 from edgefleet.agent.install.fetch import ResolvedAssignment, manifest_from_bytes
 from edgefleet.protocol.desired_state import Assignment, TargetRef
@@ -37,11 +45,13 @@ from edgefleet.protocol.manifest import artifact_target_path
 from edgefleet.trust.director import director_keys_in_root, effective_now
 from edgefleet.trust.errors import TrustError
 from edgefleet.trust.events import SecurityEventSink, event_from_error
+from edgefleet.trust.target_custom import target_prefix
 from edgefleet.trust.verify import AssignedTarget, DeviceTrust, VerifiedTarget
 
 __all__ = ["MAX_CACHED_MANIFESTS", "NoTrustRootError", "TufArtifactFetcher"]
 
 MAX_CACHED_MANIFESTS = 64
+log = logging.getLogger("edgefleet.agent.install")
 
 
 class NoTrustRootError(TrustError):
@@ -76,6 +86,8 @@ class TufArtifactFetcher:
         self._floor = release_floor
         self._events = events
         self._policy = policy
+        self.last_transfer: TransferReport | None = None
+        """What the last ``fetch`` downloaded (deltas, fallbacks); the download step reports it."""
 
     def resolve(self, assignment: Assignment) -> ResolvedAssignment:
         """The assigned manifest, taken from TUF alone: the director names its target (path, length, sha256);
@@ -126,13 +138,46 @@ class TufArtifactFetcher:
         keep = {f.sha256 for f in manifest.files}
         files: dict[str, Path] = {}
         downloader.ensure_space({f.sha256: f.length for f in manifest.files}, keep=keep)  # the whole artifact
+        report = TransferReport()
+        self.last_transfer = report
+        signed = trust.signed_targets(now)
+        held = held_files(self._ddir.root)
+        deltas = DeltaFiles(downloader, self._ddir.root / "downloads")
+        prefix = target_prefix(manifest.model, manifest.version, manifest.hardware_class)
         for entry in manifest.files:
             target = _Target(artifact_target_path(manifest, entry.path), entry.sha256, entry.length)
-            verified = self._check(trust, target, now)
+            verified = self._check(trust, target, now)  # the full target: what the result must be
+            placed = staging_dir / entry.path
+            report.full_bytes += entry.length
+            if entry.sha256 in held:  # unchanged since a version the device holds: copy, download nothing
+                placed.parent.mkdir(parents=True, exist_ok=True)
+                if _copy_verified(held[entry.sha256], placed, entry.sha256, entry.length):
+                    files[entry.path] = placed
+                    continue
+            choice, reason = choose_delta(
+                delta_candidates(signed, prefix, entry.path),
+                held,
+                hardware_class=self._identity.hardware_class,
+                result_path=target.target_path,
+                sha256=entry.sha256,
+                length=entry.length,
+            )
+            if choice is not None:
+                reason = deltas.rebuild(
+                    choice, trust.url_for(choice.target), placed, keep=keep | {choice.target.hashes["sha256"]}
+                )
+                if reason is None:
+                    report.bytes_downloaded += choice.target.length
+                    report.delta_files += 1
+                    files[entry.path] = placed
+                    continue
+            if reason is not None:
+                report.fallbacks[entry.path] = reason
+                log.warning("event=delta_fallback path=%s reason=%s", target.target_path, reason)
             downloaded = downloader.fetch(
                 trust.url_for(verified), sha256=entry.sha256, length=entry.length, keep=keep
             )
-            placed = staging_dir / entry.path
+            report.bytes_downloaded += entry.length
             placed.parent.mkdir(parents=True, exist_ok=True)
             os.replace(downloaded, placed)
             files[entry.path] = placed
@@ -196,3 +241,26 @@ class TufArtifactFetcher:
         if self._events is not None:
             self._events.record(event_from_error(error, at=now))
         return error
+
+
+def _copy_verified(source: Path, dest: Path, sha256: str, length: int) -> bool:
+    """Copy a held file into staging; True only when the copy has the signed sha256 and length (fsynced)."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with source.open("rb") as src, dest.open("wb") as dst:
+            while chunk := src.read(1 << 20):
+                size += len(chunk)
+                if size > length:
+                    break
+                digest.update(chunk)
+                dst.write(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+    except OSError:
+        dest.unlink(missing_ok=True)
+        return False
+    if (digest.hexdigest(), size) != (sha256, length):
+        dest.unlink(missing_ok=True)
+        return False
+    return True

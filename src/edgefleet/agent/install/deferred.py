@@ -39,6 +39,11 @@ class DeferredFetcher(Generic[F]):
     def built(self) -> bool:
         return self._fetcher is not None
 
+    @property
+    def last_transfer(self) -> object:
+        """The built fetcher's report of its last fetch (``None`` before one)."""
+        return getattr(self._fetcher, "last_transfer", None)
+
     def resolve(self, assignment: Assignment) -> ResolvedAssignment:
         return self.get().resolve(assignment)
 

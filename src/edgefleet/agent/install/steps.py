@@ -22,6 +22,14 @@ class StepRecord:
     duration_ms: float = 0.0
     reused: bool | None = None
     """``download`` only: the version was already on disk, nothing was fetched."""
+    full_bytes: int | None = None
+    """``download`` only: the bytes of the artifact's files (what a full download costs)."""
+    bytes_downloaded: int | None = None
+    """``download`` only: the bytes actually fetched (deltas, full files; files held already cost none)."""
+    delta_files: int | None = None
+    """``download`` only: files rebuilt from a delta."""
+    delta_fallbacks: dict[str, str] | None = None
+    """``download`` only: file -> why its delta was refused and the full file downloaded instead."""
 
 
 class StepSink(Protocol):

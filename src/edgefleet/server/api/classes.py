@@ -13,6 +13,7 @@ from edgefleet.server.api.contract import document_schema
 from edgefleet.server.api.dependencies import Ctx, DbSession, NamePath, Operator, PageQuery, Viewer
 from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.services import classes as svc
+from edgefleet.server.services.running import MAX_RUNNING, running_artifacts
 
 __all__ = ["router"]
 
@@ -55,6 +56,19 @@ def list_classes(
 @router.get("/{name}")
 def get_class(name: NamePath, session: DbSession, _: Viewer) -> dict[str, Any]:
     return svc.get_class(session, name).document
+
+
+@router.get("/{name}/running")
+def get_running(
+    name: NamePath,
+    session: DbSession,
+    _: Viewer,
+    model: Annotated[str | None, Query(max_length=63)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_RUNNING)] = 3,
+) -> dict[str, Any]:
+    """The artifacts the class's devices run now, most devices first: the bases ``edgefleet publish``
+    prepares deltas from."""
+    return {"items": running_artifacts(session, name, model=model, limit=limit)}
 
 
 @router.put("/{name}")

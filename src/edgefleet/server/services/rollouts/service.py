@@ -18,6 +18,7 @@ from edgefleet.server.services.director_epoch import bump_director_epoch
 from edgefleet.server.services.rollouts.overlay import selector_matches
 from edgefleet.server.services.rollouts.policy import ACTIVE_STATUSES, Candidate, assign_stages
 from edgefleet.server.services.rollouts.spec import RolloutSpec
+from edgefleet.server.services.transfer_savings import rollout_transfer
 from edgefleet.server.store.devices import DeviceRow, PinRow
 from edgefleet.server.store.pages import Page, paginate
 from edgefleet.server.store.registry import ArtifactRow, HardwareClassRow, ModelRow, ModelVersionRow
@@ -313,6 +314,8 @@ def rollout_to_wire(session: Session, row: RolloutRow, *, detail: bool = False) 
         out["events"] = [
             {"at": e.at.isoformat(), "kind": e.kind, "actor": e.actor, "details": e.details} for e in events
         ]
+        targets = {str(t.get("to")) for t in (row.targets or {}).values() if t.get("to")}
+        out["transfer"] = rollout_transfer(session, row.id, targets, since=row.created_at)
     progress = (row.last_decision or {}).get("progress", {})
     out["spec"] = spec.model_dump(mode="json")
     out["stage_detail"] = [

@@ -20,13 +20,12 @@ from typing import TypeVar
 
 from edgefleet.agent.install import machine as sm
 from edgefleet.agent.install.conclude import rollback
-from edgefleet.agent.install.delta_fetch import TransferReport
 from edgefleet.agent.install.executor import Executor, SlotRun
 from edgefleet.agent.install.fetch import ResolvedAssignment
 from edgefleet.agent.install.health import run_health_check
 from edgefleet.agent.install.machine import Pointer
 from edgefleet.agent.install.slots import SlotStore, VersionCorruptError, version_key
-from edgefleet.agent.install.steps import StepRecord
+from edgefleet.agent.install.steps import StepRecord, TransferReport
 from edgefleet.agent.install.trial import TrialState
 from edgefleet.agent.runtime.base import LoadedModel
 from edgefleet.protocol.desired_state import Assignment

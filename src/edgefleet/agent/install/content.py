@@ -31,15 +31,10 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
-from edgefleet.agent.install.delta_fetch import (
-    DeltaFiles,
-    TransferReport,
-    choose_delta,
-    delta_candidates,
-    held_files,
-)
+from edgefleet.agent.install.delta_fetch import DeltaFiles, choose_delta, delta_candidates, held_files
 from edgefleet.agent.install.download import Downloader, DownloadPolicy
 from edgefleet.agent.install.fetch import ResolvedAssignment, manifest_from_bytes
+from edgefleet.agent.install.steps import TransferReport
 from edgefleet.protocol.desired_state import Assignment, TargetRef
 from edgefleet.protocol.manifest import artifact_target_path
 from edgefleet.trust.director import director_keys_in_root, effective_now

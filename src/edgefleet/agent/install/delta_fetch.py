@@ -14,29 +14,19 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tuf.api.metadata import TargetFile
 
 from edgefleet.agent.install.download import Downloader
 from edgefleet.agent.install.slots import SlotStore
+from edgefleet.agent.install.steps import TransferReport
 from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError
 from edgefleet.trust.delta import apply_delta, check_delta_use
 from edgefleet.trust.target_custom import DELTA_SUFFIX, DELTAS_DIR, DeltaCustom, custom_of
 
 __all__ = ["DeltaChoice", "DeltaFiles", "TransferReport", "choose_delta", "held_files"]
-
-
-@dataclass
-class TransferReport:
-    """What fetching one artifact cost: bytes of targets downloaded vs the full files' bytes."""
-
-    full_bytes: int = 0
-    bytes_downloaded: int = 0
-    delta_files: int = 0
-    fallbacks: dict[str, str] = field(default_factory=dict)
-    """manifest path -> why its delta was not used (a reason code); the full file was downloaded"""
 
 
 @dataclass(frozen=True)

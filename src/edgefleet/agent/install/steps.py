@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["NoSteps", "StepRecord", "StepSink"]
+__all__ = ["NoSteps", "StepRecord", "StepSink", "TransferReport"]
+
+
+@dataclass
+class TransferReport:
+    """What fetching one artifact cost: bytes of targets downloaded vs the full files' bytes."""
+
+    full_bytes: int = 0
+    bytes_downloaded: int = 0
+    delta_files: int = 0
+    fallbacks: dict[str, str] = field(default_factory=dict)
+    """manifest path -> why its delta was not used (a reason code); the full file was downloaded"""
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,13 @@
 Two encodings, one wire format (``edgefleet.trust.delta``; the device applies both the same way):
 
 * ``onnx-tensors`` for ONNX artifacts: the tensors of both models are located in their files (initializers
-  embedded as ``raw_data`` in the ``.onnx``, and tensors in external-data files at the offsets the model
-  names). A tensor of the new file whose bytes the base holds anywhere is *copied* by hash; a tensor that
-  kept its name and size but changed is sent as a bytewise difference from its old value (a fine-tuned
-  weight changes little, so the difference compresses far better than the weight); a new tensor is sent as
-  it is. The bytes between tensors (graph, names, attributes) are sent literally. Everything sent goes
-  through one zstd frame.
+  and ``Constant`` node values, as ``raw_data`` or packed ``float_data``, and tensors in external-data files
+  at the offsets the model names). A tensor of the new file whose bytes the base holds anywhere is *copied*
+  by hash; a tensor that kept its name and size but changed is sent as a bytewise difference from its old
+  value (a fine-tuned weight changes little, so the difference compresses far better than the weight); a
+  new tensor is sent as it is. The bytes between tensors (graph, names, attributes) are sent literally.
+  Everything sent goes through one zstd frame. When the file is small enough for bsdiff too, both are
+  encoded and the smaller is kept.
 * ``bsdiff`` for every other file (OpenVINO IR ``.bin``/``.xml``, ``.tflite``, ...): bsdiff4's suffix-array
   matching, whose copy/add/extra triples map one to one onto the delta's operations.
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bsdiff4.core
+import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 
@@ -34,7 +36,14 @@ from edgefleet.trust.delta import DeltaWriter
 from edgefleet.trust.publish import PreparedDelta
 from edgefleet.trust.target_custom import DeltaCustom, delta_target_path, target_prefix
 
-__all__ = ["DEFAULT_MAX_RATIO", "encode_delta", "prepare_deltas", "tensor_ranges"]
+__all__ = [
+    "DEFAULT_MAX_RATIO",
+    "encode_delta",
+    "prepare_deltas",
+    "stored_bytes",
+    "tensor_ranges",
+    "weight_tensors",
+]
 
 DEFAULT_MAX_RATIO = 0.9
 MAX_BSDIFF_BYTES = 512 * 1024 * 1024
@@ -43,6 +52,35 @@ _MIN_TENSOR_BYTES = 64
 
 Range = tuple[str, int, int]
 """(tensor name, offset in its file, length)"""
+
+
+def weight_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
+    """The model's stored tensors, in file order: initializers, then ``Constant`` node values (exporters
+    such as Paddle's keep every weight in Constant nodes), named by the Constant's output."""
+    out = list(model.graph.initializer)
+    for node in model.graph.node:
+        if node.op_type != "Constant":
+            continue
+        for attr in node.attribute:
+            if attr.name == "value" and attr.HasField("t"):
+                tensor = onnx.TensorProto()
+                tensor.CopyFrom(attr.t)
+                tensor.name = tensor.name or (node.output[0] if node.output else "")
+                out.append(tensor)
+    return out
+
+
+def stored_bytes(tensor: onnx.TensorProto) -> bytes:
+    """The bytes of ``tensor``'s values as they appear in the serialized file: ``raw_data``, or the packed
+    little-endian payload of ``float_data`` / ``double_data`` (fixed-width, so the same bytes); varint fields
+    (int32/int64 data) have no fixed image and give ``b""``."""
+    if tensor.raw_data:
+        return bytes(tensor.raw_data)
+    if tensor.float_data:
+        return np.asarray(tensor.float_data, dtype="<f4").tobytes()
+    if tensor.double_data:
+        return np.asarray(tensor.double_data, dtype="<f8").tobytes()
+    return b""
 
 
 def tensor_ranges(artifact_dir: Path, manifest: ArtifactManifest) -> dict[str, list[Range]]:
@@ -61,7 +99,7 @@ def tensor_ranges(artifact_dir: Path, manifest: ArtifactManifest) -> dict[str, l
         embedded: list[Range] = []
         position = 0
         folder = entry.path.rpartition("/")[0]
-        for tensor in model.graph.initializer:
+        for tensor in weight_tensors(model):
             if tensor.data_location == onnx.TensorProto.EXTERNAL:
                 info = {kv.key: kv.value for kv in tensor.external_data}
                 location = f"{folder}/{info['location']}" if folder else info["location"]
@@ -69,7 +107,7 @@ def tensor_ranges(artifact_dir: Path, manifest: ArtifactManifest) -> dict[str, l
                 if length >= _MIN_TENSOR_BYTES:
                     out.setdefault(location, []).append((tensor.name, int(info.get("offset", "0")), length))
                 continue
-            raw = tensor.raw_data
+            raw = stored_bytes(tensor)
             if len(raw) < _MIN_TENSOR_BYTES:
                 continue
             found = data.find(raw, position)
@@ -97,8 +135,6 @@ def _mapped(path: Path) -> Iterator[bytes]:
 
 def _diff(new: bytes, old: bytes) -> bytes:
     """Bytewise ``new - old`` mod 256 (the device adds it back)."""
-    import numpy as np
-
     a = np.frombuffer(new, dtype=np.uint8)
     b = np.frombuffer(old, dtype=np.uint8)
     return (a - b).tobytes()
@@ -220,15 +256,29 @@ def prepare_deltas(
             target = delta_target_path(new_prefix, entry.path, old.sha256)
             local = out_dir / old.sha256 / (entry.path.replace("/", "__") + ".efdelta")
             local.parent.mkdir(parents=True, exist_ok=True)
+            base_path, result_path = f"{base_prefix}/{old.path}", f"{new_prefix}/{entry.path}"
             custom = encode_delta(
                 base.directory / old.path,
                 new_dir / entry.path,
                 local,
-                base_path=f"{base_prefix}/{old.path}",
-                result_path=f"{new_prefix}/{entry.path}",
+                base_path=base_path,
+                result_path=result_path,
                 base_ranges=base_ranges.get(old.path) if onnx_aware else None,
                 new_ranges=new_ranges.get(entry.path) if onnx_aware else None,
             )
+            if onnx_aware and max(old.length, entry.length) <= MAX_BSDIFF_BYTES:
+                binary = local.with_name(local.name + ".bsdiff")
+                other = encode_delta(
+                    base.directory / old.path,
+                    new_dir / entry.path,
+                    binary,
+                    base_path=base_path,
+                    result_path=result_path,
+                )
+                if binary.stat().st_size < local.stat().st_size:
+                    binary.replace(local)
+                    custom = other
+                binary.unlink(missing_ok=True)
             if local.stat().st_size > max_ratio * entry.length:
                 local.unlink()
                 continue

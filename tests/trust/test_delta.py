@@ -260,3 +260,35 @@ def test_a_delta_for_another_class_or_result_is_never_chosen(tmp_path):
     other_class = _target(_custom(), hardware_class="jetson-vision-standard")
     assert _choose([other_class], held) == (None, "invalid_target_custom")  # signed under another prefix
     assert _choose([_target(_custom(result_length=21))], held) == (None, "delta_mismatch")
+
+
+def test_weights_in_constant_nodes_as_float_data_are_found_by_hash(tmp_path):
+    """Paddle's exporter keeps every weight in a Constant node as packed float_data: still copied by hash."""
+    rng = np.random.default_rng(1)
+    backbone = rng.normal(size=(32, 64)).astype(np.float32)
+
+    def model(head: np.ndarray) -> bytes:
+        consts = []
+        for name, value in (("backbone", backbone), ("head", head)):
+            tensor = helper.make_tensor(name, TensorProto.FLOAT, value.shape, value.ravel().tolist())
+            consts.append(helper.make_node("Constant", [], [name], value=tensor))
+        nodes = [*consts, helper.make_node("MatMul", ["x", "backbone"], ["h"])]
+        nodes.append(helper.make_node("MatMul", ["h", "head"], ["y"]))
+        graph = helper.make_graph(
+            nodes,
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+        )
+        return helper.make_model(graph).SerializeToString()
+
+    head = rng.normal(size=(64, 8)).astype(np.float32)
+    base, new = tmp_path / "base.onnx", tmp_path / "new.onnx"
+    base.write_bytes(model(head))
+    new.write_bytes(model(head + np.float32(0.01)))
+    ranges = _ranges(base)
+    assert [name for name, _, _ in ranges] == ["backbone", "head"]
+    delta = tmp_path / "d.efdelta"
+    custom = _encode(base, new, delta)
+    assert delta.stat().st_size < 0.25 * new.stat().st_size  # the 8 KiB backbone is copied, not sent
+    assert apply_delta(delta, base, tmp_path / "out.onnx", custom).read_bytes() == new.read_bytes()

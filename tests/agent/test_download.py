@@ -251,3 +251,31 @@ def test_sweep_partials_reports_what_it_removed(tmp_path, served) -> None:
     assert dl.sweep_partials({"b" * 64}, min_age_s=60) == []
     assert dl.sweep_partials({"b" * 64}, min_age_s=5) == [a]
     assert b.exists()
+
+
+def test_the_class_download_budget_paces_reading(tmp_path, served) -> None:
+    """A fake clock that never advances: every byte read must be paid for by a sleep, in total the bytes
+    over the budget (no timing asserted)."""
+    from dataclasses import replace
+
+    from edgefleet.agent.install.download import pace_delay_s
+
+    mirror, client = served
+    slept: list[float] = []
+    budget = 100_000.0
+    dl = _downloader(
+        tmp_path,
+        client,
+        ListSink(),
+        policy=replace(FAST, max_bytes_per_s=budget),
+        sleep=slept.append,
+        monotonic=lambda: 0.0,
+    )
+    path = dl.fetch(f"{mirror.url}/{NAME}", sha256=SHA, length=len(DATA))
+    assert path.read_bytes() == DATA
+    assert slept, "reading was never paced"
+    assert max(slept) == pytest.approx(len(DATA) / budget)  # cumulative: the last wait covers every byte
+    assert pace_delay_s(1000, 0.0, None) == 0.0  # no budget: never waits
+    assert pace_delay_s(1000, 5.0, 100.0) == pytest.approx(5.0)
+    assert pace_delay_s(1000, 20.0, 100.0) == 0.0  # behind the budget already: no wait
+    assert replace(FAST, max_bytes_per_s=4000).limits(10).min_bytes_per_s == 1000  # pacing is not trickling

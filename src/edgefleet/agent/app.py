@@ -191,8 +191,16 @@ class AgentApp:
 
                 http = httpx.Client(timeout=opts.download_timeout_s, follow_redirects=False)
                 closers.append(http.close)
+                from edgefleet.agent.install.download import DownloadPolicy
+
+                budget = hardware_class.download_bytes_per_s if hardware_class else None
                 return TufArtifactFetcher(
-                    self.ddir, identity, client=http, now=_utc_now, events=SecuritySinkAdapter(recorder)
+                    self.ddir,
+                    identity,
+                    client=http,
+                    now=_utc_now,
+                    events=SecuritySinkAdapter(recorder),
+                    policy=DownloadPolicy(max_bytes_per_s=budget),
                 )
 
             fetcher = DeferredFetcher(tuf_fetcher)

@@ -131,6 +131,11 @@ class HardwareClass(Document):
     connectivity: Literal["always", "intermittent", "rare"] = "intermittent"
     update_window: str = Field(default="any", description="e.g. '02:00-04:00 local' or 'any'")
     telemetry_bytes_per_s: int = Field(default=2048, gt=0)
+    download_bytes_per_s: int | None = Field(
+        default=None,
+        gt=0,
+        description="the most an update download (full files and deltas) may use of the link; None: no cap",
+    )
 
 
 def parse_classes_toml(text: str | bytes) -> list[HardwareClass]:

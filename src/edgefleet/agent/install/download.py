@@ -6,6 +6,8 @@ exactly the signed bytes, fsynced. Along the way:
 * free disk space is checked before starting (remaining bytes + a reserve);
 * a ``<sha256>.partial`` file is resumed with an HTTP ``Range`` request; a server that ignores the range
   (200) restarts it from zero; a 206 starting elsewhere is refused;
+* reading is paced to the class's download budget (``DownloadPolicy.max_bytes_per_s``), for full files
+  and deltas alike;
 * the stream is cut at the signed length (an endless or extended body fails), at the overall deadline and
   when throughput stays under the minimum (trickling);
 * the sha256 covers the resumed prefix too, so a resumed download whose tail changed fails the hash;
@@ -46,7 +48,7 @@ from edgefleet.trust.errors import (
 from edgefleet.trust.events import NullSink, SecurityEventSink, event_from_error
 from edgefleet.trust.fetch import TransferLimits, open_bounded_stream
 
-__all__ = ["DownloadPolicy", "Downloader", "disk_free_bytes"]
+__all__ = ["DownloadPolicy", "Downloader", "disk_free_bytes", "pace_delay_s"]
 
 _READ_BYTES = 1 << 20
 _PARTIAL_NAME = re.compile(r"^([0-9a-f]{64})\.partial$")
@@ -64,12 +66,17 @@ class DownloadPolicy:
     max_length: int = 8 * 1024**3
     stale_partial_s: float = 3600.0
     """A partial download of another target unwritten this long is removed when a download starts."""
+    max_bytes_per_s: float | None = None
+    """The class's download budget (``HardwareClass.download_bytes_per_s``): reading is paced to it."""
 
     def limits(self, max_bytes: int) -> TransferLimits:
+        floor = self.min_bytes_per_s
+        if self.max_bytes_per_s is not None:  # our own pacing must never look like a trickling server
+            floor = min(floor, self.max_bytes_per_s / 4)
         return TransferLimits(
             max_bytes=max_bytes,
             deadline_s=self.deadline_s,
-            min_bytes_per_s=self.min_bytes_per_s,
+            min_bytes_per_s=floor,
             grace_s=self.grace_s,
             read_timeout_s=self.read_timeout_s,
             connect_timeout_s=self.connect_timeout_s,
@@ -95,6 +102,8 @@ class Downloader:
         free_bytes: Callable[[Path], int] = disk_free_bytes,
         open_append: Callable[[Path], BinaryIO] = _open_append,
         wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.staging_dir = Path(staging_dir)
         self.staging_dir.mkdir(parents=True, exist_ok=True)
@@ -104,6 +113,8 @@ class Downloader:
         self._free_bytes = free_bytes
         self._open_append = open_append
         self._wall_clock = wall_clock
+        self._sleep = sleep
+        self._monotonic = monotonic
 
     def final_path(self, sha256: str) -> Path:
         return self.staging_dir / sha256
@@ -203,6 +214,11 @@ class Downloader:
         fsync_dir(self.staging_dir)
         return final
 
+    def _pace(self, sent_bytes: int, started: float) -> None:
+        delay = pace_delay_s(sent_bytes, self._monotonic() - started, self._policy.max_bytes_per_s)
+        if delay > 0:
+            self._sleep(delay)
+
     def _transfer(self, url: str, partial: Path, offset: int, length: int) -> int:
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         fh: BinaryIO | None = None
@@ -228,6 +244,7 @@ class Downloader:
                     raise DownloadFailedError(f"HTTP {status}", expected="200 or 206", got=status)
                 fh = self._open_append(partial)
                 received = offset
+                started = self._monotonic()
                 for chunk in stream.chunks:
                     if received + len(chunk) > length:
                         raise DownloadTooLargeError(
@@ -237,6 +254,7 @@ class Downloader:
                         )
                     fh.write(chunk)
                     received += len(chunk)
+                    self._pace(received - offset, started)
                 fh.flush()
                 os.fsync(fh.fileno())
                 return received
@@ -262,6 +280,13 @@ class Downloader:
             raise DownloadFailedError(f"cannot write the download: {exc}", got=str(exc)) from exc
         finally:
             _close(fh)
+
+
+def pace_delay_s(sent_bytes: int, elapsed_s: float, max_bytes_per_s: float | None) -> float:
+    """Pure: how long to wait so that ``sent_bytes`` in ``elapsed_s`` stays within the budget."""
+    if max_bytes_per_s is None:
+        return 0.0
+    return max(0.0, sent_bytes / max_bytes_per_s - elapsed_s)
 
 
 def _content_range_start(value: str) -> int | None:

@@ -292,3 +292,38 @@ def test_weights_in_constant_nodes_as_float_data_are_found_by_hash(tmp_path):
     custom = _encode(base, new, delta)
     assert delta.stat().st_size < 0.25 * new.stat().st_size  # the 8 KiB backbone is copied, not sent
     assert apply_delta(delta, base, tmp_path / "out.onnx", custom).read_bytes() == new.read_bytes()
+
+
+def test_external_data_tensors_are_located_and_reused_by_hash(tmp_path):
+    """A model whose weights live in an external-data file: the data file's delta is tensor-aware too."""
+    rng = np.random.default_rng(2)
+    backbone = rng.normal(size=(64, 256)).astype(np.float32)
+    head = rng.normal(size=(256, 8)).astype(np.float32)
+    dirs = {}
+    for name, h in (("base", head), ("new", head + np.float32(0.01))):
+        d = tmp_path / name
+        d.mkdir()
+        model = onnx.load_from_string(_model({"w1": backbone, "w2": h}))
+        onnx.save(model, str(d / "model.onnx"), save_as_external_data=True, location="model.onnx.data",
+                  size_threshold=0)  # fmt: skip
+        dirs[name] = d
+
+    class _Files:
+        files = [type("F", (), {"path": "model.onnx"})(), type("F", (), {"path": "model.onnx.data"})()]
+
+    ranges = {name: tensor_ranges(d, _Files()) for name, d in dirs.items()}  # type: ignore[arg-type]
+    assert [r[0] for r in ranges["new"]["model.onnx.data"]] == ["w1", "w2"]
+    delta = tmp_path / "data.efdelta"
+    custom = encode_delta(
+        dirs["base"] / "model.onnx.data",
+        dirs["new"] / "model.onnx.data",
+        delta,
+        base_path="digits/1.0.0/medical-cart-cpu/model.onnx.data",
+        result_path=f"{PREFIX}/model.onnx.data",
+        base_ranges=ranges["base"]["model.onnx.data"],
+        new_ranges=ranges["new"]["model.onnx.data"],
+    )
+    full = (dirs["new"] / "model.onnx.data").read_bytes()
+    assert delta.stat().st_size < 0.15 * len(full)  # the 64 KiB backbone is copied by hash
+    out = apply_delta(delta, dirs["base"] / "model.onnx.data", tmp_path / "out.data", custom)
+    assert out.read_bytes() == full

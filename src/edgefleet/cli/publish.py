@@ -154,7 +154,8 @@ def publish(
         trusted_root=trusted_root, release_public_key=signer.public_key, last_published=kept
     )
     build = _Build(artifact_dir, signer, floors, trust, from_targets, now, accept_unmeasured_latency)
-    work = Path(tempfile.mkdtemp(prefix="edgefleet-deltas-"))
+    work = Path(tempfile.mkdtemp(prefix="edgefleet-deltas-"))  # bases and deltas: removed however it ends
+    click.get_current_context().call_on_close(lambda: shutil.rmtree(work, ignore_errors=True))
     if repo is None:
         with state.client() as client:
             version = int(client.tuf_status()["targets_version"])

@@ -15,14 +15,18 @@ Prints:
 - shadow mode's cost on the active path: API p50/p99 with a shadow candidate at 10% sampling / without;
 - resident memory of a process serving the model through ``edgefleet.agent.load()`` / a bare onnxruntime
   process holding it;
+- where the rest goes: the VmRSS each layer ``agent run`` imports adds (pydantic and the protocol models,
+  serving, installer and telemetry queue, cryptography, the sync stack, the CLI), in one process, cumulative
+  ratios against the bare process;
 - resident memory of a real ``edgefleet agent run`` (enrolled with a local ``edgefleet server``, the model
   installed by its installer from the server's signed repository, telemetry queue and uploader running, the
   local HTTP endpoint answering) / the bare process, read from ``/proc/<pid>/status`` as the agent process
   alone and as the process tree (the agent and its children), in two states: during the version's trial
-  (served from a supervised trial worker child while the installer's worker keeps the checked candidate: two
-  extra processes holding the model) and in the steady state after the commit (served in-process, no child:
-  the runtime-inventory child has ended too). The budget (``docs/serving.md``, target <= 1.3) is the steady
-  state's process tree. ``--no-agent-run`` skips it (it starts a server and an agent process);
+  (served from a supervised trial worker child: one extra process holding the model; the installer closes the
+  worker that checked the candidate once it is switched to) and in the steady state after the commit (served
+  in-process, no child: the runtime-inventory child has ended too). The budget (``docs/serving.md``, target
+  <= 1.3) is the steady state's process tree. ``--no-agent-run`` skips it (it starts a server and an agent
+  process);
 - time to first inference: seconds from starting ``edgefleet agent run`` on a device that already holds the
   committed digits model to its first answered request on the local endpoint (three restarts).
 """
@@ -543,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
             f"RATIO agent run/bare RSS       {steady:.3f}   "
             "(steady state, process tree, build host; target <= 1.3)"
         )
-        print("# during a trial two worker children hold the model (serving, installer's): not budgeted")
+        print("# during a trial the serving trial worker holds the model in a child process: not budgeted")
         if run.first_inference_s:
             print(
                 f"TIME to first inference        {statistics.median(run.first_inference_s):8.3f} s   "

@@ -668,3 +668,81 @@ def test_a_refused_artifact_is_behind_but_not_retried(env):
     report = inst.slot_reports()["default"]
     assert (report.active, report.behind, report.retrying) == ("a1", "refused:rolled_back", False)
     assert not inst.wants_retry()
+
+
+class _ClosingAdapter(OnnxRuntimeAdapter):
+    """Real ONNX Runtime models that record whether they were closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded: list[object] = []
+        self.closed: list[object] = []
+
+    def load(self, model_path, signature, options):
+        model = super().load(model_path, signature, options)
+        closed = self.closed
+        inner_close = model.close
+
+        def close() -> None:
+            closed.append(model)
+            inner_close()
+
+        model.close = close  # type: ignore[method-assign]
+        self.loaded.append(model)
+        return model
+
+
+def test_a_slot_served_elsewhere_is_checked_then_released(env):
+    """``release_served`` (the agent, whose serving layer holds the served slot's model): every version the
+    installer loads there passes its checks and is closed, the slot still counts as loaded (the same
+    desired state fetches nothing again), a restart recovers it the same way, and a rollback still loads
+    ``previous`` before switching back to it."""
+    adapter = _ClosingAdapter()
+    release = {"served_slots": frozenset({"default"}), "release_served": True}
+    trial = TrialPolicy(window_s=600, max_failure_rate=0.0, min_requests_for_rate=1)
+
+    def installer(trial: TrialPolicy = TrialPolicy(window_s=0)) -> SlotInstaller:
+        for old in env.installers:
+            old.close()
+        inst = SlotInstaller(
+            env.data,
+            LocalDirFetcher(env.artifacts),
+            adapter,
+            config=InstallerConfig(trial=trial, **release),
+            now=env.clock,
+        )
+        inst.recover()
+        env.installers.append(inst)
+        return inst
+
+    inst = installer()
+    first = desired({"default": env.artifact("a1", classifier(1))})
+    inst.apply(first)
+    report = inst.slot_reports()["default"]
+    assert (report.active, report.state) == ("a1", "committed")
+    assert inst.model("default") is None
+    assert inst.serving("default") == "a1"
+    assert adapter.loaded
+    assert adapter.closed == adapter.loaded
+    loads = len(adapter.loaded)
+    inst.apply(first)  # loaded and current: nothing to do
+    assert len(adapter.loaded) == loads
+    assert inst.slot_reports()["default"].state == "committed"
+
+    inst = installer(trial)  # a restart: recovery checks the active version and releases it too
+    assert inst.model("default") is None
+    assert inst.serving("default") == "a1"
+    assert adapter.closed == adapter.loaded
+    loads = len(adapter.loaded)
+    inst.apply(first)
+    assert len(adapter.loaded) == loads
+
+    inst.apply(desired({"default": env.artifact("a2", classifier(2))}, generation=2))
+    assert inst.on_trial("default") is not None
+    inst.record_inference("default", ok=False)
+    inst.tick()
+    report = inst.slot_reports()["default"]
+    assert (report.active, report.state) == ("a1", "rolled_back:trial_failure_rate")
+    assert inst.serving("default") == "a1"
+    assert inst.model("default") is None
+    assert adapter.closed == adapter.loaded

@@ -100,7 +100,9 @@ class AgentOptions:
         (``default``); without serving nothing heartbeats and nothing is served, so neither applies."""
         trial = self.trial if self.serve else replace(self.trial, watchdog_s=None, min_requests=0)
         threads = hardware_class.threads if hardware_class else Threads()
-        return InstallerConfig(threads=threads, trial=trial, served_slots=frozenset({SERVED_SLOT}))
+        return InstallerConfig(
+            threads=threads, trial=trial, served_slots=frozenset({SERVED_SLOT}), release_served=self.serve
+        )
 
 
 def _utc_now() -> datetime:

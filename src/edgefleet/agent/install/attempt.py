@@ -55,7 +55,7 @@ def apply_slot(ex: Executor, s: SlotRun, assignment: Assignment, disabled: froze
         artifact_id=a.artifact_id,
         version=key,
         active=store.read_active(),
-        loaded=s.model is not None,
+        loaded=s.loaded,
         disabled=disabled,
         rejections=store.read_refusals().get(a.artifact_id, 0),
         max_rollbacks=ex.config.max_rollbacks,
@@ -223,7 +223,7 @@ def _switch(
     keep_previous = s.trial is not None  # replacing a version on trial: previous stays the last good one
     store.write_trial(trial.to_dict())
     store.switch(Pointer(key, a.artifact_id, a.manifest.release_counter, now), keep_previous=keep_previous)
-    s.model, s.serving_artifact = model, a.artifact_id  # old model is dropped once in-flight calls end
+    ex.hold(s, model, a.artifact_id)
     s.trial = trial
     s.state = sm.TRIAL
     log.info("event=switched slot=%s artifact=%s", store.slot, a.artifact_id)

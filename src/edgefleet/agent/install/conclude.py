@@ -59,7 +59,10 @@ def commit(ex: Executor, s: SlotRun, trial: TrialState) -> None:
 
 def _serve_in_process(ex: Executor, s: SlotRun, key: str) -> None:
     """After the commit, the version leaves its trial worker: loaded in-process (the worker stops). Kept
-    in the worker when that load fails (it keeps serving; the next start loads it in-process)."""
+    in the worker when that load fails (it keeps serving; the next start loads it in-process). Nothing to do
+    where the serving layer holds the slot's model (it reloads in-process itself)."""
+    if ex.config.releases(s.store.slot):
+        return
     try:
         model = ex.load_version(s.store, key, warmup=False)
     except EdgefleetError as exc:
@@ -107,7 +110,7 @@ def rollback(ex: Executor, s: SlotRun, reason: str, *, count: bool, attempt: str
     ex.journal(s, intent.attempt, **intent.to_record())
     ex.crash("rollback:journaled")
     finish_rollback(ex, s, intent)
-    s.model, s.serving_artifact = model, intent.to_artifact
+    ex.hold(s, model, intent.to_artifact)
     log.warning("event=rolled_back slot=%s to=%s reason=%s", store.slot, intent.to_artifact, reason)
     return True
 

@@ -47,6 +47,16 @@ class InstallerConfig:
     do ``trial.watchdog_s`` and ``trial.min_requests`` apply: a ``fallback`` or ``<slot>.shadow`` version gets
     no steady traffic and no heartbeat, so its trial is judged by time, restarts and failure rate. ``None``:
     every slot is served."""
+    release_served: bool = False
+    """The serving layer loads and holds the model of every slot in ``served_slots`` (the agent): the
+    installer keeps no copy of its own there. It still loads each version it switches to or back to (the
+    load and the health check are how it judges one), then closes it, so a committed version is not held
+    twice in the agent and a version on trial is not held by a second worker process beside the serving
+    one."""
+
+    def releases(self, slot: str) -> bool:
+        """Whether the installer closes its own copy of ``slot``'s loaded version (see ``release_served``)."""
+        return self.release_served and self.served_slots is not None and slot in self.served_slots
 
     def trial_for(self, slot: str) -> TrialPolicy:
         """The trial policy for ``slot``."""
@@ -62,6 +72,9 @@ class SlotRun:
     store: SlotStore
     journal: Journal
     model: LoadedModel | None = None
+    """The installer's own copy of the loaded version (``None`` where the serving layer holds it)."""
+    loaded: bool = False
+    """The active version (``serving_artifact``) loaded and passed its checks in this run."""
     serving_artifact: str | None = None
     state: SlotState = sm.IDLE
     last_error: dict[str, object] | None = None
@@ -108,6 +121,17 @@ class Executor:
         else:
             adapter = self._adapter_for_runtime(runtime)
         return adapter.load(store.files_dir(key) / manifest.entrypoint, manifest.signature, options)
+
+    def hold(self, s: SlotRun, model: LoadedModel | None, artifact_id: str | None) -> None:
+        """``model`` (of ``artifact_id``) is now the slot's loaded version; closed at once where the serving
+        layer holds its own (``InstallerConfig.release_served``). A replaced copy is dropped once its
+        in-flight calls end."""
+        s.loaded = model is not None
+        s.serving_artifact = artifact_id
+        if model is not None and self.config.releases(s.store.slot):
+            model.close()
+            model = None
+        s.model = model
 
     def _adapter_for_runtime(self, runtime: str) -> RuntimeAdapter:
         """The manifest's runtime (``runtime_unsupported`` when this device has none for it)."""

@@ -96,6 +96,7 @@ class SlotInstaller:
 
     # serving-side API
     def model(self, slot: str) -> LoadedModel | None:
+        """The loaded version of ``slot``; ``None`` where the serving layer holds it (``release_served``)."""
         s = self._slots.get(slot)
         return s.model if s else None
 
@@ -139,7 +140,7 @@ class SlotInstaller:
             active = s.store.read_active()
             previous = s.store.read_previous()
             desired = self._desired_artifact(name)
-            lag = sm.behind(desired, active, s.model is not None, s.state)
+            lag = sm.behind(desired, active, s.loaded, s.state)
             out[name] = SlotReport(
                 active=active.artifact_id if active else None,
                 previous=previous.artifact_id if previous else None,
@@ -159,7 +160,7 @@ class SlotInstaller:
     def wants_retry(self) -> bool:
         """Some slot is behind its desired artifact and not refused: ``retry()`` would install it."""
         for name, s in list(self._slots.items()):
-            lag = sm.behind(self._desired_artifact(name), s.store.read_active(), s.model is not None, s.state)
+            lag = sm.behind(self._desired_artifact(name), s.store.read_active(), s.loaded, s.state)
             if lag is not None and lag.retry:
                 return True
         return False

@@ -50,7 +50,7 @@ def recover_slot(ex: Executor, s: SlotRun, cause: RestartCause) -> None:
     if plan.clear_trial:
         store.clear_trial()
         trial = None
-    if active is not None and s.model is None and not _load_active(ex, s, active, on_trial=trial is not None):
+    if active is not None and not s.loaded and not _load_active(ex, s, active, on_trial=trial is not None):
         trial = None  # the version on trial was unusable and has been replaced by previous
     if trial is not None:
         counts = sm.restart_counts(cause, isolated=ex.isolated)
@@ -91,8 +91,7 @@ def _load_active(ex: Executor, s: SlotRun, active: Pointer, *, on_trial: bool) -
     ``previous`` if there is one and do what ``machine.fallback_at_start`` says. True if active loaded."""
     store = s.store
     try:
-        s.model = ex.load_version(store, active.version, warmup=True, isolated=on_trial)
-        s.serving_artifact = active.artifact_id
+        ex.hold(s, ex.load_version(store, active.version, warmup=True, isolated=on_trial), active.artifact_id)
         return True
     except EdgefleetError as exc:
         s.last_error = ex.error(exc, f"active version {active.artifact_id} is unusable")
@@ -108,8 +107,7 @@ def _load_active(ex: Executor, s: SlotRun, active: Pointer, *, on_trial: bool) -
     fallback = sm.fallback_at_start(has_previous=previous is not None, previous_loaded=model is not None)
     s.state = fallback.state
     if fallback.restore_previous and previous is not None:
-        s.model = model
         store.rollback(at=ex.now().isoformat())
         store.clear_trial()
-        s.serving_artifact = previous.artifact_id
+        ex.hold(s, model, previous.artifact_id)
     return False

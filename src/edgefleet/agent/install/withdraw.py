@@ -60,7 +60,8 @@ def withdraw(ex: Executor, s: SlotRun, active: Pointer, reason: str) -> None:
         code=reason,
     )
     s.store.withdraw(active, reason=reason, at=ex.now().isoformat())
-    old, s.model, s.serving_artifact = s.model, None, None
+    old = s.model
+    ex.hold(s, None, None)  # nothing loaded in this slot now
     if old is not None:
         old.close()
     s.state = withdrawn(reason)

@@ -562,3 +562,43 @@ def test_the_api_the_dashboard_and_the_cli_show_the_same_verdicts_for_the_same_r
     assert 0 < requests["observed"] < 9
     assert api[("medical-cart-cpu", "error_rate")] == "waiting"  # under min_requests: never judged early
     assert wire["halt_reason"]["gate"] == "install_failure_rate"
+
+
+def _download_event(fleet, identity, ddir, artifact: str, **details) -> None:
+    """One ``install_download_done`` event as the agent sends it (agent/observed.py), signed."""
+    fleet.sequence = getattr(fleet, "sequence", 0) + 1
+    record = {
+        "boot_id": "boot1",
+        "sequence": fleet.sequence,
+        "kind": "event",
+        "event": {
+            "at": fleet.clock().isoformat(),
+            "kind": "update",
+            "code": "install_download_done",
+            "details": {"slot": "default", "artifact": artifact, "step": "download", **details},
+        },
+    }
+    batch = {"device_id": identity.device_id, "sent_at": fleet.clock().isoformat(), "records": [record]}
+    fleet.channel(identity, ddir).request("POST", "/v1/device/telemetry", json_body=batch)
+
+
+def test_the_rollout_page_shows_the_bytes_deltas_saved(world, operator):
+    fleet, _v1, v2, devices = world
+    rid = _rollout(fleet, v2, {"stages": [{"percent": 100, "soak_s": 60, "gates": {"min_requests": 10}}]})
+    (a, a_dir), (b, b_dir) = devices[0], devices[1]
+    mib = 1024 * 1024
+    _download_event(fleet, a, a_dir, v2, full_bytes=10 * mib, bytes_downloaded=mib // 2, delta_files=1)
+    _download_event(
+        fleet, b, b_dir, v2, full_bytes=10 * mib, bytes_downloaded=10 * mib, delta_files=0,
+        delta_fallbacks="model.onnx=delta_base_missing",
+    )  # fmt: skip
+    _download_event(fleet, a, a_dir, "art_other", full_bytes=mib, bytes_downloaded=mib, delta_files=0)
+    transfer = fleet.client.get(f"/v1/rollouts/{rid}", headers=fleet.admin).json()["transfer"]
+    assert transfer["installs"] == 2
+    assert transfer["bytes_saved"] == 10 * mib - mib // 2
+    page = operator.get(f"/dashboard/rollouts/{rid}").text
+    line = re.sub(r"\s+", " ", page[page.index('id="transfer"') :].split("</p>")[0])
+    assert "2 installs, 1 through deltas" in line
+    assert "10.5 MiB downloaded of 20.0 MiB in full" in line
+    assert "48 % saved" in line
+    assert "delta_base_missing 1" in line

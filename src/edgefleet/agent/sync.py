@@ -33,8 +33,9 @@ from edgefleet.agent.backoff import PollTiming, backoff_delay_s, poll_delay_s
 from edgefleet.agent.channel import DeviceChannel
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
 from edgefleet.agent.enroll import AGENT_VERSION
+from edgefleet.agent.host_inventory import host_inventory
 from edgefleet.agent.install.interface import Installer
-from edgefleet.protocol.desired_state import DesiredState, DeviceReport
+from edgefleet.protocol.desired_state import DesiredState, DeviceReport, HostInventory
 from edgefleet.protocol.errors import EdgefleetError
 from edgefleet.trust.director import (
     DesiredStateRejectedError,
@@ -91,6 +92,7 @@ class SyncCoordinator:
         on_state: Callable[[DesiredState | None], None] | None = None,
         inventory: Callable[[], dict[str, Any] | None] | None = None,
         serving_status: Callable[[], dict[str, Any] | None] | None = None,
+        host: HostInventory | None = None,
     ) -> None:
         """``inventory``: the device's runtimes (``agent.runtime.inventory``), ``None`` until known;
         ``serving_status``: the serving ladder's mode and reason. Both go into every report, and a change
@@ -100,6 +102,8 @@ class SyncCoordinator:
         """Told every accepted desired state, and the stored one at start (the probe runner)."""
         self._inventory = inventory or (lambda: None)
         self._serving_status = serving_status or (lambda: None)
+        self._host = host if host is not None else host_inventory()
+        """OS and CPU: read once at start (they do not change while the agent runs)."""
         self._director_keys = director_keys
         self._events: EventSink = events or _NoEvents()
         self._channel = channel
@@ -265,6 +269,7 @@ class SyncCoordinator:
             last_error=self.last_error,
             runtimes=runtimes,
             serving=serving,
+            host=self._host,
         )
         self._channel.request("POST", REPORT_PATH, json_body=report.to_dict())
         self._reported_generation = self.generation

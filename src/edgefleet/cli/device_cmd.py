@@ -96,6 +96,13 @@ def token_create(
 @click.option("--class", "hardware_class", default=None)
 @click.option("--label", "labels", multiple=True, help="key=value (repeatable; all must match).")
 @click.option("--status", type=click.Choice(["online", "stale", "offline", "revoked"]), default=None)
+@click.option("--selector", default=None, help="Label selector, e.g. 'site=plant-3,line!=2'.")
+@click.option("--os", "os_name", default=None, help="Reported OS: linux, windows, ...")
+@click.option("--arch", default=None, help="Reported CPU architecture: x86_64, aarch64, ...")
+@click.option("--agent-version", default=None)
+@click.option("--runtime", default=None, help="An installed runtime: onnxruntime or onnxruntime=1.20.1.")
+@click.option("--provider", default=None, help="A usable execution provider: CUDAExecutionProvider, ...")
+@click.option("--decommissioned", "include_decommissioned", is_flag=True, help="Include decommissioned.")
 @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0)
 @click.option("--json", "as_json", is_flag=True)
@@ -105,11 +112,19 @@ def list_cmd(
     hardware_class: str | None,
     labels: tuple[str, ...],
     status: str | None,
+    selector: str | None,
+    os_name: str | None,
+    arch: str | None,
+    agent_version: str | None,
+    runtime: str | None,
+    provider: str | None,
+    include_decommissioned: bool,
     limit: int,
     offset: int,
     as_json: bool,
 ) -> None:
-    """List devices, filtered by class, labels and status."""
+    """List the fleet's devices, filtered by class, labels or a selector, status and inventory."""
+    inventory = {"os": os_name, "arch": arch, "agent_version": agent_version, "runtime": runtime}
     with state.client() as client:
         items, total = client.list_devices(
             hardware_class=hardware_class,
@@ -117,6 +132,9 @@ def list_cmd(
             status=status,
             limit=limit,
             offset=offset,
+            selector=selector,
+            inventory={**inventory, "provider": provider},
+            include_decommissioned=include_decommissioned,
         )
     if as_json:
         echo_json({"items": items, "total": total, "limit": limit, "offset": offset})
@@ -154,6 +172,8 @@ def show_cmd(state: CliState, device_id: str, as_json: bool) -> None:
         ("last_seen_at", info.last_seen_at or "-"),
         ("revoked", f"{info.revoked_at} ({info.revoked_reason})" if info.revoked_at else "no"),
         ("agent_version", info.agent_version or "-"),
+        ("decommissioned", info.decommissioned_at or "no"),
+        *_inventory_lines(info),
         ("desired_generation", info.desired_generation),
         ("reported_generation", report.get("desired_generation", "-")),
         ("reported_status", report.get("status", "-")),
@@ -164,6 +184,20 @@ def show_cmd(state: CliState, device_id: str, as_json: bool) -> None:
         click.echo(f"slot {slot:<15} active={slot_report.get('active')} state={slot_report.get('state')}")
     for row in info.behind:
         click.echo(f"behind {row.get('slot'):<13} desired={row.get('desired')} why={_why_text(row)}")
+
+
+def _inventory_lines(info: DeviceInfo) -> list[tuple[str, str]]:
+    inv = info.inventory or {}
+    if not inv:
+        return [("inventory", "- (not reported)")]
+    cpu = f"{inv.get('cpu_model') or '-'} ({inv.get('arch') or '-'}, {inv.get('cores') or '?'} cores)"
+    runtimes = ", ".join(f"{k} {v}" for k, v in (inv.get("runtimes") or {}).items()) or "-"
+    return [
+        ("os", f"{inv.get('os') or '-'} {inv.get('os_version') or ''}".strip()),
+        ("cpu", cpu),
+        ("runtimes", runtimes),
+        ("providers", ", ".join(inv.get("providers") or []) or "-"),
+    ]
 
 
 @device.command("revoke")

@@ -25,7 +25,8 @@ SUBCOMMANDS: dict[str, str] = {
     "class": "edgefleet.cli.class_cmd:class_group",
     "model": "edgefleet.cli.model_cmd:model",
     "artifact": "edgefleet.cli.artifact_cmd:artifact",
-    "device": "edgefleet.cli.device_cmd:device",
+    "device": "edgefleet.cli.device_groups_cmd:device",  # device_cmd's group, with relabel/decommission
+    "audit": "edgefleet.cli.audit_cmd:audit",
     "demo": "edgefleet.cli.demo_cmd:demo",
     "fleet": "edgefleet.cli.fleet_cmd:fleet",
     "agent": "edgefleet.cli.agent_cmd:agent",

@@ -144,7 +144,9 @@ def render_rollout(info: RolloutInfo) -> str:
         f"stage {info.stage + 1}/{info.stages} since {info.stage_started_at}",
         f"targets  {targets}",
     ]
-    if info.selector:
+    if isinstance(info.selector, str):
+        lines.append("selector " + info.selector)
+    elif info.selector:
         lines.append("selector " + ",".join(f"{k}={v}" for k, v in sorted(info.selector.items())))
     if info.transfer and info.transfer.get("installs"):
         lines.append(transfer_line(info.transfer))
@@ -187,6 +189,12 @@ def rollout() -> None:
     "--target", "targets", multiple=True, required=True, help="CLASS=ARTIFACT_ID (repeatable, one per class)."
 )
 @click.option("--label", "labels", multiple=True, help="key=value devices must carry (repeatable).")
+@click.option(
+    "--selector",
+    "selector_text",
+    default=None,
+    help="label selector of the devices, e.g. 'site=plant-3,line!=2' (instead of --label).",
+)
 @click.option("--slot", default="default", show_default=True)
 @click.option("--stages", default=None, help=f"Stage sizes, e.g. '{DEFAULT_STAGE_SIZES}' (the default).")
 @click.option("--soak", default=None, help="Soak time of every stage: 90s, 5m, 1h.")
@@ -222,6 +230,7 @@ def create_cmd(
     model: str,
     targets: tuple[str, ...],
     labels: tuple[str, ...],
+    selector_text: str | None,
     slot: str,
     stages: str | None,
     soak: str | None,
@@ -247,14 +256,17 @@ def create_cmd(
         gates=gates,
         enrolling=enrolling,
     )
+    if selector_text is not None and labels:
+        raise click.UsageError("give --selector or --label, not both")
+    selector: dict[str, str] | str = selector_text if selector_text is not None else parse_labels(labels)
     if dry_run:
-        _dry_run(state, model, targets, labels, slot, spec, seed=seed, html_out=html_out, as_json=as_json)
+        _dry_run(state, model, targets, selector, slot, spec, seed=seed, html_out=html_out, as_json=as_json)
         return
     with state.client() as client:
         info = client.create_rollout(
             model,
             parse_pairs(targets, what="--target", code="invalid_target", require_value=True),
-            selector=parse_labels(labels),
+            selector=selector,
             slot=slot,
             spec=spec,
         )
@@ -271,7 +283,7 @@ def _dry_run(
     state: CliState,
     model: str,
     targets: tuple[str, ...],
-    labels: tuple[str, ...],
+    selector: dict[str, str] | str,
     slot: str,
     spec: dict[str, Any] | None,
     *,
@@ -285,7 +297,7 @@ def _dry_run(
         result = client.plan_rollout(
             model,
             parse_pairs(targets, what="--target", code="invalid_target", require_value=True),
-            selector=parse_labels(labels),
+            selector=selector,
             slot=slot,
             spec=spec,
             seed=seed,

@@ -460,8 +460,13 @@ class EdgefleetClient(DevicesApi, TufApi, TelemetryApi, RolloutsApi, ProbesApi, 
         actor: str | None = None,
         action: str | None = None,
         target: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> Page[AuditEntry]:
-        params = _params(actor=actor, action=action, target=target, limit=limit, offset=offset)
+        """Newest first; ``action="device.*"`` matches a family; ``since``/``until`` are ISO 8601."""
+        params = _params(
+            actor=actor, action=action, target=target, since=since, until=until, limit=limit, offset=offset
+        )
         return self._page(AuditEntry, "/v1/audit", params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -41,6 +42,9 @@ class DeviceInfo(_Resource):
     behind: list[dict[str, Any]] = []
     """The slots the device's newest report says lag their desired artifact: ``slot``, ``desired``,
     ``active``, ``why``, ``retrying`` (``server.services.device_updates``)."""
+    inventory: dict[str, Any] | None = None
+    """OS, CPU, runtimes and providers of its newest report (``server.services.inventory``)."""
+    decommissioned_at: str | None = None
 
 
 class RollbackInfo(_Resource):
@@ -99,12 +103,22 @@ class DevicesApi:
         status: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        selector: str | None = None,
+        inventory: Mapping[str, str | None] | None = None,
+        include_decommissioned: bool = False,
     ) -> tuple[list[DeviceInfo], int]:
+        """``inventory``: filters ``os``, ``arch``, ``agent_version``, ``runtime`` (name or name=version),
+        ``provider``; ``include_decommissioned``: list decommissioned devices too."""
         params: list[tuple[str, Any]] = [("limit", limit), ("offset", offset)]
         if hardware_class:
             params.append(("hardware_class", hardware_class))
         if status:
             params.append(("status", status))
+        if selector is not None:
+            params.append(("selector", selector))
+        params += [(k, v) for k, v in (inventory or {}).items() if v is not None]
+        if include_decommissioned:
+            params.append(("include_decommissioned", "true"))
         params += [("label", f"{k}={v}") for k, v in (labels or {}).items()]
         page = self._json("GET", "/v1/devices", params=params)
         return [DeviceInfo.model_validate(d) for d in page["items"]], int(page["total"])
@@ -135,6 +149,58 @@ class DevicesApi:
             params["target"] = target
         page = self._json("GET", "/v1/pins", params=params)
         return [PinInfo.model_validate(p) for p in page["items"]], int(page["total"])
+
+    def relabel_device(
+        self, device_id: str, *, set_labels: Mapping[str, str] | None = None, remove: Sequence[str] = ()
+    ) -> DeviceInfo:
+        body = {"set": dict(set_labels or {}), "remove": list(remove)}
+        data = self._json("PATCH", f"/v1/devices/{_device_id(device_id)}/labels", json=body)
+        return DeviceInfo.model_validate(data)
+
+    def relabel_devices(
+        self,
+        selector: str,
+        *,
+        set_labels: Mapping[str, str] | None = None,
+        remove: Sequence[str] = (),
+        hardware_class: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Relabel every device ``selector`` matches: ``{"matched", "changed": [{id, before, after}],
+        "dry_run"}``."""
+        body = {
+            "selector": selector,
+            "set": dict(set_labels or {}),
+            "remove": list(remove),
+            "hardware_class": hardware_class,
+            "dry_run": dry_run,
+        }
+        return dict(self._json("POST", "/v1/devices/relabel", json=body))
+
+    def decommission_device(self, device_id: str, *, reason: str = "") -> DeviceInfo:
+        data = self._json(
+            "POST", f"/v1/devices/{_device_id(device_id)}/decommission", json={"reason": reason}
+        )
+        return DeviceInfo.model_validate(data)
+
+    def pin_selection(
+        self,
+        selector: str,
+        *,
+        slot: str = "default",
+        artifact_id: str | None,
+        hardware_class: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Set (or clear, ``artifact_id=None``) the device pin of every device ``selector`` matches."""
+        body = {
+            "selector": selector,
+            "slot": slot,
+            "artifact_id": artifact_id,
+            "hardware_class": hardware_class,
+            "dry_run": dry_run,
+        }
+        return dict(self._json("POST", "/v1/pins/by-selector", json=body))
 
     def pin(self, *, scope: str, target: str, slot: str, artifact_id: str | None) -> None:
         if scope not in ("class", "device"):

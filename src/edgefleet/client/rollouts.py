@@ -29,7 +29,8 @@ class RolloutInfo(BaseModel):
     model: str
     slot: str = "default"
     targets: dict[str, dict[str, str | None]] = {}
-    selector: dict[str, str] = {}
+    selector: dict[str, str] | str = {}
+    """A selector expression, or the legacy ``{key: value}`` labels."""
     status: str
     stage: int
     stages: int
@@ -89,7 +90,7 @@ class RolloutsApi:
         model: str,
         targets: Mapping[str, str],
         *,
-        selector: Mapping[str, str] | None = None,
+        selector: Mapping[str, str] | str | None = None,
         slot: str = "default",
         spec: Mapping[str, Any] | None = None,
     ) -> RolloutInfo:
@@ -104,7 +105,7 @@ class RolloutsApi:
         body: dict[str, Any] = {
             "model": model,
             "targets": dict(targets),
-            "selector": dict(selector or {}),
+            "selector": selector if isinstance(selector, str) else dict(selector or {}),
             "slot": slot,
         }
         if spec is not None:
@@ -116,7 +117,7 @@ class RolloutsApi:
         model: str,
         targets: Mapping[str, str],
         *,
-        selector: Mapping[str, str] | None = None,
+        selector: Mapping[str, str] | str | None = None,
         slot: str = "default",
         spec: Mapping[str, Any] | None = None,
         seed: int = 0,
@@ -131,7 +132,7 @@ class RolloutsApi:
         body: dict[str, Any] = {
             "model": model,
             "targets": dict(targets),
-            "selector": dict(selector or {}),
+            "selector": selector if isinstance(selector, str) else dict(selector or {}),
             "slot": slot,
             "seed": seed,
         }

@@ -11,10 +11,13 @@ from edgefleet.protocol.document import Document, Name, Part, Sha256Hex, is_safe
 
 __all__ = [
     "MAX_DESIRED_STATE_BYTES",
+    "MAX_HOST_TEXT_CHARS",
     "MAX_REPORT_BYTES",
     "Assignment",
+    "CpuInventory",
     "DesiredState",
     "DeviceReport",
+    "HostInventory",
     "RuntimeInventory",
     "ServingReport",
     "SignedEnvelope",
@@ -25,6 +28,8 @@ __all__ = [
 
 MAX_DESIRED_STATE_BYTES = 2_000_000
 MAX_REPORT_BYTES = 64_000
+MAX_HOST_TEXT_CHARS = 128
+"""Longest OS/CPU text a report carries (the agent clips to it; the server refuses longer)."""
 
 
 class TargetHashes(Part):
@@ -129,6 +134,25 @@ class RuntimeInventory(Part):
     devices: list[str] = Field(default_factory=list, max_length=32, description="OpenVINO's device names")
 
 
+class CpuInventory(Part):
+    """The device's CPU, as the agent read it at start."""
+
+    model: str = Field(default="", max_length=MAX_HOST_TEXT_CHARS, description="e.g. 'Cortex-A78AE'")
+    arch: str = Field(default="", max_length=32, description="platform.machine(): x86_64, aarch64, ...")
+    cores: int = Field(default=0, ge=0, le=4096, description="logical CPUs (0: unknown)")
+
+
+class HostInventory(Part):
+    """The device's OS and CPU. Bounded: the agent clips each text to its limit before it reports (it never
+    sends a longer one), and the control plane refuses a report whose text is over its limit."""
+
+    os: str = Field(default="", max_length=32, description="platform.system() lowercased: linux, windows")
+    os_version: str = Field(default="", max_length=MAX_HOST_TEXT_CHARS, description="distribution or release")
+    kernel: str = Field(default="", max_length=MAX_HOST_TEXT_CHARS)
+    python: str = Field(default="", max_length=32)
+    cpu: CpuInventory = Field(default_factory=CpuInventory)
+
+
 class ServingReport(Part):
     """Which rung of the degraded ladder serves now, and why it is not the preferred one."""
 
@@ -154,3 +178,4 @@ class DeviceReport(Document):
         default=None, max_length=8, description="runtime name -> version and providers; None: not known yet"
     )
     serving: ServingReport | None = None
+    host: HostInventory | None = Field(default=None, description="OS and CPU; None: an older agent")

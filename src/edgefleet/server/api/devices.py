@@ -28,6 +28,7 @@ from edgefleet.protocol.errors import (
     PayloadTooLargeError,
 )
 from edgefleet.protocol.request_signing import parse_signed_headers, verify_request_signature
+from edgefleet.protocol.selector import MAX_SELECTOR_CHARS, parse_selector
 from edgefleet.server.api.admission import Admission
 from edgefleet.server.api.dependencies import (
     Ctx,
@@ -48,6 +49,7 @@ from edgefleet.server.services import enrollment as enroll_svc
 from edgefleet.server.services import pins as pins_svc
 from edgefleet.server.services import pins_rollback as rollback_svc
 from edgefleet.server.services.alerts import outbox as alerts_svc
+from edgefleet.server.services.inventory import parse_inventory_filter
 from edgefleet.server.services.last_seen import LastSeenBuffer
 from edgefleet.server.services.poll_cache import CachedDevice, PollCache
 from edgefleet.server.services.replay import (
@@ -62,7 +64,7 @@ from edgefleet.server.store import Database
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.trust.director import load_public_key_pem, public_key_pem
 
-__all__ = ["DeviceRuntime", "router", "signed_device_call"]
+__all__ = ["DeviceIdPath", "DeviceRuntime", "router", "signed_device_call"]
 
 router = APIRouter(tags=["devices"], route_class=StrictJsonRoute)
 DEVICE_ID_PATTERN = r"^dev_[0-9a-f]{20}$"
@@ -329,8 +331,16 @@ def list_devices(
     hardware_class: Annotated[str | None, Query(max_length=63)] = None,
     label: Annotated[list[str] | None, Query(max_length=16)] = None,
     status: Annotated[svc.DeviceStatus | None, Query()] = None,
+    selector: Annotated[str | None, Query(max_length=MAX_SELECTOR_CHARS)] = None,
+    include_decommissioned: Annotated[bool, Query()] = False,
+    os: Annotated[str | None, Query(max_length=128)] = None,
+    arch: Annotated[str | None, Query(max_length=128)] = None,
+    agent_version: Annotated[str | None, Query(max_length=128)] = None,
+    runtime: Annotated[str | None, Query(max_length=128, description="name or name=version")] = None,
+    provider: Annotated[str | None, Query(max_length=128)] = None,
 ) -> dict[str, Any]:
-    runtime = _runtime(request)
+    """Decommissioned devices are left out unless ``include_decommissioned=true``."""
+    thresholds = _runtime(request).thresholds
     now = ctx.clock()
     result = svc.list_devices(
         session,
@@ -338,13 +348,16 @@ def list_devices(
         offset=page.offset,
         hardware_class=hardware_class,
         labels=_parse_label_filters(label or []),
+        selector=parse_selector(selector) if selector is not None else None,
+        inventory=parse_inventory_filter(
+            os=os, arch=arch, agent_version=agent_version, runtime=runtime, provider=provider
+        ),
         status=status,
+        include_decommissioned=include_decommissioned,
         now=now,
-        thresholds=runtime.thresholds,
+        thresholds=thresholds,
     )
-    return result.to_wire(
-        [svc.device_to_wire(r, now=now, thresholds=runtime.thresholds) for r in result.items]
-    )
+    return result.to_wire([svc.device_to_wire(r, now=now, thresholds=thresholds) for r in result.items])
 
 
 @router.get("/v1/devices/{device_id}")

@@ -131,7 +131,9 @@ async def create_rollout(request: Request, ctx: Ctx, session: DbSession, user: S
                         *((f"Class {c}", _move_text(m, names)) for c, m in sorted(moves.items())),
                         (
                             "Devices with labels",
-                            ", ".join(f"{k}={v}" for k, v in body.selector.items()) or "any",
+                            body.selector
+                            if isinstance(body.selector, str)
+                            else ", ".join(f"{k}={v}" for k, v in body.selector.items()) or "any",
                         ),
                         ("Slot", body.slot),
                         ("Stages", _stage_text(body)),

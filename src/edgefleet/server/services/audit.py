@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.server.store import AuditRow
 from edgefleet.server.store.pages import Page, paginate
 
@@ -35,14 +36,32 @@ def list_audit(
     actor: str | None = None,
     action: str | None = None,
     target: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> Page[AuditRow]:
+    """Newest first. ``action`` ending in ``.*`` matches a family (``device.*``); ``since`` is inclusive,
+    ``until`` exclusive; a window that ends before it starts is refused (``invalid_time_range``)."""
+    if since is not None and until is not None and until <= since:
+        raise InvalidDocumentError(
+            "the audit window ends before it starts",
+            code="invalid_time_range",
+            expected="since < until",
+            got={"since": since.isoformat(), "until": until.isoformat()},
+        )
     stmt = select(AuditRow).order_by(AuditRow.id.desc())
     if actor is not None:
         stmt = stmt.where(AuditRow.actor == actor)
-    if action is not None:
+    if action is not None and action.endswith(".*"):
+        family = action[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(AuditRow.action.like(family + "%", escape="\\"))
+    elif action is not None:
         stmt = stmt.where(AuditRow.action == action)
     if target is not None:
         stmt = stmt.where(AuditRow.target == target)
+    if since is not None:
+        stmt = stmt.where(AuditRow.at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditRow.at < until)
     with session.begin():
         return paginate(session, stmt, limit=limit, offset=offset)
 

@@ -19,11 +19,13 @@ from edgefleet.protocol.request_signing import (
     SignedRequestClaims,
     verify_request_signature,
 )
+from edgefleet.protocol.selector import Selector
 from edgefleet.server.services.audit import record
 from edgefleet.server.services.desired_state import device_runtimes
 from edgefleet.server.services.device_updates import slots_behind
 from edgefleet.server.services.director_epoch import bump_director_epoch
 from edgefleet.server.services.fit import check_device_runs
+from edgefleet.server.services.inventory import InventoryFilter, inventory_summary
 from edgefleet.server.store.devices import DeviceNonceRow, DeviceRow, PinRow
 from edgefleet.server.store.pages import Page, paginate
 from edgefleet.server.store.registry import ArtifactRow
@@ -171,6 +173,7 @@ def accept_report(session: Session, device_id: str, body: Any, *, now: datetime)
         device.report_boot_id = report.boot_id
         device.report_sequence = report.sequence
         device.agent_version = report.agent_version[:64]
+        device.inventory = inventory_summary(device.report)
         device.last_seen_at = now
     return True
 
@@ -209,7 +212,8 @@ class DeviceFacts(NamedTuple):
 
 
 def device_facts(session: Session) -> list[DeviceFacts]:
-    """Every device's summary columns, read as plain columns (the overview scans the whole fleet)."""
+    """Every fleet device's summary columns, read as plain columns (the overview scans the whole fleet);
+    decommissioned devices are not part of the fleet."""
     columns = (
         DeviceRow.id,
         DeviceRow.hardware_class,
@@ -230,7 +234,7 @@ def device_facts(session: Session) -> list[DeviceFacts]:
                 r.report_active,
                 r.report_error_code,
             )
-            for r in session.execute(select(*columns))
+            for r in session.execute(select(*columns).where(DeviceRow.decommissioned_at.is_(None)))
         ]
 
 
@@ -241,27 +245,37 @@ def list_devices(
     offset: int,
     hardware_class: str | None = None,
     labels: dict[str, str] | None = None,
+    selector: Selector | None = None,
+    inventory: InventoryFilter | None = None,
     status: DeviceStatus | None = None,
+    include_decommissioned: bool = False,
     now: datetime,
     thresholds: StatusThresholds,
 ) -> Page[DeviceRow]:
-    """Class and status filter in SQL (status is a range on ``last_seen_at``, the same rule as
-    ``device_status``); labels, stored as JSON, are matched in Python over what SQL selected, reading only
-    ids and labels before loading the page's rows."""
+    """Class, status and decommissioning filter in SQL (status is a range on ``last_seen_at``, the same
+    rule as ``device_status``); labels, the selector and the inventory filter, stored as JSON, are matched
+    in Python over what SQL selected, reading only ids, labels and the inventory summary before loading the
+    page's rows. Decommissioned devices are left out unless ``include_decommissioned``."""
     stmt = select(DeviceRow).options(undefer(DeviceRow.report)).order_by(DeviceRow.enrolled_at, DeviceRow.id)
+    if not include_decommissioned:
+        stmt = stmt.where(DeviceRow.decommissioned_at.is_(None))
     if hardware_class is not None:
         stmt = stmt.where(DeviceRow.hardware_class == hardware_class)
     if status is not None:
         stmt = stmt.where(*status_clauses(status, now=now, thresholds=thresholds))
-    if not labels:
+    if not labels and selector is None and not inventory:
         with session.begin():
             return paginate(session, stmt, limit=limit, offset=offset)
-    keys = stmt.with_only_columns(DeviceRow.id, DeviceRow.labels)
+    keys = stmt.with_only_columns(
+        DeviceRow.id, DeviceRow.labels, DeviceRow.inventory, DeviceRow.agent_version
+    )
     with session.begin():
         matching = [
-            device_id
-            for device_id, device_labels in session.execute(keys)
-            if all(device_labels.get(k) == v for k, v in labels.items())
+            r.id
+            for r in session.execute(keys)
+            if all(r.labels.get(k) == v for k, v in (labels or {}).items())
+            and (selector is None or selector.matches(r.labels))
+            and (not inventory or inventory.matches(r.inventory, r.agent_version))
         ]
         page_ids = matching[offset : offset + limit]
         rows = (
@@ -397,6 +411,8 @@ def device_to_wire(row: DeviceRow, *, now: datetime, thresholds: StatusThreshold
         "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
         "revoked_reason": row.revoked_reason,
         "agent_version": row.agent_version,
+        "inventory": row.inventory,
+        "decommissioned_at": row.decommissioned_at.isoformat() if row.decommissioned_at else None,
         "desired_generation": row.desired_generation,
         "report": row.report,
         "behind": slots_behind(row.report),

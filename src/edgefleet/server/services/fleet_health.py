@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from edgefleet.protocol.telemetry import merge_counts
@@ -114,7 +114,9 @@ def fleet_health(
     with session.begin():
         if labels:
             # A label selection: the selected devices' own windows (plain column tuples, not ORM objects).
-            dev_stmt = select(DeviceRow.id, DeviceRow.labels, DeviceRow.last_seen_at, DeviceRow.revoked_at)
+            dev_stmt = select(
+                DeviceRow.id, DeviceRow.labels, DeviceRow.last_seen_at, DeviceRow.revoked_at
+            ).where(DeviceRow.decommissioned_at.is_(None))
             if hardware_class is not None:
                 dev_stmt = dev_stmt.where(DeviceRow.hardware_class == hardware_class)
             devices = [
@@ -241,7 +243,9 @@ def _device_summary_sql(
     thresholds: StatusThresholds,
 ) -> tuple[dict[str, int], list[str], datetime | None, dict[str, int]]:
     """The same as ``_device_summary`` for a whole class or fleet, computed by the database."""
-    in_scope = [DeviceRow.hardware_class == hardware_class] if hardware_class is not None else []
+    in_scope: list[ColumnElement[bool]] = [DeviceRow.decommissioned_at.is_(None)]  # left the fleet
+    if hardware_class is not None:
+        in_scope.append(DeviceRow.hardware_class == hardware_class)
     status_counts: dict[str, int] = {}
     for status in DeviceStatus:
         where = [*in_scope, *status_clauses(status, now=now, thresholds=thresholds)]

@@ -9,12 +9,13 @@ API does: ``invalid_document`` (422), the message naming the first problem, and 
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgefleet.protocol.document import NAME_PATTERN, validation_details
 from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.selector import MAX_SELECTOR_CHARS
 from edgefleet.server.services import enrollment
 from edgefleet.server.services.rollouts.spec import RolloutSpec
 
@@ -37,8 +38,11 @@ class RolloutCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(max_length=63)
     targets: dict[str, str] = Field(min_length=1, max_length=32, description="hardware class -> artifact id")
-    selector: dict[str, str] = Field(
-        default_factory=dict, max_length=16, description="labels devices must have"
+    selector: (
+        Annotated[dict[str, str], Field(max_length=16)] | Annotated[str, Field(max_length=MAX_SELECTOR_CHARS)]
+    ) = Field(
+        default_factory=dict,
+        description="a label selector ('site=plant-3,line!=2'), or labels devices must have ({key: value})",
     )
     slot: str = Field(default="default", max_length=63)
     spec: RolloutSpec = Field(default_factory=RolloutSpec)

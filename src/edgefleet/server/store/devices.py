@@ -60,6 +60,10 @@ class DeviceRow(Base):
     desired_envelope: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, deferred=True)
     desired_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     desired_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    decommissioned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
+    """Set once, with ``revoked_at``: the device left the fleet; fleet views and counts leave it out."""
+    inventory: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """The bounded inventory summary of the newest report (``services.inventory.inventory_summary``)."""
 
 
 class DirectorEpochRow(Base):

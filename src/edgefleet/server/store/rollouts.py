@@ -21,7 +21,8 @@ class RolloutRow(Base):
     slot: Mapped[str] = mapped_column(String(63))
     targets: Mapped[dict[str, dict[str, str | None]]] = mapped_column(JSON)
     """hardware class -> {"from": artifact id or None, "to": artifact id}"""
-    selector: Mapped[dict[str, str]] = mapped_column(JSON)
+    selector: Mapped[dict[str, str] | str] = mapped_column(JSON)
+    """A selector expression (``protocol.selector``), or a legacy ``{key: value}`` mapping."""
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), index=True)
     stage: Mapped[int] = mapped_column(Integer)

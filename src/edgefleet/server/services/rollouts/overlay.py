@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import lru_cache
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from edgefleet.protocol.selector import Selector, parse_selector, selector_from_stored
 from edgefleet.server.services.rollouts.policy import ACTIVE_STATUSES, serves_target, shadows_target
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.rollouts import RolloutDeviceRow, RolloutLockRow, RolloutRow
 
-__all__ = ["SHADOW_SUFFIX", "rollout_overlay", "selector_matches", "shadow_slot"]
+__all__ = ["SHADOW_SUFFIX", "canonical_selector", "rollout_overlay", "selector_matches", "shadow_slot"]
 
 SHADOW_SUFFIX = ".shadow"
 
@@ -19,8 +23,25 @@ def shadow_slot(slot: str) -> str:
     return slot + SHADOW_SUFFIX
 
 
-def selector_matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in selector.items())
+@lru_cache(maxsize=256)
+def _parsed(text: str) -> Selector:
+    return parse_selector(text)
+
+
+def canonical_selector(selector: Mapping[str, str] | str) -> dict[str, str] | str:
+    """What a rollout stores: an expression parsed and written canonically (refused with
+    ``empty_selector``, ``invalid_selector`` or ``selector_conflict``), or a legacy mapping as given."""
+    if isinstance(selector, str):
+        return str(parse_selector(selector))
+    return dict(selector)
+
+
+def selector_matches(selector: Mapping[str, str] | str, labels: Mapping[str, str]) -> bool:
+    """A rollout's stored selector: a selector expression (``protocol.selector``), or a legacy
+    ``{key: value}`` mapping (``{}``: every device of the targeted classes)."""
+    if isinstance(selector, str):
+        return _parsed(selector).matches(labels)
+    return selector_from_stored(selector).matches(labels)
 
 
 def rollout_overlay(session: Session, device: DeviceRow) -> dict[str, str]:

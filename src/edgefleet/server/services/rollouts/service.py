@@ -15,7 +15,7 @@ from edgefleet.protocol.errors import ConflictError, InvalidDocumentError, NotFo
 from edgefleet.server.services.audit import record
 from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status
 from edgefleet.server.services.director_epoch import bump_director_epoch
-from edgefleet.server.services.rollouts.overlay import selector_matches
+from edgefleet.server.services.rollouts.overlay import canonical_selector, selector_matches
 from edgefleet.server.services.rollouts.policy import ACTIVE_STATUSES, Candidate, assign_stages
 from edgefleet.server.services.rollouts.spec import RolloutSpec
 from edgefleet.server.services.transfer_savings import rollout_transfer
@@ -128,7 +128,7 @@ def create_rollout(
     *,
     model: str,
     targets: dict[str, str],
-    selector: dict[str, str],
+    selector: dict[str, str] | str,
     slot: str,
     spec: RolloutSpec,
     actor: str,
@@ -137,6 +137,7 @@ def create_rollout(
 ) -> RolloutRow:
     """Start a rollout of ``model``: per hardware class, from its class pin to ``targets[class]``."""
     rollout_id = "ro_" + secrets.token_hex(8)
+    selector = canonical_selector(selector)
     with session.begin():
         resolved = resolve_targets(session, model=model, targets=targets, slot=slot)
         _refuse_busy_slots(session, model=model, classes=sorted(resolved), slot=slot)
@@ -177,6 +178,14 @@ def create_rollout(
             DeviceRow.hardware_class.in_(list(resolved)), DeviceRow.revoked_at.is_(None)
         )
         devices = [d for d in session.execute(selected).scalars() if selector_matches(selector, d.labels)]
+        if selector and not devices:
+            raise InvalidDocumentError(
+                "the rollout's selector matches no device of its classes",
+                code="selector_matches_nothing",
+                expected="at least one enrolled, not revoked device",
+                got=selector,
+                details={"hardware_classes": sorted(resolved)},
+            )
         candidates = [
             Candidate(
                 d.id,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from edgefleet.protocol.hardware_class import HardwareClass
 from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status
-from edgefleet.server.services.rollouts.overlay import selector_matches
+from edgefleet.server.services.rollouts.overlay import canonical_selector, selector_matches
 from edgefleet.server.services.rollouts.service import resolve_targets
 from edgefleet.server.services.rollouts.spec import RolloutSpec
 from edgefleet.server.services.twin.fleet import FleetSpec, UpdateWindow, parse_fleet
@@ -89,7 +89,7 @@ def fleet_of_control_plane(
     *,
     model: str,
     targets: dict[str, str],
-    selector: dict[str, str],
+    selector: dict[str, str] | str,
     slot: str,
     spread_label: str,
     now: datetime,
@@ -181,7 +181,7 @@ def dry_run(
     *,
     model: str,
     targets: dict[str, str],
-    selector: dict[str, str],
+    selector: dict[str, str] | str,
     slot: str,
     spec: RolloutSpec,
     now: datetime,
@@ -195,7 +195,7 @@ def dry_run(
         session,
         model=model,
         targets=targets,
-        selector=selector,
+        selector=canonical_selector(selector),
         slot=slot,
         spread_label=spec.spread_label,
         now=now,

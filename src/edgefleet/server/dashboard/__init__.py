@@ -11,6 +11,7 @@ from edgefleet.server.dashboard import (
     actions,
     alert_pages,
     auth,
+    device_actions,
     enrollment_pages,
     history_pages,
     pages,
@@ -36,5 +37,6 @@ for _part in (
     actions.router,
     pin_pages.router,
     enrollment_pages.router,
+    device_actions.router,
 ):
     router.include_router(_part)

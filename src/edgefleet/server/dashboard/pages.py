@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from edgefleet.protocol.selector import MAX_SELECTOR_CHARS, parse_selector
 from edgefleet.server.api.dependencies import Ctx, DbSession
 from edgefleet.server.dashboard.auth import SignedIn
 from edgefleet.server.dashboard.render import DashboardRoute, html
@@ -26,6 +27,7 @@ from edgefleet.server.services import artifacts, audit, devices, models
 from edgefleet.server.services.device_telemetry import device_telemetry
 from edgefleet.server.services.devices import StatusThresholds
 from edgefleet.server.services.fleet_health import fleet_health
+from edgefleet.server.services.inventory import parse_inventory_filter
 from edgefleet.server.services.rollouts import service as rollouts
 from edgefleet.server.services.telemetry import Freshness
 
@@ -37,6 +39,7 @@ PAGE_SIZE = 50
 MAX_CHART_VERSIONS = 30
 Offset = Annotated[int, Query(ge=0, le=10**9)]
 OptionalName = Annotated[str | None, Query(max_length=63)]
+FilterText = Annotated[str | None, Query(max_length=MAX_SELECTOR_CHARS)]
 RolloutId = Annotated[str, Path(pattern=r"^ro_[0-9a-f]{16}$")]
 DeviceId = Annotated[str, Path(pattern=r"^dev_[0-9a-f]{20}$")]
 ArtifactId = Annotated[str, Path(pattern=r"^art_[0-9a-f]{16}$")]
@@ -52,6 +55,8 @@ NOTICES = {
     "create": "Rollout created: its first stage's devices install the new artifact at their next poll.",
     "pin_set": "Pin set; the devices it concerns switch at their next poll.",
     "pin_clear": "Pin cleared; its devices follow their class pin or rollout at their next poll.",
+    "relabel": "Labels changed; the device's rollouts are re-judged at its next poll.",
+    "decommission": "Device decommissioned: revoked and hidden from the fleet views; kept in the audit log.",
 }
 
 
@@ -192,26 +197,43 @@ def device_list(
     user: SignedIn,
     offset: Offset = 0,
     hardware_class: OptionalName = None,
-    status: Annotated[devices.DeviceStatus | None, Query()] = None,
+    status_text: Annotated[
+        str | None, Query(alias="status", pattern=r"^(|online|stale|offline|revoked)$")
+    ] = None,
+    selector: FilterText = None,
+    os: FilterText = None,
+    arch: FilterText = None,
+    agent_version: FilterText = None,
+    runtime: FilterText = None,
+    provider: FilterText = None,
+    include_decommissioned: Annotated[bool, Query()] = False,
 ) -> Response:
+    """The fleet, filtered like ``GET /v1/devices`` (an empty field is no filter)."""
+    status = devices.DeviceStatus(status_text) if status_text else None  # the form's "any" is empty
     now = ctx.clock()
     thresholds = _thresholds(request)
+    inventory = {"os": os, "arch": arch, "agent_version": agent_version, "runtime": runtime}
+    inventory = {k: v or None for k, v in {**inventory, "provider": provider}.items()}
     page = devices.list_devices(
         session,
         limit=PAGE_SIZE,
         offset=offset,
         hardware_class=hardware_class or None,
         status=status,
+        selector=parse_selector(selector) if selector else None,
+        inventory=parse_inventory_filter(**inventory),
+        include_decommissioned=include_decommissioned,
         now=now,
         thresholds=thresholds,
     )
-    query = urlencode(
-        [
-            (k, v)
-            for k, v in (("hardware_class", hardware_class), ("status", status.value if status else None))
-            if v
-        ]
-    )
+    filters = {
+        "hardware_class": hardware_class,
+        "status": status.value if status else None,
+        "selector": selector,
+        **inventory,
+        "include_decommissioned": "true" if include_decommissioned else None,
+    }
+    query = urlencode([(k, v) for k, v in filters.items() if v])
     return html(
         request,
         "devices.html",
@@ -219,6 +241,7 @@ def device_list(
         items=[devices.device_to_wire(r, now=now, thresholds=thresholds) for r in page.items],
         hardware_class=hardware_class or "",
         status=status.value if status else "",
+        filters={k: v or "" for k, v in filters.items()},
         statuses=STATUS_ORDER,
         base="/dashboard/devices" + (f"?{query}" if query else ""),
         user=user,

@@ -68,7 +68,7 @@ def test_operators_relabel_filter_and_decommission_devices(live_fleet, chromium,
     page.get_by_label("Set labels").fill("line=2, zone=north")
     page.get_by_role("button", name="Relabel…").click()
     expect(page.get_by_role("heading", name=f"Relabel device {first.device_id}?")).to_be_visible()
-    expect(page.locator("tbody")).to_contain_text("zone=north")
+    expect(page.locator("#confirm-summary")).to_contain_text("line=2, site=plant-3, zone=north")
     page.screenshot(path=shots / "confirm-relabel.png", full_page=True)
     page.get_by_role("button", name="Relabel device").click()
     expect(page.get_by_role("status")).to_contain_text("Labels changed")

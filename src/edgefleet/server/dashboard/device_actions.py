@@ -10,16 +10,10 @@ from fastapi import APIRouter, Request, Response
 
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.server.api.dependencies import Ctx, DbSession
-from edgefleet.server.dashboard.actions import (
-    MAX_REASON_CHARS,
-    Confirmation,
-    _authorised_form,
-    _confirm,
-    _done,
-)
-from edgefleet.server.dashboard.auth import SignedIn
+from edgefleet.server.dashboard.auth import SignedIn, operator_form
+from edgefleet.server.dashboard.confirm import Confirmation, confirmed, done, reason_of, show_confirmation
 from edgefleet.server.dashboard.pages import DeviceId
-from edgefleet.server.dashboard.render import DashboardRoute, html
+from edgefleet.server.dashboard.render import DashboardRoute
 from edgefleet.server.services import lifecycle
 
 __all__ = ["parse_label_text", "router"]
@@ -52,40 +46,52 @@ def parse_label_text(set_text: str, remove_text: str) -> lifecycle.LabelChange:
     return change
 
 
+def _labels_text(labels: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "(none)"
+
+
 @router.post("/devices/{device_id}/relabel")
 async def relabel_device(
     device_id: DeviceId, request: Request, ctx: Ctx, session: DbSession, user: SignedIn
 ) -> Response:
-    form = await _authorised_form(request, user)
+    form = await operator_form(request, user)
     page = f"/dashboard/devices/{device_id}"
     change = parse_label_text(form.get("set", ""), form.get("remove", ""))
-    if form.get("confirm") != "yes":
+    if not confirmed(form):
         preview = lifecycle.relabel(
             session, change=change, device_id=device_id, actor=user.actor.name, now=ctx.clock(), dry_run=True
         )
-        return html(
+        summary = [("Before", _labels_text(c["before"])) for c in preview.changed]
+        summary += [("After", _labels_text(c["after"])) for c in preview.changed]
+        return show_confirmation(
             request,
-            "relabel_confirm.html",
-            user=user,
-            action=request.url.path,
-            device_id=device_id,
-            set_text=form.get("set", ""),
-            remove_text=form.get("remove", ""),
-            changed=preview.changed,
-            cancel=page,
+            user,
+            form,
+            Confirmation(
+                title=f"Relabel device {device_id}?",
+                explanation="Labels decide which rollouts and selections cover the device: its desired state "
+                "is re-judged at its next poll."
+                if preview.changed
+                else "The device already has these labels: nothing would change.",
+                confirm_label="Relabel device",
+                cancel=page,
+                ask_reason=False,
+                summary=summary,
+                carry={"set": form.get("set", ""), "remove": form.get("remove", "")},
+            ),
         )
     lifecycle.relabel(session, change=change, device_id=device_id, actor=user.actor.name, now=ctx.clock())
-    return _done(page, "relabel")
+    return done(page, "relabel")
 
 
 @router.post("/devices/{device_id}/decommission")
 async def decommission_device(
     device_id: DeviceId, request: Request, ctx: Ctx, session: DbSession, user: SignedIn
 ) -> Response:
-    form = await _authorised_form(request, user)
+    form = await operator_form(request, user)
     page = f"/dashboard/devices/{device_id}"
-    if form.get("confirm") != "yes":
-        return _confirm(
+    if not confirmed(form):
+        return show_confirmation(
             request,
             user,
             form,
@@ -96,13 +102,10 @@ async def decommission_device(
                 "Bringing the unit back needs a new enrollment.",
                 confirm_label="Decommission device",
                 cancel=page,
+                danger=True,
             ),
         )
     lifecycle.decommission_device(
-        session,
-        device_id,
-        reason=form.get("reason", "")[:MAX_REASON_CHARS],
-        actor=user.actor.name,
-        now=ctx.clock(),
+        session, device_id, reason=reason_of(form), actor=user.actor.name, now=ctx.clock()
     )
-    return _done(page, "decommission")
+    return done(page, "decommission")

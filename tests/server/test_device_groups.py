@@ -295,3 +295,10 @@ def test_an_inventory_over_its_bounds_is_refused_and_changes_nothing(fleet):
     assert info.value.code == "invalid_document"
     device = fleet.client.get(f"/v1/devices/{identity.device_id}", headers=fleet.admin).json()
     assert device["inventory"] is None
+
+
+def test_get_of_the_relabel_path_is_a_405_naming_post(fleet):
+    r = fleet.client.get("/v1/devices/relabel", headers=fleet.admin)
+    assert r.status_code == 405
+    assert r.headers["allow"] == "POST"
+    assert fleet.client.get("/v1/devices/dev_" + "0" * 20, headers=fleet.admin).status_code == 404

@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from edgefleet.protocol.canonical import parse_json_bounded
 from edgefleet.protocol.desired_state import MAX_REPORT_BYTES
@@ -69,6 +70,16 @@ __all__ = ["DeviceIdPath", "DeviceRuntime", "router", "signed_device_call"]
 router = APIRouter(tags=["devices"], route_class=StrictJsonRoute)
 DEVICE_ID_PATTERN = r"^dev_[0-9a-f]{20}$"
 DeviceIdPath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]
+
+
+class _DeviceIdConvertor(StringConvertor):
+    """Routes ``GET /v1/devices/{device_id}`` only for device ids, so ``GET /v1/devices/relabel`` is a 405
+    naming ``POST`` (not a 422 from a GET of a device called ``relabel``)."""
+
+    regex = DEVICE_ID_PATTERN.strip("^$")
+
+
+register_url_convertor("device_id", _DeviceIdConvertor())
 
 
 @dataclass
@@ -360,7 +371,7 @@ def list_devices(
     return result.to_wire([svc.device_to_wire(r, now=now, thresholds=thresholds) for r in result.items])
 
 
-@router.get("/v1/devices/{device_id}")
+@router.get("/v1/devices/{device_id:device_id}")
 def get_device(
     device_id: DeviceIdPath, request: Request, ctx: Ctx, session: DbSession, _: Viewer
 ) -> dict[str, Any]:

@@ -17,6 +17,8 @@ BAD_BODIES = {
     "overflow": b'{"token": "t", "public_key_pem": "x", "agent_version": 1e400}',
     "lone_surrogate": b'{"token": "\\ud800", "public_key_pem": "x"}',
     "surrogate_key": b'{"token": "t", "public_key_pem": "x", "\\udc00": 1}',
+    "nul": b'{"token": "t\\u0000", "public_key_pem": "x"}',
+    "nul_key": b'{"token": "t", "public_key_pem": "x", "a\\u0000": 1}',
     "not_utf8": b'{"token": "\xff\xfe", "public_key_pem": "x"}',
     "utf16": '{"token": "t", "public_key_pem": "x"}'.encode("utf-16"),
     "too_deep": b'{"token": "t", "public_key_pem": "x", "extra": ' + b"[" * 5000 + b"]" * 5000 + b"}",
@@ -48,7 +50,17 @@ def test_a_surrogate_in_a_validation_error_is_escaped_not_echoed(api) -> None:
     assert _strict(r)["code"] == "invalid_document"
 
 
-@pytest.mark.parametrize("name", ["nan", "lone_surrogate", "not_utf8", "too_deep"])
+def test_a_nul_in_a_query_reaches_no_database_as_a_500(api) -> None:
+    """PostgreSQL text cannot hold NUL: a filter holding one is a 4xx with a stable code on every backend."""
+    for url in ("/v1/models?name_prefix=%00", "/v1/audit?actor=a%00b", "/v1/devices?label=site%3D%00"):
+        r = api.client.get(url, headers=api.admin)
+        assert r.status_code < 500, (url, r.text)
+        assert r.status_code in (200, 404, 422), (url, r.text)
+        if r.status_code == 422:
+            assert _strict(r)["code"] in ("unstorable_value", "invalid_document"), r.text
+
+
+@pytest.mark.parametrize("name", ["nan", "lone_surrogate", "nul", "not_utf8", "too_deep"])
 def test_operator_calls_authenticate_before_the_body_is_read(api, name) -> None:
     bad = BAD_BODIES[name]
     r = api.client.post("/v1/models", content=bad, headers=JSON)

@@ -2,7 +2,8 @@
 
 What every role accepts from outside (request bodies, device reports, telemetry, files): UTF-8 text holding
 standard JSON, finite numbers only (no ``NaN``/``Infinity``, no float that overflows to infinity, integers
-within 64 bits), no lone UTF-16 surrogate in any string, nested at most ``MAX_JSON_DEPTH`` deep. Anything else
+within 64 bits), no lone UTF-16 surrogate and no NUL character in any string (no database text column can
+hold one), nested at most ``MAX_JSON_DEPTH`` deep. Anything else
 is refused with ``malformed_json`` before it can reach a database, a signature or a response.
 """
 
@@ -20,7 +21,8 @@ MAX_JSON_DEPTH = 64
 MAX_JSON_INT = 2**63 - 1
 """Integers beyond a signed 64-bit range are refused: no database column or runtime could hold them."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_EXPECTED = "UTF-8 JSON with finite numbers, no lone surrogates, nested at most 64 deep"
+_NUL = "\x00"
+_EXPECTED = "UTF-8 JSON with finite numbers, no lone surrogates or NUL characters, nested at most 64 deep"
 
 
 def canonical_json(value: Any) -> bytes:
@@ -62,6 +64,8 @@ def _check_tree(value: Any) -> None:
         if isinstance(item, str):
             if _SURROGATE.search(item):
                 raise _Refused("a string holds a lone UTF-16 surrogate")
+            if _NUL in item:
+                raise _Refused("a string holds a NUL character")
         elif isinstance(item, dict | list):
             if depth > MAX_JSON_DEPTH:
                 raise _Refused(f"nested deeper than {MAX_JSON_DEPTH}")
@@ -69,6 +73,8 @@ def _check_tree(value: Any) -> None:
                 for key, child in item.items():
                     if _SURROGATE.search(key):
                         raise _Refused("a key holds a lone UTF-16 surrogate")
+                    if _NUL in key:
+                        raise _Refused("a key holds a NUL character")
                     stack.append((child, depth + 1))
             else:
                 stack.extend((child, depth + 1) for child in item)

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -119,6 +119,16 @@ async def _integrity(_: Request, exc: Exception) -> JSONResponse:
     return error_response(409, "conflict", "a concurrent change conflicted with this one; retry")
 
 
+async def _data(_: Request, exc: Exception) -> JSONResponse:
+    log.info("value refused by the database: %s", exc)
+    return error_response(
+        422,
+        "unstorable_value",
+        "a value in the request cannot be stored (e.g. a NUL character in a text, a number out of range)",
+        {"expected": "text without NUL characters and numbers within the column's range", "got": "refused"},
+    )
+
+
 async def _operational(_: Request, exc: Exception) -> JSONResponse:
     log.warning("database unavailable: %s", exc)
     return error_response(
@@ -144,5 +154,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(IntegrityError, _integrity)
     app.add_exception_handler(OperationalError, _operational)
+    app.add_exception_handler(DataError, _data)
     app.add_exception_handler(ClientDisconnect, _disconnect)
     app.add_exception_handler(Exception, _unexpected)

@@ -49,6 +49,8 @@ from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.hardware_class import HardwareClass, Threads
 
 if TYPE_CHECKING:
+    from edgefleet.agent.channel import DeviceChannel
+    from edgefleet.agent.hints import Wakeup
     from edgefleet.agent.install.content import TufArtifactFetcher
 
 __all__ = ["DEFAULT_TRIAL", "DEFAULT_WATCHDOG_S", "AgentApp", "AgentOptions"]
@@ -71,6 +73,9 @@ class AgentOptions:
     download_timeout_s: float = 60.0
     tick_interval_s: float = 1.0
     serve: bool = True
+    hints: bool = True
+    """Listen for MQTT wake-up hints when the server names a broker (``agent.hints``; needs the ``hints``
+    extra): a hint makes the agent poll at once; without one it polls on ``poll_interval_s``."""
     serve_host: str = "127.0.0.1"
     serve_port: int = 0
     """0: any free port; the URL is written to ``<data dir>/serving-endpoint``."""
@@ -161,6 +166,26 @@ class AgentApp:
         """The installer's candidates load and pass their health check in a worker process: a model that
         crashes its runtime fails its install (``model_crashed``, counted) instead of killing the agent."""
         return WorkerAdapter(runtime, spec=self.options.trial_worker_spec)
+
+    @staticmethod
+    def _start_hints(
+        device_id: str, channel: DeviceChannel, stop: threading.Event, workers: list[threading.Thread]
+    ) -> Wakeup:
+        """The hint listener's thread, and a second one that wakes the poll loop when ``stop`` is set."""
+        from edgefleet.agent.hints import HINTS_PATH, HintListener, Wakeup
+
+        wakeup = Wakeup()
+        listener = HintListener(device_id, lambda: channel.request("GET", HINTS_PATH).json(), wakeup)
+
+        def close_on_stop() -> None:
+            stop.wait()
+            wakeup.close()
+
+        for target, name in ((lambda: listener.run(stop), "hint-listener"), (close_on_stop, "hint-stop")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            workers.append(thread)
+        return wakeup
 
     def run(self, stop: threading.Event) -> None:
         opts = self.options
@@ -291,6 +316,7 @@ class AgentApp:
                     )
                 for worker in workers:
                     worker.start()
+                wakeup = self._start_hints(identity.device_id, channel, stop, workers) if opts.hints else None
                 timing = PollTiming(poll_interval_s=opts.poll_interval_s, backoff_cap_s=opts.backoff_cap_s)
                 probes = ProbeRunner(
                     self.ddir.root,
@@ -310,6 +336,7 @@ class AgentApp:
                     on_state=probes.offer,
                     inventory=inventory.get,
                     serving_status=serving.report if serving is not None else None,
+                    wakeup=wakeup,
                 ).run(stop)
                 probes.close()
                 for worker in workers:

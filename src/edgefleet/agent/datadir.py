@@ -4,7 +4,7 @@ its ``identity/`` and ``state/`` are created 0700; the key, ``device.json`` and 
 Layout (all writes atomic and durable):
 
     identity/device.key        Ed25519 private key, PKCS8 PEM, mode 0600, never leaves the device
-    identity/device.json       device id, server URL, hardware class, labels, director public key (0600)
+    identity/device.json       device id, server URL, content URL, hardware class, labels, director key (0600)
     identity/tuf-root.json     bootstrap TUF root received at enrollment (when the server has one)
     identity/class.json        the hardware class document (threads, budgets, telemetry bandwidth)
     state/desired.json         last accepted signed desired state (the envelope, verbatim)
@@ -53,6 +53,14 @@ class DeviceIdentity:
     director_public_key_pem: str
     labels: dict[str, str] = field(default_factory=dict)
     enrolled_at: str = ""
+    content_url: str | None = None
+    """Where TUF metadata and targets are fetched (``<content_url>/metadata/``, ``<content_url>/targets/``):
+    a static host or CDN given at enrollment; ``None``: the control plane's own ``/tuf``."""
+
+    @property
+    def content_base_url(self) -> str:
+        """The image repository's base URL: the content host, else the control plane's ``/tuf``."""
+        return (self.content_url or f"{self.server_url}/tuf").rstrip("/")
 
     @property
     def director_key(self) -> Ed25519PublicKey:
@@ -68,6 +76,7 @@ class DeviceIdentity:
             "director_public_key_pem": self.director_public_key_pem,
             "labels": dict(self.labels),
             "enrolled_at": self.enrolled_at,
+            **({"content_url": self.content_url} if self.content_url else {}),
         }
 
 
@@ -196,6 +205,7 @@ class DataDir:
                 director_public_key_pem=str(data["director_public_key_pem"]),
                 labels={str(k): str(v) for k, v in dict(data.get("labels", {})).items()},
                 enrolled_at=str(data.get("enrolled_at", "")),
+                content_url=str(data["content_url"]) if data.get("content_url") else None,
             )
             identity.director_key  # noqa: B018  # must parse
         except (KeyError, TypeError, ValueError, EdgefleetError) as exc:

@@ -32,6 +32,7 @@ def enroll(
     timeout_s: float = 30.0,
     hardware_class: str | None = None,
     tuf_root: bytes | None = None,
+    content_url: str | None = None,
 ) -> DeviceIdentity:
     """Enroll this device. Refuses an enrolled data dir unless ``force`` (which makes a new identity).
 
@@ -41,6 +42,7 @@ def enroll(
     with it, the root is pinned from the file and the director key must be one that root names, so a control
     plane compromised at enrollment time cannot give the device its own trust anchors.
     """
+    content_url = _content_url(content_url)  # a bad value fails here, before the token is spent
     pinned = None
     if tuf_root is not None:
         pinned = pin_provisioned_root(tuf_root)  # a bad file fails here, before the token is spent
@@ -91,6 +93,7 @@ def enroll(
             director_public_key_pem=str(director_pem),
             labels={str(k): str(v) for k, v in dict(data.get("labels") or {}).items()},
             enrolled_at=datetime.now(timezone.utc).isoformat(),
+            content_url=_content_url(content_url or answer.get("content_base_url")),
         )
         identity.director_key  # noqa: B018  # must parse before we persist it
     except (KeyError, TypeError, ValueError, EdgefleetError) as exc:
@@ -101,3 +104,19 @@ def enroll(
     ddir.write_key(key)
     ddir.write_identity(identity, root_document, data.get("hardware_class_document"))
     return identity
+
+
+def _content_url(value: object) -> str | None:
+    """An http(s) base URL, without its trailing slash, or ``None``. The host is not a trust input (every
+    byte it serves is verified against the TUF root), but a value that is no URL is refused at once."""
+    if value is None or value == "":
+        return None
+    text = str(value).rstrip("/")
+    if not (text.startswith("https://") or text.startswith("http://")) or len(text) > 2048:
+        raise EdgefleetError(
+            "the content base URL is not an http(s) URL",
+            code="invalid_content_url",
+            expected="http(s)://host[/path]",
+            got=text[:200],
+        )
+    return text

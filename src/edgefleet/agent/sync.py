@@ -13,6 +13,9 @@ is behind and why (``SlotReport.behind``); the device reports ``status: "updatin
 A desired state that the pinned director key does not verify makes the coordinator ask ``director_keys``
 (the keys the device's verified TUF root names: an offline-root-signed rotation). If one of those verifies
 the document, the device pins it (identity file, atomically) and goes on; otherwise the document is rejected.
+
+With wake-up hints (``agent.hints``) the loop also wakes when a hint arrives and polls at once (at most one
+hint-driven poll per ``min_interval_s``); the hint is no input to any decision but the poll's timing.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import logging
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -33,6 +37,7 @@ from edgefleet.agent.backoff import PollTiming, backoff_delay_s, poll_delay_s
 from edgefleet.agent.channel import DeviceChannel
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
 from edgefleet.agent.enroll import AGENT_VERSION
+from edgefleet.agent.hints import Wakeup, hint_poll_at
 from edgefleet.agent.host_inventory import host_inventory
 from edgefleet.agent.install.interface import Installer
 from edgefleet.protocol.desired_state import DesiredState, DeviceReport, HostInventory
@@ -93,10 +98,13 @@ class SyncCoordinator:
         inventory: Callable[[], dict[str, Any] | None] | None = None,
         serving_status: Callable[[], dict[str, Any] | None] | None = None,
         host: HostInventory | None = None,
+        wakeup: Wakeup | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``inventory``: the device's runtimes (``agent.runtime.inventory``), ``None`` until known;
         ``serving_status``: the serving ladder's mode and reason. Both go into every report, and a change
-        in either is reported at the next poll."""
+        in either is reported at the next poll. ``wakeup``: where wake-up hints arrive (``agent.hints``); a
+        hint moves the next poll earlier (``hint_poll_at``), never later; it must be closed on stop."""
         self._ddir = data_dir
         self._on_state = on_state or (lambda _state: None)
         """Told every accepted desired state, and the stored one at start (the probe runner)."""
@@ -111,6 +119,9 @@ class SyncCoordinator:
         self._timing = timing or PollTiming()
         self._rng = rng or random.Random()  # noqa: S311  # jitter, not secrets
         self._now = now
+        self._wakeup = wakeup
+        self._monotonic = monotonic
+        self.hinted_polls = 0
         self.identity: DeviceIdentity = data_dir.read_identity()
         self.boot_id = uuid.uuid4().hex
         self._sequence = 0
@@ -313,16 +324,43 @@ class SyncCoordinator:
     def run(self, stop: threading.Event) -> None:
         log.info(_kv(event="agent_started", device_id=self.identity.device_id, generation=self.generation))
         self.resume()
-        poll_in_s = 0.0
         self._on_state(self.state)
+        next_poll_s = self._monotonic()
+        last_poll_s: float | None = None
+        hinted = False
         while not stop.is_set():
-            if poll_in_s <= 0:
-                poll_in_s = self.poll_once().delay_s
+            now_s = self._monotonic()
+            if now_s >= next_poll_s:
+                if hinted:
+                    self.hinted_polls += 1
+                    log.info(_kv(event="hinted_poll", generation=self.generation))
+                hinted = False
+                last_poll_s = now_s
+                next_poll_s = self._monotonic() + self.poll_once().delay_s
+                now_s = self._monotonic()
             retry_in_s = self.retry_delay_s()
+            poll_in_s = max(0.0, next_poll_s - now_s)
             wait_s = poll_in_s if retry_in_s is None else min(poll_in_s, retry_in_s)
-            if stop.wait(wait_s):
-                break
-            poll_in_s -= wait_s
+            if self._wakeup is None:
+                if stop.wait(wait_s):
+                    break
+                hint = None
+            else:
+                hint = self._wakeup.wait(wait_s)
+                if stop.is_set():
+                    break
+            if hint is not None:
+                hinted_at = hint_poll_at(
+                    now_s=self._monotonic(),
+                    last_poll_s=last_poll_s,
+                    next_poll_s=next_poll_s,
+                    hint=hint,
+                    min_interval_s=self._wakeup.min_interval_s if self._wakeup else 0.0,
+                    jitter=self._rng.random(),
+                )
+                hinted = hinted or hinted_at < next_poll_s
+                next_poll_s = hinted_at
+                continue
             if retry_in_s is not None and retry_in_s <= wait_s:
                 self.retry_install()
         log.info(_kv(event="agent_stopped", device_id=self.identity.device_id))

@@ -48,6 +48,12 @@ def agent() -> None:
     default=None,
     help="The release team's root.json, provisioned out of band: pin it instead of trusting the server's.",
 )
+@click.option(
+    "--content-url",
+    default=None,
+    help="Fetch TUF metadata and targets from this static host or CDN (`edgefleet tuf export` layout) "
+    "instead of the server's content base URL or its /tuf.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the identity as JSON.")
 def enroll_cmd(
     server_url: str,
@@ -57,6 +63,7 @@ def enroll_cmd(
     force: bool,
     hardware_class: str | None,
     tuf_root: Path | None,
+    content_url: str | None,
     as_json: bool,
 ) -> None:
     """Generate this device's key pair and enroll it with a one-time token."""
@@ -73,6 +80,7 @@ def enroll_cmd(
         force=force,
         hardware_class=hardware_class,
         tuf_root=root,
+        content_url=content_url,
     )
     if as_json:
         echo_json({k: v for k, v in identity.to_dict().items() if k != "director_public_key_pem"})
@@ -182,6 +190,11 @@ def enroll_cmd(
     show_default=True,
     help="Seconds without a serving heartbeat that roll a trial back (0: off; off with --no-serve).",
 )
+@click.option(
+    "--no-hints",
+    is_flag=True,
+    help="Do not listen for MQTT wake-up hints (the server's broker, if any): poll on the interval only.",
+)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def run_cmd(
     data_dir: Path,
@@ -201,6 +214,7 @@ def run_cmd(
     trial_max_restarts: int,
     trial_watchdog_s: float,
     no_trial_worker: bool,
+    no_hints: bool,
     log_level: str,
 ) -> None:
     """Run the device until SIGTERM/SIGINT: sync, verify, install, serve, report, send telemetry."""
@@ -237,6 +251,7 @@ def run_cmd(
         telemetry_window_s=window_s,
         telemetry_upload_interval_s=upload_s,
         serve=not no_serve,
+        hints=not no_hints,
         serve_port=serve_port,
         serve_socket=serve_socket,
         fallback_dir=fallback_dir,

@@ -33,6 +33,8 @@ SUBCOMMANDS: dict[str, str] = {
     "build": "edgefleet.cli.build:build",
     "keys": "edgefleet.cli.keys:keys",
     "publish": "edgefleet.cli.publish:publish",
+    "tuf": "edgefleet.cli.tuf_cmd:tuf",
+    "hints": "edgefleet.cli.hints_cmd:hints",
     "rollout": "edgefleet.cli.rollout_cmd:rollout",
     "probe": "edgefleet.cli.probe_cmd:probe",
     "sim": "edgefleet.cli.sim_cmd:sim",

@@ -25,6 +25,7 @@ from edgefleet.server.api import (
     device_groups,
     devices,
     health,
+    hints,
     models,
     probes,
     rollouts,
@@ -37,6 +38,7 @@ from edgefleet.server.api.contract import BodyLimits, install_contract
 from edgefleet.server.api.dependencies import ServerContext
 from edgefleet.server.api.errors import install_error_handlers
 from edgefleet.server.blobs import BlobStore, FsBlobStore
+from edgefleet.server.hint_broker import HintRuntime, send_hints
 from edgefleet.server.services.alerts.dispatcher import HttpxSender, WebhookSender, dispatch_due
 from edgefleet.server.services.alerts.rules import RetryPolicy
 from edgefleet.server.services.alerts.scan import ScanPolicy, scan_alerts
@@ -71,6 +73,7 @@ ROUTERS: list[APIRouter] = [
     audit.router,
     devices.router,
     device_groups.router,
+    hints.router,
     tuf.router,
     rollouts.router,
     probes.router,
@@ -251,15 +254,25 @@ def create_app(
         dispatcher = asyncio.create_task(deliver_alerts(context, sender))
         scanner = asyncio.create_task(scan_for_alerts(context))
         poll_state = asyncio.create_task(keep_poll_state(context, runtime))
+        hint_runtime: HintRuntime | None = app_.state.hints
+        hinter = None
+        if hint_runtime is not None:
+            hint_runtime.start()
+            hinter = asyncio.create_task(
+                send_hints(hint_runtime, db, app_.state.tuf.signed_target, time.monotonic)
+            )
         yield
-        for task in (refresher, engine, pruner, dispatcher, scanner, poll_state):
-            task.cancel()
+        for task in (refresher, engine, pruner, dispatcher, scanner, poll_state, hinter):
+            if task is not None:
+                task.cancel()
         sender.close()
         try:
             await run_in_threadpool(runtime.seen.flush, context.db)
         except Exception:  # the database went first: the next contact writes them again
             logging.getLogger("edgefleet.server.devices").exception("event=last_seen_flush_failed")
         await runtime.replay.close()
+        if hint_runtime is not None:
+            hint_runtime.close()
         db.dispose()
 
     app = FastAPI(
@@ -271,6 +284,7 @@ def create_app(
     app.state.context = context
     app.state.tuf = TufRuntime.from_settings(settings, now=clock())  # first: dev mode makes all keys
     app.state.devices = devices.DeviceRuntime.from_settings(settings, db)
+    app.state.hints = HintRuntime.from_settings(settings)  # None without a broker: no hints, polls only
     install_error_handlers(app)
     limits = BodyLimits(settings.max_json_bytes, by_prefix=(("/v1/blobs/", settings.max_blob_bytes),))
     app.add_middleware(

@@ -75,6 +75,23 @@ class Settings:
     """Device calls that may wait on the database at once; more are refused with 429 and Retry-After."""
     busy_retry_after_s: float = 5.0
     """The shortest Retry-After of a refused device call (each is drawn in [this, twice this])."""
+    content_base_url: str | None = None
+    """A static host or CDN serving the image repository (``edgefleet tuf export``): given to devices at
+    enrollment, so they fetch TUF metadata and targets there instead of from this API's ``/tuf``."""
+    mqtt_url: str | None = None
+    """The MQTT broker for wake-up hints (``mqtt://user:password@host:1883``, ``mqtts://`` for TLS); unset:
+    no hints, devices poll on their interval (docs/server.md, Wake-up hints)."""
+    mqtt_device_url: str | None = None
+    """The broker URL devices connect to (without credentials); default: ``mqtt_url`` without them."""
+    mqtt_topic_prefix: str = "edgefleet/devices"
+    """Hints go to ``<prefix>/<device id>/hint``."""
+    mqtt_secret: str | None = None
+    """Derives each device's broker password; unset: ``<data_dir>/mqtt-secret`` (created once). Replicas
+    must share it (set it, or share the data dir)."""
+    hint_check_s: float = 1.0
+    """How often the hint sender looks for a change of the director epoch (one row read)."""
+    hint_min_interval_s: float = 2.0
+    """At most one hint per device per this many seconds: a flood of changes is coalesced."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -154,6 +171,7 @@ class Settings:
             "last_seen_flush_s",
             "device_db_concurrency",
             "busy_retry_after_s",
+            "hint_check_s",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive", expected="> 0", got=getattr(self, name))
@@ -177,6 +195,7 @@ class Settings:
             )
         if self.resolved_replay_store == "redis" and not self.redis_url:
             raise ConfigurationError("replay_store redis needs redis_url", expected="redis://...", got=None)
+        _check_urls(self)
         url = self.resolved_database_url
         if not (url.startswith("sqlite:///") or url.startswith("postgresql")):
             raise ConfigurationError(
@@ -239,6 +258,29 @@ def _smallest_period(text: str) -> int:
             k += 1
         fail[i] = k
     return len(text) - (fail[-1] if text else 0)
+
+
+def _check_urls(settings: Settings) -> None:
+    if settings.content_base_url is not None and not settings.content_base_url.startswith(
+        ("http://", "https://")
+    ):
+        raise ConfigurationError(
+            "content_base_url is not an http(s) URL",
+            expected="http(s)://host[/path]",
+            got=settings.content_base_url,
+        )
+    for name in ("mqtt_url", "mqtt_device_url"):
+        value = getattr(settings, name)
+        if value is not None and not value.startswith(("mqtt://", "mqtts://")):
+            raise ConfigurationError(
+                f"{name} is not an MQTT URL",
+                expected="mqtt://[user:password@]host[:port] or mqtts://...",
+                got=_redact(value),
+            )
+    if settings.hint_min_interval_s < 0:
+        raise ConfigurationError(
+            "hint_min_interval_s must not be negative", expected=">= 0", got=settings.hint_min_interval_s
+        )
 
 
 def _redact(url: str) -> str:

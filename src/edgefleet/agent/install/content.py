@@ -13,6 +13,11 @@ targets for the target's model and class (``x-edgefleet-release-floors``). TUF n
 to an older targets version, so a raised floor stays raised. The constructor's ``release_floor`` is only
 an extra local minimum (default 0).
 
+Metadata and targets come from the device's content base URL (``DeviceIdentity.content_base_url``): any
+static host or CDN serving the layout ``edgefleet tuf export`` writes, or the control plane's ``/tuf``. The
+host is not trusted: every byte is verified against the pinned root, so a wrong or hostile host can only
+withhold content (like a network outage), never change it.
+
 Downloads resume from ``<data dir>/downloads/<sha256>.partial``; starting one sweeps stale partial files
 of targets outside the artifact being fetched (an assignment that changed), see ``agent.install.download``.
 """
@@ -222,11 +227,11 @@ class TufArtifactFetcher:
         metadata_dir = self._ddir.root / "tuf"
         if not (metadata_dir / "root.json").exists():
             DeviceTrust.initialize(metadata_dir, root_bytes)
-        server = self._identity.server_url
+        base = self._identity.content_base_url  # a static host or CDN, or the control plane's /tuf
         return DeviceTrust(
             metadata_dir,
-            f"{server}/tuf/metadata/",
-            f"{server}/tuf/targets/",
+            f"{base}/metadata/",
+            f"{base}/targets/",
             client=self._client,
             bootstrap_root=root_bytes,
             events=self._events,

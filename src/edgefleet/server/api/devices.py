@@ -199,6 +199,7 @@ def enroll(body: EnrollBody, request: Request, ctx: Ctx, session: DbSession) -> 
         "tuf_root": request.app.state.tuf.root_document(),
         "hardware_class_document": classes_svc.class_document(session, device.hardware_class),
         "server_time": ctx.clock().isoformat(),
+        "content_base_url": ctx.settings.content_base_url,
     }
 
 

@@ -103,13 +103,13 @@ def test_an_agent_takes_its_content_from_a_static_host_and_the_api_serves_only_c
             stderr=out,
         )
     try:
-        wait_for(lambda: _active(server, device_id) == v1, timeout_s=60, what="install from the host")
+        wait_for(lambda: _active(server, device_id) == v1, timeout_s=120, what="install from the host")
         # 2.0.0 is published to the API's repository but not exported yet: the device cannot see it.
         v2 = push_artifact(server, tmp_path, "2.0.0")
         cli(server, "device", "pin", v2, "--device", device_id)
         wait_for(
             lambda: "target_not_in_tuf" in json.dumps(_device(server, device_id)),
-            timeout_s=60,
+            timeout_s=120,
             what="the device reporting the unexported target as not in TUF",
         )
         assert _active(server, device_id) == v1
@@ -117,7 +117,7 @@ def test_an_agent_takes_its_content_from_a_static_host_and_the_api_serves_only_c
         assert second["kept"] > 0  # incremental: the files of 1.0.0 and the old metadata stay as they were
         assert not any(p.startswith("targets/digits/1.0.0/") for p in second["written"])
         api_content_requests.clear()
-        wait_for(lambda: _active(server, device_id) == v2, timeout_s=60, what="install of 2.0.0")
+        wait_for(lambda: _active(server, device_id) == v2, timeout_s=120, what="install of 2.0.0")
         time.sleep(1.0)  # a few more polls
     except AssertionError:
         print(log.read_text()[-6000:])

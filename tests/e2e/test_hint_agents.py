@@ -116,16 +116,16 @@ def test_a_hint_brings_a_new_assignment_in_seconds_and_polling_covers_a_broker_o
     log = tmp_path / "agent.log"
     agent = _start(data_dir, log, "600")  # polls at start, then every 10 minutes
     try:
-        wait_for(lambda: _active(server, device_id) == v1, timeout_s=60, what="the first install")
+        wait_for(lambda: _active(server, device_id) == v1, timeout_s=120, what="the first install")
         wait_for(lambda: "event=hints_connected" in log.read_text(), what="the agent listening for hints")
         v2 = push_artifact(server, tmp_path, "2.0.0")
         changed_at, changed_wall_s = time.monotonic(), time.time()
         cli(server, "device", "pin", v2, "--class", "medical-cart-cpu")
-        wait_for(lambda: _active(server, device_id) == v2, timeout_s=60, what="the hinted install")
+        wait_for(lambda: _active(server, device_id) == v2, timeout_s=150, what="the hinted install")
         took_s = time.monotonic() - changed_at
         # 10 minutes of poll interval: only the hint can bring it this early (measured: a few seconds)
         print(f"hinted install took {took_s:.1f} s after the change (poll interval 600 s)")
-        assert took_s < 60, took_s
+        assert took_s < 150, took_s  # the next poll was >= 480 s away (600 s +- 20 %)
         text = log.read_text()
         print(
             f"hint received {_logged_at(text, 'event=hint_received') - changed_wall_s:.1f} s after the change"
@@ -143,7 +143,7 @@ def test_a_hint_brings_a_new_assignment_in_seconds_and_polling_covers_a_broker_o
         wait_for(lambda: "event=hint_broker_unreachable" in log2.read_text(), what="a failed broker connect")
         time.sleep(1.0)  # the start-up poll is done; the change below can only arrive at a later poll
         cli(server, "device", "pin", v1, "--device", device_id)
-        wait_for(lambda: _active(server, device_id) == v1, timeout_s=45, what="convergence by polling")
+        wait_for(lambda: _active(server, device_id) == v1, timeout_s=90, what="convergence by polling")
         text = log2.read_text()
         assert "event=hint_received" not in text
         assert "event=hinted_poll" not in text

@@ -43,10 +43,6 @@ class TufApi:
         """Raw bytes of one metadata file (``root.json``, ``3.targets.json``, ...)."""
         return self._request("GET", f"/tuf/metadata/{name}").content
 
-    def download_tuf_target(self, name: str, dest: Path, *, sha256: str, length: int) -> Path:
-        """One stored target file (``dir/<sha256>.name``) into ``dest``, resumed and verified."""
-        return download_verified(self._http, f"/tuf/targets/{name}", dest, sha256=sha256, length=length)
-
     def publish_targets(
         self, targets_bytes: bytes, files: Mapping[str, Path], *, progress: ProgressCallback | None = None
     ) -> int:

@@ -365,3 +365,35 @@ def test_posts_without_the_sessions_csrf_token_are_refused_without_side_effects(
         )
         assert (r.status_code, "csrf_failed" in r.text) == (403, True), path
     _nothing_changed(fleet, rid, audit_before)
+
+
+def test_the_rollout_form_targets_a_label_selector(world, operator):
+    fleet, _v1, v2, devices = world
+    page = operator.get("/dashboard/rollouts/new").text
+    assert 'name="selector"' in page
+    form = {
+        **_as_form({"model": "digits", "targets": {"medical-cart-cpu": v2}, "spec": STAGES}),
+        "selector": "site in (site-0), !retired",
+    }
+    for bad, code in (("site=", "invalid_selector"), ("site=a,site=b", "selector_conflict")):
+        refused = _post(operator, "/dashboard/rollouts/new", page, **{**form, "selector": bad})
+        assert refused.status_code == 422
+        assert code in _field_error(refused.text, "selector")
+    nothing = _post(
+        operator, "/dashboard/rollouts/new", page, confirm="yes", **{**form, "selector": "site=x"}
+    )
+    assert nothing.status_code == 422
+    assert "selector_matches_nothing" in _field_error(nothing.text, "selector")
+    both = _post(operator, "/dashboard/rollouts/new", page, **{**form, "labels": "site=site-0"})
+    assert "invalid_selector" in _field_error(both.text, "selector")
+    assert _rollouts(fleet) == []
+    asked = _post(operator, "/dashboard/rollouts/new", page, **form)
+    assert "site in (site-0),!retired" in htmlmod.unescape(asked.text)  # canonical form on the confirmation
+    done = _post(operator, "/dashboard/rollouts/new", page, confirm="yes", **form)
+    assert done.status_code == 303, done.text[:300]
+    (created,) = _rollouts(fleet)
+    assert created["selector"] == "site in (site-0),!retired"
+    detail = fleet.client.get(f"/v1/rollouts/{created['id']}", headers=fleet.admin).json()
+    assert sum(int(s.get("members", 0)) for s in detail["stage_detail"]) == len(
+        devices[::2]
+    )  # the site-0 half

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from edgefleet.protocol.canonical import loads_strict
-from edgefleet.protocol.errors import EdgefleetError, PermissionDeniedError
+from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError, PermissionDeniedError
 from edgefleet.server.api.dependencies import Ctx, DbSession
 from edgefleet.server.dashboard.auth import SignedIn, operator_form
 from edgefleet.server.dashboard.confirm import Confirmation, confirmed, done, editing, show_confirmation
@@ -24,12 +24,13 @@ from edgefleet.server.dashboard.render import DashboardRoute, html
 from edgefleet.server.services import artifacts
 from edgefleet.server.services.request_bodies import RolloutCreate, validate_body
 from edgefleet.server.services.rollouts import service as rollouts
+from edgefleet.server.services.rollouts.overlay import canonical_selector
 from edgefleet.server.services.twin.form import name_value_pairs
 
 __all__ = ["FIELDS", "rollout_body", "router"]
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
-FIELDS = ("model", "targets", "labels", "slot", "spec")
+FIELDS = ("model", "targets", "labels", "selector", "slot", "spec")
 BODY_FIELDS = {"model": "model", "targets": "targets", "selector": "labels", "slot": "slot", "spec": "spec"}
 """The API body's field -> the form field that carries it."""
 CODE_FIELDS = {
@@ -42,6 +43,10 @@ CODE_FIELDS = {
     "rollout_conflict": "targets",
     "rollout_slot_conflict": "targets",
     "invalid_labels": "labels",
+    "invalid_selector": "selector",
+    "empty_selector": "selector",
+    "selector_conflict": "selector",
+    "selector_matches_nothing": "selector",
     "malformed_json": "spec",
 }
 """The use case's refusals -> the form field they concern."""
@@ -50,10 +55,19 @@ Prefill = Annotated[str | None, Query(max_length=200)]
 
 def rollout_body(form: dict[str, str]) -> RolloutCreate:
     """The form's fields as the body ``POST /v1/rollouts`` would get, validated as the API validates it."""
+    labels = name_value_pairs(form.get("labels", ""), what="labels", code="invalid_labels")
+    selector_text = form.get("selector", "").strip()
+    if selector_text and labels:
+        raise InvalidDocumentError(
+            "give labels or a selector, not both",
+            code="invalid_selector",
+            expected="one of them",
+            got=selector_text[:200],
+        )
     document: dict[str, Any] = {
         "model": form.get("model", "").strip(),
         "targets": name_value_pairs(form.get("targets", ""), what="targets", code="invalid_target"),
-        "selector": name_value_pairs(form.get("labels", ""), what="labels", code="invalid_labels"),
+        "selector": canonical_selector(selector_text) if selector_text else labels,  # parsed: refused early
         "slot": form.get("slot", "").strip() or "default",
     }
     spec = form.get("spec", "").strip()
@@ -94,6 +108,7 @@ def new_rollout_form(
         "model": model or "",
         "targets": targets or "",
         "labels": "",
+        "selector": "",
         "slot": "default",
         "spec": EXAMPLE_SPEC,
     }

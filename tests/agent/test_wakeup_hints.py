@@ -22,6 +22,7 @@ from edgefleet.agent.hints import (
     hint_poll_at,
     parse_hint,
     parse_hint_config,
+    reconnect_delay_s,
 )
 from edgefleet.agent.install.interface import RecordingInstaller
 from edgefleet.agent.sync import SyncCoordinator
@@ -162,6 +163,17 @@ def test_an_unreachable_broker_is_retried_with_capped_jittered_backoff_and_never
     assert not thread.is_alive()
     assert listener.config is not None  # it got its configuration, then kept failing to connect
     assert not listener.connected.is_set()
+
+
+def test_reconnects_back_off_capped_and_a_refused_login_waits_longer():
+    timing = PollTiming(backoff_base_s=1.0, backoff_cap_s=60.0)
+    rng = random.Random(7)
+    delays = [reconnect_delay_s(timing, n, rng, refused=False) for n in range(1, 20)]
+    assert all(0.5 <= d <= 60.0 for d in delays)
+    assert max(delays[10:]) > 30.0  # grown to the cap, jittered below it
+    refused = [reconnect_delay_s(timing, n, rng, refused=True) for n in range(15, 25)]
+    assert all(d <= 900.0 for d in refused)
+    assert max(refused) > 60.0  # a broker that refuses the login is not asked every minute
 
 
 # --- the sync loop -----------------------------------------------------------------------------------

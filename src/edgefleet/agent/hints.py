@@ -19,7 +19,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +35,7 @@ __all__ = [
     "hint_poll_at",
     "parse_hint",
     "parse_hint_config",
+    "reconnect_delay_s",
 ]
 
 log = logging.getLogger("edgefleet.agent.hints")
@@ -124,6 +125,15 @@ def parse_hint_config(body: Any, device_id: str) -> HintConfig:
         ) from exc
 
 
+def reconnect_delay_s(timing: PollTiming, failures: int, rng: random.Random, *, refused: bool) -> float:
+    """Pure: the wait before the next connection attempt: capped, fully jittered backoff; a login the broker
+    refused (a device enrolled after the broker's password file was rendered) waits under a cap of
+    ``CONFIG_RECHECK_S`` instead, so a fleet the broker does not know yet does not ask every minute."""
+    if refused:
+        timing = replace(timing, backoff_cap_s=max(timing.backoff_cap_s, CONFIG_RECHECK_S))
+    return backoff_delay_s(timing, failures, rng)
+
+
 class Wakeup:
     """Where hints meet the poll loop: ``wait`` returns a hint (or ``None`` at the timeout or on close).
     Hints arriving while nobody waits are merged (the widest spread wins): a flood becomes one wake-up."""
@@ -209,7 +219,7 @@ class HintListener:
                 failures = 0
                 self.connected.clear()
             failures += 1
-            delay_s = backoff_delay_s(self._timing, failures, self._rng)
+            delay_s = reconnect_delay_s(self._timing, failures, self._rng, refused=refused)
             log.info("event=hint_reconnect failures=%d retry_in_s=%.2f", failures, delay_s)
             if stop.wait(delay_s):
                 break

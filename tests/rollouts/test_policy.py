@@ -201,6 +201,31 @@ def test_pending_devices_past_the_deadline_follow_the_stage_policy(policy, actio
     assert after.pending == ("dev_2",)  # reported, never counted as success or failure
 
 
+@pytest.mark.parametrize(
+    ("policy", "action"),
+    [("wait", "wait"), ("proceed", "advance"), ("halt", "wait")],
+)
+def test_devices_waiting_for_their_update_window_are_never_stalled(policy, action):
+    """A device waiting for its window (pending: window) is neither failing nor stalled: a deadline that
+    halts on stalled devices waits for it instead; proceed and wait behave as for any pending device."""
+    spec = RolloutSpec(
+        stages=[StageSpec(count=3, soak_s=0, deadline_s=600, on_deadline=policy), StageSpec(percent=100)]
+    )
+    waiting = DeviceProgress("dev_2", 0, "pending", True, CLASS, waiting_window=True)
+    progress = [*_progress(["done", "done"]), waiting]
+    after = _decide(spec=spec, progress=progress, at_s=601)
+    assert after.action == action
+    assert after.pending == ("dev_2",)
+    if action == "wait":
+        assert after.reason["note"] == "devices waiting for their update window"
+        assert after.reason["window_devices"] == 1
+    stalled = [*progress[:2], DeviceProgress("dev_3", 0, "pending", True, CLASS)]
+    if policy == "halt":  # a stalled device beside it still halts the stage, counted apart
+        halted = _decide(spec=spec, progress=[*stalled, waiting], at_s=601)
+        assert halted.action == "halt"
+        assert (halted.reason["pending_devices"], halted.reason["window_devices"]) == (1, 1)
+
+
 def test_manual_promotion_waits_for_the_operator():
     spec = RolloutSpec(stages=[StageSpec(count=3, soak_s=0, manual_promotion=True), StageSpec(percent=100)])
     assert _decide(spec=spec).reason["note"] == "awaiting manual promotion"

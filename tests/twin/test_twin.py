@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -94,15 +95,16 @@ def test_a_spec_the_api_refuses_is_refused_with_the_api_code() -> None:
 
 
 def test_windows_and_online_time() -> None:
+    monday = datetime(2026, 11, 30, tzinfo=timezone.utc)  # a Monday, 00:00 UTC
     window = UpdateWindow.parse("02:00-04:00")
-    assert window_open_at(window, 0, 0) == 2 * 3600  # midnight -> 02:00
-    assert window_open_at(window, 0, 3 * 3600) == 3 * 3600  # inside
-    assert window_open_at(window, 0, 5 * 3600) == 26 * 3600  # after: tomorrow
+    assert window_open_at(window, "UTC", monday, 0) == 2 * 3600  # midnight -> 02:00
+    assert window_open_at(window, "UTC", monday, 3 * 3600) == 3 * 3600  # inside
+    assert window_open_at(window, "UTC", monday, 5 * 3600) == 26 * 3600  # after: tomorrow
     wrap = UpdateWindow.parse("22:00-05:00 local")
-    assert window_open_at(wrap, 0, 60) == 60
-    assert (
-        window_open_at(UpdateWindow.parse("Sun 01:00-05:00"), 0, 0) == 6 * 86400 + 3600
-    )  # 2026-01-05 is Mon
+    assert window_open_at(wrap, "UTC", monday, 60) == 60
+    # local means the device's zone: 02:00 in Berlin (UTC+1 in winter) is 01:00 UTC
+    assert window_open_at(window, "Europe/Berlin", monday, 0) == 1 * 3600
+    assert window_open_at(UpdateWindow.parse("Sun 01:00-05:00"), "UTC", monday, 0) == 6 * 86400 + 3600
     assert UpdateWindow.parse("any") is None
     fleet = _fleet(outages={"fraction": 1.0, "pattern": "nightly", "from_hour": 22, "to_hour": 6})
     device = draw_population(fleet, 1).devices[0]

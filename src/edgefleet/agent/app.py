@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgefleet.agent.backoff import PollTiming
 from edgefleet.agent.datadir import DataDir
@@ -35,7 +35,9 @@ from edgefleet.agent.install.deferred import DeferredFetcher
 from edgefleet.agent.install.installer import InstallerConfig, SlotInstaller
 from edgefleet.agent.install.trial import TrialPolicy
 from edgefleet.agent.lifecycle import RunMarker
+from edgefleet.agent.local_zone import detect_time_zone
 from edgefleet.agent.observed import ObservedInstaller, StepEvents
+from edgefleet.agent.remote_config import ConfigApplier, startup_overrides
 from edgefleet.agent.runtime.base import RuntimeAdapter
 from edgefleet.agent.runtime.inventory import INVENTORY_DELAY_S, InventoryProbe
 from edgefleet.agent.runtime.worker import DEFAULT_SPEC, WorkerAdapter
@@ -45,13 +47,16 @@ from edgefleet.agent.serving_wiring import SERVED_SLOT, Serving, TrialIsolation,
 from edgefleet.agent.telemetry.queue import loss_event, open_queue
 from edgefleet.agent.telemetry.recorder import SecuritySinkAdapter, TelemetryRecorder
 from edgefleet.agent.telemetry.resources import SysResources
-from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.desired_state import DesiredState
+from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError
 from edgefleet.protocol.hardware_class import HardwareClass, Threads
 
 if TYPE_CHECKING:
     from edgefleet.agent.channel import DeviceChannel
     from edgefleet.agent.hints import Wakeup
     from edgefleet.agent.install.content import TufArtifactFetcher
+    from edgefleet.agent.sync import SyncCoordinator
+    from edgefleet.agent.telemetry.uploader import TelemetryUploader
 
 __all__ = ["DEFAULT_TRIAL", "DEFAULT_WATCHDOG_S", "AgentApp", "AgentOptions"]
 
@@ -89,6 +94,10 @@ class AgentOptions:
     """Load, health-check and serve a version on trial in a supervised worker process (see the module)."""
     trial_worker_spec: str = DEFAULT_SPEC
     """``module:attribute`` giving the worker its runtime adapters (tests inject a crashing runtime)."""
+    time_zone: str | None = None
+    """The device's IANA zone for its update window; ``None``: detected (``agent.local_zone``)."""
+    log_level: str = "info"
+    """What remote configuration restores when the operator removes a ``log_level`` it set."""
 
     def __post_init__(self) -> None:
         watchdog_s = self.trial.watchdog_s
@@ -100,14 +109,22 @@ class AgentOptions:
                 got=watchdog_s,
             )
 
-    def installer_config(self, hardware_class: HardwareClass | None) -> InstallerConfig:
+    def installer_config(
+        self, hardware_class: HardwareClass | None, time_zone: str | None = None
+    ) -> InstallerConfig:
         """The installer's configuration. The watchdog and ``min_requests`` apply to the served slot
         (``default``); without serving nothing heartbeats and nothing is served, so neither applies."""
-        trial = self.trial if self.serve else replace(self.trial, watchdog_s=None, min_requests=0)
         threads = hardware_class.threads if hardware_class else Threads()
         return InstallerConfig(
-            threads=threads, trial=trial, served_slots=frozenset({SERVED_SLOT}), release_served=self.serve
+            threads=threads,
+            trial=self.served_trial(self.trial),
+            served_slots=frozenset({SERVED_SLOT}),
+            release_served=self.serve,
+            time_zone=time_zone,
         )
+
+    def served_trial(self, trial: TrialPolicy) -> TrialPolicy:
+        return trial if self.serve else replace(trial, watchdog_s=None, min_requests=0)
 
 
 def _utc_now() -> datetime:
@@ -123,6 +140,14 @@ def _skip_httpx_cli() -> None:
         sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
+def _stored_overrides(ddir: DataDir) -> dict[str, Any]:
+    """Remote settings taken at start (not live), from the desired state this device last accepted."""
+    try:
+        return startup_overrides(ddir.read_desired_envelope())
+    except (EdgefleetError, OSError, ValueError):  # unreadable: the sync coordinator judges it later
+        return {}
+
+
 class AgentApp:
     def __init__(self, data_dir: Path | str, options: AgentOptions | None = None) -> None:
         self.ddir = DataDir(data_dir)
@@ -130,6 +155,7 @@ class AgentApp:
         self.installer: ObservedInstaller | None = None
         self.recorder: TelemetryRecorder | None = None
         self.serving: Serving | None = None
+        self._coordinator: SyncCoordinator | None = None
         self._on_ready: list[Callable[[AgentApp], None]] = []
 
     def on_ready(self, callback: Callable[[AgentApp], None]) -> None:
@@ -162,6 +188,70 @@ class AgentApp:
             isolation=isolation,
         )
 
+    def _config_applier(
+        self,
+        slot_installer: SlotInstaller,
+        uploader: TelemetryUploader,
+        serving: Serving | None,
+        started_with: dict[str, Any],
+    ) -> ConfigApplier:
+        """Remote configuration's setters over this run's parts (``agent.remote_config``)."""
+        opts = self.options
+        trial = [opts.trial]
+
+        def set_poll(value: Any) -> None:
+            if self._coordinator is not None:
+                self._coordinator.set_poll_interval(float(value))
+
+        def set_log_level(value: Any) -> None:
+            logging.getLogger().setLevel(str(value).upper())
+
+        def set_shadow(value: Any) -> None:  # the next shadow candidate samples this share
+            if serving is not None:
+                serving.shadow_config = replace(serving.shadow_config, sample_fraction=float(value))
+
+        def set_upload(value: Any) -> None:
+            uploader.timing = replace(uploader.timing, poll_interval_s=float(value))
+
+        def set_bandwidth(value: Any) -> None:
+            uploader.budget.rate = float(value)
+
+        def set_trial(name: str) -> Callable[[Any], None]:
+            def setter(value: Any) -> None:
+                policy = replace(trial[0], **{name: value})  # TrialPolicy checks itself
+                slot_installer.set_trial_policy(opts.served_trial(policy))
+                trial[0] = policy
+
+            return setter
+
+        setters: dict[str, Callable[[Any], None]] = {
+            "poll_interval_s": set_poll,
+            "log_level": set_log_level,
+            "shadow_fraction": set_shadow,
+            "telemetry_upload_interval_s": set_upload,
+            "telemetry_bytes_per_s": set_bandwidth,
+            "trial_window_s": set_trial("window_s"),
+            "trial_min_requests": set_trial("min_requests"),
+            "trial_max_failure_rate": set_trial("max_failure_rate"),
+            "trial_watchdog_s": set_trial("watchdog_s"),
+        }
+        defaults = {
+            "poll_interval_s": opts.poll_interval_s,
+            "log_level": opts.log_level,
+            "shadow_fraction": opts.shadow_fraction,
+            "telemetry_upload_interval_s": opts.telemetry_upload_interval_s,
+            "telemetry_bytes_per_s": uploader.budget.rate,
+            "trial_window_s": opts.trial.window_s,
+            "trial_min_requests": opts.trial.min_requests,
+            "trial_max_failure_rate": opts.trial.max_failure_rate,
+            "trial_watchdog_s": opts.trial.watchdog_s,
+        }
+        return ConfigApplier(
+            setters,
+            {k: v for k, v in defaults.items() if v is not None},
+            {"telemetry_max_bytes": opts.telemetry_max_bytes, **started_with},
+        )
+
     def _worker_adapter(self, runtime: str) -> RuntimeAdapter:
         """The installer's candidates load and pass their health check in a worker process: a model that
         crashes its runtime fails its install (``model_crashed``, counted) instead of killing the agent."""
@@ -191,11 +281,14 @@ class AgentApp:
         opts = self.options
         identity = self.ddir.read_identity()
         hardware_class = self.ddir.read_hardware_class()
+        time_zone = detect_time_zone(opts.time_zone)
         with self.ddir.lock():
             run_marker = RunMarker(self.ddir.root)
             cause = run_marker.begin()
+            started_with = _stored_overrides(self.ddir)
             queue, lost = open_queue(
-                self.ddir.root / "telemetry" / "queue.db", max_bytes=opts.telemetry_max_bytes
+                self.ddir.root / "telemetry" / "queue.db",
+                max_bytes=started_with.get("telemetry_max_bytes", opts.telemetry_max_bytes),
             )
             boot_id = uuid.uuid4().hex
             recorder = TelemetryRecorder(
@@ -236,7 +329,7 @@ class AgentApp:
                 self.ddir.root,
                 fetcher,
                 adapter_for=adapters,
-                config=opts.installer_config(hardware_class),
+                config=opts.installer_config(hardware_class, time_zone),
                 steps=StepEvents(recorder),
                 isolated_for=self._worker_adapter if opts.trial_worker else None,
             )
@@ -326,18 +419,28 @@ class AgentApp:
                     busy=serving.busy if serving is not None else lambda: False,
                     now=_utc_now,
                 )
-                SyncCoordinator(
+                applier = self._config_applier(slot_installer, uploader, serving, started_with)
+
+                def on_state(state: DesiredState | None) -> None:
+                    applier.apply(state)  # before the report that follows it: the report shows it
+                    probes.offer(state)
+
+                coordinator = SyncCoordinator(
                     self.ddir,
                     channel,
                     installer,
                     timing=timing,
                     events=recorder,
                     director_keys=tuf.director_keys,  # a rotation, named by the verified TUF root
-                    on_state=probes.offer,
+                    on_state=on_state,
                     inventory=inventory.get,
                     serving_status=serving.report if serving is not None else None,
                     wakeup=wakeup,
-                ).run(stop)
+                    time_zone=time_zone,
+                    config_status=applier.report,
+                )
+                self._coordinator = coordinator
+                coordinator.run(stop)
                 probes.close()
                 for worker in workers:
                     worker.join(timeout=10)

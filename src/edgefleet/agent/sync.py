@@ -100,6 +100,8 @@ class SyncCoordinator:
         host: HostInventory | None = None,
         wakeup: Wakeup | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        time_zone: str | None = None,
+        config_status: Callable[[], dict[str, Any] | None] | None = None,
     ) -> None:
         """``inventory``: the device's runtimes (``agent.runtime.inventory``), ``None`` until known;
         ``serving_status``: the serving ladder's mode and reason. Both go into every report, and a change
@@ -112,6 +114,9 @@ class SyncCoordinator:
         self._serving_status = serving_status or (lambda: None)
         self._host = host if host is not None else host_inventory()
         """OS and CPU: read once at start (they do not change while the agent runs)."""
+        self._time_zone = time_zone
+        self._config_status = config_status or (lambda: None)
+        """The remote configuration as applied (``agent.remote_config``), reported like the inventory."""
         self._director_keys = director_keys
         self._events: EventSink = events or _NoEvents()
         self._channel = channel
@@ -131,6 +136,14 @@ class SyncCoordinator:
         self._reported_slots: dict[str, Any] = {}
         self.last_error: dict[str, Any] | None = None
         self.state: DesiredState | None = self._load_last_state()
+
+    def set_poll_interval(self, poll_interval_s: float) -> None:
+        """Remote configuration: polls after the next one are this far apart (jitter and backoff kept)."""
+        self._timing = replace(self._timing, poll_interval_s=float(poll_interval_s))
+
+    @property
+    def poll_interval_s(self) -> float:
+        return self._timing.poll_interval_s
 
     @property
     def generation(self) -> int:
@@ -174,6 +187,7 @@ class SyncCoordinator:
             )
             return SyncOutcome("failed", delay, self.generation, exc.code)
         self._failures = 0
+        log.debug(_kv(event="polled", result=outcome.result, next_in_s=round(outcome.delay_s, 3)))
         return outcome
 
     def _poll(self) -> SyncOutcome:
@@ -261,11 +275,12 @@ class SyncCoordinator:
         """Report when something changed: a new generation, a slot's state (trial -> committed, a rollback),
         or an error. Unchanged polls send nothing."""
         slots = self._installer.slot_reports()
-        runtimes, serving = self._inventory(), self._serving_status()
+        runtimes, serving, config = self._inventory(), self._serving_status(), self._config_status()
         snapshot = {
             name: r.to_dict() if hasattr(r, "to_dict") else r.model_dump() for name, r in slots.items()
         }
-        snapshot["\0extra"] = {"runtimes": runtimes, "serving": serving}  # not a slot name: cannot clash
+        extra = {"runtimes": runtimes, "serving": serving, "config": config}
+        snapshot["\0extra"] = extra  # not a slot name: cannot clash
         if not force and self._reported_generation == self.generation and snapshot == self._reported_slots:
             return
         self._sequence += 1
@@ -281,6 +296,8 @@ class SyncCoordinator:
             runtimes=runtimes,
             serving=serving,
             host=self._host,
+            timezone=self._time_zone,
+            config=config,
         )
         self._channel.request("POST", REPORT_PATH, json_body=report.to_dict())
         self._reported_generation = self.generation

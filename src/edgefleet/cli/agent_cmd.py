@@ -195,6 +195,12 @@ def enroll_cmd(
     is_flag=True,
     help="Do not listen for MQTT wake-up hints (the server's broker, if any): poll on the interval only.",
 )
+@click.option(
+    "--time-zone",
+    default=None,
+    help="This device's IANA time zone (e.g. Europe/Berlin), the clock of its update window "
+    "(default: TZ, /etc/timezone or /etc/localtime, else UTC). Reported to the control plane.",
+)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def run_cmd(
     data_dir: Path,
@@ -215,6 +221,7 @@ def run_cmd(
     trial_watchdog_s: float,
     no_trial_worker: bool,
     no_hints: bool,
+    time_zone: str | None,
     log_level: str,
 ) -> None:
     """Run the device until SIGTERM/SIGINT: sync, verify, install, serve, report, send telemetry."""
@@ -236,7 +243,10 @@ def run_cmd(
     signal.signal(signal.SIGINT, _stop)
     from edgefleet.agent.app import AgentApp, AgentOptions
     from edgefleet.agent.install.trial import TrialPolicy
+    from edgefleet.protocol.update_window import check_zone
 
+    if time_zone:
+        check_zone(time_zone)  # an operator's typo is an error (invalid_time_zone), not a silent UTC
     trial = TrialPolicy(  # validated here: a bad value is a clear error before anything starts
         window_s=trial_window_s,
         min_requests=trial_min_requests,
@@ -258,6 +268,8 @@ def run_cmd(
         shadow_fraction=shadow_fraction,
         trial=trial,
         trial_worker=not no_trial_worker,
+        time_zone=time_zone,
+        log_level=log_level,
     )
     AgentApp(data_dir, options).run(stop)
 

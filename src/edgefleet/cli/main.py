@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, str] = {
     "artifact": "edgefleet.cli.artifact_cmd:artifact",
     "device": "edgefleet.cli.device_groups_cmd:device",  # device_cmd's group, with relabel/decommission
     "audit": "edgefleet.cli.audit_cmd:audit",
+    "config": "edgefleet.cli.config_cmd:config",
     "demo": "edgefleet.cli.demo_cmd:demo",
     "fleet": "edgefleet.cli.fleet_cmd:fleet",
     "agent": "edgefleet.cli.agent_cmd:agent",

@@ -211,6 +211,11 @@ def rollout() -> None:
     "--enrolling", type=click.Choice(["old", "new"]), default=None, help="What enrolling devices get."
 )
 @click.option(
+    "--ignore-windows",
+    is_flag=True,
+    help="Urgent: devices switch whatever their update window (audited as rollout.windows_overridden).",
+)
+@click.option(
     "--spec",
     "spec_file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -239,6 +244,7 @@ def create_cmd(
     manual_promotion: bool,
     gates: tuple[str, ...],
     enrolling: str | None,
+    ignore_windows: bool,
     spec_file: Path | None,
     dry_run: bool,
     seed: int,
@@ -255,6 +261,7 @@ def create_cmd(
         manual_promotion=manual_promotion,
         gates=gates,
         enrolling=enrolling,
+        ignore_windows=ignore_windows,
     )
     if selector_text is not None and labels:
         raise click.UsageError("give --selector or --label, not both")

@@ -91,6 +91,7 @@ def build_spec(
     manual_promotion: bool = False,
     gates: Sequence[str] = (),
     enrolling: str | None = None,
+    ignore_windows: bool = False,
 ) -> dict[str, Any] | None:
     """The rollout spec to send: ``base`` (a spec file) with the flags applied on top.
 
@@ -131,6 +132,8 @@ def build_spec(
             stage["gates"] = {**stage.get("gates", {}), **gate_values}
     if enrolling is not None:
         spec["enrolling_devices"] = enrolling
+    if ignore_windows:
+        spec["ignore_windows"] = True
     return spec or None
 
 

@@ -20,6 +20,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from edgefleet import __version__
+from edgefleet.client.agent_config import ConfigApi
 from edgefleet.client.alerts import AlertsApi
 from edgefleet.client.devices import DevicesApi
 from edgefleet.client.errors import ServerUnreachableError
@@ -105,7 +106,7 @@ def _params(**values: Any) -> dict[str, Any]:
     return out
 
 
-class EdgefleetClient(DevicesApi, TufApi, TelemetryApi, RolloutsApi, ProbesApi, AlertsApi):
+class EdgefleetClient(DevicesApi, ConfigApi, TufApi, TelemetryApi, RolloutsApi, ProbesApi, AlertsApi):
     """Synchronous client. Use as a context manager or call ``close()``."""
 
     def __init__(

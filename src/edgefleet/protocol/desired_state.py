@@ -8,11 +8,13 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, Field, field_validator
 
 from edgefleet.protocol.document import Document, Name, Part, Sha256Hex, is_safe_relpath
+from edgefleet.protocol.errors import InvalidDocumentError
 
 __all__ = [
     "MAX_DESIRED_STATE_BYTES",
     "MAX_HOST_TEXT_CHARS",
     "MAX_REPORT_BYTES",
+    "AppliedConfig",
     "Assignment",
     "CpuInventory",
     "DesiredState",
@@ -89,6 +91,33 @@ class DesiredState(Document):
     probe: dict[str, Any] | None = Field(
         default=None, description="a probe order (edgefleet.protocol.probe.ProbeOrder), or None"
     )
+    update_window: str = Field(
+        default="any",
+        max_length=64,
+        description="when an installed version may switch, in the device's time zone "
+        "(edgefleet.protocol.update_window); downloads happen any time",
+    )
+    window_exempt_slots: list[Name] = Field(
+        default_factory=list,
+        max_length=64,
+        description="slots an urgent rollout switches whatever the window (an audited operator choice)",
+    )
+    config: dict[str, Any] | None = Field(
+        default=None,
+        description="the agent's remote configuration (edgefleet.protocol.agent_config), merged "
+        "device > selector > class; None: none set",
+    )
+
+    @field_validator("update_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        from edgefleet.protocol.update_window import parse_update_window
+
+        try:
+            parse_update_window(value)
+        except InvalidDocumentError as exc:
+            raise ValueError(exc.message) from exc
+        return value
 
 
 class Signature(Part):
@@ -161,6 +190,16 @@ class ServingReport(Part):
     providers: list[str] = Field(default_factory=list, max_length=16)
 
 
+class AppliedConfig(Part):
+    """What the agent made of the desired state's ``config``: the values it runs with now, the settings it
+    takes only at its next start, and those it refused (setting -> error code)."""
+
+    generation: int = Field(default=0, ge=0, description="the desired-state generation it came with")
+    applied: dict[str, Any] = Field(default_factory=dict, max_length=64)
+    restart_needed: list[str] = Field(default_factory=list, max_length=64)
+    refused: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+
 class DeviceReport(Document):
     """What the agent runs and does. Idempotent: the server keeps the newest by ``sequence``."""
 
@@ -179,3 +218,7 @@ class DeviceReport(Document):
     )
     serving: ServingReport | None = None
     host: HostInventory | None = Field(default=None, description="OS and CPU; None: an older agent")
+    timezone: str | None = Field(
+        default=None, max_length=64, description="the device's IANA time zone (its update window's clock)"
+    )
+    config: AppliedConfig | None = None

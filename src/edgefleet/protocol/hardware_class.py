@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from edgefleet.protocol.document import Document, Name, Part
 from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.update_window import parse_update_window
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,6 +25,8 @@ __all__ = [
     "Performance",
     "RuntimeSpec",
     "Threads",
+    "WindowOverride",
+    "device_window",
     "parse_classes_toml",
 ]
 
@@ -92,8 +96,39 @@ class Performance(Part):
     )
 
 
+MAX_WINDOW_OVERRIDES = 64
+
+
+def _checked_window(value: str) -> str:
+    try:
+        parse_update_window(value)
+    except InvalidDocumentError as exc:
+        raise ValueError(f"{exc.message}; expected {exc.details.get('expected')}") from exc
+    return value
+
+
+class WindowOverride(Part):
+    """A class's update window for the devices whose labels match ``labels`` (all of them, exactly)."""
+
+    labels: dict[str, str] = Field(min_length=1, max_length=16, description="a label selector; never empty")
+    update_window: str
+
+    @field_validator("update_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        return _checked_window(value)
+
+
 class HardwareClass(Document):
     """A named deployment target. Operators apply these from a TOML file."""
+
+    @classmethod
+    def parse(cls, data: Any) -> HardwareClass:
+        """``Document.parse``, with a window that does not parse refused as ``invalid_update_window`` (and
+        an empty override selector as ``empty_selector``), naming the field."""
+        if isinstance(data, dict):
+            _precheck_windows(data)
+        return super().parse(data)
 
     @field_validator("cpu_features")
     @classmethod
@@ -129,13 +164,70 @@ class HardwareClass(Document):
     thermal_notes: str = ""
     power_w: float | None = Field(default=None, gt=0)
     connectivity: Literal["always", "intermittent", "rare"] = "intermittent"
-    update_window: str = Field(default="any", description="e.g. '02:00-04:00 local' or 'any'")
+    update_window: str = Field(
+        default="any",
+        description="when an installed update may switch, in the device's time zone: e.g. '22:00-05:00 "
+        "local', 'sun 01:00-05:00', '02:00-04:00 utc' or 'any' (edgefleet.protocol.update_window)",
+    )
+    window_overrides: list[WindowOverride] = Field(
+        default_factory=list,
+        max_length=MAX_WINDOW_OVERRIDES,
+        description="per-label windows: the first entry whose labels all match the device's wins",
+    )
     telemetry_bytes_per_s: int = Field(default=2048, gt=0)
     download_bytes_per_s: int | None = Field(
         default=None,
         gt=0,
         description="the most an update download (full files and deltas) may use of the link; None: no cap",
     )
+
+    @field_validator("update_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        return _checked_window(value)
+
+    def window_for(self, labels: Mapping[str, str]) -> str:
+        """The window text for a device with ``labels``: the first matching override, else the class's."""
+        return device_window(self.model_dump(mode="json"), labels)
+
+
+def device_window(document: Mapping[str, Any], labels: Mapping[str, str]) -> str:
+    """The update window of a device with ``labels`` in a class (its stored document, already validated):
+    the first ``window_overrides`` entry whose labels all match, else the class's ``update_window``."""
+    for override in document.get("window_overrides") or []:
+        wanted = override.get("labels") or {} if isinstance(override, Mapping) else {}
+        if wanted and all(labels.get(k) == v for k, v in wanted.items()):
+            return str(override.get("update_window") or "any")
+    return str(document.get("update_window") or "any")
+
+
+def _precheck_windows(data: dict[str, Any]) -> None:
+    fields: list[tuple[str, Any]] = [("update_window", data.get("update_window", "any"))]
+    overrides = data.get("window_overrides")
+    if isinstance(overrides, list):
+        for i, entry in enumerate(overrides):
+            if not isinstance(entry, dict):
+                continue
+            labels = entry.get("labels")
+            if isinstance(labels, dict) and not labels:
+                raise InvalidDocumentError(
+                    f"window_overrides.{i}.labels is empty: it would match every device",
+                    code="empty_selector",
+                    expected="at least one label=value",
+                    got={},
+                    details={"field": f"window_overrides.{i}.labels"},
+                )
+            fields.append((f"window_overrides.{i}.update_window", entry.get("update_window", "")))
+    for field_name, value in fields:
+        if not isinstance(value, str):
+            continue
+        try:
+            parse_update_window(value)
+        except InvalidDocumentError as exc:
+            exc.details["field"] = field_name
+            exc.message = f"{field_name}: {exc.message}"
+            exc.args = (exc.message,)
+            raise
 
 
 def parse_classes_toml(text: str | bytes) -> list[HardwareClass]:

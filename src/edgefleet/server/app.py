@@ -17,6 +17,7 @@ from edgefleet import __version__
 from edgefleet.durable import private_dir
 from edgefleet.server import dashboard
 from edgefleet.server.api import (
+    agent_config,
     alerts,
     artifacts,
     audit,
@@ -74,6 +75,7 @@ ROUTERS: list[APIRouter] = [
     devices.router,
     device_groups.router,
     hints.router,
+    agent_config.router,
     tuf.router,
     rollouts.router,
     probes.router,

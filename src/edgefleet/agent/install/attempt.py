@@ -47,7 +47,16 @@ class _StepFailed(Exception):
         self.duration_ms = duration_ms
 
 
-def apply_slot(ex: Executor, s: SlotRun, assignment: Assignment, disabled: frozenset[str]) -> None:
+def apply_slot(
+    ex: Executor,
+    s: SlotRun,
+    assignment: Assignment,
+    disabled: frozenset[str],
+    switch_allowed: Callable[[], bool] = lambda: True,
+) -> None:
+    """``switch_allowed`` is asked once the candidate is staged (the update window, ``installer``): when it
+    says no, the attempt ends ``deferred`` and the slot is ``pending:window`` until a later attempt, which
+    reuses the staged version, finds it open."""
     store = s.store
     a = ex.fetcher.resolve(assignment)  # the manifest the assignment names, parsed once
     key = version_key(a.manifest)
@@ -81,7 +90,7 @@ def apply_slot(ex: Executor, s: SlotRun, assignment: Assignment, disabled: froze
     ex.journal(s, attempt, event="begin", artifact_id=a.artifact_id, version=key)
     s.state = sm.INSTALLING
     try:
-        _attempt(ex, s, attempt, a, key)
+        _attempt(ex, s, attempt, a, key, switch_allowed)
     except _StepFailed as failed:
         _failed(ex, s, attempt, a, failed)
 
@@ -162,7 +171,14 @@ def _step(
     return result
 
 
-def _attempt(ex: Executor, s: SlotRun, attempt: str, a: ResolvedAssignment, key: str) -> None:
+def _attempt(
+    ex: Executor,
+    s: SlotRun,
+    attempt: str,
+    a: ResolvedAssignment,
+    key: str,
+    switch_allowed: Callable[[], bool],
+) -> None:
     store = s.store
     manifest = a.manifest
     reused = store.has_version(key) and _verifies(store, key)
@@ -189,6 +205,11 @@ def _attempt(ex: Executor, s: SlotRun, attempt: str, a: ResolvedAssignment, key:
     _step(ex, s, attempt, a, "download", download, reused=reused)
     _step(ex, s, attempt, a, "verify", verify)
     _step(ex, s, attempt, a, "stage", stage)
+    if not switch_allowed():  # downloads any time; load, health check and switch inside the window
+        ex.journal(s, attempt, event="deferred", code="window")
+        s.state, s.deferred_artifact = sm.PENDING_WINDOW, a.artifact_id
+        log.info("event=switch_deferred slot=%s artifact=%s why=window", store.slot, a.artifact_id)
+        return
     model = _step(ex, s, attempt, a, "load", lambda: ex.load_version(store, key, warmup=False, isolated=True))
     golden = store.files_dir(key) / manifest.health_check.golden_file
     try:
@@ -224,6 +245,7 @@ def _switch(
     store.write_trial(trial.to_dict())
     store.switch(Pointer(key, a.artifact_id, a.manifest.release_counter, now), keep_previous=keep_previous)
     ex.hold(s, model, a.artifact_id)
+    s.deferred_artifact = None
     s.trial = trial
     s.state = sm.TRIAL
     log.info("event=switched slot=%s artifact=%s", store.slot, a.artifact_id)

@@ -42,6 +42,8 @@ class InstallerConfig:
     max_rollbacks: int = 2
     """A release rejected by its health check or rolled back this many times is refused locally."""
     gc_max_removals: int = 4
+    time_zone: str | None = None
+    """The device's IANA zone: the clock of the desired state's ``update_window`` (``None``: UTC)."""
     served_slots: frozenset[str] | None = None
     """The slots the serving layer answers requests from and heartbeats (the agent: ``default``). Only there
     do ``trial.watchdog_s`` and ``trial.min_requests`` apply: a ``fallback`` or ``<slot>.shadow`` version gets
@@ -83,6 +85,8 @@ class SlotRun:
     last_health: HealthReport | None = None
     failed: tuple[str, str] | None = None
     """(artifact id, code) of the last install, health check or trial that failed in this slot."""
+    deferred_artifact: str | None = None
+    """The artifact staged and waiting for the update window (state ``pending:window``)."""
 
 
 @dataclass

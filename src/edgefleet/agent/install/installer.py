@@ -16,7 +16,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 from edgefleet.agent.datadir import AgentLock
@@ -31,9 +33,11 @@ from edgefleet.agent.install.machine import RestartCause
 from edgefleet.agent.install.recovery import recover_slot
 from edgefleet.agent.install.slots import SlotStore
 from edgefleet.agent.install.steps import NoSteps, StepSink
+from edgefleet.agent.install.trial import TrialPolicy
 from edgefleet.agent.runtime.base import LoadedModel, RuntimeAdapter
 from edgefleet.protocol.desired_state import DesiredState, SlotReport
 from edgefleet.protocol.errors import EdgefleetError
+from edgefleet.protocol.update_window import parse_update_window, window_open
 
 __all__ = ["AdapterFor", "InstallerConfig", "SlotInstaller"]
 
@@ -94,6 +98,12 @@ class SlotInstaller:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def set_trial_policy(self, trial: TrialPolicy) -> None:
+        """Remote configuration: trials that start from now on follow ``trial`` (one on trial now keeps
+        being judged by it too: the policy is read at each judgement)."""
+        with self._mutex:
+            self._ex.config = replace(self._ex.config, trial=trial)
+
     # serving-side API
     def model(self, slot: str) -> LoadedModel | None:
         """The loaded version of ``slot``; ``None`` where the serving layer holds it (``release_served``)."""
@@ -141,6 +151,7 @@ class SlotInstaller:
             previous = s.store.read_previous()
             desired = self._desired_artifact(name)
             lag = sm.behind(desired, active, s.loaded, s.state)
+            waiting = lag is not None and self._waits_for_window(name, s)
             out[name] = SlotReport(
                 active=active.artifact_id if active else None,
                 previous=previous.artifact_id if previous else None,
@@ -149,9 +160,28 @@ class SlotInstaller:
                 failure_code=s.failed[1][:64] if s.failed else None,
                 desired=desired,
                 behind=lag.reason[:64] if lag else None,
-                retrying=lag.retry if lag else False,
+                retrying=lag.retry and not waiting if lag else False,
             )
         return out
+
+    def switch_allowed(self, slot: str) -> bool:
+        """Whether ``slot`` may switch now: the desired state's update window is open in the device's zone,
+        an urgent rollout exempts the slot (``DesiredState.window_exempt_slots``), or nothing serves in it
+        yet."""
+        state = self._desired
+        if state is None or slot in state.window_exempt_slots:
+            return True
+        s = self._slots.get(slot)
+        if s is None or s.store.read_active() is None:
+            return True  # nothing serves in this slot yet: the first install disturbs no one
+        try:
+            window = parse_update_window(state.update_window)
+        except EdgefleetError:  # validated with the document; never a reason to block an install
+            return True
+        return window_open(window, self._ex.config.time_zone, self._now())
+
+    def _waits_for_window(self, name: str, s: SlotRun) -> bool:
+        return s.state == sm.PENDING_WINDOW and not self.switch_allowed(name)
 
     def _desired_artifact(self, slot: str) -> str | None:
         assignment = self._desired.slots.get(slot) if self._desired is not None else None
@@ -161,7 +191,7 @@ class SlotInstaller:
         """Some slot is behind its desired artifact and not refused: ``retry()`` would install it."""
         for name, s in list(self._slots.items()):
             lag = sm.behind(self._desired_artifact(name), s.store.read_active(), s.loaded, s.state)
-            if lag is not None and lag.retry:
+            if lag is not None and lag.retry and not self._waits_for_window(name, s):
                 return True
         return False
 
@@ -205,8 +235,10 @@ class SlotInstaller:
                 rollback(self._ex, self._slots[name], "artifact_disabled", count=False)
             for name, assignment in sorted(state.slots.items()):
                 s = self._slot(name)
+                if s.deferred_artifact == assignment.artifact_id and self._waits_for_window(name, s):
+                    continue  # staged already; the window is still closed
                 try:
-                    apply_slot(self._ex, s, assignment, disabled)
+                    apply_slot(self._ex, s, assignment, disabled, partial(self.switch_allowed, name))
                 except EdgefleetError as exc:  # never raise per-slot failures to the coordinator
                     s.last_error = self._ex.error(exc, exc.message)
                     s.state = sm.failed(exc.code)

@@ -44,6 +44,7 @@ from edgefleet.protocol.canonical import canonical_json
 
 __all__ = [
     "COUNTED_STEPS",
+    "PENDING_WINDOW",
     "RETRIED_ROLLBACKS",
     "ApplyDecision",
     "Behind",
@@ -117,6 +118,9 @@ class Phase(str, Enum):
     """A rollback was wanted (``reason``), impossible (``detail``: a ``KeptWhy``); the current one stays."""
     REFUSED = "refused"
     """The assignment is refused locally (``reason``: ``disabled`` or ``rolled_back``)."""
+    PENDING = "pending"
+    """The candidate is downloaded, verified and staged; its switch waits (``reason``: ``window``, the
+    update window is closed). Never a failure."""
     ERROR = "error"
     """Nothing usable could be loaded at start (``reason``: ``active_unusable``, ``no_usable_version``)."""
     WITHDRAWN = "withdrawn"
@@ -153,6 +157,7 @@ IDLE = SlotState(Phase.IDLE)
 INSTALLING = SlotState(Phase.INSTALLING)
 TRIAL = SlotState(Phase.TRIAL)
 COMMITTED = SlotState(Phase.COMMITTED)
+PENDING_WINDOW = SlotState(Phase.PENDING, "window")
 
 
 def failed(code: str, *, judged: bool = False) -> SlotState:

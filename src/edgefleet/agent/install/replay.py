@@ -28,7 +28,8 @@ __all__ = [
 ]
 
 STEPS = ("download", "verify", "stage", "load", "health", "switch", "commit")
-TERMINAL_EVENTS = ("committed", "failed", "rolled_back", "interrupted", "refused")
+TERMINAL_EVENTS = ("committed", "failed", "rolled_back", "interrupted", "refused", "deferred")
+"""``deferred``: staged and verified, the switch waits for the update window (a later attempt resumes)."""
 ROLLBACK_CLOSED = ("rolled_back", "rollback_abandoned")
 
 

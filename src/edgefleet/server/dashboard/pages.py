@@ -24,6 +24,7 @@ from edgefleet.server.dashboard.views import (
     sum_degraded,
 )
 from edgefleet.server.services import artifacts, audit, devices, models
+from edgefleet.server.services.device_config import device_config_view
 from edgefleet.server.services.device_telemetry import device_telemetry
 from edgefleet.server.services.devices import StatusThresholds
 from edgefleet.server.services.fleet_health import fleet_health
@@ -282,6 +283,7 @@ def device_page(
         artifacts=artifacts.artifact_labels(session, ids),
         series=device_series(telemetry["windows"]),
         degraded=sum_degraded(telemetry["windows"]),
+        remote=device_config_view(session, device_id, now=now),
         notice=_notice(done),
         user=user,
     )

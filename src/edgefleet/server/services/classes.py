@@ -15,6 +15,7 @@ from edgefleet.protocol import HardwareClass, canonical_json
 from edgefleet.protocol.errors import ConflictError, InvalidDocumentError, NotFoundError
 from edgefleet.protocol.runtimes import check_servable
 from edgefleet.server.services.audit import record
+from edgefleet.server.services.director_epoch import bump_director_epoch
 from edgefleet.server.store import ArtifactRow, HardwareClassRow
 from edgefleet.server.store.deletes import delete_loaded_row
 from edgefleet.server.store.devices import DeviceRow, EnrollmentTokenRow
@@ -65,6 +66,7 @@ def _upsert(session: Session, doc: HardwareClass, now: datetime) -> str:
     if row.document_sha256 == digest:
         return "unchanged"
     row.document, row.document_sha256, row.updated_at = body, digest, now
+    bump_director_epoch(session)  # the update window (and its overrides) travel in desired states
     return "updated"
 
 

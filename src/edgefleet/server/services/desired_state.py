@@ -26,14 +26,15 @@ from edgefleet.protocol.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
-from edgefleet.protocol.hardware_class import RuntimeSpec
+from edgefleet.protocol.hardware_class import RuntimeSpec, device_window
 from edgefleet.protocol.manifest import manifest_target_path
+from edgefleet.server.services.agent_config import effective_config, layers_for
 from edgefleet.server.services.director_epoch import current_epoch
 from edgefleet.server.services.fit import check_device_runs
 from edgefleet.server.services.probes import probe_section
 from edgefleet.server.services.rollouts.overlay import rollout_overlay
 from edgefleet.server.store.devices import DeviceRow, PinRow
-from edgefleet.server.store.registry import ArtifactRow
+from edgefleet.server.store.registry import ArtifactRow, HardwareClassRow
 from edgefleet.trust.director import sign_desired_state
 
 __all__ = [
@@ -91,6 +92,12 @@ class DesiredChoice:
     disabled_artifacts: list[str]
     probe: dict[str, Any] | None = None
     """The device's probe order (``protocol.probe.ProbeOrder``), if a probe is waiting for it."""
+    update_window: str = "any"
+    """The device's update window: its class's, or the class's first override matching its labels."""
+    window_exempt_slots: tuple[str, ...] = ()
+    """Slots an urgent rollout (``ignore_windows``) moves: they switch whatever the window."""
+    config: dict[str, Any] | None = None
+    """The merged remote agent configuration (``services.agent_config``); ``None``: none set."""
 
     def assignments(self, signed_target: SignedTargetLookup) -> dict[str, Assignment]:
         """Each slot's assignment: the artifact's ``manifest.json`` named by its TUF target, as the release
@@ -116,9 +123,14 @@ def content_digest(
     slots: dict[str, Assignment],
     disabled: list[str],
     probe: dict[str, Any] | None = None,
+    *,
+    update_window: str = "any",
+    window_exempt_slots: tuple[str, ...] = (),
+    config: dict[str, Any] | None = None,
 ) -> str:
     """What decides whether the content changed: the assignments (artifact ids and manifest targets), the
-    class, the disabled list and the probe order."""
+    class, the disabled list, the probe order, the update window (and exempt slots) and the agent config.
+    Fields at their defaults are left out, so a device whose content did not change keeps its digest."""
     body: dict[str, Any] = {
         "hardware_class": hardware_class,
         "slots": {slot: a.model_dump(mode="json") for slot, a in slots.items()},
@@ -126,6 +138,12 @@ def content_digest(
     }
     if probe is not None:
         body["probe"] = probe
+    if update_window != "any":
+        body["update_window"] = update_window
+    if window_exempt_slots:
+        body["window_exempt_slots"] = list(window_exempt_slots)
+    if config:
+        body["config"] = config
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
@@ -140,7 +158,8 @@ def desired_content(session: Session, device: DeviceRow) -> DesiredChoice:
     ordered = sorted(pins, key=lambda p: p.scope == "device")
     # class pins, then what active rollouts serve this device, then device pins (explicit operator choice)
     chosen: dict[str, str] = {p.slot: p.artifact_id for p in ordered if p.scope == "class"}
-    chosen.update(rollout_overlay(session, device))
+    urgent: set[str] = set()
+    chosen.update(rollout_overlay(session, device, urgent))
     chosen.update({p.slot: p.artifact_id for p in ordered if p.scope == "device"})
     slots: dict[str, ArtifactRow] = {}
     disabled: list[str] = []
@@ -154,7 +173,18 @@ def desired_content(session: Session, device: DeviceRow) -> DesiredChoice:
         if not device_can_run(artifact, device):  # the device would refuse it: not assigned
             continue
         slots[slot] = artifact
-    return DesiredChoice(device.hardware_class, slots, sorted(disabled), probe_section(session, device))
+    class_row = session.get(HardwareClassRow, device.hardware_class)
+    window = device_window(class_row.document, device.labels or {}) if class_row is not None else "any"
+    config, _sources = effective_config(layers_for(session, device))
+    return DesiredChoice(
+        device.hardware_class,
+        slots,
+        sorted(disabled),
+        probe_section(session, device),
+        update_window=window,
+        window_exempt_slots=tuple(sorted(urgent & set(slots))),
+        config=config or None,
+    )
 
 
 def device_runtimes(device: DeviceRow) -> dict[str, Any] | None:
@@ -207,7 +237,15 @@ def resolve_desired_state(
                 return _answer(device, held_generation, epoch, ttl)
             choice = desired_content(session, device)
             slots = choice.assignments(signed_target)
-            digest = content_digest(choice.hardware_class, slots, choice.disabled_artifacts, choice.probe)
+            digest = content_digest(
+                choice.hardware_class,
+                slots,
+                choice.disabled_artifacts,
+                choice.probe,
+                update_window=choice.update_window,
+                window_exempt_slots=choice.window_exempt_slots,
+                config=choice.config,
+            )
             if device.desired_envelope is not None and not needs_new_generation(
                 digest=digest,
                 stored_digest=device.desired_digest,
@@ -227,6 +265,9 @@ def resolve_desired_state(
                 slots=slots,  # typed parts are taken as they are, not validated again
                 disabled_artifacts=choice.disabled_artifacts,
                 probe=choice.probe,
+                update_window=choice.update_window,
+                window_exempt_slots=list(choice.window_exempt_slots),
+                config=choice.config,
             )
             envelope = sign_desired_state(state, key)
             # Compare-and-set: two replicas racing issue one generation, never the same number twice.

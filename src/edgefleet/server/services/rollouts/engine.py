@@ -17,7 +17,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
-from edgefleet.protocol.hardware_class import HardwareClass
+from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.hardware_class import HardwareClass, device_window
+from edgefleet.protocol.update_window import parse_update_window, window_open
 from edgefleet.server.services.alerts.outbox import emit
 from edgefleet.server.services.audit import record
 from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status
@@ -40,10 +42,12 @@ from edgefleet.server.store.devices import DeviceRow, PinRow
 from edgefleet.server.store.registry import ArtifactRow, HardwareClassRow
 from edgefleet.server.store.rollouts import RolloutDeviceRow, RolloutRow
 
-__all__ = ["ENGINE_ACTOR", "TickResult", "device_progress", "tick", "tick_rollout"]
+__all__ = ["ENGINE_ACTOR", "TickResult", "device_progress", "tick", "tick_rollout", "window_closed_for"]
 
 log = logging.getLogger("edgefleet.server.rollouts")
 ENGINE_ACTOR = "rollout-engine"
+WINDOW_STATE = "pending:window"
+"""What an agent reports (slot ``state`` and ``behind``) while a staged version waits for its window."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,11 @@ def device_progress(
     target: str,
     now: datetime,
     thresholds: StatusThresholds,
+    window_closed: bool = False,
 ) -> DeviceProgress:
-    """done: the device reports the target active; failed: it reports the target's install failed."""
+    """done: the device reports the target active; failed: it reports the target's install failed.
+    A pending device waits for its window (``waiting_window``) when it says so (``pending:window``) or when
+    ``window_closed`` (its window, in the zone it reported, is closed now: it could not switch anyway)."""
     report = (device.report or {}).get("slots", {}).get(slot, {})
     online = (
         device_status(last_seen_at=device.last_seen_at, revoked=False, now=now, thresholds=thresholds)
@@ -74,13 +81,31 @@ def device_progress(
         status = "failed"
     else:
         status = "pending"
+    says_window = WINDOW_STATE in (report.get("state"), report.get("behind"))
     return DeviceProgress(
         device.id,
         member.stage,
         status,  # type: ignore[arg-type]
         online,
         member.hardware_class,
+        waiting_window=status == "pending" and (says_window or window_closed),
     )
+
+
+def window_closed_for(
+    class_rows: dict[str, HardwareClassRow | None], device: DeviceRow, *, now: datetime
+) -> bool:
+    """The device's update window (its class's, or a matching override) is closed now in the zone the
+    device reported (UTC until it reports one): ``protocol.update_window``, the agent's own rule."""
+    row = class_rows.get(device.hardware_class)
+    if row is None:
+        return False
+    try:
+        window = parse_update_window(device_window(row.document, device.labels or {}))
+    except InvalidDocumentError:
+        return False
+    zone = (device.report or {}).get("timezone")
+    return not window_open(window, zone if isinstance(zone, str) else None, now)
 
 
 def tick(session: Session, *, now: datetime, thresholds: StatusThresholds) -> list[TickResult]:
@@ -118,6 +143,9 @@ def tick_rollout(
                 .where(DeviceRow.id.in_([m.device_id for m in members]))
             ).scalars()
         }
+        class_rows = {
+            name: session.get(HardwareClassRow, name) for name in {m.hardware_class for m in members}
+        }
         progress = [
             device_progress(
                 m,
@@ -126,6 +154,8 @@ def tick_rollout(
                 target=row.targets[m.hardware_class]["to"] or "",
                 now=now,
                 thresholds=thresholds,
+                window_closed=not spec.ignore_windows
+                and window_closed_for(class_rows, devices[m.device_id], now=now),
             )
             for m in members
             if m.device_id in devices and devices[m.device_id].revoked_at is None

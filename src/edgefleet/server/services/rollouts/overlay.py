@@ -44,7 +44,7 @@ def selector_matches(selector: Mapping[str, str] | str, labels: Mapping[str, str
     return selector_from_stored(selector).matches(labels)
 
 
-def rollout_overlay(session: Session, device: DeviceRow) -> dict[str, str]:
+def rollout_overlay(session: Session, device: DeviceRow, urgent: set[str] | None = None) -> dict[str, str]:
     """Slot -> artifact id for every active rollout that covers this device and now serves it the new one.
 
     Halted and aborted rollouts overlay nothing: the device falls back to its pins (the previous artifact),
@@ -54,6 +54,9 @@ def rollout_overlay(session: Session, device: DeviceRow) -> dict[str, str]:
     Creating a rollout refuses a slot of a class that another active rollout moves
     (``rollout_slot_conflict``); should two ever be active anyway, the oldest one (by ``created_at``, then
     id) decides the slot.
+
+    ``urgent``, when given, receives the slots (of the answer) that a rollout created with
+    ``ignore_windows`` moves: they switch whatever the device's update window.
     """
     rows = session.execute(
         select(RolloutRow)
@@ -82,6 +85,8 @@ def rollout_overlay(session: Session, device: DeviceRow) -> dict[str, str]:
             shadow_stage=in_shadow,
         ):
             out[rollout.slot] = target
+            if urgent is not None and rollout.spec.get("ignore_windows"):
+                urgent.add(rollout.slot)
         elif shadows_target(
             status=rollout.status,  # type: ignore[arg-type]
             member_stage=member_stage,
@@ -89,4 +94,6 @@ def rollout_overlay(session: Session, device: DeviceRow) -> dict[str, str]:
             shadow_stage=in_shadow,
         ):
             out[shadow_slot(rollout.slot)] = target
+            if urgent is not None and rollout.spec.get("ignore_windows"):
+                urgent.add(shadow_slot(rollout.slot))
     return out

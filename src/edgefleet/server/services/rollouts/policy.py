@@ -68,6 +68,9 @@ class DeviceProgress:
     status: Literal["pending", "done", "failed"]
     online: bool
     hardware_class: str = ""
+    waiting_window: bool = False
+    """Pending because its update window is closed (``pending: window``): waiting, not stalled. A stage
+    deadline never halts on such devices."""
 
 
 @dataclass(frozen=True)
@@ -154,15 +157,18 @@ def decide(
     if status == "paused":
         return Decision("wait", {"note": "paused"}, gates=rows)
     pending = tuple(sorted(p.device_id for p in exposed if p.status == "pending"))
+    in_window_wait = sum(1 for p in exposed if p.status == "pending" and p.waiting_window)
+    stalled = len(pending) - in_window_wait
     in_stage_s = (now - stage_started_at).total_seconds()
     past_deadline = in_stage_s >= current.deadline_s
-    if past_deadline and current.on_deadline == "halt" and pending:
+    if past_deadline and current.on_deadline == "halt" and stalled:
         return Decision(
             "halt",
             {
                 "gate": "stage_deadline",
                 "stage": stage,
-                "pending_devices": len(pending),
+                "pending_devices": stalled,
+                "window_devices": in_window_wait,
                 "deadline_s": current.deadline_s,
             },
             pending,
@@ -170,7 +176,11 @@ def decide(
         )
     waiting_for_devices = bool(pending) and not (past_deadline and current.on_deadline == "proceed")
     if waiting_for_devices:
-        return Decision("wait", {"note": "devices pending", "past_deadline": past_deadline}, pending, rows)
+        note = "devices pending" if stalled else "devices waiting for their update window"
+        reason: dict[str, Any] = {"note": note, "past_deadline": past_deadline}
+        if in_window_wait:
+            reason["window_devices"] = in_window_wait
+        return Decision("wait", reason, pending, rows)
     if in_stage_s < current.soak_s:
         return Decision(
             "wait", {"note": "soaking", "soak_left_s": round(current.soak_s - in_stage_s, 1)}, pending, rows

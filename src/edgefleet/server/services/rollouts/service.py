@@ -217,6 +217,15 @@ def create_rollout(
             now=now,
             details={"model": model, "targets": resolved, "devices": len(candidates)},
         )
+        if spec.ignore_windows:
+            record(
+                session,
+                actor=actor,
+                action="rollout.windows_overridden",
+                target=rollout_id,
+                now=now,
+                details={"model": model, "slot": slot, "devices": len(candidates)},
+            )
     return row
 
 

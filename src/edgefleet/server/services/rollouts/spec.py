@@ -68,3 +68,6 @@ class RolloutSpec(BaseModel):
     """What a device that enrolls during the rollout gets until the rollout completes."""
     spread_label: str = "site"
     """Stage members are spread across the values of this label where possible."""
+    ignore_windows: bool = False
+    """Urgent: the rollout's devices switch whatever their update window (downloads never wait). An
+    explicit operator choice, audited (``rollout.windows_overridden``)."""

@@ -11,14 +11,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
+from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.hardware_class import HardwareClass
+from edgefleet.protocol.update_window import check_zone, parse_update_window
 from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status
 from edgefleet.server.services.rollouts.overlay import canonical_selector, selector_matches
 from edgefleet.server.services.rollouts.service import resolve_targets
 from edgefleet.server.services.rollouts.spec import RolloutSpec
-from edgefleet.server.services.twin.fleet import FleetSpec, UpdateWindow, parse_fleet
+from edgefleet.server.services.twin.fleet import FleetSpec, parse_fleet
 from edgefleet.server.services.twin.plan import plan
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.registry import ArtifactRow, HardwareClassRow
@@ -77,6 +79,18 @@ def _traffic(
     return requests / devices / span_s, errors / requests
 
 
+def _zone(device: DeviceRow) -> str:
+    """The zone the device reported (``UTC`` when none, or one this host does not know)."""
+    zone = (device.report or {}).get("timezone")
+    if not isinstance(zone, str):
+        return "UTC"
+    try:
+        check_zone(zone)
+    except InvalidDocumentError:
+        return "UTC"
+    return zone
+
+
 def _version_name(artifact: ArtifactRow | None) -> list[str]:
     if artifact is None:
         return []
@@ -109,8 +123,8 @@ def fleet_of_control_plane(
         "candidate error rate: the current version's observed error rate (the build report has none)",
         "candidate quality: the build report's top-1 agreement with the reference is the shadow agreement; "
         "probe figures are not used",
-        "update windows: the class's update_window, taken as UTC; the server does not enforce windows yet "
-        "(issue 19), devices honour them on the switch",
+        "update windows: each device's window (its class's, or a matching override) in the time zone it "
+        "reported (UTC until it reports one), judged by the agent's own rule (protocol.update_window)",
     ]
     classes: dict[str, Any] = {}
     with session.begin():
@@ -119,6 +133,7 @@ def fleet_of_control_plane(
             d
             for d in session.execute(
                 select(DeviceRow)
+                .options(undefer(DeviceRow.report))  # the zone each device reported
                 .where(DeviceRow.hardware_class.in_(list(resolved)), DeviceRow.revoked_at.is_(None))
                 .order_by(DeviceRow.id)
             ).scalars()
@@ -136,10 +151,11 @@ def fleet_of_control_plane(
                 rate = 1.0
             window = hwclass.update_window if hwclass is not None else "any"
             try:
-                UpdateWindow.parse(window)
-            except ValueError:
+                parse_update_window(window)
+            except InvalidDocumentError:
                 notes.append(f"{name}: update window {window!r} is not understood; not modelled")
                 window = "any"
+            per_device = [hwclass.window_for(d.labels or {}) if hwclass else window for d in members]
             classes[name] = {
                 "devices": len(members),
                 "device_ids": [d.id for d in members],
@@ -160,6 +176,8 @@ def fleet_of_control_plane(
                 "requests_per_s": rate,
                 "envelope_p95_ms": hwclass.performance.latency_p95_ms if hwclass is not None else None,
                 "update_window": window,
+                "update_windows": per_device,
+                "timezones": [_zone(d) for d in members],
                 "current": _figures(previous, error_rate=error_rate, what="current"),
                 "candidate": _figures(to, error_rate=error_rate, what="candidate"),
             }

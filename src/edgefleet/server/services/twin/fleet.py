@@ -8,7 +8,6 @@ the field.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edgefleet.protocol.document import validation_details
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.hardware_class import HardwareClass
+from edgefleet.protocol.update_window import UpdateWindow, check_zone, parse_update_window
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,8 +41,6 @@ __all__ = [
 MAX_FLEET_DEVICES = 1_000_000
 MAX_FLEET_FILE_BYTES = 512 * 1024
 WEEK_S = 7 * 86400
-_WINDOW = re.compile(r"^(?:(mon|tue|wed|thu|fri|sat|sun) )?(\d{2}):(\d{2})-(\d{2}):(\d{2})(?: local| utc)?$")
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class _Strict(BaseModel):
@@ -99,31 +97,6 @@ class ModelFigures(_Strict):
     """where the figures were measured (build report, probe on a device, emulated class limits, ...)"""
 
 
-class UpdateWindow(_Strict):
-    """Installs switch only between ``start_min`` and ``end_min`` (minutes of the day, UTC; may wrap
-    midnight), every day or, with ``weekday`` (0 = Monday), once a week. A ``local`` window is taken as
-    UTC: the twin knows no device's time zone."""
-
-    start_min: int = Field(ge=0, lt=1440)
-    end_min: int = Field(ge=0, lt=1440)
-    weekday: int | None = Field(default=None, ge=0, le=6)
-
-    @classmethod
-    def parse(cls, text: str) -> UpdateWindow | None:
-        """``"02:00-04:00"`` (optionally `` local``/`` utc``) -> a window; ``"any"`` -> ``None``."""
-        if text.strip().lower() in ("", "any"):
-            return None
-        match = _WINDOW.fullmatch(text.strip().lower())
-        if not match:
-            raise ValueError(f"update window {text!r} is not '[Day ]HH:MM-HH:MM[ local]' or 'any'")
-        day = match.group(1)
-        h1, m1, h2, m2 = (int(g) for g in match.groups()[1:])
-        if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
-            raise ValueError(f"update window {text!r} has an impossible time")
-        weekday = _WEEKDAYS.index(day) if day else None
-        return cls(start_min=h1 * 60 + m1, end_min=h2 * 60 + m2, weekday=weekday)
-
-
 class ClassFleet(_Strict):
     """The devices of one hardware class."""
 
@@ -149,25 +122,51 @@ class ClassFleet(_Strict):
     envelope_p95_ms: float | None = Field(default=None, gt=0)
     """the class's ``performance.latency_p95_ms``; ``None``: no envelope"""
     update_window: str = "any"
+    """``protocol.update_window``'s syntax and rule (the agent's): local windows in ``timezone``"""
+    timezone: str = "UTC"
+    """the devices' IANA zone (their update window's clock)"""
+    update_windows: list[str] = Field(default_factory=list, max_length=MAX_FLEET_DEVICES)
+    """optional, per device: its window (the dry run applies the class's per-label overrides)"""
+    timezones: list[str] = Field(default_factory=list, max_length=MAX_FLEET_DEVICES)
+    """optional, per device: its zone (the dry run uses the zone each device reported)"""
     current: ModelFigures = Field(default_factory=ModelFigures)
     candidate: ModelFigures = Field(default_factory=ModelFigures)
 
     @field_validator("update_window")
     @classmethod
     def _window(cls, value: str) -> str:
-        UpdateWindow.parse(value)
+        try:
+            parse_update_window(value)
+        except InvalidDocumentError as exc:
+            raise ValueError(f"{exc.message}; expected {exc.details.get('expected')}") from exc
+        return value
+
+    @field_validator("update_windows")
+    @classmethod
+    def _windows(cls, values: list[str]) -> list[str]:
+        for value in set(values):
+            cls._window(value)
+        return values
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            check_zone(value)
+        except InvalidDocumentError as exc:
+            raise ValueError(exc.message) from exc
         return value
 
     @model_validator(mode="after")
     def _per_device_lists(self) -> ClassFleet:
-        for name in ("device_ids", "site_labels", "offline"):
+        for name in ("device_ids", "site_labels", "offline", "timezones", "update_windows"):
             values = getattr(self, name)
             if values and len(values) != self.devices:
                 raise ValueError(f"{name} has {len(values)} entries for {self.devices} devices")
         return self
 
     def window(self) -> UpdateWindow | None:
-        return UpdateWindow.parse(self.update_window)
+        return parse_update_window(self.update_window)
 
 
 class Scenario(_Strict):

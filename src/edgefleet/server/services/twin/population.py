@@ -12,7 +12,8 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from edgefleet.server.services.twin.fleet import FleetSpec, Outages, UpdateWindow
+from edgefleet.protocol.update_window import UpdateWindow, parse_update_window
+from edgefleet.server.services.twin.fleet import FleetSpec, Outages
 
 __all__ = ["Device", "Population", "draw_population"]
 
@@ -29,6 +30,8 @@ class Device:
     bytes_per_s: float
     install_fails: bool
     throttled: bool
+    timezone: str = "UTC"
+    window: UpdateWindow | None = None
     outage_starts: list[float] = field(default_factory=list)
     outage_ends: list[float] = field(default_factory=list)
 
@@ -108,6 +111,7 @@ def draw_population(fleet: FleetSpec, seed: int) -> Population:
     rng = random.Random(seed)  # noqa: S311 - a simulation, not security
     devices: list[Device] = []
     for name, cls in sorted(fleet.classes.items()):
+        windows = {text: parse_update_window(text) for text in {cls.update_window, *cls.update_windows}}
         chosen = set(rng.sample(range(cls.devices), round(cls.outages.fraction * cls.devices)))
         lo, hi = math.log(cls.link.min_mbps), math.log(cls.link.max_mbps)
         for i in range(cls.devices):
@@ -123,6 +127,8 @@ def draw_population(fleet: FleetSpec, seed: int) -> Population:
                 bytes_per_s=mbps * 1e6 / 8,
                 install_fails=rng.random() < cls.install_failure_rate,
                 throttled=rng.random() < cls.throttle_share,
+                timezone=cls.timezones[i] if cls.timezones else cls.timezone,
+                window=windows[cls.update_windows[i]] if cls.update_windows else windows[cls.update_window],
             )
             intervals: list[tuple[float, float]] = []
             if cls.offline and cls.offline[i]:

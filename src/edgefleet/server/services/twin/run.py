@@ -14,9 +14,10 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from edgefleet.protocol.update_window import UpdateWindow, next_window_open
 from edgefleet.server.services.rollouts.gates import ClassHealth, InstallCounts, evaluate_gates
 from edgefleet.server.services.rollouts.policy import (
     ACTIVE_STATUSES,
@@ -28,7 +29,7 @@ from edgefleet.server.services.rollouts.policy import (
     transition,
 )
 from edgefleet.server.services.rollouts.spec import RolloutSpec, StageSpec
-from edgefleet.server.services.twin.fleet import FleetSpec, UpdateWindow
+from edgefleet.server.services.twin.fleet import FleetSpec
 from edgefleet.server.services.twin.health import ClassTally, class_health
 from edgefleet.server.services.twin.population import Device, draw_population
 
@@ -40,19 +41,13 @@ _POLL, _DL_DONE, _INSTALLED, _SWITCH, _REPORT, _ROLLBACK = range(6)
 _IDLE, _WAIT_POLL, _DOWNLOADING, _INSTALLING, _RUNNING, _FAILED, _GONE = range(7)
 
 
-def window_open_at(window: UpdateWindow | None, start_minute: float, t_s: float) -> float:
-    """The first moment at or after ``t_s`` inside the window (``start_minute``: minute of the week at
-    t=0, Monday 00:00 = 0)."""
+def window_open_at(window: UpdateWindow | None, tz: str | None, start_at: datetime, t_s: float) -> float:
+    """The first moment (virtual seconds) at or after ``t_s`` inside the window, in zone ``tz``, the run
+    starting at ``start_at``: ``protocol.update_window``'s rule, the one the agent enforces."""
     if window is None:
         return t_s
-    period = 1440 if window.weekday is None else 7 * 1440
-    offset = 0 if window.weekday is None else window.weekday * 1440
-    minute = (start_minute + t_s / 60) % period
-    s = offset + window.start_min
-    length = (window.end_min - window.start_min) % 1440 or 1440
-    if (minute - s) % period < length:
-        return t_s
-    return t_s + ((s - minute) % period) * 60
+    at = start_at + timedelta(seconds=t_s)
+    return t_s + (next_window_open(window, tz, at) - at).total_seconds()
 
 
 @dataclass
@@ -61,7 +56,6 @@ class _State:
     spec: RolloutSpec
     devices: list[Device]
     windows: dict[str, UpdateWindow | None]
-    start_minute: float
     status: RolloutStatus = "running"
     stage: int = 0
     stage_started_s: float = 0.0
@@ -100,7 +94,9 @@ class _State:
         bad = self.fleet.scenario.bad_classes
         return not bad or device.hardware_class in bad
 
-    def mark(self, i: int, status: Literal["pending", "done", "failed"]) -> None:
+    def mark(
+        self, i: int, status: Literal["pending", "done", "failed"], *, waiting_window: bool = False
+    ) -> None:
         d = self.devices[i]
         old = self.progress[self.pos[i]].status
         self.counts[old] -= 1
@@ -109,7 +105,7 @@ class _State:
         tally[1] += (status == "done") - (old == "done")
         tally[2] += (status == "failed") - (old == "failed")
         self.progress[self.pos[i]] = DeviceProgress(
-            d.device_id, self.stage_of[i], status, True, d.hardware_class
+            d.device_id, self.stage_of[i], status, True, d.hardware_class, waiting_window=waiting_window
         )
 
 
@@ -147,7 +143,10 @@ def _handle(st: _State, t: float, kind: int, i: int) -> None:
             st.phase[i] = _FAILED
             st.push(d.next_online(t), _REPORT, i)
         else:
-            st.push(window_open_at(st.windows[d.hardware_class], st.start_minute, t), _SWITCH, i)
+            switch_s = window_open_at(d.window, d.timezone, st.fleet.start_at, t)
+            if switch_s > t:
+                st.mark(i, "pending", waiting_window=True)
+            st.push(switch_s, _SWITCH, i)
     elif kind == _SWITCH:
         st.phase[i] = _RUNNING
         st.switched_s[i] = t
@@ -254,10 +253,6 @@ def simulate(
     n = len(devices)
     st = _State(
         fleet, spec, devices, population.windows,
-        start_minute=fleet.start_at.weekday() * 1440
-        + fleet.start_at.hour * 60
-        + fleet.start_at.minute
-        + fleet.start_at.second / 60,
         phase=[_IDLE] * n, epoch=[0] * n, shadow_mode=[False] * n, cached=[False] * n,
         dl_start_s=[0.0] * n, switched_s=[0.0] * n, installed_s=[0.0] * n, reported=[False] * n,
         reported_s=[0.0] * n,

@@ -28,6 +28,8 @@ from tests.e2e.fleet_cli import (
     wait_for,
 )
 
+from edgefleet.client import EdgefleetClient
+
 pytestmark = pytest.mark.slow
 CLASS_LINE = 'connectivity = "intermittent"\nupdate_window = "any"\ntelemetry_bytes_per_s = 2048'
 
@@ -51,9 +53,20 @@ def _classes(tmp_path: Path, window: str, overrides: str = "") -> Path:
     return path
 
 
+def _api(server) -> EdgefleetClient:
+    """The operator's client in-process, for the polling loops (the actions go through the CLI)."""
+    return EdgefleetClient(server.url, server.admin_token)
+
+
 def _slot(server, device_id: str) -> dict:
-    report = json.loads(cli(server, "device", "show", device_id, "--json").stdout).get("report") or {}
+    with _api(server) as client:
+        report = client.get_device(device_id).report or {}
     return (report.get("slots") or {}).get("default") or {}
+
+
+def _device_config(server, device_id: str) -> dict:
+    with _api(server) as client:
+        return client.device_config(device_id)
 
 
 def _stop(agent: subprocess.Popen) -> str:
@@ -100,7 +113,8 @@ def test_outside_its_window_a_device_downloads_waits_then_switches_when_the_wind
         assert (view["window"], view["timezone"], view["open"]) == (closed, "UTC", False)
 
         def waiting_for_window() -> dict | None:
-            rollout = json.loads(cli(server, "rollout", "status", rollout_id, "--json").stdout)
+            with _api(server) as client:
+                rollout = client.get_rollout(rollout_id).model_dump()
             reason = (rollout.get("last_decision") or {}).get("reason") or {}
             return rollout if reason.get("window_devices") == 1 and reason.get("past_deadline") else None
 
@@ -113,7 +127,7 @@ def test_outside_its_window_a_device_downloads_waits_then_switches_when_the_wind
         overrides = f'{{labels = {{line = "7"}}, update_window = "{opened}"}}'
         cli(server, "class", "apply", str(_classes(tmp_path, closed, overrides)))
         wait_for(lambda: _slot(server, device_id).get("active") == v2, timeout_s=60, what="2.0.0 active")
-        assert json.loads(cli(server, "config", "show", device_id, "--json").stdout)["update_window"]["open"]
+        assert _device_config(server, device_id)["update_window"]["open"]
         status = json.loads(cli(server, "rollout", "status", rollout_id, "--json").stdout)["status"]
         assert status == "running"  # it goes on (its health gates wait for telemetry: --no-serve here)
     finally:
@@ -133,11 +147,8 @@ def test_an_operator_changes_a_running_agents_poll_interval_and_log_level(live_s
         text=True,
     )
     try:
-        wait_for(
-            lambda: json.loads(cli(server, "device", "show", device_id, "--json").stdout).get("report"),
-            timeout_s=60,
-            what="a first report",
-        )
+        with _api(server) as client:
+            wait_for(lambda: client.get_device(device_id).report, timeout_s=60, what="a first report")
         # bounds first: a poll interval of 1 ms is refused, and nothing of the request is applied
         refused = cli(
             server, "config", "set", "--device", device_id, "poll_interval_s=0.001", "log_level=debug",
@@ -155,7 +166,7 @@ def test_an_operator_changes_a_running_agents_poll_interval_and_log_level(live_s
         assert layer["settings"] == {"log_level": "debug", "poll_interval_s": 2.0}
 
         def in_sync() -> dict | None:
-            view = json.loads(cli(server, "config", "show", device_id, "--json").stdout)["config"]
+            view = _device_config(server, device_id)["config"]
             return view if view["in_sync"] else None
 
         view = wait_for(in_sync, timeout_s=60, what="the device applying its configuration")

@@ -7,6 +7,7 @@ import pytest
 from tests.server.fleet import EXAMPLES
 
 from edgefleet.protocol.hardware_class import parse_classes_toml
+from edgefleet.protocol.selector import parse_selector
 from edgefleet.server.services.agent_config import selectors_overlap
 
 
@@ -75,8 +76,9 @@ def fleet_audit(fleet) -> list[str]:
         ("class", "medical-cart-cpu", {}, 422, "invalid_config_value"),
         ("class", "no-such-class", {"poll_interval_s": 60}, 404, "class_not_found"),
         ("device", "dev_00000000000000000000", {"poll_interval_s": 60}, 404, "device_not_found"),
-        ("selector", " , ", {"poll_interval_s": 60}, 422, "empty_selector"),
-        ("selector", "site", {"poll_interval_s": 60}, 422, "invalid_selector"),
+        ("selector", "   ", {"poll_interval_s": 60}, 422, "empty_selector"),
+        ("selector", "site=(a", {"poll_interval_s": 60}, 422, "invalid_selector"),
+        ("selector", "site=a,site=b", {"poll_interval_s": 60}, 422, "selector_conflict"),
     ],
 )
 def test_bad_configuration_is_refused_with_a_stable_code_and_nothing_is_written(
@@ -110,8 +112,25 @@ def test_overlapping_selectors_that_set_the_same_setting_are_refused(fleet):
     assert r.json()["details"]["got"]["overlaps"] == "site=ward-3"
     assert _set(fleet, "selector", "line=2", {"log_level": "debug"}).is_success  # different settings: fine
     assert _set(fleet, "selector", "site=ward-4", {"poll_interval_s": 20}).is_success  # disjoint: fine
-    assert selectors_overlap({"site": "a"}, {"line": "2"})
-    assert not selectors_overlap({"site": "a", "line": "2"}, {"site": "b"})
+    assert _set(fleet, "selector", "site notin (ward-3,ward-4),line!=2", {"poll_interval_s": 9}).is_success
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "overlap"),
+    [
+        ("site=a", "line=2", True),
+        ("site=a,line=2", "site=b", False),
+        ("site=a", "site!=a", False),
+        ("site in (a,b)", "site notin (a,b)", False),
+        ("site in (a,b)", "site notin (a)", True),
+        ("camera", "!camera", False),
+        ("!camera", "camera=x", False),
+        ("site!=a", "site!=b", True),
+    ],
+)
+def test_selector_overlap_is_judged_on_the_shared_grammar(a, b, overlap):
+    assert selectors_overlap(parse_selector(a), parse_selector(b)) is overlap
+    assert selectors_overlap(parse_selector(b), parse_selector(a)) is overlap
 
 
 def test_viewers_read_but_cannot_set_configuration(fleet):

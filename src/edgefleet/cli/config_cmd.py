@@ -53,7 +53,7 @@ def parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 _SCOPE_OPTIONS = [
     click.option("--class", "class_name", default=None, help="Every device of this hardware class."),
-    click.option("--selector", default=None, help="Devices whose labels match k=v[,k=v]."),
+    click.option("--selector", default=None, help="Devices whose labels match, e.g. 'site=plant-3,line!=2'."),
     click.option("--device", "device_id", default=None, help="One device."),
 ]
 

@@ -1,15 +1,15 @@
 """Remote agent configuration on the control plane: layers per class, label selector and device, merged
 device > selector > class (> the agent's own defaults), delivered inside each device's signed desired state.
 
-Every value is checked against ``protocol.agent_config`` when set (the agent checks it again). Two selector
-layers that could both match one device (no label on which they differ) and that set the same setting would
-make the answer depend on an order nobody chose: the second is refused (``config_selector_overlap``). Every
-change is audited and moves the director epoch, so devices receive it at their next poll.
+Every value is checked against ``protocol.agent_config`` when set (the agent checks it again). Selectors are
+the fleet's one grammar (``protocol.selector``). Two selector layers that could both match one device and
+that set the same setting would make the answer depend on an order nobody chose: the second is refused
+(``config_selector_overlap``). Every change is audited and moves the director epoch, so devices receive it at
+their next poll.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from edgefleet.protocol.agent_config import check_agent_config, merge_layers
 from edgefleet.protocol.errors import ConflictError, InvalidDocumentError, NotFoundError
+from edgefleet.protocol.selector import Requirement, Selector, parse_selector
 from edgefleet.server.services.audit import record
 from edgefleet.server.services.director_epoch import bump_director_epoch
 from edgefleet.server.store.agent_config import AgentConfigRow
@@ -30,12 +31,10 @@ __all__ = [
     "SCOPES",
     "ConfigLayer",
     "Scope",
-    "canonical_selector",
     "effective_config",
     "layer_to_wire",
     "layers_for",
     "list_layers",
-    "parse_selector",
     "selectors_overlap",
     "set_config",
     "unset_config",
@@ -43,8 +42,6 @@ __all__ = [
 
 Scope = Literal["class", "selector", "device"]
 SCOPES: tuple[Scope, ...] = ("class", "selector", "device")
-_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
-MAX_SELECTOR_TERMS = 16
 
 
 @dataclass(frozen=True)
@@ -55,44 +52,35 @@ class ConfigLayer:
     settings: dict[str, Any]
 
 
-def parse_selector(text: str) -> dict[str, str]:
-    """``site=plant-7,line=2`` -> ``{"site": "plant-7", "line": "2"}``. Empty (it would match every
-    device: use the class scope) is ``empty_selector``; a malformed term is ``invalid_selector``."""
-    terms = [t.strip() for t in text.split(",") if t.strip()] if isinstance(text, str) else []
-    if not terms:
-        raise InvalidDocumentError(
-            "a label selector needs at least one label=value", code="empty_selector",
-            expected="key=value[,key=value]", got=str(text)[:80],
-        )  # fmt: skip
-    if len(terms) > MAX_SELECTOR_TERMS:
-        raise InvalidDocumentError(
-            "too many selector terms", code="invalid_selector", expected=f"<= {MAX_SELECTOR_TERMS}",
-            got=len(terms),
-        )  # fmt: skip
-    out: dict[str, str] = {}
-    for term in terms:
-        key, sep, value = term.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not _LABEL.fullmatch(key) or not value or len(value) > 63:
-            raise InvalidDocumentError(
-                f"selector term {term!r} is not key=value", code="invalid_selector",
-                expected="key=value (key: letters, digits, . _ / -)", got=term[:80],
-            )  # fmt: skip
-        if key in out and out[key] != value:
-            raise InvalidDocumentError(
-                f"selector names {key!r} twice", code="invalid_selector", expected="each key once", got=term
-            )
-        out[key] = value
-    return out
+def selectors_overlap(a: Selector, b: Selector) -> bool:
+    """Pure: some device could match both. Conservative: ``False`` only when one label's requirements
+    cannot both hold (``site=a`` and ``site=b``, ``site=a`` and ``site!=a``, ``camera`` and ``!camera``)."""
+    by_key = {r.key: r for r in b.requirements}
+    return not any(_disjoint(r, by_key[r.key]) for r in a.requirements if r.key in by_key)
 
 
-def canonical_selector(selector: Mapping[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+def _values(r: Requirement) -> tuple[str, frozenset[str]]:
+    """A requirement as the set of values it allows: ``only`` these, ``not`` these (absent allowed),
+    ``present`` (any value), ``absent``."""
+    if r.op in ("=", "in"):
+        return "only", frozenset(r.values)
+    if r.op in ("!=", "notin"):
+        return "not", frozenset(r.values)
+    return ("present", frozenset()) if r.op == "exists" else ("absent", frozenset())
 
 
-def selectors_overlap(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
-    """Pure: some device could match both (no label on which they ask for different values)."""
-    return all(b[k] == v for k, v in a.items() if k in b)
+def _disjoint(r1: Requirement, r2: Requirement) -> bool:
+    (k1, s1), (k2, s2) = _values(r1), _values(r2)
+    if "absent" in (k1, k2):
+        other = k2 if k1 == "absent" else k1
+        return other in ("only", "present")
+    if k1 == "only" and k2 == "only":
+        return not s1 & s2
+    if k1 == "only" and k2 == "not":
+        return s1 <= s2
+    if k1 == "not" and k2 == "only":
+        return s2 <= s1
+    return False
 
 
 def _target_for(session: Session, scope: str, target: str) -> tuple[Scope, str, dict[str, str]]:
@@ -105,8 +93,8 @@ def _target_for(session: Session, scope: str, target: str) -> tuple[Scope, str, 
             raise NotFoundError("no such device", code="device_not_found", got=target[:80])
         return "device", target, {}
     if scope == "selector":
-        selector = parse_selector(target)
-        return "selector", canonical_selector(selector), selector
+        selector = parse_selector(target)  # the fleet's one selector grammar (protocol.selector)
+        return "selector", str(selector), selector.equalities
     raise InvalidDocumentError(
         "scope must be class, selector or device", code="invalid_scope", got=scope[:32]
     )
@@ -127,7 +115,7 @@ def set_config(
         row = session.get(AgentConfigRow, (kind, key))
         merged = {**(row.settings if row is not None else {}), **checked}
         if kind == "selector":
-            _refuse_overlap(session, key, selector, merged)
+            _refuse_overlap(session, key, merged)
         if row is None:
             row = AgentConfigRow(scope=kind, target=key, selector=selector, settings={}, updated_by=actor)
             session.add(row)
@@ -172,15 +160,14 @@ def unset_config(
         return _layer(row)
 
 
-def _refuse_overlap(
-    session: Session, key: str, selector: dict[str, str], settings: Mapping[str, Any]
-) -> None:
+def _refuse_overlap(session: Session, key: str, settings: Mapping[str, Any]) -> None:
+    selector = parse_selector(key)
     others = session.execute(
         select(AgentConfigRow).where(AgentConfigRow.scope == "selector", AgentConfigRow.target != key)
     ).scalars()
     for other in others:
         shared = sorted(set(other.settings) & set(settings))
-        if shared and selectors_overlap(selector, other.selector):
+        if shared and selectors_overlap(selector, parse_selector(other.target)):
             raise ConflictError(
                 f"selector {key!r} overlaps {other.target!r}, which sets {', '.join(shared)} too",
                 code="config_selector_overlap",

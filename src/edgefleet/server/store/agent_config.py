@@ -14,8 +14,9 @@ __all__ = ["AgentConfigRow"]
 
 
 class AgentConfigRow(Base):
-    """``scope``: ``class`` (target: a class name), ``selector`` (target: the canonical ``k=v,k=v`` form of
-    ``selector``) or ``device`` (target: a device id). ``settings``: setting -> value, checked on write."""
+    """``scope``: ``class`` (target: a class name), ``selector`` (target: the selector's canonical text,
+    ``protocol.selector``; ``selector`` keeps its ``key=value`` requirements) or ``device`` (target: a device
+    id). ``settings``: setting -> value, checked on write."""
 
     __tablename__ = "agent_configs"
     __table_args__ = (PrimaryKeyConstraint("scope", "target"),)

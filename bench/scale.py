@@ -63,6 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 CLASS = "medical-cart-cpu"
 COUNTERS = ("polls", "requests", "errors", "shed", "on_v2")
+PUBLISH_EVERY = 100
 
 
 def device_key(seed: bytes, index: int) -> Ed25519PrivateKey:
@@ -137,6 +138,15 @@ def worker(
     behaviour = Behaviour(requests_per_window=20)
     published: Counter[str] = Counter()
     rounds = 0
+
+    def publish() -> None:
+        nonlocal published
+        stats["on_v2"] = sum(1 for s in sims if s.active == v2)
+        with counters.get_lock():
+            for i, name in enumerate(COUNTERS):
+                counters[i] += stats[name] - published[name]  # on_v2 is a gauge: the sum of deltas holds
+        published = Counter({name: stats[name] for name in COUNTERS})
+
     while not stop.is_set():
         for k, sim in enumerate(sims):
             if stop.is_set():
@@ -146,12 +156,10 @@ def worker(
                 sim.step(behaviour, now=datetime.now(timezone.utc), window_s=60, serve=serve)
             except Shed:
                 continue
+            if k % PUBLISH_EVERY == 0:  # fine-grained: a measurement window may be shorter than a round
+                publish()
         rounds += 1
-        stats["on_v2"] = sum(1 for s in sims if s.active == v2)
-        with counters.get_lock():
-            for i, name in enumerate(COUNTERS):
-                counters[i] += stats[name] - published[name]  # on_v2 is a gauge: the sum of deltas holds
-        published = Counter({name: stats[name] for name in COUNTERS})
+        publish()
         errors = {k: v for k, v in stats.items() if k.startswith("error:")}
         if errors and rounds == 1:
             print(f"worker errors: {dict(list(errors.items())[:3])}", flush=True)

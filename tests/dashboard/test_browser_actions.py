@@ -4,10 +4,12 @@ a rollout (a refused spec first, then the dry-run preview), pausing, resuming, p
 setting and clearing a pin and creating an enrollment token, each after its confirmation page; the effects
 are read back through the API and the audit log. A viewer sees none of the buttons and is refused every
 action, by a forged form too, and posts without the session's CSRF token are refused; nothing changes.
-One Chromium for the module."""
+An admin adds a webhook (a refused URL first), reads its generated secret once and removes it; an operator's
+pin by label selector lists the matched devices before pinning them. One Chromium for the module."""
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -251,3 +253,59 @@ def test_viewers_are_refused_every_action_and_csrf_less_posts_do_nothing(live_fl
         ("class", "medical-cart-cpu", fleet.v1)
     ]
     assert _api(fleet, "/v1/audit", limit=100)["items"] == audit_before
+
+
+@pytest.mark.slow
+def test_an_admin_adds_and_removes_a_webhook_and_an_operator_pins_a_selection(
+    live_fleet,  # noqa: F811
+    chromium_once,
+    shots,
+):
+    fleet, expect = live_fleet, sync_api.expect
+    url = fleet.url
+    context = chromium_once.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    sign_in_page(page, url, fleet.operator_token("ada", "admin"))
+
+    # A URL that is not http(s) is refused next to the field with the API's code; nothing is added.
+    page.goto(f"{url}/dashboard/alerts")
+    page.get_by_label("Name").fill("pager")
+    page.get_by_label("URL (http or https)").fill("ftp://hooks.example/ef")
+    page.get_by_role("button", name="Add webhook…").click()
+    expect(page.locator("#form-error-code")).to_have_text("invalid_webhook_url")
+    expect(page.locator("#err-url")).to_contain_text("http(s)")
+    assert _api(fleet, "/v1/webhooks")["items"] == []
+    page.get_by_label("URL (http or https)").fill("https://hooks.example/ef")
+    page.locator('input[name="event-rollout.halted"]').check()
+    page.get_by_role("button", name="Add webhook…").click()
+    expect(page.locator("#confirm-summary")).to_contain_text("rollout.halted")
+    _confirm(page, "Add webhook pager?", "Add webhook")
+    secret = page.locator("#webhook-secret").inner_text()
+    assert len(secret) >= 32
+    page.screenshot(path=shots / "webhook-secret-once.png", full_page=True)
+    page.goto(f"{url}/dashboard/alerts")
+    expect(page.locator('tr[data-webhook="pager"]')).to_contain_text("https://hooks.example/ef")
+    assert secret not in page.content()  # shown once, never again
+    page.get_by_role("button", name="Remove webhook pager").click()
+    _confirm(page, "Remove webhook pager?", "Remove webhook")
+    expect(page.locator(".notice")).to_contain_text("Webhook removed")
+    assert _api(fleet, "/v1/webhooks")["items"] == []
+
+    # Pin by label selector: the confirmation says how many devices match and names them.
+    site1 = sorted(identity.device_id for identity, _ in fleet.devices[1::2])
+    page.goto(f"{url}/dashboard/pins")
+    page.get_by_label("Label selector (e.g. site=plant-3,line!=2)").fill("site=site-1")
+    page.locator("#sel-artifact").fill(fleet.v2)
+    page.get_by_role("button", name="Pin matching devices…").click()
+    expect(page.get_by_role("heading", name=re.compile(f"Pin {len(site1)} device"))).to_be_visible()
+    for device_id in site1:
+        expect(page.locator("#confirm-summary")).to_contain_text(device_id)
+    page.get_by_role("button", name="Pin devices", exact=True).click()
+    for device_id in site1:
+        expect(page.locator(f'tr[data-pin="device:{device_id}:default"]')).to_be_visible()
+    page.screenshot(path=shots / "pins-by-selector.png", full_page=True)
+    context.close()
+
+    actions = {r["action"]: r["target"] for r in _api(fleet, "/v1/audit", actor="ada", limit=50)["items"]}
+    assert actions["webhook.create"] == actions["webhook.delete"]
+    assert actions["pin.set"] == "selector:site=site-1"

@@ -5,25 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from edgefleet.server.api.dependencies import Admin, Ctx, DbSession, Operator, PageQuery, Viewer
 from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.services.alerts import webhooks as svc
-from edgefleet.server.services.alerts.rules import EVENT_KINDS
+from edgefleet.server.services.request_bodies import WebhookCreate
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["alerts"], route_class=StrictJsonRoute)
 WebhookPath = Annotated[str, Path(pattern=r"^wh_[0-9a-f]{16}$")]
-
-
-class WebhookCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    name: str = Field(max_length=63)
-    url: str = Field(max_length=svc.MAX_URL_CHARS)
-    events: list[str] = Field(default_factory=list, max_length=len(EVENT_KINDS))
-    secret: str | None = Field(default=None, max_length=svc.MAX_SECRET_CHARS)
 
 
 @router.post("/v1/webhooks", status_code=201)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgefleet.protocol.document import NAME_PATTERN
-from edgefleet.protocol.selector import MAX_SELECTOR_CHARS, parse_selector
+from edgefleet.protocol.selector import parse_selector
 from edgefleet.server.api.dependencies import Ctx, DbSession, Operator
 from edgefleet.server.api.devices import DeviceIdPath
 from edgefleet.server.api.json_body import StrictJsonRoute
@@ -17,15 +17,11 @@ from edgefleet.server.services import devices as devices_svc
 from edgefleet.server.services import enrollment as enroll_svc
 from edgefleet.server.services import group_pins
 from edgefleet.server.services import lifecycle as svc
+from edgefleet.server.services.request_bodies import SELECTOR_FIELD, SelectionPin
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["devices"], route_class=StrictJsonRoute)
-SELECTOR_FIELD = Field(
-    min_length=1,
-    max_length=MAX_SELECTOR_CHARS,
-    description="label selector, e.g. 'site=plant-3,line!=2' (see docs/operations.md)",
-)
 
 
 class LabelsChange(BaseModel):
@@ -46,17 +42,6 @@ class SelectionRelabel(LabelsChange):
 class DecommissionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(default="", max_length=2000)
-
-
-class SelectionPin(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    selector: str = SELECTOR_FIELD
-    slot: str = Field(default="default", max_length=63, pattern=NAME_PATTERN)
-    artifact_id: str | None = Field(default=None, max_length=20, description="null: clear the pins")
-    hardware_class: str | None = Field(
-        default=None, max_length=63, pattern=NAME_PATTERN, description="needed when clearing"
-    )
-    dry_run: bool = False
 
 
 @router.patch("/v1/devices/{device_id}/labels")

@@ -19,7 +19,9 @@ from edgefleet.server.dashboard import (
     plan_page,
     probe_pages,
     rollout_form,
+    selector_pins,
     static,
+    webhook_actions,
 )
 
 __all__ = ["router"]
@@ -34,7 +36,9 @@ for _part in (
     plan_page.router,
     history_pages.router,
     alert_pages.router,
+    webhook_actions.router,
     actions.router,
+    selector_pins.router,  # before pin_pages: one more form on /dashboard/pins
     pin_pages.router,
     enrollment_pages.router,
     device_actions.router,

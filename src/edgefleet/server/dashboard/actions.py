@@ -1,7 +1,8 @@
 """Operator actions from the dashboard: the API's use cases, the API's role checks, plus CSRF and a
 confirmation step (``confirm.py``) for every action but re-enabling an artifact (pause, resume, promote,
 abort; revoke, a device's rollback; disable). Creating rollouts, pins and enrollment tokens:
-``rollout_form``, ``pin_pages``, ``enrollment_pages``."""
+``rollout_form``, ``pin_pages``, ``enrollment_pages``; pins by label selector: ``selector_pins``; alert
+webhooks (admins): ``webhook_actions``."""
 
 from __future__ import annotations
 

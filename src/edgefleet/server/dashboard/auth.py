@@ -38,17 +38,23 @@ class DashboardUser:
     def can_act(self) -> bool:
         return self.actor.role >= Role.operator
 
+    @property
+    def is_admin(self) -> bool:
+        return self.actor.role >= Role.admin
+
     def require_operator(self) -> None:
         self.actor.require(Role.operator)
 
 
-async def operator_form(request: Request, user: DashboardUser) -> dict[str, str]:
-    """An action's form: origin and CSRF first (a forged post learns nothing), then the operator role, as
-    the API asks; nothing is read or changed before all three pass."""
+async def operator_form(
+    request: Request, user: DashboardUser, *, role: Role = Role.operator
+) -> dict[str, str]:
+    """An action's form: origin and CSRF first (a forged post learns nothing), then the role the API asks
+    (operator unless said); nothing is read or changed before all three pass."""
     check_origin(request)
     form = await read_form(request)
     check_csrf(form, user.csrf)
-    user.require_operator()
+    user.actor.require(role)
     return form
 
 

@@ -58,6 +58,8 @@ NOTICES = {
     "pin_clear": "Pin cleared; its devices follow their class pin or rollout at their next poll.",
     "relabel": "Labels changed; the device's rollouts are re-judged at its next poll.",
     "decommission": "Device decommissioned: revoked and hidden from the fleet views; kept in the audit log.",
+    "webhook_remove": "Webhook removed; no event is posted to it any more.",
+    "pin_selection": "Pins set on every matched device; each switches at its next poll.",
 }
 
 

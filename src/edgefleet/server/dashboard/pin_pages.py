@@ -22,7 +22,7 @@ from edgefleet.server.dashboard.render import DashboardRoute, html
 from edgefleet.server.services import artifacts, devices, pins
 from edgefleet.server.services.request_bodies import PinBody, validate_body
 
-__all__ = ["router"]
+__all__ = ["EMPTY_SELECTOR_FORM", "pins_view", "router"]
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
 PAGE = "/dashboard/pins"
@@ -40,6 +40,7 @@ CODE_FIELDS = {
     "device_runtime_too_old": "artifact_id",
     "device_lacks_provider": "artifact_id",
 }
+EMPTY_SELECTOR_FORM = {"selector": "", "slot": "default", "artifact_id": ""}
 Filter = Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=MAX_TARGET_CHARS)]
 
 
@@ -59,7 +60,7 @@ def _where(form: dict[str, str]) -> tuple[str, str, str]:
     return scope, target, slot or "default"
 
 
-def _page(
+def pins_view(
     request: Request,
     session: DbSession,
     user: DashboardUser,
@@ -70,13 +71,18 @@ def _page(
     target: str | None = None,
     problems: FormProblems | None = None,
     notice: str | None = None,
+    selector_form: dict[str, str] | None = None,
+    selector_problems: FormProblems | None = None,
 ) -> Response:
+    """The page; ``form`` refills "set a pin", ``selector_form`` "pin by label selector"
+    (``selector_pins``)."""
+    shown = problems or selector_problems
     page = pins.list_pins(session, limit=PAGE_SIZE, offset=offset, scope=scope, target=target)
     labels = artifacts.artifact_labels(session, sorted({p.artifact_id for p in page.items}))
     return html(
         request,
         "pins.html",
-        problems.status if problems else 200,
+        shown.status if shown else 200,
         user=user,
         page=page,
         items=[pins.pin_to_wire(p) for p in page.items],
@@ -85,6 +91,8 @@ def _page(
         problems=problems,
         notice=notice,
         base=PAGE,
+        sel_form=selector_form or EMPTY_SELECTOR_FORM,
+        sel_problems=selector_problems,
     )
 
 
@@ -105,7 +113,7 @@ def pin_list(
         "slot": "default",
         "artifact_id": artifact_id or "",
     }
-    return _page(
+    return pins_view(
         request,
         session,
         user,
@@ -129,7 +137,7 @@ async def set_pin(request: Request, ctx: Ctx, session: DbSession, user: SignedIn
     form = await operator_form(request, user)
     fields = {name: form.get(name, "") for name in FIELDS}
     if editing(form):
-        return _page(request, session, user, form=fields)
+        return pins_view(request, session, user, form=fields)
     try:
         scope, target, slot = _where(fields)
         body = validate_body(PinBody, {"artifact_id": fields["artifact_id"].strip()})
@@ -170,7 +178,7 @@ async def set_pin(request: Request, ctx: Ctx, session: DbSession, user: SignedIn
         raise
     except EdgefleetError as exc:
         problems = form_problems(exc, body_fields=BODY_FIELDS, code_fields=CODE_FIELDS)
-        return _page(request, session, user, form=fields, problems=problems)
+        return pins_view(request, session, user, form=fields, problems=problems)
     return done(PAGE, "pin_set")
 
 

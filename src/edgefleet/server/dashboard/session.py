@@ -43,6 +43,7 @@ MAX_COOKIE_CHARS = 1024
 _INFO = b"edgefleet dashboard session v1"
 _NONCE_BYTES = 12
 _AAD = b"ef_session"
+_FIELD_AAD = b"ef_form_field:"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,26 @@ class SessionCodec:
         if len(sealed) > MAX_COOKIE_CHARS:
             raise ValueError("token too long for a session cookie")
         return sealed, data
+
+    def seal_field(self, text: str, *, bound_to: str) -> str:
+        """``text`` sealed for a confirmation page to carry without showing it (a secret the operator
+        typed): only this server opens it, and only for the same ``bound_to`` (the session's CSRF token)."""
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, text.encode(), _FIELD_AAD + bound_to.encode())
+        return base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def open_field(self, value: str, *, bound_to: str) -> str | None:
+        """What :meth:`seal_field` sealed, or ``None`` if it was forged, tampered or sealed for another."""
+        if len(value) > MAX_COOKIE_CHARS:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(value.encode("ascii"))
+            opened = self._aead.decrypt(
+                raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _FIELD_AAD + bound_to.encode()
+            )
+            return opened.decode()
+        except (InvalidTag, ValueError, UnicodeError, binascii.Error):
+            return None
 
     def open(self, value: str | None, *, now: datetime) -> SessionData | None:
         """The session inside ``value``, or ``None`` if absent, oversized, forged, tampered or expired."""

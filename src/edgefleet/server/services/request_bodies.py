@@ -4,7 +4,8 @@ The API validates these as JSON bodies (FastAPI; refused by ``api/errors.py``). 
 document from its form fields and validates it with :func:`validate_body`, which refuses it exactly as the
 API does: ``invalid_document`` (422), the message naming the first problem, and ``details.errors`` with
 ``field``, ``expected`` and ``got`` per problem. Then both call the same use case (``create_rollout``,
-``create_enrollment_token``, ``pin_artifact``), which refuses the rest with its own codes.
+``create_enrollment_token``, ``pin_artifact``,
+``pin_selection``, ``create_webhook``), which refuses the rest with its own codes.
 """
 
 from __future__ import annotations
@@ -16,14 +17,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgefleet.protocol.document import NAME_PATTERN, validation_details
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.selector import MAX_SELECTOR_CHARS
+from edgefleet.protocol.webhooks import EVENT_KINDS
 from edgefleet.server.services import enrollment
+from edgefleet.server.services.alerts import webhooks
 from edgefleet.server.services.rollouts.spec import RolloutSpec
 
 __all__ = [
     "MAX_ERRORS",
+    "SELECTOR_FIELD",
     "EnrollmentTokenCreate",
     "PinBody",
     "RolloutCreate",
+    "SelectionPin",
+    "WebhookCreate",
     "validate_body",
 ]
 
@@ -66,6 +72,36 @@ class PinBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     artifact_id: str = Field(max_length=20)
+
+
+SELECTOR_FIELD = Field(
+    min_length=1,
+    max_length=MAX_SELECTOR_CHARS,
+    description="label selector, e.g. 'site=plant-3,line!=2' (see docs/operations.md)",
+)
+
+
+class SelectionPin(BaseModel):
+    """``POST /v1/pins/by-selector`` and the dashboard's "pin by label selector" form."""
+
+    model_config = ConfigDict(extra="forbid")
+    selector: str = SELECTOR_FIELD
+    slot: str = Field(default="default", max_length=63, pattern=NAME_PATTERN)
+    artifact_id: str | None = Field(default=None, max_length=20, description="null: clear the pins")
+    hardware_class: str | None = Field(
+        default=None, max_length=63, pattern=NAME_PATTERN, description="needed when clearing"
+    )
+    dry_run: bool = False
+
+
+class WebhookCreate(BaseModel):
+    """``POST /v1/webhooks`` and the dashboard's "add a webhook" form."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str = Field(max_length=63)
+    url: str = Field(max_length=webhooks.MAX_URL_CHARS)
+    events: list[str] = Field(default_factory=list, max_length=len(EVENT_KINDS))
+    secret: str | None = Field(default=None, max_length=webhooks.MAX_SECRET_CHARS)
 
 
 def _got(value: Any) -> Any:

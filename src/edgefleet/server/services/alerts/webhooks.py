@@ -25,6 +25,7 @@ __all__ = [
     "MIN_SECRET_CHARS",
     "CreatedWebhook",
     "check_url",
+    "check_webhook",
     "create_webhook",
     "delete_webhook",
     "delivery_to_wire",
@@ -80,16 +81,9 @@ def _check_events(events: list[str]) -> list[str]:
     return sorted(set(events))
 
 
-def create_webhook(
-    session: Session,
-    *,
-    name: str,
-    url: str,
-    events: list[str],
-    secret: str | None,
-    actor: str,
-    now: datetime,
-) -> CreatedWebhook:
+def check_webhook(*, name: str, url: str, events: list[str], secret: str | None) -> list[str]:
+    """Pure: what :func:`create_webhook` refuses before it reads the store (name, URL, event kinds, secret
+    length), or the event kinds it would keep. The dashboard asks this before its confirmation page."""
     if not _NAME.fullmatch(name):
         raise InvalidDocumentError(
             "invalid webhook name", code="invalid_name", expected=_NAME.pattern, got=name[:80]
@@ -103,6 +97,20 @@ def create_webhook(
             expected=f"{MIN_SECRET_CHARS}..{MAX_SECRET_CHARS} characters",
             got=f"{len(secret)} characters",  # never the secret itself
         )
+    return kinds
+
+
+def create_webhook(
+    session: Session,
+    *,
+    name: str,
+    url: str,
+    events: list[str],
+    secret: str | None,
+    actor: str,
+    now: datetime,
+) -> CreatedWebhook:
+    kinds = check_webhook(name=name, url=url, events=events, secret=secret)
     generated = secrets.token_urlsafe(32) if secret is None else None
     with session.begin():
         if session.execute(select(WebhookRow.id).where(WebhookRow.name == name)).first() is not None:

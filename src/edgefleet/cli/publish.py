@@ -39,7 +39,7 @@ from tuf.api.metadata import Metadata, Targets
 
 from edgefleet.cli.publish_deltas import DEFAULT_DELTA_BASES, newest_versions, release_deltas
 from edgefleet.cli.state import CliState, pass_state, transfer_progress
-from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError
 from edgefleet.trust.keys import load_signer
 from edgefleet.trust.publish import PreparedDelta, SignedRelease, build_targets, read_manifest, resign_targets
 from edgefleet.trust.publisher_trust import (
@@ -162,9 +162,14 @@ def publish(
             raw = client.tuf_metadata(f"{version}.targets.json") if version else None
             if artifact_dir is not None and delta_bases:
                 manifest, _ = read_manifest(artifact_dir)
-                running = client.running_artifacts(
-                    manifest.hardware_class, model=manifest.model, limit=delta_bases
-                )
+                try:
+                    running = client.running_artifacts(
+                        manifest.hardware_class, model=manifest.model, limit=delta_bases
+                    )
+                except EdgefleetError as exc:
+                    if exc.code != "class_not_found":
+                        raise
+                    running = []  # a class not applied yet has no devices: no bases, a full release
                 versions = [str(r["version"]) for r in running]
 
                 def fetch(name: str, sha256: str, length: int, dest: Path) -> Path:

@@ -222,6 +222,11 @@ def test_a_rollout_stuck_in_one_stage_alerts_once_per_stage(fleet) -> None:
         ({"name": "a", "url": "example.com/hook"}, "invalid_webhook_url"),
         ({"name": "a", "url": "http:///nohost"}, "invalid_webhook_url"),
         ({"name": "a", "url": "https://user:pw@example.com/"}, "invalid_webhook_url"),
+        ({"name": "a", "url": "http://[::1/hook"}, "invalid_webhook_url"),  # was a 500 (urlsplit)
+        ({"name": "a", "url": "http://example.com:99999/"}, "invalid_webhook_url"),
+        ({"name": "a", "url": "http://example.com:x/"}, "invalid_webhook_url"),
+        ({"name": "a", "url": "http://example.com/a b"}, "invalid_webhook_url"),
+        ({"name": "a", "url": "http://example.com/\n"}, "invalid_webhook_url"),
         ({"name": "a", "url": "https://example.com/", "events": ["rollout.exploded"]}, "unknown_alert_event"),
         ({"name": "a", "url": "https://example.com/", "secret": "short"}, "invalid_webhook_secret"),
         ({"name": "Bad Name", "url": "https://example.com/"}, "invalid_name"),

@@ -50,8 +50,15 @@ class CreatedWebhook:
 
 
 def check_url(url: str) -> str:
-    """An absolute http(s) URL with a host, no credentials in it, at most ``MAX_URL_CHARS``."""
-    parts = urlsplit(url) if len(url) <= MAX_URL_CHARS else None
+    """An absolute http(s) URL with a host, a valid port, no credentials, no whitespace or control
+    characters, at most ``MAX_URL_CHARS``."""
+    parts = None
+    if len(url) <= MAX_URL_CHARS and url.isprintable() and not any(ch.isspace() for ch in url):
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 -- raises ValueError for a port out of 0..65535 or not a number
+        except ValueError:  # "http://[::1/": an unclosed IPv6 bracket, a bad port
+            parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidDocumentError(
             "a webhook URL must be an absolute http(s) URL",

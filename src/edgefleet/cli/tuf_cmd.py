@@ -9,6 +9,7 @@ import click
 
 from edgefleet.cli.output import echo_json
 from edgefleet.cli.state import CliState, pass_state
+from edgefleet.protocol.errors import InvalidDocumentError
 
 __all__ = ["tuf"]
 
@@ -40,7 +41,15 @@ def export_cmd(state: CliState, directory: Path, as_json: bool) -> None:
     from edgefleet.client.tuf_mirror import export_repository
 
     with state.client(need_token=False) as client:
-        result = export_repository(client, directory)
+        try:
+            result = export_repository(client, directory)
+        except OSError as exc:  # a read-only or missing parent, a full disk: an error line, not a traceback
+            raise InvalidDocumentError(
+                f"cannot write the export into {directory}: {exc.strerror or exc}",
+                code="directory_unwritable",
+                expected="a directory this user can create and write",
+                got=str(exc.filename or directory),
+            ) from exc
     if as_json:
         echo_json(
             {

@@ -33,6 +33,7 @@ __all__ = [
     "list_webhooks",
     "queue_test",
     "webhook_to_wire",
+    "url_origin",
 ]
 
 MIN_SECRET_CHARS = 16
@@ -74,6 +75,14 @@ def check_url(url: str) -> str:
             got=f"{parts.scheme}://***@{parts.hostname}",
         )
     return url
+
+
+def url_origin(url: str) -> str:
+    """``scheme://host[:port]`` of a checked URL: what the audit log (read by viewers) keeps of it. The path
+    and query often carry the receiver's own capability token (``/services/T0/B0/XXXX``), and reading the
+    webhooks themselves takes an operator."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _check_events(events: list[str]) -> list[str]:
@@ -139,7 +148,7 @@ def create_webhook(
             action="webhook.create",
             target=row.id,
             now=now,
-            details={"name": name, "url": url, "events": kinds},
+            details={"name": name, "url": url_origin(url), "events": kinds},
         )
     return CreatedWebhook(row, generated)
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from edgefleet.protocol.errors import InvalidDocumentError
+
 __all__ = ["hints"]
 
 
@@ -32,7 +34,7 @@ def passwd_cmd(output: Path, data_dir: Path | None, database_url: str | None) ->
     ACL in examples/mosquitto/ so each device reads only its own topic.
     """
     from edgefleet.server.errors import ConfigurationError
-    from edgefleet.server.hint_broker import broker_users, write_password_file
+    from edgefleet.server.hint_broker import broker_users, parse_broker_url, write_password_file
     from edgefleet.server.settings import Settings
     from edgefleet.server.store import Database, make_engine
 
@@ -43,9 +45,28 @@ def passwd_cmd(output: Path, data_dir: Path | None, database_url: str | None) ->
             expected="EDGEFLEET_MQTT_URL=mqtt://user:password@host:1883",
             got=None,
         )
+    parse_broker_url(settings.mqtt_url, strict=True)
+    sqlite_file = settings.data_dir / "edgefleet.db"
+    if settings.database_url is None and not sqlite_file.is_file():
+        # a mistyped --data-dir: no new empty database, no new MQTT secret there, no file locking every
+        # device out of the broker
+        raise ConfigurationError(
+            "no control-plane database in the data dir",
+            expected="the server's --data-dir (holding edgefleet.db) or --database-url",
+            got=str(settings.data_dir),
+        )
     db = Database(make_engine(settings.resolved_database_url))
     try:
-        count = write_password_file(output, broker_users(settings, db))
+        users = broker_users(settings, db)
     finally:
         db.dispose()
+    try:
+        count = write_password_file(output, users)
+    except OSError as exc:
+        raise InvalidDocumentError(
+            f"cannot write the password file {output}: {exc.strerror or exc}",
+            code="file_unwritable",
+            expected="a path this user can write",
+            got=str(exc.filename or output),
+        ) from exc
     click.echo(f"wrote {count} broker user(s) to {output}")

@@ -33,6 +33,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from edgefleet.durable import atomic_write_bytes
 from edgefleet.server.services.hints import HintCoalescer, changed_devices, hint_spread_s, known_devices
+from edgefleet.server.errors import ConfigurationError
 from edgefleet.server.settings import Settings, write_private_file
 from edgefleet.server.store import Database
 
@@ -67,16 +68,34 @@ class BrokerAddress:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
-def parse_broker_url(url: str) -> BrokerAddress:
-    parts = urlsplit(url)
+def parse_broker_url(url: str, *, strict: bool = False) -> BrokerAddress:
+    """The broker's address; ``strict``: an ``mqtt(s)://`` URL naming a host, else ``invalid_configuration``
+    (lenient: a missing host or port is the local broker's). A URL that does not parse (an unclosed IPv6
+    bracket, a port out of range) is ``invalid_configuration`` either way."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"the MQTT URL does not parse: {exc}", expected=_BROKER_URL_FORM, got=_redacted(url)
+        ) from exc
+    if strict and (parts.scheme not in ("mqtt", "mqtts") or not parts.hostname):
+        raise ConfigurationError("not an MQTT broker URL", expected=_BROKER_URL_FORM, got=_redacted(url))
     tls = parts.scheme == "mqtts"
     return BrokerAddress(
         host=parts.hostname or "127.0.0.1",
-        port=parts.port or (8883 if tls else 1883),
+        port=port or (8883 if tls else 1883),
         tls=tls,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
     )
+
+
+_BROKER_URL_FORM = "mqtt://[user:password@]host[:port] or mqtts://..."
+
+
+def _redacted(url: str) -> str:
+    return f"{url.split('://', 1)[0]}://***@{url.rsplit('@', 1)[1]}" if "@" in url else url[:200]
 
 
 def device_password(secret: bytes, device_id: str) -> str:

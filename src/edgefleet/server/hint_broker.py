@@ -32,8 +32,8 @@ from urllib.parse import unquote, urlsplit
 from fastapi.concurrency import run_in_threadpool
 
 from edgefleet.durable import atomic_write_bytes
-from edgefleet.server.services.hints import HintCoalescer, changed_devices, hint_spread_s, known_devices
 from edgefleet.server.errors import ConfigurationError
+from edgefleet.server.services.hints import HintCoalescer, changed_devices, hint_spread_s, known_devices
 from edgefleet.server.settings import Settings, write_private_file
 from edgefleet.server.store import Database
 

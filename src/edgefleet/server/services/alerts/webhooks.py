@@ -32,8 +32,8 @@ __all__ = [
     "list_deliveries",
     "list_webhooks",
     "queue_test",
-    "webhook_to_wire",
     "url_origin",
+    "webhook_to_wire",
 ]
 
 MIN_SECRET_CHARS = 16

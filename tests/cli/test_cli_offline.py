@@ -176,3 +176,16 @@ def test_a_subcommand_missing_its_dependencies_is_reported_not_fatal(monkeypatch
     code, _, err = run("ghost")
     assert code == ExitCode.UNEXPECTED
     assert err.startswith("error [command_unavailable]: 'ghost' is unavailable in this install")
+
+
+@pytest.mark.parametrize("command", ["set", "unset"])
+@pytest.mark.parametrize("selector", ["", "  "])
+def test_config_with_an_empty_selector_is_empty_selector_before_any_request(
+    command: str, selector: str
+) -> None:
+    # the server is unreachable (port 9): the selector is refused here, as the docs say, not as a scope error
+    args = ["--server", "http://127.0.0.1:9", "--token", "efop_x", "config", command, "--selector", selector]
+    code, out, err = run(*args, *(["log_level=debug"] if command == "set" else []))
+    assert code == ExitCode.INVALID_INPUT, err
+    assert "error [empty_selector]" in err
+    assert out == ""

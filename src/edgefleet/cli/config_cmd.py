@@ -10,6 +10,7 @@ import click
 from edgefleet.cli.output import Column, echo_json, format_table
 from edgefleet.cli.state import CliState, pass_state
 from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.selector import parse_selector
 
 __all__ = ["config"]
 
@@ -17,12 +18,15 @@ _COLUMNS: list[Column] = [("SCOPE", "scope"), ("TARGET", "target"), ("SETTINGS",
 
 
 def _scope(class_name: str | None, selector: str | None, device_id: str | None) -> tuple[str, str]:
-    given = [(s, t) for s, t in (("class", class_name), ("selector", selector), ("device", device_id)) if t]
+    named = (("class", class_name), ("selector", selector), ("device", device_id))
+    given = [(s, t) for s, t in named if t is not None]
     if len(given) != 1:
         raise InvalidDocumentError(
             "name exactly one of --class, --selector, --device", code="invalid_scope",
             expected="one scope", got=[s for s, _ in given],
         )  # fmt: skip
+    if selector is not None:
+        parse_selector(selector)  # checked before sending: an empty one is empty_selector, not a scope error
     return given[0][0], str(given[0][1])
 
 

@@ -220,7 +220,7 @@ async def signed_device_call(request: Request, ctx: ServerContext, *, max_body_b
     now = ctx.clock()
 
     def call() -> Any:
-        with ctx.db.session() as session:
+        with ctx.db.session_on_one_connection() as session:  # authenticate, then answer: one checkout
             try:
                 device = svc.authenticate_device(
                     session, claims, method=request.method, path=path, body=body, now=now

@@ -189,6 +189,8 @@ def desired_content(session: Session, device: DeviceRow) -> DesiredChoice:
 
 def device_runtimes(device: DeviceRow) -> dict[str, Any] | None:
     """The runtime inventory of the device's newest report (``None``: it never reported one)."""
+    if device.report_boot_id is None:  # never reported (set with the report): skip the deferred column
+        return None
     runtimes = (device.report or {}).get("runtimes")
     return runtimes if isinstance(runtimes, dict) else None
 
@@ -246,12 +248,15 @@ def resolve_desired_state(
                 window_exempt_slots=choice.window_exempt_slots,
                 config=choice.config,
             )
-            if device.desired_envelope is not None and not needs_new_generation(
-                digest=digest,
-                stored_digest=device.desired_digest,
-                stored_expires_at=device.desired_expires_at,
-                now=now,
-                ttl=ttl,
+            if (
+                not needs_new_generation(
+                    digest=digest,
+                    stored_digest=device.desired_digest,
+                    stored_expires_at=device.desired_expires_at,
+                    now=now,
+                    ttl=ttl,
+                )
+                and device.desired_envelope is not None  # deferred: read only when it may be answered
             ):
                 device.desired_epoch = epoch
                 return _answer(device, held_generation, epoch, ttl)

@@ -163,7 +163,9 @@ def accept_report(session: Session, device_id: str, body: Any, *, now: datetime)
         same_boot = device.report_boot_id == report.boot_id
         if same_boot and report.sequence <= device.report_sequence:
             return False
-        before = (device.report or {}).get("runtimes")
+        before = None  # the previous inventory, read (a deferred column) only when there is one to compare
+        if report.runtimes is not None and device.report_boot_id is not None:
+            before = (device.report or {}).get("runtimes")
         device.report = report.to_dict()
         if report.runtimes is not None and device.report.get("runtimes") != before:
             bump_director_epoch(session)  # what the device can run changed: its assignments are re-judged

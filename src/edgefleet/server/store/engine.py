@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,13 @@ class Database:
 
     def session(self) -> Session:
         return self.sessions()
+
+    @contextmanager
+    def session_on_one_connection(self) -> Iterator[Session]:
+        """A session whose successive transactions share one pooled connection: one checkout (and on
+        PostgreSQL one liveness ping) per request rather than one per transaction."""
+        with self.engine.connect() as connection, Session(bind=connection, expire_on_commit=False) as session:
+            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()

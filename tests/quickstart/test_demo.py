@@ -121,7 +121,16 @@ def _the_twin_reaches_the_same_decisions(summary: dict[str, Any]) -> None:
     twin = simulate(fleet, spec)
     assert twin["outcome"] == summary["v2_rollout"]["status"] == "halted"
     assert twin["halt"]["stage"] == reason["stage"]
-    assert twin["halt"]["gate"] == reason["gate"]
+    both_latency_gates = reason["gate"] == "latency_p95_ratio" and any(
+        reason["p95_ms"] > cls["envelope_p95_ms"] for cls in data["classes"].values()
+    )
+    if both_latency_gates:
+        # On a loaded host the candidate's measured p95 can also pass the class envelope (jetson: 25 ms):
+        # both latency gates then fail on the same figure, and which one the halt names depends on the window
+        # the server judged; the twin given that figure must halt on one of the two, in the same stage.
+        assert twin["halt"]["gate"] in {"latency_p95_ratio", "latency_p95_ms"}
+    else:
+        assert twin["halt"]["gate"] == reason["gate"]
     assert twin["stages"][0]["members"] == summary["v2_rollout"]["exposed_devices"]
     assert twin["rollback"]["devices"] == 1
     assert twin["rollback"]["still_on_candidate"] == 0

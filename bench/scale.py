@@ -244,6 +244,7 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
         data = Path(tmp) / "server"
         first = start_server(data, env=env)
         replicas = [first]
+        procs: list[Any] = []
         try:
             replicas.append(start_server(data, env={**env, "EDGEFLEET_ADMIN_TOKEN": first.token}))
             with EdgefleetClient(first.url, first.token) as client:
@@ -287,6 +288,7 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                         stop,
                         telemetry_on,
                     ),
+                    daemon=True,
                 )
                 for k in range(args.workers)
             ]
@@ -356,7 +358,8 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 stages = [
                     {"percent": p, "soak_s": 2, "deadline_s": args.stage_deadline_s} for p in (1, 10, 50, 100)
                 ]
-                with EdgefleetClient(replicas[1].url, first.token) as client:
+                # the replicas may be saturated by the fleet: an operator's request waits its turn
+                with EdgefleetClient(replicas[1].url, first.token, timeout_s=120) as client:
                     r = client._http.post(
                         "/v1/rollouts",
                         json={"model": "scale", "targets": {CLASS: v2}, "spec": {"stages": stages}},
@@ -394,6 +397,9 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
             final = _snapshot(counters)
             result |= {"errors": final["errors"], "shed": final["shed"], "requests": final["requests"]}
         finally:
+            for p in procs:  # a failed run stops its fleet too, not only the servers
+                if p.is_alive():
+                    p.terminate()
             for r in replicas:
                 r.stop()
     return result

@@ -196,6 +196,22 @@ def _cpu(replicas: list[ServerProcess]) -> float:
     return sum(r.cpu_s() for r in replicas)
 
 
+def _window(
+    counters: Any, replicas: list[ServerProcess], pg: psycopg.Connection[Any], db: str, seconds: float
+) -> dict[str, float]:
+    """Polls per second and per server core-second, rows written and requests per poll over ``seconds``."""
+    s0, c0, w0, t0 = _snapshot(counters), _cpu(replicas), _rows_written(pg, db), time.perf_counter()
+    time.sleep(seconds)
+    s1, c1, w1, t1 = _snapshot(counters), _cpu(replicas), _rows_written(pg, db), time.perf_counter()
+    polls = s1["polls"] - s0["polls"]
+    return {
+        "polls_per_s": polls / (t1 - t0),
+        "polls_per_core_s": polls / max(c1 - c0, 1e-9),
+        "rows_per_poll": (w1 - w0) / max(polls, 1),
+        "requests_per_poll": (s1["requests"] - s0["requests"]) / max(polls, 1),
+    }
+
+
 def _dashboard_times(url: str, token: str, rollout_id: str, device_id: str, repeat: int) -> dict[str, float]:
     with httpx.Client(base_url=url, timeout=120) as http:
         page = http.get("/dashboard/login")
@@ -309,48 +325,16 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 )
                 time.sleep(2)  # the poll caches read the epoch every second
                 # 1. steady state
-                s0, c0, w0, t0 = (
-                    _snapshot(counters),
-                    _cpu(replicas),
-                    _rows_written(pg, db),
-                    time.perf_counter(),
-                )
-                time.sleep(args.measure_s)
-                s1, c1, w1, t1 = (
-                    _snapshot(counters),
-                    _cpu(replicas),
-                    _rows_written(pg, db),
-                    time.perf_counter(),
-                )
-                polls = s1["polls"] - s0["polls"]
-                result |= {
-                    "polls_per_s": polls / (t1 - t0),
-                    "polls_per_core_s": polls / max(c1 - c0, 1e-9),
-                    "rows_per_poll": (w1 - w0) / max(polls, 1),
-                    "requests_per_poll": (s1["requests"] - s0["requests"]) / max(polls, 1),
-                }
+                result |= _window(counters, replicas, pg, db, args.measure_s)
                 # the baseline: the same fleet polling with no telemetry (only the poll path is paid)
                 telemetry_on.value = 0
                 time.sleep(2)
-                s0, c0, w0, t0 = (
-                    _snapshot(counters),
-                    _cpu(replicas),
-                    _rows_written(pg, db),
-                    time.perf_counter(),
-                )
-                time.sleep(args.measure_s)
-                s1, c1, w1, t1 = (
-                    _snapshot(counters),
-                    _cpu(replicas),
-                    _rows_written(pg, db),
-                    time.perf_counter(),
-                )
+                baseline = _window(counters, replicas, pg, db, args.measure_s)
                 telemetry_on.value = 1
-                polls = s1["polls"] - s0["polls"]
                 result |= {
-                    "polls_only_per_s": polls / (t1 - t0),
-                    "polls_only_per_core_s": polls / max(c1 - c0, 1e-9),
-                    "polls_only_rows_per_poll": (w1 - w0) / max(polls, 1),
+                    "polls_only_per_s": baseline["polls_per_s"],
+                    "polls_only_per_core_s": baseline["polls_per_core_s"],
+                    "polls_only_rows_per_poll": baseline["rows_per_poll"],
                 }
                 round_s = len(online) / max(result["polls_per_s"], 1e-9)
                 result["round_s"] = round_s

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "hardware-classes.toml"
 EDGEFLEET = [sys.executable, "-m", "edgefleet.cli"]
 
@@ -135,3 +137,16 @@ def active_artifact(server, device_id: str, slot: str = "default") -> str | None
     """The artifact the device reports active in ``slot``."""
     report = json.loads(cli(server, "device", "show", device_id, "--json").stdout).get("report") or {}
     return ((report.get("slots") or {}).get(slot) or {}).get("active")
+
+
+def device_document(server, device_id: str) -> dict:
+    """The device as the API shows it (a direct GET: cheaper to poll than a CLI process)."""
+    response = httpx.get(f"{server.url}/v1/devices/{device_id}", headers=server.admin_headers, timeout=10)
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def reported_active(server, device_id: str, slot: str = "default") -> str | None:
+    """The artifact the device reports active in ``slot``, read over HTTP (see ``device_document``)."""
+    slots = (device_document(server, device_id).get("report") or {}).get("slots") or {}
+    return (slots.get(slot) or {}).get("active")

@@ -12,32 +12,21 @@ import subprocess
 import sys
 import time
 
-import httpx
 import pytest
 from tests.e2e.fleet_cli import (
     EXAMPLES,
     agent_command,
     cli,
+    device_document,
     enroll_agent,
     push_artifact,
+    reported_active,
     wait_for,
 )
 
 from edgefleet.server.api import tuf as tuf_api
 
 pytestmark = pytest.mark.slow
-
-
-def _device(server, device_id: str) -> dict:
-    """The device as the API shows it (a direct GET: cheaper to poll than a CLI process)."""
-    response = httpx.get(f"{server.url}/v1/devices/{device_id}", headers=server.admin_headers, timeout=10)
-    response.raise_for_status()
-    return dict(response.json())
-
-
-def _active(server, device_id: str) -> str | None:
-    slots = (_device(server, device_id).get("report") or {}).get("slots") or {}
-    return (slots.get("default") or {}).get("active")
 
 
 @pytest.fixture
@@ -103,21 +92,23 @@ def test_an_agent_takes_its_content_from_a_static_host_and_the_api_serves_only_c
             stderr=out,
         )
     try:
-        wait_for(lambda: _active(server, device_id) == v1, timeout_s=120, what="install from the host")
+        wait_for(
+            lambda: reported_active(server, device_id) == v1, timeout_s=120, what="install from the host"
+        )
         # 2.0.0 is published to the API's repository but not exported yet: the device cannot see it.
         v2 = push_artifact(server, tmp_path, "2.0.0")
         cli(server, "device", "pin", v2, "--device", device_id)
         wait_for(
-            lambda: "target_not_in_tuf" in json.dumps(_device(server, device_id)),
+            lambda: "target_not_in_tuf" in json.dumps(device_document(server, device_id)),
             timeout_s=120,
             what="the device reporting the unexported target as not in TUF",
         )
-        assert _active(server, device_id) == v1
+        assert reported_active(server, device_id) == v1
         second = json.loads(cli(server, "tuf", "export", str(root), "--json").stdout)
         assert second["kept"] > 0  # incremental: the files of 1.0.0 and the old metadata stay as they were
         assert not any(p.startswith("targets/digits/1.0.0/") for p in second["written"])
         api_content_requests.clear()
-        wait_for(lambda: _active(server, device_id) == v2, timeout_s=120, what="install of 2.0.0")
+        wait_for(lambda: reported_active(server, device_id) == v2, timeout_s=120, what="install of 2.0.0")
         time.sleep(1.0)  # a few more polls
     except AssertionError:
         print(log.read_text()[-6000:])

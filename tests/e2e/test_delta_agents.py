@@ -7,7 +7,6 @@ download and says why. Both end serving 2.0.0, answered by the model itself.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 from pathlib import Path
@@ -19,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tests.agent.crash.artifacts import CLASSES, IN_DIM
 from tests.e2e.fleet_cli import (
     EXAMPLES,
+    active_artifact,
     agent_command,
     cli,
     create_rollout,
@@ -73,11 +73,6 @@ def _start(data_dir: Path) -> subprocess.Popen[str]:
     )
 
 
-def _active(server, device_id: str) -> str | None:
-    report = json.loads(cli(server, "device", "show", device_id, "--json").stdout).get("report") or {}
-    return ((report.get("slots") or {}).get("default") or {}).get("active")
-
-
 def _download_done(server, device_id: str, artifact: str) -> dict | None:
     with httpx.Client(base_url=server.url, headers=server.admin_headers) as http:
         events = http.get(f"/v1/devices/{device_id}/telemetry", params={"limit": 200}).json()["events"]
@@ -106,7 +101,7 @@ def test_one_agent_upgrades_through_a_delta_another_falls_back_and_both_serve_it
     newcomer = enroll_agent(server, newcomer_dir)  # not started yet: it will hold no base at all
     agents = [_start(holder_dir)]
     try:
-        wait_for(lambda: _active(server, holder) == v1, timeout_s=60, what="1.0.0 installed")
+        wait_for(lambda: active_artifact(server, holder) == v1, timeout_s=60, what="1.0.0 installed")
         v2 = push_artifact(server, tmp_path, "2.0.0", model_bytes=_model(0.05), publish=False)
         art2 = tmp_path / "art-2.0.0-medical-cart-cpu"
         key = server.data_dir / "keys" / "release.key"
@@ -116,7 +111,9 @@ def test_one_agent_upgrades_through_a_delta_another_falls_back_and_both_serve_it
         rollout = create_rollout(server, v2, "--stages", "100%", "--soak", "1s")
         agents.append(_start(newcomer_dir))
         for device in (holder, newcomer):
-            wait_for(lambda d=device: _active(server, d) == v2, timeout_s=90, what=f"{device} on 2.0.0")
+            wait_for(
+                lambda d=device: active_artifact(server, d) == v2, timeout_s=90, what=f"{device} on 2.0.0"
+            )
         assert _serves(holder_dir, v2)
         assert _serves(newcomer_dir, v2)
         through_delta = wait_for(

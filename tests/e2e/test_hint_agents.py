@@ -16,7 +16,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from tests.e2e.fleet_cli import (
     EDGEFLEET,
@@ -25,6 +24,7 @@ from tests.e2e.fleet_cli import (
     cli,
     enroll_agent,
     push_artifact,
+    reported_active,
     wait_for,
 )
 from tests.e2e.mosquitto import CONTROL_USER, Mosquitto, free_port
@@ -32,18 +32,6 @@ from tests.e2e.mosquitto import CONTROL_USER, Mosquitto, free_port
 from edgefleet.server.hint_broker import device_password, load_mqtt_secret
 
 pytestmark = pytest.mark.slow
-
-
-def _device(server, device_id: str) -> dict:
-    """The device as the API shows it (a direct GET: cheaper to poll than a CLI process)."""
-    response = httpx.get(f"{server.url}/v1/devices/{device_id}", headers=server.admin_headers, timeout=10)
-    response.raise_for_status()
-    return dict(response.json())
-
-
-def _active(server, device_id: str) -> str | None:
-    slots = (_device(server, device_id).get("report") or {}).get("slots") or {}
-    return (slots.get("default") or {}).get("active")
 
 
 CONTROL_PASSWORD = "control-password-for-the-test"
@@ -116,12 +104,12 @@ def test_a_hint_brings_a_new_assignment_in_seconds_and_polling_covers_a_broker_o
     log = tmp_path / "agent.log"
     agent = _start(data_dir, log, "600")  # polls at start, then every 10 minutes
     try:
-        wait_for(lambda: _active(server, device_id) == v1, timeout_s=120, what="the first install")
+        wait_for(lambda: reported_active(server, device_id) == v1, timeout_s=120, what="the first install")
         wait_for(lambda: "event=hints_connected" in log.read_text(), what="the agent listening for hints")
         v2 = push_artifact(server, tmp_path, "2.0.0")
         changed_at, changed_wall_s = time.monotonic(), time.time()
         cli(server, "device", "pin", v2, "--class", "medical-cart-cpu")
-        wait_for(lambda: _active(server, device_id) == v2, timeout_s=150, what="the hinted install")
+        wait_for(lambda: reported_active(server, device_id) == v2, timeout_s=150, what="the hinted install")
         took_s = time.monotonic() - changed_at
         # 10 minutes of poll interval: only the hint can bring it this early (measured: a few seconds)
         print(f"hinted install took {took_s:.1f} s after the change (poll interval 600 s)")
@@ -143,7 +131,9 @@ def test_a_hint_brings_a_new_assignment_in_seconds_and_polling_covers_a_broker_o
         wait_for(lambda: "event=hint_broker_unreachable" in log2.read_text(), what="a failed broker connect")
         time.sleep(1.0)  # the start-up poll is done; the change below can only arrive at a later poll
         cli(server, "device", "pin", v1, "--device", device_id)
-        wait_for(lambda: _active(server, device_id) == v1, timeout_s=90, what="convergence by polling")
+        wait_for(
+            lambda: reported_active(server, device_id) == v1, timeout_s=90, what="convergence by polling"
+        )
         text = log2.read_text()
         assert "event=hint_received" not in text
         assert "event=hinted_poll" not in text

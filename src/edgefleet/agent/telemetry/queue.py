@@ -1,5 +1,8 @@
 """The device's durable telemetry queue: one SQLite file in WAL mode, bounded in bytes.
 
+Over 450 lines: the durability, the drop policy, the disk-full reserve and the set-aside of a corrupt file
+all act on one connection under one lock.
+
 Durability: every append is one transaction committed with ``synchronous=FULL``; a power cut (or SIGKILL)
 while appending loses at most the record being appended and never corrupts the file (SQLite's WAL recovery).
 

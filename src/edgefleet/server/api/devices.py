@@ -34,7 +34,6 @@ from edgefleet.server.api.admission import Admission
 from edgefleet.server.api.dependencies import (
     Ctx,
     DbSession,
-    NamePath,
     Operator,
     PageQuery,
     ServerContext,
@@ -47,7 +46,6 @@ from edgefleet.server.services import classes as classes_svc
 from edgefleet.server.services import desired_state as desired_svc
 from edgefleet.server.services import devices as svc
 from edgefleet.server.services import enrollment as enroll_svc
-from edgefleet.server.services import pins as pins_svc
 from edgefleet.server.services import pins_rollback as rollback_svc
 from edgefleet.server.services.alerts import outbox as alerts_svc
 from edgefleet.server.services.inventory import parse_inventory_filter
@@ -59,7 +57,7 @@ from edgefleet.server.services.replay import (
     RedisReplayGuard,
     ReplayGuard,
 )
-from edgefleet.server.services.request_bodies import EnrollmentTokenCreate, PinBody
+from edgefleet.server.services.request_bodies import EnrollmentTokenCreate
 from edgefleet.server.settings import Settings
 from edgefleet.server.store import Database
 from edgefleet.server.store.devices import DeviceRow
@@ -424,52 +422,3 @@ def rollback_device(
     slot = (body or RollbackBody()).slot
     done = rollback_svc.rollback_device(session, device_id, slot=slot, actor=actor.name, now=ctx.clock())
     return done.to_wire()
-
-
-@router.get("/v1/pins")
-def list_pins(
-    session: DbSession,
-    page: PageQuery,
-    _: Viewer,
-    scope: Annotated[str | None, Query(pattern=r"^(class|device)$")] = None,
-    target: Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=63)] = None,
-) -> dict[str, Any]:
-    result = pins_svc.list_pins(session, limit=page.limit, offset=page.offset, scope=scope, target=target)
-    return result.to_wire([pins_svc.pin_to_wire(row) for row in result.items])
-
-
-@router.put("/v1/pins/{scope}/{target}/{slot}", status_code=204)
-def set_pin(
-    scope: Annotated[str, Path(pattern=r"^(class|device)$")],
-    target: Annotated[str, Path(max_length=63)],
-    slot: NamePath,
-    body: PinBody,
-    ctx: Ctx,
-    session: DbSession,
-    actor: Operator,
-) -> Response:
-    svc.pin_artifact(
-        session,
-        scope=scope,
-        target=target,
-        slot=slot,
-        artifact_id=body.artifact_id,
-        actor=actor.name,
-        now=ctx.clock(),
-    )
-    return Response(status_code=204)
-
-
-@router.delete("/v1/pins/{scope}/{target}/{slot}", status_code=204)
-def clear_pin(
-    scope: Annotated[str, Path(pattern=r"^(class|device)$")],
-    target: Annotated[str, Path(max_length=63)],
-    slot: NamePath,
-    ctx: Ctx,
-    session: DbSession,
-    actor: Operator,
-) -> Response:
-    svc.pin_artifact(
-        session, scope=scope, target=target, slot=slot, artifact_id=None, actor=actor.name, now=ctx.clock()
-    )
-    return Response(status_code=204)

@@ -1,5 +1,8 @@
 """Telemetry ingest and retention.
 
+Over 450 lines: ingest writes the raw windows, the per-minute and per-hour rollups and the device state under
+the same row locks, and the retention prunes the same tables; read together.
+
 Ingest is idempotent on ``(device, boot_id, sequence)``: the records already stored are acknowledged again
 and not counted again, so a device whose acknowledgement was lost can simply resend. Identity is the
 authenticated device (the request signature); a batch naming another device is refused.

@@ -136,3 +136,38 @@ def test_a_viewer_cannot_relabel_or_decommission(fleet, viewer_cli):
     ):
         refused = viewer_cli(*args)
         assert refused.code == ExitCode.AUTH, refused.err
+
+
+def test_an_audit_action_filter_that_can_never_match_is_refused_naming_the_families(fleet):
+    cli, _, _ = fleet
+    for action in ("*", "device", "dev.*", "Device.enroll"):
+        result = cli("audit", "list", "--action", action, "--json")
+        assert result.code == ExitCode.INVALID_INPUT, action
+        error = json.loads(result.out)["error"]
+        assert error["code"] == "invalid_audit_action"
+        assert error["details"]["got"] == action
+        assert "device.*" in error["details"]["expected"]
+        assert "rollout" in error["details"]["expected"]  # the families the platform records
+    assert _json(cli("audit", "list", "--action", "device.*", "--json"))["total"] == 2
+    assert _json(cli("audit", "list", "--action", "device.no_such_thing", "--json"))["total"] == 0
+
+
+def test_configuration_for_a_decommissioned_device_is_refused(fleet):
+    cli, ids, _ = fleet
+    assert cli("config", "set", "--device", ids["b"], "log_level=debug").code == 0
+    assert cli("device", "decommission", ids["b"], "--yes").code == 0
+    result = cli("config", "set", "--device", ids["b"], "log_level=info")
+    assert result.code == ExitCode.INVALID_INPUT
+    assert "error [device_decommissioned]" in result.err
+    assert f"got:      {ids['b']}" in result.err
+    assert cli("config", "unset", "--device", ids["b"]).code == 0  # what it had may still be cleared
+
+
+def test_clearing_pins_of_an_unknown_class_says_the_class_is_not_found(fleet):
+    cli, _, _ = fleet
+    result = cli("device", "pin-selection", "--clear", "--class", "nope", "--selector", "site=plant-3")
+    assert result.code == ExitCode.NOT_FOUND
+    assert "error [class_not_found]" in result.err
+    assert "got:      nope" in result.err
+    nothing = cli("device", "pin-selection", "--clear", "--class", CART, "--selector", "site=plant-9")
+    assert "error [selector_matches_nothing]" in nothing.err  # a known class still says what it says

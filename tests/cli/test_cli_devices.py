@@ -136,7 +136,7 @@ def test_device_revoke_json(fleet: Fleet):
     assert text.out.startswith(f"{target} revoked at ")
     missing = fleet.cli("device", "revoke", "dev_" + "0" * 20, "--yes", "--json")
     assert missing.code == ExitCode.NOT_FOUND
-    assert missing.out == ""
+    assert json.loads(missing.out)["error"]["code"] == "device_not_found"  # --json: the error as JSON
     assert "error [device_not_found]" in missing.err
 
 
@@ -199,7 +199,7 @@ def test_device_rollback_pins_the_reported_previous_version(fleet: Fleet, tmp_pa
     try:
         refused = fleet.cli("device", "rollback", device_id, "--json")
         assert refused.code == ExitCode.CONFLICT
-        assert refused.out == ""
+        assert json.loads(refused.out)["error"]["code"] == "no_previous_version"
         assert "error [no_previous_version]" in refused.err
         assert "expected: a report naming slots.default.previous" in refused.err
         assert "got:      no report from the device yet" in refused.err

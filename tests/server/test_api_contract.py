@@ -87,7 +87,9 @@ def test_options_and_undeclared_methods_answer_405_with_every_served_method(api,
 def test_an_id_that_is_not_an_artifact_id_does_not_route_to_an_artifact(api) -> None:
     r = api.client.patch("/v1/artifacts/check", json={"disabled": True}, headers=api.admin)
     assert (r.status_code, r.headers["allow"]) == (405, "POST")
-    assert api.client.get("/v1/artifacts/nope", headers=api.admin).status_code == 404
+    r = api.client.get("/v1/artifacts/nope", headers=api.admin)  # a malformed id, not a missing artifact
+    assert (r.status_code, r.json()["code"]) == (422, "invalid_artifact_id")
+    assert r.json()["details"] == {"expected": "art_<16 hex>", "got": "nope"}
 
 
 def test_every_api_route_reads_its_body_strictly() -> None:

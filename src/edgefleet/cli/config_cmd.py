@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from edgefleet.cli.output import Column, echo_json, format_table
+from edgefleet.cli.pairs import parse_pairs
 from edgefleet.cli.state import CliState, pass_state
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.selector import parse_selector
@@ -43,7 +44,9 @@ def _value(text: str) -> Any:
 
 
 def parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    """``NAME=VALUE`` arguments; one NAME given two different values is refused (``parse_pairs``' rule),
+    never settled by keeping the last."""
+    cleaned: list[str] = []
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
@@ -51,8 +54,9 @@ def parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
                 "settings are NAME=VALUE", code="invalid_config_value", expected="e.g. poll_interval_s=60",
                 got=pair,
             )  # fmt: skip
-        out[name.strip()] = _value(value.strip())
-    return out
+        cleaned.append(f"{name.strip()}={value.strip()}")
+    texts = parse_pairs(cleaned, what="setting", code="invalid_config_value")
+    return {name: _value(text) for name, text in texts.items()}
 
 
 _SCOPE_OPTIONS = [

@@ -63,8 +63,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def print_error(error: EdgefleetError) -> None:
-    """``error [code]: message`` then expected/got (and per-field problems) on stderr."""
+def print_error(error: EdgefleetError, *, as_json: bool = False) -> None:
+    """``error [code]: message`` then expected/got (and per-field problems) on stderr; with ``as_json``
+    (the command was given ``--json``) also ``{"error": {"code", "message", "details"}}`` on stdout, the
+    API's error body, so a script reads the failure where it reads the answer."""
+    if as_json:
+        click.echo(json.dumps({"error": error.to_body()}, indent=2, sort_keys=True, default=str))
     click.echo(f"error [{error.code}]: {error.message}", err=True)
     details = error.details
     if "expected" in details:

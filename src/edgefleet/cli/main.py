@@ -88,7 +88,7 @@ class EdgefleetGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EdgefleetError as exc:
-            print_error(exc)
+            print_error(exc, as_json=ctx.ensure_object(CliState).json_output)
             ctx.exit(int(exit_code_for(exc)))
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

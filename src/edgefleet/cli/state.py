@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import sys
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_SERVER", "CliState", "pass_state", "transfer_progress"]
 
 DEFAULT_SERVER = "http://127.0.0.1:8700"
+R = TypeVar("R")
 
 
 @dataclasses.dataclass
@@ -30,6 +32,9 @@ class CliState:
     timeout_s: float = 30.0
     transport: httpx.BaseTransport | None = None
     """Tests may inject a transport; the command line never sets it."""
+    json_output: bool = False
+    """The running command was given ``--json``: its error is printed as JSON on stdout too (``pass_state``
+    sets it from the command's own ``as_json`` option)."""
 
     def client(self, *, need_token: bool = True) -> EdgefleetClient:
         from edgefleet.client import EdgefleetClient
@@ -44,7 +49,17 @@ class CliState:
         return EdgefleetClient(self.server, self.token, transport=self.transport, timeout_s=self.timeout_s)
 
 
-pass_state = click.make_pass_decorator(CliState, ensure=True)
+def pass_state(f: Callable[..., R]) -> Callable[..., R]:
+    """``click.make_pass_decorator(CliState, ensure=True)``, which also notes whether the command was given
+    ``--json`` (its ``as_json`` parameter), so a failure can be printed the way its success would be."""
+
+    def new_func(*args: Any, **kwargs: Any) -> R:
+        ctx = click.get_current_context()
+        state = ctx.ensure_object(CliState)
+        state.json_output = bool(ctx.params.get("as_json", False))
+        return ctx.invoke(f, state, *args, **kwargs)
+
+    return functools.update_wrapper(new_func, f)
 
 
 @contextlib.contextmanager

@@ -57,6 +57,7 @@ DEFAULT_TIMEOUT_S = 30.0
 MAX_PAGE_LIMIT = 500
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+_ARTIFACT_ID = re.compile(r"^art_[0-9a-f]{16}$")
 R = TypeVar("R", bound=BaseModel)
 
 
@@ -75,6 +76,16 @@ def _ident(value: str | int, what: str) -> str:
             f"invalid {what} {text!r}", code="invalid_name", expected=_ID_PATTERN.pattern, got=text
         )
     return text
+
+
+def artifact_id_checked(value: str) -> str:
+    """An artifact id as the server makes them, refused before any request like rollout and device ids
+    (``invalid_artifact_id``), so a typo is not answered as a missing artifact."""
+    if not isinstance(value, str) or not _ARTIFACT_ID.fullmatch(value):
+        raise InvalidDocumentError(
+            "invalid artifact id", code="invalid_artifact_id", expected="art_<16 hex>", got=str(value)[:80]
+        )
+    return value
 
 
 def _sha(value: str) -> str:
@@ -404,7 +415,7 @@ class EdgefleetClient(DevicesApi, ConfigApi, TufApi, TelemetryApi, RolloutsApi, 
         return self._page(ArtifactInfo, "/v1/artifacts", params)
 
     def get_artifact(self, artifact_id: str) -> ArtifactInfo:
-        return _parse(ArtifactInfo, self._json("GET", f"/v1/artifacts/{_ident(artifact_id, 'artifact')}"))
+        return _parse(ArtifactInfo, self._json("GET", f"/v1/artifacts/{artifact_id_checked(artifact_id)}"))
 
     def set_artifact_disabled(
         self, artifact_id: str, disabled: bool, *, reason: str | None = None
@@ -412,11 +423,11 @@ class EdgefleetClient(DevicesApi, ConfigApi, TufApi, TelemetryApi, RolloutsApi, 
         body: dict[str, Any] = {"disabled": disabled}
         if reason is not None:
             body["reason"] = reason
-        path = f"/v1/artifacts/{_ident(artifact_id, 'artifact')}"
+        path = f"/v1/artifacts/{artifact_id_checked(artifact_id)}"
         return _parse(ArtifactInfo, self._json("PATCH", path, json=body))
 
     def delete_artifact(self, artifact_id: str) -> None:
-        self._json("DELETE", f"/v1/artifacts/{_ident(artifact_id, 'artifact')}")
+        self._json("DELETE", f"/v1/artifacts/{artifact_id_checked(artifact_id)}")
 
     def download_artifact_file(
         self,
@@ -433,7 +444,7 @@ class EdgefleetClient(DevicesApi, ConfigApi, TufApi, TelemetryApi, RolloutsApi, 
             raise InvalidDocumentError(
                 "unsafe artifact file path", code="invalid_path", expected="relative", got=path
             )
-        url = f"/v1/artifacts/{_ident(artifact_id, 'artifact')}/files/{quote(path, safe='/')}"
+        url = f"/v1/artifacts/{artifact_id_checked(artifact_id)}/files/{quote(path, safe='/')}"
         return download_verified(
             self._http,
             url,

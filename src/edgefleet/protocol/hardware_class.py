@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -10,7 +11,8 @@ from pydantic import Field, field_validator
 
 from edgefleet.protocol.document import Document, Name, Part
 from edgefleet.protocol.errors import InvalidDocumentError
-from edgefleet.protocol.update_window import parse_update_window
+from edgefleet.protocol.selector import KEY_PATTERN
+from edgefleet.protocol.update_window import WINDOW_SYNTAX, parse_update_window
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,6 +28,7 @@ __all__ = [
     "RuntimeSpec",
     "Threads",
     "WindowOverride",
+    "check_windows_to_apply",
     "device_window",
     "parse_classes_toml",
 ]
@@ -97,6 +100,7 @@ class Performance(Part):
 
 
 MAX_WINDOW_OVERRIDES = 64
+_LABEL_KEY = re.compile(KEY_PATTERN)
 
 
 def _checked_window(value: str) -> str:
@@ -199,6 +203,32 @@ def device_window(document: Mapping[str, Any], labels: Mapping[str, str]) -> str
         if wanted and all(labels.get(k) == v for k, v in wanted.items()):
             return str(override.get("update_window") or "any")
     return str(document.get("update_window") or "any")
+
+
+def check_windows_to_apply(doc: HardwareClass) -> None:
+    """What an operator applies, beyond what parses (stored documents keep parsing as before): an empty
+    window text is refused (``invalid_update_window``: omit ``update_window`` for any time), and so is an
+    override label key no device label can have (``invalid_labels``: the label key grammar of
+    ``protocol.selector``), since that override could never match. Both name the field."""
+    windows = [("update_window", doc.update_window)]
+    for i, override in enumerate(doc.window_overrides):
+        windows.append((f"window_overrides.{i}.update_window", override.update_window))
+        bad = sorted(k for k in override.labels if not _LABEL_KEY.fullmatch(k))
+        if bad:
+            raise InvalidDocumentError(
+                f"{doc.name}: window_overrides.{i}.labels: no device label can have the key {bad[0][:80]!r}",
+                code="invalid_labels",
+                expected=f"label keys matching {KEY_PATTERN}",
+                got=[k[:80] for k in bad],
+                details={"field": f"window_overrides.{i}.labels"},
+            )
+    for field_name, text in windows:
+        if not text.strip():
+            raise InvalidDocumentError(
+                f"{doc.name}: {field_name} is empty", code="invalid_update_window",
+                expected=f"{WINDOW_SYNTAX}; leave update_window out for any time", got=text,
+                details={"field": field_name},
+            )  # fmt: skip
 
 
 def _precheck_windows(data: dict[str, Any]) -> None:

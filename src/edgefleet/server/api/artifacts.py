@@ -7,13 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.convertors import StringConvertor, register_url_convertor
 
 from edgefleet.protocol import ArtifactManifest, is_safe_relpath
 from edgefleet.protocol.errors import InvalidDocumentError, NotFoundError
 from edgefleet.server.api.blobs import serve_blob
 from edgefleet.server.api.contract import document_schema
 from edgefleet.server.api.dependencies import Ctx, DbSession, Operator, PageQuery, Viewer
+from edgefleet.server.api.id_paths import register_id_path
 from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.services import artifacts as svc
 
@@ -23,15 +23,11 @@ router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"], route_class=Stric
 ARTIFACT_ID_REGEX = "art_[0-9a-f]{16}"
 ArtifactPath = Annotated[str, Path(pattern=f"^{ARTIFACT_ID_REGEX}$")]
 
-
-class _ArtifactIdConvertor(StringConvertor):
-    """Routes ``/v1/artifacts/{artifact}`` only for ids, so ``/v1/artifacts/check`` with another method is a
-    405 naming ``POST`` (not a 422 from a PATCH on an artifact called ``check``)."""
-
-    regex = ARTIFACT_ID_REGEX
-
-
-register_url_convertor("artifact_id", _ArtifactIdConvertor())
+# ``/v1/artifacts/check`` with another method is a 405 naming ``POST``, not a PATCH of an artifact "check"
+register_id_path(
+    "artifact_id", prefix="/v1/artifacts/", regex=ARTIFACT_ID_REGEX, code="invalid_artifact_id",
+    expected="art_<16 hex>",
+)  # fmt: skip
 FilterName = Annotated[str | None, Query(max_length=63)]
 
 

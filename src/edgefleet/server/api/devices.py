@@ -17,7 +17,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
-from starlette.convertors import StringConvertor, register_url_convertor
 
 from edgefleet.protocol.canonical import parse_json_bounded
 from edgefleet.protocol.desired_state import MAX_REPORT_BYTES
@@ -40,6 +39,7 @@ from edgefleet.server.api.dependencies import (
     Viewer,
     get_context,
 )
+from edgefleet.server.api.id_paths import register_id_path
 from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.director_key import DIRECTOR_KEY_FILE, load_director_key
 from edgefleet.server.services import classes as classes_svc
@@ -69,15 +69,11 @@ router = APIRouter(tags=["devices"], route_class=StrictJsonRoute)
 DEVICE_ID_PATTERN = r"^dev_[0-9a-f]{20}$"
 DeviceIdPath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]
 
-
-class _DeviceIdConvertor(StringConvertor):
-    """Routes ``GET /v1/devices/{device_id}`` only for device ids, so ``GET /v1/devices/relabel`` is a 405
-    naming ``POST`` (not a 422 from a GET of a device called ``relabel``)."""
-
-    regex = DEVICE_ID_PATTERN.strip("^$")
-
-
-register_url_convertor("device_id", _DeviceIdConvertor())
+# ``GET /v1/devices/relabel`` is a 405 naming ``POST``, not a GET of a device called ``relabel``
+register_id_path(
+    "device_id", prefix="/v1/devices/", regex=DEVICE_ID_PATTERN.strip("^$"), code="invalid_device_id",
+    expected="dev_<20 hex>",
+)  # fmt: skip
 
 
 @dataclass

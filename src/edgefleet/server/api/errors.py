@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from edgefleet.protocol.errors import EdgefleetError
+from edgefleet.server.api.id_paths import malformed_id
 from edgefleet.server.errors import RangeNotSatisfiableError
 
 __all__ = ["error_response", "install_error_handlers", "retry_after_header", "validation_errors"]
@@ -106,6 +107,8 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404 and (malformed := malformed_id(request.url.path)) is not None:
+        return await _edgefleet(request, malformed)  # a typo in an id is not a missing object
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
     headers = dict(exc.headers or {})
     index = getattr(request.app.state, "allow_index", None)

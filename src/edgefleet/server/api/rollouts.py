@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.convertors import StringConvertor, register_url_convertor
 
 from edgefleet.server.api.dependencies import Ctx, DbSession, Operator, PageQuery, Viewer
+from edgefleet.server.api.id_paths import register_id_path
 from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.services.request_bodies import RolloutCreate
 from edgefleet.server.services.rollouts import service as svc
@@ -21,15 +21,11 @@ router = APIRouter(prefix="/v1/rollouts", tags=["rollouts"], route_class=StrictJ
 ROLLOUT_ID_REGEX = "ro_[0-9a-f]{16}"
 RolloutIdPath = Annotated[str, Path(pattern=f"^{ROLLOUT_ID_REGEX}$")]
 
-
-class _RolloutIdConvertor(StringConvertor):
-    """Routes ``/v1/rollouts/{rollout_id}`` only for ids, so ``GET /v1/rollouts/dry-run`` is a 405 naming
-    ``POST`` (not a 422 from a GET of a rollout called ``dry-run``)."""
-
-    regex = ROLLOUT_ID_REGEX
-
-
-register_url_convertor("rollout_id", _RolloutIdConvertor())
+# ``GET /v1/rollouts/dry-run`` is a 405 naming ``POST``, not a GET of a rollout called ``dry-run``
+register_id_path(
+    "rollout_id", prefix="/v1/rollouts/", regex=ROLLOUT_ID_REGEX, code="invalid_rollout_id",
+    expected="ro_<16 hex>",
+)  # fmt: skip
 
 
 class DryRunBody(RolloutCreate):

@@ -83,14 +83,24 @@ def _disjoint(r1: Requirement, r2: Requirement) -> bool:
     return False
 
 
-def _target_for(session: Session, scope: str, target: str) -> tuple[Scope, str, dict[str, str]]:
+def _target_for(
+    session: Session, scope: str, target: str, *, setting: bool = False
+) -> tuple[Scope, str, dict[str, str]]:
+    """The layer's key. ``setting``: a decommissioned device is refused (``device_decommissioned``); its
+    layer may still be unset."""
     if scope == "class":
         if session.get(HardwareClassRow, target[:63]) is None:
             raise NotFoundError("no such hardware class", code="class_not_found", got=target[:80])
         return "class", target, {}
     if scope == "device":
-        if session.get(DeviceRow, target[:32]) is None:
+        device = session.get(DeviceRow, target[:32])
+        if device is None:
             raise NotFoundError("no such device", code="device_not_found", got=target[:80])
+        if setting and device.decommissioned_at is not None:
+            raise InvalidDocumentError(
+                "the device is decommissioned: it never polls again", code="device_decommissioned",
+                expected="an enrolled device that is not decommissioned", got=device.id,
+            )  # fmt: skip
         return "device", target, {}
     if scope == "selector":
         selector = parse_selector(target)  # the fleet's one selector grammar (protocol.selector)
@@ -111,8 +121,8 @@ def set_config(
             "no settings to set", code="invalid_config_value", expected=">= 1 setting", got={}
         )
     with session.begin():
-        kind, key, selector = _target_for(session, scope, target)
-        row = session.get(AgentConfigRow, (kind, key))
+        kind, key, selector = _target_for(session, scope, target, setting=True)
+        row = session.get(AgentConfigRow, (kind, key), with_for_update=True)  # concurrent sets merge
         merged = {**(row.settings if row is not None else {}), **checked}
         if kind == "selector":
             _refuse_overlap(session, key, merged)
@@ -136,7 +146,7 @@ def unset_config(
     wanted = sorted(set(names))
     with session.begin():
         kind, key, _selector = _target_for(session, scope, target)
-        row = session.get(AgentConfigRow, (kind, key))
+        row = session.get(AgentConfigRow, (kind, key), with_for_update=True)
         if row is None:
             raise NotFoundError(
                 "no configuration at that scope", code="config_not_found", got=f"{kind}:{key}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,23 @@ from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.server.store import AuditRow
 from edgefleet.server.store.pages import Page, paginate
 
-__all__ = ["audit_to_wire", "list_audit", "record", "record_alone"]
+__all__ = ["AUDIT_FAMILIES", "audit_to_wire", "check_action_filter", "list_audit", "record", "record_alone"]
+
+AUDIT_FAMILIES = (
+    "artifact", "blob", "class", "config", "device", "enrollment_token", "model", "pin", "probe", "rollout",
+    "security", "token", "tuf", "version", "webhook",
+)  # fmt: skip
+"""Every audited action is ``FAMILY.NAME`` with one of these families (tests/server/test_audit_families.py
+reads the source's ``action=`` arguments to keep it so)."""
+_ACTION_NAME = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
+ACTION_FILTER_SYNTAX = (
+    f"an action FAMILY.NAME (device.decommission) or a family FAMILY.* (device.*), FAMILY one of "
+    f"{', '.join(AUDIT_FAMILIES)}; no --action/action for every action"
+)
+
+
+def _family(action: str) -> str:
+    return action.partition(".")[0]
 
 
 def record(
@@ -28,6 +45,24 @@ def record(
     session.add(AuditRow(at=now, actor=actor, action=action, target=target[:255], details=details or {}))
 
 
+def check_action_filter(action: str) -> tuple[str, bool]:
+    """``(action, False)`` for one action, ``(family prefix "device.", True)`` for ``device.*``; a filter
+    that can never match a recorded action (``*``, ``device``, ``dev.*``) is refused
+    (``invalid_audit_action``) naming the families, instead of answering an empty page."""
+    family = action[:-2] if action.endswith(".*") else action
+    if _family(family) in AUDIT_FAMILIES and _ACTION_NAME.fullmatch(family):
+        if action.endswith(".*"):
+            return family + ".", True
+        if "." in action:
+            return action, False
+    raise InvalidDocumentError(
+        f"audit action filter {action[:80]!r} can never match a recorded action",
+        code="invalid_audit_action",
+        expected=ACTION_FILTER_SYNTAX,
+        got=action[:80],
+    )
+
+
 def list_audit(
     session: Session,
     *,
@@ -39,8 +74,9 @@ def list_audit(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> Page[AuditRow]:
-    """Newest first. ``action`` ending in ``.*`` matches a family (``device.*``); ``since`` is inclusive,
-    ``until`` exclusive; a window that ends before it starts is refused (``invalid_time_range``)."""
+    """Newest first. ``action`` is one action or, ending in ``.*``, a family (``device.*``), checked by
+    ``check_action_filter``; ``since`` is inclusive, ``until`` exclusive; a window that ends before it
+    starts is refused (``invalid_time_range``)."""
     if since is not None and until is not None and until <= since:
         raise InvalidDocumentError(
             "the audit window ends before it starts",
@@ -51,11 +87,13 @@ def list_audit(
     stmt = select(AuditRow).order_by(AuditRow.id.desc())
     if actor is not None:
         stmt = stmt.where(AuditRow.actor == actor)
-    if action is not None and action.endswith(".*"):
-        family = action[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        stmt = stmt.where(AuditRow.action.like(family + "%", escape="\\"))
-    elif action is not None:
-        stmt = stmt.where(AuditRow.action == action)
+    if action is not None:
+        wanted, prefix = check_action_filter(action)
+        if prefix:
+            escaped = wanted.replace("_", "\\_")  # the only LIKE character a checked family can hold
+            stmt = stmt.where(AuditRow.action.like(escaped + "%", escape="\\"))
+        else:
+            stmt = stmt.where(AuditRow.action == wanted)
     if target is not None:
         stmt = stmt.where(AuditRow.target == target)
     if since is not None:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from edgefleet.protocol import HardwareClass, canonical_json
 from edgefleet.protocol.errors import ConflictError, InvalidDocumentError, NotFoundError
+from edgefleet.protocol.hardware_class import check_windows_to_apply
 from edgefleet.protocol.runtimes import check_servable
 from edgefleet.server.services.audit import record
 from edgefleet.server.services.director_epoch import bump_director_epoch
@@ -72,8 +73,10 @@ def _upsert(session: Session, doc: HardwareClass, now: datetime) -> str:
 
 def put_class(session: Session, doc: HardwareClass, *, actor: str, now: datetime) -> str:
     """Create or replace one class; returns ``created``, ``updated`` or ``unchanged``. A class no agent
-    adapter can serve is refused (``check_servable``)."""
+    adapter can serve, or with a window that can never be meant, is refused (``check_servable``,
+    ``check_windows_to_apply``)."""
     check_servable(doc)
+    check_windows_to_apply(doc)
     with session.begin():
         outcome = _upsert(session, doc, now)
         record(
@@ -101,6 +104,7 @@ def apply_classes(session: Session, docs: list[HardwareClass], *, actor: str, no
         )
     for doc in docs:
         check_servable(doc)
+        check_windows_to_apply(doc)
     result = ApplyResult()
     with session.begin():
         for doc in docs:

@@ -25,7 +25,7 @@ from edgefleet.server.services.director_epoch import bump_director_epoch
 from edgefleet.server.services.fit import check_device_runs
 from edgefleet.server.services.lifecycle import matching_devices
 from edgefleet.server.store.devices import PinRow
-from edgefleet.server.store.registry import ArtifactRow
+from edgefleet.server.store.registry import ArtifactRow, HardwareClassRow
 
 __all__ = ["SelectionPinned", "pin_selection"]
 
@@ -80,6 +80,8 @@ def pin_selection(
                 code="invalid_scope",
                 expected="hardware_class",
             )
+        if artifact is None and session.get(HardwareClassRow, hardware_class[:63]) is None:
+            raise NotFoundError("no such hardware class", code="class_not_found", got=hardware_class[:80])
         devices = matching_devices(session, selector, hardware_class=hardware_class)
         if not devices:
             raise InvalidDocumentError(

@@ -339,8 +339,9 @@ def test_retention_forgets_old_windows(fleet: Fleet) -> None:
     fleet.clock.advance(31 * 86400)
     with fleet.app.state.context.db.session() as session:
         deleted = svc.prune_telemetry(session, now=fleet.clock(), freshness=svc.Freshness())
-    # the window, its model row, and its minute's and its hour's two rollups each (model and window level)
-    assert deleted == 6
+    # the window, its model row, its minute's and its hour's two rollups each (model and window level), and
+    # when the device last reported the version
+    assert deleted == 7
     since = (fleet.clock() - timedelta(days=399)).isoformat()
     assert fleet.device_telemetry(d.id, since=since)["windows"] == []
 

@@ -1,8 +1,9 @@
 """Fleet health: exact aggregates of the windows of a fleet, a class, a model version or a label selection,
 with device counts by status and how fresh the data is.
 
-The whole fleet or a class reads the per-minute rollups; a label selection reads the selected devices' own
-windows. Sums are exact (``telemetry_sums``).
+The whole fleet or a class reads the per-minute rollups and, for its device counts, when each device last
+reported each version (``telemetry_reporters``); a label selection reads the selected devices' own windows.
+Sums are exact (``telemetry_sums``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from edgefleet.protocol.telemetry import merge_counts
 from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status, status_clauses
 from edgefleet.server.services.field_health import fleet_field
 from edgefleet.server.services.telemetry import Freshness
+from edgefleet.server.services.telemetry_reporters import reporters_in
 from edgefleet.server.services.telemetry_sums import SUM_COLUMNS, TelemetrySum, iso_or_none, lag_s
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.telemetry import (
@@ -50,38 +52,34 @@ def _model_rows(
 
 
 def _rollup_rows(
-    session: Session, since: datetime, now: datetime, hardware_class: str | None, model_version: str | None
-) -> list[TelemetryRollupRow]:
-    """Rollups of the minutes from the one holding ``since`` to ``now`` (minute resolution)."""
-    stmt = select(TelemetryRollupRow).where(
-        TelemetryRollupRow.minute_at >= since.replace(second=0, microsecond=0),
-        TelemetryRollupRow.minute_at <= now,
-    )
-    if hardware_class is not None:
-        stmt = stmt.where(TelemetryRollupRow.hardware_class == hardware_class)
-    if model_version is not None:
-        stmt = stmt.where(TelemetryRollupRow.model_version == model_version)
-    return list(session.execute(stmt).scalars())
-
-
-def _reporters(
-    session: Session, since: datetime, now: datetime, hardware_class: str | None, model_version: str | None
+    session: Session,
+    since: datetime,
+    now: datetime,
+    hardware_class: str | None,
+    model_version: str | None,
+    *,
+    window_level: bool,
 ) -> list[Any]:
-    """Distinct (device, version, class, site) that reported in the period: the groups' device counts."""
-    stmt = (
-        select(
-            TelemetryModelWindowRow.device_id,
-            TelemetryModelWindowRow.model_version,
-            TelemetryModelWindowRow.hardware_class,
-            TelemetryModelWindowRow.site,
-        )
-        .where(TelemetryModelWindowRow.end_at >= since, TelemetryModelWindowRow.end_at <= now)
-        .distinct()
+    """Rollups of the minutes from the one holding ``since`` to ``now`` (minute resolution), as plain rows
+    (no ORM objects: an hour of 40 sites is thousands of rows). ``window_level``: the rows of model_version
+    ``""`` and only their degraded time and lateness; else the model versions' rows without those (each
+    JSON column read is a decode per row, the bulk of the time)."""
+    table = TelemetryRollupRow.__table__
+    skip = {"minute_at", "degraded_s", "max_late_s"}
+    columns = (
+        [table.c.degraded_s, table.c.max_late_s]
+        if window_level
+        else [c for c in table.c if c.name not in skip]
+    )
+    stmt = select(*columns).where(
+        table.c.minute_at >= since.replace(second=0, microsecond=0),
+        table.c.minute_at <= now,
+        table.c.model_version == "" if window_level else table.c.model_version != "",
     )
     if hardware_class is not None:
-        stmt = stmt.where(TelemetryModelWindowRow.hardware_class == hardware_class)
-    if model_version is not None:
-        stmt = stmt.where(TelemetryModelWindowRow.model_version == model_version)
+        stmt = stmt.where(table.c.hardware_class == hardware_class)
+    if model_version is not None and not window_level:
+        stmt = stmt.where(table.c.model_version == model_version)
     return list(session.execute(stmt))
 
 
@@ -144,18 +142,17 @@ def fleet_health(
             states = {s.device_id: s for s in session.execute(state_stmt) if s.device_id in device_ids}
         else:
             # The whole fleet or a class: per-minute rollups (window-level figures on model_version ""),
-            # and who reported from the model windows' (device, version, class, site).
-            for row in _rollup_rows(session, since, now, hardware_class, None):
-                if row.model_version == "":
-                    if model_version is None:
-                        merge_counts(degraded, row.degraded_s or {})
-                    max_late_s = max(max_late_s, float(row.max_late_s))
-                elif model_version is None or row.model_version == model_version:
-                    cell_of(row.model_version, row.hardware_class, row.site or None).add(row)
-            for device_id, version, hw_class, site in _reporters(
+            # and who reported from each (device, version, class, site)'s newest window end.
+            for row in _rollup_rows(session, since, now, hardware_class, None, window_level=True):
+                if model_version is None:
+                    merge_counts(degraded, row.degraded_s or {})
+                max_late_s = max(max_late_s, float(row.max_late_s))
+            for row in _rollup_rows(session, since, now, hardware_class, model_version, window_level=False):
+                cell_of(row.model_version, row.hardware_class, row.site or None).add(row)
+            for device_id, version, hw_class, site_label in reporters_in(
                 session, since, now, hardware_class, model_version
             ):
-                cell_of(version, hw_class, site or None).devices.add(device_id)
+                cell_of(version, hw_class, site_label or None).devices.add(device_id)
 
     total = TelemetrySum()
     by_version: dict[str, TelemetrySum] = {}

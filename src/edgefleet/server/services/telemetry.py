@@ -1,7 +1,8 @@
 """Telemetry ingest and retention.
 
-Over 450 lines: ingest writes the raw windows, the per-minute and per-hour rollups and the device state under
-the same row locks, and the retention prunes the same tables; read together.
+Over 450 lines: ingest writes the raw windows, the per-minute and per-hour rollups, the reporters
+(``telemetry_reporters``) and the device state in one transaction, under the same row locks, and the
+retention prunes the same tables; read together.
 
 Ingest is idempotent on ``(device, boot_id, sequence)``: the records already stored are acknowledged again
 and not counted again, so a device whose acknowledgement was lost can simply resend. Identity is the
@@ -37,12 +38,14 @@ from edgefleet.protocol.telemetry import (
 from edgefleet.server.services.alerts.outbox import emit
 from edgefleet.server.services.alerts.rules import security_dedup_key
 from edgefleet.server.services.field_health import update_field_state
+from edgefleet.server.services.telemetry_reporters import Reporter, record_reporters
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.telemetry import (
     TelemetryDeviceRow,
     TelemetryEventRow,
     TelemetryHourRollupRow,
     TelemetryModelWindowRow,
+    TelemetryReporterRow,
     TelemetryRollupRow,
     TelemetryWindowRow,
 )
@@ -302,9 +305,11 @@ def _roll_up(
     session: Session, device: DeviceRow, new_windows: list[tuple[TelemetryWindowRow, TelemetryRecord]]
 ) -> None:
     """Add this batch's model windows to the per-minute and per-hour rollups (under row locks; a concurrent
-    first insert of the same key raises IntegrityError, and the caller retries the whole ingest)."""
+    first insert of the same key raises IntegrityError, and the caller retries the whole ingest), and move
+    each model version's newest window end (``telemetry_reporters``)."""
     site = _site(device)
     batch_cells: dict[tuple[datetime, str, str, str], dict[str, Any]] = {}
+    ends: dict[Reporter, datetime] = {}
     for row, record in new_windows:
         assert record.window is not None
         minute = row.end_at.replace(second=0, microsecond=0)
@@ -313,6 +318,8 @@ def _roll_up(
         merge_counts(whole["degraded_s"], row.degraded_s)
         whole["max_late_s"] = max(whole["max_late_s"], row.late_s)
         for model in record.window.models:
+            reporter = (device.id, model.model_version, device.hardware_class, site)
+            ends[reporter] = max(ends.get(reporter, row.end_at), row.end_at)
             key = (minute, device.hardware_class, model.model_version, site)
             cell = batch_cells.setdefault(key, _empty_cell())
             for name, value in (
@@ -341,6 +348,7 @@ def _roll_up(
     for key, cell in batch_cells.items():
         _merge_cell(hours.setdefault((key[0].replace(minute=0), *key[1:]), _empty_cell()), cell)
     _upsert_cells(session, TelemetryHourRollupRow, "hour_at", hours)
+    record_reporters(session, ends)
 
 
 def _merge_cell(into: dict[str, Any], cell: dict[str, Any]) -> None:
@@ -453,6 +461,7 @@ def prune_telemetry(session: Session, *, now: datetime, freshness: Freshness) ->
             delete(TelemetryWindowRow).where(TelemetryWindowRow.end_at < cutoff),
             delete(TelemetryEventRow).where(TelemetryEventRow.received_at < cutoff),
             delete(TelemetryRollupRow).where(TelemetryRollupRow.minute_at < cutoff),
+            delete(TelemetryReporterRow).where(TelemetryReporterRow.last_end_at < cutoff),
             # an hour that still overlaps the retention is kept whole
             delete(TelemetryHourRollupRow).where(TelemetryHourRollupRow.hour_at <= cutoff - _HOUR),
         ):

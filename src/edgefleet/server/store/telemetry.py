@@ -29,6 +29,7 @@ __all__ = [
     "TelemetryEventRow",
     "TelemetryHourRollupRow",
     "TelemetryModelWindowRow",
+    "TelemetryReporterRow",
     "TelemetryRollupRow",
     "TelemetryWindowRow",
 ]
@@ -183,3 +184,20 @@ class TelemetryHourRollupRow(_RollupSums, Base):
     model_version: Mapped[str] = mapped_column(String(64))
     site: Mapped[str] = mapped_column(String(128))
     """the device's ``site`` label, ``""`` when it has none"""
+
+
+class TelemetryReporterRow(Base):
+    """When each (device, model version, class, site) last reported: the newest ``end_at`` of its model
+    windows, kept at ingest beside the rollups. Fleet health's device counts ("who reported since T") read
+    at most devices x versions of these instead of a DISTINCT over every model window of the period; pruned
+    with the windows (``last_end_at`` older than the retention)."""
+
+    __tablename__ = "telemetry_reporters"
+    __table_args__ = (PrimaryKeyConstraint("device_id", "model_version", "hardware_class", "site"),)
+
+    device_id: Mapped[str] = mapped_column(String(32))
+    model_version: Mapped[str] = mapped_column(String(64))
+    hardware_class: Mapped[str] = mapped_column(String(63))
+    site: Mapped[str] = mapped_column(String(128))
+    """the device's ``site`` label when the window arrived, ``""``: none (as on the model windows)"""
+    last_end_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -189,3 +191,29 @@ def test_config_with_an_empty_selector_is_empty_selector_before_any_request(
     assert code == ExitCode.INVALID_INPUT, err
     assert "error [empty_selector]" in err
     assert out == ""
+
+
+def _commands(command: click.Command) -> list[click.Command]:
+    if isinstance(command, click.Group):
+        return [c for name in command.list_commands(None) for c in _commands(command.get_command(None, name))]  # type: ignore[arg-type]
+    return [command]
+
+
+def test_every_command_taking_json_prints_its_failure_as_json() -> None:
+    """A command with ``--json`` must note it (``pass_state`` or ``notes_json``) so that ``print_error``
+    prints its failure as JSON too; one that forgets would fail in text only."""
+    taking_json = [
+        c
+        for spec in SUBCOMMANDS.values()
+        for c in _commands(getattr(importlib.import_module(spec.partition(":")[0]), spec.partition(":")[2]))
+        if any(p.name == "as_json" for p in c.params)
+    ]
+    assert len(taking_json) > 40
+    assert [c.name for c in taking_json if not getattr(c.callback, "notes_json", False)] == []
+
+
+def test_an_offline_json_command_prints_its_failure_as_json(tmp_path: Path) -> None:
+    code, out, err = run("agent", "status", "--data-dir", str(tmp_path / "nothing"), "--json")
+    assert code != 0
+    assert "error [" in err
+    assert json.loads(out)["error"]["code"] in err

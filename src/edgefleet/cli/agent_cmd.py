@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from edgefleet.cli.output import echo_json
+from edgefleet.cli.state import notes_json
 
 __all__ = ["agent"]
 
@@ -55,6 +56,7 @@ def agent() -> None:
     "instead of the server's content base URL or its /tuf.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the identity as JSON.")
+@notes_json
 def enroll_cmd(
     server_url: str,
     enroll_token: str,
@@ -277,6 +279,7 @@ def run_cmd(
 @agent.command("status")
 @_DATA_DIR
 @click.option("--json", "as_json", is_flag=True)
+@notes_json
 def status_cmd(data_dir: Path, as_json: bool) -> None:
     """Show this device's identity and last accepted desired state (offline; reads the data dir)."""
     from edgefleet.agent.datadir import DataDir

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edgefleet.cli.state import notes_json
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.hardware_class import MAX_CLASSES_FILE_BYTES, parse_classes_toml
 
@@ -241,6 +242,7 @@ def build_model(
     "--allow-partial", is_flag=True, help="Accept a probe that ended with fewer devices than asked."
 )
 @click.option("--json", "as_json", is_flag=True)
+@notes_json
 @click.pass_context
 def select_cmd(
     ctx: click.Context, build_dir: Path, probe_id: str, allow_partial: bool, as_json: bool

@@ -19,7 +19,7 @@ import click
 
 from edgefleet.cli.output import echo_json, format_table
 from edgefleet.cli.pairs import parse_labels
-from edgefleet.cli.state import CliState, pass_state
+from edgefleet.cli.state import CliState, notes_json, pass_state
 
 __all__ = ["probe", "render_probe"]
 
@@ -46,6 +46,7 @@ def probe() -> None:
 @click.option("--trusted-root", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
 @click.option("--kept-targets", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--json", "as_json", is_flag=True)
+@notes_json
 @click.pass_context
 def create_cmd(
     ctx: click.Context,

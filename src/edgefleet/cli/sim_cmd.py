@@ -16,6 +16,7 @@ import click
 from edgefleet.cli.local_file import read_local_file
 from edgefleet.cli.output import echo_json
 from edgefleet.cli.rollout_spec import read_spec_file
+from edgefleet.cli.state import notes_json
 from edgefleet.protocol import parse_classes_toml
 from edgefleet.protocol.errors import EdgefleetError
 
@@ -138,6 +139,7 @@ def sim() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write an HTML page with plots.")  # fmt: skip
+@notes_json
 def run_cmd(
     fleet_file: Path,
     spec_file: Path,

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from edgefleet.client import EdgefleetClient
 
-__all__ = ["DEFAULT_SERVER", "CliState", "pass_state", "transfer_progress"]
+__all__ = ["DEFAULT_SERVER", "CliState", "notes_json", "pass_state", "transfer_progress"]
 
 DEFAULT_SERVER = "http://127.0.0.1:8700"
 R = TypeVar("R")
@@ -49,17 +49,36 @@ class CliState:
         return EdgefleetClient(self.server, self.token, transport=self.transport, timeout_s=self.timeout_s)
 
 
+def _noting_json() -> tuple[click.Context, CliState]:
+    ctx = click.get_current_context()
+    state = ctx.ensure_object(CliState)
+    state.json_output = bool(ctx.params.get("as_json", False))
+    return ctx, state
+
+
 def pass_state(f: Callable[..., R]) -> Callable[..., R]:
     """``click.make_pass_decorator(CliState, ensure=True)``, which also notes whether the command was given
     ``--json`` (its ``as_json`` parameter), so a failure can be printed the way its success would be."""
 
     def new_func(*args: Any, **kwargs: Any) -> R:
-        ctx = click.get_current_context()
-        state = ctx.ensure_object(CliState)
-        state.json_output = bool(ctx.params.get("as_json", False))
+        ctx, state = _noting_json()
         return ctx.invoke(f, state, *args, **kwargs)
 
-    return functools.update_wrapper(new_func, f)
+    wrapped = functools.update_wrapper(new_func, f)
+    wrapped.notes_json = True  # type: ignore[attr-defined]
+    return wrapped
+
+
+def notes_json(f: Callable[..., R]) -> Callable[..., R]:
+    """For a command taking ``--json`` without the state (offline commands): what ``pass_state`` notes."""
+
+    def new_func(*args: Any, **kwargs: Any) -> R:
+        ctx, _ = _noting_json()
+        return ctx.invoke(f, *args, **kwargs)
+
+    wrapped = functools.update_wrapper(new_func, f)
+    wrapped.notes_json = True  # type: ignore[attr-defined]
+    return wrapped
 
 
 @contextlib.contextmanager

@@ -121,8 +121,9 @@ def set_config(
             "no settings to set", code="invalid_config_value", expected=">= 1 setting", got={}
         )
     with session.begin():
+        _serialize_layer_writes(session)
         kind, key, selector = _target_for(session, scope, target, setting=True)
-        row = session.get(AgentConfigRow, (kind, key), with_for_update=True)  # concurrent sets merge
+        row = session.get(AgentConfigRow, (kind, key), with_for_update=True)
         merged = {**(row.settings if row is not None else {}), **checked}
         if kind == "selector":
             _refuse_overlap(session, key, merged)
@@ -130,7 +131,6 @@ def set_config(
             row = AgentConfigRow(scope=kind, target=key, selector=selector, settings={}, updated_by=actor)
             session.add(row)
         row.settings, row.updated_at, row.updated_by = dict(sorted(merged.items())), now, actor
-        bump_director_epoch(session)
         record(
             session, actor=actor, action="config.set", target=f"{kind}:{key}", now=now,
             details={"settings": checked},
@@ -145,6 +145,7 @@ def unset_config(
     Returns what is left, or ``None``."""
     wanted = sorted(set(names))
     with session.begin():
+        _serialize_layer_writes(session)
         kind, key, _selector = _target_for(session, scope, target)
         row = session.get(AgentConfigRow, (kind, key), with_for_update=True)
         if row is None:
@@ -158,7 +159,6 @@ def unset_config(
                 got=unknown,
             )  # fmt: skip
         left = {k: v for k, v in row.settings.items() if wanted and k not in wanted}
-        bump_director_epoch(session)
         record(
             session, actor=actor, action="config.unset", target=f"{kind}:{key}", now=now,
             details={"settings": wanted or sorted(row.settings)},
@@ -168,6 +168,15 @@ def unset_config(
             return None
         row.settings, row.updated_at, row.updated_by = left, now, actor
         return _layer(row)
+
+
+def _serialize_layer_writes(session: Session) -> None:
+    """First in a layer write's transaction: the epoch bump every layer change makes anyway, taken before the
+    layer is read, so concurrent writes merge one after the other and none is lost. It holds the epoch row
+    on PostgreSQL and the database's write lock on SQLite (which ignores ``FOR UPDATE``); the layer row's
+    ``FOR UPDATE`` says the same on PostgreSQL. Should a write still lose a race on the layer's insert, it is
+    409 ``conflict`` with nothing kept, and the client sends it again."""
+    bump_director_epoch(session)
 
 
 def _refuse_overlap(session: Session, key: str, settings: Mapping[str, Any]) -> None:

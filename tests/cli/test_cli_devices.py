@@ -21,7 +21,9 @@ from edgefleet.sim.artifacts import register_stand_in_artifact
 
 from .conftest import EXAMPLE_CLASSES, Cli
 
-SILENT_S = 2.0  # the server's device_stale_after_s and device_offline_after_s: silent this long is offline
+# The server's device_stale_after_s and device_offline_after_s: silent this long is offline. A loaded CI host
+# can take seconds between a touch and the listing after it; 2 s made "online" flaky there.
+SILENT_S = 5.0
 CART, DETECTOR = "medical-cart-cpu", "intel-lowpower-detector"
 
 

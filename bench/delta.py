@@ -9,6 +9,11 @@ Two models, each in two updates:
   wheel, ``tests/wheel_models.py``): *head only*, the initializers of its last weighted layer moved by a
   relative N(0, 1e-2), and *every weight*, as above.
 
+* the same classifier as OpenVINO IR (``optimize.openvino_build.make_ir``, FP32, static input): *head only*
+  (the head-only ONNX update converted again), per file (``model.bin``, ``model.xml``), and *re-optimized as
+  FP16* (``make_ir(fp16=True)``: every weight's bytes change and ``model.bin`` halves). IR files get the
+  generic bsdiff delta only.
+
 For each: the delta's size as a fraction of the full model (both encoders: ``onnx-tensors``, what publishing
 an ONNX artifact uses, and ``bsdiff``, what other formats get), and on the device side the time to download
 the delta and rebuild + verify the model against downloading the full model, both with the agent's real
@@ -40,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgefleet.agent.install.download import Downloader, DownloadPolicy  # noqa: E402
 from edgefleet.optimize import digits  # noqa: E402
-from edgefleet.optimize.deltas import encode_delta  # noqa: E402
+from edgefleet.optimize.deltas import DEFAULT_MAX_RATIO, encode_delta  # noqa: E402
 from edgefleet.trust.delta import apply_delta  # noqa: E402
 
 
@@ -152,10 +157,24 @@ def wheel_updates(work: Path) -> dict[str, tuple[Path, Path]]:
     onnx.save(_nudge(model, _last_layer(model), 1e-2, seed=7), head)
     every = work / "ocr-all.onnx"
     onnx.save(_nudge(model, None, 1e-3, seed=9), every)
-    return {
+    updates = {
         "MobileNetV3 (wheel), head only": (base, head),
         "MobileNetV3 (wheel), every weight": (base, every),
     }
+    try:
+        from edgefleet.optimize.openvino_build import make_ir
+    except ImportError:  # pragma: no cover - the build extra
+        print("(openvino is not installed: the IR rows are skipped)")
+        return updates
+    shape = {"x": [1, 3, 48, 192]}
+    irs = {
+        name: make_ir(src, work / f"ir-{name}", fp16=name == "fp16", input_shapes=shape).path.parent
+        for name, src in (("fp32", base), ("head", head), ("fp16", base))
+    }
+    for name, label in (("head", "head only"), ("fp16", "as FP16")):
+        for part in ("model.bin", "model.xml"):
+            updates[f"IR {part} (wheel), {label}"] = (irs["fp32"] / part, irs[name] / part)
+    return updates
 
 
 # ---- a throttled link --------------------------------------------------------------------------------
@@ -196,8 +215,9 @@ def _download(url: str, name: str, staging: Path, path: Path) -> Path:
 def measure(name: str, base: Path, new: Path, work: Path, bytes_per_s: int) -> float:
     full = new.stat().st_size
     sizes = {}
-    for encoding in ("onnx-tensors", "bsdiff"):
-        out = work / f"{new.stem}.{encoding}.efdelta"
+    encodings = ("onnx-tensors", "bsdiff") if new.suffix == ".onnx" else ("bsdiff",)
+    for encoding in encodings:
+        out = work / f"{new.parent.name}-{new.name}.{encoding}.efdelta"
         tensors = encoding == "onnx-tensors"
         custom = encode_delta(
             base,
@@ -223,15 +243,17 @@ def measure(name: str, base: Path, new: Path, work: Path, bytes_per_s: int) -> f
         t0 = time.perf_counter()
         fetched = _download(url, "delta", work / "dl-delta", delta)
         t1 = time.perf_counter()
-        rebuilt = apply_delta(fetched, base, work / f"{new.stem}.rebuilt", custom)
+        rebuilt = apply_delta(fetched, base, work / f"{new.parent.name}-{new.name}.rebuilt", custom)
         t2 = time.perf_counter()
     finally:
         server.shutdown()
     assert rebuilt.read_bytes() == new.read_bytes()
     ratio = {k: v[0].stat().st_size / full for k, v in sizes.items()}
+    both = f"onnx-tensors {ratio['onnx-tensors']:6.1%}, " if "onnx-tensors" in ratio else ""
+    signed = "" if ratio[published] < DEFAULT_MAX_RATIO else " (> 90 %: not signed, downloaded whole)"
     print(
-        f"{name:34s} {full / 1024:6.0f} KiB  delta {ratio[published]:6.1%} of the model "
-        f"(onnx-tensors {ratio['onnx-tensors']:6.1%}, bsdiff {ratio['bsdiff']:6.1%})  "
+        f"{name:34s} {full / 1024:6.0f} KiB  delta {ratio[published]:6.1%} of the model{signed} "
+        f"({both}bsdiff {ratio['bsdiff']:6.1%})  "
         f"device: delta download + rebuild {t2 - t0:5.2f} s (rebuild+verify {t2 - t1:5.3f} s) "
         f"vs full download {full_s:5.2f} s = {(t2 - t0) / full_s:4.2f}x"
     )

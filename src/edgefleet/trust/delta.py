@@ -34,7 +34,7 @@ import hashlib
 import json
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -205,10 +205,13 @@ def check_delta_use(custom: DeltaCustom, *, result_path: str, sha256: str, lengt
         )
 
 
-def apply_delta(delta: Path, base: Path, out: Path, custom: DeltaCustom) -> Path:
+def apply_delta(
+    delta: Path, base: Path, out: Path, custom: DeltaCustom, *, on_write: Callable[[], None] | None = None
+) -> Path:
     """Rebuild ``out`` from ``base`` with ``delta`` (already verified against its signed target), checked
     against ``custom`` (the delta's signed fields). Returns ``out``, which holds exactly the result's signed
-    sha256 and length, fsynced; raises and leaves no ``out`` otherwise."""
+    sha256 and length, fsynced; raises and leaves no ``out`` otherwise. ``on_write`` is called after each
+    piece written to the partial file (flushed first): the agent's crash points (``delta:<file name>``)."""
     base_sha, base_len = _file_digest(base)
     if (base_sha, base_len) != (custom.base_sha256, custom.base_length):
         raise _reject(
@@ -221,7 +224,7 @@ def apply_delta(delta: Path, base: Path, out: Path, custom: DeltaCustom) -> Path
     try:
         with open(delta, "rb") as dfh, open(base, "rb") as bfh, open(partial, "wb") as ofh:
             _check_header(dfh, custom)
-            digest = _rebuild(dfh, bfh, ofh, custom)
+            digest = _rebuild(dfh, bfh, ofh, custom, on_write)
             ofh.flush()
             os.fsync(ofh.fileno())
         if digest != custom.result_sha256:
@@ -257,7 +260,9 @@ def _check_header(dfh: BinaryIO, custom: DeltaCustom) -> None:
         )
 
 
-def _rebuild(dfh: BinaryIO, bfh: BinaryIO, ofh: BinaryIO, custom: DeltaCustom) -> str:
+def _rebuild(
+    dfh: BinaryIO, bfh: BinaryIO, ofh: BinaryIO, custom: DeltaCustom, on_write: Callable[[], None] | None
+) -> str:
     limit = custom.result_length
     base_len = custom.base_length
     digest = hashlib.sha256()
@@ -277,6 +282,9 @@ def _rebuild(dfh: BinaryIO, bfh: BinaryIO, ofh: BinaryIO, custom: DeltaCustom) -
             ofh.write(chunk)
             digest.update(chunk)
         written += n
+        if on_write is not None:
+            ofh.flush()
+            on_write()
 
     def base_range(offset: int, n: int) -> Iterable[bytes]:
         if offset + n > base_len:

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
 from edgefleet.agent.install.delta_fetch import DeltaFiles, choose_delta, delta_candidates, held_files
 from edgefleet.agent.install.download import Downloader, DownloadPolicy
+from edgefleet.agent.install.faults import CrashHook, no_crash
 from edgefleet.agent.install.fetch import ResolvedAssignment, manifest_from_bytes
 from edgefleet.agent.install.steps import TransferReport
 from edgefleet.protocol.desired_state import Assignment, TargetRef
@@ -78,8 +79,10 @@ class TufArtifactFetcher:
         release_floor: int = 0,
         events: SecurityEventSink | None = None,
         policy: DownloadPolicy | None = None,
+        crash: CrashHook = no_crash,
     ) -> None:
         self._ddir = data_dir
+        self._crash = crash
         self._identity = identity
         self._client = client
         self._now = now
@@ -142,7 +145,7 @@ class TufArtifactFetcher:
         self.last_transfer = report
         signed = trust.signed_targets(now)
         held = held_files(self._ddir.root)
-        deltas = DeltaFiles(downloader, self._ddir.root / "downloads")
+        deltas = DeltaFiles(downloader, self._ddir.root / "downloads", crash=self._crash)
         prefix = target_prefix(manifest.model, manifest.version, manifest.hardware_class)
         for entry in manifest.files:
             target = _Target(artifact_target_path(manifest, entry.path), entry.sha256, entry.length)

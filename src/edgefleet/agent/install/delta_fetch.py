@@ -20,6 +20,7 @@ from pathlib import Path
 from tuf.api.metadata import TargetFile
 
 from edgefleet.agent.install.download import Downloader
+from edgefleet.agent.install.faults import CrashHook, no_crash
 from edgefleet.agent.install.slots import SlotStore
 from edgefleet.agent.install.steps import TransferReport
 from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError
@@ -98,9 +99,10 @@ def held_files(data_root: Path) -> dict[str, Path]:
 
 
 class DeltaFiles:
-    def __init__(self, downloader: Downloader, scratch_dir: Path) -> None:
+    def __init__(self, downloader: Downloader, scratch_dir: Path, *, crash: CrashHook = no_crash) -> None:
         self._downloader = downloader
         self._scratch = scratch_dir
+        self._crash = crash
 
     def rebuild(self, choice: DeltaChoice, url: str, out: Path, *, keep: Collection[str]) -> str | None:
         """Download the chosen delta and rebuild ``out``; ``None`` when done, else the reason code of the
@@ -112,7 +114,8 @@ class DeltaFiles:
             return exc.code
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            apply_delta(delta, choice.base, out, choice.delta)
+            point = f"delta:{out.name}"
+            apply_delta(delta, choice.base, out, choice.delta, on_write=lambda: self._crash(point))
         except EdgefleetError as exc:  # DeltaRejectedError, HashMismatchError: nothing was placed
             return exc.code
         except OSError as exc:

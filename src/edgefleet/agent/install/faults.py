@@ -6,7 +6,8 @@ Set ``EDGEFLEET_FAULT_CRASH_AT`` to a point name and the agent kills itself ther
 ``refusals``, ``manifest.json``, or an artifact file such as ``model.onnx`` while it is copied); inside a
 rollback ``rollback:start``, ``rollback:journaled``, ``rollback:active_replaced``,
 ``rollback:previous_removed``, ``rollback:end``; around a rejection count ``refusals:before`` /
-``refusals:after``; inside the garbage collector ``gc:start``, ``gc:moved``, ``gc:deleting``.
+``refusals:after``; inside the garbage collector ``gc:start``, ``gc:moved``, ``gc:deleting``; while a file is
+rebuilt from a delta, ``delta:<file name>`` after each piece written to its partial file (TUF fetcher).
 ``<point>#<n>`` dies at the n-th time the point is reached (default: the first). Unset: no effect.
 """
 

@@ -1,0 +1,135 @@
+"""A power cut while a file is rebuilt from a delta: a real installer process (the TUF fetcher over loopback
+HTTP, ONNX Runtime loading the result) SIGKILLed at the ``delta:model.onnx`` crash point, with the partial
+rebuilt file on disk, then restarted without the fault.
+
+After the kill: the version the slot ran keeps being current and verifies, no version of the new artifact
+exists, and the half-written file lies only in staging. After the restart: the interrupted attempt is
+journaled ``interrupted`` (and logged), staging is cleared, and the retry gets the new version, through the
+delta again (the device still holds its base), verified and serving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from tests.agent.crash.artifacts import CLASSES, IN_DIM, assignment, desired, write_artifact
+
+from edgefleet.agent.install import CRASH_ENV_VAR
+from edgefleet.agent.install.journal import Journal
+from edgefleet.agent.install.slots import SlotStore
+
+from .fleet import Fleet
+from .test_delta_real_models import _device, _publish
+
+CHILD = Path(__file__).with_name("delta_crash_child.py")
+
+
+def _model(head_shift: float) -> bytes:
+    """x -> 16x128 -> 128x512 -> head 512x4 -> softmax (about 270 KiB); ``head_shift`` moves the head."""
+    rng = np.random.default_rng(7)
+    w1 = rng.standard_normal((IN_DIM, 128)).astype(np.float32) * 0.2
+    w2 = rng.standard_normal((128, 512)).astype(np.float32) * 0.1
+    head = rng.standard_normal((512, CLASSES)).astype(np.float32) * 0.1 + np.float32(head_shift)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h1"]),
+        helper.make_node("Relu", ["h1"], ["a1"]),
+        helper.make_node("MatMul", ["a1", "w2"], ["h2"]),
+        helper.make_node("Relu", ["h2"], ["a2"]),
+        helper.make_node("MatMul", ["a2", "head"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "backbone-head",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", IN_DIM])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", CLASSES])],
+        initializer=[numpy_helper.from_array(w, n) for n, w in (("w1", w1), ("w2", w2), ("head", head))],
+    )
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8
+    ).SerializeToString()
+
+
+def _run(data: Path, desired_json: Path, identity: Path, crash_at: str | None = None):
+    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV_VAR}
+    if crash_at:
+        env[CRASH_ENV_VAR] = crash_at
+    return subprocess.run(
+        [sys.executable, str(CHILD), str(data), str(desired_json), str(identity)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def _result(proc) -> dict:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("crash_at", ["delta:model.onnx", "delta:model.onnx#3"])
+def test_a_kill_mid_rebuild_keeps_the_old_version_and_the_restart_upgrades(
+    fleet: Fleet, tmp_path, crash_at
+) -> None:
+    arts = tmp_path / "arts"
+    m1 = write_artifact(arts, "v1", _model(0.0))
+    m2 = write_artifact(arts, "v2", _model(0.05), version="2.0.0", release_counter=2)
+    _publish(fleet, arts / "v1")
+    assert "/model.onnx.efdelta" in _publish(fleet, arts / "v2")  # a delta from 1.0.0, which the device runs
+
+    ddir, identity, mirror = _device(fleet, tmp_path / "device")
+    identity_json = tmp_path / "identity.json"
+    identity_json.write_text(json.dumps(asdict(identity)))
+    states = {}
+    for gen, (name, manifest) in enumerate((("v1", m1), ("v2", m2)), start=1):
+        states[name] = tmp_path / f"desired-{name}.json"
+        slots = {"default": assignment(name, manifest)}
+        states[name].write_text(json.dumps(desired(slots, generation=gen).to_dict()))
+    store = SlotStore(ddir.root, "default")
+    try:
+        first = _result(_run(ddir.root, states["v1"], identity_json))
+        assert (first["serving"], first["delta_files"]) == ("v1", 0)
+
+        killed = _run(ddir.root, states["v2"], identity_json, crash_at)
+        trace = [
+            line.removeprefix("crash-point ") for line in killed.stderr.splitlines() if "crash-point" in line
+        ]
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        name, _, nth = crash_at.partition("#")
+        assert trace[-1] == name, trace[-5:]
+        assert trace.count(name) == int(nth or 1), trace[-5:]
+        # nothing half-written is current: v1 is active and verifies; v2 exists only as a partial in staging
+        active = store.read_active()
+        assert active is not None
+        assert active.artifact_id == "v1"
+        store.verify(active.version)
+        assert [store.read_manifest(k).version for k in store.versions()] == ["1.0.0"]
+        partials = list(store.staging_dir.rglob(".model.onnx.delta-partial"))
+        assert len(partials) == 1
+        assert 0 < partials[0].stat().st_size < m2.files[0].length
+
+        restarted = _run(ddir.root, states["v2"], identity_json)
+        after = _result(restarted)
+    finally:
+        mirror.close()
+    assert after["serving"] == "v2", after
+    assert after["fallbacks"] == {}, after  # model.onnx (and golden.npz) rebuilt through their deltas again
+    assert after["delta_files"] == 2, after
+    assert "event=recover_interrupted slot=default artifact=v2" in restarted.stderr
+    events = [r.get("event") for r in Journal(ddir.root / "journal" / "default.jsonl").read()]
+    assert "interrupted" in events
+    active = store.read_active()
+    assert active is not None
+    assert active.artifact_id == "v2"
+    store.verify(active.version)
+    assert not list(store.staging_dir.rglob("*delta-partial"))

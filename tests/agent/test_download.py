@@ -226,6 +226,22 @@ def test_starting_a_download_sweeps_stale_partials_of_other_targets(tmp_path, se
     assert unrelated.exists()
 
 
+def test_a_finished_download_left_behind_is_swept_after_the_grace_period(tmp_path, served) -> None:
+    """A delta stays at ``downloads/<sha256>`` while its file is rebuilt: a power cut then leaves it whole,
+    and when the assignment moves on it must not stay on the device's disk for ever."""
+    mirror, client = served
+    dl = _downloader(tmp_path, client, ListSink())
+    left = _aged(dl.final_path("1" * 64), b"x" * 1000, age_s=FAST.stale_partial_s + 60)
+    fresh = _aged(dl.final_path("2" * 64), b"y" * 1000, age_s=5)  # another slot's, being applied now
+    same_artifact = _aged(dl.final_path("3" * 64), b"z" * 1000, age_s=FAST.stale_partial_s + 60)
+    assert (
+        dl.fetch(f"{mirror.url}/{NAME}", sha256=SHA, length=len(DATA), keep={"3" * 64}).read_bytes() == DATA
+    )
+    assert not left.exists()
+    assert fresh.exists()
+    assert same_artifact.exists()
+
+
 def test_short_of_disk_every_other_partial_is_swept_before_refusing(tmp_path, served) -> None:
     mirror, client = served
     dl = _downloader(tmp_path, client, ListSink(), free_bytes=lambda _p: 0)

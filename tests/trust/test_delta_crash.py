@@ -118,6 +118,9 @@ def test_a_kill_mid_rebuild_keeps_the_old_version_and_the_restart_upgrades(
         assert len(partials) == 1
         assert 0 < partials[0].stat().st_size < m2.files[0].length
 
+        downloads = ddir.root / "downloads"
+        assert [p for p in downloads.iterdir() if not p.name.endswith(".partial")], "the delta lies whole"
+
         restarted = _run(ddir.root, states["v2"], identity_json)
         after = _result(restarted)
     finally:
@@ -133,3 +136,4 @@ def test_a_kill_mid_rebuild_keeps_the_old_version_and_the_restart_upgrades(
     assert active.artifact_id == "v2"
     store.verify(active.version)
     assert not list(store.staging_dir.rglob("*delta-partial"))
+    assert list(downloads.iterdir()) == [], "the retry used the delta left behind and removed it"

@@ -17,7 +17,9 @@ exactly the signed bytes, fsynced. Along the way:
 * partial files of *other* targets (an assignment that changed) are swept when a download starts: those not
   written for ``DownloadPolicy.stale_partial_s``, and all of them when the free space is short. Targets in
   ``keep`` (the other files of the artifact being fetched) are never swept. The grace period lets several
-  slots resume their downloads in turn without wiping each other's progress.
+  slots resume their downloads in turn without wiping each other's progress. Finished downloads of other
+  targets (``<sha256>``, normally moved out at once; a delta is kept there while its file is rebuilt, so a
+  power cut mid-rebuild leaves it) are swept after the same grace period, never for space alone.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ __all__ = ["DownloadPolicy", "Downloader", "disk_free_bytes", "pace_delay_s"]
 
 _READ_BYTES = 1 << 20
 _PARTIAL_NAME = re.compile(r"^([0-9a-f]{64})\.partial$")
+_DOWNLOAD_NAME = re.compile(r"^([0-9a-f]{64})(?:\.partial)?$")
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ class DownloadPolicy:
     """Free space that must remain after the download (the running model, logs, telemetry)."""
     max_length: int = 8 * 1024**3
     stale_partial_s: float = 3600.0
-    """A partial download of another target unwritten this long is removed when a download starts."""
+    """A partial or finished download of another target unwritten this long is removed when a download
+    starts."""
     max_bytes_per_s: float | None = None
     """The class's download budget (``HardwareClass.download_bytes_per_s``): reading is paced to it."""
 
@@ -162,14 +166,18 @@ class Downloader:
                 got=free,
             )
 
-    def sweep_partials(self, keep: Collection[str], *, min_age_s: float = 0.0) -> list[Path]:
-        """Remove ``<sha256>.partial`` files of targets not in ``keep`` unwritten for ``min_age_s``.
+    def sweep_partials(
+        self, keep: Collection[str], *, min_age_s: float = 0.0, completed: bool = False
+    ) -> list[Path]:
+        """Remove ``<sha256>.partial`` files of targets not in ``keep`` unwritten for ``min_age_s``;
+        ``completed``: finished downloads (``<sha256>``) too.
 
         Returns what was removed. Other files in the staging directory are left alone."""
         removed: list[Path] = []
         now = self._wall_clock()
+        pattern = _DOWNLOAD_NAME if completed else _PARTIAL_NAME
         for path in sorted(self.staging_dir.iterdir()):
-            match = _PARTIAL_NAME.fullmatch(path.name)
+            match = pattern.fullmatch(path.name)
             if match is None or match.group(1) in keep:
                 continue
             try:
@@ -198,7 +206,8 @@ class Downloader:
         if offset > length:
             partial.unlink()
             offset = 0
-        self.sweep_partials(keep, min_age_s=self._policy.stale_partial_s)
+        # finished downloads too: a delta left by a power cut mid-rebuild, for an assignment that moved on
+        self.sweep_partials(keep, min_age_s=self._policy.stale_partial_s, completed=True)
         self._check_space(length - offset, keep)
         if offset < length:
             offset = self._transfer(url, partial, offset, length)

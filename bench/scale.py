@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,8 @@ from edgefleet.client import EdgefleetClient
 from edgefleet.protocol import parse_classes_toml
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.request_signing import sign_request
-from edgefleet.server.services.bulk_enrollment import enroll_bulk
+from edgefleet.server.director_key import DIRECTOR_KEY_FILE, load_director_key
+from edgefleet.server.services.bulk_enrollment import InField, enroll_bulk
 from edgefleet.server.store import Database, make_engine
 from edgefleet.sim.artifacts import register_stand_in_artifact
 from edgefleet.sim.device import Behaviour, SimDevice
@@ -65,6 +66,10 @@ PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 CLASS = "medical-cart-cpu"
 COUNTERS = ("polls", "requests", "errors", "shed", "on_v2")
 PUBLISH_EVERY = 100
+FIRST_ROUND = {
+    "new": "with full answers and reports",
+    "in-field": "conditional polls of devices enrolled in the field, not yet in the poll caches",
+}
 
 
 def device_key(seed: bytes, index: int) -> Ed25519PrivateKey:
@@ -123,6 +128,7 @@ def worker(
     urls: list[str],
     devices: list[tuple[int, str]],
     seed: bytes,
+    v1: str | None,
     v2: str,
     telemetry_every: int,
     threads: int,
@@ -141,6 +147,11 @@ def worker(
             SimDevice(device_id, SharedLink(clients[i % len(clients)], device_id, device_key(seed, i), stats))
             for i, device_id in share
         ]
+        if v1 is not None:  # in the field: running v1 at generation 1, reported once (``InField``)
+            for sim in sims:
+                sim.active = sim.desired = v1
+                sim.generation, sim.report_sequence = 1, 1
+                sim.versions[v1] = "scale/1.0.0"
         behaviour = Behaviour(requests_per_window=20)
         published: Counter[str] = Counter()
         rounds = 0
@@ -185,6 +196,11 @@ def _rows_written(conn: psycopg.Connection[Any], db: str) -> int:
         "SELECT tup_inserted + tup_updated + tup_deleted FROM pg_stat_database WHERE datname = %s", (db,)
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def _progress(text: str) -> None:
+    """A figure as soon as it is measured (a run cut short by its wall limit still shows how far it got)."""
+    print(f"[{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.1f}] {text}", flush=True)
 
 
 def _snapshot(counters: Any) -> dict[str, int]:
@@ -273,18 +289,40 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
             started = time.perf_counter()
             pems = [public_key_pem(device_key(seed, i).public_key()) for i in range(args.devices)]
             sites = [{"site": f"site-{i % 50:02d}"} for i in range(args.devices)]
+            now = datetime.now(timezone.utc)
+            in_field = None
+            if args.start == "in-field":
+                in_field = InField(
+                    key=load_director_key(data / "keys" / DIRECTOR_KEY_FILE, create=False),
+                    report={
+                        "sequence": 1,
+                        "boot_id": "boot-1",
+                        "reported_at": now.isoformat(),
+                        "desired_generation": 1,
+                        "slots": {"default": {"active": v1, "state": "idle"}},
+                    },
+                    last_seen_at=now - timedelta(hours=1),
+                )
             database = Database(make_engine(url))
             with database.session() as session:
                 ids = enroll_bulk(
-                    session, pems, hardware_class=CLASS, labels=sites, now=datetime.now(timezone.utc)
+                    session, pems, hardware_class=CLASS, labels=sites, now=now, in_field=in_field
                 )
             database.dispose()
             result["enroll_s"] = time.perf_counter() - started
             online = [(i, d) for i, d in enumerate(ids) if (i * 7919) % 1000 >= args.offline * 1000]
             result["online"] = len(online)
-            print(
+            result["start"] = args.start
+            _progress(
                 f"enrolled {len(ids)} devices in bulk ({result['enroll_s']:.1f} s); {len(online)} come online"
             )
+            if in_field is not None:
+                print(  # said in the output: the first round is not first contact
+                    "started in the field: each device enrolled with a last report (v1 active) and its"
+                    " current signed desired state (generation 1), so its first poll is conditional"
+                    " (--start new: first contact, a full answer and a report each)",
+                    flush=True,
+                )
 
             counters = mp.Array("q", len(COUNTERS))
             stop = mp.Event()
@@ -297,6 +335,7 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                         urls,
                         online[k :: args.workers],
                         seed,
+                        v1 if in_field is not None else None,
                         v2,
                         args.telemetry_every,
                         args.threads,
@@ -323,6 +362,11 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 result["first_round_cpu_ms"] = (
                     1000 * (_cpu(replicas) - first_cpu) / max(result["first_round_polls"], 1)
                 )
+                _progress(
+                    f"first round: {result['first_round_polls']} of {len(online)} devices in"
+                    f" {result['first_round_s']:.1f} s, {result['first_round_cpu_ms']:.1f} ms of server CPU"
+                    " per device"
+                )
                 time.sleep(2)  # the poll caches read the epoch every second
                 # 1. steady state
                 result |= _window(counters, replicas, pg, db, args.measure_s)
@@ -338,6 +382,13 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 }
                 round_s = len(online) / max(result["polls_per_s"], 1e-9)
                 result["round_s"] = round_s
+                _progress(
+                    f"steady: {result['polls_per_s']:.0f} polls/s,"
+                    f" {result['polls_per_core_s']:.0f} per server core-second,"
+                    f" {result['rows_per_poll']:.3f} rows per poll; telemetry paused:"
+                    f" {baseline['polls_per_s']:.0f}/s, {baseline['polls_per_core_s']:.0f} per core-second,"
+                    f" {baseline['rows_per_poll']:.3f} rows per poll"
+                )
                 # 2. the rollout
                 stages = [
                     {"percent": p, "soak_s": 2, "deadline_s": args.stage_deadline_s} for p in (1, 10, 50, 100)
@@ -352,14 +403,23 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                     if r.status_code != 201:
                         raise SystemExit(f"rollout refused: {r.text}")
                     rollout_id = r.json()["id"]
-                    rollout_started = time.perf_counter()
+                    rollout_started, rollout_cpu = time.perf_counter(), _cpu(replicas)
                     converged = completed = None
+                    shown = 0.0
                     while time.perf_counter() - rollout_started < args.rollout_timeout_s:
                         if converged is None and _snapshot(counters)["on_v2"] >= len(online):
                             converged = time.perf_counter() - rollout_started
+                            result["rollout_cpu_ms"] = 1000 * (_cpu(replicas) - rollout_cpu) / len(online)
                         state = client._http.get(
                             f"/v1/rollouts/{rollout_id}", headers={"authorization": f"Bearer {first.token}"}
                         ).json()
+                        elapsed = time.perf_counter() - rollout_started
+                        if elapsed - shown >= 30:
+                            shown = elapsed
+                            _progress(
+                                f"rollout after {elapsed:.0f} s: {_snapshot(counters)['on_v2']} of"
+                                f" {len(online)} on v2, {state.get('status')} at stage {state.get('stage')}"
+                            )
                         if completed is None and state.get("status") in ("completed", "halted", "aborted"):
                             completed = time.perf_counter() - rollout_started
                             result["rollout_state"] = state.get("status")
@@ -397,6 +457,13 @@ def main() -> None:
     parser.add_argument("--offline", type=float, default=0.2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8, help="devices in flight per worker")
+    parser.add_argument(
+        "--start",
+        choices=("in-field", "new"),
+        default="in-field",
+        help="in-field: devices enrolled with a last report and their current desired state (a fleet"
+        " running for months); new: never seen, the first round is a full answer and a report each",
+    )
     parser.add_argument("--telemetry-every", type=int, default=10)
     parser.add_argument("--measure-s", type=float, default=20.0)
     parser.add_argument(
@@ -413,7 +480,8 @@ def main() -> None:
     print(
         f"measured on this host: {platform.machine()}, {cpus} CPUs shared by the replicas, PostgreSQL, Redis"
     )
-    print(f"and the simulated fleet; load {os.getloadavg()[0]:.1f} at start")
+    print(f"and the simulated fleet; load {os.getloadavg()[0]:.1f} at start", flush=True)
+    started = time.perf_counter()
     if args.database_url:  # an empty database made for this run (the test's fixture)
         r = run(args, args.database_url)
     else:
@@ -442,9 +510,11 @@ def main() -> None:
         f"   database rows written per poll: {r['rows_per_poll']:.3f} (telemetry and reports included;"
         f" {r['requests_per_poll']:.2f} requests per poll) vs 1 row per poll (nonce) + 1 (last seen) before"
     )
+    if "rollout_cpu_ms" in r:
+        print(f"   server CPU during the rollout: {r['rollout_cpu_ms']:.1f} ms per online device")
     print(
         f"   one round of polls: {r['round_s']:.1f} s"
-        f" (the first, with full answers and reports: {r['first_round_s']:.1f} s for"
+        f" (the first, {FIRST_ROUND[r['start']]}: {r['first_round_s']:.1f} s for"
         f" {r['first_round_polls']} of {r['online']} devices, {r['first_round_cpu_ms']:.1f} ms of server CPU"
         " per device)"
     )
@@ -458,6 +528,8 @@ def main() -> None:
     for name, ms in r["pages_ms"].items():
         print(f"   {name:20} {ms:8.0f} ms  {ms / base:6.1f}x")
     print(f"4. errors: {r['errors']} (of {r['requests']} device requests); shed with 429: {r['shed']}")
+    r["whole_run_s"] = time.perf_counter() - started
+    print(f"whole run: {r['whole_run_s']:.0f} s; load {os.getloadavg()[0]:.1f} at the end")
     if args.json:
         print("JSON " + json.dumps(r))
     if r["errors"]:

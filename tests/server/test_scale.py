@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgefleet.protocol.errors import NotFoundError
 from edgefleet.protocol.request_signing import sign_request
-from edgefleet.server.services.bulk_enrollment import enroll_bulk
-from edgefleet.trust.director import public_key_pem
+from edgefleet.server.services.bulk_enrollment import InField, enroll_bulk
+from edgefleet.server.services.director_epoch import bump_director_epoch_alone
+from edgefleet.trust.director import public_key_pem, verify_desired_state
 
 ROOT = Path(__file__).resolve().parents[2]
 PATH = "/v1/device/desired-state"
@@ -53,6 +54,64 @@ def test_bulk_enrolled_devices_each_sign_with_their_own_key(api, classes_toml):
     assert "device.enroll_bulk" in api.audit_actions()
     with api.app.state.context.db.session() as session, pytest.raises(NotFoundError):
         enroll_bulk(session, [], hardware_class="no-such-class", now=datetime.now(timezone.utc))
+
+
+def test_devices_enrolled_in_the_field_hold_the_state_the_director_would_issue(fleet):
+    """``InField``: a last report and the current signed desired state, so the first poll is conditional;
+    the seeded document is the one the director computes (an epoch change leaves it unchanged)."""
+    art = fleet.artifact("1.0.0")
+    r = fleet.client.put(
+        "/v1/pins/class/medical-cart-cpu/default", json={"artifact_id": art}, headers=fleet.admin
+    )
+    assert r.status_code == 204, r.text
+    keys = [Ed25519PrivateKey.generate() for _ in range(2)]
+    now = fleet.clock()
+    runtime, db = fleet.app.state.devices, fleet.app.state.context.db
+    in_field = InField(
+        key=runtime.director_key,
+        report={
+            "sequence": 1,
+            "boot_id": "boot-1",
+            "reported_at": now.isoformat(),
+            "desired_generation": 1,
+            "slots": {"default": {"active": art, "state": "idle"}},
+        },
+        last_seen_at=now - timedelta(hours=1),
+        signed_target=fleet.app.state.tuf.signed_target,
+    )
+    with db.session() as session:
+        ids = enroll_bulk(
+            session,
+            [public_key_pem(k.public_key()) for k in keys],
+            hardware_class="medical-cart-cpu",
+            now=now,
+            in_field=in_field,
+        )
+
+    def poll(i: int, etag: str | None):
+        signed = sign_request(
+            keys[i], device_id=ids[i], method="GET", path=PATH, body=b"", now_s=fleet.clock().timestamp()
+        )
+        return fleet.client.get(PATH, headers={**signed, **({"if-none-match": etag} if etag else {})})
+
+    assert poll(0, '"1"').status_code == 304  # conditional from its first poll
+    full = poll(1, None)
+    assert full.status_code == 200
+    state = verify_desired_state(
+        full.json(),
+        director_key=runtime.director_key.public_key(),
+        device_id=ids[1],
+        last_generation=0,
+        now=fleet.clock(),
+        time_floor=None,
+    )
+    assert (state.generation, state.slots["default"].artifact_id) == (1, art)
+    with db.session() as session:
+        bump_director_epoch_alone(session)  # recomputed: the same content, so the same generation
+    runtime.cache.forget(ids[0])
+    assert poll(0, '"1"').status_code == 304
+    device = fleet.client.get(f"/v1/devices/{ids[0]}", headers=fleet.admin).json()
+    assert device["report"]["slots"]["default"]["active"] == art
 
 
 def _now() -> float:

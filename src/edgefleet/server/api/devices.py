@@ -18,7 +18,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from edgefleet.protocol.canonical import parse_json_bounded
 from edgefleet.protocol.desired_state import MAX_REPORT_BYTES
 from edgefleet.protocol.document import NAME_PATTERN
 from edgefleet.protocol.errors import (
@@ -48,6 +47,7 @@ from edgefleet.server.services import devices as svc
 from edgefleet.server.services import enrollment as enroll_svc
 from edgefleet.server.services import pins_rollback as rollback_svc
 from edgefleet.server.services.alerts import outbox as alerts_svc
+from edgefleet.server.services.director_view import DirectorViews
 from edgefleet.server.services.inventory import parse_inventory_filter
 from edgefleet.server.services.last_seen import LastSeenBuffer
 from edgefleet.server.services.poll_cache import CachedDevice, PollCache
@@ -89,6 +89,7 @@ class DeviceRuntime:
     replay: ReplayGuard = field(default_factory=MemoryReplayGuard)
     seen: LastSeenBuffer = field(default_factory=LastSeenBuffer)
     admission: Admission = field(default_factory=lambda: Admission(32))
+    views: DirectorViews = field(default_factory=DirectorViews)
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database | None = None) -> DeviceRuntime:
@@ -200,9 +201,20 @@ def enroll(body: EnrollBody, request: Request, ctx: Ctx, session: DbSession) -> 
 # --- the signed device channel ------------------------------------------------------------------------------
 
 
-async def signed_device_call(request: Request, ctx: ServerContext, *, max_body_bytes: int, then: Any) -> Any:
+async def signed_device_call(
+    request: Request,
+    ctx: ServerContext,
+    *,
+    max_body_bytes: int,
+    then: Any = None,
+    then_authenticating: Any = None,
+) -> Any:
     """Authenticate the signed request, then run ``then(session, device, body)`` in the same session,
-    off the event loop, holding an admission slot (429 ``control_plane_busy`` when none is free)."""
+    off the event loop, holding an admission slot (429 ``control_plane_busy`` when none is free).
+
+    ``then_authenticating(session, device_id, body, authenticate)`` instead reads the device row in its own
+    transaction and calls ``authenticate(row)`` (signature, revocation, nonce, last seen) before anything
+    else: the hot device calls authenticate and answer in one transaction, not two."""
     body = await request.body()
     if len(body) > max_body_bytes:
         raise PayloadTooLargeError(
@@ -213,16 +225,26 @@ async def signed_device_call(request: Request, ctx: ServerContext, *, max_body_b
     runtime = _runtime(request)
     now = ctx.clock()
 
+    def admit(device: DeviceRow) -> None:
+        if not runtime.replay.first_use_blocking(device.id, claims.nonce, now=now):
+            raise AuthenticationError("request replayed", code="replayed_request")
+        runtime.seen.learn(device.id, device.last_seen_at)
+        runtime.seen.note(device.id, now)
+
+    def authenticate(row: DeviceRow | None) -> DeviceRow:
+        device = svc.verify_device(row, claims, method=request.method, path=path, body=body, now=now)
+        admit(device)
+        return device
+
     def call() -> Any:
         with ctx.db.session_on_one_connection() as session:  # authenticate, then answer: one checkout
             try:
+                if then_authenticating is not None:
+                    return then_authenticating(session, claims.device_id[:32], body, authenticate)
                 device = svc.authenticate_device(
                     session, claims, method=request.method, path=path, body=body, now=now
                 )
-                if not runtime.replay.first_use_blocking(device.id, claims.nonce, now=now):
-                    raise AuthenticationError("request replayed", code="replayed_request")
-                runtime.seen.learn(device.id, device.last_seen_at)
-                runtime.seen.note(device.id, now)
+                admit(device)
                 return then(session, device, body)
             except EdgefleetError as exc:
                 if isinstance(exc, AuthenticationError):
@@ -272,19 +294,27 @@ async def device_desired_state(request: Request) -> Response:
             return cached
     public_keys: dict[str, str] = {}
 
-    def resolve(session: Session, device: DeviceRow, _body: bytes) -> desired_svc.DesiredAnswer:
-        public_keys[device.id] = device.public_key_pem
+    def resolve(
+        session: Session, device_id: str, _body: bytes, authenticate: Any
+    ) -> desired_svc.DesiredAnswer:
+        def authenticated(row: DeviceRow | None) -> DeviceRow:
+            device: DeviceRow = authenticate(row)
+            public_keys[device.id] = device.public_key_pem
+            return device
+
         return desired_svc.resolve_desired_state(
             session,
-            device.id,
+            device_id,
             key=runtime.director_key,
             now=ctx.clock(),
             ttl=runtime.desired_ttl,
             held_generation=held,
             signed_target=request.app.state.tuf.signed_target,
+            views=runtime.views,
+            authenticate=authenticated,
         )
 
-    answer = await signed_device_call(request, ctx, max_body_bytes=0, then=resolve)
+    answer = await signed_device_call(request, ctx, max_body_bytes=0, then_authenticating=resolve)
     for device_id, pem in public_keys.items():
         if answer.reissue_at is not None:
             runtime.cache.put(
@@ -306,12 +336,16 @@ def _held_generation(if_none_match: str | None) -> int | None:
 
 
 @router.post("/v1/device/report")
-async def device_report(request: Request, ctx: Ctx) -> dict[str, Any]:
-    def accept(session: Session, device: DeviceRow, body: bytes) -> bool:
-        data = parse_json_bounded(body, max_bytes=MAX_REPORT_BYTES, what="device report")
-        return svc.accept_report(session, device.id, data, now=ctx.clock())
+async def device_report(request: Request) -> dict[str, Any]:
+    ctx = get_context(request)  # not a dependency: a device's report skips dependency solving
 
-    return {"accepted": await signed_device_call(request, ctx, max_body_bytes=MAX_REPORT_BYTES, then=accept)}
+    def accept(session: Session, device_id: str, body: bytes, authenticate: Any) -> bool:
+        return svc.accept_report(session, device_id, body, now=ctx.clock(), authenticate=authenticate)
+
+    accepted = await signed_device_call(
+        request, ctx, max_body_bytes=MAX_REPORT_BYTES, then_authenticating=accept
+    )
+    return {"accepted": accepted}
 
 
 # --- operators' views and actions ---------------------------------------------------------------------------

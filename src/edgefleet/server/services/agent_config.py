@@ -31,9 +31,11 @@ __all__ = [
     "SCOPES",
     "ConfigLayer",
     "Scope",
+    "config_layer",
     "effective_config",
     "layer_to_wire",
     "layers_for",
+    "layers_of",
     "list_layers",
     "selectors_overlap",
     "set_config",
@@ -135,7 +137,7 @@ def set_config(
             session, actor=actor, action="config.set", target=f"{kind}:{key}", now=now,
             details={"settings": checked},
         )  # fmt: skip
-        return _layer(row)
+        return config_layer(row)
 
 
 def unset_config(
@@ -167,7 +169,7 @@ def unset_config(
             session.delete(row)
             return None
         row.settings, row.updated_at, row.updated_by = left, now, actor
-        return _layer(row)
+        return config_layer(row)
 
 
 def _serialize_layer_writes(session: Session) -> None:
@@ -195,7 +197,7 @@ def _refuse_overlap(session: Session, key: str, settings: Mapping[str, Any]) -> 
             )
 
 
-def _layer(row: AgentConfigRow) -> ConfigLayer:
+def config_layer(row: AgentConfigRow) -> ConfigLayer:
     return ConfigLayer(row.scope, row.target, dict(row.selector), dict(row.settings))  # type: ignore[arg-type]
 
 
@@ -204,7 +206,7 @@ def list_layers(session: Session) -> list[ConfigLayer]:
         rows = session.execute(
             select(AgentConfigRow).order_by(AgentConfigRow.scope, AgentConfigRow.target)
         ).scalars()
-        return [_layer(r) for r in rows]
+        return [config_layer(r) for r in rows]
 
 
 def layers_for(session: Session, device: DeviceRow) -> list[ConfigLayer]:
@@ -217,12 +219,19 @@ def layers_for(session: Session, device: DeviceRow) -> list[ConfigLayer]:
             | ((AgentConfigRow.scope == "device") & (AgentConfigRow.target == device.id))
         )
     ).scalars()
+    return layers_of([config_layer(r) for r in rows], device.labels or {})
+
+
+def layers_of(candidates: Iterable[ConfigLayer], labels: dict[str, str]) -> list[ConfigLayer]:
+    """Pure: of the class, selector and device layers read for a device, those that apply to it (selector
+    layers matching its labels), in increasing precedence."""
     order = {"class": 0, "selector": 1, "device": 2}
-    labels = device.labels or {}
     applying = [
-        r for r in rows if r.scope != "selector" or all(labels.get(k) == v for k, v in r.selector.items())
+        c
+        for c in candidates
+        if c.scope != "selector" or all(labels.get(k) == v for k, v in c.selector.items())
     ]
-    return [_layer(r) for r in sorted(applying, key=lambda r: (order[r.scope], r.target))]
+    return sorted(applying, key=lambda c: (order[c.scope], c.target))
 
 
 def effective_config(layers: list[ConfigLayer]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -28,13 +28,15 @@ from edgefleet.protocol.errors import (
 )
 from edgefleet.protocol.hardware_class import RuntimeSpec, device_window
 from edgefleet.protocol.manifest import manifest_target_path
-from edgefleet.server.services.agent_config import effective_config, layers_for
+from edgefleet.server.services.agent_config import config_layer, effective_config, layers_of
 from edgefleet.server.services.director_epoch import current_epoch
+from edgefleet.server.services.director_view import ClassView, DirectorViews, load_class_view
 from edgefleet.server.services.fit import check_device_runs
 from edgefleet.server.services.probes import probe_section
 from edgefleet.server.services.rollouts.overlay import rollout_overlay
-from edgefleet.server.store.devices import DeviceRow, PinRow
-from edgefleet.server.store.registry import ArtifactRow, HardwareClassRow
+from edgefleet.server.store.agent_config import AgentConfigRow
+from edgefleet.server.store.devices import DeviceRow, DirectorEpochRow, PinRow
+from edgefleet.server.store.registry import ArtifactRow
 from edgefleet.trust.director import sign_desired_state
 
 __all__ = [
@@ -74,6 +76,9 @@ def needs_new_generation(
         return True
     return stored_expires_at - now < ttl / 2
 
+
+_EPOCH = select(DirectorEpochRow.value).where(DirectorEpochRow.id == 1).scalar_subquery()
+"""``services.director_epoch.current_epoch`` as a column of another read."""
 
 SignedTargetLookup = Callable[[str], "TargetRef | None"]
 """The image repository's signed target at a path (``TufRuntime.signed_target``), or None."""
@@ -147,24 +152,30 @@ def content_digest(
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
-def desired_content(session: Session, device: DeviceRow) -> DesiredChoice:
-    """Slots and disabled artifacts for one device (the caller holds a transaction)."""
-    pins = session.execute(
-        select(PinRow).where(
-            ((PinRow.scope == "class") & (PinRow.target == device.hardware_class))
-            | ((PinRow.scope == "device") & (PinRow.target == device.id))
-        )
-    ).scalars()
-    ordered = sorted(pins, key=lambda p: p.scope == "device")
+def desired_content(session: Session, device: DeviceRow, view: ClassView | None = None) -> DesiredChoice:
+    """Slots and disabled artifacts for one device (the caller holds a transaction). ``view``: its class's
+    rows at the current director epoch (``services.director_view``), read here when not given."""
+    if view is None:
+        view = load_class_view(session, device.hardware_class, current_epoch(session))
+    device_pins: dict[str, str] = {}
+    if device.id in view.pinned_devices:
+        device_pins = {
+            slot: artifact_id
+            for slot, artifact_id in session.execute(
+                select(PinRow.slot, PinRow.artifact_id).where(
+                    PinRow.scope == "device", PinRow.target == device.id
+                )
+            )
+        }
     # class pins, then what active rollouts serve this device, then device pins (explicit operator choice)
-    chosen: dict[str, str] = {p.slot: p.artifact_id for p in ordered if p.scope == "class"}
+    chosen: dict[str, str] = dict(view.class_pins)
     urgent: set[str] = set()
-    chosen.update(rollout_overlay(session, device, urgent))
-    chosen.update({p.slot: p.artifact_id for p in ordered if p.scope == "device"})
+    chosen.update(rollout_overlay(session, device, urgent, view.rollouts))
+    chosen.update(device_pins)
     slots: dict[str, ArtifactRow] = {}
     disabled: list[str] = []
     for slot, artifact_id in sorted(chosen.items()):
-        artifact = session.get(ArtifactRow, artifact_id)
+        artifact = view.artifacts.get(artifact_id) or session.get(ArtifactRow, artifact_id)
         if artifact is None:
             continue
         if artifact.disabled:
@@ -173,14 +184,24 @@ def desired_content(session: Session, device: DeviceRow) -> DesiredChoice:
         if not device_can_run(artifact, device):  # the device would refuse it: not assigned
             continue
         slots[slot] = artifact
-    class_row = session.get(HardwareClassRow, device.hardware_class)
-    window = device_window(class_row.document, device.labels or {}) if class_row is not None else "any"
-    config, _sources = effective_config(layers_for(session, device))
+    document = view.class_document
+    window = device_window(document, device.labels or {}) if document is not None else "any"
+    layers = list(view.config_layers)
+    if device.id in view.configured_devices:
+        layers += [
+            config_layer(r)
+            for r in session.execute(
+                select(AgentConfigRow).where(
+                    AgentConfigRow.scope == "device", AgentConfigRow.target == device.id
+                )
+            ).scalars()
+        ]
+    config, _sources = effective_config(layers_of(layers, device.labels or {}))
     return DesiredChoice(
         device.hardware_class,
         slots,
         sorted(disabled),
-        probe_section(session, device),
+        probe_section(session, device) if device.id in view.probed_devices else None,
         update_window=window,
         window_exempt_slots=tuple(sorted(urgent & set(slots))),
         config=config or None,
@@ -216,20 +237,29 @@ def resolve_desired_state(
     ttl: timedelta,
     held_generation: int | None = None,
     signed_target: SignedTargetLookup = _no_signed_targets,
+    views: DirectorViews | None = None,
+    authenticate: Callable[[DeviceRow | None], DeviceRow] | None = None,
 ) -> DesiredAnswer:
     """The device's current signed desired state, issuing a new generation when needed.
 
     Fast path: a stored document computed at the current director epoch and not yet half-expired is
-    returned as is, without recomputing the content.
+    returned as is, without recomputing the content. ``views``: the process's class views
+    (``services.director_view``); without, the class's rows are read for this one answer.
+    ``authenticate``: the caller's check of the signed request, on the row this transaction reads (one
+    transaction authenticates and answers).
     """
     for _attempt in range(3):
         with session.begin():
-            device = session.get(DeviceRow, device_id)
-            if device is None:
+            # the device and the director epoch in one statement (a full answer's one read of its own)
+            found = session.execute(select(DeviceRow, _EPOCH).where(DeviceRow.id == device_id)).first()
+            device = found[0] if found is not None else None
+            if authenticate is not None:
+                device, authenticate = authenticate(device), None  # once: it consumes the nonce
+            if device is None or found is None:
                 raise NotFoundError("no such device", code="device_not_found", got=device_id)
             if device.revoked_at is not None:
                 raise AuthenticationError("this device has been revoked", code="device_revoked")
-            epoch = current_epoch(session)
+            epoch = int(found[1])
             if (
                 device.desired_generation > 0
                 and device.desired_epoch == epoch
@@ -237,7 +267,12 @@ def resolve_desired_state(
                 and device.desired_expires_at - now >= ttl / 2
             ):
                 return _answer(device, held_generation, epoch, ttl)
-            choice = desired_content(session, device)
+            view = (
+                views.get(session, device.hardware_class, epoch)
+                if views is not None
+                else load_class_view(session, device.hardware_class, epoch)
+            )
+            choice = desired_content(session, device, view)
             slots = choice.assignments(signed_target)
             digest = content_digest(
                 choice.hardware_class,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
@@ -11,7 +12,8 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import CursorResult, delete, or_, select, tuple_
 from sqlalchemy.orm import Session, undefer
 
-from edgefleet.protocol.desired_state import DeviceReport
+from edgefleet.protocol.canonical import parse_json_bounded
+from edgefleet.protocol.desired_state import MAX_REPORT_BYTES, DeviceReport
 from edgefleet.protocol.errors import AuthenticationError, InvalidDocumentError, NotFoundError
 from edgefleet.protocol.hardware_class import RuntimeSpec
 from edgefleet.protocol.request_signing import (
@@ -47,8 +49,10 @@ __all__ = [
     "nonce_retention",
     "pin_artifact",
     "prune_nonces",
+    "report_columns",
     "revoke_device",
     "status_clauses",
+    "verify_device",
 ]
 
 _SLOT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -98,19 +102,35 @@ def authenticate_device(
     the device as seen (``services.last_seen``)."""
     with session.begin():
         device = session.get(DeviceRow, claims.device_id[:32])
-        if device is None:
-            raise AuthenticationError("unknown device", code="unknown_device")
-        verify_request_signature(
-            load_public_key_pem(device.public_key_pem),
-            claims,
-            method=method,
-            path=path,
-            body=body,
-            now_s=now.timestamp(),
-            max_skew_s=max_skew_s,
+        return verify_device(
+            device, claims, method=method, path=path, body=body, now=now, max_skew_s=max_skew_s
         )
-        if device.revoked_at is not None:
-            raise AuthenticationError("this device has been revoked", code="device_revoked")
+
+
+def verify_device(
+    device: DeviceRow | None,
+    claims: SignedRequestClaims,
+    *,
+    method: str,
+    path: str,
+    body: bytes,
+    now: datetime,
+    max_skew_s: int = MAX_CLOCK_SKEW_S,
+) -> DeviceRow:
+    """``authenticate_device`` on a row the caller read (in the transaction that then answers)."""
+    if device is None:
+        raise AuthenticationError("unknown device", code="unknown_device")
+    verify_request_signature(
+        load_public_key_pem(device.public_key_pem),
+        claims,
+        method=method,
+        path=path,
+        body=body,
+        now_s=now.timestamp(),
+        max_skew_s=max_skew_s,
+    )
+    if device.revoked_at is not None:
+        raise AuthenticationError("this device has been revoked", code="device_revoked")
     return device
 
 
@@ -153,31 +173,57 @@ def prune_nonces(
     return int(result.rowcount or 0)
 
 
-def accept_report(session: Session, device_id: str, body: Any, *, now: datetime) -> bool:
-    """Keep the newest report; an older or repeated (boot, sequence) is acknowledged and ignored."""
-    report = DeviceReport.parse(body)
+def accept_report(
+    session: Session,
+    device_id: str,
+    body: Any,
+    *,
+    now: datetime,
+    authenticate: Callable[[DeviceRow | None], DeviceRow] | None = None,
+) -> bool:
+    """Keep the newest report; an older or repeated (boot, sequence) is acknowledged and ignored.
+
+    ``authenticate``: the caller's check of the signed request on the row read here (``body`` is then the
+    raw request body, parsed once the request is authenticated): one transaction reads, checks and writes.
+    """
+    report = DeviceReport.parse(body) if authenticate is None else None
     with session.begin():
-        device = session.get(DeviceRow, device_id)
-        if device is None:
+        found = session.get(DeviceRow, device_id)
+        if authenticate is not None:
+            found = authenticate(found)
+            raw = parse_json_bounded(body, max_bytes=MAX_REPORT_BYTES, what="device report")
+            report = DeviceReport.parse(raw)
+        if found is None or report is None:
             raise NotFoundError("no such device", code="device_not_found", got=device_id)
+        device = found
         same_boot = device.report_boot_id == report.boot_id
         if same_boot and report.sequence <= device.report_sequence:
             return False
         before = None  # the previous inventory, read (a deferred column) only when there is one to compare
         if report.runtimes is not None and device.report_boot_id is not None:
             before = (device.report or {}).get("runtimes")
-        device.report = report.to_dict()
-        if report.runtimes is not None and device.report.get("runtimes") != before:
+        columns = report_columns(report)
+        if report.runtimes is not None and columns["report"].get("runtimes") != before:
             bump_director_epoch(session)  # what the device can run changed: its assignments are re-judged
-        device.report_status = report.status
-        device.report_active = active_summary(report.to_dict())
-        device.report_error_code = str((report.last_error or {}).get("code") or "")[:64] or None
-        device.report_boot_id = report.boot_id
-        device.report_sequence = report.sequence
-        device.agent_version = report.agent_version[:64]
-        device.inventory = inventory_summary(device.report)
+        for name, value in columns.items():
+            setattr(device, name, value)
         device.last_seen_at = now
     return True
+
+
+def report_columns(report: DeviceReport) -> dict[str, Any]:
+    """The device row's columns a report sets (its JSON and the summaries that lists filter on)."""
+    body = report.to_dict()
+    return {
+        "report": body,
+        "report_status": report.status,
+        "report_active": active_summary(body),
+        "report_error_code": str((report.last_error or {}).get("code") or "")[:64] or None,
+        "report_boot_id": report.boot_id,
+        "report_sequence": report.sequence,
+        "agent_version": report.agent_version[:64],
+        "inventory": inventory_summary(body),
+    }
 
 
 def active_summary(report: dict[str, Any]) -> str | None:

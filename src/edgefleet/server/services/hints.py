@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from edgefleet.server.services.desired_state import SignedTargetLookup, content_digest, desired_content
 from edgefleet.server.services.director_epoch import current_epoch
+from edgefleet.server.services.director_view import DirectorViews
 from edgefleet.server.store.devices import DeviceRow
 
 __all__ = ["HintCoalescer", "changed_devices", "hint_spread_s", "known_devices"]
@@ -53,8 +54,9 @@ def changed_devices(
             ).scalars()
         )
         changed = []
+        views = DirectorViews()  # the class-wide rows once per class, not once per device
         for device in rows:
-            choice = desired_content(session, device)
+            choice = desired_content(session, device, views.get(session, device.hardware_class, epoch))
             slots = choice.assignments(signed_target)
             digest = content_digest(choice.hardware_class, slots, choice.disabled_artifacts, choice.probe)
             if digest != device.desired_digest:

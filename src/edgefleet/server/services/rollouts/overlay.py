@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,7 +15,15 @@ from edgefleet.server.services.rollouts.policy import ACTIVE_STATUSES, serves_ta
 from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.rollouts import RolloutDeviceRow, RolloutLockRow, RolloutRow
 
-__all__ = ["SHADOW_SUFFIX", "canonical_selector", "rollout_overlay", "selector_matches", "shadow_slot"]
+__all__ = [
+    "SHADOW_SUFFIX",
+    "RolloutFacts",
+    "active_rollouts",
+    "canonical_selector",
+    "rollout_overlay",
+    "selector_matches",
+    "shadow_slot",
+]
 
 SHADOW_SUFFIX = ".shadow"
 
@@ -44,7 +54,36 @@ def selector_matches(selector: Mapping[str, str] | str, labels: Mapping[str, str
     return selector_from_stored(selector).matches(labels)
 
 
-def rollout_overlay(session: Session, device: DeviceRow, urgent: set[str] | None = None) -> dict[str, str]:
+@dataclass(frozen=True)
+class RolloutFacts:
+    """What the overlay reads of an active rollout (a plain copy: shared between requests, read only)."""
+
+    id: str
+    slot: str
+    selector: dict[str, str] | str
+    spec: dict[str, Any]
+    status: str
+    stage: int
+    targets: dict[str, dict[str, str | None]]
+
+
+def active_rollouts(session: Session, hardware_class: str) -> list[RolloutFacts]:
+    """The active rollouts of a class, oldest first (by ``created_at``, then id)."""
+    rows = session.execute(
+        select(RolloutRow)
+        .join(RolloutLockRow, RolloutLockRow.rollout_id == RolloutRow.id)
+        .where(RolloutLockRow.hardware_class == hardware_class, RolloutRow.status.in_(ACTIVE_STATUSES))
+        .order_by(RolloutRow.created_at, RolloutRow.id)
+    ).scalars()
+    return [RolloutFacts(r.id, r.slot, r.selector, r.spec, r.status, r.stage, r.targets) for r in rows]
+
+
+def rollout_overlay(
+    session: Session,
+    device: DeviceRow,
+    urgent: set[str] | None = None,
+    rollouts: Iterable[RolloutFacts] | None = None,
+) -> dict[str, str]:
     """Slot -> artifact id for every active rollout that covers this device and now serves it the new one.
 
     Halted and aborted rollouts overlay nothing: the device falls back to its pins (the previous artifact),
@@ -56,23 +95,22 @@ def rollout_overlay(session: Session, device: DeviceRow, urgent: set[str] | None
     id) decides the slot.
 
     ``urgent``, when given, receives the slots (of the answer) that a rollout created with
-    ``ignore_windows`` moves: they switch whatever the device's update window.
+    ``ignore_windows`` moves: they switch whatever the device's update window. ``rollouts``: the class's
+    active rollouts (``active_rollouts``) when the caller already read them (``services.director_view``).
     """
-    rows = session.execute(
-        select(RolloutRow)
-        .join(RolloutLockRow, RolloutLockRow.rollout_id == RolloutRow.id)
-        .where(RolloutLockRow.hardware_class == device.hardware_class, RolloutRow.status.in_(ACTIVE_STATUSES))
-        .order_by(RolloutRow.created_at, RolloutRow.id)
-    ).scalars()
+    rows = active_rollouts(session, device.hardware_class) if rollouts is None else rollouts
     out: dict[str, str] = {}
     claimed: set[str] = set()  # slots an older rollout covering this device already decides
     for rollout in rows:
         if not selector_matches(rollout.selector, device.labels) or rollout.slot in claimed:
             continue
-        member = session.get(RolloutDeviceRow, (rollout.id, device.id))
+        member_stage = session.execute(
+            select(RolloutDeviceRow.stage).where(
+                RolloutDeviceRow.rollout_id == rollout.id, RolloutDeviceRow.device_id == device.id
+            )
+        ).scalar_one_or_none()
         stages = rollout.spec.get("stages") or []
         in_shadow = bool(stages[rollout.stage].get("shadow")) if rollout.stage < len(stages) else False
-        member_stage = member.stage if member is not None else None
         target = rollout.targets.get(device.hardware_class, {}).get("to")
         if not target:
             continue

@@ -210,11 +210,9 @@ async def signed_device_call(
     then_authenticating: Any = None,
 ) -> Any:
     """Authenticate the signed request, then run ``then(session, device, body)`` in the same session,
-    off the event loop, holding an admission slot (429 ``control_plane_busy`` when none is free).
-
-    ``then_authenticating(session, device_id, body, authenticate)`` instead reads the device row in its own
-    transaction and calls ``authenticate(row)`` (signature, revocation, nonce, last seen) before anything
-    else: the hot device calls authenticate and answer in one transaction, not two."""
+    off the event loop, holding an admission slot (429 ``control_plane_busy`` when none is free); or
+    ``then_authenticating(session, device_id, body, authenticate)``, which calls ``authenticate(row)`` on
+    the row its own transaction reads before anything else (one transaction authenticates and answers)."""
     body = await request.body()
     if len(body) > max_body_bytes:
         raise PayloadTooLargeError(
@@ -342,10 +340,8 @@ async def device_report(request: Request) -> dict[str, Any]:
     def accept(session: Session, device_id: str, body: bytes, authenticate: Any) -> bool:
         return svc.accept_report(session, device_id, body, now=ctx.clock(), authenticate=authenticate)
 
-    accepted = await signed_device_call(
-        request, ctx, max_body_bytes=MAX_REPORT_BYTES, then_authenticating=accept
-    )
-    return {"accepted": accepted}
+    call = signed_device_call(request, ctx, max_body_bytes=MAX_REPORT_BYTES, then_authenticating=accept)
+    return {"accepted": await call}
 
 
 # --- operators' views and actions ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from edgefleet.protocol.desired_state import DesiredState, DeviceReport, TargetR
 from edgefleet.protocol.errors import NotFoundError
 from edgefleet.server.services.audit import record
 from edgefleet.server.services.desired_state import SignedTargetLookup, content_digest, desired_content
-from edgefleet.server.services.devices import report_columns
+from edgefleet.server.services.device_reports import report_columns
 from edgefleet.server.services.director_epoch import current_epoch
 from edgefleet.server.services.director_view import ClassView, load_class_view
 from edgefleet.server.store.devices import DeviceRow

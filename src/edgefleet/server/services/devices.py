@@ -24,10 +24,11 @@ from edgefleet.protocol.request_signing import (
 from edgefleet.protocol.selector import Selector
 from edgefleet.server.services.audit import record
 from edgefleet.server.services.desired_state import device_runtimes
+from edgefleet.server.services.device_reports import report_columns
 from edgefleet.server.services.device_updates import slots_behind
 from edgefleet.server.services.director_epoch import bump_director_epoch
 from edgefleet.server.services.fit import check_device_runs
-from edgefleet.server.services.inventory import InventoryFilter, inventory_summary
+from edgefleet.server.services.inventory import InventoryFilter
 from edgefleet.server.store.devices import DeviceNonceRow, DeviceRow, PinRow
 from edgefleet.server.store.pages import Page, paginate
 from edgefleet.server.store.registry import ArtifactRow
@@ -39,7 +40,6 @@ __all__ = [
     "DeviceStatus",
     "StatusThresholds",
     "accept_report",
-    "active_summary",
     "authenticate_device",
     "device_facts",
     "device_status",
@@ -49,7 +49,6 @@ __all__ = [
     "nonce_retention",
     "pin_artifact",
     "prune_nonces",
-    "report_columns",
     "revoke_device",
     "status_clauses",
     "verify_device",
@@ -209,32 +208,6 @@ def accept_report(
             setattr(device, name, value)
         device.last_seen_at = now
     return True
-
-
-def report_columns(report: DeviceReport) -> dict[str, Any]:
-    """The device row's columns a report sets (its JSON and the summaries that lists filter on)."""
-    body = report.to_dict()
-    return {
-        "report": body,
-        "report_status": report.status,
-        "report_active": active_summary(body),
-        "report_error_code": str((report.last_error or {}).get("code") or "")[:64] or None,
-        "report_boot_id": report.boot_id,
-        "report_sequence": report.sequence,
-        "agent_version": report.agent_version[:64],
-        "inventory": inventory_summary(body),
-    }
-
-
-def active_summary(report: dict[str, Any]) -> str | None:
-    """``slot=artifact_id`` pairs of the slots a report says are active, ``;``-joined (bounded)."""
-    slots = report.get("slots") or {}
-    pairs = [
-        f"{name}={s['active']}"
-        for name, s in sorted(slots.items())
-        if isinstance(s, dict) and s.get("active")
-    ]
-    return ";".join(pairs)[:1000] or None
 
 
 def get_device(session: Session, device_id: str) -> DeviceRow:

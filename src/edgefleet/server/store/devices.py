@@ -52,7 +52,7 @@ class DeviceRow(Base):
     report_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     """Copied from the newest report: fleet views read these columns, not 10,000 JSON reports."""
     report_active: Mapped[str | None] = mapped_column(String(1000), nullable=True)
-    """``slot=artifact_id`` pairs joined by ``;`` (see ``services.devices.active_summary``)."""
+    """``slot=artifact_id`` pairs joined by ``;`` (see ``services.device_reports.active_summary``)."""
     report_error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     report_sequence: Mapped[int] = mapped_column(Integer, default=0)
     desired_generation: Mapped[int] = mapped_column(Integer, default=0)

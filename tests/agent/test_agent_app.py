@@ -229,11 +229,18 @@ def test_agent_run_takes_the_trial_settings_and_refuses_bad_ones(tmp_path, monke
 
 def test_a_model_that_crashes_its_runtime_on_trial_is_rolled_back_counted_and_the_agent_serves_on(device):
     """The runtime really segfaults (a null dereference in the model's run path, ``crashing_runtime``): only
-    the trial worker dies; the running agent rolls back, counts it, and answers with the previous version."""
+    the trial worker dies; the running agent rolls back, counts it, and serves on. The request that crashed
+    the model is lost (``model_crashed``); none after it reaches the dead worker: the ladder's fallback
+    answers (reported degraded, reason ``model_crashed``) until the previous version is back, and the slot
+    never reports ``rolled_back`` before serving answers with that version."""
     device.install("a1", 1, generation=1, trial=TrialPolicy(window_s=0))
     device.install("a2", 2, generation=2, trial=TrialPolicy(window_s=600), version="2.0.0")
-    options = device.options(trial=TrialPolicy(window_s=600), trial_worker_spec=CRASHING_SPEC)
+    write_artifact(device.artifacts, "fb", classifier(3), version="0.9.0")
+    options = device.options(
+        trial=TrialPolicy(window_s=600), trial_worker_spec=CRASHING_SPEC, fallback_dir=device.artifacts / "fb"
+    )
     with device.running(options) as app:
+        assert app.serving is not None
         service = app.serving.service
         x = golden_inputs(1)
         assert service.predict({"x": x}).artifact_id == "a2"  # the version on trial, from its worker
@@ -242,22 +249,32 @@ def test_a_model_that_crashes_its_runtime_on_trial_is_rolled_back_counted_and_th
         with pytest.raises(EdgefleetError) as crashed:
             service.predict({"x": np.full_like(x, CRASH_INPUT)})
         assert crashed.value.code == "model_crashed"
+        answers: list[tuple[str, str]] = []
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and _state(app) != "rolled_back:trial_model_crashed":
-            time.sleep(0.1)
-        report = app.installer.slot_reports()["default"]
-        assert (report.active, report.state) == ("a1", "rolled_back:trial_model_crashed")
-        # Until the watcher thread has rolled back and the service reloaded (a short window), a request still
-        # reaches the dead worker and is refused as model_crashed; then the previous version answers.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _answered_by(service, x) != "a1":
-            time.sleep(0.1)
-        answer = service.predict({"x": x})
-        assert (answer.artifact_id, answer.mode) == ("a1", "preferred")  # the agent itself serves on
+        while time.monotonic() < deadline:
+            state = _state(app)  # read first: once it says rolled_back, the previous version answers
+            answer = service.predict({"x": x})  # never model_crashed again: it would raise here
+            answers.append((answer.artifact_id, answer.mode))
+            assert answers[-1] in {("a1", "preferred"), ("digits/0.9.0/medical-cart-cpu", "fallback")}
+            if state == "rolled_back:trial_model_crashed":
+                assert answers[-1] == ("a1", "preferred"), (state, answers)
+                break
+            assert state in {"trial", "rolling_back:trial_model_crashed"}, state
+            time.sleep(0.02)
+        assert _state(app) == "rolled_back:trial_model_crashed", answers
+        assert app.installer.slot_reports()["default"].active == "a1"
+        assert app.serving.report() == {
+            "mode": "preferred",
+            "reason": None,
+            "providers": answer_providers(app),
+        }
         np.testing.assert_allclose(answer.outputs["probs"], run_model(classifier(1), x), rtol=1e-4, atol=1e-6)
     assert SlotStore(device.ddir.root, "default").read_refusals() == {"a2": 1}
-    codes = [e["code"] for e in device.events()]
-    assert "trial_model_crashed" in codes
+    events = device.events()
+    assert "trial_model_crashed" in [e["code"] for e in events]
+    # the step down to the fallback the moment the worker died, reported with its reason
+    moves = [e.get("details") for e in events if e["code"] == "rung_changed"]
+    assert {"from": "preferred", "to": "fallback", "reason": "model_crashed"} in moves, moves
 
 
 def _answered_by(service, x) -> str | None:
@@ -267,6 +284,11 @@ def _answered_by(service, x) -> str | None:
         if exc.code != "model_crashed":
             raise
         return None
+
+
+def answer_providers(app: AgentApp) -> list[str]:
+    assert app.serving is not None
+    return list(app.serving.service.status()["providers"])
 
 
 def test_a_clean_stop_and_a_new_boot_are_told_apart_from_an_agent_crash(device):

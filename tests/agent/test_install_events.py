@@ -146,3 +146,28 @@ def test_a_failing_step_sink_never_breaks_an_install(tmp_path):
     ) as inst:
         inst.apply(desired({"default": assignment("a1", manifest)}))
         assert inst.slot_reports()["default"].state == "committed"
+
+
+def test_a_crash_rollback_reads_rolling_back_until_serving_has_swapped(device):
+    """``model_crashed`` rolls back, then serving reloads the previous version (``after_change``); while it
+    does, the slot's report says ``rolling_back``, never ``rolled_back`` before that version serves."""
+    device.assign("a1", classifier(1), generation=1)
+    device.inner.set_trial_policy(TrialPolicy(window_s=600))
+    device.assign("a2", classifier(2), generation=2, version="2.0.0")
+    assert device.installer.slot_reports()["default"].state == "trial"
+    during: list[tuple[str | None, str]] = []
+    device.installer.after_change.append(
+        lambda: during.append(
+            (
+                device.installer.slot_reports()["default"].active,
+                device.installer.slot_reports()["default"].state,
+            )
+        )
+    )
+    version = device.installer.trial_version("default")
+    assert version is not None
+    assert device.installer.model_crashed("default", version, "SIGSEGV") is True
+    assert during == [("a1", "rolling_back:trial_model_crashed")]
+    report = device.installer.slot_reports()["default"]
+    assert (report.active, report.state) == ("a1", "rolled_back:trial_model_crashed")
+    assert device.installer.model_crashed("default", version, "SIGSEGV") is False  # no longer on trial

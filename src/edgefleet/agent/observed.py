@@ -16,7 +16,7 @@ from edgefleet.agent.install.interface import Installer
 from edgefleet.agent.install.steps import StepRecord
 from edgefleet.protocol.desired_state import DesiredState, SlotReport
 
-__all__ = ["ObservedInstaller", "SlotEventSink", "StepEvents", "step_event"]
+__all__ = ["ObservedInstaller", "SlotEventSink", "StepEvents", "step_event", "while_swapping"]
 
 
 class SlotEventSink(Protocol):
@@ -52,6 +52,9 @@ class ObservedInstaller:
         self.after_change: list[Callable[[], None]] = []
         """Called after every apply and tick (the serving layer re-reads the active pointer)."""
         self._lock = threading.Lock()
+        self._swap_lock = threading.Lock()
+        self._swapping: set[str] = set()
+        """Slots rolled back after a model crash whose serving has not yet reloaded the previous version."""
         self._last: dict[str, SlotReport] = inner.slot_reports()
 
     def apply(self, state: DesiredState) -> None:
@@ -67,9 +70,17 @@ class ObservedInstaller:
         return self._inner.trial_version(slot)
 
     def model_crashed(self, slot: str, version: str, how: str) -> bool:
-        rolled = self._inner.model_crashed(slot, version, how)
-        if rolled:
-            self._observe()
+        """Roll back, then let serving reload the previous version (``after_change``); until it has, the
+        slot's report says ``rolling_back:<reason>`` (``while_swapping``), never ``rolled_back``."""
+        with self._swap_lock:
+            self._swapping.add(slot)
+        try:
+            rolled = self._inner.model_crashed(slot, version, how)
+            if rolled:
+                self._observe()
+        finally:
+            with self._swap_lock:
+                self._swapping.discard(slot)
         return rolled
 
     def wants_retry(self) -> bool:
@@ -91,7 +102,10 @@ class ObservedInstaller:
         return self._inner.on_trial(slot)
 
     def slot_reports(self) -> dict[str, SlotReport]:
-        return self._inner.slot_reports()
+        reports = self._inner.slot_reports()
+        with self._swap_lock:
+            swapping = set(self._swapping)
+        return {slot: while_swapping(r) if slot in swapping else r for slot, r in reports.items()}
 
     def _observe(self) -> None:
         with self._lock:
@@ -113,6 +127,17 @@ class ObservedInstaller:
             self._last = now
         for callback in self.after_change:
             callback()
+
+
+def while_swapping(report: SlotReport) -> SlotReport:
+    """Pure: ``report`` while serving has not yet swapped to the version a rollback re-activated:
+    ``rolled_back:<reason>`` reads ``rolling_back:<reason>`` (state and ``behind``)."""
+
+    def pending(value: str | None) -> str | None:
+        done = "rolled_back:"
+        return "rolling_back:" + value[len(done) :] if value and value.startswith(done) else value
+
+    return report.model_copy(update={"state": pending(report.state), "behind": pending(report.behind)})
 
 
 def slot_events(slot: str, before: SlotReport, after: SlotReport) -> list[tuple[str, str, dict[str, Any]]]:

@@ -14,7 +14,9 @@
 * ``TrialIsolation`` loads the version on trial in the served slot in a supervised worker process
   (``runtime.worker``) and every other version in-process: a model that crashes its runtime during its trial
   kills only the worker, whose death the installer turns into a counted rollback (``trial_model_crashed``)
-  while the agent keeps serving. ``Serving.sync`` reloads in-process after the commit.
+  while the agent keeps serving: from the worker's death on, serving answers from the ladder's fallback or
+  rule (``InferenceService.model_died``) until the previous version is reloaded. ``Serving.sync`` reloads
+  in-process after the commit.
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ class _TrialOwner(Protocol):
 class TrialIsolation:
     """``adapter_for`` for the serving layer: the version on trial in ``slot`` loads in a worker process of
     its own (``spec`` names the adapters the worker uses), every other artifact with ``adapters`` in-process.
-    A worker that dies on its own is reported to ``installer.model_crashed`` (which rolls back)."""
+    A worker that dies on its own steps serving down (``step_down``), then is reported to
+    ``installer.model_crashed`` (which rolls back; serving then reloads the previous version)."""
 
     def __init__(
         self,
@@ -100,6 +103,9 @@ class TrialIsolation:
         self._installer = installer
         self._slot = slot
         self._spec = spec
+        self.step_down: Callable[[], object] | None = None
+        """Called first when a trial worker dies (``InferenceService.model_died``: serving leaves the dead
+        worker for the ladder's fallback or rule at once), before the installer rolls back."""
 
     def trial_version(self) -> str | None:
         return self._installer.trial_version(self._slot)
@@ -119,6 +125,8 @@ class TrialIsolation:
         slot, installer = self._slot, self._installer
 
         def crashed(how: str) -> None:
+            if self.step_down is not None:
+                self.step_down()
             installer.model_crashed(slot, version, how)
 
         worker = WorkerAdapter(runtime, spec=self._spec, on_death=crashed)
@@ -297,6 +305,8 @@ def start_serving(
         adapter_for=isolation or adapter_for or RuntimeAdapters(),
         withdrawn=source.withdrawn,
     ).start()
+    if isolation is not None:
+        isolation.step_down = service.model_died
     local = LocalEndpoint(service, endpoint).start()
     atomic_write_bytes(data_root / ENDPOINT_FILE, local.url.encode())
     shadow_source = SlotActiveSource(data_root, slot + SHADOW_SUFFIX)

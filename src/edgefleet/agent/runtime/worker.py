@@ -152,6 +152,11 @@ class WorkerModel:
     def pid(self) -> int:
         return self._proc.pid
 
+    @property
+    def crashed(self) -> bool:
+        """The worker died on its own (not stopped by ``close``/``cancel``): it answers nothing any more."""
+        return self._proc.returncode is not None and not self._stopping.is_set()
+
     def hop_s(self) -> float:
         """The calling thread's last run's time between the processes (round trip minus the worker's own
         run): the supervision's cost, not the model's. Serving keeps it out of the model's latency."""

@@ -39,11 +39,13 @@ from edgefleet.agent.serve.validate import InputRules, validate_inputs
 from edgefleet.protocol.errors import EdgefleetError
 from edgefleet.protocol.manifest import Signature
 
-__all__ = ["InferenceService", "Liveness", "Prediction"]
+__all__ = ["MODEL_CRASHED", "InferenceService", "Liveness", "Prediction"]
 
 log = logging.getLogger("edgefleet.agent.serve")
 _perf_counter = time.perf_counter
 _CPU = ("CPUExecutionProvider",)
+MODEL_CRASHED = "model_crashed"
+"""The process running the model died (``runtime.worker``): no retry on it can succeed."""
 
 
 @dataclass(slots=True)
@@ -199,7 +201,9 @@ class InferenceService:
     ) -> tuple[dict[str, np.ndarray], _Serving]:
         """A run failed: count it; when that moved the ladder, answer this request once on the new rung."""
         replacement = self._on_failure(failed, exc)
-        if replacement is failed:
+        if replacement is failed or exc.code == MODEL_CRASHED:
+            # A model that crashed its runtime on this input is not run on it again in-process (the
+            # fallback's or the rule's rung): the input may crash that runtime too. This request is lost.
             raise exc
         if replacement.model is None:
             return self._rule_answer(replacement, batch), replacement
@@ -228,6 +232,8 @@ class InferenceService:
             if self._serving is not failed:  # someone already moved on
                 return self._serving
             self._last_error = {"code": exc.code, "message": exc.message[:500], "rung": failed.rung}
+            if exc.code == MODEL_CRASHED:
+                return self._step_below_model(failed)
             self._ladder, descend = ladder.after_failure(self._ladder, self.config.ladder)
             if not descend:
                 return failed
@@ -235,6 +241,27 @@ class InferenceService:
             serving, rung = self._select(index, reason=exc.code)
             self._swap(serving, rung, reason=exc.code)
             return serving
+
+    def model_died(self) -> bool:
+        """The process running the current model died (its watcher saw it, maybe before any request did):
+        step down at once. True when it stepped down; False when the current rung runs no dead model."""
+        with self._mutex:
+            serving = self._serving
+            if serving.model is None or not getattr(serving.model, "crashed", False):
+                return False
+            message = f"the model's worker process died ({serving.model_version})"
+            self._last_error = {"code": MODEL_CRASHED, "message": message, "rung": serving.rung}
+            self._step_below_model(serving)
+            return True
+
+    def _step_below_model(self, failed: _Serving) -> _Serving:
+        """Under ``_mutex``. ``failed``'s model process died: step down now, not after
+        ``failures_to_descend`` refusals, and past the active artifact's rungs (its CPU twin would load the
+        crashed version again) to the fallback or the rule, until a swap or a probe brings a model back."""
+        index = max(ladder.RUNGS.index(failed.rung) + 1, ladder.RUNGS.index("fallback"))
+        serving, rung = self._select(index, reason=MODEL_CRASHED)
+        self._swap(serving, rung, reason=MODEL_CRASHED)
+        return serving
 
     def _select(self, start: int, *, reason: str) -> tuple[_Serving, Rung]:
         """Load the best rung at or below ``RUNGS[start]`` that works; ``rule`` always does."""

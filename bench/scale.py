@@ -394,7 +394,7 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                     {"percent": p, "soak_s": 2, "deadline_s": args.stage_deadline_s} for p in (1, 10, 50, 100)
                 ]
                 # the replicas may be saturated by the fleet: an operator's request waits its turn
-                with EdgefleetClient(replicas[1].url, first.token, timeout_s=120) as client:
+                with EdgefleetClient(replicas[1].url, first.token, timeout_s=300) as client:
                     r = client._http.post(
                         "/v1/rollouts",
                         json={"model": "scale", "targets": {CLASS: v2}, "spec": {"stages": stages}},

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -193,18 +193,19 @@ def create_rollout(
                     last_seen_at=d.last_seen_at, revoked=False, now=now, thresholds=thresholds
                 )
                 is DeviceStatus.online,
-                healthy=(d.report or {}).get("status", "ok") == "ok",
+                healthy=(d.report_status or "ok") == "ok",  # the report's status, without its JSON
                 spread_value=d.labels.get(spec.spread_label),
             )
             for d in devices
         ]
         classes = {d.id: d.hardware_class for d in devices}
-        for device_id, stage in assign_stages(rollout_id, candidates, spec).items():
-            session.add(
-                RolloutDeviceRow(
-                    rollout_id=rollout_id, device_id=device_id, hardware_class=classes[device_id], stage=stage
-                )
-            )
+        members = [
+            {"rollout_id": rollout_id, "device_id": d, "hardware_class": classes[d], "stage": stage}
+            for d, stage in assign_stages(rollout_id, candidates, spec).items()
+        ]
+        if members:  # one batched insert, not one ORM object per device (a rollout may cover 100,000)
+            session.flush()
+            session.execute(insert(RolloutDeviceRow), members)
         add_event(
             session, row, kind="created", actor=actor, now=now, devices=len(candidates), targets=resolved
         )

@@ -21,6 +21,13 @@ class ServerProcess:
     proc: subprocess.Popen[bytes]
     url: str
     token: str
+    log_path: Path
+    """The server's stderr, a file: a pipe nobody reads fills up and blocks the server (a 100,000-device run
+    froze both replicas once their error logs filled the bench's unread pipes)."""
+
+    def log_tail(self, max_bytes: int = 4000) -> str:
+        data = self.log_path.read_bytes() if self.log_path.exists() else b""
+        return data[-max_bytes:].decode(errors="replace")
 
     def cpu_s(self) -> float:
         """User + system CPU seconds the server process has used so far (Linux /proc)."""
@@ -50,15 +57,19 @@ def start_server(
     full_env = {**os.environ, "EDGEFLEET_ADMIN_TOKEN": token, "EDGEFLEET_LOG_LEVEL": "warning", **(env or {})}
     cmd = [str(Path(sys.executable).parent / "edgefleet"), "server", "--dev", "--data-dir", str(data_dir)]
     cmd += ["--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
+    log_path = data_dir.parent / f"{data_dir.name}-{port}.stderr.log"  # replicas may share a data dir
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.DEVNULL, stderr=log)
+    server = ServerProcess(proc, f"http://127.0.0.1:{port}", token, log_path)
+    url = server.url
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            raise SystemExit(f"server exited: {server.log_tail()}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return ServerProcess(proc, url, token)
+                return server
         except httpx.TransportError:
             pass
         time.sleep(0.1)

@@ -10,6 +10,8 @@ from datetime import timedelta
 
 import pytest
 
+from edgefleet.server.store import in_lists
+
 SLOW_STAGES = {
     "stages": [
         {"count": 1, "soak_s": 60, "gates": {"min_requests": 10}},
@@ -64,7 +66,15 @@ def _rollout(fleet, rollout_id):
     return fleet.client.get(f"/v1/rollouts/{rollout_id}", headers=fleet.admin).json()
 
 
-def test_a_good_model_rolls_out_to_everyone_in_stages(world):
+@pytest.fixture(params=["batches of 5,000", "one id per statement"])
+def in_list_size(request, monkeypatch):
+    """The engine and the stage health read members and telemetry in batched ``IN`` lists (a rollout may
+    cover more devices than PostgreSQL takes parameters); with batches of one, every batch boundary is hit."""
+    if request.param == "one id per statement":
+        monkeypatch.setattr(in_lists, "MAX_IN_LIST", 1)
+
+
+def test_a_good_model_rolls_out_to_everyone_in_stages(world, in_list_size):
     fleet, _v1, v2, devices = world
     r = _create(fleet, v2, SLOW_STAGES)
     assert r.status_code == 201, r.text
@@ -86,7 +96,7 @@ def test_a_good_model_rolls_out_to_everyone_in_stages(world):
     assert fleet.poll(*newcomer) == {"default": v2}
 
 
-def test_a_slow_model_is_halted_in_its_first_stage_and_rolled_back(world):
+def test_a_slow_model_is_halted_in_its_first_stage_and_rolled_back(world, in_list_size):
     fleet, v1, v2, devices = world
     rid = _create(fleet, v2, SLOW_STAGES).json()["id"]
     assert _step(fleet, devices, v2, latency_ms=30) == 1  # 3x slower than v1 on the same devices

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from edgefleet.protocol.telemetry import SlotStatus, TelemetryRecord
 from edgefleet.server.store.devices import DeviceRow
+from edgefleet.server.store.in_lists import in_batches
 from edgefleet.server.store.telemetry import TelemetryDeviceRow, TelemetryModelWindowRow, TelemetryWindowRow
 
 __all__ = [
@@ -115,9 +116,13 @@ def _counts(
         stmt = stmt.having(faults >= min_faults)
     if hardware_class is not None:
         stmt = stmt.where(TelemetryModelWindowRow.hardware_class == hardware_class)
-    if device_ids is not None:
-        stmt = stmt.where(TelemetryModelWindowRow.device_id.in_(device_ids))
-    return {str(d): FaultCounts(int(f), int(r)) for d, f, r in session.execute(stmt)}
+    if device_ids is None:
+        return {str(d): FaultCounts(int(f), int(r)) for d, f, r in session.execute(stmt)}
+    return {  # grouped by device, so each device's sums come whole from one batch
+        str(d): FaultCounts(int(f), int(r))
+        for ids in in_batches(device_ids)  # a label selection may hold 100,000 devices
+        for d, f, r in session.execute(stmt.where(TelemetryModelWindowRow.device_id.in_(ids)))
+    }
 
 
 def _judge(

@@ -25,6 +25,7 @@ from edgefleet.server.services.director_epoch import bump_director_epoch
 from edgefleet.server.services.fit import check_device_runs
 from edgefleet.server.services.lifecycle import matching_devices
 from edgefleet.server.store.devices import PinRow
+from edgefleet.server.store.in_lists import in_batches
 from edgefleet.server.store.registry import ArtifactRow, HardwareClassRow
 
 __all__ = ["SelectionPinned", "pin_selection"]
@@ -104,8 +105,9 @@ def pin_selection(
             return SelectionPinned(hardware_class, ids, dry_run=True)
         existing = {
             p.target: p
+            for batch in in_batches(ids)  # a selection may hold 100,000 devices
             for p in session.execute(
-                select(PinRow).where(PinRow.scope == "device", PinRow.slot == slot, PinRow.target.in_(ids))
+                select(PinRow).where(PinRow.scope == "device", PinRow.slot == slot, PinRow.target.in_(batch))
             ).scalars()
         }
         for device_id in ids:

@@ -39,6 +39,7 @@ from edgefleet.server.services.rollouts.policy import (
 from edgefleet.server.services.rollouts.service import add_event, release_locks
 from edgefleet.server.services.rollouts.spec import RolloutSpec
 from edgefleet.server.store.devices import DeviceRow, PinRow
+from edgefleet.server.store.in_lists import in_batches
 from edgefleet.server.store.registry import ArtifactRow, HardwareClassRow
 from edgefleet.server.store.rollouts import RolloutDeviceRow, RolloutRow
 
@@ -137,10 +138,11 @@ def tick_rollout(
             members += _join_enrolled_since(session, row, members, now)
         devices = {
             d.id: d
+            for ids in in_batches(m.device_id for m in members)  # a rollout may cover 100,000 devices
             for d in session.execute(
                 select(DeviceRow)
-                .options(undefer(DeviceRow.report))  # one query, not one per member
-                .where(DeviceRow.id.in_([m.device_id for m in members]))
+                .options(undefer(DeviceRow.report))  # one query per batch, not one per member
+                .where(DeviceRow.id.in_(ids))
             ).scalars()
         }
         class_rows = {

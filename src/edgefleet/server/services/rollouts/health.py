@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from edgefleet.protocol.telemetry import merge_counts, quantile_from_buckets
 from edgefleet.server.services.rollouts.gates import StageHealth
+from edgefleet.server.store.in_lists import in_batches
 from edgefleet.server.store.telemetry import TelemetryModelWindowRow
 
 __all__ = ["BASELINE_LOOKBACK", "stage_health"]
@@ -33,13 +34,17 @@ def stage_health(
     during the day before (the relative-latency baseline)."""
     if not device_ids or not target_versions:
         return StageHealth()
-    rows = session.execute(
-        select(TelemetryModelWindowRow).where(
-            TelemetryModelWindowRow.device_id.in_(list(device_ids)),
-            TelemetryModelWindowRow.model_version.in_(list(target_versions)),
-            TelemetryModelWindowRow.end_at >= since,
-        )
-    ).scalars()
+    rows = (
+        row
+        for ids in in_batches(device_ids)  # a stage may hold 100,000 devices
+        for row in session.execute(
+            select(TelemetryModelWindowRow).where(
+                TelemetryModelWindowRow.device_id.in_(ids),
+                TelemetryModelWindowRow.model_version.in_(list(target_versions)),
+                TelemetryModelWindowRow.end_at >= since,
+            )
+        ).scalars()
+    )
     requests = errors = input_faults = shadow_compared = 0
     shadow_sum = 0.0
     buckets: dict[int, int] = {}
@@ -71,13 +76,14 @@ def _baseline_p95(
     if not baseline_versions:
         return None
     buckets: dict[int, int] = {}
-    for latency in session.execute(
-        select(TelemetryModelWindowRow.latency_buckets).where(
-            TelemetryModelWindowRow.device_id.in_(list(device_ids)),
-            TelemetryModelWindowRow.model_version.in_(list(baseline_versions)),
-            TelemetryModelWindowRow.end_at >= since - BASELINE_LOOKBACK,
-            TelemetryModelWindowRow.end_at <= since,
-        )
-    ).scalars():
-        merge_counts(buckets, {int(k): int(v) for k, v in latency.items()})
+    for ids in in_batches(device_ids):
+        for latency in session.execute(
+            select(TelemetryModelWindowRow.latency_buckets).where(
+                TelemetryModelWindowRow.device_id.in_(ids),
+                TelemetryModelWindowRow.model_version.in_(list(baseline_versions)),
+                TelemetryModelWindowRow.end_at >= since - BASELINE_LOOKBACK,
+                TelemetryModelWindowRow.end_at <= since,
+            )
+        ).scalars():
+            merge_counts(buckets, {int(k): int(v) for k, v in latency.items()})
     return quantile_from_buckets(buckets, 0.95)

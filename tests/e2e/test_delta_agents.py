@@ -12,10 +12,8 @@ import subprocess
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-from tests.agent.crash.artifacts import CLASSES, IN_DIM
+from tests.agent.crash.artifacts import IN_DIM, backbone_head
 from tests.e2e.fleet_cli import (
     EXAMPLES,
     active_artifact,
@@ -28,33 +26,6 @@ from tests.e2e.fleet_cli import (
 )
 
 pytestmark = pytest.mark.slow
-
-HIDDEN = 512
-
-
-def _model(head_shift: float) -> bytes:
-    """x -> backbone (16x128, 128x512: 264 KiB) -> head (512x4) -> softmax; ``head_shift`` moves the head."""
-    rng = np.random.default_rng(7)
-    w1 = rng.standard_normal((IN_DIM, 128)).astype(np.float32) * 0.2
-    w2 = rng.standard_normal((128, HIDDEN)).astype(np.float32) * 0.1
-    head = rng.standard_normal((HIDDEN, CLASSES)).astype(np.float32) * 0.1 + np.float32(head_shift)
-    nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["h1"]),
-        helper.make_node("Relu", ["h1"], ["a1"]),
-        helper.make_node("MatMul", ["a1", "w2"], ["h2"]),
-        helper.make_node("Relu", ["h2"], ["a2"]),
-        helper.make_node("MatMul", ["a2", "head"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "backbone-head",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", IN_DIM])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", CLASSES])],
-        initializer=[numpy_helper.from_array(w, n) for n, w in (("w1", w1), ("w2", w2), ("head", head))],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    return model.SerializeToString()
 
 
 def _start(data_dir: Path) -> subprocess.Popen[str]:
@@ -94,7 +65,7 @@ def _serves(data_dir: Path, artifact: str) -> bool:
 def test_one_agent_upgrades_through_a_delta_another_falls_back_and_both_serve_it(live_server, tmp_path):
     server = live_server
     cli(server, "class", "apply", str(EXAMPLES))
-    v1 = push_artifact(server, tmp_path, "1.0.0", model_bytes=_model(0.0))
+    v1 = push_artifact(server, tmp_path, "1.0.0", model_bytes=backbone_head(0.0))
     cli(server, "device", "pin", v1, "--class", "medical-cart-cpu")
     holder_dir, newcomer_dir = tmp_path / "holder", tmp_path / "newcomer"
     holder = enroll_agent(server, holder_dir)
@@ -102,7 +73,7 @@ def test_one_agent_upgrades_through_a_delta_another_falls_back_and_both_serve_it
     agents = [_start(holder_dir)]
     try:
         wait_for(lambda: active_artifact(server, holder) == v1, timeout_s=60, what="1.0.0 installed")
-        v2 = push_artifact(server, tmp_path, "2.0.0", model_bytes=_model(0.05), publish=False)
+        v2 = push_artifact(server, tmp_path, "2.0.0", model_bytes=backbone_head(0.05), publish=False)
         art2 = tmp_path / "art-2.0.0-medical-cart-cpu"
         key = server.data_dir / "keys" / "release.key"
         published = cli(server, "publish", str(art2), "--release-key", str(key)).stdout

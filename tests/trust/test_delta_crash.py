@@ -18,10 +18,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-from tests.agent.crash.artifacts import CLASSES, IN_DIM, assignment, desired, write_artifact
+from tests.agent.crash.artifacts import assignment, backbone_head, desired, write_artifact
 
 from edgefleet.agent.install import CRASH_ENV_VAR
 from edgefleet.agent.install.journal import Journal
@@ -31,32 +29,6 @@ from .fleet import Fleet
 from .test_delta_real_models import _device, _publish
 
 CHILD = Path(__file__).with_name("delta_crash_child.py")
-
-
-def _model(head_shift: float) -> bytes:
-    """x -> 16x128 -> 128x512 -> head 512x4 -> softmax (about 270 KiB); ``head_shift`` moves the head."""
-    rng = np.random.default_rng(7)
-    w1 = rng.standard_normal((IN_DIM, 128)).astype(np.float32) * 0.2
-    w2 = rng.standard_normal((128, 512)).astype(np.float32) * 0.1
-    head = rng.standard_normal((512, CLASSES)).astype(np.float32) * 0.1 + np.float32(head_shift)
-    nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["h1"]),
-        helper.make_node("Relu", ["h1"], ["a1"]),
-        helper.make_node("MatMul", ["a1", "w2"], ["h2"]),
-        helper.make_node("Relu", ["h2"], ["a2"]),
-        helper.make_node("MatMul", ["a2", "head"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "backbone-head",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", IN_DIM])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", CLASSES])],
-        initializer=[numpy_helper.from_array(w, n) for n, w in (("w1", w1), ("w2", w2), ("head", head))],
-    )
-    return helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8
-    ).SerializeToString()
 
 
 def _run(data: Path, desired_json: Path, identity: Path, crash_at: str | None = None):
@@ -82,8 +54,8 @@ def test_a_kill_mid_rebuild_keeps_the_old_version_and_the_restart_upgrades(
     fleet: Fleet, tmp_path, crash_at
 ) -> None:
     arts = tmp_path / "arts"
-    m1 = write_artifact(arts, "v1", _model(0.0))
-    m2 = write_artifact(arts, "v2", _model(0.05), version="2.0.0", release_counter=2)
+    m1 = write_artifact(arts, "v1", backbone_head(0.0))
+    m2 = write_artifact(arts, "v2", backbone_head(0.05), version="2.0.0", release_counter=2)
     _publish(fleet, arts / "v1")
     assert "/model.onnx.efdelta" in _publish(fleet, arts / "v2")  # a delta from 1.0.0, which the device runs
 

@@ -100,6 +100,25 @@ def slow_model(chain: int = 24, size: int = 256) -> bytes:
     return _model(nodes, inits, name="slow")
 
 
+def backbone_head(head_shift: float) -> bytes:
+    """x -> backbone (16x128, 128x512: 264 KiB) -> head (512x4) -> softmax; ``head_shift`` moves the head
+    only, as a fine-tune of the classifier head does (the delta tests' retrained model)."""
+    rng = np.random.default_rng(7)
+    w1 = rng.standard_normal((IN_DIM, 128)).astype(np.float32) * 0.2
+    w2 = rng.standard_normal((128, 512)).astype(np.float32) * 0.1
+    head = rng.standard_normal((512, CLASSES)).astype(np.float32) * 0.1 + np.float32(head_shift)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h1"]),
+        helper.make_node("Relu", ["h1"], ["a1"]),
+        helper.make_node("MatMul", ["a1", "w2"], ["h2"]),
+        helper.make_node("Relu", ["h2"], ["a2"]),
+        helper.make_node("MatMul", ["a2", "head"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
+    ]
+    inits = [numpy_helper.from_array(w, n) for n, w in (("w1", w1), ("w2", w2), ("head", head))]
+    return _model(nodes, inits, name="backbone-head")
+
+
 def golden_inputs(samples: int = 4, seed: int = 11) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((samples, IN_DIM)).astype(np.float32)
 

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import httpx
 
+from edgefleet.agent.datadir import DataDir, DeviceIdentity
 from edgefleet.trust.events import ListSink
 from edgefleet.trust.fetch import TransferLimits
 from edgefleet.trust.keys import init_keys, load_signer
 from edgefleet.trust.repository import ImageRepository, OnlineSigners
 from edgefleet.trust.verify import DeviceTrust
+
+from .loopback import Mirror
 
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 CLASS = "medical-cart-cpu"
@@ -95,3 +98,21 @@ class Fleet:
             events=self.events,
             **extra,
         )
+
+
+def enrolled_device(fleet: Fleet, tmp: Path) -> tuple[DataDir, DeviceIdentity, Mirror]:
+    """The fleet's repository served at ``<url>/tuf/`` (the control plane's layout) by a loopback mirror,
+    and a data dir enrolled against it: ``(data dir, identity, mirror)``; the caller stops the mirror."""
+    site = tmp / "site"
+    site.mkdir(parents=True)
+    (site / "tuf").symlink_to(fleet.repo.directory)
+    mirror = Mirror(site)
+    ddir = DataDir(tmp / "agent")
+    identity = DeviceIdentity(
+        device_id="dev-1",
+        server_url=mirror.url,
+        hardware_class=CLASS,
+        director_public_key_pem=(fleet.keys / "director.pub").read_text(),
+    )
+    ddir.write_identity(identity, json.loads(fleet.keyset.root_bytes))
+    return ddir, identity, mirror

@@ -25,8 +25,8 @@ from edgefleet.agent.install import CRASH_ENV_VAR
 from edgefleet.agent.install.journal import Journal
 from edgefleet.agent.install.slots import SlotStore
 
-from .fleet import Fleet
-from .test_delta_real_models import _device, _publish
+from .fleet import Fleet, enrolled_device
+from .test_delta_real_models import _publish
 
 CHILD = Path(__file__).with_name("delta_crash_child.py")
 
@@ -59,7 +59,7 @@ def test_a_kill_mid_rebuild_keeps_the_old_version_and_the_restart_upgrades(
     _publish(fleet, arts / "v1")
     assert "/model.onnx.efdelta" in _publish(fleet, arts / "v2")  # a delta from 1.0.0, which the device runs
 
-    ddir, identity, mirror = _device(fleet, tmp_path / "device")
+    ddir, identity, mirror = enrolled_device(fleet, tmp_path / "device")
     identity_json = tmp_path / "identity.json"
     identity_json.write_text(json.dumps(asdict(identity)))
     states = {}

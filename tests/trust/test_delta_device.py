@@ -4,7 +4,6 @@ and every refusal falls back to the full download, is reported, and still yields
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from edgefleet.agent.datadir import DataDir, DeviceIdentity
+from edgefleet.agent.datadir import DataDir
 from edgefleet.agent.install.content import TufArtifactFetcher
 from edgefleet.agent.install.download import DownloadPolicy
 from edgefleet.agent.install.slots import SlotStore
@@ -23,8 +22,7 @@ from edgefleet.trust.publish import build_targets, publish_to_repository, read_m
 from edgefleet.trust.repository import target_storage_name
 from edgefleet.trust.target_custom import is_delta_path
 
-from .fleet import CLASS, NOW, Fleet
-from .loopback import Mirror
+from .fleet import CLASS, NOW, Fleet, enrolled_device
 
 
 @pytest.fixture
@@ -42,18 +40,7 @@ def site(fleet: Fleet, tmp_path: Path):
     assert [d.path.rsplit("/", 1)[-1] for d in deltas] == ["model.onnx.efdelta"]
     release = build_targets(fleet.repo.targets(), v2, fleet.release, now=NOW, deltas=deltas)
     fleet.repo.accept_targets(release.targets_bytes, release.files, now=NOW)
-    served = tmp_path / "site"
-    served.mkdir()
-    (served / "tuf").symlink_to(fleet.repo.directory)
-    mirror = Mirror(served)
-    ddir = DataDir(tmp_path / "agent")
-    identity = DeviceIdentity(
-        device_id="dev-1",
-        server_url=mirror.url,
-        hardware_class=CLASS,
-        director_public_key_pem=(fleet.keys / "director.pub").read_text(),
-    )
-    ddir.write_identity(identity, json.loads(fleet.keyset.root_bytes))
+    ddir, identity, mirror = enrolled_device(fleet, tmp_path)
     client = httpx.Client()
     yield fleet, ddir, identity, client, v1, v2
     client.close()

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgefleet.agent.datadir import DataDir, DeviceIdentity
+from edgefleet.agent.datadir import DataDir
 from edgefleet.agent.install.content import TufArtifactFetcher
 from edgefleet.agent.install.download import DownloadPolicy
 from edgefleet.agent.install.slots import SlotStore
@@ -38,8 +38,7 @@ from edgefleet.protocol.desired_state import Assignment, TargetHashes, TargetRef
 from edgefleet.trust.events import ListSink
 from edgefleet.trust.target_custom import custom_of, is_delta_path
 
-from .fleet import CLASS, Fleet
-from .loopback import Mirror
+from .fleet import CLASS, Fleet, enrolled_device
 
 IR_SHAPE = {"x": [1, 3, 48, 192]}
 
@@ -79,22 +78,6 @@ def _publish(fleet: Fleet, art: Path) -> str:
     return result.output
 
 
-def _device(fleet: Fleet, tmp: Path) -> tuple[DataDir, DeviceIdentity, Mirror]:
-    served = tmp / "site"
-    served.mkdir(parents=True)
-    (served / "tuf").symlink_to(fleet.repo.directory)
-    mirror = Mirror(served)
-    ddir = DataDir(tmp / "agent")
-    identity = DeviceIdentity(
-        device_id="dev-1",
-        server_url=mirror.url,
-        hardware_class=CLASS,
-        director_public_key_pem=(fleet.keys / "director.pub").read_text(),
-    )
-    ddir.write_identity(identity, json.loads(fleet.keyset.root_bytes))
-    return ddir, identity, mirror
-
-
 def _hold(ddir: DataDir, art: Path) -> None:
     """``art`` installed in the device's slot: what a finished install leaves."""
     store = SlotStore(ddir.root, "default")
@@ -109,7 +92,7 @@ def _hold(ddir: DataDir, art: Path) -> None:
 
 def _upgrade(fleet: Fleet, tmp: Path, v1: Path, v2: Path) -> tuple[TransferReport, dict[str, Path]]:
     """The device holds ``v1``; fetch ``v2`` into a staging directory of its slot (the inactive slot)."""
-    ddir, identity, mirror = _device(fleet, tmp)
+    ddir, identity, mirror = enrolled_device(fleet, tmp)
     _hold(ddir, v1)
     raw = (v2 / "manifest.json").read_bytes()
     version = json.loads(raw)["version"]

@@ -15,7 +15,6 @@ import httpx
 import pytest
 from tuf.api.metadata import Metadata, MetaFile, Targets
 
-from edgefleet.agent.datadir import DataDir, DeviceIdentity
 from edgefleet.agent.install.content import TufArtifactFetcher
 from edgefleet.agent.install.download import DownloadPolicy
 from edgefleet.protocol.desired_state import Assignment, TargetHashes, TargetRef
@@ -29,8 +28,7 @@ from edgefleet.trust.release_floor import (
     release_floors_of,
 )
 
-from .fleet import CLASS, NOW, Fleet
-from .loopback import Mirror
+from .fleet import CLASS, NOW, Fleet, enrolled_device
 
 LINE = f"digits/{CLASS}"
 
@@ -140,18 +138,7 @@ def test_repository_refuses_lowered_or_malformed_floors(fleet: Fleet) -> None:
 @pytest.fixture
 def device_site(fleet: Fleet, tmp_path: Path):
     """The repository served at ``<url>/tuf/`` (the control plane's layout) and an enrolled data dir."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "tuf").symlink_to(fleet.repo.directory)
-    mirror = Mirror(site)
-    ddir = DataDir(tmp_path / "agent")
-    identity = DeviceIdentity(
-        device_id="dev-1",
-        server_url=mirror.url,
-        hardware_class=CLASS,
-        director_public_key_pem=(fleet.keys / "director.pub").read_text(),
-    )
-    ddir.write_identity(identity, json.loads(fleet.keyset.root_bytes))
+    ddir, identity, mirror = enrolled_device(fleet, tmp_path)
     client = httpx.Client()
     yield ddir, identity, client, mirror
     client.close()

@@ -24,10 +24,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from edgefleet.protocol.desired_state import DesiredState, DeviceReport, TargetRef
+from edgefleet.protocol.desired_state import DesiredState, DeviceReport
 from edgefleet.protocol.errors import NotFoundError
 from edgefleet.server.services.audit import record
-from edgefleet.server.services.desired_state import SignedTargetLookup, content_digest, desired_content
+from edgefleet.server.services.desired_state import (
+    SignedTargetLookup,
+    content_digest,
+    desired_content,
+    no_signed_targets,
+)
 from edgefleet.server.services.device_reports import report_columns
 from edgefleet.server.services.director_epoch import current_epoch
 from edgefleet.server.services.director_view import ClassView, load_class_view
@@ -41,10 +46,6 @@ BULK_ENROLLMENT_ACTOR = "bulk-enrollment"
 _BATCH_ROWS = 5_000
 
 
-def _unpublished(_path: str) -> TargetRef | None:
-    return None
-
-
 @dataclass(frozen=True)
 class InField:
     """Start each device with a last report and its current signed desired state (generation 1)."""
@@ -55,7 +56,7 @@ class InField:
     """Each device's last report (``DeviceReport``)."""
     last_seen_at: datetime
     ttl: timedelta = timedelta(days=7)
-    signed_target: SignedTargetLookup = _unpublished
+    signed_target: SignedTargetLookup = no_signed_targets
     """The server's ``TufRuntime.signed_target`` for published artifacts; by default none is."""
 
     def reported(self) -> dict[str, Any]:

@@ -48,6 +48,7 @@ __all__ = [
     "device_can_run",
     "device_runtimes",
     "needs_new_generation",
+    "no_signed_targets",
     "resolve_desired_state",
 ]
 
@@ -84,7 +85,8 @@ SignedTargetLookup = Callable[[str], "TargetRef | None"]
 """The image repository's signed target at a path (``TufRuntime.signed_target``), or None."""
 
 
-def _no_signed_targets(_path: str) -> TargetRef | None:
+def no_signed_targets(_path: str) -> TargetRef | None:
+    """A ``SignedTargetLookup`` for a repository that has published nothing (tests, bulk enrollment)."""
     return None
 
 
@@ -236,7 +238,7 @@ def resolve_desired_state(
     now: datetime,
     ttl: timedelta,
     held_generation: int | None = None,
-    signed_target: SignedTargetLookup = _no_signed_targets,
+    signed_target: SignedTargetLookup = no_signed_targets,
     views: DirectorViews | None = None,
     authenticate: Callable[[DeviceRow | None], DeviceRow] | None = None,
 ) -> DesiredAnswer:

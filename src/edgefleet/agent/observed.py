@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from edgefleet.agent.install.interface import Installer
+from edgefleet.agent.install.machine import Phase
 from edgefleet.agent.install.steps import StepRecord
 from edgefleet.protocol.desired_state import DesiredState, SlotReport
 
@@ -134,8 +135,10 @@ def while_swapping(report: SlotReport) -> SlotReport:
     ``rolled_back:<reason>`` reads ``rolling_back:<reason>`` (state and ``behind``)."""
 
     def pending(value: str | None) -> str | None:
-        done = "rolled_back:"
-        return "rolling_back:" + value[len(done) :] if value and value.startswith(done) else value
+        done = f"{Phase.ROLLED_BACK.value}:"
+        if value and value.startswith(done):
+            return f"{Phase.ROLLING_BACK.value}:{value[len(done) :]}"
+        return value
 
     return report.model_copy(update={"state": pending(report.state), "behind": pending(report.behind)})
 

@@ -114,6 +114,9 @@ class Phase(str, Enum):
     """An install attempt failed at a step; ``reason`` is its error code."""
     ROLLED_BACK = "rolled_back"
     """``previous`` serves again; ``reason`` says why (``trial_*``, ``artifact_disabled``, ...)."""
+    ROLLING_BACK = "rolling_back"
+    """Reported only, never journaled: a rollback is done on disk but serving has not swapped back yet
+    (``agent.observed.while_swapping`` renders ``rolled_back`` so until then)."""
     KEPT = "kept"
     """A rollback was wanted (``reason``), impossible (``detail``: a ``KeptWhy``); the current one stays."""
     REFUSED = "refused"

@@ -94,8 +94,32 @@ class Fleet:
 
     # --- a device's side of a rollout, simulated over the real signed channel ---------------------------
 
+    def assert_documents_current(self) -> None:
+        """The targeted-epoch invariant: every stored document the director would answer again without
+        recomputing it (``stored_document_current``) has the content a recomputation gives now. Checked
+        before every poll and after every engine tick, so each transition's scope is proven in each test."""
+        from sqlalchemy import select
+
+        from edgefleet.server.services.desired_state import desired_content
+        from edgefleet.server.services.director_epoch import current_epochs, stored_document_current
+        from edgefleet.server.store.devices import DeviceRow
+
+        with self.app.state.context.db.session() as session, session.begin():
+            _epoch, full = current_epochs(session)
+            for device in session.execute(
+                select(DeviceRow).where(DeviceRow.desired_generation > 0)
+            ).scalars():
+                if device.revoked_at is not None or not stored_document_current(
+                    desired_epoch=device.desired_epoch, director_mark=device.director_mark, full_epoch=full
+                ):
+                    continue
+                choice = desired_content(session, device)
+                fresh = choice.digest(choice.assignments(self.app.state.tuf.signed_target))
+                assert device.desired_digest == fresh, f"{device.id}: its stored document is stale"
+
     def poll(self, identity, ddir: DataDir) -> dict:
         """The device's current desired slots: slot -> artifact id."""
+        self.assert_documents_current()
         envelope = self.channel(identity, ddir).request("GET", "/v1/device/desired-state").json()
         return {slot: a["artifact_id"] for slot, a in envelope["signed"]["slots"].items()}
 
@@ -186,4 +210,6 @@ class Fleet:
         # what the server's own loop does before each tick (``app.drive_rollouts``)
         self.app.state.devices.seen.flush(self.app.state.context.db)
         with self.app.state.context.db.session() as session:
-            return engine.tick(session, now=self.clock(), thresholds=self.app.state.devices.thresholds)
+            results = engine.tick(session, now=self.clock(), thresholds=self.app.state.devices.thresholds)
+        self.assert_documents_current()
+        return results

@@ -25,7 +25,7 @@ from edgefleet.protocol.errors import AuthenticationError
 from edgefleet.protocol.request_signing import sign_request
 from edgefleet.server.app import create_app
 from edgefleet.server.services.last_seen import LastSeenBuffer, due
-from edgefleet.server.services.poll_cache import CachedDevice, can_answer_304
+from edgefleet.server.services.poll_cache import CachedDevice, PollCache, can_answer_304
 from edgefleet.server.services.replay import MemoryReplayGuard
 from edgefleet.server.settings import Settings
 from edgefleet.server.store.devices import DeviceRow
@@ -160,7 +160,8 @@ def test_last_seen_is_written_back_in_batches_within_its_bound(fleet):
         ({"entry": None}, False),
         ({"held_generation": None}, False),
         ({"held_generation": 6}, False),
-        ({"epoch": 4}, False),  # the director epoch moved: a change, or a revocation
+        ({"epoch": 4}, True),  # the epoch moved by changes that did not name it (a refresh drops named ones)
+        ({"epoch": 2}, False),  # computed at an epoch this process has not read yet: wait for that refresh
         ({"epoch": None}, False),  # never read
         ({"epoch_age_s": 3.1}, False),  # the refresh loop stopped: stop trusting the cache
         ({"now": NOW + timedelta(days=4)}, False),  # past half the document's lifetime: re-issue
@@ -337,3 +338,101 @@ def _eventually(call, done, timeout_s: float = 10.0):
         if done(result) or time.monotonic() > deadline:
             return result
         time.sleep(0.05)
+
+
+def _entry(epoch: int, generation: int = 5) -> CachedDevice:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return CachedDevice(Ed25519PrivateKey.generate().public_key(), generation, epoch, NOW + timedelta(days=3))
+
+
+def test_a_refresh_drops_only_the_devices_the_changes_named_unless_one_may_touch_every_device():
+    cache = PollCache()
+    cache.set_epoch(3, full_epoch=1)
+    for name in ("a", "b", "c"):
+        assert cache.put(name, _entry(3))
+    # epochs 4 and 5 named b (a rollout stage, a device pin): only b goes
+    cache.set_epoch(5, full_epoch=1, named=["b"], since=3)
+    assert cache.entry("b") is None
+    assert cache.entry("a") is not None
+    assert cache.entry("c") is not None
+    assert cache.answers_304("a", 5, NOW) is not None  # computed at 3, still answers at 5
+    assert cache.dropped == 1
+    # epoch 6 may touch every device (a class edit): everything goes
+    cache.set_epoch(6, full_epoch=6, named=[], since=5)
+    assert len(cache) == 0
+
+
+def test_a_refresh_that_lost_track_of_the_epoch_in_between_drops_everything():
+    cache = PollCache()
+    cache.set_epoch(3, full_epoch=1)
+    assert cache.put("a", _entry(3))
+    cache.set_epoch(5, full_epoch=1, named=[], since=4)  # the names were read since 4, not since 3
+    assert len(cache) == 0
+    assert cache.put("a", _entry(5))
+    cache.set_epoch(4, full_epoch=1, named=[], since=5)  # the epoch went back (a restored database)
+    assert len(cache) == 0
+
+
+def test_an_answer_computed_before_the_epoch_held_is_not_kept():
+    cache = PollCache()
+    assert cache.put("a", _entry(2))  # nothing read yet: kept until the first read judges it
+    assert cache.put("z", _entry(3))
+    cache.set_epoch(3, full_epoch=1)
+    assert cache.entry("a") is None  # computed before the epoch first read: a change since may name it
+    assert cache.entry("z") is not None
+    assert not cache.put("a", _entry(2))  # a change at 3 may have named it and was already applied
+    assert cache.put("a", _entry(3))
+    assert cache.put("b", _entry(4))  # newer than held: kept, answers once the refresh reaches 4
+    assert cache.answers_304("b", 5, NOW) is None
+    cache.set_epoch(4, full_epoch=1, named=[], since=3)
+    assert cache.answers_304("b", 5, NOW) is not None
+
+
+def test_a_starting_replica_answers_its_fleets_first_conditional_polls_from_memory(tmp_path, database_url):
+    """A replica that starts with devices enrolled (a deploy, a crash, a scale-out) reads every current
+    document's key and generation once, so the devices' first polls are cache hits, not one row read each;
+    a revoked device is not warmed."""
+    from edgefleet.agent.datadir import DataDir
+
+    clock = Clock()
+    shared = {"poll_cache_refresh_s": 0.05, "replay_store": "memory"}
+    devices = []
+    with _replica(database_url, tmp_path / "a", clock, **shared) as a:
+        admin = {"authorization": f"Bearer {a.app.state.context.settings.admin_token}"}
+        classes = [c.to_dict() for c in parse_classes_toml(EXAMPLES.read_text())]
+        assert a.post("/v1/classes/apply", json={"classes": classes}, headers=admin).status_code == 200
+        for n in range(3):
+            token = a.post(
+                "/v1/enrollment-tokens", json={"hardware_class": "medical-cart-cpu"}, headers=admin
+            ).json()["token"]
+            identity = enroll(
+                server_url="http://testserver",
+                token=token,
+                data_dir=tmp_path / f"d{n}",
+                transport=a._transport,
+            )
+            key = DataDir(tmp_path / f"d{n}").read_key()
+            channel = DeviceChannel(
+                "http://testserver", device_id=identity.device_id, key=key, transport=a._transport,
+                clock=lambda: clock().timestamp(),
+            )  # fmt: skip
+            devices.append(
+                (identity.device_id, key, int(channel.request("GET", PATH).headers["etag"].strip('"')))
+            )
+        revoked = devices[2][0]
+        assert a.post(f"/v1/devices/{revoked}/revoke", json={}, headers=admin).status_code == 200
+
+    with _replica(database_url, tmp_path / "b", clock, **shared) as b:
+        cache = b.app.state.devices.cache
+        _eventually(lambda: cache.warmed, bool)
+        assert {d for d, _k, _g in devices if cache.entry(d) is not None} == {devices[0][0], devices[1][0]}
+        writes = _writes(b.app.state.context.db.engine)
+        for device_id, key, generation in devices[:2]:
+            headers = sign_request(
+                key, device_id=device_id, method="GET", path=PATH, body=b"", now_s=clock().timestamp()
+            )
+            hits = cache.hits
+            assert b.get(PATH, headers={**headers, "if-none-match": f'"{generation}"'}).status_code == 304
+            assert cache.hits == hits + 1
+        assert writes == []

@@ -162,6 +162,14 @@ async def keep_poll_state(context: ServerContext, runtime: devices.DeviceRuntime
     """Read the director epoch every ``poll_cache_refresh_s`` (the poll cache trusts its entries only while
     that read is fresh) and write the noted last-seen times back every ``last_seen_flush_s``."""
     log = logging.getLogger("edgefleet.server.devices")
+    started_s = time.monotonic()
+    try:  # a starting replica answers its fleet's first polls from memory, not one row read each
+        warmed = await run_in_threadpool(
+            runtime.cache.warm, context.db, ttl=runtime.desired_ttl, now=context.clock()
+        )
+        log.info("event=poll_cache_warmed devices=%d seconds=%.1f", warmed, time.monotonic() - started_s)
+    except Exception:  # keep serving: the first polls fill the cache from the database instead
+        log.exception("event=poll_cache_warm_failed")
     next_flush_s = 0.0
     while True:
         try:

@@ -29,7 +29,7 @@ from edgefleet.protocol.errors import (
 from edgefleet.protocol.hardware_class import RuntimeSpec, device_window
 from edgefleet.protocol.manifest import manifest_target_path
 from edgefleet.server.services.agent_config import config_layer, effective_config, layers_of
-from edgefleet.server.services.director_epoch import current_epoch
+from edgefleet.server.services.director_epoch import current_epoch, stored_document_current
 from edgefleet.server.services.director_view import ClassView, DirectorViews, load_class_view
 from edgefleet.server.services.fit import check_device_runs
 from edgefleet.server.services.probes import probe_section
@@ -80,6 +80,8 @@ def needs_new_generation(
 
 _EPOCH = select(DirectorEpochRow.value).where(DirectorEpochRow.id == 1).scalar_subquery()
 """``services.director_epoch.current_epoch`` as a column of another read."""
+_FULL_EPOCH = select(DirectorEpochRow.full_value).where(DirectorEpochRow.id == 1).scalar_subquery()
+"""The epoch of the newest change that may touch every device, likewise."""
 
 SignedTargetLookup = Callable[[str], "TargetRef | None"]
 """The image repository's signed target at a path (``TufRuntime.signed_target``), or None."""
@@ -123,6 +125,18 @@ class DesiredChoice:
             )
             out[slot] = Assignment(artifact_id=artifact.id, manifest=target)
         return out
+
+    def digest(self, slots: dict[str, Assignment]) -> str:
+        """:func:`content_digest` of this choice with its ``slots`` resolved (``assignments``)."""
+        return content_digest(
+            self.hardware_class,
+            slots,
+            self.disabled_artifacts,
+            self.probe,
+            update_window=self.update_window,
+            window_exempt_slots=self.window_exempt_slots,
+            config=self.config,
+        )
 
 
 def content_digest(
@@ -253,7 +267,9 @@ def resolve_desired_state(
     for _attempt in range(3):
         with session.begin():
             # the device and the director epoch in one statement (a full answer's one read of its own)
-            found = session.execute(select(DeviceRow, _EPOCH).where(DeviceRow.id == device_id)).first()
+            found = session.execute(
+                select(DeviceRow, _EPOCH, _FULL_EPOCH).where(DeviceRow.id == device_id)
+            ).first()
             device = found[0] if found is not None else None
             if authenticate is not None:
                 device, authenticate = authenticate(device), None  # once: it consumes the nonce
@@ -264,7 +280,11 @@ def resolve_desired_state(
             epoch = int(found[1])
             if (
                 device.desired_generation > 0
-                and device.desired_epoch == epoch
+                and stored_document_current(
+                    desired_epoch=device.desired_epoch,
+                    director_mark=device.director_mark,
+                    full_epoch=int(found[2]),
+                )
                 and device.desired_expires_at is not None
                 and device.desired_expires_at - now >= ttl / 2
             ):
@@ -276,15 +296,7 @@ def resolve_desired_state(
             )
             choice = desired_content(session, device, view)
             slots = choice.assignments(signed_target)
-            digest = content_digest(
-                choice.hardware_class,
-                slots,
-                choice.disabled_artifacts,
-                choice.probe,
-                update_window=choice.update_window,
-                window_exempt_slots=choice.window_exempt_slots,
-                config=choice.config,
-            )
+            digest = choice.digest(slots)
             if (
                 not needs_new_generation(
                     digest=digest,

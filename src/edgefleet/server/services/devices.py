@@ -203,7 +203,8 @@ def accept_report(
             before = (device.report or {}).get("runtimes")
         columns = report_columns(report)
         if report.runtimes is not None and columns["report"].get("runtimes") != before:
-            bump_director_epoch(session)  # what the device can run changed: its assignments are re-judged
+            # what the device can run changed: its assignments are re-judged
+            bump_director_epoch(session, devices=[[device.id]])
         for name, value in columns.items():
             setattr(device, name, value)
         device.last_seen_at = now
@@ -331,7 +332,7 @@ def revoke_device(session: Session, device_id: str, *, reason: str, actor: str, 
         if device.revoked_at is None:
             device.revoked_at = now
             device.revoked_reason = reason[:2000]
-            bump_director_epoch(session)  # every replica's poll cache stops answering for it
+            bump_director_epoch(session, devices=[[device.id]])  # every replica's poll cache drops it
         record(
             session,
             actor=actor,
@@ -406,7 +407,13 @@ def pin_artifact(
                 existing.artifact_id = artifact.id
                 existing.created_at = now
                 existing.created_by = actor
-        bump_director_epoch(session)
+        # a device pin touches that device, a class pin the devices of that class
+        bump_director_epoch(
+            session,
+            devices=[[target]]
+            if scope == "device"
+            else [select(DeviceRow.id).where(DeviceRow.hardware_class == target)],
+        )
         record(
             session,
             actor=actor,

@@ -5,7 +5,8 @@ artifact, a TUF publish) moves the director epoch forward in its own transaction
 hint sender watches that one counter; when it moved, :func:`changed_devices` asks the director's own rule
 (``desired_content`` and ``content_digest``, the function that decides a new generation) which devices would
 now be answered something else than the document they hold, and only those are hinted. A device that polled
-since the change (its ``desired_epoch`` is current) needs no hint.
+since the change, or that no change since its document names (``director_epoch.stored_document_current``),
+needs no hint.
 
 :class:`HintCoalescer` is pure (it takes ``now_s``): a flood of changes becomes at most one hint per device
 per ``min_interval_s``; what is not due yet stays pending for the next round. :func:`known_devices` drops
@@ -23,8 +24,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from edgefleet.server.services.desired_state import SignedTargetLookup, content_digest, desired_content
-from edgefleet.server.services.director_epoch import current_epoch
+from edgefleet.server.services.desired_state import SignedTargetLookup, desired_content
+from edgefleet.server.services.director_epoch import current_epochs, stale_document_clause
 from edgefleet.server.services.director_view import DirectorViews
 from edgefleet.server.store.devices import DeviceRow
 
@@ -40,14 +41,14 @@ def changed_devices(
     """The current epoch, and the devices whose desired state at that epoch differs from the one they
     were last given (not revoked, polled at least once, not yet answered at this epoch). Read only."""
     with session.begin():
-        epoch = current_epoch(session)
+        epoch, full_epoch = current_epochs(session)
         rows: Iterator[DeviceRow] = iter(
             session.execute(
                 select(DeviceRow)
                 .where(
                     DeviceRow.revoked_at.is_(None),
                     DeviceRow.desired_generation > 0,
-                    DeviceRow.desired_epoch < epoch,
+                    stale_document_clause(full_epoch),  # a change since its document may touch it
                 )
                 .order_by(DeviceRow.id)
                 .execution_options(yield_per=batch_rows)
@@ -57,9 +58,7 @@ def changed_devices(
         views = DirectorViews()  # the class-wide rows once per class, not once per device
         for device in rows:
             choice = desired_content(session, device, views.get(session, device.hardware_class, epoch))
-            slots = choice.assignments(signed_target)
-            digest = content_digest(choice.hardware_class, slots, choice.disabled_artifacts, choice.probe)
-            if digest != device.desired_digest:
+            if choice.digest(choice.assignments(signed_target)) != device.desired_digest:
                 changed.append(device.id)
     return epoch, changed
 

@@ -60,6 +60,9 @@ class DeviceRow(Base):
     desired_envelope: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, deferred=True)
     desired_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     desired_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    director_mark: Mapped[int] = mapped_column(Integer, default=0, index=True)
+    """The director epoch of the newest change that named this device (``services.director_epoch``): its
+    stored document is current while ``desired_epoch`` is at least this and the epoch's ``full_value``."""
     decommissioned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
     """Set once, with ``revoked_at``: the device left the fleet; fleet views and counts leave it out."""
     inventory: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
@@ -75,6 +78,9 @@ class DirectorEpochRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[int] = mapped_column(Integer)
+    full_value: Mapped[int] = mapped_column(Integer, default=0)
+    """The epoch of the newest change that may alter any device's desired state (one that names its devices
+    moves only ``value`` and those devices' ``director_mark``)."""
 
 
 class DeviceNonceRow(Base):

@@ -36,6 +36,7 @@ from edgefleet.server.services.rollouts.policy import (
     install_counts,
     transition,
 )
+from edgefleet.server.services.rollouts.reach import Position, transition_scope
 from edgefleet.server.services.rollouts.service import add_event, release_locks
 from edgefleet.server.services.rollouts.spec import RolloutSpec
 from edgefleet.server.store.devices import DeviceRow, PinRow
@@ -340,6 +341,7 @@ def _apply(
     row.last_decision = {**snapshot, "at": now.isoformat()}
     row.version += 1
     row.updated_at = now
+    before = Position(row.status, row.stage)  # type: ignore[arg-type]
     row.status, row.stage = transition(row.status, row.stage, decision.action)  # type: ignore[arg-type]
     if decision.action == "advance":
         row.stage_started_at = now
@@ -349,7 +351,11 @@ def _apply(
     elif decision.action == "complete":
         _move_pins(session, row, now)
         release_locks(session, row)
-    bump_director_epoch(session)
+    # only the devices this transition serves differently are re-judged (and dropped from poll caches)
+    bump_director_epoch(
+        session,
+        devices=transition_scope(row, spec, before, Position(row.status, row.stage)),
+    )
     add_event(session, row, kind=decision.action, actor=ENGINE_ACTOR, now=now, **decision.reason)
     record(
         session,

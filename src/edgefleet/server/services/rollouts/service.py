@@ -17,6 +17,7 @@ from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, de
 from edgefleet.server.services.director_epoch import bump_director_epoch
 from edgefleet.server.services.rollouts.overlay import canonical_selector, selector_matches
 from edgefleet.server.services.rollouts.policy import ACTIVE_STATUSES, Candidate, assign_stages
+from edgefleet.server.services.rollouts.reach import Position, transition_scope
 from edgefleet.server.services.rollouts.spec import RolloutSpec
 from edgefleet.server.services.transfer_savings import rollout_transfer
 from edgefleet.server.store.devices import DeviceRow, PinRow
@@ -209,7 +210,7 @@ def create_rollout(
         add_event(
             session, row, kind="created", actor=actor, now=now, devices=len(candidates), targets=resolved
         )
-        bump_director_epoch(session)
+        bump_director_epoch(session, devices=transition_scope(row, spec, None, Position("running", 0)))
         record(
             session,
             actor=actor,
@@ -261,10 +262,15 @@ def operator_action(
         elif action == "promote":
             row.promoted_stage = row.stage
         else:
+            before = Position(row.status, row.stage)  # type: ignore[arg-type]
             row.status = "aborted"
             row.halt_reason = {"gate": "operator_abort", "reason": reason, "by": actor}
             release_locks(session, row)
-            bump_director_epoch(session)  # exposed devices go back to the previous artifact
+            # exposed devices go back to the previous artifact
+            scope = transition_scope(
+                row, RolloutSpec.model_validate(row.spec), before, Position("aborted", row.stage)
+            )
+            bump_director_epoch(session, devices=scope)
         row.version += 1
         row.updated_at = now
         add_event(session, row, kind=action, actor=actor, now=now, reason=reason)

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from edgefleet.server.dashboard.views import device_series, fleet_summary, gate_tables, sum_degraded
 from edgefleet.server.services.devices import DeviceFacts, StatusThresholds
+from edgefleet.server.services.fleet_overview import overview_input_from_facts
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 DAY_S = 86400.0
@@ -22,6 +23,13 @@ def _dev(i, cls="a", seen_s_ago=10.0, revoked=False, status="ok", active="art_1"
     )
 
 
+def _summary(devices, max_listed=50):
+    fleet = overview_input_from_facts(
+        devices, now=NOW, thresholds=StatusThresholds(), unseen_after_s=DAY_S, max_listed=max_listed
+    )
+    return fleet_summary(fleet, now=NOW, thresholds=StatusThresholds())
+
+
 def test_fleet_summary_counts_lists_and_versions():
     devices = [
         _dev(1),
@@ -32,7 +40,7 @@ def test_fleet_summary_counts_lists_and_versions():
         _dev(6, status="error", active="art_2"),
         _dev(7, revoked=True, status="error", seen_s_ago=None),  # revoked: counted, never listed
     ]
-    s = fleet_summary(devices, now=NOW, thresholds=StatusThresholds(), unseen_after_s=DAY_S)
+    s = _summary(devices)
     assert s.total == 7
     assert s.by_class == {
         "a": {"online": 3, "stale": 1, "offline": 0, "revoked": 1},
@@ -47,7 +55,7 @@ def test_fleet_summary_counts_lists_and_versions():
 
 def test_fleet_summary_lists_are_bounded_but_counts_are_not():
     devices = [_dev(i, status="degraded", seen_s_ago=None) for i in range(30)]
-    s = fleet_summary(devices, now=NOW, thresholds=StatusThresholds(), unseen_after_s=DAY_S, max_listed=5)
+    s = _summary(devices, max_listed=5)
     assert (len(s.degraded), s.degraded_count, len(s.unseen), s.unseen_count) == (5, 30, 5, 30)
 
 

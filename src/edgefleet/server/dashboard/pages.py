@@ -17,6 +17,7 @@ from edgefleet.server.api.dependencies import Ctx, DbSession
 from edgefleet.server.dashboard.auth import SignedIn
 from edgefleet.server.dashboard.render import DashboardRoute, html
 from edgefleet.server.dashboard.views import (
+    MAX_LISTED,
     STATUS_ORDER,
     device_series,
     fleet_summary,
@@ -28,6 +29,7 @@ from edgefleet.server.services.device_config import device_config_view
 from edgefleet.server.services.device_telemetry import device_telemetry
 from edgefleet.server.services.devices import StatusThresholds
 from edgefleet.server.services.fleet_health import fleet_health
+from edgefleet.server.services.fleet_overview import read_fleet_overview
 from edgefleet.server.services.inventory import parse_inventory_filter
 from edgefleet.server.services.rollouts import service as rollouts
 from edgefleet.server.services.telemetry import Freshness
@@ -81,10 +83,14 @@ def _notice(done: str | None) -> str | None:
 def overview(request: Request, ctx: Ctx, session: DbSession, user: SignedIn) -> Response:
     now = ctx.clock()
     thresholds = _thresholds(request)
-    facts = devices.device_facts(session)  # the report summary columns, not the JSON reports
-    summary = fleet_summary(
-        facts, now=now, thresholds=thresholds, unseen_after_s=UNSEEN_AFTER.total_seconds()
+    fleet = read_fleet_overview(  # counted in the database: a few hundred groups, not a row per device
+        session,
+        now=now,
+        thresholds=thresholds,
+        unseen_after_s=UNSEEN_AFTER.total_seconds(),
+        max_listed=MAX_LISTED,
     )
+    summary = fleet_summary(fleet, now=now, thresholds=thresholds)
     top = list(summary.versions.items())[:MAX_CHART_VERSIONS]
     labels = artifacts.artifact_labels(session, [a for a, _ in top])
     versions = [

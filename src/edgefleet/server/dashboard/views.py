@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from edgefleet.server.services.devices import DeviceFacts, DeviceStatus, StatusThresholds, device_status
+from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status
+from edgefleet.server.services.fleet_overview import FleetOverviewInput
 
 __all__ = [
     "GATE_LABELS",
+    "MAX_LISTED",
     "STATUS_ORDER",
     "FleetSummary",
     "device_series",
@@ -36,62 +37,47 @@ class FleetSummary:
     unseen_count: int = 0
 
 
-def fleet_summary(
-    devices: Iterable[DeviceFacts],
-    *,
-    now: datetime,
-    thresholds: StatusThresholds,
-    unseen_after_s: float,
-    max_listed: int = MAX_LISTED,
-) -> FleetSummary:
-    """Counts by class and status, versions in the field, devices reporting degraded or error, and devices
-    silent for longer than ``unseen_after_s`` (revoked ones excluded). Lists hold at most ``max_listed``."""
+def fleet_summary(fleet: FleetOverviewInput, *, now: datetime, thresholds: StatusThresholds) -> FleetSummary:
+    """Counts by class and status, versions in the field (revoked devices excluded), and the listed devices
+    reporting degraded or error and silent longer than the overview's bound, from what
+    ``services.fleet_overview`` read (counted in the database; only the listed devices read one by one)."""
     out = FleetSummary()
-    degraded: list[dict[str, Any]] = []
-    unseen: list[tuple[float, dict[str, Any]]] = []
-    for d in devices:
-        out.total += 1
-        status = device_status(
-            last_seen_at=d.last_seen_at, revoked=d.revoked, now=now, thresholds=thresholds
-        ).value
-        row = out.by_class.setdefault(d.hardware_class, dict.fromkeys(STATUS_ORDER, 0))
-        row[status] += 1
-        out.by_status[status] = out.by_status.get(status, 0) + 1
-        if d.revoked:
+    for group in fleet.groups:
+        out.total += group.devices
+        row = out.by_class.setdefault(group.hardware_class, dict.fromkeys(STATUS_ORDER, 0))
+        row[group.status] += group.devices
+        out.by_status[group.status] = out.by_status.get(group.status, 0) + group.devices
+        if group.status == DeviceStatus.revoked.value:
             continue
-        for pair in d.report_active.split(";") if d.report_active else ():
+        for pair in group.report_active.split(";") if group.report_active else ():
             active = pair.partition("=")[2]
             if active:
-                out.versions[active] = out.versions.get(active, 0) + 1
-        if d.report_status in ("degraded", "error"):
-            degraded.append(
-                {
-                    "id": d.id,
-                    "hardware_class": d.hardware_class,
-                    "report_status": d.report_status,
-                    "last_error": {"code": d.report_error_code} if d.report_error_code else None,
-                    "status": status,
-                }
-            )
-        silent_s = None if d.last_seen_at is None else (now - d.last_seen_at).total_seconds()
-        if silent_s is None or silent_s > unseen_after_s:
-            unseen.append(
-                (
-                    float("inf") if silent_s is None else silent_s,
-                    {
-                        "id": d.id,
-                        "hardware_class": d.hardware_class,
-                        "last_seen_at": d.last_seen_at,
-                        "silent_s": silent_s,
-                    },
-                )
-            )
+                out.versions[active] = out.versions.get(active, 0) + group.devices
     out.by_class = dict(sorted(out.by_class.items()))
     out.versions = dict(sorted(out.versions.items(), key=lambda kv: (-kv[1], kv[0])))
-    out.degraded_count = len(degraded)
-    out.degraded = sorted(degraded, key=lambda r: (r["report_status"] != "error", r["id"]))[:max_listed]
-    out.unseen_count = len(unseen)
-    out.unseen = [r for _, r in sorted(unseen, key=lambda t: (-t[0], t[1]["id"]))][:max_listed]
+    out.degraded_count = fleet.degraded_count
+    out.degraded = [
+        {
+            "id": d.id,
+            "hardware_class": d.hardware_class,
+            "report_status": d.report_status,
+            "last_error": {"code": d.report_error_code} if d.report_error_code else None,
+            "status": device_status(
+                last_seen_at=d.last_seen_at, revoked=d.revoked, now=now, thresholds=thresholds
+            ).value,
+        }
+        for d in fleet.degraded
+    ]
+    out.unseen_count = fleet.unseen_count
+    out.unseen = [
+        {
+            "id": d.id,
+            "hardware_class": d.hardware_class,
+            "last_seen_at": d.last_seen_at,
+            "silent_s": None if d.last_seen_at is None else (now - d.last_seen_at).total_seconds(),
+        }
+        for d in fleet.unseen
+    ]
     return out
 
 

@@ -41,7 +41,6 @@ __all__ = [
     "StatusThresholds",
     "accept_report",
     "authenticate_device",
-    "device_facts",
     "device_status",
     "device_to_wire",
     "get_device",
@@ -231,33 +230,6 @@ class DeviceFacts(NamedTuple):
     report_active: str | None = None
     """``slot=artifact_id`` pairs joined by ``;``"""
     report_error_code: str | None = None
-
-
-def device_facts(session: Session) -> list[DeviceFacts]:
-    """Every fleet device's summary columns, read as plain columns (the overview scans the whole fleet);
-    decommissioned devices are not part of the fleet."""
-    columns = (
-        DeviceRow.id,
-        DeviceRow.hardware_class,
-        DeviceRow.last_seen_at,
-        DeviceRow.revoked_at,
-        DeviceRow.report_status,
-        DeviceRow.report_active,
-        DeviceRow.report_error_code,
-    )
-    with session.begin():
-        return [
-            DeviceFacts(
-                r.id,
-                r.hardware_class,
-                r.last_seen_at,
-                r.revoked_at is not None,
-                r.report_status,
-                r.report_active,
-                r.report_error_code,
-            )
-            for r in session.execute(select(*columns).where(DeviceRow.decommissioned_at.is_(None)))
-        ]
 
 
 def list_devices(

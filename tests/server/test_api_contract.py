@@ -106,6 +106,26 @@ def test_every_api_route_reads_its_body_strictly() -> None:
     assert [r.path for r in routes if not isinstance(r, StrictJsonRoute)] == []
 
 
+def test_no_two_routes_take_the_same_request() -> None:
+    """The app matches routes in ``ROUTERS`` order (device channel first, for speed): that is safe only
+    while no request fits two routes, so the order decides nothing but the time to find one."""
+    import re
+
+    from fastapi.routing import APIRoute
+
+    from edgefleet.server.app import ROUTERS
+
+    routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
+    both = []
+    for sample in ("x", "1", "relabel", "dev_0123456789abcdef0123", "art_0123456789abcdef"):
+        for a in routes:
+            path = re.sub(r"\{[^}]+\}", sample, a.path)
+            fits = [b.path for b in routes if b.methods & a.methods and b.path_regex.match(path)]
+            if len(fits) > 1:
+                both.append((sorted(a.methods), path, fits))
+    assert both == []
+
+
 def _required(model: type[BaseModel]) -> set[str]:
     return {field.alias or name for name, field in model.model_fields.items() if field.is_required()}
 

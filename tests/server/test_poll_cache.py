@@ -21,7 +21,7 @@ from tests.server.fleet import EXAMPLES, Clock
 from edgefleet.agent.channel import DeviceChannel
 from edgefleet.agent.enroll import enroll
 from edgefleet.protocol import parse_classes_toml
-from edgefleet.protocol.errors import AuthenticationError
+from edgefleet.protocol.errors import AuthenticationError, ServiceUnavailableError
 from edgefleet.protocol.request_signing import sign_request
 from edgefleet.server.app import create_app
 from edgefleet.server.services.last_seen import LastSeenBuffer, due
@@ -225,12 +225,28 @@ def test_the_redis_replay_guard_is_shared(tmp_path):
                 await a.first_use("dev_a", "n1", now=NOW),
                 await b.first_use("dev_a", "n1", now=NOW),
                 await b.first_use("dev_a", "n2", now=NOW),
+                # the worker threads' blocking client: the same nonces, either way round
+                b.first_use_blocking("dev_a", "n2", now=NOW),
+                a.first_use_blocking("dev_a", "n3", now=NOW),
+                await b.first_use("dev_a", "n3", now=NOW),
             ]
         finally:
             await a.close()
             await b.close()
 
-    assert asyncio.run(run()) == [True, False, True]
+    assert asyncio.run(run()) == [True, False, True, False, True, False]
+
+
+def test_an_unreachable_redis_fails_closed_on_both_paths():
+    pytest.importorskip("redis")
+    from edgefleet.server.services.replay import RedisReplayGuard
+
+    guard = RedisReplayGuard("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    with pytest.raises(ServiceUnavailableError) as blocking:
+        guard.first_use_blocking("dev_a", "n1", now=NOW)
+    with pytest.raises(ServiceUnavailableError) as on_the_loop:
+        asyncio.run(guard.first_use("dev_a", "n1", now=NOW))
+    assert blocking.value.code == on_the_loop.value.code == "replay_store_unavailable"
 
 
 def _replica(database_url: str, data_dir, clock: Clock, **overrides) -> TestClient:

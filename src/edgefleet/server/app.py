@@ -66,6 +66,8 @@ __all__ = [
 ]
 
 ROUTERS: list[APIRouter] = [
+    devices.router,
+    telemetry.router,
     health.router,
     classes.router,
     models.router,
@@ -73,7 +75,6 @@ ROUTERS: list[APIRouter] = [
     artifacts.router,
     tokens.router,
     audit.router,
-    devices.router,
     pins.router,
     device_groups.router,
     hints.router,
@@ -81,11 +82,13 @@ ROUTERS: list[APIRouter] = [
     tuf.router,
     rollouts.router,
     probes.router,
-    telemetry.router,
     alerts.router,
     dashboard.router,
 ]
-"""Every router the app serves. Adding a resource is one line here plus its module in ``api/``."""
+"""Every router the app serves. Adding a resource is one line here plus its module in ``api/``. A request
+is matched against the routes in this order, one by one: the device channel's (polls, reports, telemetry:
+nearly all requests of a fleet) come first. No two routes take the same method and path, so the order
+decides nothing else (``tests/server/test_api_contract.py``)."""
 
 
 TUF_REFRESH_INTERVAL_S = 300.0

@@ -43,6 +43,7 @@ from edgefleet.server.api.json_body import StrictJsonRoute
 from edgefleet.server.director_key import DIRECTOR_KEY_FILE, load_director_key
 from edgefleet.server.services import classes as classes_svc
 from edgefleet.server.services import desired_state as desired_svc
+from edgefleet.server.services import device_auth as auth_svc
 from edgefleet.server.services import devices as svc
 from edgefleet.server.services import enrollment as enroll_svc
 from edgefleet.server.services import pins_rollback as rollback_svc
@@ -60,7 +61,6 @@ from edgefleet.server.services.replay import (
 from edgefleet.server.services.request_bodies import EnrollmentTokenCreate
 from edgefleet.server.settings import Settings
 from edgefleet.server.store import Database
-from edgefleet.server.store.devices import DeviceRow
 from edgefleet.trust.director import load_public_key_pem, public_key_pem
 
 __all__ = ["DeviceIdPath", "DeviceRuntime", "router", "signed_device_call"]
@@ -223,14 +223,14 @@ async def signed_device_call(
     runtime = _runtime(request)
     now = ctx.clock()
 
-    def admit(device: DeviceRow) -> None:
+    def admit(device: auth_svc.DeviceIdentity) -> None:
         if not runtime.replay.first_use_blocking(device.id, claims.nonce, now=now):
             raise AuthenticationError("request replayed", code="replayed_request")
         runtime.seen.learn(device.id, device.last_seen_at)
         runtime.seen.note(device.id, now)
 
-    def authenticate(row: DeviceRow | None) -> DeviceRow:
-        device = svc.verify_device(row, claims, method=request.method, path=path, body=body, now=now)
+    def authenticate(row: auth_svc.AnyDevice | None) -> auth_svc.AnyDevice:
+        device = auth_svc.verify_device(row, claims, method=request.method, path=path, body=body, now=now)
         admit(device)
         return device
 
@@ -239,7 +239,7 @@ async def signed_device_call(
             try:
                 if then_authenticating is not None:
                     return then_authenticating(session, claims.device_id[:32], body, authenticate)
-                device = svc.authenticate_device(
+                device = auth_svc.authenticate_device(
                     session, claims, method=request.method, path=path, body=body, now=now
                 )
                 admit(device)
@@ -295,8 +295,8 @@ async def device_desired_state(request: Request) -> Response:
     def resolve(
         session: Session, device_id: str, _body: bytes, authenticate: Any
     ) -> desired_svc.DesiredAnswer:
-        def authenticated(row: DeviceRow | None) -> DeviceRow:
-            device: DeviceRow = authenticate(row)
+        def authenticated(row: auth_svc.AnyDevice | None) -> auth_svc.AnyDevice:
+            device: auth_svc.AnyDevice = authenticate(row)
             public_keys[device.id] = device.public_key_pem
             return device
 

@@ -8,6 +8,7 @@ device's conditional poll (``If-None-Match: "<generation>"``) answers 304 almost
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from edgefleet.protocol.canonical import canonical_json
@@ -40,6 +41,7 @@ from edgefleet.server.store.registry import ArtifactRow
 from edgefleet.trust.director import sign_desired_state
 
 __all__ = [
+    "REPORTED_RUNTIMES",
     "DesiredAnswer",
     "DesiredChoice",
     "SignedTargetLookup",
@@ -49,6 +51,7 @@ __all__ = [
     "device_runtimes",
     "needs_new_generation",
     "no_signed_targets",
+    "reported_runtimes",
     "resolve_desired_state",
 ]
 
@@ -82,6 +85,38 @@ _EPOCH = select(DirectorEpochRow.value).where(DirectorEpochRow.id == 1).scalar_s
 """``services.director_epoch.current_epoch`` as a column of another read."""
 _FULL_EPOCH = select(DirectorEpochRow.full_value).where(DirectorEpochRow.id == 1).scalar_subquery()
 """The epoch of the newest change that may touch every device, likewise."""
+
+REPORTED_RUNTIMES = DeviceRow.report["runtimes"].label("reported_runtimes")
+"""The runtime inventory of the device's newest report as a column: a full answer reads it with the device
+instead of loading the whole deferred report in a statement of its own."""
+
+_DEVICE_EPOCHS_RUNTIMES = select(DeviceRow, _EPOCH, _FULL_EPOCH, REPORTED_RUNTIMES).where(
+    DeviceRow.id == bindparam("device_id")
+)
+"""A full answer's one read of its own: the device, the director epochs and the reported runtimes (built
+once: the statement and its cache key are reused by every answer)."""
+
+_DEVICES = cast("Table", DeviceRow.__table__)
+_ISSUE = (
+    update(_DEVICES)
+    .where(_DEVICES.c.id == bindparam("device_id"), _DEVICES.c.desired_generation == bindparam("held"))
+    .values(
+        desired_generation=bindparam("generation"),
+        desired_digest=bindparam("digest"),
+        desired_envelope=bindparam("envelope", type_=_DEVICES.c.desired_envelope.type),
+        desired_expires_at=bindparam("expires_at", type_=_DEVICES.c.desired_expires_at.type),
+        desired_epoch=bindparam("epoch"),
+    )
+)
+"""Issue a generation: a compare-and-set on the generation read, so two replicas racing issue one
+generation and never the same number twice (a Core statement built once)."""
+
+
+class _Unread(enum.Enum):
+    """``desired_content``'s default: the device's reported runtimes are read from its row."""
+
+    UNREAD = "unread"
+
 
 SignedTargetLookup = Callable[[str], "TargetRef | None"]
 """The image repository's signed target at a path (``TufRuntime.signed_target``), or None."""
@@ -168,9 +203,19 @@ def content_digest(
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
-def desired_content(session: Session, device: DeviceRow, view: ClassView | None = None) -> DesiredChoice:
+def desired_content(
+    session: Session,
+    device: DeviceRow,
+    view: ClassView | None = None,
+    *,
+    runtimes: dict[str, Any] | _Unread | None = _Unread.UNREAD,
+) -> DesiredChoice:
     """Slots and disabled artifacts for one device (the caller holds a transaction). ``view``: its class's
-    rows at the current director epoch (``services.director_view``), read here when not given."""
+    rows at the current director epoch (``services.director_view``), read here when not given.
+    ``runtimes``: the device's reported runtimes (``reported_runtimes``) when the caller read them with the
+    device; by default ``device_runtimes(device)``, which loads the deferred report."""
+    if isinstance(runtimes, _Unread):
+        runtimes = device_runtimes(device)
     if view is None:
         view = load_class_view(session, device.hardware_class, current_epoch(session))
     device_pins: dict[str, str] = {}
@@ -197,7 +242,7 @@ def desired_content(session: Session, device: DeviceRow, view: ClassView | None 
         if artifact.disabled:
             disabled.append(artifact.id)
             continue
-        if not device_can_run(artifact, device):  # the device would refuse it: not assigned
+        if not device_can_run(artifact, runtimes):  # the device would refuse it: not assigned
             continue
         slots[slot] = artifact
     document = view.class_document
@@ -224,17 +269,22 @@ def desired_content(session: Session, device: DeviceRow, view: ClassView | None 
     )
 
 
+def reported_runtimes(value: Any) -> dict[str, Any] | None:
+    """Pure: the ``runtimes`` of a device's newest report as the director judges them (``None``: not
+    reported, or not an inventory)."""
+    return value if isinstance(value, dict) else None
+
+
 def device_runtimes(device: DeviceRow) -> dict[str, Any] | None:
     """The runtime inventory of the device's newest report (``None``: it never reported one)."""
     if device.report_boot_id is None:  # never reported (set with the report): skip the deferred column
         return None
-    runtimes = (device.report or {}).get("runtimes")
-    return runtimes if isinstance(runtimes, dict) else None
+    return reported_runtimes((device.report or {}).get("runtimes"))
 
 
-def device_can_run(artifact: ArtifactRow, device: DeviceRow) -> bool:
-    """``check_device_runs`` as a yes/no for the director (a device pin is refused with the reason)."""
-    runtimes = device_runtimes(device)
+def device_can_run(artifact: ArtifactRow, runtimes: dict[str, Any] | None) -> bool:
+    """``check_device_runs`` as a yes/no for the director on a device's reported ``runtimes``
+    (``device_runtimes``); a device pin is refused with the reason."""
     if runtimes is None:
         return True
     try:
@@ -267,9 +317,7 @@ def resolve_desired_state(
     for _attempt in range(3):
         with session.begin():
             # the device and the director epoch in one statement (a full answer's one read of its own)
-            found = session.execute(
-                select(DeviceRow, _EPOCH, _FULL_EPOCH).where(DeviceRow.id == device_id)
-            ).first()
+            found = session.execute(_DEVICE_EPOCHS_RUNTIMES, {"device_id": device_id}).first()
             device = found[0] if found is not None else None
             if authenticate is not None:
                 device, authenticate = authenticate(device), None  # once: it consumes the nonce
@@ -294,7 +342,7 @@ def resolve_desired_state(
                 if views is not None
                 else load_class_view(session, device.hardware_class, epoch)
             )
-            choice = desired_content(session, device, view)
+            choice = desired_content(session, device, view, runtimes=reported_runtimes(found[3]))
             slots = choice.assignments(signed_target)
             digest = choice.digest(slots)
             if (
@@ -324,23 +372,20 @@ def resolve_desired_state(
                 config=choice.config,
             )
             envelope = sign_desired_state(state, key)
-            # Compare-and-set: two replicas racing issue one generation, never the same number twice.
-            # a bulk UPDATE answers a CursorResult (it has rowcount); Session.execute is typed as Result
+            # a Core UPDATE answers a CursorResult (it has rowcount); Session.execute is typed as Result
             result = cast(
                 "CursorResult[Any]",
                 session.execute(
-                    update(DeviceRow)
-                    .where(
-                        DeviceRow.id == device.id, DeviceRow.desired_generation == device.desired_generation
-                    )
-                    .values(
-                        desired_generation=generation,
-                        desired_digest=digest,
-                        desired_envelope=envelope,
-                        desired_expires_at=now + ttl,
-                        desired_epoch=epoch,
-                    )
-                    .execution_options(synchronize_session=False)
+                    _ISSUE,
+                    {
+                        "device_id": device.id,
+                        "held": device.desired_generation,
+                        "generation": generation,
+                        "digest": digest,
+                        "envelope": envelope,
+                        "expires_at": now + ttl,
+                        "epoch": epoch,
+                    },
                 ),
             )
             if result.rowcount == 1:

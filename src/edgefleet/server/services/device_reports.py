@@ -2,12 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import bindparam, select
 
 from edgefleet.protocol.desired_state import DeviceReport
+from edgefleet.server.services.desired_state import REPORTED_RUNTIMES
 from edgefleet.server.services.inventory import inventory_summary
+from edgefleet.server.store.devices import DeviceRow
 
-__all__ = ["active_summary", "report_columns"]
+__all__ = ["REPORTING_DEVICE", "ReportingDevice", "active_summary", "report_columns"]
+
+
+class ReportingDevice(NamedTuple):
+    """What accepting a report reads of the device row (``REPORTING_DEVICE``): who it is, for the
+    signature check, and where its newest report stands; not the report JSON itself."""
+
+    id: str
+    public_key_pem: str
+    revoked_at: datetime | None
+    last_seen_at: datetime | None
+    report_boot_id: str | None
+    report_sequence: int
+    reported_runtimes: Any
+    """The ``runtimes`` of its newest report as stored (``None``: none)."""
+
+
+REPORTING_DEVICE = select(
+    DeviceRow.id,
+    DeviceRow.public_key_pem,
+    DeviceRow.revoked_at,
+    DeviceRow.last_seen_at,
+    DeviceRow.report_boot_id,
+    DeviceRow.report_sequence,
+    REPORTED_RUNTIMES,
+).where(DeviceRow.id == bindparam("device_id"))
+"""One Core read of the columns of ``ReportingDevice`` (built once, its cache key reused)."""
 
 
 def report_columns(report: DeviceReport) -> dict[str, Any]:

@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import CursorResult, delete, or_, select, tuple_
+from sqlalchemy import CursorResult, Table, Update, bindparam, delete, or_, select, tuple_, update
 from sqlalchemy.orm import Session, undefer
 
 from edgefleet.protocol.canonical import parse_json_bounded
 from edgefleet.protocol.desired_state import MAX_REPORT_BYTES, DeviceReport
-from edgefleet.protocol.errors import AuthenticationError, InvalidDocumentError, NotFoundError
+from edgefleet.protocol.errors import InvalidDocumentError, NotFoundError
 from edgefleet.protocol.hardware_class import RuntimeSpec
-from edgefleet.protocol.request_signing import (
-    MAX_CLOCK_SKEW_S,
-    SignedRequestClaims,
-    verify_request_signature,
-)
+from edgefleet.protocol.request_signing import MAX_CLOCK_SKEW_S
 from edgefleet.protocol.selector import Selector
 from edgefleet.server.services.audit import record
 from edgefleet.server.services.desired_state import device_runtimes
-from edgefleet.server.services.device_reports import report_columns
+from edgefleet.server.services.device_reports import REPORTING_DEVICE, ReportingDevice, report_columns
 from edgefleet.server.services.device_updates import slots_behind
 from edgefleet.server.services.director_epoch import bump_director_epoch
 from edgefleet.server.services.fit import check_device_runs
@@ -32,7 +29,6 @@ from edgefleet.server.services.inventory import InventoryFilter
 from edgefleet.server.store.devices import DeviceNonceRow, DeviceRow, PinRow
 from edgefleet.server.store.pages import Page, paginate
 from edgefleet.server.store.registry import ArtifactRow
-from edgefleet.trust.director import load_public_key_pem
 
 __all__ = [
     "NONCE_PRUNE_BATCH_ROWS",
@@ -40,7 +36,6 @@ __all__ = [
     "DeviceStatus",
     "StatusThresholds",
     "accept_report",
-    "authenticate_device",
     "device_status",
     "device_to_wire",
     "get_device",
@@ -50,7 +45,6 @@ __all__ = [
     "prune_nonces",
     "revoke_device",
     "status_clauses",
-    "verify_device",
 ]
 
 _SLOT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -83,53 +77,6 @@ def device_status(
     if silent_s <= thresholds.offline_after_s:
         return DeviceStatus.stale
     return DeviceStatus.offline
-
-
-def authenticate_device(
-    session: Session,
-    claims: SignedRequestClaims,
-    *,
-    method: str,
-    path: str,
-    body: bytes,
-    now: datetime,
-    max_skew_s: int = MAX_CLOCK_SKEW_S,
-) -> DeviceRow:
-    """Identity from proof only: the signature must verify under the key registered for the claimed id and
-    the device must not be revoked. Read only: the caller checks the nonce (``services.replay``) and notes
-    the device as seen (``services.last_seen``)."""
-    with session.begin():
-        device = session.get(DeviceRow, claims.device_id[:32])
-        return verify_device(
-            device, claims, method=method, path=path, body=body, now=now, max_skew_s=max_skew_s
-        )
-
-
-def verify_device(
-    device: DeviceRow | None,
-    claims: SignedRequestClaims,
-    *,
-    method: str,
-    path: str,
-    body: bytes,
-    now: datetime,
-    max_skew_s: int = MAX_CLOCK_SKEW_S,
-) -> DeviceRow:
-    """``authenticate_device`` on a row the caller read (in the transaction that then answers)."""
-    if device is None:
-        raise AuthenticationError("unknown device", code="unknown_device")
-    verify_request_signature(
-        load_public_key_pem(device.public_key_pem),
-        claims,
-        method=method,
-        path=path,
-        body=body,
-        now_s=now.timestamp(),
-        max_skew_s=max_skew_s,
-    )
-    if device.revoked_at is not None:
-        raise AuthenticationError("this device has been revoked", code="device_revoked")
-    return device
 
 
 NONCE_PRUNE_BATCH_ROWS = 5000
@@ -177,37 +124,41 @@ def accept_report(
     body: Any,
     *,
     now: datetime,
-    authenticate: Callable[[DeviceRow | None], DeviceRow] | None = None,
+    authenticate: Callable[[ReportingDevice | None], ReportingDevice] | None = None,
 ) -> bool:
     """Keep the newest report; an older or repeated (boot, sequence) is acknowledged and ignored.
 
     ``authenticate``: the caller's check of the signed request on the row read here (``body`` is then the
     raw request body, parsed once the request is authenticated): one transaction reads, checks and writes.
+    Core statements: one read of the columns it needs (not the report JSON), one UPDATE of the report's.
     """
     report = DeviceReport.parse(body) if authenticate is None else None
     with session.begin():
-        found = session.get(DeviceRow, device_id)
+        row = session.execute(REPORTING_DEVICE, {"device_id": device_id}).first()
+        found = ReportingDevice(*row) if row is not None else None
         if authenticate is not None:
             found = authenticate(found)
             raw = parse_json_bounded(body, max_bytes=MAX_REPORT_BYTES, what="device report")
             report = DeviceReport.parse(raw)
         if found is None or report is None:
             raise NotFoundError("no such device", code="device_not_found", got=device_id)
-        device = found
-        same_boot = device.report_boot_id == report.boot_id
-        if same_boot and report.sequence <= device.report_sequence:
+        if found.report_boot_id == report.boot_id and report.sequence <= found.report_sequence:
             return False
-        before = None  # the previous inventory, read (a deferred column) only when there is one to compare
-        if report.runtimes is not None and device.report_boot_id is not None:
-            before = (device.report or {}).get("runtimes")
         columns = report_columns(report)
-        if report.runtimes is not None and columns["report"].get("runtimes") != before:
+        if report.runtimes is not None and columns["report"].get("runtimes") != found.reported_runtimes:
             # what the device can run changed: its assignments are re-judged
-            bump_director_epoch(session, devices=[[device.id]])
-        for name, value in columns.items():
-            setattr(device, name, value)
-        device.last_seen_at = now
+            bump_director_epoch(session, devices=[[found.id]])
+        columns["last_seen_at"] = now
+        session.execute(_report_write(tuple(columns)), {**columns, "device_id": found.id})
     return True
+
+
+@functools.lru_cache(maxsize=8)
+def _report_write(names: tuple[str, ...]) -> Update:
+    """``accept_report``'s UPDATE of these columns of one device (built once per set of names)."""
+    table = cast("Table", DeviceRow.__table__)
+    values = {name: bindparam(name, type_=table.c[name].type) for name in names}
+    return update(table).where(table.c.id == bindparam("device_id")).values(values)
 
 
 def get_device(session: Session, device_id: str) -> DeviceRow:

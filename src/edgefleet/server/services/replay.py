@@ -16,15 +16,14 @@ window: after that the timestamp alone refuses a replay). Three stores, chosen o
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Protocol
 
-import anyio.from_thread
 import anyio.to_thread
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
@@ -105,38 +104,55 @@ class MemoryReplayGuard:
 
 
 class RedisReplayGuard:
-    """``SET ef:nonce:<device>:<nonce> 1 NX EX <retention>``: one round trip, shared by every replica."""
+    """``SET ef:nonce:<device>:<nonce> 1 NX EX <retention>``: one round trip, shared by every replica.
+
+    Two clients on one Redis: an asyncio one for the event loop (the cached 304) and a blocking one for the
+    server's worker threads (the database path), which so checks the nonce without a hop back to the loop.
+    """
 
     kind = "redis"
 
     def __init__(self, url: str, *, retention_s: int = retention_s(), prefix: str = "ef:nonce:") -> None:
-        import redis.asyncio as aioredis  # the postgres extra installs it; only replicas need it
+        import redis  # the postgres extra installs it; only replicas need it
+        import redis.asyncio as aioredis
 
         self._client: Any = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self._blocking: Any = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self._retention_s = retention_s
         self._prefix = prefix
 
     async def first_use(self, device_id: str, nonce: str, *, now: datetime) -> bool:
-        import redis.exceptions
-
-        try:
+        with _unreachable_as_503():
             stored = await self._client.set(
                 f"{self._prefix}{device_id}:{nonce}", b"1", nx=True, ex=self._retention_s
             )
-        except redis.exceptions.RedisError as exc:
-            raise ServiceUnavailableError(
-                "the replay store (Redis) is unreachable; retry later",
-                code="replay_store_unavailable",
-                got=type(exc).__name__,
-            ) from exc
         return bool(stored)
 
     def first_use_blocking(self, device_id: str, nonce: str, *, now: datetime) -> bool:
-        # the async client belongs to the event loop: hop back to it from the worker thread
-        return bool(anyio.from_thread.run(functools.partial(self.first_use, device_id, nonce, now=now)))
+        with _unreachable_as_503():
+            stored = self._blocking.set(
+                f"{self._prefix}{device_id}:{nonce}", b"1", nx=True, ex=self._retention_s
+            )
+        return bool(stored)
 
     async def close(self) -> None:
         await self._client.aclose()
+        self._blocking.close()
+
+
+@contextmanager
+def _unreachable_as_503() -> Iterator[None]:
+    """A Redis failure is a 503 ``replay_store_unavailable``: device requests fail closed."""
+    import redis.exceptions
+
+    try:
+        yield
+    except redis.exceptions.RedisError as exc:
+        raise ServiceUnavailableError(
+            "the replay store (Redis) is unreachable; retry later",
+            code="replay_store_unavailable",
+            got=type(exc).__name__,
+        ) from exc
 
 
 class DatabaseReplayGuard:

@@ -86,7 +86,8 @@ _EPOCH = select(DirectorEpochRow.value).where(DirectorEpochRow.id == 1).scalar_s
 _FULL_EPOCH = select(DirectorEpochRow.full_value).where(DirectorEpochRow.id == 1).scalar_subquery()
 """The epoch of the newest change that may touch every device, likewise."""
 
-REPORTED_RUNTIMES = DeviceRow.report["runtimes"].label("reported_runtimes")
+_DEVICES = cast("Table", DeviceRow.__table__)
+REPORTED_RUNTIMES = _DEVICES.c.report["runtimes"].label("reported_runtimes")
 """The runtime inventory of the device's newest report as a column: a full answer reads it with the device
 instead of loading the whole deferred report in a statement of its own."""
 
@@ -96,7 +97,6 @@ _DEVICE_EPOCHS_RUNTIMES = select(DeviceRow, _EPOCH, _FULL_EPOCH, REPORTED_RUNTIM
 """A full answer's one read of its own: the device, the director epochs and the reported runtimes (built
 once: the statement and its cache key are reused by every answer)."""
 
-_DEVICES = cast("Table", DeviceRow.__table__)
 _ISSUE = (
     update(_DEVICES)
     .where(_DEVICES.c.id == bindparam("device_id"), _DEVICES.c.desired_generation == bindparam("held"))

@@ -10,8 +10,6 @@ from datetime import timedelta
 
 import pytest
 
-from edgefleet.server.store import in_lists
-
 SLOW_STAGES = {
     "stages": [
         {"count": 1, "soak_s": 60, "gates": {"min_requests": 10}},
@@ -66,15 +64,7 @@ def _rollout(fleet, rollout_id):
     return fleet.client.get(f"/v1/rollouts/{rollout_id}", headers=fleet.admin).json()
 
 
-@pytest.fixture(params=["batches of 5,000", "one id per statement"])
-def in_list_size(request, monkeypatch):
-    """The engine and the stage health read members and telemetry in batched ``IN`` lists (a rollout may
-    cover more devices than PostgreSQL takes parameters); with batches of one, every batch boundary is hit."""
-    if request.param == "one id per statement":
-        monkeypatch.setattr(in_lists, "MAX_IN_LIST", 1)
-
-
-def test_a_good_model_rolls_out_to_everyone_in_stages(world, in_list_size):
+def test_a_good_model_rolls_out_to_everyone_in_stages(world):
     fleet, _v1, v2, devices = world
     r = _create(fleet, v2, SLOW_STAGES)
     assert r.status_code == 201, r.text
@@ -96,7 +86,7 @@ def test_a_good_model_rolls_out_to_everyone_in_stages(world, in_list_size):
     assert fleet.poll(*newcomer) == {"default": v2}
 
 
-def test_a_slow_model_is_halted_in_its_first_stage_and_rolled_back(world, in_list_size):
+def test_a_slow_model_is_halted_in_its_first_stage_and_rolled_back(world):
     fleet, v1, v2, devices = world
     rid = _create(fleet, v2, SLOW_STAGES).json()["id"]
     assert _step(fleet, devices, v2, latency_ms=30) == 1  # 3x slower than v1 on the same devices
@@ -526,3 +516,73 @@ def test_should_two_rollouts_share_a_slot_the_oldest_decides(world):
         bump_director_epoch(session)
     for _ in range(2):
         assert all(fleet.poll(i, d) == {"default": v2} for i, d in devices), oldest
+
+
+def test_the_engine_reads_each_members_slot_facts_as_its_newest_report_says(world):
+    """The engine reads members as narrow facts extracted from the reports by the database
+    (``rollouts.progress.member_facts``): they follow each new report, name the rollout's slot (or its
+    shadow slot), and leave revoked devices out."""
+    from edgefleet.server.services.rollouts.progress import member_facts
+
+    fleet, v1, v2, devices = world
+    r = _create(fleet, v2, SLOW_STAGES)
+    assert r.status_code == 201, r.text
+    rollout_id = r.json()["id"]
+
+    def facts(slot="default"):
+        with fleet.app.state.context.db.session() as session, session.begin():
+            return {f.device_id: f for f in member_facts(session, rollout_id, slot)}
+
+    before = facts()
+    assert set(before) == {identity.device_id for identity, _ in devices}
+    assert {(f.active, f.failed_artifact, f.state, f.behind) for f in before.values()} == {
+        (v1, None, "idle", None)
+    }
+    (done, done_dir), (failed, failed_dir), (shadowed, shadowed_dir), (revoked, _) = devices[:4]
+    fleet.report(done, done_dir, active=v2, previous=v1)
+    fleet.report(failed, failed_dir, active=v1, failed=v2)
+    fleet.report(shadowed, shadowed_dir, active=v1, shadow=v2)
+    r = fleet.client.post(
+        f"/v1/devices/{revoked.device_id}/revoke", json={"reason": "stolen"}, headers=fleet.admin
+    )
+    assert r.status_code == 200, r.text
+    after = facts()
+    assert revoked.device_id not in after
+    assert len(after) == len(devices) - 1
+    assert after[done.device_id].active == v2
+    assert (after[failed.device_id].active, after[failed.device_id].failed_artifact) == (v1, v2)
+    assert after[done.device_id].stage == before[done.device_id].stage
+    assert after[done.device_id].hardware_class == "medical-cart-cpu"
+    assert json.loads(after[done.device_id].labels or "{}") == {"site": "site-0"}
+    shadow = facts("default.shadow")
+    assert shadow[shadowed.device_id].active == v2
+    assert shadow[done.device_id].active is None  # no shadow slot reported
+
+
+def test_a_rollout_an_engine_evaluated_less_than_a_tick_ago_is_skipped(world):
+    """Replicas share the work: under the row lock, a rollout evaluated less than ``min_interval_s`` ago
+    (by any engine: the stamp is in the database) is skipped; the first tick after that evaluates it."""
+    from edgefleet.server.services.rollouts import engine
+
+    fleet, _v1, v2, _devices = world
+    r = _create(fleet, v2, SLOW_STAGES)
+    assert r.status_code == 201, r.text
+    rollout_id = r.json()["id"]
+    db, thresholds = fleet.app.state.context.db, fleet.app.state.devices.thresholds
+
+    def tick(at):
+        with db.session() as session:
+            return engine.tick_rollout(session, rollout_id, now=at, thresholds=thresholds, min_interval_s=1.0)
+
+    first = fleet.clock()
+    assert tick(first) is not None
+    assert tick(first + timedelta(seconds=0.5)) is None  # another replica, half a tick later: skipped
+    assert tick(first - timedelta(seconds=0.2)) is None  # took its ``now`` before the lock was free
+    assert tick(first + timedelta(seconds=1)) is not None
+    with db.session() as session, session.begin():
+        from edgefleet.server.store.rollouts import RolloutRow
+
+        assert session.get(RolloutRow, rollout_id).last_evaluated_at == first + timedelta(seconds=1)
+    # the engine's own loop with no interval (tests, one process) evaluates every time
+    with db.session() as session:
+        assert [t.rollout_id for t in engine.tick(session, now=first, thresholds=thresholds)] == [rollout_id]

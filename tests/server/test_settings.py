@@ -123,6 +123,8 @@ def test_device_status_thresholds_come_from_settings(tmp_path: Path) -> None:
         ({"alert_device_silent_s": 0.0}, "alert_device_silent_s must be positive"),
         ({"alert_max_attempts": 0}, "alert_max_attempts must be positive"),
         ({"alert_dispatch_s": -1.0}, "alert_dispatch_s must be positive"),
+        ({"rollout_max_busy_share": 0.0}, "rollout_max_busy_share must be a share of the time"),
+        ({"rollout_max_busy_share": 1.5}, "rollout_max_busy_share must be a share of the time"),
     ],
 )
 def test_device_thresholds_are_validated(tmp_path: Path, fields: dict, needle: str) -> None:

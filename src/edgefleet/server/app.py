@@ -47,6 +47,7 @@ from edgefleet.server.services.alerts.scan import ScanPolicy, scan_alerts
 from edgefleet.server.services.devices import NONCE_PRUNE_BATCH_ROWS, StatusThresholds, prune_nonces
 from edgefleet.server.services.last_seen import LastSeenBuffer
 from edgefleet.server.services.rollouts import engine as rollout_engine
+from edgefleet.server.services.rollouts.pacing import next_tick_delay
 from edgefleet.server.settings import Settings
 from edgefleet.server.store import Database, make_engine
 from edgefleet.server.store.migrate import upgrade_to_head
@@ -105,21 +106,29 @@ async def drive_rollouts(
     context: ServerContext, thresholds: StatusThresholds, seen: LastSeenBuffer | None = None
 ) -> None:
     """Evaluate every active rollout each ``rollout_tick_s``, for as long as the app runs (this process's
-    last-seen times are written first, so the engine judges who is online on the freshest ones it has)."""
+    last-seen times are written first, so the engine judges who is online on the freshest ones it has).
+    A rollout another replica evaluated less than a tick ago is skipped, and after a long tick the next one
+    waits longer, so that ticks take at most ``rollout_max_busy_share`` of the time
+    (``services.rollouts.pacing``)."""
     log = logging.getLogger("edgefleet.server.services.rollouts")
+    settings = context.settings
 
     def once() -> None:
         if seen is not None:
             seen.flush(context.db)
         with context.db.session() as session:
-            rollout_engine.tick(session, now=context.clock(), thresholds=thresholds)
+            rollout_engine.tick(
+                session, now=context.clock(), thresholds=thresholds, min_interval_s=settings.rollout_tick_s
+            )
 
     while True:
+        started = time.monotonic()
         try:
             await run_in_threadpool(once)
         except Exception:  # keep serving; the next tick retries
             log.exception("event=rollout_tick_failed")
-        await asyncio.sleep(context.settings.rollout_tick_s)
+        took = time.monotonic() - started
+        await asyncio.sleep(next_tick_delay(settings.rollout_tick_s, took, settings.rollout_max_busy_share))
 
 
 async def deliver_alerts(context: ServerContext, sender: WebhookSender) -> None:

@@ -44,6 +44,9 @@ class Settings:
     temp_file_max_age_s: float = 24 * 3600.0
     log_level: str = "info"
     rollout_tick_s: float = 1.0
+    rollout_max_busy_share: float = 0.2
+    """The share of time each replica's rollout engine may spend in ticks: after a tick of ``d`` seconds the
+    next waits ``max(rollout_tick_s, d * (1 / share - 1))`` (``services.rollouts.pacing``)."""
     device_stale_after_s: float = 120.0
     """A device silent this long is ``stale``: no longer ``online``, so a new rollout places it last."""
     device_offline_after_s: float = 900.0
@@ -175,6 +178,12 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive", expected="> 0", got=getattr(self, name))
+        if not 0 < self.rollout_max_busy_share <= 1:
+            raise ConfigurationError(
+                "rollout_max_busy_share must be a share of the time",
+                expected="0 < share <= 1",
+                got=self.rollout_max_busy_share,
+            )
         if self.alert_device_silent_s is not None and self.alert_device_silent_s <= 0:
             raise ConfigurationError(
                 "alert_device_silent_s must be positive", expected="> 0", got=self.alert_device_silent_s

@@ -35,6 +35,9 @@ class RolloutRow(Base):
     created_by: Mapped[str] = mapped_column(String(63))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, default=None)
+    """When an engine last evaluated the rollout (its ``now``): another replica's engine skips it for a tick
+    (``services.rollouts.pacing.evaluation_due``)."""
 
 
 class RolloutDeviceRow(Base):

@@ -15,19 +15,18 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy.orm import Session
 
-from edgefleet.protocol.errors import InvalidDocumentError
-from edgefleet.protocol.hardware_class import HardwareClass, device_window
-from edgefleet.protocol.update_window import parse_update_window, window_open
+from edgefleet.protocol.hardware_class import HardwareClass
 from edgefleet.server.services.alerts.outbox import emit
 from edgefleet.server.services.audit import record
-from edgefleet.server.services.devices import DeviceStatus, StatusThresholds, device_status
+from edgefleet.server.services.devices import StatusThresholds
 from edgefleet.server.services.director_epoch import bump_director_epoch
 from edgefleet.server.services.rollouts.gates import ClassHealth
 from edgefleet.server.services.rollouts.health import stage_health
 from edgefleet.server.services.rollouts.history import record_evaluation, sample_rollbacks
 from edgefleet.server.services.rollouts.overlay import selector_matches, shadow_slot
+from edgefleet.server.services.rollouts.pacing import evaluation_due
 from edgefleet.server.services.rollouts.policy import (
     ACTIVE_STATUSES,
     Decision,
@@ -36,20 +35,18 @@ from edgefleet.server.services.rollouts.policy import (
     install_counts,
     transition,
 )
+from edgefleet.server.services.rollouts.progress import Windows, device_progress, member_facts
 from edgefleet.server.services.rollouts.reach import Position, transition_scope
 from edgefleet.server.services.rollouts.service import add_event, release_locks
 from edgefleet.server.services.rollouts.spec import RolloutSpec
 from edgefleet.server.store.devices import DeviceRow, PinRow
-from edgefleet.server.store.in_lists import in_batches
 from edgefleet.server.store.registry import ArtifactRow, HardwareClassRow
 from edgefleet.server.store.rollouts import RolloutDeviceRow, RolloutRow
 
-__all__ = ["ENGINE_ACTOR", "TickResult", "device_progress", "tick", "tick_rollout", "window_closed_for"]
+__all__ = ["ENGINE_ACTOR", "TickResult", "tick", "tick_rollout"]
 
 log = logging.getLogger("edgefleet.server.rollouts")
 ENGINE_ACTOR = "rollout-engine"
-WINDOW_STATE = "pending:window"
-"""What an agent reports (slot ``state`` and ``behind``) while a staged version waits for its window."""
 
 
 @dataclass(frozen=True)
@@ -59,109 +56,65 @@ class TickResult:
     reason: dict[str, Any]
 
 
-def device_progress(
-    member: RolloutDeviceRow,
-    device: DeviceRow,
-    *,
-    slot: str,
-    target: str,
-    now: datetime,
-    thresholds: StatusThresholds,
-    window_closed: bool = False,
-) -> DeviceProgress:
-    """done: the device reports the target active; failed: it reports the target's install failed.
-    A pending device waits for its window (``waiting_window``) when it says so (``pending:window``) or when
-    ``window_closed`` (its window, in the zone it reported, is closed now: it could not switch anyway)."""
-    report = (device.report or {}).get("slots", {}).get(slot, {})
-    online = (
-        device_status(last_seen_at=device.last_seen_at, revoked=False, now=now, thresholds=thresholds)
-        is DeviceStatus.online
-    )
-    if report.get("active") == target:
-        status = "done"
-    elif report.get("failed_artifact") == target:
-        status = "failed"
-    else:
-        status = "pending"
-    says_window = WINDOW_STATE in (report.get("state"), report.get("behind"))
-    return DeviceProgress(
-        device.id,
-        member.stage,
-        status,  # type: ignore[arg-type]
-        online,
-        member.hardware_class,
-        waiting_window=status == "pending" and (says_window or window_closed),
-    )
-
-
-def window_closed_for(
-    class_rows: dict[str, HardwareClassRow | None], device: DeviceRow, *, now: datetime
-) -> bool:
-    """The device's update window (its class's, or a matching override) is closed now in the zone the
-    device reported (UTC until it reports one): ``protocol.update_window``, the agent's own rule."""
-    row = class_rows.get(device.hardware_class)
-    if row is None:
-        return False
-    try:
-        window = parse_update_window(device_window(row.document, device.labels or {}))
-    except InvalidDocumentError:
-        return False
-    zone = (device.report or {}).get("timezone")
-    return not window_open(window, zone if isinstance(zone, str) else None, now)
-
-
-def tick(session: Session, *, now: datetime, thresholds: StatusThresholds) -> list[TickResult]:
+def tick(
+    session: Session, *, now: datetime, thresholds: StatusThresholds, min_interval_s: float = 0.0
+) -> list[TickResult]:
+    """Evaluate every active rollout (each in its own transaction); with ``min_interval_s``, a rollout an
+    engine evaluated less than that long ago is skipped (``pacing.evaluation_due``)."""
     with session.begin():
         ids = list(
             session.execute(select(RolloutRow.id).where(RolloutRow.status.in_(ACTIVE_STATUSES))).scalars()
         )
     results = [
-        r for rid in ids if (r := tick_rollout(session, rid, now=now, thresholds=thresholds)) is not None
+        r
+        for rid in ids
+        if (r := tick_rollout(session, rid, now=now, thresholds=thresholds, min_interval_s=min_interval_s))
+        is not None
     ]
     sample_rollbacks(session, now=now)
     return results
 
 
 def tick_rollout(
-    session: Session, rollout_id: str, *, now: datetime, thresholds: StatusThresholds
+    session: Session,
+    rollout_id: str,
+    *,
+    now: datetime,
+    thresholds: StatusThresholds,
+    min_interval_s: float = 0.0,
 ) -> TickResult | None:
+    """Evaluate one rollout under its row lock and apply the decision; ``None`` when it is no longer active
+    or an engine (another replica's, as a rule) evaluated it less than ``min_interval_s`` before ``now``."""
     with session.begin():
         row = session.execute(
             select(RolloutRow).where(RolloutRow.id == rollout_id).with_for_update()
         ).scalar_one()
         if row.status not in ACTIVE_STATUSES:
             return None
+        if not evaluation_due(row.last_evaluated_at, now, min_interval_s):
+            return None
+        row.last_evaluated_at = now
         spec = RolloutSpec.model_validate(row.spec)
-        members = list(
-            session.execute(select(RolloutDeviceRow).where(RolloutDeviceRow.rollout_id == row.id)).scalars()
-        )
         if spec.enrolling_devices == "new":
-            members += _join_enrolled_since(session, row, members, now)
-        devices = {
-            d.id: d
-            for ids in in_batches(m.device_id for m in members)  # a rollout may cover 100,000 devices
-            for d in session.execute(
-                select(DeviceRow)
-                .options(undefer(DeviceRow.report))  # one query per batch, not one per member
-                .where(DeviceRow.id.in_(ids))
-            ).scalars()
-        }
+            _join_enrolled_since(session, row, now)
+            session.flush()
+        members = member_facts(  # one joined select of narrow columns: a rollout may cover 100,000 devices
+            session, row.id, shadow_slot(row.slot) if spec.stages[row.stage].shadow else row.slot
+        )
         class_rows = {
             name: session.get(HardwareClassRow, name) for name in {m.hardware_class for m in members}
         }
+        windows = Windows(class_rows, now)
+        targets = {name: target["to"] or "" for name, target in row.targets.items()}
         progress = [
             device_progress(
                 m,
-                devices[m.device_id],
-                slot=shadow_slot(row.slot) if spec.stages[row.stage].shadow else row.slot,
-                target=row.targets[m.hardware_class]["to"] or "",
+                target=targets[m.hardware_class],
                 now=now,
                 thresholds=thresholds,
-                window_closed=not spec.ignore_windows
-                and window_closed_for(class_rows, devices[m.device_id], now=now),
+                window_closed=not spec.ignore_windows and windows.closed(m),
             )
             for m in members
-            if m.device_id in devices and devices[m.device_id].revoked_at is None
         ]
         disabled = _disabled_targets(session, row)
         classes: dict[str, ClassHealth] = {}
@@ -187,24 +140,25 @@ def tick_rollout(
     return TickResult(row.id, decision.action, decision.reason)
 
 
-def _join_enrolled_since(
-    session: Session, row: RolloutRow, members: list[RolloutDeviceRow], now: datetime
-) -> list[RolloutDeviceRow]:
+def _join_enrolled_since(session: Session, row: RolloutRow, now: datetime) -> None:
     """With ``enrolling_devices = "new"``, a device enrolled into the rollout's selection after it started is
     served the new artifact at once; it joins the current stage as a member, so its installs and telemetry
     count in the gates (and it is counted done, pending or failed) like every other exposed device."""
-    known = {m.device_id for m in members}
     joined: list[RolloutDeviceRow] = []
-    already = select(RolloutDeviceRow.device_id).where(RolloutDeviceRow.rollout_id == row.id)
+    already = (
+        select(RolloutDeviceRow.device_id)
+        .where(RolloutDeviceRow.rollout_id == row.id, RolloutDeviceRow.device_id == DeviceRow.id)
+        .exists()
+    )
     for device in session.execute(
         select(DeviceRow).where(
             DeviceRow.hardware_class.in_(list(row.targets)),
             DeviceRow.revoked_at.is_(None),
             DeviceRow.enrolled_at >= row.created_at,
-            DeviceRow.id.not_in(already),  # in SQL: each tick reads only devices that still have to join
+            ~already,  # in SQL (an anti-join): each tick reads only devices that still have to join
         )
     ).scalars():
-        if device.id in known or not selector_matches(row.selector, device.labels):
+        if not selector_matches(row.selector, device.labels):
             continue
         member = RolloutDeviceRow(
             rollout_id=row.id, device_id=device.id, hardware_class=device.hardware_class, stage=row.stage
@@ -216,7 +170,6 @@ def _join_enrolled_since(
             session, row, kind="joined", actor=ENGINE_ACTOR, now=now,
             devices=len(joined), stage=row.stage,
         )  # fmt: skip
-    return joined
 
 
 def _model_versions(session: Session, artifact_ids: list[str | None]) -> list[str]:
@@ -241,16 +194,25 @@ def _class_health(
     session: Session, row: RolloutRow, progress: list[DeviceProgress]
 ) -> dict[str, ClassHealth]:
     """Per hardware class: the class's new version on its own exposed devices, its own previous version on
-    the same devices as the baseline, and its own latency envelope."""
-    exposed: dict[str, list[str]] = {}
-    for p in progress:
-        if p.stage <= row.stage:
-            exposed.setdefault(p.hardware_class, []).append(p.device_id)
+    the same devices as the baseline, and its own latency envelope. The exposed devices are named to the
+    database as a subquery of the rollout's members (the progress rows' own rule: enrolled, not revoked,
+    stage up to the current one), never as a list of 80,000 ids."""
+    exposed_classes = {p.hardware_class for p in progress if p.stage <= row.stage}
     out: dict[str, ClassHealth] = {}
     for name, target in sorted(row.targets.items()):
+        exposed = (
+            select(RolloutDeviceRow.device_id)
+            .join(DeviceRow, DeviceRow.id == RolloutDeviceRow.device_id)
+            .where(
+                RolloutDeviceRow.rollout_id == row.id,
+                RolloutDeviceRow.hardware_class == name,
+                RolloutDeviceRow.stage <= row.stage,
+                DeviceRow.revoked_at.is_(None),
+            )
+        )
         health = stage_health(
             session,
-            device_ids=exposed.get(name, []),
+            devices=exposed if name in exposed_classes else None,
             target_versions=_model_versions(session, [target["to"]]),
             baseline_versions=_model_versions(session, [target["from"]]),
             since=row.created_at,

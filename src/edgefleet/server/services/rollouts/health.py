@@ -2,88 +2,97 @@
 
 Telemetry's ``model_version`` is ``<model>/<version>``; with the device's hardware class it names one
 artifact, and a rollout's devices all belong to its classes.
+
+The sums and the merged latency histogram are computed by the database (``SUM`` over the windows, the
+histograms' buckets through ``json_each``) over a subquery naming the exposed devices: the engine's tick
+reads a handful of rows whatever the stage's size, not one row (and six JSON documents) per window.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, ColumnElement, Select, case, cast, func, select, true
 from sqlalchemy.orm import Session
 
-from edgefleet.protocol.telemetry import merge_counts, quantile_from_buckets
+from edgefleet.protocol.telemetry import quantile_from_buckets
 from edgefleet.server.services.rollouts.gates import StageHealth
-from edgefleet.server.store.in_lists import in_batches
 from edgefleet.server.store.telemetry import TelemetryModelWindowRow
 
 __all__ = ["BASELINE_LOOKBACK", "stage_health"]
 
 BASELINE_LOOKBACK = timedelta(hours=24)
+T = TelemetryModelWindowRow
 
 
 def stage_health(
     session: Session,
     *,
-    device_ids: Collection[str],
+    devices: Select[Any] | None,
     target_versions: Collection[str],
     baseline_versions: Collection[str],
     since: datetime,
 ) -> StageHealth:
-    """The new version on ``device_ids`` since ``since``, and the previous version's p95 on the same devices
-    during the day before (the relative-latency baseline)."""
-    if not device_ids or not target_versions:
+    """The new version on ``devices`` (a select of device ids; ``None``: no device exposed) since ``since``,
+    and the previous version's p95 on the same devices during the day before (the relative-latency
+    baseline)."""
+    if devices is None or not target_versions:
         return StageHealth()
-    rows = (
-        row
-        for ids in in_batches(device_ids)  # a stage may hold 100,000 devices
-        for row in session.execute(
-            select(TelemetryModelWindowRow).where(
-                TelemetryModelWindowRow.device_id.in_(ids),
-                TelemetryModelWindowRow.model_version.in_(list(target_versions)),
-                TelemetryModelWindowRow.end_at >= since,
-            )
-        ).scalars()
+    where = (
+        T.device_id.in_(devices),
+        T.model_version.in_(list(target_versions)),
+        T.end_at >= since,
     )
-    requests = errors = input_faults = shadow_compared = 0
-    shadow_sum = 0.0
-    buckets: dict[int, int] = {}
-    reporting: set[str] = set()
-    for row in rows:
-        requests += row.requests
-        errors += row.errors
-        input_faults += row.input_faults or 0
-        shadow_compared += row.shadow_compared
-        shadow_sum += row.shadow_agreement_sum
-        merge_counts(buckets, {int(k): int(v) for k, v in row.latency_buckets.items()})
-        if row.requests or row.shadow_compared:
-            reporting.add(row.device_id)
+    totals = session.execute(
+        select(
+            func.coalesce(func.sum(T.requests), 0),
+            func.coalesce(func.sum(T.errors), 0),
+            func.coalesce(func.sum(func.coalesce(T.input_faults, 0)), 0),
+            func.coalesce(func.sum(T.shadow_compared), 0),
+            func.coalesce(func.sum(T.shadow_agreement_sum), 0.0),
+            func.count(
+                func.distinct(case(((T.requests != 0) | (T.shadow_compared != 0), T.device_id), else_=None))
+            ),
+        ).where(*where)
+    ).one()
+    requests, errors, input_faults, shadow_compared, shadow_sum, reporting = totals
     return StageHealth(
-        requests=requests,
-        errors=errors,
-        input_faults=input_faults,
-        latency_p95_ms=quantile_from_buckets(buckets, 0.95),
-        baseline_p95_ms=_baseline_p95(session, device_ids, baseline_versions, since),
-        shadow_agreement=shadow_sum / shadow_compared if shadow_compared else None,
-        shadow_compared=shadow_compared,
-        reporting_devices=len(reporting),
+        requests=int(requests),
+        errors=int(errors),
+        input_faults=int(input_faults),
+        latency_p95_ms=quantile_from_buckets(_buckets(session, where), 0.95),
+        baseline_p95_ms=_baseline_p95(session, devices, baseline_versions, since),
+        shadow_agreement=float(shadow_sum) / int(shadow_compared) if shadow_compared else None,
+        shadow_compared=int(shadow_compared),
+        reporting_devices=int(reporting),
     )
+
+
+def _buckets(session: Session, where: tuple[ColumnElement[bool], ...]) -> dict[int, int]:
+    """The latency histograms of the matching windows merged bucket by bucket, by the database."""
+    each_fn: Any = func.json_each_text if session.get_bind().dialect.name == "postgresql" else func.json_each
+    each = each_fn(T.latency_buckets).table_valued("key", "value").alias("bucket")
+    rows = session.execute(
+        select(each.c.key, func.sum(cast(each.c.value, BigInteger)))
+        .select_from(T)
+        .join(each, true())
+        .where(*where)
+        .group_by(each.c.key)
+    )
+    return {int(key): int(count or 0) for key, count in rows}
 
 
 def _baseline_p95(
-    session: Session, device_ids: Collection[str], baseline_versions: Collection[str], since: datetime
+    session: Session, devices: Select[Any], baseline_versions: Collection[str], since: datetime
 ) -> float | None:
     if not baseline_versions:
         return None
-    buckets: dict[int, int] = {}
-    for ids in in_batches(device_ids):
-        for latency in session.execute(
-            select(TelemetryModelWindowRow.latency_buckets).where(
-                TelemetryModelWindowRow.device_id.in_(ids),
-                TelemetryModelWindowRow.model_version.in_(list(baseline_versions)),
-                TelemetryModelWindowRow.end_at >= since - BASELINE_LOOKBACK,
-                TelemetryModelWindowRow.end_at <= since,
-            )
-        ).scalars():
-            merge_counts(buckets, {int(k): int(v) for k, v in latency.items()})
-    return quantile_from_buckets(buckets, 0.95)
+    where = (
+        T.device_id.in_(devices),
+        T.model_version.in_(list(baseline_versions)),
+        T.end_at >= since - BASELINE_LOOKBACK,
+        T.end_at <= since,
+    )
+    return quantile_from_buckets(_buckets(session, where), 0.95)

@@ -162,6 +162,35 @@ def test_offline_devices_are_pending_and_the_deadline_policy_applies(world):
     assert _rollout(fleet, rid)["stage"] == 1
 
 
+def test_a_large_rollout_refreshes_the_members_planner_statistics_on_postgresql(world, monkeypatch):
+    """The engine's queries over a fresh 100,000-member table were planned blind until autovacuum came by;
+    creating a large rollout analyzes the members table in its own transaction (PostgreSQL only)."""
+    from sqlalchemy import text
+
+    from edgefleet.server.services.rollouts import service
+
+    fleet, _v1, v2, _devices = world
+    monkeypatch.setattr(service, "ANALYZE_AFTER_MEMBERS", 6)
+    db = fleet.app.state.context.db
+    postgres = db.engine.dialect.name == "postgresql"
+
+    def analyzed() -> int:
+        with db.engine.connect() as conn:
+            return int(conn.execute(text(
+                "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'rollout_devices'"
+            )).scalar_one())  # fmt: skip
+
+    before = analyzed() if postgres else 0
+    assert _create(fleet, v2, SLOW_STAGES).status_code == 201
+    if postgres:  # statistics reach pg_stat views asynchronously: wait briefly for the counter
+        import time
+
+        deadline = time.monotonic() + 10
+        while analyzed() == before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert analyzed() == before + 1
+
+
 def test_one_active_rollout_per_model_and_class(world):
     fleet, _v1, v2, _devices = world
     assert _create(fleet, v2).status_code == 201

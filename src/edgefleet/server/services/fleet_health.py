@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, String, and_, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from edgefleet.protocol.telemetry import merge_counts
@@ -166,10 +166,12 @@ def fleet_health(
             by_site.setdefault(site, TelemetrySum()).merge(cell)
 
     if labels:
-        status_counts, stale, newest, dropped = _device_summary(devices, states, now, freshness, thresholds)
+        status_counts, stale_count, stale_ids, newest, dropped = _device_summary(
+            devices, states, now, freshness, thresholds
+        )
     else:  # the whole fleet or a class: counted in SQL (no per-device datetimes to parse)
         with session.begin():
-            status_counts, stale, newest, dropped = _device_summary_sql(
+            status_counts, stale_count, stale_ids, newest, dropped = _device_summary_sql(
                 session, hardware_class, now, freshness, thresholds
             )
     with session.begin():
@@ -190,8 +192,8 @@ def fleet_health(
             "total": sum(status_counts.values()),
             "reporting": len(total.devices),
             "by_status": dict(sorted(status_counts.items())),
-            "stale_data": len(stale),
-            "stale_data_ids": sorted(stale)[:MAX_DETAIL_DEVICES],
+            "stale_data": stale_count,
+            "stale_data_ids": stale_ids,
         },
         "data": {
             "newest_window_end_at": iso_or_none(newest),
@@ -210,8 +212,9 @@ def _device_summary(
     now: datetime,
     freshness: Freshness,
     thresholds: StatusThresholds,
-) -> tuple[dict[str, int], list[str], datetime | None, dict[str, int]]:
-    """Status counts, devices with stale data, the newest window and the queues' drops, over ``devices``."""
+) -> tuple[dict[str, int], int, list[str], datetime | None, dict[str, int]]:
+    """Status counts, how many devices have stale data and the first ``MAX_DETAIL_DEVICES`` of them by id,
+    the newest window and the queues' drops, over ``devices``."""
     stale: list[str] = []
     newest: datetime | None = None
     status_counts: dict[str, int] = {}
@@ -229,7 +232,7 @@ def _device_summary(
     dropped: dict[str, int] = {}
     for state in states.values():
         merge_counts(dropped, state.dropped or {})
-    return status_counts, stale, newest, dropped
+    return status_counts, len(stale), sorted(stale)[:MAX_DETAIL_DEVICES], newest, dropped
 
 
 def _device_summary_sql(
@@ -238,7 +241,7 @@ def _device_summary_sql(
     now: datetime,
     freshness: Freshness,
     thresholds: StatusThresholds,
-) -> tuple[dict[str, int], list[str], datetime | None, dict[str, int]]:
+) -> tuple[dict[str, int], int, list[str], datetime | None, dict[str, int]]:
     """The same as ``_device_summary`` for a whole class or fleet, computed by the database."""
     in_scope: list[ColumnElement[bool]] = [DeviceRow.decommissioned_at.is_(None)]  # left the fleet
     if hardware_class is not None:
@@ -251,17 +254,20 @@ def _device_summary_sql(
             status_counts[status.value] = n
     joined = select(DeviceRow.id).outerjoin(TelemetryDeviceRow, TelemetryDeviceRow.device_id == DeviceRow.id)
     stale_before = now - timedelta(seconds=freshness.stale_after_s)
-    stale = list(
-        session.execute(
-            joined.where(
-                *in_scope,
-                DeviceRow.revoked_at.is_(None),
-                or_(
-                    TelemetryDeviceRow.last_window_end_at.is_(None),
-                    TelemetryDeviceRow.last_window_end_at < stale_before,
-                ),
-            )
-        ).scalars()
+    stale_data = and_(
+        *in_scope,
+        DeviceRow.revoked_at.is_(None),
+        or_(
+            TelemetryDeviceRow.last_window_end_at.is_(None),
+            TelemetryDeviceRow.last_window_end_at < stale_before,
+        ),
+    )
+    # the count in the database, and only the ids the answer lists (not one row per device of the fleet)
+    stale_count = int(
+        session.execute(select(func.count()).select_from(joined.where(stale_data).subquery())).scalar_one()
+    )
+    stale_ids = list(
+        session.execute(joined.where(stale_data).order_by(DeviceRow.id).limit(MAX_DETAIL_DEVICES)).scalars()
     )
     newest = session.execute(
         select(func.max(TelemetryDeviceRow.last_window_end_at))
@@ -274,7 +280,8 @@ def _device_summary_sql(
     for counts in session.execute(
         select(TelemetryDeviceRow.dropped)
         .join(DeviceRow, TelemetryDeviceRow.device_id == DeviceRow.id)
-        .where(*in_scope)
+        # only devices whose queue dropped something: a non-empty JSON object is longer than "{}"
+        .where(*in_scope, func.length(cast(TelemetryDeviceRow.dropped, String)) > len("{}"))
     ).scalars():
         merge_counts(dropped, counts or {})
-    return status_counts, stale, newest, dropped
+    return status_counts, stale_count, stale_ids, newest, dropped

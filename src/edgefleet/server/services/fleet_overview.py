@@ -4,7 +4,7 @@ At 100,000 devices, reading one row per device into the process to count them to
 The database groups the fleet by class, status and reported active artifacts (a few hundred groups however
 large the fleet) and returns the degraded and the long-unseen devices already ordered and cut to the lists'
 size, with their counts. The status is :func:`services.devices.device_status` rendered as SQL
-(:func:`status_case`, from :func:`status_cutoffs`); :func:`overview_input_from_facts` is the same selection
+(:func:`status_case`, from ``status_clauses``); :func:`overview_input_from_facts` is the same selection
 over devices held in memory, and a test holds the two to the same answers on SQLite and PostgreSQL.
 """
 
@@ -19,7 +19,13 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from edgefleet.server.services.devices import DeviceFacts, DeviceStatus, StatusThresholds, device_status
+from edgefleet.server.services.devices import (
+    DeviceFacts,
+    DeviceStatus,
+    StatusThresholds,
+    device_status,
+    status_clauses,
+)
 from edgefleet.server.store.devices import DeviceRow
 
 __all__ = [
@@ -28,7 +34,6 @@ __all__ = [
     "overview_input_from_facts",
     "read_fleet_overview",
     "status_case",
-    "status_cutoffs",
 ]
 
 
@@ -51,23 +56,11 @@ class FleetOverviewInput:
     unseen_count: int
 
 
-def status_cutoffs(now: datetime, thresholds: StatusThresholds) -> tuple[datetime, datetime]:
-    """Pure: ``device_status`` as two instants: seen at or after the first, online; at or after the
-    second, stale; before it (or never), offline."""
-    return (
-        now - timedelta(seconds=thresholds.stale_after_s),
-        now - timedelta(seconds=thresholds.offline_after_s),
-    )
-
-
 def status_case(now: datetime, thresholds: StatusThresholds) -> ColumnElement[str]:
-    """``device_status`` as a SQL expression over ``devices``."""
-    online_since, stale_since = status_cutoffs(now, thresholds)
+    """``device_status`` as one SQL expression over ``devices``: each status's own conditions
+    (``devices.status_clauses``, mutually exclusive) as the branches of a ``CASE``."""
     return case(
-        (DeviceRow.revoked_at.is_not(None), literal(DeviceStatus.revoked.value)),
-        (DeviceRow.last_seen_at.is_(None), literal(DeviceStatus.offline.value)),
-        (DeviceRow.last_seen_at >= online_since, literal(DeviceStatus.online.value)),
-        (DeviceRow.last_seen_at >= stale_since, literal(DeviceStatus.stale.value)),
+        *((and_(*status_clauses(s, now=now, thresholds=thresholds)), literal(s.value)) for s in DeviceStatus),
         else_=literal(DeviceStatus.offline.value),
     )
 

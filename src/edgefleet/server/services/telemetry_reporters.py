@@ -55,17 +55,17 @@ def reporters_in(
 ) -> list[Reporter]:
     """The keys with a model window ending in ``[since, now]``: exactly the windows' DISTINCT."""
     r = TelemetryReporterRow
-    stmt = select(r.device_id, r.model_version, r.hardware_class, r.site, r.last_end_at).where(
-        r.last_end_at >= since
-    )
+    stmt = select(r.device_id, r.model_version, r.hardware_class, r.site)
     if hardware_class is not None:
         stmt = stmt.where(r.hardware_class == hardware_class)
     if model_version is not None:
         stmt = stmt.where(r.model_version == model_version)
-    out: list[Reporter] = []
-    later: list[Reporter] = []
-    for device_id, version, hw_class, site, last_end_at in session.execute(stmt):
-        (out if last_end_at <= now else later).append((device_id, version, hw_class, site))
+    # plain tuples, split in SQL (no per-row datetime to convert: a fleet is 100,000 rows here)
+    out: list[Reporter] = [
+        (a, b, c, d)
+        for a, b, c, d in session.execute(stmt.where(r.last_end_at >= since, r.last_end_at <= now))
+    ]
+    later: list[Reporter] = [(a, b, c, d) for a, b, c, d in session.execute(stmt.where(r.last_end_at > now))]
     if later:  # the newest window is after ``now``: did an earlier one end in the period?
         out.extend(_windows_in(session, since, now, later))
     return out

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -207,6 +207,10 @@ def create_rollout(
         if members:  # one batched insert, not one ORM object per device (a rollout may cover 100,000)
             session.flush()
             session.execute(insert(RolloutDeviceRow), members)
+            if len(members) >= ANALYZE_AFTER_MEMBERS and session.get_bind().dialect.name == "postgresql":
+                # the engine's member and stage-health plans need the new rows' statistics at its next tick,
+                # not at autovacuum's next round (a fresh 100,000-member table planned blind was ~10x slower)
+                session.execute(text("ANALYZE rollout_devices"))
         add_event(
             session, row, kind="created", actor=actor, now=now, devices=len(candidates), targets=resolved
         )
@@ -229,6 +233,10 @@ def create_rollout(
                 details={"model": model, "slot": slot, "devices": len(candidates)},
             )
     return row
+
+
+ANALYZE_AFTER_MEMBERS = 1_000
+"""A rollout with at least this many members refreshes the members table's planner statistics (PostgreSQL)."""
 
 
 def operator_action(

@@ -68,7 +68,8 @@ COUNTERS = ("polls", "requests", "errors", "shed", "on_v2")
 PUBLISH_EVERY = 100
 FIRST_ROUND = {
     "new": "with full answers and reports",
-    "in-field": "conditional polls of devices enrolled in the field, not yet in the poll caches",
+    "in-field": "conditional polls of devices enrolled in the field, after both replicas restarted and warmed"
+    " their poll caches",
 }
 
 

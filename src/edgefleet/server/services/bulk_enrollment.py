@@ -29,7 +29,6 @@ from edgefleet.protocol.errors import NotFoundError
 from edgefleet.server.services.audit import record
 from edgefleet.server.services.desired_state import (
     SignedTargetLookup,
-    content_digest,
     desired_content,
     no_signed_targets,
 )
@@ -89,15 +88,7 @@ class InField:
             window_exempt_slots=list(choice.window_exempt_slots),
             config=choice.config,
         )
-        digest = content_digest(
-            choice.hardware_class,
-            slots,
-            choice.disabled_artifacts,
-            choice.probe,
-            update_window=choice.update_window,
-            window_exempt_slots=choice.window_exempt_slots,
-            config=choice.config,
-        )
+        digest = choice.digest(slots)
         return {
             **reported,
             "last_seen_at": self.last_seen_at,

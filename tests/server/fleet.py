@@ -104,6 +104,8 @@ class Fleet:
         from edgefleet.server.services.director_epoch import current_epochs, stored_document_current
         from edgefleet.server.store.devices import DeviceRow
 
+        if self.app is None:  # a fleet driving a live server over HTTP: its database is another process's
+            return
         with self.app.state.context.db.session() as session, session.begin():
             _epoch, full = current_epochs(session)
             for device in session.execute(

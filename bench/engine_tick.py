@@ -41,15 +41,13 @@ from typing import Any
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import CLASS, PG_ADMIN_URL, ROOT, device_key
+from scale import CLASS, PG_ADMIN_URL, device_key, two_versions_pinned
 from server_process import start_server
 
 from edgefleet.client import EdgefleetClient
-from edgefleet.protocol import parse_classes_toml
 from edgefleet.server.director_key import DIRECTOR_KEY_FILE, load_director_key
 from edgefleet.server.services.bulk_enrollment import InField, enroll_bulk
 from edgefleet.server.store import Database, make_engine
-from edgefleet.sim.artifacts import register_stand_in_artifact
 from edgefleet.trust.director import public_key_pem
 
 WINDOW_S = 60
@@ -85,12 +83,7 @@ def prepare(args: argparse.Namespace, url: str) -> str:
         server = start_server(data, env={"EDGEFLEET_DATABASE_URL": url, "EDGEFLEET_ROLLOUT_TICK_S": "86400"})
         try:
             with EdgefleetClient(server.url, server.token) as client:
-                client.apply_classes(
-                    parse_classes_toml((ROOT / "examples" / "hardware-classes.toml").read_text())
-                )
-                v1 = register_stand_in_artifact(client, model="tick", version="1.0.0", hardware_class=CLASS)
-                v2 = register_stand_in_artifact(client, model="tick", version="2.0.0", hardware_class=CLASS)
-                client.pin(scope="class", target=CLASS, slot="default", artifact_id=v1)
+                v1, v2 = two_versions_pinned(client, model="tick")
             key = load_director_key(data / "keys" / DIRECTOR_KEY_FILE, create=False)
         finally:
             server.stop()

@@ -41,14 +41,12 @@ import psycopg
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import CLASS, PG_ADMIN_URL, ROOT, SharedLink, Shed, device_key
+from scale import CLASS, PG_ADMIN_URL, SharedLink, Shed, device_key, two_versions_pinned
 from server_process import ServerProcess, start_server
 
 from edgefleet.client import EdgefleetClient
-from edgefleet.protocol import parse_classes_toml
 from edgefleet.server.services.bulk_enrollment import enroll_bulk
 from edgefleet.server.store import Database, make_engine
-from edgefleet.sim.artifacts import register_stand_in_artifact
 from edgefleet.sim.device import Behaviour, SimDevice
 from edgefleet.trust.director import public_key_pem
 
@@ -98,12 +96,7 @@ def run(args: argparse.Namespace, url: str, src: str | None = None) -> dict[str,
         server = start_server(Path(tmp) / "server", env=env)
         try:
             with EdgefleetClient(server.url, server.token) as client:
-                client.apply_classes(
-                    parse_classes_toml((ROOT / "examples" / "hardware-classes.toml").read_text())
-                )
-                v1 = register_stand_in_artifact(client, model="round", version="1.0.0", hardware_class=CLASS)
-                v2 = register_stand_in_artifact(client, model="round", version="2.0.0", hardware_class=CLASS)
-                client.pin(scope="class", target=CLASS, slot="default", artifact_id=v1)
+                _v1, v2 = two_versions_pinned(client, model="round")
                 database = Database(make_engine(url))
                 with database.session() as session:
                     ids = enroll_bulk(

@@ -73,6 +73,16 @@ FIRST_ROUND = {
 }
 
 
+def two_versions_pinned(client: EdgefleetClient, *, model: str) -> tuple[str, str]:
+    """The example hardware classes applied, stand-in versions 1.0.0 and 2.0.0 of ``model`` registered for
+    ``CLASS`` and 1.0.0 pinned to the class: what the benches' fleets start from. Answers their ids."""
+    client.apply_classes(parse_classes_toml((ROOT / "examples" / "hardware-classes.toml").read_text()))
+    v1 = register_stand_in_artifact(client, model=model, version="1.0.0", hardware_class=CLASS)
+    v2 = register_stand_in_artifact(client, model=model, version="2.0.0", hardware_class=CLASS)
+    client.pin(scope="class", target=CLASS, slot="default", artifact_id=v1)
+    return v1, v2
+
+
 def device_key(seed: bytes, index: int) -> Ed25519PrivateKey:
     """Device ``index``'s key, derived from the run's seed (workers rebuild keys, none is sent to them)."""
     return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed + index.to_bytes(8, "big")).digest())
@@ -284,12 +294,7 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
         try:
             replicas.append(start_server(data, env={**env, "EDGEFLEET_ADMIN_TOKEN": first.token}))
             with EdgefleetClient(first.url, first.token) as client:
-                client.apply_classes(
-                    parse_classes_toml((ROOT / "examples" / "hardware-classes.toml").read_text())
-                )
-                v1 = register_stand_in_artifact(client, model="scale", version="1.0.0", hardware_class=CLASS)
-                v2 = register_stand_in_artifact(client, model="scale", version="2.0.0", hardware_class=CLASS)
-                client.pin(scope="class", target=CLASS, slot="default", artifact_id=v1)
+                v1, v2 = two_versions_pinned(client, model="scale")
             started = time.perf_counter()
             pems = [public_key_pem(device_key(seed, i).public_key()) for i in range(args.devices)]
             sites = [{"site": f"site-{i % 50:02d}"} for i in range(args.devices)]

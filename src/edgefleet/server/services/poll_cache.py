@@ -89,9 +89,9 @@ class PollCache:
         self.hits = 0
         self.misses = 0
         self.dropped = 0
+        """Entries dropped by refreshes because a change named their device (a full change clears all)."""
         self.warmed = False
         """Set once :meth:`warm` has read every current document."""
-        """Entries dropped by refreshes because a change named their device (a full change clears all)."""
         self._lock = threading.Lock()  # a refresh's drop and a request's put never interleave
 
     def __len__(self) -> int:

@@ -35,7 +35,7 @@ from edgefleet.server.services.rollouts.policy import (
     install_counts,
     transition,
 )
-from edgefleet.server.services.rollouts.progress import Windows, device_progress, member_facts
+from edgefleet.server.services.rollouts.progress import Windows, device_progress, live_members, member_facts
 from edgefleet.server.services.rollouts.reach import Position, transition_scope
 from edgefleet.server.services.rollouts.service import add_event, release_locks
 from edgefleet.server.services.rollouts.spec import RolloutSpec
@@ -200,15 +200,8 @@ def _class_health(
     exposed_classes = {p.hardware_class for p in progress if p.stage <= row.stage}
     out: dict[str, ClassHealth] = {}
     for name, target in sorted(row.targets.items()):
-        exposed = (
-            select(RolloutDeviceRow.device_id)
-            .join(DeviceRow, DeviceRow.id == RolloutDeviceRow.device_id)
-            .where(
-                RolloutDeviceRow.rollout_id == row.id,
-                RolloutDeviceRow.hardware_class == name,
-                RolloutDeviceRow.stage <= row.stage,
-                DeviceRow.revoked_at.is_(None),
-            )
+        exposed = live_members(row.id, RolloutDeviceRow.device_id).where(
+            RolloutDeviceRow.hardware_class == name, RolloutDeviceRow.stage <= row.stage
         )
         health = stage_health(
             session,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Text, cast, select
+from sqlalchemy import Select, Text, cast, select
 from sqlalchemy.orm import Session
 
 from edgefleet.protocol.errors import InvalidDocumentError
@@ -28,7 +28,7 @@ from edgefleet.server.store.devices import DeviceRow
 from edgefleet.server.store.registry import HardwareClassRow
 from edgefleet.server.store.rollouts import RolloutDeviceRow
 
-__all__ = ["WINDOW_STATE", "MemberFacts", "Windows", "device_progress", "member_facts"]
+__all__ = ["WINDOW_STATE", "MemberFacts", "Windows", "device_progress", "live_members", "member_facts"]
 
 WINDOW_STATE = "pending:window"
 """What an agent reports (slot ``state`` and ``behind``) while a staged version waits for its window."""
@@ -58,7 +58,8 @@ def member_facts(session: Session, rollout_id: str, slot: str) -> list[MemberFac
         return DeviceRow.report[("slots", slot, key)].as_string()
 
     rows = session.execute(
-        select(
+        live_members(
+            rollout_id,
             RolloutDeviceRow.device_id,
             RolloutDeviceRow.stage,
             RolloutDeviceRow.hardware_class,
@@ -70,10 +71,19 @@ def member_facts(session: Session, rollout_id: str, slot: str) -> list[MemberFac
             reported("behind"),
             DeviceRow.report["timezone"].as_string(),
         )
+    )
+    return [MemberFacts(*r) for r in rows]
+
+
+def live_members(rollout_id: str, *columns: Any) -> Select[Any]:
+    """``columns`` of the rollout's members whose device exists and is not revoked: the members the engine
+    counts (``member_facts``) and whose telemetry its gates judge."""
+    return (
+        select(*columns)
+        .select_from(RolloutDeviceRow)
         .join(DeviceRow, DeviceRow.id == RolloutDeviceRow.device_id)
         .where(RolloutDeviceRow.rollout_id == rollout_id, DeviceRow.revoked_at.is_(None))
     )
-    return [MemberFacts(*r) for r in rows]
 
 
 @dataclass

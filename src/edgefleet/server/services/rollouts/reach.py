@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import Select, select
 
 from edgefleet.server.services.rollouts.policy import (
-    ACTIVE_STATUSES,
     RolloutStatus,
     serves_target,
     shadows_target,
@@ -77,9 +76,7 @@ def non_members_changed(
     def served(at: Position | None) -> _Served:
         if at is not None and at.status == "completed":
             return (False, False, False) if selector else (True, False, False)
-        if at is not None and at.status not in ACTIVE_STATUSES:
-            return (False, False, False)
-        return _member(spec, at, None)
+        return _member(spec, at, None)  # as a member not in any stage
 
     return served(before) != served(after)
 

@@ -39,6 +39,9 @@ __all__ = [
     "rollout_to_wire",
 ]
 
+ANALYZE_AFTER_MEMBERS = 1_000
+"""A rollout with at least this many members refreshes the members table's planner statistics (PostgreSQL)."""
+
 
 def add_event(
     session: Session, rollout: RolloutRow, *, kind: str, actor: str, now: datetime, **details: Any
@@ -233,10 +236,6 @@ def create_rollout(
                 details={"model": model, "slot": slot, "devices": len(candidates)},
             )
     return row
-
-
-ANALYZE_AFTER_MEMBERS = 1_000
-"""A rollout with at least this many members refreshes the members table's planner statistics (PostgreSQL)."""
 
 
 def operator_action(

@@ -38,7 +38,7 @@ def test_the_serving_path_does_not_load_cryptography() -> None:
 
 
 def test_the_device_key_still_round_trips(tmp_path) -> None:
-    """The key helpers import cryptography where they need it."""
+    """The key cryptography writes at enrollment is read back (without it) as the same key."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from edgefleet.agent.datadir import DataDir
@@ -47,6 +47,41 @@ def test_the_device_key_still_round_trips(tmp_path) -> None:
     key = Ed25519PrivateKey.generate()
     ddir.write_key(key)
     assert ddir.read_key().public_key().public_bytes_raw() == key.public_key().public_bytes_raw()
+
+
+def test_signing_and_the_director_key_do_not_load_cryptography(tmp_path) -> None:
+    """The resident agent's own Ed25519 (request signing, the director's signature, a rotation's pin) runs on
+    PyNaCl: cryptography's Rust extension (~9.4 MiB resident, measured) stays out of ``agent run``."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edgefleet.agent.datadir import DataDir, DeviceIdentity
+    from edgefleet.trust.director import public_key_pem, sign_desired_state
+
+    ddir = DataDir(tmp_path / "data")
+    ddir.write_key(Ed25519PrivateKey.generate())
+    director = Ed25519PrivateKey.generate()
+    pem = public_key_pem(director.public_key())
+    ddir.write_identity(DeviceIdentity("dev_a", "http://127.0.0.1:9", "cpu", pem), None)
+    state = {"device_id": "dev_a", "hardware_class": "cpu", "generation": 1}
+    state |= {"issued_at": "2026-12-06T00:00:00+00:00", "expires_at": "2026-12-13T00:00:00+00:00"}
+    from edgefleet.protocol.desired_state import DesiredState
+
+    ddir.write_desired_envelope(sign_desired_state(DesiredState.parse(state), director))
+    loaded = _modules_after(
+        "import edgefleet.agent.channel, edgefleet.agent.sync\n"
+        "from datetime import datetime, timezone\n"
+        "from edgefleet.agent.datadir import DataDir\n"
+        "from edgefleet.protocol.request_signing import sign_request\n"
+        "from edgefleet.trust.director import ed25519_keyid, public_key_pem, verify_desired_state\n"
+        f"ddir = DataDir({str(ddir.root)!r})\n"
+        "key = ddir.read_identity().director_key\n"
+        "sign_request(ddir.read_key(), device_id='dev_a', method='GET', path='/', body=b'', now_s=0.0)\n"
+        "verify_desired_state(ddir.read_desired_envelope(), director_key=key, device_id='dev_a',\n"
+        "    last_generation=0, now=datetime(2026, 12, 7, tzinfo=timezone.utc), time_floor=None)\n"
+        "assert public_key_pem(key) and ed25519_keyid(key)\n"
+    )
+    assert {"edgefleet.agent.sync", "edgefleet.agent.channel", "nacl.signing"} <= loaded
+    assert not {m for m in loaded if m.split(".")[0] == "cryptography"}
 
 
 @pytest.mark.skipif(

@@ -16,6 +16,7 @@ from edgefleet.agent.sync import SyncCoordinator
 from edgefleet.protocol.desired_state import DesiredState
 from edgefleet.protocol.request_signing import parse_signed_headers, verify_request_signature
 from edgefleet.trust.director import public_key_pem, sign_desired_state
+from edgefleet.trust.ed25519 import Ed25519VerifyKey
 from edgefleet.trust.errors import DownloadFailedError
 
 DIRECTOR = Ed25519PrivateKey.generate()
@@ -191,7 +192,7 @@ def test_a_corrupted_state_file_is_a_clear_error(world):
 def test_a_rotated_director_key_named_by_the_trusted_root_is_adopted(world):
     ddir, director, installer, _make = world
     rotated = Ed25519PrivateKey.generate()
-    named = [rotated.public_key()]
+    named = [Ed25519VerifyKey.of(rotated.public_key())]  # as the agent hands them over (agent.app)
     sync = SyncCoordinator(
         ddir, _channel(ddir, director), installer, timing=TIMING, now=lambda: NOW, director_keys=lambda: named
     )
@@ -216,7 +217,7 @@ def test_a_key_the_root_does_not_name_is_still_rejected(world, named):
     def keys():
         if named == "unreachable":
             raise DownloadFailedError("mirror down")
-        return [Ed25519PrivateKey.generate().public_key()] if named == "other" else []
+        return [Ed25519VerifyKey.of(Ed25519PrivateKey.generate().public_key())] if named == "other" else []
 
     sync = SyncCoordinator(
         ddir, _channel(ddir, director), installer, timing=TIMING, now=lambda: NOW, director_keys=keys

@@ -14,6 +14,7 @@ from edgefleet.agent.datadir import DataDir
 from edgefleet.agent.install.content import TufArtifactFetcher
 from edgefleet.agent.install.interface import RecordingInstaller
 from edgefleet.agent.sync import SyncCoordinator
+from edgefleet.trust.ed25519 import Ed25519VerifyKey
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +31,8 @@ def _coordinator(ddir: DataDir, server_url: str, http: httpx.Client, events: Eve
     identity = ddir.read_identity()
     channel = DeviceChannel(server_url, device_id=identity.device_id, key=ddir.read_key())
     fetcher = TufArtifactFetcher(ddir, identity, client=http, now=lambda: datetime.now(timezone.utc))
-    return SyncCoordinator(
-        ddir, channel, RecordingInstaller(), events=events, director_keys=fetcher.director_keys
-    )
+    named = lambda: [Ed25519VerifyKey.of(k) for k in fetcher.director_keys()]  # noqa: E731  # as agent.app
+    return SyncCoordinator(ddir, channel, RecordingInstaller(), events=events, director_keys=named)
 
 
 def test_devices_follow_a_director_key_rotation(live_server_factory, tmp_path):

@@ -298,6 +298,7 @@ class AgentApp:
                 from edgefleet.agent.probe.runner import ProbeRunner
                 from edgefleet.agent.sync import SyncCoordinator
                 from edgefleet.agent.telemetry.uploader import ChannelUpload, TelemetryUploader
+                from edgefleet.trust.ed25519 import Ed25519VerifyKey
 
                 tuf = fetcher.get()
                 channel = DeviceChannel(
@@ -367,7 +368,7 @@ class AgentApp:
                     installer,
                     timing=timing,
                     events=recorder,
-                    director_keys=tuf.director_keys,  # a rotation, named by the verified TUF root
+                    director_keys=lambda: [Ed25519VerifyKey.of(k) for k in tuf.director_keys()],  # TUF-named
                     on_state=on_state,
                     inventory=inventory.get,
                     serving_status=serving.report if serving is not None else None,

@@ -19,11 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import EdgefleetError, ServiceUnavailableError, error_from_body
-from edgefleet.protocol.request_signing import sign_request
+from edgefleet.protocol.request_signing import RequestSigner, sign_request
 
 __all__ = [
     "DEADLINE_CODE",
@@ -54,7 +53,7 @@ class DeviceChannel:
         base_url: str,
         *,
         device_id: str,
-        key: Ed25519PrivateKey,
+        key: RequestSigner,
         transport: httpx.BaseTransport | None = None,
         timeout_s: float = 15.0,
         deadline_s: float = 60.0,

@@ -26,9 +26,10 @@ from edgefleet.durable import atomic_write_bytes, private_dir
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import ConflictError, EdgefleetError, InvalidDocumentError
 from edgefleet.protocol.hardware_class import HardwareClass
+from edgefleet.trust.ed25519 import Ed25519Signer, Ed25519VerifyKey
 
-if TYPE_CHECKING:  # cryptography is imported where a key is read or written: serving never needs it
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+if TYPE_CHECKING:  # cryptography writes the key at enrollment; the running agent reads it without it
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = ["AgentLock", "CorruptStateError", "DataDir", "DeviceIdentity", "NotEnrolledError"]
 
@@ -63,10 +64,8 @@ class DeviceIdentity:
         return (self.content_url or f"{self.server_url}/tuf").rstrip("/")
 
     @property
-    def director_key(self) -> Ed25519PublicKey:
-        from edgefleet.trust.director import load_public_key_pem
-
-        return load_public_key_pem(self.director_public_key_pem)
+    def director_key(self) -> Ed25519VerifyKey:
+        return Ed25519VerifyKey.from_pem(self.director_public_key_pem)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -165,18 +164,17 @@ class DataDir:
         )
         atomic_write_bytes(self.key_path, pem, mode=0o600)
 
-    def read_key(self) -> Ed25519PrivateKey:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
+    def read_key(self) -> Ed25519Signer:
+        """The device key as the resident agent signs with it (PyNaCl, no ``cryptography``): read strictly
+        in the form ``write_key`` writes."""
         raw = self._read_bytes(self.key_path)
         try:
-            key = serialization.load_pem_private_key(raw, password=None)
-        except ValueError as exc:
-            raise CorruptStateError("device key is unreadable", got=str(self.key_path)) from exc
-        if not isinstance(key, Ed25519PrivateKey):
-            raise CorruptStateError("device key is not Ed25519", got=str(self.key_path))
-        return key
+            return Ed25519Signer.from_pem(raw)
+        except InvalidDocumentError as exc:
+            message = "device key is not Ed25519" if exc.code == "private_key_not_ed25519" else None
+            raise CorruptStateError(
+                message or "device key is unreadable", got=str(self.key_path), details={"key": exc.to_body()}
+            ) from exc
 
     def write_identity(
         self,

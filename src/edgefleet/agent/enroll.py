@@ -8,13 +8,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgefleet.agent.channel import ServerUnreachableError
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
 from edgefleet.protocol.errors import AuthenticationError, ConflictError, EdgefleetError, error_from_body
 from edgefleet.trust.director import public_key_pem
-from edgefleet.trust.provisioned import pin_provisioned_root
 
 __all__ = ["AGENT_VERSION", "enroll"]
 
@@ -42,6 +40,12 @@ def enroll(
     with it, the root is pinned from the file and the director key must be one that root names, so a control
     plane compromised at enrollment time cannot give the device its own trust anchors.
     """
+    # Here, not at the top: the resident agent imports this module (``AGENT_VERSION``), and neither
+    # cryptography (key generation) nor python-tuf (a provisioned root) belongs in it.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edgefleet.trust.provisioned import pin_provisioned_root
+
     content_url = _content_url(content_url)  # a bad value fails here, before the token is spent
     pinned = None
     if tuf_root is not None:

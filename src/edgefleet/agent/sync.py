@@ -31,8 +31,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from edgefleet.agent.backoff import PollTiming, backoff_delay_s, poll_delay_s
 from edgefleet.agent.channel import DeviceChannel
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
@@ -48,6 +46,7 @@ from edgefleet.trust.director import (
     public_key_pem,
     verify_desired_state,
 )
+from edgefleet.trust.ed25519 import Ed25519VerifyKey
 
 __all__ = ["CLOCK_UNTRUSTED_TOLERANCE", "EventSink", "SyncCoordinator", "SyncOutcome"]
 
@@ -93,7 +92,7 @@ class SyncCoordinator:
         rng: random.Random | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         events: EventSink | None = None,
-        director_keys: Callable[[], Sequence[Ed25519PublicKey]] | None = None,
+        director_keys: Callable[[], Sequence[Ed25519VerifyKey]] | None = None,
         on_state: Callable[[DesiredState | None], None] | None = None,
         inventory: Callable[[], dict[str, Any] | None] | None = None,
         serving_status: Callable[[], dict[str, Any] | None] | None = None,
@@ -228,7 +227,7 @@ class SyncCoordinator:
         return SyncOutcome("updated", poll_delay_s(self._timing, self._rng), state.generation)
 
     def _verify(self, envelope: Any, now: datetime, floor: datetime | None) -> DesiredState:
-        def check(key: Ed25519PublicKey) -> DesiredState:
+        def check(key: Ed25519VerifyKey) -> DesiredState:
             return verify_desired_state(
                 envelope,
                 director_key=key,
@@ -258,7 +257,7 @@ class SyncCoordinator:
                 return state
             raise
 
-    def _adopt_director_key(self, key: Ed25519PublicKey) -> None:
+    def _adopt_director_key(self, key: Ed25519VerifyKey) -> None:
         old = ed25519_keyid(self.identity.director_key)
         identity = replace(self.identity, director_public_key_pem=public_key_pem(key))
         self._ddir.write_identity(identity, None)

@@ -13,11 +13,12 @@ import hashlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Protocol
 
 from edgefleet.protocol.errors import AuthenticationError
+
+if TYPE_CHECKING:  # the server verifies with cryptography; the device signs without it (trust.ed25519)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 __all__ = [
     "HEADER_DEVICE",
@@ -25,6 +26,7 @@ __all__ = [
     "HEADER_SIGNATURE",
     "HEADER_TIMESTAMP",
     "MAX_CLOCK_SKEW_S",
+    "RequestSigner",
     "SignedRequestClaims",
     "parse_signed_headers",
     "sign_request",
@@ -38,6 +40,13 @@ HEADER_NONCE = "x-edgefleet-nonce"
 HEADER_SIGNATURE = "x-edgefleet-signature"
 MAX_CLOCK_SKEW_S = 300
 _DOMAIN = b"edgefleet-request-v1"
+
+
+class RequestSigner(Protocol):
+    """The device key as signing needs it: ``trust.ed25519.Ed25519Signer`` (the agent's) or
+    ``cryptography``'s ``Ed25519PrivateKey`` (tests, benches, the simulator)."""
+
+    def sign(self, message: bytes, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,7 @@ def string_to_sign(
 
 
 def sign_request(
-    key: Ed25519PrivateKey, *, device_id: str, method: str, path: str, body: bytes, now_s: float
+    key: RequestSigner, *, device_id: str, method: str, path: str, body: bytes, now_s: float
 ) -> dict[str, str]:
     """Headers to add to a request. ``path`` includes the query string exactly as sent."""
     timestamp = int(now_s)
@@ -110,6 +119,8 @@ def verify_request_signature(
     max_skew_s: int = MAX_CLOCK_SKEW_S,
 ) -> None:
     """Check the signature and the timestamp window. Nonce replay is the caller's (stateful) check."""
+    from cryptography.exceptions import InvalidSignature
+
     skew = claims.timestamp - now_s
     if abs(skew) > max_skew_s:
         raise AuthenticationError(

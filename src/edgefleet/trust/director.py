@@ -20,18 +20,17 @@ that root names, if that key verifies the document. The server alone cannot rota
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.desired_state import DesiredState, SignedEnvelope
 from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError
+from edgefleet.trust.ed25519 import Ed25519VerifyKey, RawPublicKey, keyid_of_raw
+
+if TYPE_CHECKING:  # imported where the server signs or loads a key: the device verifies without it
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = [
     "DIRECTOR_KEYS_FIELD",
@@ -53,18 +52,21 @@ class DesiredStateRejectedError(EdgefleetError):
     http_status = 422
 
 
-def ed25519_keyid(public_key: Ed25519PublicKey) -> str:
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()
+def ed25519_keyid(public_key: RawPublicKey) -> str:
+    """The key id of a ``cryptography`` key (the server's) or an ``Ed25519VerifyKey`` (the device's)."""
+    return keyid_of_raw(public_key.public_bytes_raw())
 
 
-def public_key_pem(public_key: Ed25519PublicKey) -> str:
-    return public_key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+def public_key_pem(public_key: RawPublicKey) -> str:
+    """The SubjectPublicKeyInfo PEM of either kind of key (the same text ``cryptography`` writes)."""
+    return Ed25519VerifyKey.of(public_key).pem()
 
 
 def load_public_key_pem(pem: str | bytes) -> Ed25519PublicKey:
+    """A ``cryptography`` key, for the server (the device reads PEMs with ``Ed25519VerifyKey.from_pem``)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     data = pem.encode() if isinstance(pem, str) else pem
     try:
         key = serialization.load_pem_public_key(data)
@@ -115,22 +117,26 @@ def effective_now(now: datetime, time_floor: datetime | None) -> datetime:
 def verify_desired_state(
     envelope: Any,
     *,
-    director_key: Ed25519PublicKey,
+    director_key: RawPublicKey,
     device_id: str,
     last_generation: int,
     now: datetime,
     time_floor: datetime | None,
 ) -> DesiredState:
-    """Return the verified document, or raise ``DesiredStateRejectedError`` with a precise code."""
+    """Return the verified document, or raise ``DesiredStateRejectedError`` with a precise code.
+
+    ``director_key``: an ``Ed25519VerifyKey`` (the device's) or a ``cryptography`` public key (tests,
+    benches); either is checked with PyNaCl through its raw bytes."""
     try:
         env = SignedEnvelope.model_validate(envelope)
     except ValueError as exc:
         raise DesiredStateRejectedError(
             "desired state envelope is malformed", code="malformed_envelope"
         ) from exc
-    keyid = ed25519_keyid(director_key)
+    key = Ed25519VerifyKey.of(director_key)
+    keyid = ed25519_keyid(key)
     message = canonical_json(env.signed)
-    if not any(s.keyid == keyid and _verifies(director_key, s.sig, message) for s in env.signatures):
+    if not any(s.keyid == keyid and _verifies(key, s.sig, message) for s in env.signatures):
         raise DesiredStateRejectedError(
             "desired state is not signed by the pinned director key",
             code="bad_director_signature",
@@ -170,9 +176,9 @@ def verify_desired_state(
     return state
 
 
-def _verifies(key: Ed25519PublicKey, sig_b64: str, message: bytes) -> bool:
+def _verifies(key: Ed25519VerifyKey, sig_b64: str, message: bytes) -> bool:
     try:
-        key.verify(base64.b64decode(sig_b64, validate=True), message)
-    except (InvalidSignature, ValueError):
+        signature = base64.b64decode(sig_b64, validate=True)
+    except ValueError:
         return False
-    return True
+    return key.verifies(signature, message)

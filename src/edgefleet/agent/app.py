@@ -2,14 +2,16 @@
 
 ``AgentApp.run`` composes, in this order: the data-dir lock; the telemetry queue and recorder (security,
 update and clock events go there; a corrupt queue file is moved aside and replaced, with a ``telemetry_lost``
-event, never a stopped agent); the A/B slot installer (recovered from its journal before anything else
-touches the slots; each version loaded by the runtime its manifest names; each journaled step an update
-event) with a ``DeferredFetcher``; the serving layer. Only then, so that the first inference does not wait
-for them, are the sync stack's modules imported and built: the TUF-backed fetcher, the signed channel, the
-telemetry uploader thread, the tick thread (closes telemetry windows, judges the installer's trial), the
-watchdog thread (heartbeats the trial while serving makes progress), the runtime inventory (a child process,
-``INVENTORY_DELAY_S`` after serving is up) and the sync coordinator, which owns the loop until SIGTERM. Every
-piece is a small object with its own tests; this module only wires them.
+event, never a stopped agent); the A/B slot installer (recovered from its journal before anything else touches
+the slots; each version loaded by the runtime its manifest names; each journaled step an update event) with a
+``ChildFetcher`` (each TUF operation, an install's resolve and fetch, a probe's bundle, the director keys of a
+rotation, runs in a short-lived child process: the resident agent never imports TUF or builds anything of it);
+the serving layer. Only then, so that the first inference does not wait for them, are the sync stack's modules
+imported and built: the signed channel, the telemetry uploader thread, the tick thread (closes telemetry
+windows, judges the installer's trial), the watchdog thread (heartbeats the trial while serving makes
+progress), the runtime inventory (a child process, ``INVENTORY_DELAY_S`` after serving is up) and the sync
+coordinator, which owns the loop until SIGTERM. Every piece is a small object with its own tests; this module
+only wires them.
 
 The run record (``agent.lifecycle``) says how the previous run ended (power cut, clean restart, agent crash);
 with ``trial_worker`` (the default) a candidate's load and health check and the serving of the version on
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgefleet.agent.backoff import PollTiming
 from edgefleet.agent.datadir import DataDir
-from edgefleet.agent.install.deferred import DeferredFetcher
+from edgefleet.agent.install.child_fetcher import ChildFetcher
 from edgefleet.agent.install.installer import SlotInstaller
 from edgefleet.agent.lifecycle import RunMarker
 from edgefleet.agent.local_zone import detect_time_zone
@@ -54,7 +56,6 @@ from edgefleet.protocol.hardware_class import HardwareClass
 if TYPE_CHECKING:
     from edgefleet.agent.channel import DeviceChannel
     from edgefleet.agent.hints import Wakeup
-    from edgefleet.agent.install.content import TufArtifactFetcher
     from edgefleet.agent.sync import SyncCoordinator
     from edgefleet.agent.telemetry.uploader import TelemetryUploader
 
@@ -238,28 +239,17 @@ class AgentApp:
                 recorder.record_event(*loss_event(lost))
             closers: list[Callable[[], None]] = []  # what the sync stack opened, closed in reverse
 
-            def tuf_fetcher() -> TufArtifactFetcher:
-                """Imported and built after serving is up (``install.deferred``): the first inference does
-                not wait for TUF, httpx and the signed channel."""
-                import httpx
-
-                from edgefleet.agent.install.content import TufArtifactFetcher
-
-                http = httpx.Client(timeout=opts.download_timeout_s, follow_redirects=False)
-                closers.append(http.close)
-                from edgefleet.agent.install.download import DownloadPolicy
-
-                budget = hardware_class.download_bytes_per_s if hardware_class else None
-                return TufArtifactFetcher(
-                    self.ddir,
-                    identity,
-                    client=http,
-                    now=_utc_now,
-                    events=SecuritySinkAdapter(recorder),
-                    policy=DownloadPolicy(max_bytes_per_s=budget),
-                )
-
-            fetcher = DeferredFetcher(tuf_fetcher)
+            # TUF work (installs, probes, director keys) runs in a short-lived child per call: nothing of it
+            # is imported or built here (``install.child_fetcher``).
+            fetcher = ChildFetcher(
+                self.ddir.root,
+                identity,
+                now=_utc_now,
+                events=SecuritySinkAdapter(recorder),
+                http_timeout_s=opts.download_timeout_s,
+                max_bytes_per_s=hardware_class.download_bytes_per_s if hardware_class else None,
+            )
+            closers.append(fetcher.close)
             adapters = RuntimeAdapters()  # each version loads with the runtime its manifest names
             slot_installer = SlotInstaller(
                 self.ddir.root,
@@ -300,7 +290,6 @@ class AgentApp:
                 from edgefleet.agent.telemetry.uploader import ChannelUpload, TelemetryUploader
                 from edgefleet.trust.ed25519 import Ed25519VerifyKey
 
-                tuf = fetcher.get()
                 channel = DeviceChannel(
                     identity.server_url, device_id=identity.device_id, key=self.ddir.read_key()
                 )
@@ -334,9 +323,16 @@ class AgentApp:
                         except Exception:
                             log.exception("event=watchdog_feed_failed")
 
+                def stop_fetch_children() -> None:
+                    """A stop during an install kills its fetch child: the agent stops now, not after the
+                    download (the install fails retryable, its verified partial downloads are kept)."""
+                    stop.wait()
+                    fetcher.close()
+
                 workers = [
                     threading.Thread(target=uploader.run, args=(stop,), name="telemetry-upload", daemon=True),
                     threading.Thread(target=tick_forever, name="agent-tick", daemon=True),
+                    threading.Thread(target=stop_fetch_children, name="fetch-child-stop", daemon=True),
                 ]
                 if serving is not None:
                     workers.append(
@@ -350,7 +346,7 @@ class AgentApp:
                 timing = PollTiming(poll_interval_s=opts.poll_interval_s, backoff_cap_s=opts.backoff_cap_s)
                 probes = ProbeRunner(
                     self.ddir.root,
-                    tuf,
+                    fetcher,
                     channel,
                     hardware_class=hardware_class,
                     busy=serving.busy if serving is not None else lambda: False,
@@ -368,7 +364,7 @@ class AgentApp:
                     installer,
                     timing=timing,
                     events=recorder,
-                    director_keys=lambda: [Ed25519VerifyKey.of(k) for k in tuf.director_keys()],  # TUF-named
+                    director_keys=lambda: [Ed25519VerifyKey.from_pem(p) for p in fetcher.director_keys_pem()],
                     on_state=on_state,
                     inventory=inventory.get,
                     serving_status=serving.report if serving is not None else None,

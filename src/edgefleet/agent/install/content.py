@@ -40,8 +40,9 @@ from edgefleet.agent.install.delta_fetch import DeltaFiles, choose_delta, delta_
 from edgefleet.agent.install.download import Downloader, DownloadPolicy
 from edgefleet.agent.install.faults import CrashHook, no_crash
 from edgefleet.agent.install.fetch import ResolvedAssignment, manifest_from_bytes
+from edgefleet.agent.install.manifest_cache import ManifestCache
 from edgefleet.agent.install.steps import TransferReport
-from edgefleet.protocol.desired_state import Assignment, TargetRef
+from edgefleet.protocol.desired_state import Assignment
 from edgefleet.protocol.manifest import artifact_target_path
 from edgefleet.trust.director import director_keys_in_root, effective_now
 from edgefleet.trust.errors import TrustError
@@ -49,9 +50,8 @@ from edgefleet.trust.events import SecurityEventSink, event_from_error
 from edgefleet.trust.target_custom import target_prefix
 from edgefleet.trust.verify import AssignedTarget, DeviceTrust, VerifiedTarget
 
-__all__ = ["MAX_CACHED_MANIFESTS", "NoTrustRootError", "TufArtifactFetcher"]
+__all__ = ["NoTrustRootError", "TufArtifactFetcher"]
 
-MAX_CACHED_MANIFESTS = 64
 log = logging.getLogger("edgefleet.agent.install")
 
 
@@ -89,6 +89,7 @@ class TufArtifactFetcher:
         self._floor = release_floor
         self._events = events
         self._policy = policy
+        self._manifests = ManifestCache(data_dir.root)
         self.last_transfer: TransferReport | None = None
         """What the last ``fetch`` downloaded (deltas, fallbacks); the download step reports it."""
 
@@ -97,11 +98,11 @@ class TufArtifactFetcher:
         the device checks that target in its verified TUF metadata (same hashes, its class, release floor),
         downloads those bytes (verified on the way in) and parses them once.
 
-        A manifest once verified is kept content-addressed under ``<data dir>/manifests/<sha256>.json`` (its
-        hash checked again when read), so a poll that changes nothing for a slot costs no download.
+        A manifest once verified is kept content-addressed (``agent.install.manifest_cache``, its hash checked
+        again when read), so a poll that changes nothing for a slot costs no download.
         ``fetch`` checks the target in TUF again before any file of it is installed."""
         target = assignment.manifest
-        cached = self._cached_manifest(target)
+        cached = self._manifests.read(target)
         if cached is not None:
             return ResolvedAssignment(assignment.artifact_id, manifest_from_bytes(cached, target), target)
         now = effective_now(self._now(), self._ddir.read_time_floor())
@@ -117,9 +118,7 @@ class TufArtifactFetcher:
             manifest = manifest_from_bytes(raw, target)
         except TrustError as exc:
             raise self._reject(exc, now) from None
-        self._manifests_dir.mkdir(parents=True, exist_ok=True)
-        os.replace(downloaded, self._manifests_dir / f"{target.sha256}.json")
-        self._prune_manifests()
+        self._manifests.keep(downloaded, target)
         return ResolvedAssignment(assignment.artifact_id, manifest, target)
 
     def fetch(self, assignment: ResolvedAssignment, staging_dir: Path) -> dict[str, Path]:
@@ -190,28 +189,6 @@ class TufArtifactFetcher:
         return trust.verify_assignment(
             target, hardware_class=self._identity.hardware_class, release_floor=self._floor, now=now
         )
-
-    @property
-    def _manifests_dir(self) -> Path:
-        return self._ddir.root / "manifests"
-
-    def _prune_manifests(self) -> None:
-        """Keep the ``MAX_CACHED_MANIFESTS`` newest manifests (a miss only costs a download)."""
-        cached = sorted(self._manifests_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for path in cached[MAX_CACHED_MANIFESTS:]:
-            path.unlink(missing_ok=True)
-
-    def _cached_manifest(self, target: TargetRef) -> bytes | None:
-        path = self._manifests_dir / f"{target.sha256}.json"
-        try:
-            with path.open("rb") as fh:
-                raw = fh.read(target.length + 1)
-        except FileNotFoundError:
-            return None
-        if len(raw) != target.length or hashlib.sha256(raw).hexdigest() != target.sha256:
-            path.unlink(missing_ok=True)  # damaged: fetch it again through TUF
-            return None
-        return raw
 
     def director_keys(self) -> list[Ed25519PublicKey]:
         """Refresh TUF metadata and return the director keys its verified root names (key rotation)."""

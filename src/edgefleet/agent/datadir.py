@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 from edgefleet.durable import atomic_write_bytes, private_dir
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import ConflictError, EdgefleetError, InvalidDocumentError
-from edgefleet.protocol.hardware_class import HardwareClass
 from edgefleet.trust.ed25519 import Ed25519Signer, Ed25519VerifyKey
 
 if TYPE_CHECKING:  # cryptography writes the key at enrollment; the running agent reads it without it
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edgefleet.protocol.hardware_class import HardwareClass
 
 __all__ = ["AgentLock", "CorruptStateError", "DataDir", "DeviceIdentity", "NotEnrolledError"]
 
@@ -215,6 +216,8 @@ class DataDir:
         if not self.class_path.exists():
             return None
         try:
+            from edgefleet.protocol.hardware_class import HardwareClass  # pydantic: not for the network child
+
             return HardwareClass.parse(self._read_json(self.class_path))
         except InvalidDocumentError as exc:
             raise CorruptStateError("hardware class file is invalid", got=str(self.class_path)) from exc

@@ -150,7 +150,7 @@ def serve() -> Iterator[Callable[[Send], DeviceChannel]]:
         # A body that trickles a byte every 50 ms: every read succeeds, the overall deadline ends it.
         (_trickle, ServerUnreachableError, DEADLINE_CODE, {"expected": "<= 1.0 s"}),
         # Headers, then silence: the per-read timeout ends it.
-        (_silent_after_headers, ServerUnreachableError, UNREACHABLE_CODE, {"got": "ReadTimeout"}),
+        (_silent_after_headers, ServerUnreachableError, UNREACHABLE_CODE, {"got": "TimeoutError"}),
         # An endless error body is not read past a small cap; the error is judged on its status.
         (_endless("503 Service Unavailable"), EdgefleetError, None, {"status": 503}),
     ],

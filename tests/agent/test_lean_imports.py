@@ -91,7 +91,9 @@ def test_signing_and_the_director_key_do_not_load_cryptography(tmp_path) -> None
 def test_the_agent_imports_httpx_without_its_command_line_client() -> None:
     plain = _modules_after("import httpx")
     assert "rich" in plain  # httpx pulls its CLI in on its own when it can: the case the agent avoids
-    lean = _modules_after("from edgefleet.agent.app import _skip_httpx_cli\n_skip_httpx_cli()\nimport httpx")
+    lean = _modules_after(
+        "from edgefleet.agent.channel import skip_httpx_cli\nskip_httpx_cli()\nimport httpx"
+    )
     assert "httpx" in lean
     assert not {m for m in lean if m.split(".")[0] in ("rich", "pygments")}
     assert "httpx._client" in lean  # the client itself is whole

@@ -22,7 +22,6 @@ that crashes its runtime is rolled back and counted while the agent keeps servin
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -54,7 +53,7 @@ from edgefleet.protocol.errors import EdgefleetError
 from edgefleet.protocol.hardware_class import HardwareClass
 
 if TYPE_CHECKING:
-    from edgefleet.agent.channel import DeviceChannel
+    from edgefleet.agent.channel import Channel
     from edgefleet.agent.hints import Wakeup
     from edgefleet.agent.sync import SyncCoordinator
     from edgefleet.agent.telemetry.uploader import TelemetryUploader
@@ -66,15 +65,6 @@ log = logging.getLogger("edgefleet.agent")
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _skip_httpx_cli() -> None:
-    """httpx imports its command-line client (click, rich, pygments: 3.3 MiB resident in ``agent run``,
-    measured) whenever those are installed, and the agent never runs it. A module marked absent in
-    ``sys.modules`` before httpx's first import makes httpx take the branch it has for installs without its
-    ``cli`` extra (``httpx.main`` then only prints that the client is unavailable)."""
-    if "httpx" not in sys.modules:
-        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
 def _stored_overrides(ddir: DataDir) -> dict[str, Any]:
@@ -196,7 +186,7 @@ class AgentApp:
 
     @staticmethod
     def _start_hints(
-        device_id: str, channel: DeviceChannel, stop: threading.Event, workers: list[threading.Thread]
+        device_id: str, channel: Channel, stop: threading.Event, workers: list[threading.Thread]
     ) -> Wakeup:
         """The hint listener's thread, and a second one that wakes the poll loop when ``stop`` is set."""
         from edgefleet.agent.hints import HINTS_PATH, HintListener, Wakeup
@@ -282,15 +272,15 @@ class AgentApp:
                 inventory = InventoryProbe(delay_s=INVENTORY_DELAY_S if serving else 0.0, stop=stop).start()
                 for callback in self._on_ready:
                     callback(self)
-                # Serving answers now; the sync stack (TUF, httpx, the signed channel) is imported from here.
-                _skip_httpx_cli()
+                # Serving answers now; the sync loop, the channel, the uploader and probes are built from
+                # here. TUF runs in a short-lived child per call (ChildFetcher).
                 from edgefleet.agent.channel import DeviceChannel
                 from edgefleet.agent.probe.runner import ProbeRunner
                 from edgefleet.agent.sync import SyncCoordinator
                 from edgefleet.agent.telemetry.uploader import ChannelUpload, TelemetryUploader
                 from edgefleet.trust.ed25519 import Ed25519VerifyKey
 
-                channel = DeviceChannel(
+                channel = DeviceChannel(  # the stdlib's HTTP client: no httpx in this process
                     identity.server_url, device_id=identity.device_id, key=self.ddir.read_key()
                 )
                 closers.append(channel.close)

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import email.utils
 import json
+import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
-
+from edgefleet.agent.http_transport import StdlibTransport, TransportError
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import EdgefleetError, ServiceUnavailableError, error_from_body
 from edgefleet.protocol.request_signing import RequestSigner, sign_request
+
+if TYPE_CHECKING:  # httpx is imported where a request is sent: the resident agent sends none itself
+    import httpx
 
 __all__ = [
     "DEADLINE_CODE",
@@ -30,8 +33,12 @@ __all__ = [
     "MAX_RESPONSE_BYTES",
     "TOO_LARGE_CODE",
     "UNREACHABLE_CODE",
+    "Channel",
+    "ChannelAnswer",
+    "ChannelResponse",
     "DeviceChannel",
     "ServerUnreachableError",
+    "skip_httpx_cli",
 ]
 
 UNREACHABLE_CODE = "server_unreachable"
@@ -43,8 +50,123 @@ MAX_ERROR_BODY_BYTES = 64_000
 _DROPPED_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 
 
+def skip_httpx_cli() -> None:
+    """Call before httpx's first import (the fetch child does). httpx imports its command-line client
+    (click, rich, pygments: 3.3 MiB and ~0.1 s, measured) whenever those are installed, and the agent never
+    runs it; a module marked absent in ``sys.modules`` makes httpx take the branch it has for installs without
+    its ``cli`` extra (``httpx.main`` then only prints that the client is unavailable)."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
 class ServerUnreachableError(ServiceUnavailableError):
     code = UNREACHABLE_CODE
+
+
+class ChannelAnswer(Protocol):
+    """What a request returns: a 2xx/304 answer with its body read in full."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+    def json(self) -> Any: ...
+
+
+class Channel(Protocol):
+    """The device's signed connection as its users see it (``DeviceChannel``; tests hand fakes)."""
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        body_bytes: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> ChannelAnswer: ...
+
+    def close(self) -> None: ...
+
+
+class ChannelResponse:
+    """A 2xx/304 answer, body read in full; header names lower-case."""
+
+    __slots__ = ("content", "headers", "status_code")
+
+    def __init__(self, status_code: int, headers: Mapping[str, str], content: bytes) -> None:
+        self.status_code = status_code
+        self.headers = {k.lower(): v for k, v in headers.items() if k.lower() not in _DROPPED_HEADERS}
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class _Answer(Protocol):
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def chunks(self) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+class _Transport(Protocol):
+    def open(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> _Answer: ...
+
+    def close(self) -> None: ...
+
+
+class _HttpxAnswer:
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._response = stream.__enter__()
+        self.status: int = self._response.status_code
+        self.headers: dict[str, str] = {k.lower(): v for k, v in self._response.headers.items()}
+
+    def chunks(self) -> Iterator[bytes]:
+        import httpx
+
+        try:
+            yield from self._response.iter_bytes()
+        except httpx.HTTPError as exc:
+            raise TransportError(repr(exc)) from exc
+
+    def close(self) -> None:
+        self._stream.__exit__(None, None, None)
+
+
+class _HttpxTransport:
+    """An httpx transport handed in by a test or a simulator (an in-process app, an injected fault)."""
+
+    def __init__(self, base_url: str, transport: httpx.BaseTransport, timeout_s: float) -> None:
+        import httpx
+
+        self._http = httpx.Client(base_url=base_url, transport=transport, timeout=timeout_s)
+
+    def open(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> _Answer:
+        import httpx
+
+        try:
+            return _HttpxAnswer(self._http.stream(method, path, content=body, headers=dict(headers)))
+        except httpx.HTTPError as exc:
+            raise TransportError(repr(exc)) from exc
+
+    def close(self) -> None:
+        self._http.close()
 
 
 class DeviceChannel:
@@ -71,10 +193,14 @@ class DeviceChannel:
         self.max_response_bytes = max_response_bytes
         self.clock_offset_s = 0.0
         per_step_s = min(timeout_s, deadline_s)
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), transport=transport, timeout=per_step_s)
+        self._transport: _Transport = (
+            StdlibTransport(base_url, timeout_s=per_step_s)
+            if transport is None
+            else _HttpxTransport(base_url.rstrip("/"), transport, per_step_s)
+        )
 
     def close(self) -> None:
-        self._http.close()
+        self._transport.close()
 
     def request(
         self,
@@ -84,7 +210,7 @@ class DeviceChannel:
         json_body: Any = None,
         body_bytes: bytes | None = None,
         headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> ChannelResponse:
         """A signed request. Returns 2xx/304 responses (body read in full); raises for everything else.
 
         ``body_bytes`` sends raw bytes (e.g. a gzip body; set ``content-type``/``content-encoding`` in
@@ -106,32 +232,33 @@ class DeviceChannel:
         if json_body is not None:
             all_headers["content-type"] = "application/json"
         started_s = self._monotonic()
+        what = f"{method} {path}"
         try:
-            with self._http.stream(method, path, content=body, headers=all_headers) as streamed:
-                self._track_clock(streamed)
-                ok = streamed.status_code < 400
+            answer = self._transport.open(method, path, body, all_headers)
+            try:
+                self._track_clock(answer.headers)
+                ok = answer.status < 400
                 content = self._read_bounded(
-                    streamed,
+                    answer.chunks(),
                     max_bytes=self.max_response_bytes if ok else MAX_ERROR_BODY_BYTES,
                     started_s=started_s,
                     cut_is_error=ok,
-                    what=f"{method} {path}",
+                    what=what,
                 )
-        except httpx.HTTPError as exc:
-            self._check_deadline(started_s, f"{method} {path}")
-            raise ServerUnreachableError(f"{method} {path} failed: {exc!r}", got=type(exc).__name__) from exc
-        response = httpx.Response(
-            streamed.status_code,
-            headers=[(k, v) for k, v in streamed.headers.multi_items() if k.lower() not in _DROPPED_HEADERS],
-            content=content,
-            request=streamed.request,
-        )
+            finally:
+                answer.close()
+        except TransportError as exc:
+            self._check_deadline(started_s, what)
+            raise ServerUnreachableError(
+                f"{what} failed: {exc}", got=type(exc.__cause__ or exc).__name__
+            ) from exc
+        response = ChannelResponse(answer.status, answer.headers, content)
         if ok:
             return response
         raise self._error(response)
 
     def _read_bounded(
-        self, response: httpx.Response, *, max_bytes: int, started_s: float, cut_is_error: bool, what: str
+        self, body: Iterator[bytes], *, max_bytes: int, started_s: float, cut_is_error: bool, what: str
     ) -> bytes:
         """The body as received (decoded), cut at ``max_bytes`` and at the deadline while it arrives.
 
@@ -139,7 +266,7 @@ class DeviceChannel:
         dropped (``b""``) and the error is judged on its status."""
         chunks: list[bytes] = []
         received = 0
-        for chunk in response.iter_bytes():
+        for chunk in body:
             received += len(chunk)
             if received > max_bytes:
                 if cut_is_error:
@@ -164,8 +291,8 @@ class DeviceChannel:
                 got=round(elapsed_s, 3),
             )
 
-    def _track_clock(self, response: httpx.Response) -> None:
-        date = response.headers.get("date")
+    def _track_clock(self, headers: Mapping[str, str]) -> None:
+        date = headers.get("date")
         if not date:
             return
         try:
@@ -175,7 +302,7 @@ class DeviceChannel:
         self.clock_offset_s = server_s - self._clock()
 
     @staticmethod
-    def _error(response: httpx.Response) -> EdgefleetError:
+    def _error(response: ChannelResponse) -> EdgefleetError:
         try:
             body = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import httpx
 
+from edgefleet import __version__
 from edgefleet.agent.channel import ServerUnreachableError
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
 from edgefleet.protocol.errors import AuthenticationError, ConflictError, EdgefleetError, error_from_body
 from edgefleet.trust.director import public_key_pem
 
-__all__ = ["AGENT_VERSION", "enroll"]
-
-AGENT_VERSION = "0.1.0"
+__all__ = ["enroll"]
 
 
 def enroll(
@@ -40,11 +39,9 @@ def enroll(
     with it, the root is pinned from the file and the director key must be one that root names, so a control
     plane compromised at enrollment time cannot give the device its own trust anchors.
     """
-    # Here, not at the top: the resident agent imports this module (``AGENT_VERSION``), and neither
-    # cryptography (key generation) nor python-tuf (a provisioned root) belongs in it.
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from edgefleet.trust.provisioned import pin_provisioned_root
+    from edgefleet.trust.provisioned import pin_provisioned_root  # python-tuf: enrollment only
 
     content_url = _content_url(content_url)  # a bad value fails here, before the token is spent
     pinned = None
@@ -62,7 +59,7 @@ def enroll(
         "token": token,
         "public_key_pem": public_key_pem(key.public_key()),
         "serial": serial,
-        "agent_version": AGENT_VERSION,
+        "agent_version": __version__,
     }
     if hardware_class is not None:
         body["hardware_class"] = hardware_class

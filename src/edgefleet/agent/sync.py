@@ -31,10 +31,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol
 
+from edgefleet import __version__
 from edgefleet.agent.backoff import PollTiming, backoff_delay_s, poll_delay_s
-from edgefleet.agent.channel import DeviceChannel
+from edgefleet.agent.channel import Channel
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
-from edgefleet.agent.enroll import AGENT_VERSION
 from edgefleet.agent.hints import Wakeup, hint_poll_at
 from edgefleet.agent.host_inventory import host_inventory
 from edgefleet.agent.install.interface import Installer
@@ -85,7 +85,7 @@ class SyncCoordinator:
     def __init__(
         self,
         data_dir: DataDir,
-        channel: DeviceChannel,
+        channel: Channel,
         installer: Installer,
         *,
         timing: PollTiming | None = None,
@@ -287,7 +287,7 @@ class SyncCoordinator:
             sequence=self._sequence,
             boot_id=self.boot_id,
             reported_at=self._now(),
-            agent_version=AGENT_VERSION,
+            agent_version=__version__,
             desired_generation=self.generation,
             slots=slots,
             status=_status(slots, failing=bool(self.last_error and self._failures), serving=serving),

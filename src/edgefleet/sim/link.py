@@ -14,8 +14,8 @@ from typing import Any, Protocol
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edgefleet import __version__
 from edgefleet.agent.channel import DeviceChannel
-from edgefleet.agent.enroll import AGENT_VERSION
 from edgefleet.protocol.errors import EdgefleetError, error_from_body
 from edgefleet.trust.director import public_key_pem
 
@@ -105,7 +105,7 @@ def enroll_in_memory(
         "token": token,
         "public_key_pem": public_key_pem(key.public_key()),
         "serial": serial,
-        "agent_version": AGENT_VERSION,
+        "agent_version": __version__,
     }
     response = http.post("/v1/enroll", json=body)
     try:

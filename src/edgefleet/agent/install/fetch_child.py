@@ -29,12 +29,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from edgefleet.agent.channel import skip_httpx_cli
 from edgefleet.agent.datadir import DataDir, DeviceIdentity
 from edgefleet.agent.install.child_wire import FetchRequest, error_to_json, event_to_json
-from edgefleet.agent.install.content import TufArtifactFetcher
-from edgefleet.agent.install.download import DownloadPolicy
 from edgefleet.agent.install.fetch import ResolvedAssignment
 from edgefleet.agent.install.manifest_cache import ManifestCache
 from edgefleet.protocol.desired_state import Assignment, TargetRef
@@ -60,6 +57,12 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _run(request: FetchRequest, events: ListSink) -> dict[str, Any]:
+    skip_httpx_cli()  # before httpx's first import, which the TUF fetcher makes
+    import httpx
+
+    from edgefleet.agent.install.content import TufArtifactFetcher
+    from edgefleet.agent.install.download import DownloadPolicy
+
     ddir = DataDir(request.data_dir)
     now = datetime.fromisoformat(request.now)
     policy = DownloadPolicy(max_bytes_per_s=request.max_bytes_per_s, min_bytes_per_s=request.min_bytes_per_s)

@@ -16,8 +16,9 @@ Prints:
 - resident memory of a process serving the model through ``edgefleet.agent.load()`` / a bare onnxruntime
   process holding it;
 - where the rest goes: the VmRSS each layer ``agent run`` imports adds (pydantic and the protocol models,
-  serving, installer and telemetry queue, cryptography, the sync stack, the CLI), in one process, cumulative
-  ratios against the bare process;
+  serving, installer and telemetry queue, the sync loop with the drivers of its children, the CLI), in one
+  process, cumulative ratios against the bare process; then, for comparison, what the children import and
+  the resident agent no longer does (httpx with a client, TUF, cryptography);
 - resident memory of a real ``edgefleet agent run`` (enrolled with a local ``edgefleet server``, the model
   installed by its installer from the server's signed repository, telemetry queue and uploader running, the
   local HTTP endpoint answering) / the bare process, read from ``/proc/<pid>/status`` as the agent process
@@ -25,8 +26,11 @@ Prints:
   (served from a supervised trial worker child: one extra process holding the model; the installer closes the
   worker that checked the candidate once it is switched to) and in the steady state after the commit (served
   in-process, no child: the runtime-inventory child has ended too). The budget (``docs/serving.md``, target
-  <= 1.3) is the steady state's process tree. ``--no-agent-run`` skips it (it starts a server and an agent
-  process);
+  <= 1.3) is the steady state's process tree. The agent runs at the default intervals (poll 30 s, upload
+  60 s); ``--no-agent-run`` skips it (it starts a server and an agent process);
+- what the steady state's polls cost: over ``ROUND_WINDOW_S``, the resident agent's CPU per poll interval
+  (``/proc/<pid>/stat``), the children it started (none expected: a poll whose assignment did not change
+  starts no fetch child) and the process tree's peak VmRSS, sampled every 0.1 s;
 - time to first inference: seconds from starting ``edgefleet agent run`` on a device that already holds the
   committed digits model to its first answered request on the local endpoint (three restarts).
 """
@@ -34,6 +38,7 @@ Prints:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import http.client
 import io
@@ -153,15 +158,21 @@ predict({"input": np.zeros((1, 1, 8, 8), np.float32)})
 marks.append(("serving: service, endpoint, a second session", rss()))
 import edgefleet.agent.app, edgefleet.agent.install.installer, edgefleet.agent.telemetry.recorder
 marks.append(("installer, telemetry queue (sqlite), agent wiring", rss()))
-from edgefleet.agent.app import _skip_httpx_cli
-_skip_httpx_cli()
-import cryptography.hazmat.primitives.asymmetric.ed25519, edgefleet.agent.datadir
-marks.append(("cryptography (device key, request signing)", rss()))
-import httpx, edgefleet.agent.channel, edgefleet.agent.install.content, edgefleet.agent.sync
-import edgefleet.agent.probe.runner, edgefleet.agent.telemetry.uploader
-marks.append(("sync stack: httpx, TUF, channel, sync, probes, uploader", rss()))
+import edgefleet.agent.sync, edgefleet.agent.channel, edgefleet.agent.install.child_fetcher
+import edgefleet.agent.probe.runner, edgefleet.agent.telemetry.uploader, edgefleet.agent.hints
+from edgefleet.agent.http_transport import StdlibTransport
+transport = StdlibTransport("https://control.example", timeout_s=15)  # its TLS context and CA bundle
+from edgefleet.trust.ed25519 import Ed25519Signer, Ed25519VerifyKey
+Ed25519VerifyKey(Ed25519Signer(bytes(32)).public_key().raw).verifies(bytes(64), b"x")  # PyNaCl
+marks.append(("sync loop, channel (stdlib HTTPS), uploader, probes, PyNaCl", rss()))
 import edgefleet.cli.main, edgefleet.cli.agent_cmd
 marks.append(("the CLI (click)", rss()))
+# Not resident: what the fetch child (agent.install.fetch_child) imports in its own process
+from edgefleet.agent.channel import skip_httpx_cli
+skip_httpx_cli()
+import httpx, edgefleet.agent.install.content
+httpx.Client().close()
+marks.append(("[children only] httpx and a client, TUF, cryptography", rss()))
 for name, kb in marks:
     print(name + "\t" + str(kb))
 """
@@ -240,6 +251,11 @@ def _wait(predicate: Callable[[], object], what: str, timeout_s: float = 120.0) 
     raise SystemExit(f"timed out waiting for {what}")
 
 
+POLL_S = 30.0
+"""The bench agent's poll interval: the default, as a device runs."""
+ROUND_WINDOW_S = 95.0
+"""How long the steady-state agent's polls and uploads are watched: CPU, children, peak (three polls, an
+upload)."""
 TRIAL_WINDOW_S = 40.0
 """The bench agent's trial window: long enough to measure the trial, short enough to reach the commit."""
 
@@ -254,6 +270,7 @@ class AgentRunFigures:
     steady_own_kb: int
     """After the commit: served in-process, no child left."""
     steady_tree_kb: int
+    rounds: RoundFigures | None = None
     first_inference_s: list[float] = field(default_factory=list)
     """Seconds from `agent run` start to its first answered request, per restart on the committed version."""
 
@@ -267,6 +284,42 @@ def _reads(pid: int) -> tuple[int, int]:
         trees.append(tree)
         time.sleep(1)
     return int(statistics.median(owns)), int(statistics.median(trees))
+
+
+def _cpu_s(pid: int) -> tuple[float, float]:
+    """(own, children's) CPU seconds (user + system) of ``pid`` so far: ``/proc/<pid>/stat`` fields 14-17;
+    children count once they have ended and been waited for."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+@dataclass
+class RoundFigures:
+    window_s: float
+    own_cpu_s: float
+    children_cpu_s: float
+    children: int
+    """Child processes started in the window (a poll whose assignment did not change starts none)."""
+    peak_tree_kb: int
+    """The process tree's highest VmRSS in the window, sampled every 0.1 s."""
+
+
+def round_figures(pid: int, window_s: float) -> RoundFigures:
+    """What the steady-state agent spends over ``window_s`` of polls and uploads: its own CPU, its
+    children's (if any started), and the process tree's peak VmRSS, so a figure between polls is not
+    mistaken for what the device must hold while it talks to its server."""
+    own0, kids0 = _cpu_s(pid)
+    seen: set[int] = set()
+    peak_kb = 0
+    end = time.monotonic() + window_s
+    while time.monotonic() < end:
+        seen.update(_children(pid))
+        with contextlib.suppress(OSError, RuntimeError):
+            peak_kb = max(peak_kb, _tree_rss_kb(pid)[1])
+        time.sleep(0.1)
+    own1, kids1 = _cpu_s(pid)
+    return RoundFigures(window_s, own1 - own0, kids1 - kids0, len(seen), peak_kb)
 
 
 def _first_answer_s(endpoint: Path, body: bytes, started: float, timeout_s: float = 60.0) -> float:
@@ -332,7 +385,8 @@ def agent_run_figures(art: Path, work: Path, x: np.ndarray, *, requests: int = 5
         run("device", "pin", artifact_id, "--class", BENCH_CLASS)
         data = work / "agent"
         run("agent", "enroll", "--server", server.url, "--token", token, "--data-dir", str(data), "--json")
-        options = ["--poll-interval", "0.5", "--telemetry-window", "5", "--telemetry-interval", "2"]
+        # the default intervals: the steady state's CPU per poll is measured as a device would run
+        options = ["--poll-interval", str(POLL_S), "--telemetry-window", "5", "--telemetry-interval", "60"]
         options += ["--trial-window", str(TRIAL_WINDOW_S)]
         agent = subprocess.Popen(
             [*cli, "agent", "run", "--data-dir", str(data), *options, "--log-level", "warning"],
@@ -368,9 +422,10 @@ def agent_run_figures(art: Path, work: Path, x: np.ndarray, *, requests: int = 5
             raise SystemExit(f"the trial ended before it was measured (window {TRIAL_WINDOW_S} s)")
         trial_own, trial_tree = _reads(pid)
         _wait(lambda: not trial_file.exists(), "the commit", timeout_s=TRIAL_WINDOW_S + 120)
-        _wait(lambda: not _children(pid), "the trial workers and the inventory child to end")
-        time.sleep(6)  # a telemetry window closes and is uploaded
+        _wait(lambda: not _children(pid), "the trial workers and the inventory child to end", 180)
+        time.sleep(6)  # a telemetry window closes
         steady_own, steady_tree = _reads(agent.pid)
+        rounds = round_figures(agent.pid, ROUND_WINDOW_S)
         first = []
         for _ in range(3):  # restart on the installed artifact: start -> first answered request
             agent.send_signal(signal.SIGTERM)
@@ -383,7 +438,7 @@ def agent_run_figures(art: Path, work: Path, x: np.ndarray, *, requests: int = 5
                 stderr=subprocess.DEVNULL,
             )
             first.append(_first_answer_s(endpoint, body.getvalue(), started))
-        return AgentRunFigures(mode, trial_own, trial_tree, steady_own, steady_tree, first)
+        return AgentRunFigures(mode, trial_own, trial_tree, steady_own, steady_tree, rounds, first)
     finally:
         if agent is not None:
             agent.send_signal(signal.SIGTERM)
@@ -530,6 +585,9 @@ def main(argv: list[str] | None = None) -> int:
     print("# where the rest goes: VmRSS added by each layer `agent run` imports, one process, build host")
     base_kb = dict(layers)["bare: numpy, onnxruntime, the session"]
     for (name, kb), (_, before) in zip(layers[1:], layers[:-1], strict=True):
+        if name.startswith("[children only]"):  # imported after the resident layers: not cumulative with them
+            print(f"  +{(kb - before) / 1024:6.1f} MiB  {name:58} (not in the resident agent)")
+            continue
         print(f"  +{(kb - before) / 1024:6.1f} MiB  {name:58} cumulative RATIO {kb / base_kb:.3f}")
     if not args.no_agent_run:
         run = agent_run_figures(art_dir, work, x)
@@ -548,6 +606,15 @@ def main(argv: list[str] | None = None) -> int:
             "(steady state, process tree, build host; target <= 1.3)"
         )
         print("# during a trial the serving trial worker holds the model in a child process: not budgeted")
+        if run.rounds is not None:
+            r = run.rounds
+            polls = r.window_s / POLL_S
+            print(
+                f"STEADY polls                   {r.own_cpu_s / polls:8.3f} s CPU per {POLL_S:.0f} s poll "
+                f"(resident agent), children started {r.children} ({r.children_cpu_s:.2f} s CPU), peak "
+                f"process tree {r.peak_tree_kb / 1024:.1f} MiB RATIO {r.peak_tree_kb / bare:.3f} over "
+                f"{r.window_s:.0f} s; build host"
+            )
         if run.first_inference_s:
             print(
                 f"TIME to first inference        {statistics.median(run.first_inference_s):8.3f} s   "

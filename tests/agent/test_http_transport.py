@@ -9,11 +9,13 @@ from __future__ import annotations
 import email.utils
 import gzip
 import json
+import socket
 import ssl
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -193,6 +195,86 @@ def test_an_http_proxy_from_the_environment_gets_the_absolute_url(server, monkey
     direct.request("GET", "/v1/poll")
     assert server.seen[-1][1] == "/v1/poll"
     assert "Proxy-Authorization" not in server.seen[-1][2]
+
+
+def _raw_server(answer: bytes) -> tuple[str, Callable[[], None]]:
+    """A loopback server that reads one request and sends ``answer`` as is, then closes."""
+    sock = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = sock.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{sock.getsockname()[1]}", sock.close
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "content"),
+    [
+        # the connection closes 90 bytes short of the promised length: not a short success
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789", None, None),
+        # a gzip body cut in half
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nConnection: close\r\n\r\n"
+            + gzip.compress(b'{"ok": true}' * 100)[:40],
+            None,
+            None,
+        ),
+        # a 304 may carry Transfer-Encoding: chunked with no body at all
+        (b'HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\nETag: "3"\r\n\r\n', 304, b""),
+        # a repeated header reads as one, its values joined; raw deflate (no zlib header) is inflated too
+        (
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\nX-A: 2\r\nContent-Encoding: deflate\r\nConnection: close\r\n\r\n"
+            + zlib.compress(b"{}")[2:-4],
+            200,
+            b"{}",
+        ),
+    ],
+)
+def test_framing_edge_cases(answer: bytes, status: int | None, content: bytes | None) -> None:
+    url, stop = _raw_server(answer)
+    channel = DeviceChannel(url, device_id=DEVICE, key=KEY, timeout_s=2)
+    try:
+        if status is None:
+            with pytest.raises(EdgefleetError) as cut:
+                channel.request("GET", "/v1/poll")
+            assert cut.value.code == "server_unreachable"
+            return
+        response = channel.request("GET", "/v1/poll")
+        assert response.status_code == status
+        assert response.content == content
+        if status == 200:
+            assert response.headers["x-a"] == "1, 2"
+    finally:
+        stop()
+
+
+@pytest.mark.parametrize(
+    ("environ", "proxy"),
+    [
+        ({"HTTPS_PROXY": "http://upper:1", "https_proxy": "http://lower:2"}, "http://lower:2"),
+        ({"https_proxy": "http://lower:2", "HTTPS_PROXY": "http://upper:1"}, "http://lower:2"),
+        ({"ALL_PROXY": "proxy.local:3128"}, "http://proxy.local:3128"),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "localhost, *"}, None),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "10.0.0.0/8"}, None),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": ".example.org"}, "http://p:1"),
+    ],
+)
+def test_proxies_from_the_environment(environ: dict[str, str], proxy: str | None) -> None:
+    assert StdlibTransport("https://10.1.2.3", timeout_s=1, environ=environ)._proxy == proxy
+
+
+def test_a_proxy_scheme_that_cannot_be_honoured_fails_each_request_clearly(monkeypatch) -> None:
+    """Not used as an http proxy, not bypassed: every request fails (the agent keeps serving, backs off)."""
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://p:1080")
+    channel = DeviceChannel("https://control.example", device_id=DEVICE, key=KEY, timeout_s=1)
+    with pytest.raises(EdgefleetError) as refused:
+        channel.request("GET", "/v1/poll")
+    assert refused.value.code == "server_unreachable"
+    assert "proxy must be an http:// URL" in refused.value.message
 
 
 def test_https_goes_through_a_connect_tunnel_and_verifies_against_a_ca_bundle(tmp_path) -> None:

@@ -13,9 +13,11 @@ overall deadline, error bodies); this module only moves bytes:
   as they do for httpx);
 - proxies from the environment, as httpx does (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``):
   an ``https://`` server through a ``CONNECT`` tunnel, an ``http://`` one by absolute URL; ``user:pass@`` in
-  the proxy URL is sent as basic proxy authorization;
+  the proxy URL is sent as basic proxy authorization; a proxy that is not ``http://`` (``socks5://``) fails
+  every request with what was expected, rather than being used wrongly or bypassed;
 - a gzip or deflate body is decoded as it arrives, in bounded steps, so the channel's byte cap applies to
-  what the body inflates to (a compression bomb is cut like any oversized answer).
+  what the body inflates to (a compression bomb is cut like any oversized answer); a body that ends before
+  its ``Content-Length`` or its compressed stream is a failed request, not a short answer.
 
 A connection-level failure (refused, reset, TLS, a timeout on any step) raises ``TransportError``.
 """
@@ -23,7 +25,9 @@ A connection-level failure (refused, reset, TLS, a timeout on any step) raises `
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
+import ipaddress
 import os
 import ssl
 import urllib.request
@@ -48,26 +52,39 @@ class StdlibAnswer:
         self._connection = connection
         self._response = response
         self.status: int = response.status
-        self.headers: dict[str, str] = {k.lower(): v for k, v in response.getheaders()}
+        self.headers: dict[str, str] = {}
+        for name, value in response.getheaders():  # a repeated header reads as one, values joined
+            key = name.lower()
+            self.headers[key] = f"{self.headers[key]}, {value}" if key in self.headers else value
 
     def chunks(self) -> Iterator[bytes]:
+        if self.status in (204, 304) or self.status < 200:
+            return  # no body, whatever the framing headers say (a 304 may carry Transfer-Encoding)
         encoding = self.headers.get("content-encoding", "").strip().lower()
         inflate = None
         if encoding in ("gzip", "x-gzip"):
             inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif encoding == "deflate":
             inflate = zlib.decompressobj()
+        started = False
         try:
             while raw := self._response.read1(CHUNK_BYTES):
                 if inflate is None:
                     yield raw
                     continue
+                if not started and encoding == "deflate" and raw[:1] and (raw[0] & 0x0F) != 8:
+                    inflate = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, without a zlib header
+                started = True
                 data = inflate.decompress(raw, CHUNK_BYTES)
                 while data:
                     yield data
                     data = inflate.decompress(inflate.unconsumed_tail, CHUNK_BYTES)
         except (OSError, http.client.HTTPException, zlib.error) as exc:
             raise TransportError(f"the answer's body broke off: {exc!r}") from exc
+        if self._response.length:  # the connection closed before Content-Length bytes came
+            raise TransportError(f"the answer's body ended {self._response.length} bytes short of its length")
+        if inflate is not None and started and not inflate.eof:
+            raise TransportError("the answer's compressed body ended before its end")
 
     def close(self) -> None:
         self._response.close()
@@ -87,11 +104,18 @@ class StdlibTransport:
         self._prefix = parts.path
         self._timeout_s = timeout_s
         env = dict(os.environ if environ is None else environ)
-        self._proxy = _proxy_for(self._scheme, self._host, env)
+        self._proxy: str | None = None
+        self._proxy_error: str | None = None
+        try:
+            self._proxy = _proxy_for(self._scheme, self._host, env)
+        except ValueError as exc:  # each request fails with it: the agent keeps serving and backs off
+            self._proxy_error = str(exc)
         self._context = _tls_context(env) if self._scheme == "https" else None
 
     def open(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> StdlibAnswer:
         """Send the request; return once the status and headers have arrived."""
+        if self._proxy_error is not None:
+            raise TransportError(self._proxy_error)
         connection, target, proxy_headers = self._connect(self._prefix + path)
         all_headers = {"Host": _host_header(self._host, self._port, self._scheme), "Connection": "close"}
         all_headers.update({"Accept-Encoding": "gzip, deflate", **proxy_headers, **headers})
@@ -139,17 +163,39 @@ def _host_header(host: str, port: int, scheme: str) -> str:
 
 
 def _proxy_for(scheme: str, host: str, env: dict[str, str]) -> str | None:
-    """The proxy URL the environment names for ``scheme`` and ``host``, as httpx reads it (lower-case names
-    first, ``ALL_PROXY`` as the fallback, ``NO_PROXY`` exempting hosts)."""
-    lowered = {k.lower(): v for k, v in env.items() if k.lower().endswith("_proxy") and v}
-    proxy = lowered.get(f"{scheme}_proxy") or lowered.get("all_proxy")
-    if not proxy:
+    """The proxy URL the environment names for ``scheme`` and ``host``, as httpx and urllib read it: a
+    lower-case name overrides its upper-case twin (an empty one switches it off), ``ALL_PROXY`` is the
+    fallback, ``NO_PROXY`` exempts hosts (names, ``.domain`` suffixes, IP networks, ``*``). Only
+    ``http://`` proxies are supported: another scheme (``socks5://``, ``https://``) raises ``ValueError``."""
+    names: dict[str, str] = {}
+    for upper_first in (True, False):
+        for key, value in env.items():
+            if key.lower().endswith("_proxy") and key.isupper() == upper_first:
+                names[key.lower()] = value
+    proxy = names.get(f"{scheme}_proxy") or names.get("all_proxy")
+    if not proxy or _bypassed(host, names.get("no_proxy", "")):
         return None
-    no_proxy = lowered.get("no_proxy", "")
+    proxy = proxy if "://" in proxy else f"http://{proxy}"
+    if urlsplit(proxy).scheme != "http":
+        raise ValueError(f"proxy must be an http:// URL (a CONNECT tunnel carries TLS), got {proxy!r}")
+    return proxy
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    entries = [e.strip().lower() for e in no_proxy.split(",") if e.strip()]
+    if "*" in entries:
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        address = None
+    for entry in entries:
+        if address is not None:
+            with contextlib.suppress(ValueError):
+                if address in ipaddress.ip_network(entry.strip("[]"), strict=False):
+                    return True
     bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # public, untyped
-    if no_proxy == "*" or (no_proxy and bypass(host, {"no": no_proxy})):
-        return None
-    return proxy if "://" in proxy else f"http://{proxy}"
+    return bool(entries) and bool(bypass(host, {"no": ",".join(entries)}))
 
 
 def _tls_context(env: dict[str, str]) -> ssl.SSLContext:

@@ -24,6 +24,7 @@ from .conftest import EXAMPLE_CLASSES, Cli
 # The server's device_stale_after_s and device_offline_after_s: silent this long is offline. A loaded CI host
 # can take seconds between a touch and the listing after it; 2 s made "online" flaky there.
 SILENT_S = 5.0
+FLUSH_S = 0.1
 CART, DETECTOR = "medical-cart-cpu", "intel-lowpower-detector"
 
 
@@ -46,7 +47,10 @@ class Fleet:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     root = tmp_path_factory.mktemp("cli-devices")
     with run_live_server(
-        root / "server", device_stale_after_s=SILENT_S, device_offline_after_s=SILENT_S
+        root / "server",
+        device_stale_after_s=SILENT_S,
+        device_offline_after_s=SILENT_S,
+        last_seen_flush_s=FLUSH_S,
     ) as server:
         with EdgefleetClient(server.url, server.admin_token) as admin:
             admin.apply_classes(parse_classes_toml(EXAMPLE_CLASSES.read_text()))
@@ -69,7 +73,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         )
 
         def touch() -> None:
+            """A contact the listing shows: the server writes noted last-seen times every FLUSH_S."""
             channel.request("GET", "/v1/device/desired-state")
+            time.sleep(FLUSH_S * 4)
 
         def enroll_other(name: str) -> str:
             with EdgefleetClient(server.url, server.admin_token) as admin:

@@ -24,7 +24,7 @@ from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import EdgefleetError, ServiceUnavailableError, error_from_body
 from edgefleet.protocol.request_signing import RequestSigner, sign_request
 
-if TYPE_CHECKING:  # httpx is imported where a request is sent: the resident agent sends none itself
+if TYPE_CHECKING:  # httpx only for a transport handed in (tests, simulator); the agent uses http.client
     import httpx
 
 __all__ = [

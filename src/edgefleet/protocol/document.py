@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.names import NAME_PATTERN, SHA256_PATTERN, is_safe_relpath
 
 __all__ = ["NAME_PATTERN", "Document", "Name", "Part", "Sha256Hex", "is_safe_relpath", "validation_details"]
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
-"""Names of classes, models and versions: lowercase, no slashes, cannot start with a dot (no ``../x``)."""
-
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
-Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Sha256Hex = Annotated[str, StringConstraints(pattern=SHA256_PATTERN)]
 
 D = TypeVar("D", bound="Document")
 
@@ -77,12 +74,3 @@ class Document(Part):
 
     def canonical(self) -> bytes:
         return canonical_json(self.to_dict())
-
-
-def is_safe_relpath(path: str) -> bool:
-    """A relative POSIX path inside an artifact: no absolute, no ``..``, no backslashes, bounded."""
-    if not path or len(path) > 255 or path.startswith("/") or "\\" in path or "\x00" in path:
-        return False
-    return all(part not in ("", ".", "..") for part in path.split("/")) and bool(
-        re.fullmatch(r"[A-Za-z0-9._/-]+", path)
-    )

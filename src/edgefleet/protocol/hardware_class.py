@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 
 from edgefleet.protocol.document import Document, Name, Part
 from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.runtime_names import EXECUTION_PROVIDERS, PRECISIONS, providers_problem
 from edgefleet.protocol.selector import KEY_PATTERN
 from edgefleet.protocol.update_window import WINDOW_SYNTAX, parse_update_window
 
@@ -33,14 +34,7 @@ __all__ = [
     "parse_classes_toml",
 ]
 
-PRECISIONS = ("fp32", "fp16", "int8")
 Precision = Literal["fp32", "fp16", "int8"]
-EXECUTION_PROVIDERS = (
-    "TensorrtExecutionProvider",
-    "CUDAExecutionProvider",
-    "OpenVINOExecutionProvider",
-    "CPUExecutionProvider",
-)
 MAX_CLASSES_FILE_BYTES = 1_000_000
 
 
@@ -52,11 +46,9 @@ class RuntimeSpec(Part):
     @field_validator("execution_providers")
     @classmethod
     def _known_providers(cls, value: list[str]) -> list[str]:
-        unknown = [p for p in value if p not in EXECUTION_PROVIDERS]
-        if unknown:
-            raise ValueError(f"unknown execution providers {unknown}; known: {list(EXECUTION_PROVIDERS)}")
-        if len(set(value)) != len(value):
-            raise ValueError("execution providers must not repeat")
+        problem = providers_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from edgefleet.protocol.document import Document, Name, Part, Sha256Hex, is_safe_relpath
 from edgefleet.protocol.hardware_class import Precision, RuntimeSpec
+from edgefleet.protocol.names import MANIFEST_FILE, artifact_target_path, manifest_target_path
 
 __all__ = [
     "MANIFEST_FILE",
@@ -26,8 +27,6 @@ __all__ = [
 ]
 
 MAX_MANIFEST_BYTES = 1_000_000
-MANIFEST_FILE = "manifest.json"
-"""The manifest's own name among an artifact's files and TUF targets (what a director assignment names)."""
 InputKind = Literal["image", "signal", "tabular", "none"]
 """What the model's input is: the build perturbs it accordingly (noise, blur, dropouts, missing values)."""
 DType = Literal["float32", "float16", "float64", "int8", "uint8", "int32", "int64", "bool"]
@@ -156,13 +155,3 @@ class ArtifactManifest(Document):
             if f.path == path:
                 return f
         raise KeyError(path)
-
-
-def artifact_target_path(manifest: ArtifactManifest, file_path: str) -> str:
-    """The TUF target path of one of an artifact's files: ``{model}/{version}/{class}/{file}``."""
-    return f"{manifest.model}/{manifest.version}/{manifest.hardware_class}/{file_path}"
-
-
-def manifest_target_path(model: str, version: str, hardware_class: str) -> str:
-    """The TUF target path of an artifact's own ``manifest.json``."""
-    return f"{model}/{version}/{hardware_class}/{MANIFEST_FILE}"

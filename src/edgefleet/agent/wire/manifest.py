@@ -1,0 +1,106 @@
+"""An artifact manifest as the agent reads it (mirrors ``edgefleet.protocol.manifest``).
+
+The agent reads a manifest that TUF verified (the fetch child) or that it stored after that check (a slot's
+copy); it leaves out the build's record (``optimization``, ``metrics``), which it never reads."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+import msgspec
+
+from edgefleet.agent.wire.base import Name, Sha256Hex, WireStruct
+from edgefleet.agent.wire.hardware_class import Precision, RuntimeSpec
+from edgefleet.protocol.names import is_safe_relpath
+
+__all__ = [
+    "MANIFEST_IGNORED",
+    "ArtifactFile",
+    "ArtifactManifest",
+    "HealthCheck",
+    "InputRange",
+    "Signature",
+    "TensorSpec",
+]
+
+MANIFEST_IGNORED = ("optimization", "metrics")
+"""The model's fields the agent's struct leaves out (the conformance test checks the rest)."""
+InputKind = Literal["image", "signal", "tabular", "none"]
+DType = Literal["float32", "float16", "float64", "int8", "uint8", "int32", "int64", "bool"]
+
+
+class ArtifactFile(WireStruct, kw_only=True):
+    path: str
+    sha256: Sha256Hex
+    length: Annotated[int, msgspec.Meta(ge=0)]
+
+    def __post_init__(self) -> None:
+        if not is_safe_relpath(self.path):
+            raise ValueError("path must be relative, without '..', of [A-Za-z0-9._/-]")
+
+
+class TensorSpec(WireStruct, kw_only=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    dtype: DType
+    shape: list[int | str | None]
+
+
+class Signature(WireStruct, kw_only=True):
+    inputs: Annotated[list[TensorSpec], msgspec.Meta(min_length=1)]
+    outputs: Annotated[list[TensorSpec], msgspec.Meta(min_length=1)]
+
+
+class InputRange(WireStruct, kw_only=True):
+    min: float
+    max: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.min) and math.isfinite(self.max)):
+            raise ValueError("min and max must be finite")
+        if self.min > self.max:
+            raise ValueError("min must be <= max")
+
+
+class HealthCheck(WireStruct, kw_only=True):
+    golden_file: str
+    atol: Annotated[float, msgspec.Meta(ge=0)] = 1e-3
+    rtol: Annotated[float, msgspec.Meta(ge=0)] = 1e-3
+    latency_ceiling_ms: Annotated[float, msgspec.Meta(gt=0)]
+    warmup_runs: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 3
+
+
+class ArtifactManifest(WireStruct, kw_only=True):
+    """What a device needs to trust, load and check one build."""
+
+    schema_version: int = 1
+    model: Name
+    version: Name
+    hardware_class: Name
+    runtime: RuntimeSpec
+    precision: Precision = "fp32"
+    entrypoint: str
+    files: Annotated[list[ArtifactFile], msgspec.Meta(min_length=1, max_length=256)]
+    signature: Signature
+    health_check: HealthCheck
+    release_counter: Annotated[int, msgspec.Meta(ge=0)]
+    input_kind: InputKind = "none"
+    input_ranges: Annotated[dict[str, InputRange], msgspec.Meta(max_length=64)] = {}
+
+    def __post_init__(self) -> None:
+        paths = [f.path for f in self.files]
+        if len(set(paths)) != len(paths):
+            raise ValueError("file paths must be unique")
+        for needed, what in ((self.entrypoint, "entrypoint"), (self.health_check.golden_file, "golden_file")):
+            if needed not in paths:
+                raise ValueError(f"{what} {needed!r} is not among the files")
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.length for f in self.files)
+
+    def file(self, path: str) -> ArtifactFile:
+        for f in self.files:
+            if f.path == path:
+                return f
+        raise KeyError(path)

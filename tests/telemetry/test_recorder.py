@@ -18,11 +18,11 @@ from edgefleet.agent.telemetry import FixedResources, SecuritySinkAdapter, SysRe
 from edgefleet.agent.telemetry.queue import QueuedRecord
 from edgefleet.agent.telemetry.recorder import MAX_MODELS, OVERFLOW_MODEL
 from edgefleet.agent.telemetry.uploader import BandwidthBudget, parse_acks, plan_batch
+from edgefleet.agent.wire.telemetry import ResourceSample
 from edgefleet.protocol.telemetry import (
     LATENCY_MAX_INDEX,
     LATENCY_MIN_MS,
     LatencyHistogram,
-    ResourceSample,
     TelemetryWindow,
     latency_bucket_index,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from edgefleet.protocol.telemetry import ShadowSample
+from edgefleet.protocol.telemetry_kinds import ShadowSample
 
 __all__ = ["MetricsSink", "NullMetrics", "ShadowSample"]
 

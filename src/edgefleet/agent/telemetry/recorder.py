@@ -2,8 +2,9 @@
 
 Hot path (``record_request``): one lock, a few dict increments, no allocation of documents, no IO. A window
 closes when the injected monotonic ``clock`` passes its end (checked on every call and by ``tick()``); the
-closed window is turned into a ``TelemetryWindow`` and appended to the durable queue *outside* the lock by the
-thread that closed it. Events go to the queue at once (they are rare and some must never be lost).
+closed window is turned into a ``TelemetryWindow`` (the agent's msgspec struct, ``agent.wire.telemetry``) and
+appended to the durable queue *outside* the lock by the thread that closed it. Events go to the queue at once
+(they are rare and some must never be lost).
 
 Telemetry never breaks serving: a failing queue write is counted (``write_failures``) and logged, not raised.
 """
@@ -17,21 +18,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
+
+import msgspec
 
 from edgefleet.agent.telemetry.resources import ResourceSampler
-from edgefleet.protocol.telemetry import (
-    EVENT_KINDS,
-    PRIORITY_BY_EVENT_KIND,
-    PRIORITY_METRICS,
+from edgefleet.agent.wire.telemetry import (
     EventRecord,
     HealthChecks,
     LatencyHistogram,
     ModelWindow,
-    ShadowSample,
     ShadowStats,
     SlotStatus,
     TelemetryWindow,
+    to_body,
+)
+from edgefleet.protocol.telemetry_kinds import (
+    EVENT_KINDS,
+    PRIORITY_BY_EVENT_KIND,
+    PRIORITY_METRICS,
+    EventKind,
+    ShadowSample,
     error_kind,
     latency_bucket_index,
 )
@@ -117,7 +124,9 @@ class _ModelAcc:
             input_faults_by_code=dict(self.input_faults),
             last_success_at=self.last_success_at,
             requests_by_rung=dict(self.rungs),
-            latency=LatencyHistogram(buckets=dict(self.buckets), sum_ms=self.sum_ms, max_ms=self.max_ms),
+            latency=LatencyHistogram(
+                buckets=dict(self.buckets), sum_ms=float(self.sum_ms), max_ms=float(self.max_ms)
+            ),
             shadow=self.shadow if self.shadow is not None else ShadowStats(),
             health_checks=HealthChecks(
                 passed=self.health_passed, failed=self.health_failed, failed_by_code=dict(self.health_codes)
@@ -171,7 +180,7 @@ class TelemetryRecorder:
     def record_request(
         self, model_version: str, rung: str, latency_ms: float, error_code: str | None = None
     ) -> None:
-        """One request. An error code of kind ``input`` (``protocol.telemetry.error_kind``) is an input
+        """One request. An error code of kind ``input`` (``protocol.telemetry_kinds.error_kind``) is an input
         fault: counted apart, never as a request or an error of the model, and without a latency."""
         now = self._clock()
         kind = error_kind(error_code) if error_code is not None else None
@@ -268,12 +277,14 @@ class TelemetryRecorder:
         """Queue an event now. ``kind`` is one of ``EVENT_KINDS`` (unknown kinds become ``other``).
         Returns the queue sequence, or ``None`` if it was dropped or could not be written."""
         kind = kind if kind in EVENT_KINDS else "other"
-        event = EventRecord(at=self._wall(), kind=kind, code=_code(code), details=_bounded_details(details))
+        event = EventRecord(
+            at=self._wall(), kind=cast(EventKind, kind), code=_code(code), details=_bounded_details(details)
+        )
         return self._append(
             kind="event",
             label=f"event.{kind}",
             priority=PRIORITY_BY_EVENT_KIND[kind],
-            body=event.model_dump(mode="json"),
+            body=to_body(event),
         )
 
     # --- window lifecycle --------------------------------------------------------------------------
@@ -348,9 +359,7 @@ class TelemetryRecorder:
             slots=self._slots(),
         )
         if (
-            self._append(
-                kind="window", label="window", priority=PRIORITY_METRICS, body=doc.model_dump(mode="json")
-            )
+            self._append(kind="window", label="window", priority=PRIORITY_METRICS, body=to_body(doc))
             is not None
         ):
             self.windows_written += 1
@@ -377,11 +386,10 @@ class TelemetryRecorder:
             status, failure = states.get(slot, (None, None))
             base = served if slot == self.served_slot else SlotStatus(slot=slot[:_MAX_KEY_CHARS])
             out.append(
-                base.model_copy(
-                    update={
-                        "update_status": _code(status) if status else None,
-                        "update_failure_code": _code(failure) if failure else None,
-                    }
+                msgspec.structs.replace(
+                    base,
+                    update_status=_code(status) if status else None,
+                    update_failure_code=_code(failure) if failure else None,
                 )
             )
         return out
@@ -416,10 +424,13 @@ def _shadow_of(acc: _ModelAcc) -> ShadowStats:
 def _bounded_details(details: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in list((details or {}).items())[:_MAX_DETAIL_KEYS]:
-        if isinstance(value, bool | int | float) or value is None:
-            out[str(key)[:_MAX_KEY_CHARS]] = (
-                value if not isinstance(value, float) or math.isfinite(value) else None
-            )
+        name = str(key)[:_MAX_KEY_CHARS]
+        if isinstance(value, bool) or value is None:
+            out[name] = value
+        elif isinstance(value, int):  # an IntEnum too: its number, as the model's JSON dump gave it
+            out[name] = int(value)
+        elif isinstance(value, float):  # numpy's float64 too (msgspec writes only plain floats)
+            out[name] = float(value) if math.isfinite(value) else None
         else:
-            out[str(key)[:_MAX_KEY_CHARS]] = str(value)[:_MAX_DETAIL_CHARS]
+            out[name] = str(value)[:_MAX_DETAIL_CHARS]
     return out

@@ -24,7 +24,7 @@ from edgefleet.agent.backoff import PollTiming, backoff_delay_s, poll_delay_s
 from edgefleet.agent.telemetry.queue import QueuedRecord, TelemetryQueue
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError
-from edgefleet.protocol.telemetry import MAX_BATCH_RECORDS, TelemetryBatch
+from edgefleet.protocol.telemetry_kinds import MAX_BATCH_RECORDS, TELEMETRY_BATCH_SCHEMA_VERSION
 
 __all__ = [
     "TELEMETRY_PATH",
@@ -241,7 +241,7 @@ class TelemetryUploader:
     def _compress(self, records: list[QueuedRecord]) -> bytes:
         stats = self._queue.stats()
         batch = {
-            "schema_version": TelemetryBatch.SCHEMA_VERSION,
+            "schema_version": TELEMETRY_BATCH_SCHEMA_VERSION,
             "device_id": self.device_id,
             "sent_at": self._wall().isoformat(),
             "records": [

@@ -15,7 +15,7 @@ import numpy as np
 
 from edgefleet.agent.runtime.base import LoadedModel, LoadOptions, RuntimeAdapter
 from edgefleet.agent.serve.runtimes import RuntimeAdapters
-from edgefleet.protocol.manifest import Signature
+from edgefleet.protocol.wire.manifest import Signature
 
 SPEC = "tests.agent.crashing_runtime:CrashingAdapters"
 POISON = 1e6

@@ -18,9 +18,9 @@ from edgefleet.agent.install.health import (
 )
 from edgefleet.agent.runtime import InferenceFailedError, LoadOptions
 from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
-from edgefleet.protocol.manifest import HealthCheck, Signature
+from edgefleet.protocol.wire.manifest import HealthCheck, Signature
 
-SIG = Signature.model_validate(
+SIG = Signature.read(
     {
         "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 16]}],
         "outputs": [{"name": "probs", "dtype": "float32", "shape": [None, 4]}],

@@ -6,7 +6,8 @@ import os
 import platform
 
 from edgefleet.agent.host_inventory import clip, cpu_model_from_cpuinfo, host_inventory
-from edgefleet.protocol.desired_state import MAX_HOST_TEXT_CHARS, DeviceReport
+from edgefleet.protocol.desired_state import DeviceReport
+from edgefleet.protocol.limits import MAX_HOST_TEXT_CHARS
 
 X86 = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\n"
 ARM = "processor\t: 0\nBogoMIPS\t: 48.00\nCPU part\t: 0xd42\n\nHardware\t: NVIDIA Jetson Orin\n"
@@ -30,7 +31,7 @@ def test_this_host_is_reported_within_the_schema():
     assert host.cpu.cores == os.cpu_count()
     assert host.python == platform.python_version()
     report = DeviceReport.parse(
-        {"sequence": 1, "boot_id": "b", "reported_at": "2026-12-05T00:00:00+00:00", "host": host.model_dump()}
+        {"sequence": 1, "boot_id": "b", "reported_at": "2026-12-05T00:00:00+00:00", "host": host.to_dict()}
     )
     assert report.host is not None
     assert report.host.cpu.model == host.cpu.model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import errno
 
 import numpy as np
@@ -244,7 +245,7 @@ def test_assignment_not_matching_its_manifest_is_refused(env):
     inst = env.installer()
     a1 = env.artifact("a1", classifier(1))
     # the assignment names a manifest by hash: other bytes under that name are refused
-    forged = a1.model_copy(deep=True)
+    forged = copy.deepcopy(a1)
     forged.manifest.hashes.sha256 = "0" * 64
     inst.apply(desired({"default": forged}))
     assert inst.slot_reports()["default"].state == "failed:hash_mismatch"

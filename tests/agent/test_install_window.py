@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import msgspec
 import pytest
 from crash.artifacts import classifier, desired
 from tests.agent.test_install import Env, serves
@@ -24,7 +25,7 @@ def env(tmp_path):
 
 def _upgrade(env, *, window: str = BERLIN_WINDOW, exempt: tuple[str, ...] = ()):
     state = desired({"default": env.artifact("a2", classifier(2), release_counter=2)}, generation=2)
-    return state.model_copy(update={"update_window": window, "window_exempt_slots": list(exempt)})
+    return msgspec.structs.replace(state, update_window=window, window_exempt_slots=list(exempt))
 
 
 def test_outside_the_window_it_downloads_but_switches_only_when_the_window_opens(env):

@@ -17,11 +17,11 @@ from edgefleet.agent.runtime import (
     sample_inputs,
 )
 from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter, OrtModel, select_providers
-from edgefleet.protocol.manifest import Signature
+from edgefleet.protocol.wire.manifest import Signature
 
 
 def signature(*, in_name="x", dtype="float32", in_shape=(None, IN_DIM), out_shape=(None, 4)) -> Signature:
-    return Signature.model_validate(
+    return Signature.read(
         {
             "inputs": [{"name": in_name, "dtype": dtype, "shape": list(in_shape)}],
             "outputs": [{"name": "probs", "dtype": "float32", "shape": list(out_shape)}],

@@ -294,7 +294,7 @@ class BehindInstaller(RecordingInstaller):
         return True
 
     def slot_reports(self):
-        from edgefleet.protocol.desired_state import SlotReport
+        from edgefleet.protocol.wire.desired_state import SlotReport
 
         behind = self.wants_retry()
         return {

@@ -1,8 +1,9 @@
-"""The agent's msgspec structs (``edgefleet.agent.wire``) accept what the pydantic models accept."""
+"""The agent's msgspec structs (``edgefleet.protocol.wire``) accept what the pydantic models accept."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from datetime import datetime
 from typing import Any
@@ -11,19 +12,19 @@ import msgspec
 import pytest
 from tests.agent.wire_conformance import assert_mirrors
 
-from edgefleet.agent.wire import desired_state as wire_desired
-from edgefleet.agent.wire import hardware_class as wire_class
-from edgefleet.agent.wire import manifest as wire_manifest
-from edgefleet.agent.wire.base import read_document, to_plain
 from edgefleet.protocol import desired_state as model_desired
 from edgefleet.protocol import hardware_class as model_class
 from edgefleet.protocol import manifest as model_manifest
 from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.wire import desired_state as wire_desired
+from edgefleet.protocol.wire import hardware_class as wire_class
+from edgefleet.protocol.wire import manifest as wire_manifest
+from edgefleet.protocol.wire.base import read_document, to_plain
 
 MIRRORS = [
     (wire_class.RuntimeSpec, model_class.RuntimeSpec, ()),
     (wire_class.Threads, model_class.Threads, ()),
-    (wire_manifest.ArtifactManifest, model_manifest.ArtifactManifest, wire_manifest.MANIFEST_IGNORED),
+    (wire_manifest.ArtifactManifest, model_manifest.ArtifactManifest, ()),
     (wire_desired.DesiredState, model_desired.DesiredState, ()),
     (wire_desired.DeviceReport, model_desired.DeviceReport, ()),
 ]
@@ -163,3 +164,18 @@ def test_an_error_says_where_what_and_got() -> None:
     with pytest.raises(InvalidDocumentError) as caught:
         read_document(b"{not json", wire_desired.DesiredState, kind="desired state")
     assert caught.value.code == "invalid_document"
+
+
+def test_an_installed_version_keeps_its_content_address() -> None:
+    """``install.slots.version_key`` hashes the canonical manifest: the struct must give the bytes the model
+    gave (defaults filled, the build's record included), or versions installed before would read as corrupt.
+    """
+    from edgefleet.agent.install.slots import version_key
+    from edgefleet.protocol.canonical import canonical_json
+
+    doc = {k: v for k, v in MANIFEST.items() if k != "a_newer_field"}
+    doc["metrics"] = {"latency_p95_ms": 1.25, "size_bytes": 4096}
+    theirs = canonical_json(model_manifest.ArtifactManifest.parse(doc).to_dict())
+    mine = read_document(doc, wire_manifest.ArtifactManifest, kind="artifact manifest")
+    assert canonical_json(mine.to_dict()) == theirs
+    assert version_key(mine) == hashlib.sha256(theirs).hexdigest()

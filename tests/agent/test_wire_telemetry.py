@@ -1,6 +1,6 @@
-"""The agent's telemetry structs (``edgefleet.agent.wire.telemetry``) mirror the pydantic models, refuse what
-the models' own rules refuse, and what the recorder and the uploader send validates with the models and
-dumps back to the same bytes."""
+"""The agent's telemetry structs (``edgefleet.protocol.wire.telemetry``) mirror the pydantic models,
+refuse what the models' own rules refuse, and what the recorder and the uploader send validates with the
+models and dumps back to the same bytes."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ import pytest
 from tests.agent.wire_conformance import assert_mirrors
 
 from edgefleet.agent.telemetry import FixedResources, TelemetryQueue, TelemetryRecorder, TelemetryUploader
-from edgefleet.agent.wire import telemetry as wire
-from edgefleet.agent.wire.base import read_part
 from edgefleet.protocol import telemetry as model
 from edgefleet.protocol import telemetry_kinds
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.wire import telemetry as wire
+from edgefleet.protocol.wire.base import read_part
 
 NAMES = [
     "LatencyHistogram",

@@ -1,4 +1,4 @@
-"""Compare an agent wire struct (``edgefleet.agent.wire``) with the pydantic model it mirrors.
+"""Compare an agent wire struct (``edgefleet.protocol.wire``) with the pydantic model it mirrors.
 
 ``constraint_profile`` flattens a JSON Schema into ``path -> {keyword: value}`` (``$ref`` followed, ``anyOf``
 merged, ``[]`` for list items, ``{}`` for map values, ``{key}`` for map keys), keeping what decides

@@ -3,6 +3,7 @@ pins the TUF root, and fetch an assignment only when it matches what the release
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from datetime import datetime, timezone
 
@@ -12,7 +13,7 @@ from tests.e2e.fleet_cli import EXAMPLES, cli, enroll_agent, push_artifact
 
 from edgefleet.agent.datadir import DataDir
 from edgefleet.agent.install.content import TufArtifactFetcher
-from edgefleet.protocol.desired_state import Assignment, TargetHashes, TargetRef
+from edgefleet.protocol.wire.desired_state import Assignment, TargetHashes, TargetRef
 from edgefleet.trust.director import verify_desired_state
 from edgefleet.trust.errors import TrustError
 
@@ -111,7 +112,7 @@ def test_a_compromised_director_cannot_swap_the_manifest_or_the_class(published,
     fetcher, client = _fetcher(ddir, RecordingSink())
     # The director names other manifest bytes (e.g. one with a looser health-check tolerance) under the
     # signed path: the device compares the name with its verified TUF metadata and refuses.
-    lying = good.model_copy(deep=True)
+    lying = copy.deepcopy(good)
     lying.manifest.hashes.sha256 = hashlib.sha256(b"a manifest the release key never signed").hexdigest()
     with client, pytest.raises(TrustError) as info:
         fetcher.resolve(lying)

@@ -120,7 +120,7 @@ def _signature(tflite: Path):
     from ai_edge_litert.interpreter import Interpreter
 
     from edgefleet.agent.runtime.litert import tensor_spec
-    from edgefleet.protocol.manifest import Signature
+    from edgefleet.protocol.wire.manifest import Signature
 
     it = Interpreter(model_path=str(tflite))
     return Signature(

@@ -19,8 +19,8 @@ from onnx import TensorProto, helper, numpy_helper
 from edgefleet.agent.runtime.base import InferenceFailedError, LoadedModel, LoadOptions, ModelLoadError
 from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
 from edgefleet.agent.serve import ActiveArtifact, read_artifact_dir
-from edgefleet.protocol.manifest import Signature
 from edgefleet.protocol.telemetry import ShadowSample
+from edgefleet.protocol.wire.manifest import Signature
 
 IN_DIM = 16
 CLASSES = 4

@@ -14,12 +14,12 @@ from edgefleet.agent.serve import BadTensorError, InferenceService, ServingConfi
 from edgefleet.agent.serve.guard import InputGuard, guard_inputs
 from edgefleet.agent.serving_wiring import TrialMetrics
 from edgefleet.agent.telemetry import TelemetryRecorder
-from edgefleet.protocol.manifest import InputRange, Signature
 from edgefleet.protocol.telemetry import TelemetryWindow, error_kind
+from edgefleet.protocol.wire.manifest import InputRange, Signature
 
 from .conftest import IN_DIM, RecordingMetrics, classifier, write_artifact, x
 
-SIGNATURE = Signature.model_validate(
+SIGNATURE = Signature.read(
     {
         "inputs": [
             {"name": "a", "dtype": "float32", "shape": [None, 3]},

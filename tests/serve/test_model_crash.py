@@ -18,7 +18,7 @@ from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
 from edgefleet.agent.runtime.worker import WorkerAdapter, WorkerModel
 from edgefleet.agent.serve import InferenceService, ServingConfig, StaticSource
 from edgefleet.protocol.errors import EdgefleetError
-from edgefleet.protocol.manifest import Signature
+from edgefleet.protocol.wire.manifest import Signature
 
 from .conftest import classifier, write_artifact, x
 

@@ -8,7 +8,7 @@ import pytest
 
 from edgefleet.agent.runtime.base import LoadOptions, ModelLoadError, SignatureMismatchError
 from edgefleet.agent.serve import InferenceService, StaticSource
-from edgefleet.protocol.manifest import Signature
+from edgefleet.protocol.wire.manifest import Signature
 
 from .conftest import IN_DIM, classifier, write_artifact, x
 
@@ -18,7 +18,7 @@ from edgefleet.agent.runtime.openvino_native import OpenVinoAdapter, compile_con
 
 
 def sig(in_dim: int = IN_DIM) -> Signature:
-    return Signature.model_validate(
+    return Signature.read(
         {
             "inputs": [{"name": "x", "dtype": "float32", "shape": [None, in_dim]}],
             "outputs": [{"name": "probs", "dtype": "float32", "shape": [None, 4]}],

@@ -7,9 +7,9 @@ import pytest
 
 from edgefleet.agent.serve import BadTensorError
 from edgefleet.agent.serve.validate import InputRules, coerce_json_tensor, validate_inputs
-from edgefleet.protocol.manifest import Signature
+from edgefleet.protocol.wire.manifest import Signature
 
-SIG = Signature.model_validate(
+SIG = Signature.read(
     {
         "inputs": [
             {"name": "a", "dtype": "float32", "shape": [None, 3]},

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from edgefleet.agent.telemetry import TelemetryRecorder
 from edgefleet.agent.telemetry.resources import FixedResources
-from edgefleet.agent.wire.telemetry import ResourceSample
+from edgefleet.protocol.wire.telemetry import ResourceSample
 from edgefleet.server.services.device_timeline import device_timeline, gaps
 from edgefleet.server.services.health_history import resolve_range
 

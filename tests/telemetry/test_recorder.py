@@ -18,7 +18,6 @@ from edgefleet.agent.telemetry import FixedResources, SecuritySinkAdapter, SysRe
 from edgefleet.agent.telemetry.queue import QueuedRecord
 from edgefleet.agent.telemetry.recorder import MAX_MODELS, OVERFLOW_MODEL
 from edgefleet.agent.telemetry.uploader import BandwidthBudget, parse_acks, plan_batch
-from edgefleet.agent.wire.telemetry import ResourceSample
 from edgefleet.protocol.telemetry import (
     LATENCY_MAX_INDEX,
     LATENCY_MIN_MS,
@@ -26,6 +25,7 @@ from edgefleet.protocol.telemetry import (
     TelemetryWindow,
     latency_bucket_index,
 )
+from edgefleet.protocol.wire.telemetry import ResourceSample
 from edgefleet.trust.events import SecurityEvent
 
 

@@ -25,7 +25,7 @@ from edgefleet.agent.install import InstallerConfig, SlotInstaller, TrialPolicy,
 from edgefleet.agent.install.content import TufArtifactFetcher
 from edgefleet.agent.install.download import DownloadPolicy
 from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
-from edgefleet.protocol.desired_state import DesiredState
+from edgefleet.protocol.wire.desired_state import DesiredState
 from edgefleet.trust.events import ListSink
 
 
@@ -62,7 +62,7 @@ def main() -> None:
             crash=crash,
         )
         installer.recover()
-        installer.apply(DesiredState.parse(json.loads(args.desired.read_text())))
+        installer.apply(DesiredState.read(json.loads(args.desired.read_text())))
         report = installer.slot_reports()["default"]
         transfer = fetcher.last_transfer
         print(

@@ -5,6 +5,7 @@ in-process ``TufArtifactFetcher``; a child that crashes, hangs or is stopped is 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import subprocess
 import sys
@@ -22,8 +23,8 @@ from edgefleet.agent.install.child_fetcher import ChildFetcher, child_timeout_s
 from edgefleet.agent.install.content import TufArtifactFetcher
 from edgefleet.agent.install.slots import SlotStore
 from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
-from edgefleet.protocol.desired_state import Assignment, DesiredState, TargetHashes, TargetRef
 from edgefleet.protocol.errors import EdgefleetError
+from edgefleet.protocol.wire.desired_state import Assignment, DesiredState, TargetHashes, TargetRef
 from edgefleet.trust.errors import DownloadFailedError, HashMismatchError
 from edgefleet.trust.events import ListSink
 from edgefleet.trust.publish import publish_to_repository, read_manifest
@@ -128,7 +129,7 @@ def test_a_refusal_keeps_its_code_and_event(site, tmp_path) -> None:
     """A target the release key never signed: ``target_not_in_tuf``, a security event, nothing staged."""
     _fleet, ddir, art = site
     events = ListSink()
-    unsigned = _assignment(art).model_copy(deep=True)
+    unsigned = copy.deepcopy(_assignment(art))
     unsigned.manifest.path = f"digits/9.9.9/{CLASS}/manifest.json"
     with pytest.raises(EdgefleetError) as info:
         _child(ddir, events).resolve(unsigned)
@@ -148,14 +149,14 @@ def test_a_crashing_child_is_a_retryable_failure_and_leaves_nothing_in_the_slot(
     try:
         installer.recover()
         installer.apply(
-            DesiredState.parse(
+            DesiredState.read(
                 {
                     "device_id": "dev-1",
                     "hardware_class": CLASS,
                     "generation": 1,
                     "issued_at": NOW.isoformat(),
                     "expires_at": "2031-01-01T00:00:00+00:00",
-                    "slots": {"default": _assignment(art).model_dump(mode="json")},
+                    "slots": {"default": _assignment(art).to_dict()},
                 }
             )
         )

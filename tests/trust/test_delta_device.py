@@ -16,7 +16,7 @@ from edgefleet.agent.install.content import TufArtifactFetcher
 from edgefleet.agent.install.download import DownloadPolicy
 from edgefleet.agent.install.slots import SlotStore
 from edgefleet.optimize.deltas import BaseArtifact, prepare_deltas
-from edgefleet.protocol.desired_state import Assignment, TargetHashes, TargetRef
+from edgefleet.protocol.wire.desired_state import Assignment, TargetHashes, TargetRef
 from edgefleet.trust.events import ListSink
 from edgefleet.trust.publish import build_targets, publish_to_repository, read_manifest
 from edgefleet.trust.repository import target_storage_name

@@ -34,7 +34,7 @@ from edgefleet.agent.install.download import DownloadPolicy
 from edgefleet.agent.install.slots import SlotStore
 from edgefleet.agent.install.steps import TransferReport
 from edgefleet.cli.main import cli
-from edgefleet.protocol.desired_state import Assignment, TargetHashes, TargetRef
+from edgefleet.protocol.wire.desired_state import Assignment, TargetHashes, TargetRef
 from edgefleet.trust.events import ListSink
 from edgefleet.trust.target_custom import custom_of, is_delta_path
 

@@ -17,8 +17,8 @@ from tuf.api.metadata import Metadata, MetaFile, Targets
 
 from edgefleet.agent.install.content import TufArtifactFetcher
 from edgefleet.agent.install.download import DownloadPolicy
-from edgefleet.protocol.desired_state import Assignment, TargetHashes, TargetRef
 from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.wire.desired_state import Assignment, TargetHashes, TargetRef
 from edgefleet.trust.errors import BelowReleaseFloorError, TargetsRejectedError, TufMetadataRejectedError
 from edgefleet.trust.events import ListSink
 from edgefleet.trust.publish import build_targets, publish_to_repository, resign_targets

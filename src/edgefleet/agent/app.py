@@ -48,9 +48,9 @@ from edgefleet.agent.serving_wiring import SERVED_SLOT, Serving, TrialIsolation,
 from edgefleet.agent.telemetry.queue import loss_event, open_queue
 from edgefleet.agent.telemetry.recorder import SecuritySinkAdapter, TelemetryRecorder
 from edgefleet.agent.telemetry.resources import SysResources
-from edgefleet.protocol.desired_state import DesiredState
 from edgefleet.protocol.errors import EdgefleetError
 from edgefleet.protocol.hardware_class import HardwareClass
+from edgefleet.protocol.wire.desired_state import DesiredState
 
 if TYPE_CHECKING:
     from edgefleet.agent.channel import Channel

@@ -12,7 +12,8 @@ import os
 import platform
 from pathlib import Path
 
-from edgefleet.protocol.desired_state import MAX_HOST_TEXT_CHARS, CpuInventory, HostInventory
+from edgefleet.protocol.limits import MAX_HOST_TEXT_CHARS
+from edgefleet.protocol.wire.desired_state import CpuInventory, HostInventory
 
 __all__ = ["clip", "cpu_model_from_cpuinfo", "host_inventory"]
 

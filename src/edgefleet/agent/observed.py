@@ -12,10 +12,12 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import msgspec
+
 from edgefleet.agent.install.interface import Installer
 from edgefleet.agent.install.machine import Phase
 from edgefleet.agent.install.steps import StepRecord
-from edgefleet.protocol.desired_state import DesiredState, SlotReport
+from edgefleet.protocol.wire.desired_state import DesiredState, SlotReport
 
 __all__ = ["ObservedInstaller", "SlotEventSink", "StepEvents", "step_event", "while_swapping"]
 
@@ -140,7 +142,7 @@ def while_swapping(report: SlotReport) -> SlotReport:
             return f"{Phase.ROLLING_BACK.value}:{value[len(done) :]}"
         return value
 
-    return report.model_copy(update={"state": pending(report.state), "behind": pending(report.behind)})
+    return msgspec.structs.replace(report, state=pending(report.state), behind=pending(report.behind))
 
 
 def slot_events(slot: str, before: SlotReport, after: SlotReport) -> list[tuple[str, str, dict[str, Any]]]:

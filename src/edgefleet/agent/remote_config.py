@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from edgefleet.protocol.agent_config import SETTINGS, check_setting
-from edgefleet.protocol.desired_state import AppliedConfig, DesiredState
 from edgefleet.protocol.errors import EdgefleetError
+from edgefleet.protocol.wire.desired_state import AppliedConfig, DesiredState
 
 __all__ = ["ConfigApplier", "startup_overrides"]
 
@@ -107,4 +107,4 @@ class ConfigApplier:
     def report(self) -> dict[str, Any] | None:
         """The ``DeviceReport.config`` part (``None`` before any desired state)."""
         with self._lock:
-            return self._status.model_dump(mode="json") if self._status is not None else None
+            return self._status.to_dict() if self._status is not None else None

@@ -39,8 +39,8 @@ from edgefleet.agent.serve.shadow import ShadowConfig
 from edgefleet.agent.serve.source import SlotActiveSource
 from edgefleet.durable import atomic_write_bytes
 from edgefleet.protocol.hardware_class import HardwareClass
-from edgefleet.protocol.manifest import Signature
-from edgefleet.protocol.telemetry import error_kind
+from edgefleet.protocol.telemetry_kinds import error_kind
+from edgefleet.protocol.wire.manifest import Signature
 
 __all__ = [
     "ENDPOINT_FILE",

@@ -38,8 +38,9 @@ from edgefleet.agent.datadir import DataDir, DeviceIdentity
 from edgefleet.agent.hints import Wakeup, hint_poll_at
 from edgefleet.agent.host_inventory import host_inventory
 from edgefleet.agent.install.interface import Installer
-from edgefleet.protocol.desired_state import DesiredState, DeviceReport, HostInventory
 from edgefleet.protocol.errors import EdgefleetError
+from edgefleet.protocol.wire.base import read_part
+from edgefleet.protocol.wire.desired_state import DesiredState, DeviceReport, HostInventory
 from edgefleet.trust.director import (
     DesiredStateRejectedError,
     ed25519_keyid,
@@ -275,28 +276,30 @@ class SyncCoordinator:
         or an error. Unchanged polls send nothing."""
         slots = self._installer.slot_reports()
         runtimes, serving, config = self._inventory(), self._serving_status(), self._config_status()
-        snapshot = {
-            name: r.to_dict() if hasattr(r, "to_dict") else r.model_dump() for name, r in slots.items()
-        }
+        snapshot = {name: r.to_dict() for name, r in slots.items()}
         extra = {"runtimes": runtimes, "serving": serving, "config": config}
         snapshot["\0extra"] = extra  # not a slot name: cannot clash
         if not force and self._reported_generation == self.generation and snapshot == self._reported_slots:
             return
         self._sequence += 1
-        report = DeviceReport(
-            sequence=self._sequence,
-            boot_id=self.boot_id,
-            reported_at=self._now(),
-            agent_version=__version__,
-            desired_generation=self.generation,
-            slots=slots,
-            status=_status(slots, failing=bool(self.last_error and self._failures), serving=serving),
-            last_error=self.last_error,
-            runtimes=runtimes,
-            serving=serving,
-            host=self._host,
-            timezone=self._time_zone,
-            config=config,
+        report = read_part(
+            {
+                "sequence": self._sequence,
+                "boot_id": self.boot_id,
+                "reported_at": self._now(),
+                "agent_version": __version__,
+                "desired_generation": self.generation,
+                "slots": slots,
+                "status": _status(slots, failing=bool(self.last_error and self._failures), serving=serving),
+                "last_error": self.last_error,
+                "runtimes": runtimes,
+                "serving": serving,
+                "host": self._host,
+                "timezone": self._time_zone,
+                "config": config,
+            },
+            DeviceReport,
+            kind="device report",
         )
         self._channel.request("POST", REPORT_PATH, json_body=report.to_dict())
         self._reported_generation = self.generation

@@ -1,4 +1,4 @@
-"""Wire documents every role shares. Imports stdlib, pydantic and cryptography only.
+"""Wire documents every role shares. Imports stdlib, pydantic, msgspec and cryptography only.
 
 The names below are loaded on first use (PEP 562), so a module that needs only ``protocol.errors`` or
 ``protocol.canonical`` (the agent's network child, the serving path) does not import pydantic and every model

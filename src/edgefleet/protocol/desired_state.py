@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, Field, field_validator
 
 from edgefleet.protocol.document import Document, Name, Part, Sha256Hex, is_safe_relpath
 from edgefleet.protocol.errors import InvalidDocumentError
+from edgefleet.protocol.limits import MAX_DESIRED_STATE_BYTES, MAX_HOST_TEXT_CHARS, MAX_REPORT_BYTES
 
 __all__ = [
     "MAX_DESIRED_STATE_BYTES",
@@ -27,11 +28,6 @@ __all__ = [
     "TargetHashes",
     "TargetRef",
 ]
-
-MAX_DESIRED_STATE_BYTES = 2_000_000
-MAX_REPORT_BYTES = 64_000
-MAX_HOST_TEXT_CHARS = 128
-"""Longest OS/CPU text a report carries (the agent clips to it; the server refuses longer)."""
 
 
 class TargetHashes(Part):

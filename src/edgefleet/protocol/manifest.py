@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from edgefleet.protocol.document import Document, Name, Part, Sha256Hex, is_safe_relpath
 from edgefleet.protocol.hardware_class import Precision, RuntimeSpec
+from edgefleet.protocol.limits import MAX_MANIFEST_BYTES
 from edgefleet.protocol.names import MANIFEST_FILE, artifact_target_path, manifest_target_path
 
 __all__ = [
@@ -26,7 +27,6 @@ __all__ = [
     "manifest_target_path",
 ]
 
-MAX_MANIFEST_BYTES = 1_000_000
 InputKind = Literal["image", "signal", "tabular", "none"]
 """What the model's input is: the build perturbs it accordingly (noise, blur, dropouts, missing values)."""
 DType = Literal["float32", "float16", "float64", "int8", "uint8", "int32", "int64", "bool"]

@@ -1,7 +1,7 @@
 """The shapes of names, digests and paths on the wire: plain rules, no validation library.
 
 The pydantic models (``edgefleet.protocol.document``) and the agent's msgspec structs
-(``edgefleet.agent.wire``) both take their patterns and path rule from here, so each rule has one text."""
+(``edgefleet.protocol.wire``) both take their patterns and path rule from here, so each rule has one text."""
 
 from __future__ import annotations
 

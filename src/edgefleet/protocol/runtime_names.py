@@ -1,6 +1,6 @@
 """Runtimes, precisions and execution providers by name, and the rule on a list of providers.
 
-Plain data and a plain rule, so the pydantic ``RuntimeSpec`` and the agent's struct (``agent.wire``) apply
+Plain data and a plain rule, so the pydantic ``RuntimeSpec`` and the agent's struct (``protocol.wire``) apply
 the same text."""
 
 from __future__ import annotations

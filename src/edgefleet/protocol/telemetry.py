@@ -10,7 +10,7 @@ from the body) that is the idempotency key of ingest: a resent batch is counted 
 
 The constants and plain rules (buckets, kinds, priorities, bounds, the additions) are
 ``protocol.telemetry_kinds``, re-exported here; the agent builds these documents through the msgspec structs
-of ``agent.wire.telemetry``, which take the same rules from there (``tests/agent/test_wire_telemetry.py``).
+of ``protocol.wire.telemetry``, which take the same rules from there (``tests/agent/test_wire_telemetry.py``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 summaries. No validation library.
 
 The pydantic models (``edgefleet.protocol.telemetry``, which re-exports every name here) and the agent's
-msgspec structs (``edgefleet.agent.wire.telemetry``) both take their constants, patterns and rules from
+msgspec structs (``edgefleet.protocol.wire.telemetry``) both take their constants, patterns and rules from
 here, so each rule has one text. ``histogram_add``/``shadow_add`` and their merges work on either side's
 object (``HistogramFields``, ``ShadowFields``).
 """

@@ -25,12 +25,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from edgefleet.protocol.canonical import canonical_json
-from edgefleet.protocol.desired_state import DesiredState, SignedEnvelope
 from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError
+from edgefleet.protocol.wire.base import read_document, read_part
+from edgefleet.protocol.wire.desired_state import DesiredState, SignedEnvelope
 from edgefleet.trust.ed25519 import Ed25519VerifyKey, RawPublicKey, keyid_of_raw
 
 if TYPE_CHECKING:  # imported where the server signs or loads a key: the device verifies without it
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+    from edgefleet.protocol.desired_state import DesiredState as DesiredStateModel  # the server's, pydantic
 
 __all__ = [
     "DIRECTOR_KEYS_FIELD",
@@ -79,7 +82,7 @@ def load_public_key_pem(pem: str | bytes) -> Ed25519PublicKey:
     return key
 
 
-def sign_desired_state(state: DesiredState, key: Ed25519PrivateKey) -> dict[str, Any]:
+def sign_desired_state(state: DesiredStateModel, key: Ed25519PrivateKey) -> dict[str, Any]:
     """The envelope ``{"signed": ..., "signatures": [{"keyid", "sig"}]}`` as a JSON-able dict."""
     signed = state.to_dict()
     sig = key.sign(canonical_json(signed))
@@ -128,8 +131,8 @@ def verify_desired_state(
     ``director_key``: an ``Ed25519VerifyKey`` (the device's) or a ``cryptography`` public key (tests,
     benches); either is checked with PyNaCl through its raw bytes."""
     try:
-        env = SignedEnvelope.model_validate(envelope)
-    except ValueError as exc:
+        env = read_part(envelope, SignedEnvelope, kind="desired state envelope")
+    except InvalidDocumentError as exc:
         raise DesiredStateRejectedError(
             "desired state envelope is malformed", code="malformed_envelope"
         ) from exc
@@ -144,7 +147,7 @@ def verify_desired_state(
             got=[s.keyid for s in env.signatures],
         )
     try:
-        state = DesiredState.parse(env.signed)
+        state = read_document(env.signed, DesiredState, kind="desired state")
     except InvalidDocumentError as exc:
         raise DesiredStateRejectedError(
             f"signed desired state is invalid: {exc.message}",

@@ -17,8 +17,9 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from edgefleet.protocol.canonical import canonical_json
-from edgefleet.protocol.desired_state import Assignment, DesiredState, TargetHashes, TargetRef
 from edgefleet.protocol.manifest import MANIFEST_FILE, ArtifactManifest, manifest_target_path
+from edgefleet.protocol.wire.desired_state import Assignment, DesiredState, TargetHashes, TargetRef
+from edgefleet.protocol.wire.manifest import ArtifactManifest as WireManifest
 
 IN_DIM = 16
 CLASSES = 4
@@ -142,7 +143,7 @@ def write_artifact(
     extra_bytes: int = 0,
     runtime: str = "onnxruntime",
     providers: tuple[str, ...] = ("CPUExecutionProvider",),
-) -> ArtifactManifest:
+) -> WireManifest:
     """``expected`` overrides the golden outputs (to make a candidate fail); ``extra_bytes`` pads the
     artifact with a weights-like file so benches can use a realistic size; ``runtime`` and ``providers``
     are the manifest's (an ``openvino`` artifact carries the same ONNX file)."""
@@ -184,10 +185,10 @@ def write_artifact(
         }
     )
     (out / MANIFEST_FILE).write_bytes(canonical_json(manifest.to_dict()))  # what LocalDirFetcher resolves
-    return manifest
+    return WireManifest.read(manifest.to_dict())  # checked by the model, handed to the agent as it reads it
 
 
-def assignment(artifact_id: str, manifest: ArtifactManifest) -> Assignment:
+def assignment(artifact_id: str, manifest: WireManifest) -> Assignment:
     """The director's assignment of ``manifest``: its ``manifest.json`` named by path, length and sha256."""
     raw = canonical_json(manifest.to_dict())
     return Assignment(

@@ -30,7 +30,7 @@ from edgefleet.agent.install import (
 )
 from edgefleet.agent.install.health import load_golden
 from edgefleet.agent.runtime.ort import OnnxRuntimeAdapter
-from edgefleet.protocol.desired_state import DesiredState
+from edgefleet.protocol.wire.desired_state import DesiredState
 
 TRACE_PREFIX = "crash-point "
 
@@ -68,7 +68,7 @@ def main() -> None:
         crash=crash,
     )
     installer.recover()
-    installer.apply(DesiredState.parse(json.loads(args.desired.read_text())))
+    installer.apply(DesiredState.read(json.loads(args.desired.read_text())))
     if args.fail_trial and installer.on_trial("default") is not None:
         installer.record_inference("default", ok=False)
         installer.tick()
@@ -80,7 +80,7 @@ def main() -> None:
         inputs, outputs = load_golden(args.artifacts / serving / "golden.npz")
         got = model.predict({k: v[:1] for k, v in inputs.items()})
         matches = all(np.allclose(got[k], v[:1], atol=1e-4) for k, v in outputs.items())
-    print(json.dumps({**report.model_dump(), "serving": serving, "matches": matches}))
+    print(json.dumps({**report.to_dict(), "serving": serving, "matches": matches}))
     installer.close()
 
 

@@ -28,9 +28,9 @@ from edgefleet.agent.install.slots import SlotStore, VersionCorruptError, versio
 from edgefleet.agent.install.steps import StepRecord, TransferReport
 from edgefleet.agent.install.trial import TrialState
 from edgefleet.agent.runtime.base import LoadedModel
-from edgefleet.protocol.desired_state import Assignment
 from edgefleet.protocol.errors import EdgefleetError
-from edgefleet.protocol.manifest import ArtifactManifest
+from edgefleet.protocol.wire.desired_state import Assignment
+from edgefleet.protocol.wire.manifest import ArtifactManifest
 from edgefleet.trust.errors import DiskFullError, HashMismatchError
 
 __all__ = ["apply_slot"]

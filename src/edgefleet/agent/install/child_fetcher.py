@@ -45,7 +45,7 @@ from edgefleet.agent.install.child_wire import (
 from edgefleet.agent.install.fetch import ResolvedAssignment, manifest_from_bytes
 from edgefleet.agent.install.manifest_cache import ManifestCache
 from edgefleet.agent.install.steps import TransferReport
-from edgefleet.protocol.desired_state import Assignment
+from edgefleet.protocol.wire.desired_state import Assignment
 from edgefleet.trust.errors import DownloadFailedError, HashMismatchError
 from edgefleet.trust.events import NullSink, SecurityEventSink
 
@@ -129,7 +129,7 @@ class ChildFetcher:
             reply = self._call(
                 "resolve",
                 self._timeout(target.length, 1),
-                assignment=assignment.model_dump(mode="json", by_alias=True),
+                assignment=assignment.to_dict(),
             )
             raw = base64.b64decode(reply["manifest_b64"])
             got = (hashlib.sha256(raw).hexdigest(), len(raw))
@@ -150,7 +150,7 @@ class ChildFetcher:
             resolved={
                 "artifact_id": assignment.artifact_id,
                 "manifest": manifest.to_dict(),
-                "target": assignment.target.model_dump(mode="json", by_alias=True),
+                "target": assignment.target.to_dict(),
             },
             staging_dir=str(staging_dir),
         )

@@ -42,8 +42,8 @@ from edgefleet.agent.install.faults import CrashHook, no_crash
 from edgefleet.agent.install.fetch import ResolvedAssignment, manifest_from_bytes
 from edgefleet.agent.install.manifest_cache import ManifestCache
 from edgefleet.agent.install.steps import TransferReport
-from edgefleet.protocol.desired_state import Assignment
-from edgefleet.protocol.manifest import artifact_target_path
+from edgefleet.protocol.names import artifact_target_path
+from edgefleet.protocol.wire.desired_state import Assignment
 from edgefleet.trust.director import director_keys_in_root, effective_now
 from edgefleet.trust.errors import TrustError
 from edgefleet.trust.events import SecurityEventSink, event_from_error

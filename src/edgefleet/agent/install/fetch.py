@@ -21,14 +21,12 @@ from typing import Protocol
 
 from edgefleet.agent.install.faults import CrashHook, no_crash
 from edgefleet.protocol.canonical import parse_json_bounded
-from edgefleet.protocol.desired_state import Assignment, TargetRef
 from edgefleet.protocol.errors import NotFoundError
-from edgefleet.protocol.manifest import (
-    MANIFEST_FILE,
-    MAX_MANIFEST_BYTES,
-    ArtifactManifest,
-    manifest_target_path,
-)
+from edgefleet.protocol.limits import MAX_MANIFEST_BYTES
+from edgefleet.protocol.names import MANIFEST_FILE, manifest_target_path
+from edgefleet.protocol.wire.base import read_document
+from edgefleet.protocol.wire.desired_state import Assignment, TargetRef
+from edgefleet.protocol.wire.manifest import ArtifactManifest
 from edgefleet.trust.errors import DiskFullError, HashMismatchError
 
 __all__ = ["ArtifactFetcher", "LocalDirFetcher", "ResolvedAssignment", "manifest_from_bytes"]
@@ -58,7 +56,8 @@ class ArtifactFetcher(Protocol):
 def manifest_from_bytes(raw: bytes, target: TargetRef) -> ArtifactManifest:
     """Parse manifest bytes already checked against ``target``; the target's path must be the manifest's own
     (``<model>/<version>/<class>/manifest.json``), so a name cannot borrow another artifact's manifest."""
-    manifest = ArtifactManifest.parse(parse_json_bounded(raw, max_bytes=MAX_MANIFEST_BYTES, what="manifest"))
+    data = parse_json_bounded(raw, max_bytes=MAX_MANIFEST_BYTES, what="manifest")
+    manifest = read_document(data, ArtifactManifest, kind="artifact manifest")
     own = manifest_target_path(manifest.model, manifest.version, manifest.hardware_class)
     if target.path != own:
         raise HashMismatchError(

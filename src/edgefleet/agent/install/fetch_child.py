@@ -34,9 +34,10 @@ from edgefleet.agent.datadir import DataDir, DeviceIdentity
 from edgefleet.agent.install.child_wire import FetchRequest, error_to_json, event_to_json
 from edgefleet.agent.install.fetch import ResolvedAssignment
 from edgefleet.agent.install.manifest_cache import ManifestCache
-from edgefleet.protocol.desired_state import Assignment, TargetRef
 from edgefleet.protocol.errors import EdgefleetError
-from edgefleet.protocol.manifest import ArtifactManifest
+from edgefleet.protocol.wire.base import read_document, read_part
+from edgefleet.protocol.wire.desired_state import Assignment, TargetRef
+from edgefleet.protocol.wire.manifest import ArtifactManifest
 from edgefleet.trust.director import public_key_pem
 from edgefleet.trust.events import ListSink
 
@@ -78,7 +79,7 @@ def _run(request: FetchRequest, events: ListSink) -> dict[str, Any]:
         if request.operation == "director_keys":
             return {"pems": [public_key_pem(k) for k in fetcher.director_keys()]}
         if request.operation == "resolve":
-            assignment = Assignment.model_validate(request.assignment)
+            assignment = read_part(request.assignment, Assignment, kind="assignment")
             target = fetcher.resolve(assignment).target
             raw = ManifestCache(ddir.root).read(target)  # resolve verified and kept these very bytes
             if raw is None:
@@ -88,8 +89,8 @@ def _run(request: FetchRequest, events: ListSink) -> dict[str, Any]:
         files = fetcher.fetch(
             ResolvedAssignment(
                 str(resolved["artifact_id"]),
-                ArtifactManifest.parse(resolved["manifest"]),
-                TargetRef.model_validate(resolved["target"]),
+                read_document(resolved["manifest"], ArtifactManifest, kind="artifact manifest"),
+                read_part(resolved["target"], TargetRef, kind="target"),
             ),
             Path(str(request.staging_dir)),
         )

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgefleet.agent.runtime.base import InferenceFailedError, LoadedModel
 from edgefleet.protocol.errors import EdgefleetError
-from edgefleet.protocol.manifest import HealthCheck
+from edgefleet.protocol.wire.manifest import HealthCheck
 
 __all__ = [
     "HealthCheckFailedError",

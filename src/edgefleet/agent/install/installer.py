@@ -35,9 +35,9 @@ from edgefleet.agent.install.slots import SlotStore
 from edgefleet.agent.install.steps import NoSteps, StepSink
 from edgefleet.agent.install.trial import TrialPolicy
 from edgefleet.agent.runtime.base import LoadedModel, RuntimeAdapter
-from edgefleet.protocol.desired_state import DesiredState, SlotReport
 from edgefleet.protocol.errors import EdgefleetError
 from edgefleet.protocol.update_window import parse_update_window, window_open
+from edgefleet.protocol.wire.desired_state import DesiredState, SlotReport
 
 __all__ = ["AdapterFor", "InstallerConfig", "SlotInstaller"]
 

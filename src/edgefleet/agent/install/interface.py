@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-from edgefleet.protocol.desired_state import DesiredState, SlotReport
+from edgefleet.protocol.wire.desired_state import DesiredState, SlotReport
 
 __all__ = ["Installer", "NoInstaller", "RecordingInstaller"]
 

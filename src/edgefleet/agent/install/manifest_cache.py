@@ -12,7 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from edgefleet.protocol.desired_state import TargetRef
+from edgefleet.protocol.wire.desired_state import TargetRef
 
 __all__ = ["MAX_CACHED_MANIFESTS", "ManifestCache"]
 

@@ -44,7 +44,8 @@ from edgefleet.agent.install.machine import Pointer, Withdrawn
 from edgefleet.durable import fsync_dir
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import EdgefleetError
-from edgefleet.protocol.manifest import ArtifactManifest
+from edgefleet.protocol.wire.base import read_document
+from edgefleet.protocol.wire.manifest import ArtifactManifest
 
 __all__ = ["Pointer", "SlotStore", "VersionCorruptError", "file_digest", "version_key"]
 
@@ -295,7 +296,7 @@ class SlotStore:
     def read_manifest(self, key: str) -> ArtifactManifest:
         data = self._read_json(self.version_dir(key) / "manifest.json")
         try:
-            manifest = ArtifactManifest.parse(data)
+            manifest = read_document(data, ArtifactManifest, kind="artifact manifest")
         except EdgefleetError as exc:
             raise VersionCorruptError(
                 "installed manifest is unreadable", got=str(self.version_dir(key))

@@ -27,10 +27,8 @@ from typing import Any, Protocol
 from edgefleet.agent.install.fetch import ResolvedAssignment
 from edgefleet.durable import atomic_write_bytes
 from edgefleet.protocol.canonical import canonical_json
-from edgefleet.protocol.desired_state import Assignment, DesiredState
 from edgefleet.protocol.errors import EdgefleetError
 from edgefleet.protocol.hardware_class import HardwareClass
-from edgefleet.protocol.manifest import ArtifactManifest
 from edgefleet.protocol.probe import (
     PROBE_INDEX_FILE,
     CandidateFigures,
@@ -38,6 +36,8 @@ from edgefleet.protocol.probe import (
     ProbeOrder,
     ProbeResults,
 )
+from edgefleet.protocol.wire.desired_state import Assignment, DesiredState
+from edgefleet.protocol.wire.manifest import ArtifactManifest
 
 __all__ = ["ProbeRunner", "batch_sizes_for"]
 
@@ -200,7 +200,9 @@ class ProbeRunner:
             bundle = scratch / "bundle"
             bundle.mkdir()
             try:
-                resolved = self._fetcher.resolve(order.bundle)  # the bundle's manifest, from TUF
+                resolved = self._fetcher.resolve(
+                    Assignment.read(order.bundle.model_dump(mode="json"))
+                )  # the bundle's manifest, from TUF
                 files = self._fetcher.fetch(resolved, bundle)
                 index = ProbeIndex.parse(json.loads(files[PROBE_INDEX_FILE].read_bytes()))
             except (EdgefleetError, KeyError, ValueError) as exc:
@@ -245,7 +247,7 @@ class ProbeRunner:
             "providers": list(manifest.runtime.execution_providers),
             "intra_op": threads.intra_op if threads else 1,
             "inter_op": threads.inter_op if threads else 1,
-            "signature": manifest.signature.model_dump(mode="json"),
+            "signature": manifest.signature.to_dict(),
             "validation_path": str(files[index.validation_file]),
             "judged_output": index.judged_output,
             "task": index.task,

@@ -21,7 +21,6 @@ import numpy as np
 from edgefleet.agent.probe.figures import quality_figures
 from edgefleet.agent.runtime.base import LoadOptions
 from edgefleet.agent.serve.runtimes import adapter_for
-from edgefleet.protocol.manifest import Signature
 from edgefleet.protocol.probe import (
     MAX_LATENCY_SAMPLES,
     PERTURBED_PREFIX,
@@ -30,6 +29,7 @@ from edgefleet.protocol.probe import (
     PerturbedFigures,
     perturbed_sets,
 )
+from edgefleet.protocol.wire.manifest import Signature
 from edgefleet.sustained.drift import percentiles_ms, sustained_figures
 from edgefleet.sustained.thermal import read_thermal
 
@@ -87,7 +87,7 @@ def measure(spec: dict[str, Any]) -> CandidateFigures:
     """Load, first inference, quality, latency per batch size, optional sustained load."""
     pause = _Pauser(Path(spec["pause_path"]) if spec.get("pause_path") else None)
     before = read_thermal()
-    signature = Signature.model_validate(spec["signature"])
+    signature = Signature.read(spec["signature"])
     with np.load(spec["validation_path"], allow_pickle=False) as data:
         inputs = {k.removeprefix("input:"): data[k] for k in data.files if k.startswith("input:")}
         reference = data["reference"]

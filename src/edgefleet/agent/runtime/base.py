@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from edgefleet.protocol.errors import EdgefleetError
-from edgefleet.protocol.manifest import Signature, TensorSpec
+from edgefleet.protocol.wire.manifest import Signature, TensorSpec
 
 __all__ = [
     "InferenceFailedError",

@@ -23,7 +23,7 @@ from edgefleet.agent.runtime.base import (
     check_signature,
     sample_inputs,
 )
-from edgefleet.protocol.manifest import Signature, TensorSpec
+from edgefleet.protocol.wire.manifest import Signature, TensorSpec
 
 __all__ = ["LiteRtAdapter", "LiteRtModel", "tensor_spec"]
 
@@ -35,7 +35,7 @@ def tensor_spec(detail: Mapping[str, Any]) -> TensorSpec:
     if dims is None or len(dims) == 0:
         dims = detail["shape"]
     shape: list[int | str | None] = [None if int(d) < 0 else int(d) for d in dims]
-    return TensorSpec.model_construct(name=detail["name"], dtype=np.dtype(detail["dtype"]).name, shape=shape)
+    return TensorSpec(name=detail["name"], dtype=np.dtype(detail["dtype"]).name, shape=shape)
 
 
 class LiteRtModel:

@@ -24,8 +24,8 @@ from edgefleet.agent.runtime.base import (
     check_signature,
     sample_inputs,
 )
-from edgefleet.protocol.manifest import Signature, TensorSpec
 from edgefleet.protocol.runtimes import OPENVINO_DTYPES, openvino_compile_config
+from edgefleet.protocol.wire.manifest import Signature, TensorSpec
 
 __all__ = ["OpenVinoAdapter", "OpenVinoModel", "compile_config", "select_device"]
 
@@ -50,7 +50,7 @@ def _spec(port: Any) -> TensorSpec:
         None if d.is_dynamic else int(d.get_length()) for d in port.get_partial_shape()
     ]
     kind = port.get_element_type().get_type_name()
-    return TensorSpec.model_construct(name=port.any_name, dtype=OPENVINO_DTYPES.get(kind, kind), shape=dims)
+    return TensorSpec(name=port.any_name, dtype=OPENVINO_DTYPES.get(kind, kind), shape=dims)
 
 
 class OpenVinoModel:

@@ -17,7 +17,7 @@ from edgefleet.agent.runtime.base import (
     check_signature,
     sample_inputs,
 )
-from edgefleet.protocol.manifest import Signature, TensorSpec
+from edgefleet.protocol.wire.manifest import Signature, TensorSpec
 
 __all__ = ["OnnxRuntimeAdapter", "OrtModel", "select_providers"]
 
@@ -45,9 +45,7 @@ def select_providers(preferred: Sequence[str], available: Sequence[str]) -> tupl
 
 
 def _spec(arg: ort.NodeArg) -> TensorSpec:
-    return TensorSpec.model_construct(
-        name=arg.name, dtype=_ORT_DTYPES.get(arg.type, arg.type), shape=arg.shape
-    )
+    return TensorSpec(name=arg.name, dtype=_ORT_DTYPES.get(arg.type, arg.type), shape=arg.shape)
 
 
 def _run_function(session: ort.InferenceSession) -> Any:

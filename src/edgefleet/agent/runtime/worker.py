@@ -33,7 +33,7 @@ import numpy as np
 
 from edgefleet.agent.runtime.base import InferenceFailedError, LoadOptions, ModelLoadError
 from edgefleet.protocol.errors import EdgefleetError
-from edgefleet.protocol.manifest import Signature
+from edgefleet.protocol.wire.manifest import Signature
 
 __all__ = [
     "DEFAULT_SPEC",
@@ -261,7 +261,7 @@ class WorkerAdapter:
             "spec": self._spec,
             "runtime": self.name,
             "model_path": str(model_path),
-            "signature": signature.model_dump(mode="json"),
+            "signature": signature.to_dict(),
             "options": {**asdict(options), "execution_providers": list(options.execution_providers)},
         }
         try:

@@ -19,7 +19,8 @@ from typing import IO, Any
 from edgefleet.agent.runtime.base import LoadOptions
 from edgefleet.agent.runtime.worker import read_message, write_message
 from edgefleet.protocol.errors import EdgefleetError
-from edgefleet.protocol.manifest import Signature
+from edgefleet.protocol.wire.base import read_part
+from edgefleet.protocol.wire.manifest import Signature
 
 
 def _adapters(spec: str) -> Any:
@@ -46,7 +47,7 @@ def serve(src: IO[bytes], out: IO[bytes]) -> int:
         adapter = _adapters(request["spec"])(request["runtime"])
         model = adapter.load(
             Path(request["model_path"]),
-            Signature.model_validate(request["signature"]),
+            read_part(request["signature"], Signature, kind="signature"),
             LoadOptions(**{**options, "execution_providers": tuple(options["execution_providers"])}),
         )
     except EdgefleetError as exc:

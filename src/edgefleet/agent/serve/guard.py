@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgefleet.agent.serve.errors import InputFaultError
-from edgefleet.protocol.manifest import InputRange, Signature
+from edgefleet.protocol.wire.manifest import InputRange, Signature
 
 __all__ = ["InputGuard", "guard_inputs"]
 

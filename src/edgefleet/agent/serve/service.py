@@ -37,7 +37,7 @@ from edgefleet.agent.serve.source import ActiveArtifact, ActiveSource, read_arti
 from edgefleet.agent.serve.status import write_status
 from edgefleet.agent.serve.validate import InputRules, validate_inputs
 from edgefleet.protocol.errors import EdgefleetError
-from edgefleet.protocol.manifest import Signature
+from edgefleet.protocol.wire.manifest import Signature
 
 __all__ = ["MODEL_CRASHED", "InferenceService", "Liveness", "Prediction"]
 
@@ -376,14 +376,14 @@ class InferenceService:
         if primary is not None:
             want = primary.manifest.signature
             got = fallback.manifest.signature
-            if [t.model_dump() for t in want.inputs] != [t.model_dump() for t in got.inputs] or [
+            if [t.to_dict() for t in want.inputs] != [t.to_dict() for t in got.inputs] or [
                 t.name for t in want.outputs
             ] != [t.name for t in got.outputs]:
                 raise EdgefleetError(
                     "the fallback artifact's signature differs from the active one",
                     code="fallback_signature_mismatch",
-                    expected=want.model_dump(),
-                    got=got.model_dump(),
+                    expected=want.to_dict(),
+                    got=got.to_dict(),
                 )
         self._fallback = fallback
         return fallback

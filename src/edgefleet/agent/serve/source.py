@@ -18,7 +18,8 @@ from typing import Protocol
 
 from edgefleet.agent.install.slots import SlotStore
 from edgefleet.protocol.errors import EdgefleetError
-from edgefleet.protocol.manifest import ArtifactManifest
+from edgefleet.protocol.wire.base import read_document
+from edgefleet.protocol.wire.manifest import ArtifactManifest
 
 __all__ = ["ActiveArtifact", "ActiveSource", "SlotActiveSource", "StaticSource", "read_artifact_dir"]
 
@@ -72,7 +73,7 @@ def read_artifact_dir(files_dir: Path, *, artifact_id: str | None = None) -> Act
         data = json.loads(raw) if len(raw) <= MAX_MANIFEST_FILE_BYTES else None
     except (UnicodeDecodeError, json.JSONDecodeError):
         data = None
-    manifest = ArtifactManifest.parse(data)
+    manifest = read_document(data, ArtifactManifest, kind="artifact manifest")
     ident = artifact_id or f"{manifest.model}/{manifest.version}/{manifest.hardware_class}"
     return ActiveArtifact(artifact_id=ident, files_dir=files_dir, manifest=manifest)
 

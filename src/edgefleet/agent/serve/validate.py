@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgefleet.agent.serve.errors import BadTensorError
-from edgefleet.protocol.manifest import Signature
+from edgefleet.protocol.wire.manifest import Signature
 
 __all__ = ["InputRules", "coerce_json_tensor", "validate_inputs"]
 

@@ -2,7 +2,7 @@
 
 Hot path (``record_request``): one lock, a few dict increments, no allocation of documents, no IO. A window
 closes when the injected monotonic ``clock`` passes its end (checked on every call and by ``tick()``); the
-closed window is turned into a ``TelemetryWindow`` (the agent's msgspec struct, ``agent.wire.telemetry``) and
+closed window is turned into a ``TelemetryWindow`` (a msgspec struct, ``protocol.wire.telemetry``) and
 appended to the durable queue *outside* the lock by the thread that closed it. Events go to the queue at once
 (they are rare and some must never be lost).
 
@@ -23,16 +23,6 @@ from typing import Any, Protocol, cast
 import msgspec
 
 from edgefleet.agent.telemetry.resources import ResourceSampler
-from edgefleet.agent.wire.telemetry import (
-    EventRecord,
-    HealthChecks,
-    LatencyHistogram,
-    ModelWindow,
-    ShadowStats,
-    SlotStatus,
-    TelemetryWindow,
-    to_body,
-)
 from edgefleet.protocol.telemetry_kinds import (
     EVENT_KINDS,
     PRIORITY_BY_EVENT_KIND,
@@ -41,6 +31,16 @@ from edgefleet.protocol.telemetry_kinds import (
     ShadowSample,
     error_kind,
     latency_bucket_index,
+)
+from edgefleet.protocol.wire.telemetry import (
+    EventRecord,
+    HealthChecks,
+    LatencyHistogram,
+    ModelWindow,
+    ShadowStats,
+    SlotStatus,
+    TelemetryWindow,
+    to_body,
 )
 from edgefleet.trust.events import SecurityEvent
 

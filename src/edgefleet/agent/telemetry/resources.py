@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
-from edgefleet.agent.wire.telemetry import ResourceSample
+from edgefleet.protocol.wire.telemetry import ResourceSample
 
 __all__ = ["FixedResources", "ResourceSampler", "SysResources"]
 

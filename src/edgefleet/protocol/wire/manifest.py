@@ -1,7 +1,10 @@
 """An artifact manifest as the agent reads it (mirrors ``edgefleet.protocol.manifest``).
 
 The agent reads a manifest that TUF verified (the fetch child) or that it stored after that check (a slot's
-copy); it leaves out the build's record (``optimization``, ``metrics``), which it never reads."""
+copy). The struct carries every field, the build's record (``optimization``, ``metrics``) too: an installed
+version's content address is the SHA-256 of its canonical manifest (``install.slots.version_key``), the same
+bytes the pydantic model gave, so versions installed by an earlier agent keep their address. Fields a newer
+server adds are not kept (``docs/decisions.md``)."""
 
 from __future__ import annotations
 
@@ -10,22 +13,21 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from edgefleet.agent.wire.base import Name, Sha256Hex, WireStruct
-from edgefleet.agent.wire.hardware_class import Precision, RuntimeSpec
 from edgefleet.protocol.names import is_safe_relpath
+from edgefleet.protocol.wire.base import Name, Sha256Hex, WireStruct
+from edgefleet.protocol.wire.hardware_class import Precision, RuntimeSpec
 
 __all__ = [
-    "MANIFEST_IGNORED",
     "ArtifactFile",
     "ArtifactManifest",
     "HealthCheck",
     "InputRange",
+    "Metrics",
+    "Optimization",
     "Signature",
     "TensorSpec",
 ]
 
-MANIFEST_IGNORED = ("optimization", "metrics")
-"""The model's fields the agent's struct leaves out (the conformance test checks the rest)."""
 InputKind = Literal["image", "signal", "tabular", "none"]
 DType = Literal["float32", "float16", "float64", "int8", "uint8", "int32", "int64", "bool"]
 
@@ -62,6 +64,31 @@ class InputRange(WireStruct, kw_only=True):
             raise ValueError("min must be <= max")
 
 
+class Optimization(WireStruct, kw_only=True):
+    source_sha256: Sha256Hex
+    quantization: Literal["none", "fp16", "int8_static", "int8_dynamic", "mixed"] = "none"
+    calibration_method: str | None = None
+    sparsity: Annotated[float, msgspec.Meta(ge=0.0, lt=1.0)] = 0.0
+    calibration_sha256: Sha256Hex | None = None
+    candidate: str = "fp32"
+
+
+class Metrics(WireStruct, kw_only=True):
+    task_metric: str | None = None
+    task_value: float | None = None
+    reference_value: float | None = None
+    top1_agreement: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    latency_p50_ms: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    latency_p95_ms: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    size_bytes: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    peak_memory_bytes: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    latency_unmeasured: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+    sustained_last_p95_ms: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    sustained_drift_ratio: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    sustained_measured_on: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    sustained_unmeasured: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+
+
 class HealthCheck(WireStruct, kw_only=True):
     golden_file: str
     atol: Annotated[float, msgspec.Meta(ge=0)] = 1e-3
@@ -82,6 +109,8 @@ class ArtifactManifest(WireStruct, kw_only=True):
     entrypoint: str
     files: Annotated[list[ArtifactFile], msgspec.Meta(min_length=1, max_length=256)]
     signature: Signature
+    optimization: Optimization
+    metrics: Metrics = msgspec.field(default_factory=Metrics)
     health_check: HealthCheck
     release_counter: Annotated[int, msgspec.Meta(ge=0)]
     input_kind: InputKind = "none"

@@ -30,6 +30,15 @@ class WireStruct(msgspec.Struct, kw_only=True):
     fields a class defines, so each struct says ``kw_only=True`` again (its fields are keywords, in any
     order, as the models' are)."""
 
+    @classmethod
+    def read(cls: type[S], data: Any) -> S:
+        """``data`` (a dict, or JSON bytes) as this struct, validated (``read_part``)."""
+        return read_part(data, cls, kind=cls.__name__)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data, as ``Document.to_dict`` gives (``to_plain``)."""
+        return to_plain(self)
+
 
 def _value_at(data: object, where: str) -> object:
     """The value at a msgspec error path (``$.slots[...].manifest.path``), as far as it can be followed."""

@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from edgefleet.agent.wire.base import WireStruct
 from edgefleet.protocol.runtime_names import providers_problem
+from edgefleet.protocol.wire.base import WireStruct
 
 __all__ = ["Precision", "RuntimeSpec", "Threads"]
 

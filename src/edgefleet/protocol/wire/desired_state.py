@@ -8,10 +8,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from edgefleet.agent.wire.base import Name, Sha256Hex, WireStruct
 from edgefleet.protocol.errors import InvalidDocumentError
-from edgefleet.protocol.names import is_safe_relpath
+from edgefleet.protocol.limits import MAX_HOST_TEXT_CHARS
+from edgefleet.protocol.names import SHA256_PATTERN, is_safe_relpath
 from edgefleet.protocol.update_window import parse_update_window
+from edgefleet.protocol.wire.base import Name, Sha256Hex, WireStruct
 
 __all__ = [
     "AppliedConfig",
@@ -22,12 +23,13 @@ __all__ = [
     "HostInventory",
     "RuntimeInventory",
     "ServingReport",
+    "Signature",
+    "SignedEnvelope",
     "SlotReport",
     "TargetHashes",
     "TargetRef",
 ]
 
-MAX_HOST_TEXT_CHARS = 128
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
@@ -83,6 +85,16 @@ class DesiredState(WireStruct, kw_only=True):
             parse_update_window(self.update_window)
         except InvalidDocumentError as exc:
             raise ValueError(exc.message) from exc
+
+
+class Signature(WireStruct, kw_only=True):
+    keyid: Annotated[str, msgspec.Meta(pattern=SHA256_PATTERN)]
+    sig: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+
+
+class SignedEnvelope(WireStruct, kw_only=True):
+    signed: dict[str, Any]
+    signatures: Annotated[list[Signature], msgspec.Meta(min_length=1, max_length=8)]
 
 
 class SlotReport(WireStruct, kw_only=True):

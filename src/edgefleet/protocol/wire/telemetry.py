@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from edgefleet.agent.wire.base import WireStruct
 from edgefleet.protocol.telemetry_kinds import (
     BOOT_ID_PATTERN,
     CODE_PATTERN,
@@ -34,6 +33,7 @@ from edgefleet.protocol.telemetry_kinds import (
     shadow_add,
     shadow_merge,
 )
+from edgefleet.protocol.wire.base import WireStruct
 
 __all__ = [
     "EventRecord",

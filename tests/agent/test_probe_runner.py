@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 from tests.agent.crash.artifacts import IN_DIM, classifier
@@ -24,10 +25,13 @@ from edgefleet.agent.channel import ServerUnreachableError
 from edgefleet.agent.install.fetch import ResolvedAssignment
 from edgefleet.agent.probe.runner import ProbeRunner
 from edgefleet.protocol.canonical import canonical_json
-from edgefleet.protocol.desired_state import Assignment
 from edgefleet.protocol.hardware_class import parse_classes_toml
-from edgefleet.protocol.manifest import ArtifactManifest
-from edgefleet.protocol.probe import ProbeOrder, ThermalSnapshot
+from edgefleet.protocol.probe import ThermalSnapshot
+from edgefleet.protocol.wire.base import read_document, read_part
+from edgefleet.protocol.wire.desired_state import Assignment
+from edgefleet.protocol.wire.hardware_class import HardwareClass
+from edgefleet.protocol.wire.manifest import ArtifactManifest
+from edgefleet.protocol.wire.probe import ProbeOrder
 from edgefleet.sustained.drift import sustained_figures, window_s_for
 from edgefleet.sustained.thermal import read_thermal
 
@@ -71,7 +75,7 @@ class BundleDir:
         self.resolved += 1
         if self.resolved <= self.fail_first:
             raise ServerUnreachableError("server unreachable (injected)")
-        manifest = ArtifactManifest.parse(json.loads(self.manifest))
+        manifest = read_document(self.manifest, ArtifactManifest, kind="artifact manifest")
         return ResolvedAssignment(assignment.artifact_id, manifest, assignment.manifest)
 
     def fetch(self, assignment: ResolvedAssignment, staging_dir: Path) -> dict[str, Path]:
@@ -136,7 +140,7 @@ def _bundle(names: list[str], validation: bytes | None = None) -> tuple[dict[str
         "release_counter": 1,
     }
     raw = canonical_json(manifest)
-    assignment = Assignment.model_validate(
+    assignment = read_part(
         {
             "artifact_id": "probe-p1-1",
             "manifest": {
@@ -144,7 +148,9 @@ def _bundle(names: list[str], validation: bytes | None = None) -> tuple[dict[str
                 "length": len(raw),
                 "hashes": {"sha256": hashlib.sha256(raw).hexdigest()},
             },
-        }
+        },
+        Assignment,
+        kind="assignment",
     )
     return files, raw, assignment
 
@@ -164,7 +170,7 @@ def _runner(
     tmp_path: Path, files, raw: bytes, *, worker=None, busy=lambda: False
 ) -> tuple[ProbeRunner, Reports]:
     reports = Reports()
-    hwclass = parse_classes_toml(CLASS_TOML)[0]
+    hwclass = read_document(parse_classes_toml(CLASS_TOML)[0].to_dict(), HardwareClass, kind="hardware class")
     kwargs = {"worker": worker} if worker else {}
     runner = ProbeRunner(
         tmp_path / "data",
@@ -239,7 +245,7 @@ def test_the_worker_yields_while_serving_is_busy_and_runs_sustained_load(tmp_pat
 def test_an_expired_order_is_reported_without_measuring(tmp_path: Path) -> None:
     files, raw, assignment = _bundle(["fp32"])
     runner, _reports = _runner(tmp_path, files, raw)
-    order = _order(assignment).model_copy(update={"deadline_at": datetime.now(timezone.utc) - timedelta(1)})
+    order = msgspec.structs.replace(_order(assignment), deadline_at=datetime.now(timezone.utc) - timedelta(1))
     results = runner.run(order)
     assert results is not None
     assert results.error_code == "probe_expired"

@@ -17,6 +17,8 @@ from edgefleet.agent.serve.endpoint import EndpointConfig
 from edgefleet.agent.serving_wiring import start_serving
 from edgefleet.protocol import parse_classes_toml
 from edgefleet.protocol.hardware_class import HardwareClass, Threads
+from edgefleet.protocol.wire import hardware_class as wire_class
+from edgefleet.protocol.wire.base import read_document
 
 from .conftest import GPU, RecordingMetrics, classifier, write_artifact, x
 
@@ -95,6 +97,7 @@ def test_agent_serving_opens_its_sessions_with_the_class_threads(tmp_path, sessi
 
 
 def test_the_installer_is_configured_with_the_class_threads():
-    cls = hardware_class(6, 2)
-    assert AgentOptions().installer_config(cls).threads == Threads(intra_op=6, inter_op=2)
-    assert AgentOptions().installer_config(None).threads == Threads()
+    """The agent reads its stored class with the struct (``DataDir.read_hardware_class``)."""
+    cls = read_document(hardware_class(6, 2).to_dict(), wire_class.HardwareClass, kind="hardware class")
+    assert AgentOptions().installer_config(cls).threads == wire_class.Threads(intra_op=6, inter_op=2)
+    assert AgentOptions().installer_config(None).threads == wire_class.Threads()

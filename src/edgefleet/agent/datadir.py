@@ -30,7 +30,7 @@ from edgefleet.trust.ed25519 import Ed25519Signer, Ed25519VerifyKey
 if TYPE_CHECKING:  # cryptography writes the key at enrollment; the running agent reads it without it
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from edgefleet.protocol.hardware_class import HardwareClass
+    from edgefleet.protocol.wire.hardware_class import HardwareClass
 
 __all__ = ["AgentLock", "CorruptStateError", "DataDir", "DeviceIdentity", "NotEnrolledError"]
 
@@ -215,10 +215,11 @@ class DataDir:
         """The class document pinned at enrollment, or ``None`` (enrolled by an older server)."""
         if not self.class_path.exists():
             return None
-        try:
-            from edgefleet.protocol.hardware_class import HardwareClass  # pydantic: not for the network child
+        from edgefleet.protocol.wire.base import read_document  # msgspec: not for the network child
+        from edgefleet.protocol.wire.hardware_class import HardwareClass
 
-            return HardwareClass.parse(self._read_json(self.class_path))
+        try:
+            return read_document(self._read_json(self.class_path), HardwareClass, kind="hardware class")
         except InvalidDocumentError as exc:
             raise CorruptStateError("hardware class file is invalid", got=str(self.class_path)) from exc
 

@@ -10,7 +10,7 @@ from edgefleet.agent.install.trial import TrialPolicy
 from edgefleet.agent.runtime.worker import DEFAULT_SPEC
 from edgefleet.agent.serving_wiring import SERVED_SLOT
 from edgefleet.protocol.errors import InvalidDocumentError
-from edgefleet.protocol.hardware_class import HardwareClass, Threads
+from edgefleet.protocol.wire.hardware_class import HardwareClass, Threads
 
 __all__ = ["DEFAULT_TRIAL", "DEFAULT_WATCHDOG_S", "AgentOptions"]
 

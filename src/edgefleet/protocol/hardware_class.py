@@ -9,6 +9,12 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from edgefleet.protocol.class_rules import (
+    MAX_WINDOW_OVERRIDES,
+    checked_cpu_features,
+    checked_window,
+    device_window,
+)
 from edgefleet.protocol.document import Document, Name, Part
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.runtime_names import EXECUTION_PROVIDERS, PRECISIONS, providers_problem
@@ -22,6 +28,7 @@ else:  # pragma: no cover
 
 __all__ = [
     "EXECUTION_PROVIDERS",
+    "MAX_WINDOW_OVERRIDES",
     "PRECISIONS",
     "Budgets",
     "HardwareClass",
@@ -91,16 +98,7 @@ class Performance(Part):
     )
 
 
-MAX_WINDOW_OVERRIDES = 64
 _LABEL_KEY = re.compile(KEY_PATTERN)
-
-
-def _checked_window(value: str) -> str:
-    try:
-        parse_update_window(value)
-    except InvalidDocumentError as exc:
-        raise ValueError(f"{exc.message}; expected {exc.details.get('expected')}") from exc
-    return value
 
 
 class WindowOverride(Part):
@@ -112,7 +110,7 @@ class WindowOverride(Part):
     @field_validator("update_window")
     @classmethod
     def _window(cls, value: str) -> str:
-        return _checked_window(value)
+        return checked_window(value)
 
 
 class HardwareClass(Document):
@@ -129,12 +127,7 @@ class HardwareClass(Document):
     @field_validator("cpu_features")
     @classmethod
     def _flag_names(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        bad = [f for f in value if not f or len(f) > 32 or not f.replace("_", "").isalnum()]
-        if bad:
-            raise ValueError(f"cpu feature names are /proc/cpuinfo flags (letters, digits, _); got {bad}")
-        return sorted({f.lower() for f in value})
+        return checked_cpu_features(value)
 
     KIND = "hardware class"
 
@@ -180,21 +173,11 @@ class HardwareClass(Document):
     @field_validator("update_window")
     @classmethod
     def _window(cls, value: str) -> str:
-        return _checked_window(value)
+        return checked_window(value)
 
     def window_for(self, labels: Mapping[str, str]) -> str:
         """The window text for a device with ``labels``: the first matching override, else the class's."""
         return device_window(self.model_dump(mode="json"), labels)
-
-
-def device_window(document: Mapping[str, Any], labels: Mapping[str, str]) -> str:
-    """The update window of a device with ``labels`` in a class (its stored document, already validated):
-    the first ``window_overrides`` entry whose labels all match, else the class's ``update_window``."""
-    for override in document.get("window_overrides") or []:
-        wanted = override.get("labels") or {} if isinstance(override, Mapping) else {}
-        if wanted and all(labels.get(k) == v for k, v in wanted.items()):
-            return str(override.get("update_window") or "any")
-    return str(document.get("update_window") or "any")
 
 
 def check_windows_to_apply(doc: HardwareClass) -> None:

@@ -3,21 +3,32 @@
 A probe asks real devices of a class to measure a build's candidates. The candidates and the validation
 inputs travel as one release-signed bundle (an artifact-shaped TUF target set: ``probe.json``,
 ``candidates/<name>.onnx``, ``validation.npz``); the director names it in the desired state like an
-assignment (``ProbeOrder.bundle``). The device answers with one ``ProbeResults`` document.
+assignment (``ProbeOrder.bundle``). The device answers with one ``ProbeResults`` document. The names, bounds
+and the validation file's reading are in ``protocol.probe_names`` (the agent's structs use them too).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
 from edgefleet.protocol.desired_state import Assignment
 from edgefleet.protocol.document import Document, Name, Part
+from edgefleet.protocol.probe_names import (
+    MAX_LATENCY_SAMPLES,
+    MAX_PROBE_RESULTS_BYTES,
+    PERTURBED_PREFIX,
+    PROBE_ID_PATTERN,
+    PROBE_INDEX_FILE,
+    PROBE_VALIDATION_FILE,
+    perturbed_sets,
+)
 
 __all__ = [
     "MAX_LATENCY_SAMPLES",
     "MAX_PROBE_RESULTS_BYTES",
+    "PERTURBED_PREFIX",
     "PROBE_ID_PATTERN",
     "PROBE_INDEX_FILE",
     "PROBE_VALIDATION_FILE",
@@ -29,13 +40,8 @@ __all__ = [
     "ProbeResults",
     "SustainedFigures",
     "ThermalSnapshot",
+    "perturbed_sets",
 ]
-
-PROBE_ID_PATTERN = r"^prb_[0-9a-f]{16}$"
-PROBE_INDEX_FILE = "probe.json"
-PROBE_VALIDATION_FILE = "validation.npz"
-MAX_PROBE_RESULTS_BYTES = 1_000_000
-MAX_LATENCY_SAMPLES = 500
 
 
 class ProbeOrder(Part):
@@ -99,31 +105,6 @@ class SustainedFigures(Part):
     throttle_events: int | None = Field(default=None, description="None: no throttle counters on this device")
     temp_rise_c: float | None = Field(default=None, description="None: no thermal zones on this device")
     thermal: Literal["available", "unavailable"] = "unavailable"
-
-
-PERTURBED_PREFIX = "perturbed:"
-"""Keys of the probe's validation file ``perturbed:<perturbation>:input:<name>`` and
-``perturbed:<perturbation>:reference``: the build's seeded perturbed validation inputs (docs/build.md,
-robustness) and FP32's judged output on them. A device measures every candidate on the same perturbed
-inputs."""
-
-
-def perturbed_sets(
-    arrays: dict[str, Any],
-) -> dict[str, tuple[dict[str, Any], Any]]:
-    """Pure: ``{perturbation: (inputs by name, reference)}`` from a validation file's arrays."""
-    out: dict[str, tuple[dict[str, Any], Any]] = {}
-    for key, value in arrays.items():
-        if not key.startswith(PERTURBED_PREFIX):
-            continue
-        name, _, rest = key.removeprefix(PERTURBED_PREFIX).partition(":")
-        inputs, reference = out.get(name, ({}, None))
-        if rest == "reference":
-            reference = value
-        elif rest.startswith("input:"):
-            inputs[rest.removeprefix("input:")] = value
-        out[name] = (inputs, reference)
-    return {k: v for k, v in out.items() if v[0] and v[1] is not None}
 
 
 class PerturbedFigures(Part):

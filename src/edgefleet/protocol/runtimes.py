@@ -2,16 +2,20 @@
 servable by an adapter"), and the one rule that judges a hardware class against it.
 
 The control plane refuses, at ``class apply``, a class no adapter can serve; the agent names the same
-runtimes. A runtime is listed here only once the agent has an adapter for it.
+runtimes. A runtime is listed here only once the agent has an adapter for it. The agent imports this module
+(the runtimes it serves, OpenVINO's compile properties), so it imports the pydantic ``HardwareClass`` for
+type checking only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgefleet.protocol.errors import InvalidDocumentError
-from edgefleet.protocol.hardware_class import HardwareClass
+
+if TYPE_CHECKING:  # pydantic: the server's check only; the agent imports this module without it
+    from edgefleet.protocol.hardware_class import HardwareClass
 
 __all__ = [
     "OPENVINO_DTYPES",

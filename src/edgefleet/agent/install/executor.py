@@ -25,7 +25,7 @@ from edgefleet.agent.install.steps import StepRecord, StepSink
 from edgefleet.agent.install.trial import TrialPolicy, TrialState
 from edgefleet.agent.runtime.base import LoadedModel, LoadOptions, RuntimeAdapter
 from edgefleet.protocol.errors import EdgefleetError
-from edgefleet.protocol.hardware_class import Threads
+from edgefleet.protocol.wire.hardware_class import Threads
 
 __all__ = ["AdapterFor", "Executor", "InstallerConfig", "SlotRun"]
 

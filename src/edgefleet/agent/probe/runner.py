@@ -27,17 +27,13 @@ from typing import Any, Protocol
 from edgefleet.agent.install.fetch import ResolvedAssignment
 from edgefleet.durable import atomic_write_bytes
 from edgefleet.protocol.canonical import canonical_json
-from edgefleet.protocol.errors import EdgefleetError
-from edgefleet.protocol.hardware_class import HardwareClass
-from edgefleet.protocol.probe import (
-    PROBE_INDEX_FILE,
-    CandidateFigures,
-    ProbeIndex,
-    ProbeOrder,
-    ProbeResults,
-)
-from edgefleet.protocol.wire.desired_state import Assignment, DesiredState
+from edgefleet.protocol.errors import EdgefleetError, InvalidDocumentError
+from edgefleet.protocol.probe_names import PROBE_INDEX_FILE
+from edgefleet.protocol.wire.base import read_document, read_part, to_plain
+from edgefleet.protocol.wire.desired_state import Assignment
+from edgefleet.protocol.wire.hardware_class import HardwareClass
 from edgefleet.protocol.wire.manifest import ArtifactManifest
+from edgefleet.protocol.wire.probe import CandidateFigures, ProbeIndex, ProbeOrder, ProbeResults
 
 __all__ = ["ProbeRunner", "batch_sizes_for"]
 
@@ -69,6 +65,13 @@ class BundleFetcher(Protocol):
     def resolve(self, assignment: Assignment) -> ResolvedAssignment: ...
 
     def fetch(self, assignment: ResolvedAssignment, staging_dir: Path) -> dict[str, Path]: ...
+
+
+class ProbeCarrier(Protocol):
+    """What names a probe: a desired state (its ``probe`` order, as signed, or None)."""
+
+    @property
+    def probe(self) -> dict[str, Any] | None: ...
 
 
 class Reporter(Protocol):
@@ -122,14 +125,14 @@ class ProbeRunner:
     def scratch_dir(self, probe_id: str) -> Path:
         return self._root / "probe-scratch" / probe_id
 
-    def offer(self, state: DesiredState | None) -> None:
+    def offer(self, state: ProbeCarrier | None) -> None:
         """Called after every accepted desired state: start the probe it names, once."""
         raw = state.probe if state is not None else None
         if not raw:
             return
         try:
-            order = ProbeOrder.model_validate(raw)
-        except ValueError as exc:
+            order = read_part(raw, ProbeOrder, kind="probe order")
+        except InvalidDocumentError as exc:
             log.warning("event=probe_order_invalid error=%s", str(exc)[:200])
             return
         with self._lock:
@@ -169,7 +172,7 @@ class ProbeRunner:
             record = json.loads(done.read_text())
             if record.get("sent"):
                 return None
-            results = ProbeResults.model_validate(record["results"])
+            results = read_document(record["results"], ProbeResults, kind="probe results")
         else:
             results = self._measure(order)
             if self._stop.is_set():  # cut short by the agent stopping: measure again after the restart
@@ -181,7 +184,7 @@ class ProbeRunner:
 
     def _keep(self, path: Path, results: ProbeResults, *, sent: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, canonical_json({"sent": sent, "results": results.to_dict()}))
+        atomic_write_bytes(path, canonical_json({"sent": sent, "results": to_plain(results)}))
 
     def _measure(self, order: ProbeOrder) -> ProbeResults:
         started = self._now()
@@ -200,11 +203,11 @@ class ProbeRunner:
             bundle = scratch / "bundle"
             bundle.mkdir()
             try:
-                resolved = self._fetcher.resolve(
-                    Assignment.read(order.bundle.model_dump(mode="json"))
-                )  # the bundle's manifest, from TUF
+                resolved = self._fetcher.resolve(order.bundle)  # the bundle's manifest, from TUF
                 files = self._fetcher.fetch(resolved, bundle)
-                index = ProbeIndex.parse(json.loads(files[PROBE_INDEX_FILE].read_bytes()))
+                index = read_document(
+                    json.loads(files[PROBE_INDEX_FILE].read_bytes()), ProbeIndex, kind="probe index"
+                )
             except (EdgefleetError, KeyError, ValueError) as exc:
                 code = getattr(exc, "code", "probe_bundle_invalid")
                 if isinstance(exc, EdgefleetError) and _transient(exc):
@@ -247,7 +250,7 @@ class ProbeRunner:
             "providers": list(manifest.runtime.execution_providers),
             "intra_op": threads.intra_op if threads else 1,
             "inter_op": threads.inter_op if threads else 1,
-            "signature": manifest.signature.to_dict(),
+            "signature": to_plain(manifest.signature),
             "validation_path": str(files[index.validation_file]),
             "judged_output": index.judged_output,
             "task": index.task,
@@ -264,7 +267,7 @@ class ProbeRunner:
         if failure is not None:
             log.warning("event=probe_candidate_failed name=%s code=%s", name, failure[0])
             return CandidateFigures(name=name, status="failed", error_code=failure[0], error=failure[1])
-        return CandidateFigures.model_validate(json.loads(out_path.read_text()))
+        return read_part(out_path.read_bytes(), CandidateFigures, kind="candidate figures")
 
     def _supervise(
         self, spec_path: Path, out_path: Path, scratch: Path, ram_bytes: int, time_limit_s: float
@@ -314,7 +317,7 @@ class ProbeRunner:
         while not self._stop.is_set():
             try:
                 self._channel.request(
-                    "POST", f"/v1/device/probes/{order.probe_id}/results", json_body=results.to_dict()
+                    "POST", f"/v1/device/probes/{order.probe_id}/results", json_body=to_plain(results)
                 )
                 log.info("event=probe_reported probe_id=%s", order.probe_id)
                 return True

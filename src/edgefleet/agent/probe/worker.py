@@ -2,7 +2,9 @@
 
 It lowers its own priority and sets an address-space limit first; the runner kills it past its time or memory
 budget; a crash or a hang here never reaches the serving process. Between timed runs the worker waits while
-the runner's pause file exists (serving is busy), and counts that time as ``yielded_s``.
+the runner's pause file exists (serving is busy), and counts that time as ``yielded_s``. Its figures are the
+pydantic models (``edgefleet.sustained`` builds them for the build's emulation too): this short-lived child
+imports pydantic, the resident agent reads its output with the struct (``protocol.wire.probe``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from edgefleet.protocol.probe import (
     PerturbedFigures,
     perturbed_sets,
 )
+from edgefleet.protocol.wire.base import read_part
 from edgefleet.protocol.wire.manifest import Signature
 from edgefleet.sustained.drift import percentiles_ms, sustained_figures
 from edgefleet.sustained.thermal import read_thermal
@@ -87,7 +90,7 @@ def measure(spec: dict[str, Any]) -> CandidateFigures:
     """Load, first inference, quality, latency per batch size, optional sustained load."""
     pause = _Pauser(Path(spec["pause_path"]) if spec.get("pause_path") else None)
     before = read_thermal()
-    signature = Signature.read(spec["signature"])
+    signature = read_part(spec["signature"], Signature, kind="signature")
     with np.load(spec["validation_path"], allow_pickle=False) as data:
         inputs = {k.removeprefix("input:"): data[k] for k in data.files if k.startswith("input:")}
         reference = data["reference"]

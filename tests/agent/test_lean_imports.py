@@ -97,3 +97,16 @@ def test_the_agent_imports_httpx_without_its_command_line_client() -> None:
     assert "httpx" in lean
     assert not {m for m in lean if m.split(".")[0] in ("rich", "pygments")}
     assert "httpx._client" in lean  # the client itself is whole
+
+
+def test_agent_run_does_not_load_pydantic() -> None:
+    """``agent run`` (its command, the agent and every loop it starts) reads and writes documents as the
+    msgspec structs of ``protocol.wire``: pydantic and the models built with it held ~17 MiB of the resident
+    agent."""
+    loaded = _modules_after(
+        "import edgefleet.cli.main, edgefleet.cli.agent_cmd, edgefleet.agent.app, edgefleet.agent.sync, "
+        "edgefleet.agent.install.installer, edgefleet.agent.probe.runner, "
+        "edgefleet.agent.telemetry.uploader, edgefleet.agent.serve.endpoint, edgefleet.trust.director"
+    )
+    assert "edgefleet.protocol.wire.desired_state" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("pydantic", "pydantic_core")}

@@ -1,10 +1,10 @@
 """The device install stays slim: ``pip install edgefleet[agent]`` names no server or build package, and a
 real agent enrolls, installs a signed model, health-checks it and serves it in a process where every such
 package (and the optional OpenVINO runtime) is blocked from import, as if it were not installed. The resident
-``agent run`` process is blocked from python-tuf, securesystemslib, cryptography and httpx too: TUF work runs
-in its fetch child (``agent.install.child_fetcher``) and every request to the server in its network child
-(``agent.channel_process``), processes of their own that may import them; the director's signature is checked
-with PyNaCl."""
+``agent run`` process is blocked from python-tuf, securesystemslib, cryptography, httpx and pydantic too: TUF
+work runs in its fetch child (``agent.install.child_fetcher``), a process of its own that may import them;
+requests to the server go through the stdlib's ``http.client``; the director's signature is checked with
+PyNaCl; documents are read and written as the msgspec structs of ``protocol.wire``."""
 
 from __future__ import annotations
 
@@ -29,8 +29,17 @@ NOT_ON_A_DEVICE = {
     "onnx", "sklearn", "skl2onnx", "tqdm",  # the build pipeline
     "openvino",  # an optional second runtime (its own extra)
 }  # fmt: skip
-NOT_RESIDENT = {"tuf", "securesystemslib", "cryptography", "httpx", "httpcore", "h11"}
-"""Never imported by the resident agent: its fetch child and its network child (fresh interpreters) do."""
+NOT_RESIDENT = {
+    "tuf",
+    "securesystemslib",
+    "cryptography",
+    "httpx",
+    "httpcore",
+    "h11",
+    "pydantic",
+    "pydantic_core",
+}
+"""Never imported by the resident agent (its fetch child, a fresh interpreter, imports TUF)."""
 DISTRIBUTIONS = {"fastapi", "starlette", "sqlalchemy", "alembic", "uvicorn", "psycopg", "jinja2", "onnx",
                  "scikit-learn", "skl2onnx", "tqdm", "openvino"}  # fmt: skip
 

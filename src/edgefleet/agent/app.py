@@ -49,8 +49,8 @@ from edgefleet.agent.telemetry.queue import loss_event, open_queue
 from edgefleet.agent.telemetry.recorder import SecuritySinkAdapter, TelemetryRecorder
 from edgefleet.agent.telemetry.resources import SysResources
 from edgefleet.protocol.errors import EdgefleetError
-from edgefleet.protocol.hardware_class import HardwareClass
 from edgefleet.protocol.wire.desired_state import DesiredState
+from edgefleet.protocol.wire.hardware_class import HardwareClass
 
 if TYPE_CHECKING:
     from edgefleet.agent.channel import Channel

@@ -38,8 +38,8 @@ from edgefleet.agent.serve.service import InferenceService, Liveness
 from edgefleet.agent.serve.shadow import ShadowConfig
 from edgefleet.agent.serve.source import SlotActiveSource
 from edgefleet.durable import atomic_write_bytes
-from edgefleet.protocol.hardware_class import HardwareClass
 from edgefleet.protocol.telemetry_kinds import error_kind
+from edgefleet.protocol.wire.hardware_class import HardwareClass
 from edgefleet.protocol.wire.manifest import Signature
 
 __all__ = [

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
-from pydantic import BaseModel
+import msgspec
 
 __all__ = ["Column", "echo_json", "format_table", "to_jsonable"]
 
@@ -16,8 +16,13 @@ Column = tuple[str, str]
 
 
 def to_jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
+    """A pydantic model (recognized by its ``model_dump``: ``agent run`` goes through this module and must not
+    import pydantic), a wire struct, or plain data, as JSON-able data."""
+    if isinstance(value, msgspec.Struct):
+        return msgspec.to_builtins(value)
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        return dump(mode="json")
     if isinstance(value, Mapping):
         return {k: to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgefleet.agent.serve.admission import AdmissionPolicy
 from edgefleet.agent.serve.ladder import LadderPolicy
-from edgefleet.protocol.hardware_class import HardwareClass, Threads
+from edgefleet.protocol.wire.hardware_class import HardwareClass, Threads
 from edgefleet.protocol.wire.manifest import Signature
 
 __all__ = ["RuleConfig", "ServingConfig", "rule_outputs"]

@@ -15,10 +15,12 @@ Prints:
 - shadow mode's cost on the active path: API p50/p99 with a shadow candidate at 10% sampling / without;
 - resident memory of a process serving the model through ``edgefleet.agent.load()`` / a bare onnxruntime
   process holding it;
-- where the rest goes: the VmRSS each layer ``agent run`` imports adds (pydantic and the protocol models,
+- where the rest goes: the VmRSS each layer ``agent run`` imports adds (msgspec and the wire structs,
   serving, installer and telemetry queue, the sync loop with the drivers of its children, the CLI), in one
-  process, cumulative ratios against the bare process; then, for comparison, what the children import and
-  the resident agent no longer does (httpx with a client, TUF, cryptography);
+  process, cumulative ratios against the bare process; then, apart: the channel's TLS context and CA bundle,
+  which a device talking to an ``https://`` server holds (the bench's server is plain http on loopback), and,
+  for comparison, what the children import and the resident agent no longer does (httpx with a client, TUF,
+  cryptography; pydantic and the protocol models);
 - resident memory of a real ``edgefleet agent run`` (enrolled with a local ``edgefleet server``, the model
   installed by its installer from the server's signed repository, telemetry queue and uploader running, the
   local HTTP endpoint answering) / the bare process, read from ``/proc/<pid>/status`` as the agent process
@@ -150,8 +152,10 @@ so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.inter_op_num_threads 
 s = ort.InferenceSession(sys.argv[1] + "/model.onnx", so, providers=["CPUExecutionProvider"])
 s.run(None, {"input": np.zeros((1, 1, 8, 8), np.float32)})
 marks.append(("bare: numpy, onnxruntime, the session", rss()))
-import pydantic, edgefleet.protocol, edgefleet.protocol.telemetry, edgefleet.protocol.desired_state
-marks.append(("pydantic and the protocol models", rss()))
+import edgefleet.protocol.wire.desired_state, edgefleet.protocol.wire.manifest
+import edgefleet.protocol.wire.hardware_class, edgefleet.protocol.wire.telemetry
+import edgefleet.protocol.wire.probe
+marks.append(("msgspec and the wire structs (protocol.wire)", rss()))
 from edgefleet.agent import load, predict
 load(sys.argv[1], start=True)
 predict({"input": np.zeros((1, 1, 8, 8), np.float32)})
@@ -161,12 +165,16 @@ marks.append(("installer, telemetry queue (sqlite), agent wiring", rss()))
 import edgefleet.agent.sync, edgefleet.agent.channel, edgefleet.agent.install.child_fetcher
 import edgefleet.agent.probe.runner, edgefleet.agent.telemetry.uploader, edgefleet.agent.hints
 from edgefleet.agent.http_transport import StdlibTransport
-transport = StdlibTransport("https://control.example", timeout_s=15)  # its TLS context and CA bundle
 from edgefleet.trust.ed25519 import Ed25519Signer, Ed25519VerifyKey
 Ed25519VerifyKey(Ed25519Signer(bytes(32)).public_key().raw).verifies(bytes(64), b"x")  # PyNaCl
-marks.append(("sync loop, channel (stdlib HTTPS), uploader, probes, PyNaCl", rss()))
+marks.append(("sync loop, channel (stdlib http.client), uploader, probes, PyNaCl", rss()))
 import edgefleet.cli.main, edgefleet.cli.agent_cmd
 marks.append(("the CLI (click)", rss()))
+transport = StdlibTransport("https://control.example", timeout_s=15)  # its TLS context and CA bundle
+marks.append(("[https only] the channel's TLS context and CA bundle", rss()))
+import pydantic, edgefleet.protocol.desired_state, edgefleet.protocol.manifest, edgefleet.protocol.telemetry
+edgefleet.protocol.desired_state.DesiredState.model_json_schema()  # what validating with them builds
+marks.append(("[no longer resident] pydantic and the protocol models", rss()))
 # Not resident: what the fetch child (agent.install.fetch_child) imports in its own process
 from edgefleet.agent.channel import skip_httpx_cli
 skip_httpx_cli()
@@ -585,7 +593,10 @@ def main(argv: list[str] | None = None) -> int:
     print("# where the rest goes: VmRSS added by each layer `agent run` imports, one process, build host")
     base_kb = dict(layers)["bare: numpy, onnxruntime, the session"]
     for (name, kb), (_, before) in zip(layers[1:], layers[:-1], strict=True):
-        if name.startswith("[children only]"):  # imported after the resident layers: not cumulative with them
+        if name.startswith("[https only]"):  # the bench's server is http on loopback: not in `agent run`
+            print(f"  +{(kb - before) / 1024:6.1f} MiB  {name:58} (a device on https:// holds it too)")
+            continue
+        if name.startswith("["):  # imported after the resident layers: not cumulative with them
             print(f"  +{(kb - before) / 1024:6.1f} MiB  {name:58} (not in the resident agent)")
             continue
         print(f"  +{(kb - before) / 1024:6.1f} MiB  {name:58} cumulative RATIO {kb / base_kb:.3f}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -243,6 +244,11 @@ def run_cmd(
     # Before the heavy imports: a SIGTERM during start-up still stops the agent cleanly.
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    from edgefleet.agent.malloc_arenas import cap_malloc_arenas
+
+    logging.getLogger("edgefleet.agent").info(
+        "event=start %s", cap_malloc_arenas(os.environ)
+    )  # no thread yet
     from edgefleet.agent.app import AgentApp, AgentOptions
     from edgefleet.agent.install.trial import TrialPolicy
     from edgefleet.protocol.update_window import check_zone

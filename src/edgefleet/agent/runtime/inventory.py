@@ -17,7 +17,6 @@ import logging
 import subprocess
 import sys
 import threading
-from importlib import metadata
 from typing import Any
 
 __all__ = ["INVENTORY_DELAY_S", "InventoryProbe", "inventory_in_subprocess", "probe_inventory"]
@@ -46,6 +45,8 @@ def _openvino() -> dict[str, Any]:
 
 
 def _litert() -> dict[str, Any]:
+    from importlib import metadata  # here, in the inventory child: ~0.5 MiB the resident agent does not hold
+
     from ai_edge_litert.interpreter import Interpreter  # noqa: F401  # importable, not only installed
 
     return {"version": metadata.version("ai-edge-litert"), "execution_providers": ["CPUExecutionProvider"]}

@@ -3,7 +3,6 @@ accept what the pydantic models accept, refuse what they refuse, and read a clas
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from tests.agent.wire_conformance import assert_mirrors
+from tests.agent.wire_conformance import DELETE, assert_mirrors, with_value
 
 from edgefleet.agent.datadir import CorruptStateError, DataDir
 from edgefleet.protocol import hardware_class as model_class
@@ -128,22 +127,6 @@ RESULTS: dict[str, Any] = {
 }
 
 
-def _with(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    out = copy.deepcopy(doc)
-    *parents, last = path.split(".")
-    node: Any = out
-    for key in parents:
-        node = node[int(key)] if isinstance(node, list) else node[key]
-    if value is DELETE:
-        del node[last]
-    elif isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-    return out
-
-
-DELETE = object()
 REFUSED = [
     # the update window's syntax (protocol.class_rules.checked_window)
     ("class", CLASS, "update_window", "sometimes"),
@@ -237,7 +220,7 @@ def _wire_reads(struct: Any, doc: Any, name: str, document: bool) -> Any:
 )
 def test_both_refuse(kind: str, base: dict[str, Any], path: str, value: Any) -> None:
     struct, model, name, document = PAIRS[kind]
-    doc = _with(base, path, value)
+    doc = with_value(base, path, value)
     with pytest.raises(InvalidDocumentError):
         _model_reads(model, doc, document)
     with pytest.raises(InvalidDocumentError) as caught:
@@ -313,7 +296,7 @@ def test_the_data_dir_reads_its_class_with_the_struct(tmp_path: Path) -> None:
     hwclass = ddir.read_hardware_class()
     assert isinstance(hwclass, wire_class.HardwareClass)
     assert hwclass.threads.intra_op == 2
-    ddir.class_path.write_text(json.dumps(_with(CLASS, "update_window", "sometimes")))
+    ddir.class_path.write_text(json.dumps(with_value(CLASS, "update_window", "sometimes")))
     with pytest.raises(CorruptStateError):
         ddir.read_hardware_class()
 

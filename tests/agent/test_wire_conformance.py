@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from datetime import datetime
@@ -10,7 +9,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from tests.agent.wire_conformance import assert_mirrors
+from tests.agent.wire_conformance import DELETE, assert_mirrors, with_value
 
 from edgefleet.protocol import desired_state as model_desired
 from edgefleet.protocol import hardware_class as model_class
@@ -79,22 +78,6 @@ DESIRED: dict[str, Any] = {
 }
 
 
-def _with(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    out = copy.deepcopy(doc)
-    *parents, last = path.split(".")
-    node: Any = out
-    for key in parents:
-        node = node[int(key)] if isinstance(node, list) else node[key]
-    if value is DELETE:
-        del node[last]
-    elif isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-    return out
-
-
-DELETE = object()
 REFUSED = [
     ("manifest", MANIFEST, "files.0.path", "../model.onnx"),
     ("manifest", MANIFEST, "files.1.path", "model.onnx"),  # not unique
@@ -132,7 +115,7 @@ PAIRS = {
 )
 def test_both_refuse(kind: str, base: dict[str, Any], path: str, value: Any) -> None:
     struct, model, name = PAIRS[kind]
-    doc = _with(base, path, value)
+    doc = with_value(base, path, value)
     with pytest.raises(InvalidDocumentError):
         model.parse(doc)
     with pytest.raises(InvalidDocumentError) as caught:
@@ -156,7 +139,7 @@ def test_both_accept_and_agree(kind: str) -> None:
 
 
 def test_an_error_says_where_what_and_got() -> None:
-    doc = _with(DESIRED, "generation", -3)
+    doc = with_value(DESIRED, "generation", -3)
     with pytest.raises(InvalidDocumentError) as caught:
         read_document(doc, wire_desired.DesiredState, kind="desired state")
     [error] = caught.value.details["errors"]

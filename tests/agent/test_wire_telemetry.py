@@ -4,7 +4,6 @@ models and dumps back to the same bytes."""
 
 from __future__ import annotations
 
-import copy
 import gzip
 import json
 from datetime import datetime, timedelta, timezone
@@ -14,7 +13,7 @@ from typing import Any
 import msgspec
 import numpy as np
 import pytest
-from tests.agent.wire_conformance import assert_mirrors
+from tests.agent.wire_conformance import DELETE, assert_mirrors, with_value
 
 from edgefleet.agent.telemetry import FixedResources, TelemetryQueue, TelemetryRecorder, TelemetryUploader
 from edgefleet.protocol import telemetry as model
@@ -82,22 +81,6 @@ BATCH: dict[str, Any] = {
     "queue_bytes": 100,
     "queue_records": 2,
 }
-DELETE = object()
-
-
-def _with(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    out = copy.deepcopy(doc)
-    *parents, last = path.split(".")
-    node: Any = out
-    for key in parents:
-        node = node[int(key)] if isinstance(node, list) else node[key]
-    if value is DELETE:
-        del node[last]
-    elif isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-    return out
 
 
 REFUSED = [
@@ -130,7 +113,7 @@ REFUSED = [
 
 @pytest.mark.parametrize(("path", "value"), REFUSED, ids=[p for p, _ in REFUSED])
 def test_both_refuse(path: str, value: Any) -> None:
-    doc = _with(BATCH, path, value)
+    doc = with_value(BATCH, path, value)
     with pytest.raises(InvalidDocumentError):
         model.TelemetryBatch.parse(doc)
     with pytest.raises(msgspec.ValidationError):

@@ -8,6 +8,7 @@ rules."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -126,3 +127,24 @@ def assert_mirrors(
     problems += [f"{path}: in the struct, not in the model" for path in sorted(set(got) - set(want))]
     if problems:
         pytest.fail(f"{struct.__name__} does not mirror {model.__name__}:\n" + "\n".join(problems))
+
+
+DELETE = object()
+"""``with_value``'s value that removes the field."""
+
+
+def with_value(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A deep copy of ``doc`` with the dotted ``path`` (list indexes as numbers) set to ``value``, or removed
+    (``DELETE``): the refused documents of the conformance tests are made from valid ones this way."""
+    out = copy.deepcopy(doc)
+    *parents, last = path.split(".")
+    node: Any = out
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if value is DELETE:
+        del node[last]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return out

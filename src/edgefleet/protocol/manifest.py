@@ -9,7 +9,12 @@ from pydantic import Field, field_validator, model_validator
 from edgefleet.protocol.document import Document, Name, Part, Sha256Hex, is_safe_relpath
 from edgefleet.protocol.hardware_class import Precision, RuntimeSpec
 from edgefleet.protocol.limits import MAX_MANIFEST_BYTES
-from edgefleet.protocol.names import MANIFEST_FILE, artifact_target_path, manifest_target_path
+from edgefleet.protocol.names import (
+    MANIFEST_FILE,
+    artifact_files_problem,
+    artifact_target_path,
+    manifest_target_path,
+)
 
 __all__ = [
     "MANIFEST_FILE",
@@ -138,12 +143,11 @@ class ArtifactManifest(Document):
 
     @model_validator(mode="after")
     def _files_consistent(self) -> ArtifactManifest:
-        paths = [f.path for f in self.files]
-        if len(set(paths)) != len(paths):
-            raise ValueError("file paths must be unique")
-        for needed, what in ((self.entrypoint, "entrypoint"), (self.health_check.golden_file, "golden_file")):
-            if needed not in paths:
-                raise ValueError(f"{what} {needed!r} is not among the files")
+        problem = artifact_files_problem(
+            [f.path for f in self.files], self.entrypoint, self.health_check.golden_file
+        )
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     @property

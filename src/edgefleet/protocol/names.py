@@ -13,6 +13,7 @@ __all__ = [
     "NAME_PATTERN",
     "SHA256_PATTERN",
     "BuildNames",
+    "artifact_files_problem",
     "artifact_target_path",
     "is_safe_relpath",
     "manifest_target_path",
@@ -43,6 +44,17 @@ class BuildNames(Protocol):
     def version(self) -> str: ...
     @property
     def hardware_class(self) -> str: ...
+
+
+def artifact_files_problem(paths: list[str], entrypoint: str, golden_file: str) -> str | None:
+    """What is wrong with an artifact's file list, or None: unique paths, the entrypoint and the health
+    check's golden file among them (the manifest model and the agent's struct both apply it)."""
+    if len(set(paths)) != len(paths):
+        return "file paths must be unique"
+    for needed, what in ((entrypoint, "entrypoint"), (golden_file, "golden_file")):
+        if needed not in paths:
+            return f"{what} {needed!r} is not among the files"
+    return None
 
 
 def artifact_target_path(manifest: BuildNames, file_path: str) -> str:

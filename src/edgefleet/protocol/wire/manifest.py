@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from edgefleet.protocol.names import is_safe_relpath
+from edgefleet.protocol.names import artifact_files_problem, is_safe_relpath
 from edgefleet.protocol.wire.base import Name, Sha256Hex, WireStruct
 from edgefleet.protocol.wire.hardware_class import Precision, RuntimeSpec
 
@@ -117,12 +117,11 @@ class ArtifactManifest(WireStruct, kw_only=True):
     input_ranges: Annotated[dict[str, InputRange], msgspec.Meta(max_length=64)] = {}
 
     def __post_init__(self) -> None:
-        paths = [f.path for f in self.files]
-        if len(set(paths)) != len(paths):
-            raise ValueError("file paths must be unique")
-        for needed, what in ((self.entrypoint, "entrypoint"), (self.health_check.golden_file, "golden_file")):
-            if needed not in paths:
-                raise ValueError(f"{what} {needed!r} is not among the files")
+        problem = artifact_files_problem(
+            [f.path for f in self.files], self.entrypoint, self.health_check.golden_file
+        )
+        if problem is not None:
+            raise ValueError(problem)
 
     @property
     def total_bytes(self) -> int:

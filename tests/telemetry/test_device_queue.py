@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from edgefleet.agent.telemetry.queue import (
+    PAGE_CACHE_KIB,
     QueueCorruptError,
     QueueUnavailableError,
     TelemetryQueue,
@@ -223,3 +224,20 @@ def test_power_cut_while_appending_loses_at_most_the_unacknowledged_tail(
         assert len(seqs) - len(committed) <= 1
         assert q.stats().bytes == sum(r.size_bytes for r in q.oldest(100_000))
         assert _window(q) == seqs[-1] + 1
+
+
+def test_a_backlog_is_not_held_in_memory(tmp_path: Path) -> None:
+    """SQLite's page cache is bounded (``PAGE_CACHE_KIB``, against SQLite's 2000 KiB): a device back from a
+    long offline period opens a queue of several MiB, and its integrity check reads every page."""
+    path = tmp_path / "q.db"
+    q = TelemetryQueue(path, max_bytes=4 * 1024**2)
+    for n in range(1500):
+        _window(q, n, pad=2000)
+    q.close()
+    assert path.stat().st_size > 2 * 1024**2
+    q = TelemetryQueue(path, max_bytes=4 * 1024**2)
+    try:
+        assert q._db.execute("PRAGMA cache_size").fetchone()[0] == -PAGE_CACHE_KIB
+        assert len(q.oldest(2000)) > 1000  # still all there, read through the small cache
+    finally:
+        q.close()

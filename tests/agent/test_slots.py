@@ -102,6 +102,27 @@ def test_manifest_not_matching_its_address_is_corrupt(store, tmp_path):
         store.verify(key)
 
 
+def test_a_version_an_older_agent_installed_with_a_field_unknown_here_keeps_its_address(store, tmp_path):
+    """An older agent kept a manifest's unknown fields (pydantic ``extra="allow"``) in the canonical manifest
+    it hashed and stored; the struct drops them, so only the stored bytes still give the version's key."""
+    import hashlib
+    import shutil
+
+    from edgefleet.protocol.canonical import canonical_json
+    from edgefleet.protocol.manifest import ArtifactManifest as Model
+
+    key, manifest = install(store, tmp_path, "a1", 1)
+    stored = Model.parse(manifest.to_dict() | {"a_newer_field": {"from": "a newer build"}}).to_dict()
+    raw = canonical_json(stored)
+    old_key = hashlib.sha256(raw).hexdigest()  # the key the older agent gave it
+    shutil.copytree(store.version_dir(key), store.version_dir(old_key))
+    (store.version_dir(old_key) / "manifest.json").write_bytes(raw)
+    assert version_key(store.verify(old_key)) == key  # read, and every file verified
+    (store.version_dir(old_key) / "manifest.json").write_bytes(raw.replace(b"a newer build", b"tampered"))
+    with pytest.raises(VersionCorruptError):
+        store.read_manifest(old_key)
+
+
 def test_unreadable_pointer_reads_as_none(store):
     store.dir.mkdir(parents=True)
     store.active_path.write_bytes(b'{"version": "abc"')

@@ -71,6 +71,14 @@ def version_key(manifest: ArtifactManifest) -> str:
     return hashlib.sha256(canonical_json(manifest.to_dict())).hexdigest()
 
 
+def _sha256_of(path: Path) -> str | None:
+    """SHA-256 of a file's bytes (hex), or ``None`` when it cannot be read."""
+    try:
+        return file_digest(path)[0]
+    except OSError:
+        return None
+
+
 def file_digest(path: Path) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
@@ -294,14 +302,19 @@ class SlotStore:
         return sorted(p.name for p in self.versions_dir.iterdir() if p.is_dir())
 
     def read_manifest(self, key: str) -> ArtifactManifest:
-        data = self._read_json(self.version_dir(key) / "manifest.json")
+        """The installed version's manifest, or ``VersionCorruptError``. Its content address holds when the
+        stored bytes hash to ``key`` (``install_staged`` wrote ``canonical_json`` of the manifest), or when
+        the manifest as read does: a manifest stored with a field this agent does not know (a newer build,
+        kept by an older agent's pydantic model) keeps its address, which the struct alone would lose."""
+        path = self.version_dir(key) / "manifest.json"
+        data = self._read_json(path)
         try:
             manifest = read_document(data, ArtifactManifest, kind="artifact manifest")
         except EdgefleetError as exc:
             raise VersionCorruptError(
                 "installed manifest is unreadable", got=str(self.version_dir(key))
             ) from exc
-        if version_key(manifest) != key:
+        if version_key(manifest) != key and _sha256_of(path) != key:
             raise VersionCorruptError(
                 "installed manifest does not match its content address",
                 expected=key,

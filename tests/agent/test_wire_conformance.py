@@ -149,6 +149,19 @@ def test_an_error_says_where_what_and_got() -> None:
     assert caught.value.code == "invalid_document"
 
 
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [("device_id", "device_id"), ("slots.default.manifest.path", "slots[...].manifest.path")],
+)
+def test_a_missing_field_is_named_as_the_model_names_it(path: str, field: str) -> None:
+    """The field that is missing, not the object that lacks it (pydantic's ``loc``)."""
+    with pytest.raises(InvalidDocumentError) as caught:
+        read_document(with_value(DESIRED, path, DELETE), wire_desired.DesiredState, kind="desired state")
+    [error] = caught.value.details["errors"]
+    assert error["field"] == field
+    assert caught.value.message.startswith(f"invalid desired state: {field}: ")
+
+
 def test_an_installed_version_keeps_its_content_address() -> None:
     """``install.slots.version_key`` hashes the canonical manifest: the struct must give the bytes the model
     gave (defaults filled, the build's record included), or versions installed before would read as corrupt.

@@ -21,6 +21,7 @@ Sha256Hex = Annotated[str, msgspec.Meta(pattern=SHA256_PATTERN)]
 
 S = TypeVar("S", bound="WireStruct")
 _AT = re.compile(r"^(?P<expected>.*?)(?: - at `(?P<where>[^`]*)`(?: in `(?P<container>[^`]*)`)?)?$", re.S)
+_MISSING = re.compile(r"^Object missing required field ([A-Za-z_][A-Za-z0-9_]*)$")
 _STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[\.\.\.\]")
 
 
@@ -63,6 +64,9 @@ def _error(kind: str, exc: msgspec.ValidationError, data: object) -> InvalidDocu
     got = _value_at(data, where) if not isinstance(data, bytes | str) else None
     if not isinstance(got, str | int | float | bool | type(None)):
         got = type(got).__name__
+    missing = _MISSING.match(expected)
+    if missing:  # named as the model names it: the field, not the object that lacks it
+        where += f".{missing.group(1)}"
     field = where.removeprefix("$").removeprefix(".") or "(document)"
     return InvalidDocumentError(
         f"invalid {kind}: {field}: {expected}",

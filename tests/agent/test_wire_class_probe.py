@@ -171,6 +171,7 @@ REFUSED = [
     ("class", CLASS, "download_bytes_per_s", 0),
     ("class", CLASS, "schema_version", 2),
     ("order", ORDER, "probe_id", "prb_1"),
+    ("order", ORDER, "probe_id", "prb_00000000000000aa\n"),  # a file name and a URL segment on the device
     ("order", ORDER, "runs", 4),
     ("order", ORDER, "sustained_s", -1.0),
     ("order", ORDER, "time_limit_s", 0),

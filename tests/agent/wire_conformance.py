@@ -89,7 +89,13 @@ def model_profile(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
 
 
 def struct_profile(struct: type[msgspec.Struct]) -> dict[str, dict[str, Any]]:
-    return constraint_profile(msgspec.json.schema(struct))
+    """A struct's pattern ends ``\\Z`` where the model's ends ``$`` (``protocol.wire.base.whole``): the same
+    rule for each's regex engine."""
+    out = constraint_profile(msgspec.json.schema(struct))
+    for entry in out.values():
+        if isinstance(entry.get("pattern"), str) and entry["pattern"].endswith("\\Z"):
+            entry["pattern"] = entry["pattern"].removesuffix("\\Z") + "$"
+    return out
 
 
 def _under(path: str, ignored: Iterable[str]) -> bool:

@@ -14,10 +14,18 @@ import msgspec
 from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.names import NAME_PATTERN, SHA256_PATTERN
 
-__all__ = ["Name", "Sha256Hex", "WireStruct", "read_document", "read_part", "to_plain"]
+__all__ = ["Name", "Sha256Hex", "WireStruct", "read_document", "read_part", "to_plain", "whole"]
 
-Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
-Sha256Hex = Annotated[str, msgspec.Meta(pattern=SHA256_PATTERN)]
+
+def whole(pattern: str) -> str:
+    """``pattern`` (anchored ``^...$``) as a msgspec pattern that matches what the models' matches. msgspec
+    checks with Python's ``re.search``, whose ``$`` also matches before a final newline (``"default\\n"``
+    would be a name); pydantic's regex engine does not, and neither does ``\\Z``."""
+    return pattern.removesuffix("$") + r"\Z" if pattern.endswith("$") else pattern
+
+
+Name = Annotated[str, msgspec.Meta(pattern=whole(NAME_PATTERN))]
+Sha256Hex = Annotated[str, msgspec.Meta(pattern=whole(SHA256_PATTERN))]
 
 S = TypeVar("S", bound="WireStruct")
 _AT = re.compile(r"^(?P<expected>.*?)(?: - at `(?P<where>[^`]*)`(?: in `(?P<container>[^`]*)`)?)?$", re.S)
@@ -58,6 +66,8 @@ def _value_at(data: object, where: str) -> object:
 def _error(kind: str, exc: msgspec.ValidationError, data: object) -> InvalidDocumentError:
     match = _AT.match(str(exc))
     expected = (match.group("expected") if match else str(exc)).replace("`", "").removeprefix("Expected ")
+    # a pattern as the model writes it (``whole``): msgspec quotes it as a repr, its backslash doubled
+    expected = expected.replace("\\\\Z'", "$'")
     where = (match.group("container") or match.group("where") or "$") if match else "$"
     if match and match.group("container"):
         where += ".<key>"

@@ -12,7 +12,7 @@ from edgefleet.protocol.errors import InvalidDocumentError
 from edgefleet.protocol.limits import MAX_HOST_TEXT_CHARS
 from edgefleet.protocol.names import SHA256_PATTERN, is_safe_relpath
 from edgefleet.protocol.update_window import parse_update_window
-from edgefleet.protocol.wire.base import Name, Sha256Hex, WireStruct
+from edgefleet.protocol.wire.base import Name, Sha256Hex, WireStruct, whole
 
 __all__ = [
     "AppliedConfig",
@@ -88,7 +88,7 @@ class DesiredState(WireStruct, kw_only=True):
 
 
 class Signature(WireStruct, kw_only=True):
-    keyid: Annotated[str, msgspec.Meta(pattern=SHA256_PATTERN)]
+    keyid: Annotated[str, msgspec.Meta(pattern=whole(SHA256_PATTERN))]
     sig: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from edgefleet.protocol.probe_names import MAX_LATENCY_SAMPLES, PROBE_ID_PATTERN, PROBE_VALIDATION_FILE
-from edgefleet.protocol.wire.base import Name, WireStruct
+from edgefleet.protocol.wire.base import Name, WireStruct, whole
 from edgefleet.protocol.wire.desired_state import Assignment
 
 __all__ = [
@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
-ProbeId = Annotated[str, msgspec.Meta(pattern=PROBE_ID_PATTERN)]
+ProbeId = Annotated[str, msgspec.Meta(pattern=whole(PROBE_ID_PATTERN))]
 DAY_S = 24 * 3600.0
 
 

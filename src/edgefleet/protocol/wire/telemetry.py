@@ -33,7 +33,7 @@ from edgefleet.protocol.telemetry_kinds import (
     shadow_add,
     shadow_merge,
 )
-from edgefleet.protocol.wire.base import WireStruct
+from edgefleet.protocol.wire.base import WireStruct, whole
 
 __all__ = [
     "EventRecord",
@@ -50,7 +50,7 @@ __all__ = [
     "to_body",
 ]
 
-Code = Annotated[str, msgspec.Meta(pattern=CODE_PATTERN)]
+Code = Annotated[str, msgspec.Meta(pattern=whole(CODE_PATTERN))]
 Label = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
@@ -193,7 +193,7 @@ class EventRecord(WireStruct, kw_only=True):
 class TelemetryRecord(WireStruct, kw_only=True):
     """One queued record: a window or an event, with its idempotency key."""
 
-    boot_id: Annotated[str, msgspec.Meta(pattern=BOOT_ID_PATTERN)]
+    boot_id: Annotated[str, msgspec.Meta(pattern=whole(BOOT_ID_PATTERN))]
     sequence: Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQUENCE)]
     kind: Literal["window", "event"]
     window: TelemetryWindow | None = None

@@ -80,6 +80,6 @@ def test_the_signed_state_carries_the_typed_assignments_as_built() -> None:
         now=NOW,
         time_floor=None,
     )
-    assert verified == state
+    assert verified.to_dict() == state.to_dict()  # the device reads it as its struct (protocol.wire)
     signed = canonical_json(sign_desired_state(state, key)["signed"]).decode()
     assert "files" not in signed  # no manifest inside: the device takes it from TUF

@@ -55,6 +55,10 @@ class Mosquitto:
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start")
 
+    def has_client(self, username: str) -> bool:
+        """Whether a client logged in as ``username`` has connected (Mosquitto's ``notice`` log line)."""
+        return self.log.exists() and f"u'{username}'" in self.log.read_text(errors="replace")
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()

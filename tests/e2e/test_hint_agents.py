@@ -106,6 +106,9 @@ def test_a_hint_brings_a_new_assignment_in_seconds_and_polling_covers_a_broker_o
     try:
         wait_for(lambda: reported_active(server, device_id) == v1, timeout_s=120, what="the first install")
         wait_for(lambda: "event=hints_connected" in log.read_text(), what="the agent listening for hints")
+        # The control plane found the broker down at its start and reconnects by itself (1 s .. 60 s);
+        # hints are dropped, not queued, until it is back, so the change below waits for it.
+        wait_for(lambda: broker.has_client(CONTROL_USER), timeout_s=90, what="the control plane's connection")
         v2 = push_artifact(server, tmp_path, "2.0.0")
         changed_at, changed_wall_s = time.monotonic(), time.time()
         cli(server, "device", "pin", v2, "--class", "medical-cart-cpu")

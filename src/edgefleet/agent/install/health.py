@@ -9,7 +9,6 @@ cancelled (``LoadedModel.cancel``) and the candidate fails with ``health_check_t
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 import zipfile
@@ -158,7 +157,7 @@ def _check(
         raise HealthCheckFailedError(
             f"inference failed during the health check: {exc.message}", code="health_inference_failed"
         ) from exc
-    latency_ms = statistics.median(timings_ms)
+    latency_ms = float(np.median(timings_ms))  # numpy is loaded; statistics would add ~0.7 MiB
     if latency_ms > check.latency_ceiling_ms:
         raise HealthCheckFailedError(
             "latency at batch 1 is over the ceiling",

@@ -35,11 +35,11 @@ NOT_RESIDENT = {
     "cryptography",
     "httpx",
     "httpcore",
-    "h11",
     "pydantic",
     "pydantic_core",
 }
-"""Never imported by the resident agent (its fetch child, a fresh interpreter, imports TUF)."""
+"""Never imported by the resident agent (its fetch child, a fresh interpreter, imports TUF). h11, httpx's
+HTTP/1.1 parser, is not here: the local endpoint (``agent.serve.endpoint``) speaks HTTP through it."""
 DISTRIBUTIONS = {"fastapi", "starlette", "sqlalchemy", "alembic", "uvicorn", "psycopg", "jinja2", "onnx",
                  "scikit-learn", "skl2onnx", "tqdm", "openvino"}  # fmt: skip
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import logging
 import socket
 import threading
 import time
@@ -243,3 +244,133 @@ def test_unix_socket_serves_the_same_api(artifact, tmp_path):
         assert len(json.loads(resp.read())["outputs"]["probs"]["data"][0]) == 4
         conn.close()
     assert not path.exists()
+
+
+def read_response(sock: socket.socket, buffered: bytearray) -> tuple[int, dict[str, str], bytes]:
+    """One response off a raw socket (Content-Length framed); bytes past it stay in ``buffered``."""
+    while b"\r\n\r\n" not in buffered:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before a response head"
+        buffered += chunk
+    head, _, rest = bytes(buffered).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(headers["content-length"])
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed inside a response body"
+        rest += chunk
+    buffered[:] = rest[length:]
+    return int(lines[0].split()[1]), headers, rest[:length]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n",
+        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\0" * 40 + b"\r\n\r\n",  # TLS to plain HTTP
+    ],
+)
+def test_malformed_http_gets_a_json_400_and_the_server_keeps_serving(served, request_bytes, caplog):
+    _, client = served
+    caplog.set_level(logging.DEBUG, logger="edgefleet.agent.serve.http")
+    with socket.create_connection(("127.0.0.1", client.port), timeout=10) as sock:
+        sock.sendall(request_bytes)
+        status, head, body = read_response(sock, bytearray())
+        assert sock.recv(4096) == b""  # the connection is closed after it
+    assert (status, json.loads(body)["code"]) == (400, "request_malformed")
+    assert head["x-edgefleet-serving-mode"] == "preferred"
+    assert head["x-edgefleet-model-version"] == "digits/1.0.0"
+    assert client.request("GET", "/healthz")[0] == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+def test_an_oversized_head_and_an_unknown_method_get_json_errors(served):
+    _, client = served
+    with socket.create_connection(("127.0.0.1", client.port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000)  # no end in sight
+        status, _, body = read_response(sock, bytearray())
+    assert (status, json.loads(body)["code"]) == (431, "headers_too_large")
+    status, head, raw = client.request("DELETE", "/v1/predict")
+    assert (status, json.loads(raw)["code"]) == (405, "method_not_allowed")
+    assert head["x-edgefleet-serving-mode"] == "preferred"
+    status, head, raw = client.request("HEAD", "/healthz")
+    assert (status, raw) == (200, b"")
+    assert client.request("GET", "/healthz")[0] == 200
+
+
+def test_keep_alive_serves_three_requests_on_one_connection(served):
+    _, client = served
+    conn = http.client.HTTPConnection("127.0.0.1", client.port, timeout=30)
+    try:
+        conn.connect()
+        sock = conn.sock
+        for method, path, body, headers in [
+            ("GET", "/healthz", None, {}),
+            ("POST", "/v1/predict", npy(x(2)), {"Content-Type": "application/x-npy"}),
+            ("GET", "/v1/status", None, {}),
+        ]:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            assert resp.status == 200
+            assert resp.getheader("X-Edgefleet-Serving-Mode") == "preferred"
+            json.loads(resp.read())
+            assert conn.sock is sock  # the same connection, not a reconnect
+    finally:
+        conn.close()
+
+
+def test_pipelined_requests_sent_in_pieces_are_answered_in_order(served):
+    _, client = served
+    body = npy(x(1))
+    predict = (
+        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-npy\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    stream = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + predict + b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", client.port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(0, len(stream), 7):  # split inside request lines, headers and the body
+            sock.sendall(stream[i : i + 7])
+            time.sleep(0.001)
+        buffered = bytearray()
+        answers = [read_response(sock, buffered) for _ in range(3)]
+    assert [status for status, _, _ in answers] == [200, 200, 404]
+    assert json.loads(answers[0][2]) == {"ok": True, "mode": "preferred"}
+    assert len(json.loads(answers[1][2])["outputs"]["probs"]["data"]) == 1
+    assert json.loads(answers[2][2])["code"] == "not_found"
+
+
+def test_a_stalled_body_is_cut_after_the_read_timeout(artifact):
+    service = InferenceService(StaticSource(artifact), OnnxRuntimeAdapter())
+    with (
+        LocalEndpoint(service, EndpointConfig(read_timeout_s=0.3)) as endpoint,
+        socket.create_connection(("127.0.0.1", endpoint.port), timeout=10) as sock,
+    ):
+        sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        started = time.monotonic()
+        assert sock.recv(4096) == b""  # closed without an answer
+        assert time.monotonic() - started < 5
+        assert Client(endpoint).request("GET", "/healthz")[0] == 200
+
+
+def test_expect_100_continue_and_an_unsupported_transfer_encoding(served):
+    _, client = served
+    body = npy(x(1))
+    with socket.create_connection(("127.0.0.1", client.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-npy\r\n"
+            b"Expect: 100-continue\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
+        assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        status, _, raw = read_response(sock, bytearray())
+        assert (status, len(json.loads(raw)["outputs"]["probs"]["data"])) == (200, 1)
+    with socket.create_connection(("127.0.0.1", client.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n")
+        status, head, raw = read_response(sock, bytearray())
+    assert (status, json.loads(raw)["code"]) == (411, "length_required")
+    assert head["x-edgefleet-model-version"] == "digits/1.0.0"

@@ -29,6 +29,7 @@ from edgefleet.agent.lifecycle import RunMarker
 from edgefleet.agent.serve import RuntimeAdapters
 from edgefleet.agent.serving_wiring import Serving
 from edgefleet.agent.telemetry.queue import TelemetryQueue, corrupt_path
+from edgefleet.cli import agent_process
 from edgefleet.cli.main import cli
 from edgefleet.protocol.errors import EdgefleetError
 from edgefleet.trust.director import public_key_pem
@@ -180,8 +181,14 @@ def test_a_corrupt_telemetry_queue_is_set_aside_and_the_device_keeps_serving(dev
         assert lost["details"]["kept"] == kept.name
 
 
+def _run_in_this_process(monkeypatch) -> None:
+    """``agent run`` execs into ``cli.agent_process``: here that module's ``run`` is called in-process."""
+    monkeypatch.setattr(agent_process, "replace_process", lambda params: agent_process.run(**params))
+
+
 def test_agent_run_takes_the_trial_settings_and_refuses_bad_ones(tmp_path, monkeypatch):
     seen: list[AgentOptions] = []
+    _run_in_this_process(monkeypatch)
     monkeypatch.setattr(AgentApp, "run", lambda self, stop: seen.append(self.options))
     monkeypatch.setattr(signal, "signal", lambda *_a: None)  # keep pytest's own handlers
     args = ["agent", "run", "--data-dir", str(tmp_path)]
@@ -304,6 +311,7 @@ def test_a_clean_stop_and_a_new_boot_are_told_apart_from_an_agent_crash(device):
 
 def test_agent_run_uses_the_trial_worker_unless_told_not_to(tmp_path, monkeypatch):
     seen: list[AgentOptions] = []
+    _run_in_this_process(monkeypatch)
     monkeypatch.setattr(AgentApp, "run", lambda self, stop: seen.append(self.options))
     monkeypatch.setattr(signal, "signal", lambda *_a: None)
     args = ["agent", "run", "--data-dir", str(tmp_path)]

@@ -9,6 +9,7 @@ PyNaCl; documents are read and written as the msgspec structs of ``protocol.wire
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -43,23 +44,40 @@ HTTP/1.1 parser, is not here: the local endpoint (``agent.serve.endpoint``) spea
 DISTRIBUTIONS = {"fastapi", "starlette", "sqlalchemy", "alembic", "uvicorn", "psycopg", "jinja2", "onnx",
                  "scikit-learn", "skl2onnx", "tqdm", "openvino"}  # fmt: skip
 
-_BLOCKED_MAIN = """
-import sys
-BLOCKED = set(sys.argv[1].split(","))
+_SITECUSTOMIZE = """
+import os, sys
+BLOCKED = set(filter(None, os.environ.get("EDGEFLEET_TEST_BLOCKED", "").split(",")))
+RESIDENT = set(filter(None, os.environ.get("EDGEFLEET_TEST_BLOCKED_RESIDENT", "").split(",")))
+argv = sys.orig_argv
+at = argv.index("edgefleet.cli") if "edgefleet.cli" in argv else -1
+# the resident agent: `edgefleet agent run` and what it execs into; not its children
+if at >= 0 and argv[at + 1 : at + 3] == ["agent", "run"]:
+    BLOCKED |= RESIDENT
+if "edgefleet.cli.agent_process" in argv:  # what it execs into once click has parsed the command line
+    BLOCKED |= RESIDENT | {"click"}
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in BLOCKED:
             raise ImportError(f"{name} is not installed on this device (blocked by the test)")
         return None
 sys.meta_path.insert(0, Block())
-sys.argv = ["edgefleet", *sys.argv[2:]]
-from edgefleet.cli.main import main
-main()
 """
 
 
-def _slim(*args: str, blocked: set[str] = NOT_ON_A_DEVICE) -> list[str]:
-    return [sys.executable, "-c", _BLOCKED_MAIN, ",".join(sorted(blocked)), *args]
+def _slim(tmp_path: Path, *args: str, resident: set[str] = frozenset()) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of a device process with ``NOT_ON_A_DEVICE`` blocked from import, in it and
+    in every Python process it starts (a ``sitecustomize`` on ``PYTHONPATH``), and ``resident`` blocked in
+    the resident agent: ``agent run`` and the process it execs into, not its children."""
+    site = tmp_path / "blocking-site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+        "EDGEFLEET_TEST_BLOCKED": ",".join(sorted(NOT_ON_A_DEVICE)),
+        "EDGEFLEET_TEST_BLOCKED_RESIDENT": ",".join(sorted(resident)),
+    }
+    return [sys.executable, "-m", "edgefleet.cli", *args], env
 
 
 def test_the_agent_extra_names_no_server_or_build_package() -> None:
@@ -79,8 +97,12 @@ def test_an_agent_without_server_or_build_packages_installs_and_serves(live_serv
     cli(server, "device", "pin", v1, "--class", "medical-cart-cpu")
     token = cli(server, "device", "token", "create", "--class", "medical-cart-cpu").stdout.strip()
     data_dir = tmp_path / "device"
+    command, env = _slim(
+        tmp_path, "agent", "enroll", "--server", server.url, "--token", token, "--data-dir", str(data_dir)
+    )
     enrolled = subprocess.run(
-        _slim("agent", "enroll", "--server", server.url, "--token", token, "--data-dir", str(data_dir)),
+        command,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -89,9 +111,11 @@ def test_an_agent_without_server_or_build_packages_installs_and_serves(live_serv
     device_id = json.loads((data_dir / "identity" / "device.json").read_text())["device_id"]
     log = tmp_path / "agent.log"
     run = ("agent", "run", "--data-dir", str(data_dir), "--poll-interval", "0.3")
+    command, env = _slim(tmp_path, *run, resident=NOT_RESIDENT)
     with log.open("wb") as out:
         agent = subprocess.Popen(
-            _slim(*run, blocked=NOT_ON_A_DEVICE | NOT_RESIDENT),
+            command,
+            env=env,
             stdout=out,
             stderr=out,
         )
@@ -115,6 +139,8 @@ def test_an_agent_without_server_or_build_packages_installs_and_serves(live_serv
         assert answer["model_version"] == "digits/1.0.0"
         assert answer["artifact_id"] == v1
         assert "blocked by the test" not in log.read_text()
+        # the blocks held in the process that serves: `agent run` became cli.agent_process (same pid)
+        assert b"edgefleet.cli.agent_process" in Path(f"/proc/{agent.pid}/cmdline").read_bytes()
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=30)

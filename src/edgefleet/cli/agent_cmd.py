@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import signal
-import sys
-import threading
 from pathlib import Path
 
 import click
@@ -228,58 +223,33 @@ def run_cmd(
     log_level: str,
 ) -> None:
     """Run the device until SIGTERM/SIGINT: sync, verify, install, serve, report, send telemetry."""
-    logging.basicConfig(
-        level=log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    from edgefleet.cli import agent_process
+
+    # This process becomes the agent (same pid) without click and the command tree: cli.agent_process
+    agent_process.replace_process(
+        {
+            "data_dir": data_dir,
+            "poll_interval_s": poll_interval_s,
+            "backoff_cap_s": backoff_cap_s,
+            "window_s": window_s,
+            "upload_s": upload_s,
+            "serve_port": serve_port,
+            "serve_socket": serve_socket,
+            "no_serve": no_serve,
+            "fallback_dir": fallback_dir,
+            "shadow_fraction": shadow_fraction,
+            "trial_window_s": trial_window_s,
+            "trial_min_requests": trial_min_requests,
+            "trial_max_failure_rate": trial_max_failure_rate,
+            "trial_min_requests_for_rate": trial_min_requests_for_rate,
+            "trial_max_restarts": trial_max_restarts,
+            "trial_watchdog_s": trial_watchdog_s,
+            "no_trial_worker": no_trial_worker,
+            "no_hints": no_hints,
+            "time_zone": time_zone,
+            "log_level": log_level,
+        }
     )
-    if log_level != "debug":
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise, not an event
-    stop = threading.Event()
-
-    def _stop(signum: int, _frame: object) -> None:
-        logging.getLogger("edgefleet.agent").info("event=signal signal=%s", signal.Signals(signum).name)
-        stop.set()
-
-    # Before the heavy imports: a SIGTERM during start-up still stops the agent cleanly.
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    from edgefleet.agent.malloc_arenas import cap_malloc_arenas
-
-    logging.getLogger("edgefleet.agent").info(
-        "event=start %s", cap_malloc_arenas(os.environ)
-    )  # no thread yet
-    from edgefleet.agent.app import AgentApp, AgentOptions
-    from edgefleet.agent.install.trial import TrialPolicy
-    from edgefleet.protocol.update_window import check_zone
-
-    if time_zone:
-        check_zone(time_zone)  # an operator's typo is an error (invalid_time_zone), not a silent UTC
-    trial = TrialPolicy(  # validated here: a bad value is a clear error before anything starts
-        window_s=trial_window_s,
-        min_requests=trial_min_requests,
-        max_failure_rate=trial_max_failure_rate,
-        min_requests_for_rate=trial_min_requests_for_rate,
-        max_restarts=trial_max_restarts,
-        watchdog_s=trial_watchdog_s or None,
-    )
-    options = AgentOptions(
-        poll_interval_s=poll_interval_s,
-        backoff_cap_s=backoff_cap_s,
-        telemetry_window_s=window_s,
-        telemetry_upload_interval_s=upload_s,
-        serve=not no_serve,
-        hints=not no_hints,
-        serve_port=serve_port,
-        serve_socket=serve_socket,
-        fallback_dir=fallback_dir,
-        shadow_fraction=shadow_fraction,
-        trial=trial,
-        trial_worker=not no_trial_worker,
-        time_zone=time_zone,
-        log_level=log_level,
-    )
-    AgentApp(data_dir, options).run(stop)
 
 
 @agent.command("status")

@@ -1,12 +1,13 @@
-"""Stable exit codes of the ``edgefleet`` command (documented in docs/cli.md) and error printing."""
+"""Stable exit codes of the ``edgefleet`` command (documented in docs/cli.md) and error printing.
+
+No click here: ``agent run``'s resident process (``cli.agent_process``) reports its errors with it too."""
 
 from __future__ import annotations
 
 import enum
 import json
+import sys
 from typing import Any
-
-import click
 
 from edgefleet.protocol.errors import (
     AuthenticationError,
@@ -68,19 +69,19 @@ def print_error(error: EdgefleetError, *, as_json: bool = False) -> None:
     (the command was given ``--json``) also ``{"error": {"code", "message", "details"}}`` on stdout, the
     API's error body, so a script reads the failure where it reads the answer."""
     if as_json:
-        click.echo(json.dumps({"error": error.to_body()}, indent=2, sort_keys=True, default=str))
-    click.echo(f"error [{error.code}]: {error.message}", err=True)
+        print(json.dumps({"error": error.to_body()}, indent=2, sort_keys=True, default=str), flush=True)
+    lines = [f"error [{error.code}]: {error.message}"]
     details = error.details
     if "expected" in details:
-        click.echo(f"  expected: {_short(details['expected'])}", err=True)
+        lines.append(f"  expected: {_short(details['expected'])}")
     if "got" in details:
-        click.echo(f"  got:      {_short(details['got'])}", err=True)
+        lines.append(f"  got:      {_short(details['got'])}")
     problems = details.get("errors")
     if isinstance(problems, list):
-        for problem in problems[:20]:
-            if isinstance(problem, dict):
-                click.echo(
-                    f"  - {problem.get('field', '?')}: expected {_short(problem.get('expected'))}, "
-                    f"got {_short(problem.get('got'))}",
-                    err=True,
-                )
+        lines += [
+            f"  - {problem.get('field', '?')}: expected {_short(problem.get('expected'))}, "
+            f"got {_short(problem.get('got'))}"
+            for problem in problems[:20]
+            if isinstance(problem, dict)
+        ]
+    print("\n".join(lines), file=sys.stderr, flush=True)

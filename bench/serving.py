@@ -167,7 +167,7 @@ import edgefleet.agent.probe.runner, edgefleet.agent.telemetry.uploader, edgefle
 from edgefleet.agent.http_transport import StdlibTransport
 from edgefleet.trust.ed25519 import Ed25519Signer, Ed25519VerifyKey
 Ed25519VerifyKey(Ed25519Signer(bytes(32)).public_key().raw).verifies(bytes(64), b"x")  # PyNaCl
-marks.append(("sync loop, channel (stdlib http.client), uploader, probes, PyNaCl", rss()))
+marks.append(("sync loop, channel (h11 on a socket), uploader, probes, PyNaCl", rss()))
 import edgefleet.cli.main, edgefleet.cli.agent_cmd
 marks.append(("the CLI (click)", rss()))
 transport = StdlibTransport("https://control.example", timeout_s=15)  # its TLS context and CA bundle

@@ -6,6 +6,7 @@ hostile servers.)"""
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import gzip
 import json
@@ -24,7 +25,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgefleet.agent.channel import DeviceChannel
-from edgefleet.agent.http_transport import StdlibTransport
+from edgefleet.agent.http_transport import StdlibTransport, no_proxy_matches
 from edgefleet.protocol.errors import ConflictError, EdgefleetError, RateLimitedError
 from edgefleet.protocol.request_signing import parse_signed_headers, verify_request_signature
 
@@ -302,4 +303,340 @@ def test_the_resident_channel_and_sync_loop_import_no_httpx() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = {name.split(".")[0] for name in json.loads(done.stdout.replace("'", '"'))}
     assert "edgefleet" in loaded
-    assert not loaded & {"httpx", "httpcore", "h11", "tuf", "securesystemslib", "cryptography"}
+    # h11 is not among them: the local endpoint and this channel frame HTTP/1.1 with it
+    assert not loaded & {"httpx", "httpcore", "tuf", "securesystemslib", "cryptography"}
+
+
+# The h11 transport: what it reads off the wire, NO_PROXY, host names, a real TLS server through a tunnel.
+
+
+@pytest.mark.parametrize(
+    ("answer", "content"),
+    [
+        # an informational answer before the final one is skipped
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", b"{}"),
+        # a body without a length runs to the end of the connection
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"x" * 200_000, b"x" * 200_000),
+        # a chunked body, gzip inside
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n"
+            + b"%x\r\n" % len(gzip.compress(b"[1]"))
+            + gzip.compress(b"[1]")
+            + b"\r\n0\r\n\r\n",
+            b"[1]",
+        ),
+        # zlib-wrapped deflate
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: 10\r\n\r\n"
+            + zlib.compress(b"{}"),
+            b"{}",
+        ),
+    ],
+)
+def test_answers_h11_frames(answer: bytes, content: bytes) -> None:
+    url, stop = _raw_server(answer)
+    try:
+        response = DeviceChannel(url, device_id=DEVICE, key=KEY, timeout_s=2).request("GET", "/v1/poll")
+        assert (response.status_code, response.content) == (200, content)
+    finally:
+        stop()
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789", "ended 90 bytes short of its length"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123", "body broke off"),
+        (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\nnot gzip at all", "body broke off"),
+        (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + gzip.compress(b"{}")[:12], "before its end"),
+        (b"", "ConnectionClosed"),  # closed without an answer
+        (b"SSH-2.0-OpenSSH_9.6\r\n", "RemoteProtocolError"),
+    ],
+)
+def test_answers_that_break_off_or_are_not_http_fail_the_request(answer: bytes, message: str) -> None:
+    url, stop = _raw_server(answer)
+    try:
+        with pytest.raises(EdgefleetError) as failed:
+            DeviceChannel(url, device_id=DEVICE, key=KEY, timeout_s=2).request("GET", "/v1/poll")
+        assert failed.value.code == "server_unreachable"
+        assert message in failed.value.message
+    finally:
+        stop()
+
+
+def test_a_head_past_64_kib_fails_the_request() -> None:
+    """h11 judges the head's size after each read: past 64 KiB still incomplete, the answer is refused."""
+    sock = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = sock.accept()
+        with conn, contextlib.suppress(OSError):  # the client gives up mid-head and resets
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 300_000 + b"\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        channel = DeviceChannel(
+            f"http://127.0.0.1:{sock.getsockname()[1]}", device_id=DEVICE, key=KEY, timeout_s=2
+        )
+        with pytest.raises(EdgefleetError) as refused:
+            channel.request("GET", "/v1/poll")
+        assert "Receive buffer too long" in refused.value.message
+    finally:
+        sock.close()
+
+
+def test_a_server_that_stalls_fails_the_step_after_its_timeout() -> None:
+    sock = socket.create_server(("127.0.0.1", 0))  # accepts (the backlog), never answers
+    try:
+        channel = DeviceChannel(
+            f"http://127.0.0.1:{sock.getsockname()[1]}", device_id=DEVICE, key=KEY, timeout_s=0.3
+        )
+        started = time.monotonic()
+        with pytest.raises(EdgefleetError) as stalled:
+            channel.request("GET", "/v1/poll")
+        assert stalled.value.code == "server_unreachable"
+        assert stalled.value.details["got"] in ("TimeoutError", "timeout")
+        assert time.monotonic() - started < 2
+    finally:
+        sock.close()
+
+
+def test_the_request_on_the_wire(server, channel_for) -> None:
+    """One connection per request, closed; the body's length on every request, as http.client sent it."""
+    channel = channel_for(server.url)
+    channel.request("GET", "/v1/poll")
+    channel.request("POST", "/v1/report", body_bytes=b"abc")
+    (_, _, get, _), (_, _, post, body) = server.seen
+    assert get["Connection"] == "close"
+    assert get["Content-Length"] == "0"
+    assert get["Host"] == server.url.removeprefix("http://")
+    assert (post["Content-Length"], body) == ("3", b"abc")
+
+
+def test_a_host_name_reaches_the_socket_as_ascii_bytes(server, channel_for, monkeypatch) -> None:
+    """So resolving it loads no ``idna`` codec; a name that is not ASCII is IDNA-encoded."""
+    connected: list[Any] = []
+    real = socket.create_connection
+
+    def recording(address: Any, *args: Any, **kwargs: Any) -> socket.socket:
+        connected.append(address[0])
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", recording)
+    port = server.server_address[1]
+    channel_for(f"http://localhost:{port}").request("GET", "/v1/poll")
+    assert server.seen[-1][2]["Host"] == f"localhost:{port}"
+    channel_for(server.url).request("GET", "/v1/poll")
+    with pytest.raises(EdgefleetError):
+        channel_for("http://bücher.invalid:1", timeout_s=1).request("GET", "/v1/poll")
+    assert connected == [b"localhost", b"127.0.0.1", b"xn--bcher-kva.invalid"]
+
+
+NO_PROXY_CASES = [
+    # (host, NO_PROXY, exempt)
+    ("example.org", "example.org", True),  # the host itself
+    ("EXAMPLE.org", "example.ORG", True),
+    ("api.example.org", "example.org", True),  # a domain suffix, with or without its leading dot
+    ("api.example.org", ".example.org", True),
+    ("example.org", ".example.org", True),
+    ("badexample.org", "example.org", False),  # a suffix only at a dot
+    ("example.org.evil", "example.org", False),
+    ("a.b.example.org", " other.net , .example.org ", True),
+    ("example.org", "", False),
+    ("example.org", " , ", False),
+    ("example.org", "*", True),
+    ("example.org", "localhost,*", True),
+    ("example.org", "*.example.org", False),  # no wildcards but a lone *
+    ("example.org", "example.org:8080", False),  # a port: the URL's host name carries none
+    ("example.org", "example.org:8080,example.org", True),
+    ("10.1.2.3", "10.1.2.3", True),  # IP literals: the address, a network containing it
+    ("10.1.2.3", "10.0.0.0/8", True),
+    ("10.1.2.3", "10.1.2.4", False),
+    ("10.1.2.3", "192.168.0.0/16", False),
+    ("10.1.2.3", ".2.3", True),  # as urllib: a suffix at a dot matches an address too
+    ("::1", "::1", True),
+    ("::1", "[::1]", True),
+    ("2001:db8::5", "2001:db8::/32", True),
+    ("2001:db8::5", "2001:db9::/32", False),
+    ("fe80::1", "1", False),
+    ("fe80::1", "fe80:", True),  # urllib cuts an IPv6 address at its last ":digits" as if a port
+    ("localhost", "127.0.0.1", False),  # names are not resolved
+]
+
+
+@pytest.mark.parametrize(("host", "no_proxy", "exempt"), NO_PROXY_CASES)
+def test_no_proxy_matching(host: str, no_proxy: str, exempt: bool) -> None:
+    assert no_proxy_matches(host, no_proxy) is exempt
+
+
+@pytest.mark.parametrize(("host", "no_proxy", "exempt"), NO_PROXY_CASES)
+def test_no_proxy_matches_as_the_transport_on_urllib_did(host: str, no_proxy: str, exempt: bool) -> None:
+    """The rule before h11, verbatim: ``*``, IP networks, then ``urllib.request.proxy_bypass_environment``."""
+    import ipaddress
+    import urllib.request
+
+    def before(host: str, no_proxy: str) -> bool:
+        entries = [e.strip().lower() for e in no_proxy.split(",") if e.strip()]
+        if "*" in entries:
+            return True
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            address = None
+        for entry in entries:
+            if address is not None:
+                with contextlib.suppress(ValueError):
+                    if address in ipaddress.ip_network(entry.strip("[]"), strict=False):
+                        return True
+        bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+        return bool(entries) and bool(bypass(host, {"no": ",".join(entries)}))
+
+    assert before(host.lower(), no_proxy) is exempt
+    extra = [(host.lower(), no_proxy + ",nothing.example"), (host.lower(), no_proxy.upper())]
+    for other_host, other_no_proxy in extra:
+        assert no_proxy_matches(other_host, other_no_proxy) is before(other_host, other_no_proxy)
+
+
+def _tls_files(tmp_path: Any) -> tuple[str, str]:
+    """A CA and a certificate it signed for localhost and 127.0.0.1: (the CA bundle, the key and chain)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def cert(name: str, key: Any, issuer: x509.Name, signer: Any, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = cert(
+        "test CA", ca_key, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")]), ca_key, True
+    )
+    leaf = cert("localhost", leaf_key, ca.subject, ca_key, False)
+    bundle, chain = tmp_path / "ca.pem", tmp_path / "server.pem"
+    bundle.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    key_pem = leaf_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    chain.write_bytes(key_pem + leaf.public_bytes(serialization.Encoding.PEM))
+    return str(bundle), str(chain)
+
+
+@pytest.fixture
+def tls_server(server, tmp_path) -> tuple[Any, str]:
+    """The recording server behind TLS (a certificate for localhost and 127.0.0.1), and its CA bundle."""
+    bundle, chain = _tls_files(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(chain)
+    server.socket = context.wrap_socket(server.socket, server_side=True)  # the server fixture closes it
+    return server, bundle
+
+
+def _connect_proxy(answer_head: bytes | None = None) -> tuple[int, list[bytes]]:
+    """A one-shot proxy: records the CONNECT head; answers ``answer_head``, or 200 and relays both ways."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    heads: list[bytes] = []
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        client, _ = sock.accept()
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += client.recv(65536)
+        heads.append(head)
+        if answer_head is not None:
+            client.sendall(answer_head)
+            client.close()
+            return
+        target = head.split(b" ")[1].decode()
+        upstream = socket.create_connection(("127.0.0.1", int(target.rsplit(":", 1)[1])))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+        pipe(client, upstream)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return sock.getsockname()[1], heads
+
+
+def test_https_is_verified_against_the_ca_bundle(tls_server, monkeypatch) -> None:
+    server, bundle = tls_server
+    port = server.server_address[1]
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", bundle)
+    for host in ("localhost", "127.0.0.1"):  # a name and an address, both in the certificate
+        answer = DeviceChannel(f"https://{host}:{port}", device_id=DEVICE, key=KEY, timeout_s=5).request(
+            "GET", "/v1/poll"
+        )
+        assert answer.json() == {"ok": True}
+        assert server.seen[-1][2]["Host"] == f"{host}:{port}"
+    monkeypatch.delenv("SSL_CERT_FILE")  # certifi's bundle does not know the test CA
+    with pytest.raises(EdgefleetError) as unverified:
+        DeviceChannel(f"https://localhost:{port}", device_id=DEVICE, key=KEY, timeout_s=5).request("GET", "/")
+    assert unverified.value.code == "server_unreachable"
+    assert unverified.value.details["got"] == "SSLCertVerificationError"
+
+
+def test_https_through_a_connect_tunnel_with_proxy_credentials(tls_server, monkeypatch) -> None:
+    server, bundle = tls_server
+    proxy_port, heads = _connect_proxy()
+    monkeypatch.setenv("HTTPS_PROXY", f"http://edge:pw@127.0.0.1:{proxy_port}")
+    for name in ("https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", bundle)
+    url = f"https://localhost:{server.server_address[1]}/edge"
+    answer = DeviceChannel(url, device_id=DEVICE, key=KEY, timeout_s=5).request("GET", "/v1/poll")
+    assert answer.json() == {"ok": True}
+    (head,) = heads
+    authority = f"localhost:{server.server_address[1]}".encode()
+    assert head.startswith(b"CONNECT " + authority + b" HTTP/1.1\r\n")
+    assert b"\r\nProxy-Authorization: Basic ZWRnZTpwdw==\r\n" in head  # edge:pw, on the CONNECT only
+    assert server.seen[-1][1] == "/edge/v1/poll"
+    assert "Proxy-Authorization" not in server.seen[-1][2]
+
+
+def test_a_refused_tunnel_fails_the_request(monkeypatch) -> None:
+    proxy_port, _ = _connect_proxy(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy_port}")
+    for name in ("https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(EdgefleetError) as refused:
+        DeviceChannel("https://control.example", device_id=DEVICE, key=KEY, timeout_s=5).request("GET", "/")
+    assert refused.value.code == "server_unreachable"
+    assert "Tunnel connection failed: 407 Proxy Authentication Required" in refused.value.message
+
+
+def test_a_date_that_is_not_an_http_date_leaves_the_clock_offset(server, channel_for) -> None:
+    dates = iter(["Sun, 06 Nov 1994 08:49:37 GMT", "yesterday", "Sun, 06 Nov 1994 08:49:37 +0100"])
+    server.reply = lambda method, path: (200, {"date": next(dates)}, b"{}")
+    channel = channel_for(server.url)
+    channel.request("GET", "/first")
+    offset = channel.clock_offset_s
+    assert offset == pytest.approx(784111777 - time.time(), abs=5)
+    channel.request("GET", "/second")
+    channel.request("GET", "/third")
+    assert channel.clock_offset_s == offset

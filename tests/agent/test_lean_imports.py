@@ -5,6 +5,7 @@ Each check runs in a fresh interpreter: the test process has imported everything
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import subprocess
@@ -119,3 +120,33 @@ def test_the_local_endpoint_does_not_load_the_stdlib_http_server() -> None:
     assert {"edgefleet.agent.serve.endpoint", "h11"} <= loaded
     heavy = {"http.server", "http.client", "email", "html", "mimetypes", "ssl"}
     assert not {m for m in loaded if m in heavy or m.split(".")[0] in ("email", "html")}
+
+
+def test_a_request_over_http_loads_no_stdlib_http_email_ssl_or_idna() -> None:
+    """The channel's transport is h11 on a socket: ``http.client`` (with ``email``), ``urllib.request``
+    (~1 MiB: tempfile, shutil, bz2, lzma), ``ssl`` (for an ``http://`` server with no proxy) and the ``idna``
+    codec (``unicodedata``, for a host name that is ASCII) stay out; the server's ``Date`` is read too."""
+    body = gzip.compress(b"{}")
+    answer = b"HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Encoding: gzip\r\n"
+    answer += b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    loaded = _modules_after(
+        "import os, socket, threading\n"
+        "for name in [k for k in os.environ if k.lower().endswith('_proxy')]:\n"
+        "    del os.environ[name]  # no proxy: the case where ssl stays out\n"
+        "import edgefleet.agent.channel as channel\n"
+        "from edgefleet.trust.ed25519 import Ed25519Signer\n"
+        "server = socket.create_server(('127.0.0.1', 0))\n"
+        "def serve():\n"
+        "    conn, _ = server.accept()\n"
+        "    with conn:\n"
+        "        conn.recv(65536)\n"
+        f"        conn.sendall({answer!r})\n"
+        "threading.Thread(target=serve, daemon=True).start()\n"
+        "url = f'http://localhost:{server.getsockname()[1]}'\n"
+        "key = Ed25519Signer(bytes(32))\n"
+        "c = channel.DeviceChannel(url, device_id='dev_' + '1' * 20, key=key, timeout_s=5)\n"
+        "assert c.request('GET', '/v1/poll').json() == {}\n"
+        "assert c.clock_offset_s < -1e9  # the 1994 Date was read\n"
+    )
+    assert {"edgefleet.agent.channel", "h11"} <= loaded
+    assert not loaded & {"http.client", "urllib.request", "email", "ssl", "encodings.idna", "unicodedata"}

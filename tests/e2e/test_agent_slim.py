@@ -3,8 +3,8 @@ real agent enrolls, installs a signed model, health-checks it and serves it in a
 package (and the optional OpenVINO runtime) is blocked from import, as if it were not installed. The resident
 ``agent run`` process is blocked from python-tuf, securesystemslib, cryptography, httpx and pydantic too: TUF
 work runs in its fetch child (``agent.install.child_fetcher``), a process of its own that may import them;
-requests to the server go through the stdlib's ``http.client``; the director's signature is checked with
-PyNaCl; documents are read and written as the msgspec structs of ``protocol.wire``."""
+requests to the server go through h11 on a socket (``agent.http_transport``); the director's signature is
+checked with PyNaCl; documents are read and written as the msgspec structs of ``protocol.wire``."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ NOT_RESIDENT = {
     "pydantic_core",
 }
 """Never imported by the resident agent (its fetch child, a fresh interpreter, imports TUF). h11, httpx's
-HTTP/1.1 parser, is not here: the local endpoint (``agent.serve.endpoint``) speaks HTTP through it."""
+HTTP/1.1 parser, is not here: the local endpoint (``agent.serve.endpoint``) and the channel to the server
+(``agent.http_transport``) speak HTTP through it."""
 DISTRIBUTIONS = {"fastapi", "starlette", "sqlalchemy", "alembic", "uvicorn", "psycopg", "jinja2", "onnx",
                  "scikit-learn", "skl2onnx", "tqdm", "openvino"}  # fmt: skip
 

@@ -12,19 +12,19 @@ device's one connection.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from edgefleet.agent.http_date import parse_http_date
 from edgefleet.agent.http_transport import StdlibTransport, TransportError
 from edgefleet.protocol.canonical import canonical_json
 from edgefleet.protocol.errors import EdgefleetError, ServiceUnavailableError, error_from_body
 from edgefleet.protocol.request_signing import RequestSigner, sign_request
 
-if TYPE_CHECKING:  # httpx only for a transport handed in (tests, simulator); the agent uses http.client
+if TYPE_CHECKING:  # httpx only for a transport handed in (tests, simulator); the agent uses h11
     import httpx
 
 __all__ = [
@@ -295,9 +295,8 @@ class DeviceChannel:
         date = headers.get("date")
         if not date:
             return
-        try:
-            server_s = email.utils.parsedate_to_datetime(date).timestamp()
-        except (TypeError, ValueError):
+        server_s = parse_http_date(date)
+        if server_s is None:  # not an HTTP-date: the offset stays as it was
             return
         self.clock_offset_s = server_s - self._clock()
 

@@ -89,10 +89,11 @@ def run(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     from edgefleet.agent.malloc_arenas import cap_malloc_arenas
+    from edgefleet.agent.sha256_choice import choose_sha256
 
-    logging.getLogger("edgefleet.agent").info(
-        "event=start %s", cap_malloc_arenas(os.environ)
-    )  # no thread yet
+    sha256 = choose_sha256(Path(data_dir), os.environ, sys.modules)  # before anything imports hashlib
+    arenas = cap_malloc_arenas(os.environ)  # no thread yet
+    logging.getLogger("edgefleet.agent").info("event=start %s; %s", arenas, sha256)
     from edgefleet.agent.app import AgentApp, AgentOptions
     from edgefleet.agent.install.trial import TrialPolicy
     from edgefleet.protocol.update_window import check_zone

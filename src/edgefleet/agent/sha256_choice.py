@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
+from typing import Any
 
 from edgefleet.protocol.errors import InvalidDocumentError
 
@@ -57,7 +58,7 @@ def installed_bytes(slots_dir: Path, *, stop_at: int = OPENSSL_FROM_BYTES) -> in
     return total
 
 
-def choose_sha256(data_dir: Path, environ: Mapping[str, str], modules: MutableMapping[str, object]) -> str:
+def choose_sha256(data_dir: Path, environ: Mapping[str, str], modules: MutableMapping[str, Any]) -> str:
     """Pick this process's SHA-256 (``modules`` is ``sys.modules``); returns what was done, for the log."""
     forced = environ.get(ENV) or None
     installed = installed_bytes(data_dir / "slots")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -200,56 +201,13 @@ def enroll_cmd(
     "(default: TZ, /etc/timezone or /etc/localtime, else UTC). Reported to the control plane.",
 )
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
-def run_cmd(
-    data_dir: Path,
-    poll_interval_s: float,
-    backoff_cap_s: float,
-    window_s: float,
-    upload_s: float,
-    serve_port: int,
-    serve_socket: Path | None,
-    no_serve: bool,
-    fallback_dir: Path | None,
-    shadow_fraction: float,
-    trial_window_s: float,
-    trial_min_requests: int,
-    trial_max_failure_rate: float,
-    trial_min_requests_for_rate: int,
-    trial_max_restarts: int,
-    trial_watchdog_s: float,
-    no_trial_worker: bool,
-    no_hints: bool,
-    time_zone: str | None,
-    log_level: str,
-) -> None:
+def run_cmd(**options: Any) -> None:
     """Run the device until SIGTERM/SIGINT: sync, verify, install, serve, report, send telemetry."""
     from edgefleet.cli import agent_process
 
-    # This process becomes the agent (same pid) without click and the command tree: cli.agent_process
-    agent_process.replace_process(
-        {
-            "data_dir": data_dir,
-            "poll_interval_s": poll_interval_s,
-            "backoff_cap_s": backoff_cap_s,
-            "window_s": window_s,
-            "upload_s": upload_s,
-            "serve_port": serve_port,
-            "serve_socket": serve_socket,
-            "no_serve": no_serve,
-            "fallback_dir": fallback_dir,
-            "shadow_fraction": shadow_fraction,
-            "trial_window_s": trial_window_s,
-            "trial_min_requests": trial_min_requests,
-            "trial_max_failure_rate": trial_max_failure_rate,
-            "trial_min_requests_for_rate": trial_min_requests_for_rate,
-            "trial_max_restarts": trial_max_restarts,
-            "trial_watchdog_s": trial_watchdog_s,
-            "no_trial_worker": no_trial_worker,
-            "no_hints": no_hints,
-            "time_zone": time_zone,
-            "log_level": log_level,
-        }
-    )
+    # This process becomes the agent (same pid), without click and the command tree. The options' names are
+    # the keyword arguments of agent_process.run, which checks them again there.
+    agent_process.replace_process(options)
 
 
 @agent.command("status")

@@ -1,6 +1,6 @@
 """Serving overheads on the reference digits CNN at batch 1, as ratios of baselines measured in this run.
 
-    .venv/bin/python bench/serving.py [--iterations 3000] [--work-dir DIR]
+    .venv/bin/python bench/serving.py [--iterations 3000] [--work-dir DIR] [--no-agent-run] [--https]
 
 Prints:
 - in-process API (``InferenceService.predict``) latency p50/p99 / raw ``InferenceSession.run`` on the same
@@ -18,9 +18,9 @@ Prints:
 - where the rest goes: the VmRSS each layer ``agent run`` imports adds (msgspec and the wire structs,
   serving, installer and telemetry queue, the sync loop with the drivers of its children, the CLI), in one
   process, cumulative ratios against the bare process; then, apart: the channel's TLS context and CA bundle,
-  which a device talking to an ``https://`` server holds (the bench's server is plain http on loopback), and,
-  for comparison, what the children import and the resident agent no longer does (httpx with a client, TUF,
-  cryptography; pydantic and the protocol models);
+  which a device talking to an ``https://`` server holds (the bench's server is plain http on loopback;
+  ``--https`` measures a real agent on https, below), and, for comparison, what the children import and the
+  resident agent no longer does (httpx with a client, TUF, cryptography; pydantic and the protocol models);
 - resident memory of a real ``edgefleet agent run`` (enrolled with a local ``edgefleet server``, the model
   installed by its installer from the server's signed repository, telemetry queue and uploader running, the
   local HTTP endpoint answering) / the bare process, read from ``/proc/<pid>/status`` as the agent process
@@ -34,7 +34,17 @@ Prints:
   (``/proc/<pid>/stat``), the children it started (none expected: a poll whose assignment did not change
   starts no fetch child) and the process tree's peak VmRSS, sampled every 0.1 s;
 - time to first inference: seconds from starting ``edgefleet agent run`` on a device that already holds the
-  committed digits model to its first answered request on the local endpoint (three restarts).
+  committed digits model to its first answered request on the local endpoint (three restarts);
+- with ``--https``, the ``agent run`` figures again (trial, steady state, polls, first inference; lines
+  labelled ``[https]``) for an agent talking https to its control plane, as a device does: a second local
+  server behind a TLS-terminating relay in the bench's process (``bench/tls_relay.py``: a throwaway CA and a
+  certificate for 127.0.0.1, trusted by ``agent enroll`` and ``agent run`` through ``SSL_CERT_FILE``); the
+  agent is enrolled with the relay's ``https://`` URL, so its polls, uploads and its fetch child's TUF
+  metadata and targets (content base URL ``<server URL>/tuf``) go over TLS, the operator's commands over
+  http. Then the evidence: the TLS connections the relay served (for ``agent enroll``, while the steady
+  polls were watched, in all), the server and content URLs the agent holds, OpenSSL's libraries mapped in
+  the steady agent process with their VmRSS (``/proc/<pid>/smaps``; and in the http agent: none expected),
+  and the steady state's https - http difference against the layers' estimate for ssl and its TLS context.
 """
 
 from __future__ import annotations
@@ -289,6 +299,27 @@ class AgentRunFigures:
     rounds: RoundFigures | None = None
     first_inference_s: list[float] = field(default_factory=list)
     """Seconds from `agent run` start to its first answered request, per restart on the committed version."""
+    crypto_maps_kb: dict[str, int] = field(default_factory=dict)
+    """OpenSSL's libraries (libcrypto, libssl, ``_ssl``) mapped in the steady agent process, and the VmRSS
+    each holds there (``/proc/<pid>/smaps``): none expected over http, below 64 MiB installed."""
+    tls: TlsEvidence | None = None
+    """With ``https``: what went through the TLS relay."""
+
+
+@dataclass
+class TlsEvidence:
+    server_url: str
+    """The enrolled identity's server URL (the relay's ``https://`` URL)."""
+    content_url: str
+    """Where the agent fetches TUF metadata and targets (the identity's content base URL)."""
+    enroll_connections: int
+    """TLS connections the relay served up to the end of ``agent enroll``."""
+    steady_connections: int
+    """TLS connections served while the steady state's polls were watched (the resident agent's own)."""
+    connections: int
+    """TLS connections served in all (enroll, the agent, its fetch child, the restarts)."""
+    failed: int
+    versions: str
 
 
 def _reads(pid: int) -> tuple[int, int]:
@@ -338,6 +369,25 @@ def round_figures(pid: int, window_s: float) -> RoundFigures:
     return RoundFigures(window_s, own1 - own0, kids1 - kids0, len(seen), peak_kb)
 
 
+def _crypto_maps_kb(pid: int) -> dict[str, int]:
+    """OpenSSL's shared libraries and the ``_ssl`` module mapped in ``pid``: file name -> VmRSS (kB) of its
+    mappings, from ``/proc/<pid>/smaps``."""
+    out: dict[str, int] = {}
+    name = None
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and ":" not in head[0]:  # a mapping: address range, perms, ..., path
+            path = head[5] if len(head) > 5 else ""
+            base = path.rsplit("/", 1)[-1]
+            keep = base.startswith(("libcrypto", "libssl", "_ssl.", "_hashlib."))
+            name = base if keep else None
+            if name is not None:
+                out.setdefault(name, 0)
+        elif name is not None and line.startswith("Rss:"):
+            out[name] += int(head[1])
+    return out
+
+
 def _first_answer_s(endpoint: Path, body: bytes, started: float, timeout_s: float = 60.0) -> float:
     """Poll the agent's endpoint file, then its predict route, until a request is answered (200)."""
     deadline = started + timeout_s
@@ -357,32 +407,49 @@ def _first_answer_s(endpoint: Path, body: bytes, started: float, timeout_s: floa
     raise SystemExit("the restarted agent answered no request")
 
 
-def agent_run_figures(art: Path, work: Path, x: np.ndarray, *, requests: int = 500) -> AgentRunFigures:
+def agent_run_figures(
+    art: Path, work: Path, x: np.ndarray, *, requests: int = 500, https: bool = False
+) -> AgentRunFigures:
     """RSS of a real ``edgefleet agent run`` serving ``art``: a local server (dev keys), the bench class
     (``medical-cart-cpu`` with 1/1 threads, like the bare process), the artifact registered, signed into
     the repository and pinned to the class; an enrolled agent installs it (TUF, health check, trial of
     ``TRIAL_WINDOW_S``) and serves it on its HTTP endpoint. Read after ``requests`` answers during the trial,
-    then after the commit once no child process is left; then three restarts on the committed version."""
+    then after the commit once no child process is left; then three restarts on the committed version.
+
+    ``https``: the agent talks to the server through a TLS-terminating relay in this process
+    (``tls_relay.TlsRelay``, a throwaway CA it trusts through ``SSL_CERT_FILE``), as a device talks to its
+    control plane: it is enrolled with the relay's ``https://`` URL, so its polls, uploads and the fetch
+    child's TUF metadata and targets (the content base URL defaults to ``<server URL>/tuf``) go over TLS. The
+    operator's commands (register, push, publish, pin) still talk plain http to the server."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from server_process import start_server
+    from tls_relay import TlsRelay, write_certificates
 
     from edgefleet.agent.runtime.inventory import INVENTORY_DELAY_S
     from edgefleet.client import EdgefleetClient
     from edgefleet.protocol import parse_classes_toml
     from edgefleet.protocol.hardware_class import Threads
 
-    server = start_server(work / "server")
+    suffix = "-https" if https else ""
+    server = start_server(work / f"server{suffix}")
     cli = [sys.executable, "-m", "edgefleet.cli"]
     env = {**os.environ, "EDGEFLEET_SERVER": server.url, "EDGEFLEET_TOKEN": server.token}
+    relay: TlsRelay | None = None
+    agent_url, agent_env = server.url, None  # http: the agent inherits this environment, as it always has
 
-    def run(*args: str) -> str:
-        done = subprocess.run([*cli, *args], capture_output=True, text=True, env=env, timeout=180)
+    def run(*args: str, run_env: dict[str, str] | None = None) -> str:
+        done = subprocess.run([*cli, *args], capture_output=True, text=True, env=run_env or env, timeout=180)
         if done.returncode != 0:
             raise SystemExit(f"edgefleet {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
 
     agent: subprocess.Popen[bytes] | None = None
     try:
+        if https:
+            certs = write_certificates(work / "tls")
+            host, port = server.url.removeprefix("http://").rsplit(":", 1)
+            relay = TlsRelay(certs, (host, int(port))).__enter__()
+            agent_url, agent_env = relay.url, {**os.environ, "SSL_CERT_FILE": str(certs.ca)}
         [base] = [
             c
             for c in parse_classes_toml((REPO / "examples" / "hardware-classes.toml").read_text())
@@ -397,10 +464,18 @@ def agent_run_figures(art: Path, work: Path, x: np.ndarray, *, requests: int = 5
         run("model", "create", "digits-cnn")
         run("model", "version", "add", "digits-cnn", "1.0.0", str(art / "model.onnx"))
         artifact_id = json.loads(run("artifact", "push", str(art), "--json"))["id"]
-        run("publish", str(art), "--release-key", str(work / "server" / "keys" / "release.key"))
+        run("publish", str(art), "--release-key", str(work / f"server{suffix}" / "keys" / "release.key"))
         run("device", "pin", artifact_id, "--class", BENCH_CLASS)
-        data = work / "agent"
-        run("agent", "enroll", "--server", server.url, "--token", token, "--data-dir", str(data), "--json")
+        data = work / f"agent{suffix}"
+        enroll = ["agent", "enroll", "--server", agent_url, "--token", token, "--data-dir", str(data)]
+        run(*enroll, "--json", run_env={**env, **(agent_env or {})})
+        enroll_connections = relay.served if relay is not None else 0
+        from edgefleet.agent.datadir import DataDir
+
+        identity = DataDir(data).read_identity()
+        urls = (identity.server_url, identity.content_base_url)  # the channel's, the TUF fetches'
+        if not all(url.startswith(agent_url) for url in urls):
+            raise SystemExit(f"the agent would talk to {identity.server_url}, {identity.content_base_url}")
         # the default intervals: the steady state's CPU per poll is measured as a device would run
         options = ["--poll-interval", str(POLL_S), "--telemetry-window", "5", "--telemetry-interval", "60"]
         options += ["--trial-window", str(TRIAL_WINDOW_S)]
@@ -408,8 +483,9 @@ def agent_run_figures(art: Path, work: Path, x: np.ndarray, *, requests: int = 5
             [*cli, "agent", "run", "--data-dir", str(data), *options, "--log-level", "warning"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=agent_env,
         )
-        endpoint = work / "agent" / "serving-endpoint"
+        endpoint = data / "serving-endpoint"
         _wait(endpoint.exists, "the agent's endpoint")
         host, port = endpoint.read_text().removeprefix("http://").rsplit(":", 1)
         conn = http.client.HTTPConnection(host, int(port), timeout=30)
@@ -441,8 +517,11 @@ def agent_run_figures(art: Path, work: Path, x: np.ndarray, *, requests: int = 5
         _wait(lambda: not _children(pid), "the trial workers and the inventory child to end", 180)
         time.sleep(6)  # a telemetry window closes
         steady_own, steady_tree = _reads(agent.pid)
+        crypto = _crypto_maps_kb(agent.pid)
         bare_after = rss_kb(RSS_BARE, art)
+        before_rounds = relay.served if relay is not None else 0
         rounds = round_figures(agent.pid, ROUND_WINDOW_S)
+        steady_connections = (relay.served if relay is not None else 0) - before_rounds
         first = []
         for _ in range(3):  # restart on the installed artifact: start -> first answered request
             agent.send_signal(signal.SIGTERM)
@@ -453,10 +532,22 @@ def agent_run_figures(art: Path, work: Path, x: np.ndarray, *, requests: int = 5
                 [*cli, "agent", "run", "--data-dir", str(data), *options, "--log-level", "warning"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                env=agent_env,
             )
             first.append(_first_answer_s(endpoint, body.getvalue(), started))
+        tls = None
+        if relay is not None:
+            tls = TlsEvidence(
+                identity.server_url,
+                identity.content_base_url,
+                enroll_connections,
+                steady_connections,
+                relay.served,
+                relay.failed,
+                ", ".join(sorted(relay.versions)),
+            )
         return AgentRunFigures(
-            mode, trial_own, trial_tree, steady_own, steady_tree, bare_after, rounds, first
+            mode, trial_own, trial_tree, steady_own, steady_tree, bare_after, rounds, first, crypto, tls
         )
     finally:
         if agent is not None:
@@ -465,7 +556,84 @@ def agent_run_figures(art: Path, work: Path, x: np.ndarray, *, requests: int = 5
                 agent.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 agent.kill()
+        if relay is not None:
+            relay.close()
         server.stop()
+
+
+def print_agent_run(run: AgentRunFigures, bare: int, p: str = "") -> None:
+    """The ``agent run`` lines, each prefixed with ``p`` (``"[https] "`` for the agent on https)."""
+    print(f"{p}# `edgefleet agent run` serving on {run.mode}; RSS from /proc, bare process as the baseline")
+    for label, own, tree in (
+        ("trial", run.trial_own_kb, run.trial_tree_kb),
+        ("steady", run.steady_own_kb, run.steady_tree_kb),
+    ):
+        print(
+            f"{p}RSS agent run, {label:6} process  {own / 1024:8.1f} MiB   RATIO {own / bare:.3f}   "
+            f"process tree {tree / 1024:8.1f} MiB   RATIO {tree / bare:.3f}"
+        )
+    steady = run.steady_tree_kb / bare
+    print(
+        f"{p}RATIO agent run/bare RSS       {steady:.3f}   "
+        "(steady state, process tree, build host; target <= 1.3)"
+    )
+    excess = (run.steady_tree_kb - bare) / 1024
+    again = run.steady_tree_kb / run.bare_after_kb
+    print(
+        f"{p}RSS agent run over bare        {excess:8.1f} MiB   (bare again after the steady read: "
+        f"{run.bare_after_kb / 1024:.1f} MiB, RATIO {again:.3f}; the bare process's file-backed pages "
+        "move with the page cache, so compare this excess)"
+    )
+    print(f"{p}# during a trial the serving trial worker holds the model in a child process: not budgeted")
+    if run.rounds is not None:
+        r = run.rounds
+        polls = r.window_s / POLL_S
+        print(
+            f"{p}STEADY polls                   {r.own_cpu_s / polls:8.3f} s CPU per {POLL_S:.0f} s poll "
+            f"(resident agent), children started {r.children} ({r.children_cpu_s:.2f} s CPU), peak "
+            f"process tree {r.peak_tree_kb / 1024:.1f} MiB RATIO {r.peak_tree_kb / bare:.3f} over "
+            f"{r.window_s:.0f} s; build host"
+        )
+    if run.first_inference_s:
+        print(
+            f"{p}TIME to first inference        {statistics.median(run.first_inference_s):8.3f} s   "
+            f"(build host; `agent run` restart on the committed artifact, median of "
+            f"{len(run.first_inference_s)}; "
+            f"runs {', '.join(f'{t:.2f}' for t in run.first_inference_s)} s; target <= 1 s)"
+        )
+
+
+def _maps_text(maps: dict[str, int]) -> str:
+    return ", ".join(f"{name} {kb / 1024:.1f} MiB" for name, kb in sorted(maps.items())) or "none"
+
+
+def print_https_evidence(run: AgentRunFigures, secure: AgentRunFigures, tls_layer_kb: int) -> None:
+    """That the https agent spoke TLS (the relay's count) and holds OpenSSL; its steady state over http's."""
+    t = secure.tls
+    assert t is not None
+    print(
+        f"[https] TLS relay served {t.connections} connections ({t.versions}), {t.failed} failed: "
+        f"{t.enroll_connections} for `agent enroll`, {t.steady_connections} while the steady polls were "
+        f"watched (the resident agent's own; children started there: "
+        f"{secure.rounds.children if secure.rounds else '?'}); server {t.server_url}, TUF content "
+        f"{t.content_url}; the operator's commands stay on http"
+    )
+    crypto = "libcrypto" in " ".join(secure.crypto_maps_kb)
+    print(
+        f"[https] OpenSSL in the steady agent process (/proc/<pid>/smaps, VmRSS): "
+        f"{_maps_text(secure.crypto_maps_kb)}; libcrypto {'mapped' if crypto else 'NOT MAPPED'} "
+        f"(the http agent: {_maps_text(run.crypto_maps_kb)})"
+    )
+    tree = (secure.steady_tree_kb - run.steady_tree_kb) / 1024
+    own = (secure.steady_own_kb - run.steady_own_kb) / 1024
+    excess = (
+        (secure.steady_tree_kb - secure.bare_after_kb) - (run.steady_tree_kb - run.bare_after_kb)
+    ) / 1024
+    print(
+        f"[https] RSS agent run https - http  {tree:+6.1f} MiB steady process tree, {own:+6.1f} MiB steady "
+        f"process, {excess:+6.1f} MiB over each run's bare-again process (the layers' estimate for ssl and "
+        f"the TLS context: {tls_layer_kb / 1024:+.1f} MiB)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -473,6 +641,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=3000)
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--no-agent-run", action="store_true", help="skip the `agent run` RSS figure")
+    parser.add_argument(
+        "--https",
+        action="store_true",
+        help="measure `agent run` a second time, talking https to the server through a TLS relay",
+    )
     args = parser.parse_args(argv)
 
     import onnxruntime as ort
@@ -617,44 +790,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  +{(kb - before) / 1024:6.1f} MiB  {name:58} cumulative RATIO {kb / base_kb:.3f}")
     if not args.no_agent_run:
         run = agent_run_figures(art_dir, work, x)
-        print(f"# `edgefleet agent run` serving on {run.mode}; RSS from /proc, bare process as the baseline")
-        for label, own, tree in (
-            ("trial", run.trial_own_kb, run.trial_tree_kb),
-            ("steady", run.steady_own_kb, run.steady_tree_kb),
-        ):
-            print(
-                f"RSS agent run, {label:6} process  {own / 1024:8.1f} MiB   RATIO {own / bare:.3f}   "
-                f"process tree {tree / 1024:8.1f} MiB   RATIO {tree / bare:.3f}"
-            )
-        steady = run.steady_tree_kb / bare
-        print(
-            f"RATIO agent run/bare RSS       {steady:.3f}   "
-            "(steady state, process tree, build host; target <= 1.3)"
-        )
-        excess = (run.steady_tree_kb - bare) / 1024
-        again = run.steady_tree_kb / run.bare_after_kb
-        print(
-            f"RSS agent run over bare        {excess:8.1f} MiB   (bare again after the steady read: "
-            f"{run.bare_after_kb / 1024:.1f} MiB, RATIO {again:.3f}; the bare process's file-backed pages "
-            "move with the page cache, so compare this excess)"
-        )
-        print("# during a trial the serving trial worker holds the model in a child process: not budgeted")
-        if run.rounds is not None:
-            r = run.rounds
-            polls = r.window_s / POLL_S
-            print(
-                f"STEADY polls                   {r.own_cpu_s / polls:8.3f} s CPU per {POLL_S:.0f} s poll "
-                f"(resident agent), children started {r.children} ({r.children_cpu_s:.2f} s CPU), peak "
-                f"process tree {r.peak_tree_kb / 1024:.1f} MiB RATIO {r.peak_tree_kb / bare:.3f} over "
-                f"{r.window_s:.0f} s; build host"
-            )
-        if run.first_inference_s:
-            print(
-                f"TIME to first inference        {statistics.median(run.first_inference_s):8.3f} s   "
-                f"(build host; `agent run` restart on the committed artifact, median of "
-                f"{len(run.first_inference_s)}; "
-                f"runs {', '.join(f'{t:.2f}' for t in run.first_inference_s)} s; target <= 1 s)"
-            )
+        print_agent_run(run, bare)
+        if args.https:
+            secure = agent_run_figures(art_dir, work, x, https=True)
+            print_agent_run(secure, bare, "[https] ")
+            marks = [kb for _, kb in layers]
+            names = [name for name, _ in layers]
+            at = next(i for i, name in enumerate(names) if name.startswith("[https only]"))
+            print_https_evidence(run, secure, marks[at] - marks[at - 1])
     return 0
 
 

@@ -116,6 +116,35 @@ def _gzip_json(conn: socket.socket, stop: threading.Event) -> None:
     )
 
 
+def _trickled_head(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    while not stop.is_set():  # a header a byte at a time: every read succeeds, the head never ends
+        conn.sendall(b"x")
+        time.sleep(0.05)
+
+
+def _endless_informational(conn: socket.socket, stop: threading.Event) -> None:
+    while not stop.is_set():  # 1xx after 1xx: each is skipped, no final answer ever comes
+        conn.sendall(b"HTTP/1.1 102 Processing\r\n\r\n")
+        time.sleep(0.01)
+
+
+def _gzip_then_more(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n\r\n")
+    conn.sendall(gzip.compress(b"{}"))  # a complete gzip stream, then data zlib would only pile up
+    block = b"x" * 65536
+    while not stop.is_set():
+        conn.sendall(block)
+
+
+def _empty_deflate_blocks(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: deflate\r\n\r\n")
+    conn.sendall(b"\x78\x9c")  # a zlib header, then empty stored blocks: input that inflates to nothing
+    while not stop.is_set():
+        conn.sendall(b"\x00\x00\x00\xff\xff" * 1000)
+        time.sleep(0.01)
+
+
 @pytest.fixture
 def serve() -> Iterator[Callable[[Send], DeviceChannel]]:
     servers: list[LoopbackServer] = []
@@ -153,6 +182,13 @@ def serve() -> Iterator[Callable[[Send], DeviceChannel]]:
         (_silent_after_headers, ServerUnreachableError, UNREACHABLE_CODE, {"got": "TimeoutError"}),
         # An endless error body is not read past a small cap; the error is judged on its status.
         (_endless("503 Service Unavailable"), EdgefleetError, None, {"status": 503}),
+        # A head that trickles, and 1xx answers without end: the overall deadline holds before the head too.
+        (_trickled_head, ServerUnreachableError, DEADLINE_CODE, {"expected": "<= 1.0 s"}),
+        (_endless_informational, ServerUnreachableError, DEADLINE_CODE, {"expected": "<= 1.0 s"}),
+        # Data after a complete gzip stream is refused at once (zlib would keep it, unbounded and unseen).
+        (_gzip_then_more, ServerUnreachableError, UNREACHABLE_CODE, {"got": "TransportError"}),
+        # Compressed input that inflates to nothing still meets the deadline.
+        (_empty_deflate_blocks, ServerUnreachableError, DEADLINE_CODE, {"expected": "<= 1.0 s"}),
     ],
 )
 def test_hostile_answers_end_in_bounded_time_with_a_stable_code(serve, send, error_type, code, details):

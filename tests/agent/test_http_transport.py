@@ -433,6 +433,29 @@ def test_a_host_name_reaches_the_socket_as_ascii_bytes(server, channel_for, monk
     assert connected == [b"localhost", b"127.0.0.1", b"xn--bcher-kva.invalid"]
 
 
+def test_a_host_name_that_is_not_ascii_goes_on_the_wire_idna_encoded(
+    server, channel_for, monkeypatch
+) -> None:
+    """Host header, proxy target and socket all carry the A-label; a name IDNA cannot encode fails the request
+    (``server_unreachable``), it does not crash the agent."""
+    port = server.server_address[1]
+    real = socket.create_connection
+    monkeypatch.setattr(
+        socket, "create_connection", lambda _a, *args, **kw: real(("127.0.0.1", port), *args, **kw)
+    )
+    channel_for(f"http://bücher.invalid:{port}").request("GET", "/v1/poll")
+    assert server.seen[-1][2]["Host"] == f"xn--bcher-kva.invalid:{port}"
+    assert server.seen[-1][1] == "/v1/poll"
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")  # the recording server plays the proxy
+    channel_for(f"http://例え.jp:{port}").request("GET", "/v1/poll")
+    assert server.seen[-1][1] == f"http://xn--r8jz45g.jp:{port}/v1/poll"
+    assert server.seen[-1][2]["Host"] == f"xn--r8jz45g.jp:{port}"
+    with pytest.raises(EdgefleetError) as caught:
+        channel_for("http://" + "ü" * 70 + ".example:1").request("GET", "/v1/poll")
+    assert caught.value.code == "server_unreachable"
+    assert "has no IDNA form" in caught.value.message
+
+
 NO_PROXY_CASES = [
     # (host, NO_PROXY, exempt)
     ("example.org", "example.org", True),  # the host itself

@@ -194,7 +194,7 @@ class DeviceChannel:
         self.clock_offset_s = 0.0
         per_step_s = min(timeout_s, deadline_s)
         self._transport: _Transport = (
-            StdlibTransport(base_url, timeout_s=per_step_s)
+            StdlibTransport(base_url, timeout_s=per_step_s, deadline_s=deadline_s)
             if transport is None
             else _HttpxTransport(base_url.rstrip("/"), transport, per_step_s)
         )

@@ -35,6 +35,7 @@ import contextlib
 import ipaddress
 import os
 import socket
+import time
 import zlib
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
@@ -60,9 +61,12 @@ class TransportError(Exception):
 class StdlibAnswer:
     """An answer whose status and headers have arrived; ``chunks`` yields its (decoded) body."""
 
-    def __init__(self, sock: socket.socket, connection: h11.Connection, response: h11.Response) -> None:
+    def __init__(
+        self, sock: socket.socket, connection: h11.Connection, response: h11.Response, wait: _Wait
+    ) -> None:
         self._sock = sock
         self._connection = connection
+        self._wait = wait
         self.status: int = response.status_code
         self.headers: dict[str, str] = {}
         for name, value in response.headers:  # h11 gives the names lower-case; a repeated header reads as one
@@ -83,19 +87,23 @@ class StdlibAnswer:
         started = False
         received = 0
         try:
-            while isinstance(event := _next_event(self._sock, self._connection), h11.Data):
+            while isinstance(event := _next_event(self._sock, self._connection, self._wait), h11.Data):
                 raw = bytes(event.data)
                 received += len(raw)
                 if inflate is None:
                     yield raw
                     continue
+                if inflate.eof:  # after the end of the compressed stream: nothing a client may take
+                    raise TransportError("the answer carried data after the end of its compressed body")
                 if not started and encoding == "deflate" and raw[:1] and (raw[0] & 0x0F) != 8:
                     inflate = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, without a zlib header
                 started = True
                 data = inflate.decompress(raw, CHUNK_BYTES)
-                while data:
+                yield data  # even empty (input that inflates to nothing): the channel checks its deadline
+                while data := inflate.decompress(inflate.unconsumed_tail, CHUNK_BYTES):
                     yield data
-                    data = inflate.decompress(inflate.unconsumed_tail, CHUNK_BYTES)
+                if inflate.unused_data:
+                    raise TransportError("the answer carried data after the end of its compressed body")
         except h11.RemoteProtocolError as exc:  # h11 says so when the connection closes mid-body
             length = self._content_length()
             if length is not None and received < length:  # the connection closed before Content-Length bytes
@@ -144,56 +152,80 @@ class _Route:
 
 
 class StdlibTransport:
-    def __init__(self, base_url: str, *, timeout_s: float, environ: Mapping[str, str] | None = None) -> None:
-        """``timeout_s`` bounds the connect and each read and write; ``environ`` (``os.environ`` by default)
-        names the proxies and CA files."""
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float,
+        deadline_s: float | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        """``timeout_s`` bounds the connect and each read and write; ``deadline_s`` the whole wait for an
+        answer's head and each read of its body after it (a server that drips its head a byte at a time, or
+        sends ``1xx`` after ``1xx``, cannot hold the request past it); ``environ`` (``os.environ`` by
+        default) names the proxies and CA files."""
         parts = urlsplit(base_url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"server URL must be http(s)://host[:port][/prefix], got {base_url!r}")
         self._scheme = parts.scheme
-        self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._prefix = parts.path
         self._timeout_s = timeout_s
+        self._deadline_s = deadline_s
         env = dict(os.environ if environ is None else environ)
         self._proxy: str | None = None
-        self._proxy_error: str | None = None
+        self._unusable: str | None = None
+        """Why every request fails (the agent keeps serving and backs off): a host name IDNA cannot encode,
+        a proxy of an unsupported scheme."""
+        try:
+            self._host = _ascii_host(parts.hostname)  # what goes on the wire: Host, targets, SNI, the socket
+        except UnicodeError as exc:
+            self._host = parts.hostname
+            self._unusable = f"the server's host name {parts.hostname!r} has no IDNA form: {exc}"
         try:
             self._proxy = _proxy_for(self._scheme, self._host, env)
-        except ValueError as exc:  # each request fails with it: the agent keeps serving and backs off
-            self._proxy_error = str(exc)
+        except ValueError as exc:
+            self._unusable = self._unusable or str(exc)
         self._context = _tls_context(env) if self._scheme == "https" else None
 
     def open(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> StdlibAnswer:
         """Send the request; return once the status and headers have arrived."""
         import h11
 
-        if self._proxy_error is not None:
-            raise TransportError(self._proxy_error)
+        if self._unusable is not None:
+            raise TransportError(self._unusable)
         route, target, proxy_headers = self._connect(self._prefix + path)
         all_headers = {"Host": _host_header(self._host, self._port, self._scheme), "Connection": "close"}
         all_headers.update({"Accept-Encoding": "gzip, deflate", **proxy_headers, **headers})
         if not any(name.lower() in ("content-length", "transfer-encoding") for name in all_headers):
             all_headers["Content-Length"] = str(len(body))  # as http.client sent it: on every request
-        request = h11.Request(
-            method=method.encode("ascii"),
-            target=target.encode("ascii"),
-            headers=[(name.encode("ascii"), value.encode("latin-1")) for name, value in all_headers.items()],
+        try:
+            request = h11.Request(
+                method=method.encode("ascii"),
+                target=target.encode("ascii"),
+                headers=[
+                    (name.encode("ascii"), value.encode("latin-1")) for name, value in all_headers.items()
+                ],
+            )
+        except (UnicodeError, h11.LocalProtocolError) as exc:  # a value no HTTP/1.1 message can carry
+            raise TransportError(f"{method} {path}: the request cannot be sent: {exc}") from exc
+        wait = _Wait(
+            self._timeout_s, None if self._deadline_s is None else time.monotonic() + self._deadline_s
         )
         sock: socket.socket | None = None
         try:
-            sock = self._socket(route)
+            sock = self._socket(route, wait)
             connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD_BYTES)
             sock.sendall(connection.send(request))
             if body:
                 sock.sendall(connection.send(h11.Data(data=body)))
             sock.sendall(connection.send(h11.EndOfMessage()))
-            response = _response(sock, connection)
+            response = _response(sock, connection, wait)
         except (OSError, h11.ProtocolError) as exc:
             if sock is not None:
                 sock.close()
             raise TransportError(f"{method} {path}: {exc!r}") from exc
-        return StdlibAnswer(sock, connection, response)
+        return StdlibAnswer(sock, connection, response, wait)
 
     def close(self) -> None:
         """Nothing is held between requests."""
@@ -218,7 +250,7 @@ class StdlibTransport:
         plain = _Route(proxy.hostname or "", proxy_port)
         return plain, f"http://{_host_header(self._host, self._port, 'http')}{path}", proxy_headers
 
-    def _socket(self, route: _Route) -> socket.socket:
+    def _socket(self, route: _Route, wait: _Wait) -> socket.socket:
         """A connected socket to ``route``: through its tunnel, in TLS, when it has them."""
         address = (_host_bytes(route.host), route.port)  # bytes: getaddrinfo takes them (typeshed says str)
         sock = socket.create_connection(address, timeout=self._timeout_s)  # type: ignore[arg-type]
@@ -227,7 +259,7 @@ class StdlibTransport:
                 return sock
             server_host = route.host
             if route._tunnel_host is not None and route._tunnel_port is not None:
-                _tunnel(sock, route._tunnel_host, route._tunnel_port, route._tunnel_headers)
+                _tunnel(sock, route._tunnel_host, route._tunnel_port, route._tunnel_headers, wait)
                 server_host = route._tunnel_host
             return route.context.wrap_socket(sock, server_hostname=_host_bytes(server_host))
         except BaseException:
@@ -235,26 +267,46 @@ class StdlibTransport:
             raise
 
 
-def _next_event(sock: socket.socket, connection: h11.Connection) -> object:
+class _Wait:
+    """How long a read may block: ``step_s`` each, none past ``deadline`` (monotonic) when there is one."""
+
+    __slots__ = ("deadline", "step_s")
+
+    def __init__(self, step_s: float, deadline: float | None) -> None:
+        self.step_s = step_s
+        self.deadline = deadline
+
+    def arm(self, sock: socket.socket) -> None:
+        """Set ``sock``'s timeout for its next read; past the deadline raise ``TimeoutError``."""
+        if self.deadline is None:
+            return
+        left_s = self.deadline - time.monotonic()
+        if left_s <= 0:
+            raise TimeoutError("no complete answer within the request's deadline")
+        sock.settimeout(min(self.step_s, left_s))
+
+
+def _next_event(sock: socket.socket, connection: h11.Connection, wait: _Wait) -> object:
     """h11's next event, reading from ``sock`` (at most ``CHUNK_BYTES`` at a time) while it needs more."""
     import h11
 
     while (event := connection.next_event()) is h11.NEED_DATA:
+        wait.arm(sock)
         connection.receive_data(sock.recv(CHUNK_BYTES))  # b"" at the end: h11 judges what it cut
     return event
 
 
-def _response(sock: socket.socket, connection: h11.Connection) -> h11.Response:
+def _response(sock: socket.socket, connection: h11.Connection, wait: _Wait) -> h11.Response:
     """The final answer's head (an informational ``1xx`` before it is skipped, as http.client did ``100``)."""
     import h11
 
-    while not isinstance(event := _next_event(sock, connection), h11.Response):
+    while not isinstance(event := _next_event(sock, connection, wait), h11.Response):
         if not isinstance(event, h11.InformationalResponse):
             raise ConnectionResetError(f"the connection closed without an answer ({event!r})")
     return event
 
 
-def _tunnel(sock: socket.socket, host: str, port: int, proxy_headers: Mapping[str, str]) -> None:
+def _tunnel(sock: socket.socket, host: str, port: int, proxy_headers: Mapping[str, str], wait: _Wait) -> None:
     """Ask the proxy on ``sock`` for a ``CONNECT`` tunnel to ``host``:``port``; an answer other than 2xx
     raises ``OSError`` (as http.client's did)."""
     import h11
@@ -265,7 +317,7 @@ def _tunnel(sock: socket.socket, host: str, port: int, proxy_headers: Mapping[st
     connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD_BYTES)
     connect = h11.Request(method=b"CONNECT", target=authority.encode("ascii"), headers=headers)
     sock.sendall(connection.send(connect) + connection.send(h11.EndOfMessage()))
-    answer = _response(sock, connection)
+    answer = _response(sock, connection, wait)
     if not 200 <= answer.status_code < 300:
         reason = answer.reason.decode("latin-1").strip()
         raise OSError(f"Tunnel connection failed: {answer.status_code} {reason}")
@@ -273,10 +325,15 @@ def _tunnel(sock: socket.socket, host: str, port: int, proxy_headers: Mapping[st
         raise OSError("the proxy sent data through the tunnel before the TLS handshake")
 
 
+def _ascii_host(host: str) -> str:
+    """``host`` as it goes on the wire: ASCII as is (names, IP literals), without loading the ``idna`` codec;
+    a non-ASCII name IDNA-encoded (that loads the codec; ``UnicodeError`` when it has no IDNA form)."""
+    return host if host.isascii() else host.encode("idna").decode("ascii")
+
+
 def _host_bytes(host: str) -> bytes:
-    """``host`` as the socket takes it without loading the ``idna`` codec: ASCII as is (names, IP literals);
-    a non-ASCII name IDNA-encoded (that loads the codec)."""
-    return host.encode("ascii") if host.isascii() else host.encode("idna")
+    """``host`` as the socket takes it without loading the ``idna`` codec (a ``str`` would)."""
+    return _ascii_host(host).encode("ascii")
 
 
 def _host_header(host: str, port: int, scheme: str) -> str:

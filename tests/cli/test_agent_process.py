@@ -60,7 +60,7 @@ def test_the_parsed_command_line_reaches_the_agent_through_the_exec(tmp_path, mo
         ([], "got 0 arguments"),
         (["--options-json", "{not json"], "the options are not JSON"),
         (["--options-json", "[1, 2]"], "a JSON list, not an object"),
-        (["--options-json", '{"data_dir": "/tmp/x"}'], "options missing ["),
+        (["--options-json", '{"data_dir": "/tmp/x"}'], "Object missing required field"),
     ],
 )
 def test_a_malformed_exec_is_a_usage_error(argv, got, capsys, captured) -> None:
@@ -75,7 +75,26 @@ def test_a_malformed_exec_is_a_usage_error(argv, got, capsys, captured) -> None:
 def test_an_unknown_option_is_named(tmp_path, capsys, captured) -> None:
     params = json.loads(agent_process.command(_defaults(tmp_path))[4]) | {"surprise": 1}
     assert agent_process.main(["--options-json", json.dumps(params)]) == 2
-    assert "unknown ['surprise']" in capsys.readouterr().err
+    assert "Object contains unknown field `surprise`" in capsys.readouterr().err
+    assert captured == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "got"),
+    [
+        ("log_level", "bogus", "Invalid enum value 'bogus' - at `$.log_level`"),
+        ("log_level", 5, "Expected `str`, got `int` - at `$.log_level`"),
+        ("data_dir", None, "Expected `str`, got `null` - at `$.data_dir`"),
+        ("serve_port", "80", "Expected `int`, got `str` - at `$.serve_port`"),
+        ("no_serve", 1, "Expected `bool`, got `int` - at `$.no_serve`"),
+    ],
+)
+def test_a_wrong_value_is_a_usage_error_not_a_traceback(tmp_path, capsys, captured, key, value, got) -> None:
+    params = json.loads(agent_process.command(_defaults(tmp_path))[4]) | {key: value}
+    assert agent_process.main(["--options-json", json.dumps(params)]) == 2
+    err = capsys.readouterr().err
+    assert got in err
+    assert "Traceback" not in err
     assert captured == []
 
 

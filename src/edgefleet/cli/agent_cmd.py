@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from edgefleet.cli.agent_process import LOG_LEVELS
 from edgefleet.cli.output import echo_json
 from edgefleet.cli.state import notes_json
 
@@ -200,7 +201,7 @@ def enroll_cmd(
     help="This device's IANA time zone (e.g. Europe/Berlin), the clock of its update window "
     "(default: TZ, /etc/timezone or /etc/localtime, else UTC). Reported to the control plane.",
 )
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-level", default="info", type=click.Choice(LOG_LEVELS))
 def run_cmd(**options: Any) -> None:
     """Run the device until SIGTERM/SIGINT: sync, verify, install, serve, report, send telemetry."""
     from edgefleet.cli import agent_process

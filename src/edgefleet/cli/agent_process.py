@@ -13,25 +13,29 @@ the command's stable exit codes by ``cli.exit_codes``. The environment is inheri
 
 from __future__ import annotations
 
-import inspect
+import functools
 import json
 import logging
 import os
 import signal
 import sys
 import threading
+import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
+
+import msgspec
 
 from edgefleet.cli.exit_codes import ExitCode, exit_code_for, print_error
 from edgefleet.protocol.errors import EdgefleetError
 
-__all__ = ["MODULE", "OPTIONS_FLAG", "command", "main", "replace_process", "run"]
+__all__ = ["LOG_LEVELS", "MODULE", "OPTIONS_FLAG", "command", "main", "replace_process", "run"]
 
 MODULE = "edgefleet.cli.agent_process"
 OPTIONS_FLAG = "--options-json"
-_PATHS = ("data_dir", "serve_socket", "fallback_dir")
+LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[str, ...] = typing.get_args(LogLevel)
 
 
 def command(params: Mapping[str, Any]) -> list[str]:
@@ -50,15 +54,15 @@ def replace_process(params: Mapping[str, Any]) -> NoReturn:
 
 def run(
     *,
-    data_dir: Path | str,
+    data_dir: str,
     poll_interval_s: float,
     backoff_cap_s: float,
     window_s: float,
     upload_s: float,
     serve_port: int,
-    serve_socket: Path | str | None,
+    serve_socket: str | None,
     no_serve: bool,
-    fallback_dir: Path | str | None,
+    fallback_dir: str | None,
     shadow_fraction: float,
     trial_window_s: float,
     trial_min_requests: int,
@@ -69,7 +73,7 @@ def run(
     no_trial_worker: bool,
     no_hints: bool,
     time_zone: str | None,
-    log_level: str,
+    log_level: LogLevel,
 ) -> None:
     """Run the device until SIGTERM/SIGINT: sync, verify, install, serve, report, send telemetry."""
     logging.basicConfig(
@@ -127,6 +131,14 @@ def run(
     AgentApp(Path(data_dir), options).run(stop)
 
 
+@functools.cache
+def _options_type() -> type[msgspec.Struct]:
+    """run()'s keyword arguments as a struct, to check a command line against (names, types, choices)."""
+    hints = typing.get_type_hints(run)
+    fields = [(name, hint) for name, hint in hints.items() if name != "return"]
+    return msgspec.defstruct("AgentRunOptions", fields, forbid_unknown_fields=True)
+
+
 def _usage(message: str) -> int:
     print(f"error [usage]: {message}", file=sys.stderr, flush=True)
     expected = f"{MODULE} {OPTIONS_FLAG} '{{...}}' (started by `edgefleet agent run`)"
@@ -144,12 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         return _usage(f"the options are not JSON: {exc}")
     if not isinstance(params, dict):
         return _usage(f"the options are a JSON {type(params).__name__}, not an object")
-    names = inspect.signature(run).parameters
-    if set(params) != set(names):
-        missing, unknown = sorted(set(names) - set(params)), sorted(set(params) - set(names))
-        return _usage(f"options missing {missing}, unknown {unknown}")
+    try:  # names, types and choices as run() declares them: a hand-made command line gets no traceback
+        options = msgspec.structs.asdict(msgspec.convert(params, _options_type()))
+    except msgspec.ValidationError as exc:
+        return _usage(f"the options do not fit `agent run`'s: {exc}")
     try:
-        run(**params)
+        run(**options)
     except EdgefleetError as exc:
         print_error(exc)
         return int(exit_code_for(exc))

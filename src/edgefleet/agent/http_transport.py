@@ -182,11 +182,19 @@ class StdlibTransport:
         except UnicodeError as exc:
             self._host = parts.hostname
             self._unusable = f"the server's host name {parts.hostname!r} has no IDNA form: {exc}"
+        self._context = _tls_context(env) if self._scheme == "https" else None
+        self._route = _Route(self._host, self._port, self._context)
+        self._absolute = ""
+        """Before the path: the server's ``http://`` origin when an HTTP proxy forwards the request."""
+        self._proxy_headers: dict[str, str] = {}
         try:
             self._proxy = _proxy_for(self._scheme, self._host, env)
+            if self._proxy is not None and self._unusable is None:
+                self._route_through(self._proxy)
+        except UnicodeError as exc:  # a ValueError too: before it
+            self._unusable = f"the proxy's host name has no IDNA form: {exc}"
         except ValueError as exc:
             self._unusable = self._unusable or str(exc)
-        self._context = _tls_context(env) if self._scheme == "https" else None
 
     def open(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> StdlibAnswer:
         """Send the request; return once the status and headers have arrived."""
@@ -233,26 +241,34 @@ class StdlibTransport:
     def _connect(self, path: str) -> tuple[_Route, str, dict[str, str]]:
         """Where to connect, the request target (the path, or the absolute URL through an HTTP proxy for an
         ``http://`` server) and the headers the proxy needs on the request itself (those of a ``CONNECT``
-        tunnel go with the route)."""
-        if self._proxy is None:
-            return _Route(self._host, self._port, self._context), path, {}
-        proxy = urlsplit(self._proxy)
-        proxy_headers = {}
+        tunnel go with the route): worked out once, at construction (``_route_through``)."""
+        return self._route, self._absolute + path, self._proxy_headers
+
+    def _route_through(self, proxy_url: str) -> None:
+        """Requests go through the HTTP proxy at ``proxy_url``: an ``https://`` server through a ``CONNECT``
+        tunnel (the proxy's credentials go on the ``CONNECT``), an ``http://`` one by absolute URL (they go on
+        the request itself)."""
+        proxy = urlsplit(proxy_url)
+        credentials = {}
         if proxy.username is not None:
             token = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()
-            proxy_headers["Proxy-Authorization"] = "Basic " + base64.b64encode(token).decode()
-        proxy_port = proxy.port or 80  # an http:// proxy (_proxy_for refuses any other)
-        if self._context is not None:  # https server: a CONNECT tunnel through the proxy
-            tunnel = _Route(
-                proxy.hostname or "", proxy_port, self._context, (self._host, self._port), proxy_headers
-            )
-            return tunnel, path, {}
-        plain = _Route(proxy.hostname or "", proxy_port)
-        return plain, f"http://{_host_header(self._host, self._port, 'http')}{path}", proxy_headers
+            credentials["Proxy-Authorization"] = "Basic " + base64.b64encode(token).decode()
+        proxy_host, proxy_port = (
+            _ascii_host(proxy.hostname or ""),
+            proxy.port or 80,
+        )  # _proxy_for: http:// only
+        if self._context is not None:
+            tunnel = (self._host, self._port)
+            self._route = _Route(proxy_host, proxy_port, self._context, tunnel, credentials)
+            return
+        self._route = _Route(proxy_host, proxy_port)
+        self._absolute = f"http://{_host_header(self._host, self._port, 'http')}"
+        self._proxy_headers = credentials
 
     def _socket(self, route: _Route, wait: _Wait) -> socket.socket:
         """A connected socket to ``route``: through its tunnel, in TLS, when it has them."""
-        address = (_host_bytes(route.host), route.port)  # bytes: getaddrinfo takes them (typeshed says str)
+        # bytes: getaddrinfo takes them (typeshed says str), and a str would load the idna codec
+        address = (route.host.encode("ascii"), route.port)
         sock = socket.create_connection(address, timeout=self._timeout_s)  # type: ignore[arg-type]
         try:
             if route.context is None:
@@ -261,7 +277,7 @@ class StdlibTransport:
             if route._tunnel_host is not None and route._tunnel_port is not None:
                 _tunnel(sock, route._tunnel_host, route._tunnel_port, route._tunnel_headers, wait)
                 server_host = route._tunnel_host
-            return route.context.wrap_socket(sock, server_hostname=_host_bytes(server_host))
+            return route.context.wrap_socket(sock, server_hostname=server_host.encode("ascii"))
         except BaseException:
             sock.close()
             raise
@@ -329,11 +345,6 @@ def _ascii_host(host: str) -> str:
     """``host`` as it goes on the wire: ASCII as is (names, IP literals), without loading the ``idna`` codec;
     a non-ASCII name IDNA-encoded (that loads the codec; ``UnicodeError`` when it has no IDNA form)."""
     return host if host.isascii() else host.encode("idna").decode("ascii")
-
-
-def _host_bytes(host: str) -> bytes:
-    """``host`` as the socket takes it without loading the ``idna`` codec (a ``str`` would)."""
-    return _ascii_host(host).encode("ascii")
 
 
 def _host_header(host: str, port: int, scheme: str) -> str:

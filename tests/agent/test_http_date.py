@@ -103,3 +103,12 @@ def test_a_leap_second_reads_as_the_next_second() -> None:
     assert parse_http_date("Sat, 31 Dec 2016 23:59:60 GMT") == parse_http_date(
         "Sun, 01 Jan 2017 00:00:00 GMT"
     )
+
+
+def test_the_endpoints_date_is_imf_fixdate_and_reads_back() -> None:
+    """``format_http_date`` writes what ``email.utils`` wrote for the stdlib server, and parses back."""
+    from edgefleet.agent.http_date import format_http_date
+
+    for stamp in (0, 784111777, 951782400, 1709164800, 253402300799):
+        assert format_http_date(stamp) == email.utils.formatdate(stamp, usegmt=True)
+        assert parse_http_date(format_http_date(stamp)) == stamp

@@ -1,16 +1,18 @@
-"""An HTTP ``Date`` as POSIX seconds, without ``email.utils`` (which the resident agent no longer imports).
+"""HTTP ``Date`` values, read and written without ``email.utils`` (the resident agent no longer imports it).
 
 RFC 9110 section 5.6.7: a server sends IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``); a recipient accepts
 the two obsolete forms too, rfc850 (``Sunday, 06-Nov-94 08:49:37 GMT``) and asctime
 (``Sun Nov  6 08:49:37 1994``). Names are read case-insensitively; the day name must be one but is not
-checked against the date. Anything else is ``None``.
+checked against the date. Anything else is ``None``. ``format_http_date`` writes IMF-fixdate (the local
+endpoint's ``Date`` header).
 """
 
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
-__all__ = ["parse_http_date"]
+__all__ = ["format_http_date", "parse_http_date"]
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _LONG_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -44,6 +46,13 @@ def parse_http_date(value: str, *, now_year: int | None = None) -> float | None:
         return None
 
 
+def format_http_date(seconds: float | None = None) -> str:
+    """``seconds`` since the epoch (now by default) as IMF-fixdate: ``Sun, 06 Nov 1994 08:49:37 GMT``."""
+    t = time.gmtime(seconds)
+    day, month = _DAYS[t.tm_wday].title(), _MONTHS[t.tm_mon - 1].title()
+    return f"{day}, {t.tm_mday:02d} {month} {t.tm_year} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+
+
 def _digits(text: str, least: int, most: int | None = None) -> int:
     if not (least <= len(text) <= (most or least)) or not all(c in "0123456789" for c in text):
         raise ValueError(text)
@@ -56,14 +65,7 @@ def _century(short_year: int, now_year: int) -> int:
 
 
 def _seconds(year: int, month: int, day: int, hour: int, minute: int, second: int) -> float:
-    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-    month_days = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)[month - 1]
-    if not (1 <= day <= month_days and hour <= 23 and minute <= 59 and second <= 60):  # 60: a leap second
+    if second > 60:  # 60: a leap second, read as the next second (datetime has none)
         raise ValueError("out of range")
-    shifted = year - (month <= 2)  # days since 1970-01-01 (Howard Hinnant's days_from_civil)
-    era = shifted // 400
-    year_of_era = shifted - era * 400
-    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-    days = era * 146097 + day_of_era - 719468
-    return float(((days * 24 + hour) * 60 + minute) * 60 + second)
+    moment = datetime(year, month, day, hour, minute, min(second, 59), tzinfo=timezone.utc)  # checks ranges
+    return moment.timestamp() + (second == 60)

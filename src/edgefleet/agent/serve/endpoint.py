@@ -30,7 +30,6 @@ import socket
 import socketserver
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from http import HTTPStatus  # the package only (an enum): not http.server or http.client
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 
 import h11
 
+from edgefleet.agent.http_date import format_http_date
 from edgefleet.agent.serve.codec import JSON_TYPE, decode_inputs, encode_outputs, response_type
 from edgefleet.agent.serve.errors import BadTensorError, NoModelError
 from edgefleet.agent.serve.service import InferenceService
@@ -51,8 +51,6 @@ _MAX_HEAD_BYTES = 64 * 1024
 _HEAD_LIMIT = f"<= {_MAX_HEAD_BYTES} bytes of request line and headers"
 _RECV_BYTES = 256 * 1024
 _REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _BUSY_BODY = b'{"code":"too_many_connections","message":"too many open connections","details":{}}'
 _BUSY_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
@@ -174,7 +172,7 @@ class _Handler(socketserver.BaseRequestHandler):
         service = self.service
         headers = [
             ("Server", "edgefleet-agent"),
-            ("Date", _http_date()),
+            ("Date", format_http_date()),
             ("Content-Type", content_type),
             ("Content-Length", str(len(body))),
             ("X-Edgefleet-Model-Version", version or service.model_version or "none"),
@@ -360,13 +358,6 @@ class _BoundedConnections:
         finally:
             with self._active_lock:
                 self._active -= 1
-
-
-def _http_date() -> str:
-    """The Date header (RFC 9110 IMF-fixdate), without ``email.utils``."""
-    t = time.gmtime()
-    day, month = _DAYS[t.tm_wday], _MONTHS[t.tm_mon - 1]
-    return f"{day}, {t.tm_mday:02d} {month} {t.tm_year} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
 
 
 class _TcpServer(_BoundedConnections, socketserver.ThreadingMixIn, socketserver.TCPServer):

@@ -81,8 +81,6 @@ def run(
         stream=sys.stderr,
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
     )
-    if log_level != "debug":
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise, not an event
     stop = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:

@@ -113,6 +113,25 @@ def test_agent_run_does_not_load_pydantic() -> None:
     assert not {m for m in loaded if m.split(".")[0] in ("pydantic", "pydantic_core")}
 
 
+def test_what_only_some_agents_need_is_imported_when_needed() -> None:
+    """``gzip`` (~0.2 MiB; zlib writes the upload's gzip), ``zoneinfo`` (~0.3 MiB with sysconfig; loaded for
+    a named time zone) and ``concurrent.futures`` (~0.5 MiB; loaded when a shadow candidate starts) stay out
+    of an agent that does not use them, and arrive when it does."""
+    agent = (
+        "import edgefleet.cli.agent_process, edgefleet.agent.app, edgefleet.agent.sync, "
+        "edgefleet.agent.telemetry.uploader, edgefleet.agent.serve.shadow, edgefleet.protocol.update_window"
+    )
+    loaded = _modules_after(agent)
+    assert "edgefleet.agent.serve.shadow" in loaded
+    assert not loaded & {"gzip", "zoneinfo", "concurrent.futures"}
+    used = _modules_after(
+        f"{agent}\nfrom edgefleet.protocol.update_window import check_zone\ncheck_zone('Europe/Berlin')\n"
+        "from edgefleet.agent.serve.shadow import ShadowConfig, ShadowEvaluator\n"
+        "ShadowEvaluator(object(), '2', 'y', ShadowConfig(sample_fraction=0.5)).close()\n"
+    )
+    assert {"zoneinfo", "concurrent.futures"} <= used
+
+
 def test_the_local_endpoint_does_not_load_the_stdlib_http_server() -> None:
     """The endpoint speaks HTTP through h11: ``http.server`` would bring ``http.client`` (with ``ssl``),
     ``email``, ``html`` and ``mimetypes`` into the resident agent (~1-2.5 MiB, measured)."""

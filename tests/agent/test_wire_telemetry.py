@@ -223,6 +223,7 @@ def test_what_the_uploader_posts_is_a_valid_batch(tmp_path: Path) -> None:
     class Transport:
         def post(self, body: bytes, *, content_encoding: str) -> dict[str, Any]:
             assert content_encoding == "gzip"
+            assert body[:8] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00"  # a gzip member, no name, mtime 0
             posted.append(gzip.decompress(body))
             return {"acked": {"b1": [1, 2, 3]}}
 

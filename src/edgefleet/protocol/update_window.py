@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edgefleet.protocol.errors import InvalidDocumentError
 
@@ -110,6 +109,8 @@ def check_zone(name: str) -> tzinfo:
             "time zone is not an IANA zone name", code="invalid_time_zone", expected="e.g. Europe/Berlin",
             got=str(name)[:80],
         )  # fmt: skip
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # here: zoneinfo loads sysconfig (~0.3 MiB resident)
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:

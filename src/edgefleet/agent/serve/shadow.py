@@ -20,7 +20,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -254,6 +253,9 @@ class ShadowEvaluator:
         self.tolerance = tolerance or resolve_tolerance(config, 1e-3, 1e-3)
         self._metrics = metrics or NullMetrics()
         self._clock = clock
+        # imported here: ~0.5 MiB resident in an agent that runs no shadow
+        from concurrent.futures import ThreadPoolExecutor
+
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="edgefleet-shadow")
         self._lock = threading.Lock()
         self._pending = 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -36,6 +37,7 @@ from edgefleet.agent.install.child_fetcher import ChildFetcher
 from edgefleet.agent.install.installer import SlotInstaller
 from edgefleet.agent.lifecycle import RunMarker
 from edgefleet.agent.local_zone import detect_time_zone
+from edgefleet.agent.malloc_arenas import HeapTrim
 from edgefleet.agent.observed import ObservedInstaller, StepEvents
 from edgefleet.agent.options import DEFAULT_TRIAL, DEFAULT_WATCHDOG_S, AgentOptions
 from edgefleet.agent.remote_config import ConfigApplier, startup_overrides
@@ -295,12 +297,16 @@ class AgentApp:
                     ),
                 )
 
+                heap = HeapTrim(time.monotonic())
+
                 def tick_forever() -> None:
-                    """Close telemetry windows and advance the installer's trial, once a second."""
+                    """Close telemetry windows and advance the installer's trial, once a second; give the
+                    heap's free pages back once a minute."""
                     while not stop.wait(opts.tick_interval_s):
                         try:
                             recorder.tick()
                             installer.tick()
+                            heap.tick(time.monotonic())
                         except Exception:  # a bad tick must not stop the next one
                             log.exception("event=tick_failed")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ def test_the_parsed_command_line_reaches_the_agent_through_the_exec(tmp_path, mo
     """What click parsed travels as the exec'd command line and gives the options the agent runs with."""
     execs: list[list[str]] = []
     monkeypatch.setattr(agent_process.os, "execv", lambda path, argv: execs.append(argv))
+    monkeypatch.delenv(agent_process.CODE_ENV, raising=False)
     args = [
         "agent",
         "run",
@@ -41,9 +43,12 @@ def test_the_parsed_command_line_reaches_the_agent_through_the_exec(tmp_path, mo
     args += ["--no-hints", "--trial-window", "90", "--time-zone", "Europe/Berlin", "--log-level", "warning"]
     assert CliRunner().invoke(cli, args).exit_code == 0
     [argv] = execs
-    assert argv[:4] == [sys.executable, "-m", "edgefleet.cli.agent_process", "--options-json"]
-    assert json.loads(argv[4])["data_dir"] == str(tmp_path)
-    assert agent_process.main(argv[3:]) == 0
+    # the agent's interpreter runs lean by default, its bytecode cached in the data dir
+    lean = [sys.executable, "-OO", "-X", "no_debug_ranges", "-X", f"pycache_prefix={tmp_path / 'pycache'}"]
+    assert argv[:9] == [*lean, "-m", "edgefleet.cli.agent_process", "--options-json"]
+    assert json.loads(argv[9])["data_dir"] == str(tmp_path)
+    assert (tmp_path / "pycache" / "STAMP").read_text().startswith(sys.version)
+    assert agent_process.main(argv[8:]) == 0
     [(data_dir, options)] = captured
     assert data_dir == tmp_path
     assert options.poll_interval_s == 7.0
@@ -131,6 +136,105 @@ def test_a_real_agent_run_execs_and_reports_a_bad_option_with_its_exit_code(tmp_
     )
     assert not_enrolled.returncode == 1, not_enrolled.stderr
     assert "error [not_enrolled]" in not_enrolled.stderr
+
+
+LEAN = ("-OO", "-X", "no_debug_ranges", "-X", "pycache_prefix=/d/pycache")
+
+
+@pytest.mark.parametrize(("value", "flags"), [(None, LEAN), ("", LEAN), ("lean", LEAN), ("full", ())])
+def test_the_agents_interpreter_runs_lean_unless_told_full(value, flags) -> None:
+    environ = {} if value is None else {agent_process.CODE_ENV: value}
+    assert agent_process.interpreter_flags(environ, Path("/d")) == flags
+    argv = agent_process.command({"data_dir": "/d"}, agent_process.interpreter_flags(environ, Path("/d")))
+    options = '{"data_dir": "/d"}'
+    assert argv == [sys.executable, *flags, "-m", agent_process.MODULE, "--options-json", options]
+
+
+def test_the_bytecode_cache_is_emptied_when_the_interpreter_or_edgefleet_changes(tmp_path) -> None:
+    cache = tmp_path / "pycache"
+    agent_process.prepare_pycache(cache, "python 3.11 edgefleet 1")
+    (cache / "opt").mkdir()
+    (cache / "opt" / "m.cpython-311.opt-2.pyc").write_bytes(b"x")
+    agent_process.prepare_pycache(cache, "python 3.11 edgefleet 1")  # the same: kept
+    assert (cache / "opt" / "m.cpython-311.opt-2.pyc").exists()
+    agent_process.prepare_pycache(cache, "python 3.11 edgefleet 2")  # an upgrade: emptied, stamped anew
+    assert sorted(p.name for p in cache.iterdir()) == ["STAMP"]
+    assert (cache / "STAMP").read_text() == "python 3.11 edgefleet 2"
+    (cache / "STAMP").write_bytes(b"\xff\xfe")  # unreadable as text: emptied too, not an error
+    agent_process.prepare_pycache(cache, "python 3.11 edgefleet 2")
+    assert (cache / "STAMP").read_text() == "python 3.11 edgefleet 2"
+
+
+def test_a_data_dir_that_cannot_hold_the_cache_still_starts(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    agent_process.prepare_pycache(blocker / "pycache", "s")  # no exception: the agent compiles at start
+    assert blocker.read_text() == "not a directory"
+
+
+def test_the_lean_agent_writes_and_then_reads_its_bytecode_cache(tmp_path) -> None:
+    """A second interpreter with the same flags finds the first one's bytecode (no source compiled), and the
+    usual ``__pycache__`` beside the sources gets no ``opt-2`` file."""
+    flags = agent_process.interpreter_flags({}, tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    code = (
+        "import sys, importlib.util, edgefleet.agent.backoff as m; "
+        "print(importlib.util.cache_from_source(m.__file__))"
+    )
+    first = subprocess.run([sys.executable, *flags, "-c", code], capture_output=True, text=True, env=env)
+    cached = Path(first.stdout.strip())
+    assert cached.is_relative_to(tmp_path / "pycache"), first.stderr
+    assert cached.name.endswith(".opt-2.pyc")
+    assert cached.exists()
+    import edgefleet.agent.backoff
+
+    assert not (Path(edgefleet.agent.backoff.__file__).parent / "__pycache__" / cached.name).exists()
+    again = [sys.executable, *flags, "-v", "-c", "import edgefleet.agent.backoff"]
+    again = subprocess.run(again, capture_output=True, text=True, env=env)
+    assert f"matches {edgefleet.agent.backoff.__file__}" in again.stderr  # read from the cache, not compiled
+
+
+def test_an_unknown_code_choice_refuses_to_start_with_what_was_expected(tmp_path) -> None:
+    """Refused in the first process, before the exec: the command's exit code (5), no traceback."""
+    done = subprocess.run(
+        [sys.executable, "-m", "edgefleet.cli", "agent", "run", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, agent_process.CODE_ENV: "fast"},
+    )
+    assert done.returncode == 5, done.stderr
+    assert "error [invalid_agent_code_choice]: EDGEFLEET_AGENT_CODE names no way to run" in done.stderr
+    assert "expected: lean (-OO -X no_debug_ranges), full" in done.stderr
+    assert "got:      fast" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_new_cache_is_warmed_with_the_agents_bytecode_where_bytecode_may_be_written(tmp_path) -> None:
+    flags = agent_process.interpreter_flags({}, tmp_path)
+    writing = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    assert agent_process.warm_pycache(flags, {**writing, "PYTHONDONTWRITEBYTECODE": "1"}) is False
+    assert not (tmp_path / "pycache").exists()
+    assert agent_process.warm_pycache(flags, writing) is True
+    cached = {p.name for p in (tmp_path / "pycache").rglob("*.opt-2.pyc")}
+    tag = sys.implementation.cache_tag
+    assert {f"app.{tag}.opt-2.pyc", f"sync.{tag}.opt-2.pyc", f"endpoint.{tag}.opt-2.pyc"} <= cached
+    assert not {p for p in (tmp_path / "pycache").rglob("*.pyc") if ".opt-2." not in p.name}
+
+
+def test_the_lean_interpreter_runs_the_agents_code(tmp_path) -> None:
+    """Under the lean flags the agent's process imports and checks its options (no docstring or assert is
+    needed): a usage error, from an interpreter that really runs -OO."""
+    done = subprocess.run(
+        [sys.executable, *agent_process.interpreter_flags({}, tmp_path), "-c",
+         "import sys, edgefleet.cli.agent_process as a, edgefleet.agent.app, edgefleet.agent.sync; "
+         "assert False, 'asserts run'; "
+         "print(sys.flags.optimize, a.run.__doc__, a.main(['--options-json', '{}']))"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "None", "2"]
+    assert "Object missing required field" in done.stderr
 
 
 def test_the_agents_process_imports_no_click() -> None:

@@ -141,7 +141,9 @@ def test_an_agent_without_server_or_build_packages_installs_and_serves(live_serv
         assert answer["artifact_id"] == v1
         assert "blocked by the test" not in log.read_text()
         # the blocks held in the process that serves: `agent run` became cli.agent_process (same pid)
-        assert b"edgefleet.cli.agent_process" in Path(f"/proc/{agent.pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{agent.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"edgefleet.cli.agent_process" in cmdline
+        assert cmdline[1:4] == [b"-OO", b"-X", b"no_debug_ranges"]  # its interpreter runs lean
         # a small model on an http control plane: no OpenSSL in the process (agent.sha256_choice)
         assert "libcrypto" not in Path(f"/proc/{agent.pid}/maps").read_text()
     finally:

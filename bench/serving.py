@@ -299,6 +299,13 @@ class AgentRunFigures:
     rounds: RoundFigures | None = None
     first_inference_s: list[float] = field(default_factory=list)
     """Seconds from `agent run` start to its first answered request, per restart on the committed version."""
+    restart_tree_kb: int = 0
+    """The steady state again after the last restart (no child): bytecode read from the agent's cache."""
+    interpreter: str = ""
+    """The steady agent's interpreter options (its ``/proc/<pid>/cmdline`` before ``-m``)."""
+    cache_files: int = 0
+    cache_bytes: int = 0
+    """The lean bytecode cache in the data dir (``<data-dir>/pycache``), after the run."""
     crypto_maps_kb: dict[str, int] = field(default_factory=dict)
     """OpenSSL's libraries (libcrypto, libssl, ``_ssl``) mapped in the steady agent process, and the VmRSS
     each holds there (``/proc/<pid>/smaps``): none expected over http, below 64 MiB installed."""
@@ -435,7 +442,10 @@ def agent_run_figures(
     cli = [sys.executable, "-m", "edgefleet.cli"]
     env = {**os.environ, "EDGEFLEET_SERVER": server.url, "EDGEFLEET_TOKEN": server.token}
     relay: TlsRelay | None = None
-    agent_url, agent_env = server.url, None  # http: the agent inherits this environment, as it always has
+    agent_url = server.url
+    # as a device's service runs it: bytecode may be written (this host sets PYTHONDONTWRITEBYTECODE), so the
+    # agent's lean bytecode cache in its data dir is filled at its first start (cli.agent_process)
+    agent_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
     def run(*args: str, run_env: dict[str, str] | None = None) -> str:
         done = subprocess.run([*cli, *args], capture_output=True, text=True, env=run_env or env, timeout=180)
@@ -449,7 +459,7 @@ def agent_run_figures(
             certs = write_certificates(work / "tls")
             host, port = server.url.removeprefix("http://").rsplit(":", 1)
             relay = TlsRelay(certs, (host, int(port))).__enter__()
-            agent_url, agent_env = relay.url, {**os.environ, "SSL_CERT_FILE": str(certs.ca)}
+            agent_url, agent_env = relay.url, {**agent_env, "SSL_CERT_FILE": str(certs.ca)}
         [base] = [
             c
             for c in parse_classes_toml((REPO / "examples" / "hardware-classes.toml").read_text())
@@ -468,7 +478,7 @@ def agent_run_figures(
         run("device", "pin", artifact_id, "--class", BENCH_CLASS)
         data = work / f"agent{suffix}"
         enroll = ["agent", "enroll", "--server", agent_url, "--token", token, "--data-dir", str(data)]
-        run(*enroll, "--json", run_env={**env, **(agent_env or {})})
+        run(*enroll, "--json", run_env={**env, **agent_env})
         enroll_connections = relay.served if relay is not None else 0
         from edgefleet.agent.datadir import DataDir
 
@@ -517,6 +527,8 @@ def agent_run_figures(
         _wait(lambda: not _children(pid), "the trial workers and the inventory child to end", 180)
         time.sleep(6)  # a telemetry window closes
         steady_own, steady_tree = _reads(agent.pid)
+        argv = Path(f"/proc/{agent.pid}/cmdline").read_bytes().decode().split("\0")
+        interpreter = " ".join(argv[1 : argv.index("-m")] if "-m" in argv else argv[1:2])
         crypto = _crypto_maps_kb(agent.pid)
         bare_after = rss_kb(RSS_BARE, art)
         before_rounds = relay.served if relay is not None else 0
@@ -535,6 +547,11 @@ def agent_run_figures(
                 env=agent_env,
             )
             first.append(_first_answer_s(endpoint, body.getvalue(), started))
+        time.sleep(INVENTORY_DELAY_S)  # the last restart in its steady state: after its inventory child
+        _wait(lambda: not _children(agent.pid), "the inventory child after the restart to end", 120)
+        time.sleep(6)
+        _, restart_tree = _reads(agent.pid)
+        cache = [p for p in (data / "pycache").rglob("*.pyc")]
         tls = None
         if relay is not None:
             tls = TlsEvidence(
@@ -547,7 +564,20 @@ def agent_run_figures(
                 ", ".join(sorted(relay.versions)),
             )
         return AgentRunFigures(
-            mode, trial_own, trial_tree, steady_own, steady_tree, bare_after, rounds, first, crypto, tls
+            mode,
+            trial_own,
+            trial_tree,
+            steady_own,
+            steady_tree,
+            bare_after,
+            rounds,
+            first,
+            restart_tree,
+            interpreter,
+            len(cache),
+            sum(p.stat().st_size for p in cache),
+            crypto,
+            tls,
         )
     finally:
         if agent is not None:
@@ -583,6 +613,15 @@ def print_agent_run(run: AgentRunFigures, bare: int, p: str = "") -> None:
         f"{p}RSS agent run over bare        {excess:8.1f} MiB   (bare again after the steady read: "
         f"{run.bare_after_kb / 1024:.1f} MiB, RATIO {again:.3f}; the bare process's file-backed pages "
         "move with the page cache, so compare this excess)"
+    )
+    print(
+        f"{p}RSS agent run, after a restart {run.restart_tree_kb / 1024:8.1f} MiB   RATIO "
+        f"{run.restart_tree_kb / bare:.3f}   (steady again after the last restart below; over bare "
+        f"{(run.restart_tree_kb - bare) / 1024:.1f} MiB)"
+    )
+    print(
+        f"{p}AGENT interpreter              {run.interpreter or '(no options)'}; bytecode cache "
+        f"{run.cache_files} files, {run.cache_bytes / 1024**2:.1f} MiB, warmed at its first start"
     )
     print(f"{p}# during a trial the serving trial worker holds the model in a child process: not budgeted")
     if run.rounds is not None:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,8 @@ def test_the_parsed_command_line_reaches_the_agent_through_the_exec(tmp_path, mo
     execs: list[list[str]] = []
     monkeypatch.setattr(agent_process.os, "execv", lambda path, argv: execs.append(argv))
     monkeypatch.delenv(agent_process.CODE_ENV, raising=False)
+    warmed: list[tuple[str, ...]] = []
+    monkeypatch.setattr(agent_process, "warm_pycache", lambda flags, env: warmed.append(flags) or True)
     args = [
         "agent",
         "run",
@@ -47,6 +50,7 @@ def test_the_parsed_command_line_reaches_the_agent_through_the_exec(tmp_path, mo
     lean = [sys.executable, "-OO", "-X", "no_debug_ranges", "-X", f"pycache_prefix={tmp_path / 'pycache'}"]
     assert argv[:9] == [*lean, "-m", "edgefleet.cli.agent_process", "--options-json"]
     assert json.loads(argv[9])["data_dir"] == str(tmp_path)
+    assert warmed == [tuple(lean[1:])]  # a new cache, warmed before the exec with the agent's own flags
     assert (tmp_path / "pycache" / "STAMP").read_text().startswith(sys.version)
     assert agent_process.main(argv[8:]) == 0
     [(data_dir, options)] = captured
@@ -150,25 +154,42 @@ def test_the_agents_interpreter_runs_lean_unless_told_full(value, flags) -> None
     assert argv == [sys.executable, *flags, "-m", agent_process.MODULE, "--options-json", options]
 
 
-def test_the_bytecode_cache_is_emptied_when_the_interpreter_or_edgefleet_changes(tmp_path) -> None:
+def test_the_bytecode_cache_is_emptied_and_warmed_when_the_interpreter_or_edgefleet_changes(tmp_path) -> None:
     cache = tmp_path / "pycache"
-    agent_process.prepare_pycache(cache, "python 3.11 edgefleet 1")
-    (cache / "opt").mkdir()
-    (cache / "opt" / "m.cpython-311.opt-2.pyc").write_bytes(b"x")
-    agent_process.prepare_pycache(cache, "python 3.11 edgefleet 1")  # the same: kept
+    warms: list[str] = []
+
+    def warm(ok: bool = True) -> Callable[[], bool]:
+        def fill() -> bool:
+            warms.append("warm")
+            (cache / "opt").mkdir()
+            (cache / "opt" / "m.cpython-311.opt-2.pyc").write_bytes(b"x")
+            return ok
+
+        return fill
+
+    assert agent_process.prepare_pycache(cache, "python 3.11 edgefleet 1", warm()) == "warmed"
+    assert agent_process.prepare_pycache(cache, "python 3.11 edgefleet 1", warm()) == "kept"
     assert (cache / "opt" / "m.cpython-311.opt-2.pyc").exists()
-    agent_process.prepare_pycache(cache, "python 3.11 edgefleet 2")  # an upgrade: emptied, stamped anew
-    assert sorted(p.name for p in cache.iterdir()) == ["STAMP"]
+    assert len(warms) == 1
+    # an upgrade: emptied, warmed, stamped anew
+    (cache / "opt" / "stale.cpython-311.opt-2.pyc").write_bytes(b"x")
+    assert agent_process.prepare_pycache(cache, "python 3.11 edgefleet 2", warm()) == "warmed"
+    assert sorted(p.name for p in cache.rglob("*")) == ["STAMP", "m.cpython-311.opt-2.pyc", "opt"]
     assert (cache / "STAMP").read_text() == "python 3.11 edgefleet 2"
-    (cache / "STAMP").write_bytes(b"\xff\xfe")  # unreadable as text: emptied too, not an error
-    agent_process.prepare_pycache(cache, "python 3.11 edgefleet 2")
-    assert (cache / "STAMP").read_text() == "python 3.11 edgefleet 2"
+    (cache / "STAMP").write_bytes(b"\xff\xfe")  # unreadable as text: emptied and warmed again, not an error
+    assert agent_process.prepare_pycache(cache, "python 3.11 edgefleet 2", warm()) == "warmed"
+    # a warm that failed (or could not write) leaves no stamp: the next start tries again
+    assert agent_process.prepare_pycache(cache, "python 3.11 edgefleet 3", warm(ok=False)) == "not warmed"
+    assert not (cache / "STAMP").exists()
+    assert agent_process.prepare_pycache(cache, "python 3.11 edgefleet 3", warm()) == "warmed"
+    assert len(warms) == 5
 
 
 def test_a_data_dir_that_cannot_hold_the_cache_still_starts(tmp_path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    agent_process.prepare_pycache(blocker / "pycache", "s")  # no exception: the agent compiles at start
+    # no exception: the agent compiles at start
+    assert agent_process.prepare_pycache(blocker / "pycache", "s", lambda: True) == "not writable"
     assert blocker.read_text() == "not a directory"
 
 

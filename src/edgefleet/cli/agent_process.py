@@ -16,7 +16,8 @@ no docstring and checks nothing with ``assert`` (type narrowing only). Bytecode 
 apart from the usual ``.pyc`` files, under ``<data-dir>/pycache`` (``-X pycache_prefix``; a read-only install
 still gets a cache, and the second start reads it instead of compiling: compiling ~400 modules at start-up
 costs ~0.1 s and leaves ~1 MiB of heap behind on the build host). The cache is emptied when the interpreter
-or edgefleet changes (``prepare_pycache``); ``PYTHONDONTWRITEBYTECODE`` still stops it being written.
+or edgefleet changes, and filled before the agent starts (``prepare_pycache``: the agent writing it itself
+would keep ~2 MiB more); ``PYTHONDONTWRITEBYTECODE`` still stops it being written.
 ``EDGEFLEET_AGENT_CODE=full`` runs the agent as the interpreter normally runs (a third-party runtime that
 needs its docstrings, full tracebacks).
 """
@@ -31,7 +32,7 @@ import signal
 import sys
 import threading
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
@@ -52,9 +53,9 @@ __all__ = [
     "interpreter_flags",
     "main",
     "prepare_pycache",
-    "warm_pycache",
     "replace_process",
     "run",
+    "warm_pycache",
 ]
 
 MODULE = "edgefleet.cli.agent_process"
@@ -101,25 +102,28 @@ def interpreter_flags(environ: Mapping[str, str], data_dir: Path) -> tuple[str, 
     return (*_LEAN_FLAGS, "-X", f"pycache_prefix={data_dir.absolute() / PYCACHE_DIR}")
 
 
-def prepare_pycache(directory: Path, stamp: str) -> bool:
-    """Empty ``directory`` (the lean bytecode cache) unless it was filled under ``stamp`` (this interpreter
-    and edgefleet): bytecode of sources that moved would otherwise stay forever. True when it is new and
-    empty. Best effort: a cache that cannot be written is no cache, the agent compiles at start."""
+def prepare_pycache(directory: Path, stamp: str, warm: Callable[[], bool]) -> str:
+    """Keep ``directory`` (the lean bytecode cache) when it was warmed under ``stamp`` (this interpreter and
+    edgefleet); otherwise empty it (bytecode of sources that moved would stay forever) and ``warm`` it, and
+    stamp it once warmed. Returns what was done. Best effort: a cache that cannot be written is no cache, the
+    agent compiles at start; one that was not warmed is tried again at the next start."""
     import shutil  # the first process's only: the agent's own would hold it for nothing
 
     stamp_path = directory / "STAMP"
     try:
         if stamp_path.read_text() == stamp:
-            return False
+            return "kept"
     except (OSError, ValueError):
         pass
     shutil.rmtree(directory, ignore_errors=True)
     try:
         directory.mkdir(mode=0o700)
+        if not warm():
+            return "not warmed"
         stamp_path.write_text(stamp)
     except OSError:
-        return False
-    return True
+        return "not writable"
+    return "warmed"
 
 
 def warm_pycache(flags: tuple[str, ...], environ: Mapping[str, str], timeout_s: float = 120.0) -> bool:
@@ -135,11 +139,11 @@ def warm_pycache(flags: tuple[str, ...], environ: Mapping[str, str], timeout_s: 
         f"for name in {WARM_IMPORTS!r}:\n"
         "    try:\n"
         "        importlib.import_module(name)\n"
-        "    except ImportError:\n"
-        "        pass  # an optional runtime this device does not have\n"
+        "    except Exception:\n"
+        "        pass  # a runtime this device does not have, or one that fails: the agent says so\n"
     )
     try:
-        done = subprocess.run(  # noqa: S603  # our own interpreter and code
+        done = subprocess.run(  # our own interpreter and code
             [sys.executable, *flags, "-c", code],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -166,8 +170,7 @@ def replace_process(params: Mapping[str, Any]) -> NoReturn:
     flags = interpreter_flags(os.environ, data_dir)
     if flags and data_dir.is_dir():  # a missing data dir is the agent's error to report, not made here
         stamp = f"{sys.version} {sys.executable} edgefleet {__version__}"
-        if prepare_pycache(data_dir / PYCACHE_DIR, stamp):
-            warm_pycache(flags, os.environ)
+        prepare_pycache(data_dir / PYCACHE_DIR, stamp, lambda: warm_pycache(flags, os.environ))
     argv = command(params, flags)
     sys.stdout.flush()
     sys.stderr.flush()

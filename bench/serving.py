@@ -28,8 +28,12 @@ Prints:
   (served from a supervised trial worker child: one extra process holding the model; the installer closes the
   worker that checked the candidate once it is switched to) and in the steady state after the commit (served
   in-process, no child: the runtime-inventory child has ended too). The budget (``docs/serving.md``, target
-  <= 1.3) is the steady state's process tree. The agent runs at the default intervals (poll 30 s, upload
-  60 s); ``--no-agent-run`` skips it (it starts a server and an agent process);
+  <= 1.3) is the steady state's process tree. The agent runs as a device's service runs it, with bytecode
+  writable (this host sets ``PYTHONDONTWRITEBYTECODE``; it is dropped for the agent), so its lean bytecode
+  cache in the data dir is warmed at its first start; printed: the agent's interpreter options, that cache,
+  and the steady state again after the last restart below (bytecode read from the cache). The agent runs
+  at the default intervals (poll 30 s, upload 60 s); ``--no-agent-run`` skips it (it starts a server and
+  an agent process);
 - what the steady state's polls cost: over ``ROUND_WINDOW_S``, the resident agent's CPU per poll interval
   (``/proc/<pid>/stat``), the children it started (none expected: a poll whose assignment did not change
   starts no fetch child) and the process tree's peak VmRSS, sampled every 0.1 s;

@@ -11,13 +11,13 @@ the command's stable exit codes by ``cli.exit_codes``. The environment is inheri
 (``-X``, ``-W``) given to the first process are not carried over.
 
 The agent's own interpreter runs lean (``interpreter_flags``): ``-OO`` drops docstrings and asserts and
-``-X no_debug_ranges`` the column tables of code objects, ~2 MiB resident on the build host; the agent reads
-no docstring and checks nothing with ``assert`` (type narrowing only). Bytecode without docstrings is cached
-apart from the usual ``.pyc`` files, under ``<data-dir>/pycache`` (``-X pycache_prefix``; a read-only install
-still gets a cache, and the second start reads it instead of compiling: compiling ~400 modules at start-up
-costs ~0.1 s and leaves ~1 MiB of heap behind on the build host). The cache is emptied when the interpreter
-or edgefleet changes, and filled before the agent starts (``prepare_pycache``: the agent writing it itself
-would keep ~2 MiB more); ``PYTHONDONTWRITEBYTECODE`` still stops it being written.
+``-X no_debug_ranges`` the column tables of code objects, ~2.8 MiB resident on the build host; the agent
+reads no docstring and checks nothing with ``assert`` (type narrowing only). Bytecode without docstrings
+is cached apart from the usual ``.pyc`` files, under ``<data-dir>/pycache`` (``-X pycache_prefix``; a
+read-only install still gets a cache, and the second start reads it instead of compiling: compiling ~400
+modules at start-up costs ~0.1 s and leaves ~1 MiB of heap behind on the build host). The cache is emptied
+when the interpreter or edgefleet changes, and filled before the agent starts (``prepare_pycache``: the
+agent writing it itself would keep ~2 MiB more); ``PYTHONDONTWRITEBYTECODE`` still stops it being written.
 ``EDGEFLEET_AGENT_CODE=full`` runs the agent as the interpreter normally runs (a third-party runtime that
 needs its docstrings, full tracebacks).
 """

@@ -30,10 +30,11 @@ def cap_malloc_arenas(environ: Mapping[str, str], max_arenas: int = AGENT_MALLOC
     """Cap this process's malloc arenas at ``max_arenas``; returns what was done, for the start-up log."""
     if "MALLOC_ARENA_MAX" in environ:
         return f"malloc arenas: MALLOC_ARENA_MAX={environ['MALLOC_ARENA_MAX']} from the environment"
-    if platform.libc_ver()[0] != "glibc":
-        return "malloc arenas: not glibc, left as they are"
     try:
-        done = ctypes.CDLL(None).mallopt(M_ARENA_MAX, max_arenas)
+        libc = _glibc()
+        if libc is None:
+            return "malloc arenas: not glibc, left as they are"
+        done = libc.mallopt(M_ARENA_MAX, max_arenas)
     except (OSError, AttributeError) as exc:
         return f"malloc arenas: left as they are ({exc})"
     return f"malloc arenas: at most {max_arenas}" if done == 1 else "malloc arenas: mallopt refused the cap"
@@ -64,11 +65,15 @@ class HeapTrim:
         return True
 
 
+def _glibc() -> ctypes.CDLL | None:
+    """This process's C library when it is glibc, ``None`` elsewhere (``OSError`` if it cannot be opened)."""
+    return ctypes.CDLL(None) if platform.libc_ver()[0] == "glibc" else None
+
+
 def _glibc_trim() -> Callable[[int], int] | None:
-    if platform.libc_ver()[0] != "glibc":
-        return None
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+        libc = _glibc()
+        trim: Callable[[int], int] | None = None if libc is None else libc.malloc_trim
     except (OSError, AttributeError):
         return None
     return trim

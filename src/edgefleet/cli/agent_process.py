@@ -94,7 +94,7 @@ def interpreter_flags(environ: Mapping[str, str], data_dir: Path) -> tuple[str, 
         raise InvalidDocumentError(
             f"{CODE_ENV} names no way to run the agent's code",
             code="invalid_agent_code_choice",
-            expected="lean (-OO -X no_debug_ranges), full (as the interpreter runs by default), or unset",
+            expected=f"lean ({' '.join(_LEAN_FLAGS)}), full (as the interpreter runs by default), or unset",
             got=choice[:80],
         )
     if choice == "full":

@@ -253,10 +253,8 @@ class StdlibTransport:
         if proxy.username is not None:
             token = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()
             credentials["Proxy-Authorization"] = "Basic " + base64.b64encode(token).decode()
-        proxy_host, proxy_port = (
-            _ascii_host(proxy.hostname or ""),
-            proxy.port or 80,
-        )  # _proxy_for: http:// only
+        proxy_host = _ascii_host(proxy.hostname or "")
+        proxy_port = proxy.port or 80  # an http:// proxy (_proxy_for refuses any other)
         if self._context is not None:
             tunnel = (self._host, self._port)
             self._route = _Route(proxy_host, proxy_port, self._context, tunnel, credentials)

@@ -532,7 +532,7 @@ def agent_run_figures(
         time.sleep(6)  # a telemetry window closes
         steady_own, steady_tree = _reads(agent.pid)
         argv = Path(f"/proc/{agent.pid}/cmdline").read_bytes().decode().split("\0")
-        interpreter = " ".join(argv[1 : argv.index("-m")] if "-m" in argv else argv[1:2])
+        interpreter = " ".join(argv[1 : argv.index("-m")] if "-m" in argv else [])
         crypto = _crypto_maps_kb(agent.pid)
         bare_after = rss_kb(RSS_BARE, art)
         before_rounds = relay.served if relay is not None else 0
